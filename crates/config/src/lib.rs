@@ -1,0 +1,1 @@
+//! junction-config: placeholder, being written.

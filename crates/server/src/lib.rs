@@ -1,0 +1,1 @@
+//! junction-server: placeholder, being written.

@@ -1,0 +1,1 @@
+//! junction-fastcgi: placeholder, being written.

@@ -1,0 +1,1 @@
+//! junction-http: placeholder, being written.

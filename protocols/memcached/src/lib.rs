@@ -1,0 +1,1 @@
+//! junction-memcached: placeholder, being written.

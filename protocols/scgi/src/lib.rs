@@ -1,0 +1,1 @@
+//! junction-scgi: placeholder, being written.

@@ -1,0 +1,1 @@
+//! junction-uwsgi: placeholder, being written.

@@ -1,0 +1,2 @@
+//! The `junction` binary (placeholder).
+fn main() {}
