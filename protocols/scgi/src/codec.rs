@@ -1,0 +1,279 @@
+//! The SCGI wire format (<https://python.ca/scgi/protocol.txt>): the request netstring,
+//! and the per-request codec.
+//!
+//! A request is a netstring `<len>:<headers>,` whose headers are NUL-terminated
+//! name/value pairs — `CONTENT_LENGTH` first, then `SCGI` = `1`, then the params —
+//! followed by the raw request body (`CONTENT_LENGTH` bytes). The response is an HTTP
+//! status line or CGI head and a body that runs until the upstream closes.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use junction_core::codec::{Decoded, UpstreamCodec};
+use junction_core::Error;
+use junction_uwsgi::ResponseBodyUntilClose;
+
+/// The header that must come first.
+const CONTENT_LENGTH: &[u8] = b"CONTENT_LENGTH";
+/// The header that declares the protocol version, second.
+const SCGI: &[u8] = b"SCGI";
+/// The only SCGI version.
+const SCGI_VERSION: &[u8] = b"1";
+/// Ends each name and each value.
+const NUL: u8 = 0;
+/// Separates the netstring length from its payload.
+const NETSTRING_COLON: u8 = b':';
+/// Ends the netstring.
+const NETSTRING_COMMA: u8 = b',';
+
+/// Encodes the SCGI request head: the netstring holding `CONTENT_LENGTH` =
+/// `content_length`, `SCGI` = `1`, then `params` in order.
+///
+/// A `CONTENT_LENGTH` or `SCGI` entry in `params` is skipped — both are already sent, and
+/// the spec forbids duplicate names. Names and values are bytes; they must not contain
+/// NUL (nothing from an HTTP request can: header values reject it, and a `%00` in the URI
+/// is rejected before routing), or the upstream would read extra pairs.
+pub fn encode_request_head(params: &[(Bytes, Bytes)], content_length: u64) -> Bytes {
+    let content_length = content_length.to_string();
+    let forwarded = || params.iter().filter(|(name, _)| !is_sent_first(name));
+    let payload_len = forwarded().fold(
+        pair_len(CONTENT_LENGTH, content_length.as_bytes()) + pair_len(SCGI, SCGI_VERSION),
+        |len, (name, value)| len.saturating_add(pair_len(name, value)),
+    );
+    let prefix = payload_len.to_string();
+    let mut out = BytesMut::with_capacity(prefix.len() + 1 + payload_len + 1);
+    out.put_slice(prefix.as_bytes());
+    out.put_u8(NETSTRING_COLON);
+    put_pair(&mut out, CONTENT_LENGTH, content_length.as_bytes());
+    put_pair(&mut out, SCGI, SCGI_VERSION);
+    for (name, value) in forwarded() {
+        put_pair(&mut out, name, value);
+    }
+    out.put_u8(NETSTRING_COMMA);
+    out.freeze()
+}
+
+/// Whether `name` is one of the headers `encode_request_head` writes itself.
+fn is_sent_first(name: &[u8]) -> bool {
+    name == CONTENT_LENGTH || name == SCGI
+}
+
+/// Encoded size of one pair: `name\0value\0`.
+fn pair_len(name: &[u8], value: &[u8]) -> usize {
+    name.len().saturating_add(value.len()).saturating_add(2)
+}
+
+fn put_pair(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+    out.put_slice(name);
+    out.put_u8(NUL);
+    out.put_slice(value);
+    out.put_u8(NUL);
+}
+
+/// The codec of one SCGI exchange: the request body goes as-is, nothing marks its end;
+/// the response is decoded by [`ResponseBodyUntilClose`] (head, then body until close,
+/// never reusable).
+#[derive(Debug)]
+pub struct ScgiCodec {
+    inner: ResponseBodyUntilClose,
+}
+
+impl ScgiCodec {
+    /// A codec whose response head must fit in `head_limit` bytes (`scgi_buffer_size`).
+    pub fn new(head_limit: usize) -> Self {
+        ScgiCodec {
+            inner: ResponseBodyUntilClose::new(head_limit),
+        }
+    }
+}
+
+impl UpstreamCodec for ScgiCodec {
+    fn encode_body(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) {
+        self.inner.encode_body(chunk, out);
+    }
+
+    fn encode_end(&mut self, out: &mut Vec<Bytes>) {
+        self.inner.encode_end(out);
+    }
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
+        self.inner.decode(buf)
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
+        self.inner.decode_eof(buf)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use junction_core::ErrorKind;
+    use junction_uwsgi::testing::{drive, every_split, Event};
+
+    fn params(pairs: &[(&[u8], &[u8])]) -> Vec<(Bytes, Bytes)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)))
+            .collect()
+    }
+
+    /// Checks the netstring frame: the decimal length is the payload's, and it ends in `,`.
+    fn check_netstring(head: &[u8]) {
+        let colon = head.iter().position(|&b| b == b':').unwrap();
+        let len: usize = std::str::from_utf8(&head[..colon])
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(head.len(), colon + 1 + len + 1);
+        assert_eq!(head.last(), Some(&b','));
+    }
+
+    #[test]
+    fn spec_example() {
+        // From the SCGI spec; the length: CONTENT_LENGTH\027\0 (18) + SCGI\01\0 (7)
+        // + REQUEST_METHOD\0POST\0 (20) + REQUEST_URI\0/deepthought\0 (25) = 70.
+        let head = encode_request_head(
+            &params(&[
+                (b"REQUEST_METHOD", b"POST"),
+                (b"REQUEST_URI", b"/deepthought"),
+            ]),
+            27,
+        );
+        assert_eq!(
+            &head[..],
+            b"70:CONTENT_LENGTH\x0027\x00SCGI\x001\x00\
+              REQUEST_METHOD\x00POST\x00REQUEST_URI\x00/deepthought\x00,"
+        );
+        check_netstring(&head);
+    }
+
+    #[test]
+    fn no_params_no_body() {
+        // CONTENT_LENGTH\00\0 (17) + SCGI\01\0 (7) = 24.
+        let head = encode_request_head(&[], 0);
+        assert_eq!(&head[..], b"24:CONTENT_LENGTH\x000\x00SCGI\x001\x00,");
+        check_netstring(&head);
+    }
+
+    #[test]
+    fn content_length_and_scgi_in_params_are_not_repeated() {
+        let head = encode_request_head(
+            &params(&[
+                (b"CONTENT_LENGTH", b"999"),
+                (b"REQUEST_METHOD", b"GET"),
+                (b"SCGI", b"1"),
+                (b"CONTENT_LENGTH_X", b"kept"),
+                (b"HTTP_X", b""),
+            ]),
+            5,
+        );
+        // 17 + 7 + REQUEST_METHOD\0GET\0 (19) + CONTENT_LENGTH_X\0kept\0 (22) + HTTP_X\0\0 (8)
+        // = 73.
+        assert_eq!(
+            &head[..],
+            b"73:CONTENT_LENGTH\x005\x00SCGI\x001\x00REQUEST_METHOD\x00GET\x00\
+              CONTENT_LENGTH_X\x00kept\x00HTTP_X\x00\x00,"
+        );
+        check_netstring(&head);
+    }
+
+    #[test]
+    fn large_values() {
+        // CONTENT_LENGTH\0 (15) + 20 digits + \0 (1) + SCGI\01\0 (7) = 43.
+        let head = encode_request_head(&[], u64::MAX);
+        assert_eq!(
+            &head[..],
+            b"43:CONTENT_LENGTH\x0018446744073709551615\x00SCGI\x001\x00,"
+        );
+        check_netstring(&head);
+        // Bytes, not str, and no 64 KiB cap: the netstring length just grows.
+        let value = vec![0xe9; 100_000];
+        let head = encode_request_head(&params(&[(b"HTTP_X", &value)]), 0);
+        assert!(head.starts_with(b"100032:CONTENT_LENGTH\x000\x00"));
+        check_netstring(&head);
+    }
+
+    #[test]
+    fn body_passes_as_is_and_end_is_nothing() {
+        let mut codec = ScgiCodec::new(4096);
+        let chunk = Bytes::from_static(b"the body");
+        let mut out = Vec::new();
+        codec.encode_body(chunk.clone(), &mut out);
+        codec.encode_body(Bytes::new(), &mut out);
+        codec.encode_end(&mut out);
+        assert_eq!(out, std::slice::from_ref(&chunk));
+        assert_eq!(out[0].as_ptr(), chunk.as_ptr());
+    }
+
+    #[test]
+    fn decodes_cgi_response_at_every_split() {
+        let input = b"Status: 200 OK\r\nContent-Type: text/plain\r\n\
+                      Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n42";
+        let events = every_split(|| ScgiCodec::new(4096), input).unwrap();
+        assert_eq!(
+            events,
+            [
+                Event::Head(
+                    200,
+                    vec![
+                        ("content-type".into(), b"text/plain".to_vec()),
+                        ("set-cookie".into(), b"a=1".to_vec()),
+                        ("set-cookie".into(), b"b=2".to_vec()),
+                    ]
+                ),
+                Event::Data(b"42".to_vec()),
+                Event::End(false),
+            ]
+        );
+    }
+
+    #[test]
+    fn decodes_status_line_response_at_every_split() {
+        let input = b"HTTP/1.0 404 Not Found\r\nContent-Length: 3\r\n\r\nnope";
+        let events = every_split(|| ScgiCodec::new(4096), input).unwrap();
+        assert_eq!(
+            events,
+            [
+                Event::Head(404, vec![("content-length".into(), b"3".to_vec())]),
+                // The body is whatever arrives before the close.
+                Event::Data(b"nope".to_vec()),
+                Event::End(false),
+            ]
+        );
+    }
+
+    #[test]
+    fn location_without_status_is_302() {
+        let events = drive(ScgiCodec::new(4096), &[b"Location: /elsewhere\r\n\r\n"]).unwrap();
+        assert_eq!(
+            events,
+            [
+                Event::Head(302, vec![("location".into(), b"/elsewhere".to_vec())]),
+                Event::End(false),
+            ]
+        );
+    }
+
+    #[test]
+    fn errors() {
+        let kind = |limit, input: &[u8]| {
+            every_split(|| ScgiCodec::new(limit), input)
+                .unwrap_err()
+                .kind()
+        };
+        assert_eq!(kind(4096, b"Status: 200\r\n"), ErrorKind::UpstreamClosed);
+        assert_eq!(kind(4096, b""), ErrorKind::UpstreamClosed);
+        assert_eq!(
+            kind(4096, b"<html>oops</html>\r\n\r\n"),
+            ErrorKind::InvalidResponse
+        );
+        assert_eq!(
+            kind(4096, b"Status: OK\r\n\r\n"),
+            ErrorKind::InvalidResponse
+        );
+        assert_eq!(
+            kind(24, b"HTTP/1.1 200 OK\r\nX-Pad: 0123456789\r\n\r\n"),
+            ErrorKind::TooBigHeader
+        );
+    }
+}
