@@ -1,0 +1,49 @@
+"""Echo peer: answers every request with a JSON description of what it received.
+
+{"method", "path" (request-target as received, query included), "version",
+ "headers": [[name, value], ...] (in order, as received), "peer", "peer_port",
+ "body_len", "body_sha256", "local"}
+Keeps the connection alive when the request allows it.
+Usage: echo.py [--bind ADDR]
+"""
+
+import hashlib
+import json
+import sys
+
+import peerlib
+
+
+def handle(conn, peer):
+    rfile = conn.makefile("rb")
+    while True:
+        req = peerlib.read_request(rfile)
+        if req is None:
+            return
+        local = conn.getsockname()
+        body = json.dumps(
+            {
+                "method": req.method,
+                "path": req.target,
+                "version": req.version,
+                "headers": [[k, v] for k, v in req.headers],
+                "peer": peer[0],
+                "peer_port": peer[1],
+                "local": "%s:%d" % (local[0], local[1]),
+                "body_len": len(req.body),
+                "body_sha256": hashlib.sha256(req.body).hexdigest(),
+            }
+        ).encode()
+        ka = req.keep_alive()
+        head = peerlib.response_head(
+            200,
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            ka,
+        )
+        conn.sendall(head + (b"" if req.method == "HEAD" else body))
+        if not ka:
+            return
+
+
+if __name__ == "__main__":
+    peerlib.main_guard(lambda argv: peerlib.serve(peerlib.listen(argv), handle))
