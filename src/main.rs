@@ -1,2 +1,300 @@
-//! The `junction` binary (placeholder).
-fn main() {}
+//! `junction`: command line (nginx's flags), config loading, logging, signals,
+//! and the wiring of the protocol crates into the server.
+#![forbid(unsafe_code)]
+
+use junction_config::model::BuildBackend;
+use junction_config::{ConfigError, Directive};
+use junction_server::serve::Stop;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+const DEFAULT_PREFIX: &str = "/usr/local/junction/";
+const DEFAULT_CONF: &str = "conf/junction.conf";
+
+/// The protocol backends, in the order they are offered each location.
+const BACKENDS: &[BuildBackend] = &[junction_http::build];
+
+struct Args {
+    prefix: Option<PathBuf>,
+    conf: Option<PathBuf>,
+    error_log: Option<PathBuf>,
+    globals: Option<String>,
+    test: bool,
+    dump: bool,
+    quiet: bool,
+    signal: Option<String>,
+    version: bool,
+    version_full: bool,
+    help: bool,
+}
+
+fn usage() -> &'static str {
+    "Usage: junction [-?hvVtTq] [-s signal] [-p prefix]\n                [-e filename] [-c filename] [-g directives]\n\n\
+Options:\n  -?,-h         : this help\n  -v            : show version and exit\n  -V            : show version and configure options then exit\n  \
+-t            : test configuration and exit\n  -T            : test configuration, dump it and exit\n  -q            : suppress non-error messages during configuration testing\n  \
+-s signal     : send signal to a master process: stop, quit, reopen, reload\n  -p prefix     : set prefix path (default: /usr/local/junction/)\n  \
+-e filename   : set error log file (default: logs/error.log)\n  -c filename   : set configuration file (default: conf/junction.conf)\n  \
+-g directives : set global directives out of configuration file\n"
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        prefix: None,
+        conf: None,
+        error_log: None,
+        globals: None,
+        test: false,
+        dump: false,
+        quiet: false,
+        signal: None,
+        version: false,
+        version_full: false,
+        help: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let Some(flags) = arg.strip_prefix('-') else {
+            return Err(format!("invalid option: \"{arg}\""));
+        };
+        let mut chars = flags.chars();
+        while let Some(c) = chars.next() {
+            let rest: String = chars.clone().collect();
+            let mut value = || -> Result<String, String> {
+                if !rest.is_empty() {
+                    Ok(rest.clone())
+                } else {
+                    it.next().ok_or_else(|| format!("option \"-{c}\" requires an argument"))
+                }
+            };
+            match c {
+                '?' | 'h' => a.help = true,
+                'v' => a.version = true,
+                'V' => a.version_full = true,
+                't' => a.test = true,
+                'T' => {
+                    a.test = true;
+                    a.dump = true
+                }
+                'q' => a.quiet = true,
+                'p' => {
+                    a.prefix = Some(PathBuf::from(value()?));
+                    break;
+                }
+                'c' => {
+                    a.conf = Some(PathBuf::from(value()?));
+                    break;
+                }
+                'e' => {
+                    a.error_log = Some(PathBuf::from(value()?));
+                    break;
+                }
+                'g' => {
+                    a.globals = Some(value()?);
+                    break;
+                }
+                's' => {
+                    a.signal = Some(value()?);
+                    break;
+                }
+                _ => return Err(format!("invalid option: \"{c}\"")),
+            }
+        }
+    }
+    Ok(a)
+}
+
+fn emerg(msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("junction: [emerg] {msg}");
+    ExitCode::FAILURE
+}
+
+struct Loaded {
+    tree: Vec<Directive>,
+    globals: Vec<Directive>,
+}
+
+fn load(conf: &Path, globals: Option<&str>) -> Result<Loaded, Vec<ConfigError>> {
+    let tree = junction_config::load(conf).map_err(|e| vec![e])?;
+    let globals = match globals {
+        Some(g) => junction_config::parse_nginx_str(g, Path::new("command line")).map_err(|e| vec![e])?,
+        None => Vec::new(),
+    };
+    junction_config::registry::check(&tree)?;
+    junction_config::registry::check_in(&globals, junction_config::registry::Context::Main)?;
+    Ok(Loaded { tree, globals })
+}
+
+fn send_signal(pid_file: &Path, sig: &str) -> ExitCode {
+    let name = match sig {
+        "stop" => "TERM",
+        "quit" => "QUIT",
+        "reopen" => "USR1",
+        "reload" => "HUP",
+        _ => return emerg(format!("invalid option: \"-s {sig}\"")),
+    };
+    let pid = match std::fs::read_to_string(pid_file) {
+        Ok(p) => p.trim().to_string(),
+        Err(e) => return emerg(format!("open() \"{}\" failed ({e})", pid_file.display())),
+    };
+    if pid.parse::<u32>().is_err() {
+        return emerg(format!("invalid PID number \"{pid}\" in \"{}\"", pid_file.display()));
+    }
+    match std::process::Command::new("kill").arg(format!("-{name}")).arg(&pid).status() {
+        Ok(s) if s.success() => ExitCode::SUCCESS,
+        _ => emerg(format!("kill({pid}, SIG{name}) failed")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("junction: {e}\n\n{}", usage());
+            return ExitCode::FAILURE;
+        }
+    };
+    if args.help {
+        eprint!("{}", usage());
+        return ExitCode::SUCCESS;
+    }
+    if args.version || args.version_full {
+        eprintln!("junction version: junction/{}", env!("CARGO_PKG_VERSION"));
+        if args.version_full {
+            eprintln!("built with rustc; protocols: http, fastcgi, uwsgi, scgi, memcached (see README)");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let prefix = args.prefix.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
+    let conf = prefix.join(args.conf.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONF)));
+    let loaded = match load(&conf, args.globals.as_deref()) {
+        Ok(l) => l,
+        Err(errs) => {
+            for e in &errs {
+                eprintln!("junction: [emerg] {e}");
+            }
+            if args.test {
+                eprintln!("junction: configuration file {} test failed", conf.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match junction_server::build(&loaded.tree, &loaded.globals, &prefix, BACKENDS) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("junction: [emerg] {e}");
+            if args.test {
+                eprintln!("junction: configuration file {} test failed", conf.display());
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let pid_file = rt.main.pid.clone().unwrap_or_else(|| prefix.join("logs/junction.pid"));
+    if let Some(sig) = &args.signal {
+        return send_signal(&pid_file, sig);
+    }
+    if args.test {
+        if !args.quiet {
+            for w in &rt.warnings {
+                eprintln!("junction: [warn] {w}");
+            }
+            eprintln!("junction: the configuration file {} syntax is ok", conf.display());
+            eprintln!("junction: configuration file {} test is successful", conf.display());
+        }
+        if args.dump {
+            println!("# configuration file {}:", conf.display());
+            print!("{}", junction_config::print_nginx(&loaded.tree));
+        }
+        return ExitCode::SUCCESS;
+    }
+
+    // Error log: -e, else error_log, else logs/error.log under the prefix.
+    let (elog, level) = match (&args.error_log, &rt.main.error_log) {
+        (Some(p), l) => (prefix.join(p), l.as_ref().map_or("error".to_string(), |x| x.1.clone())),
+        (None, Some((p, l))) => (prefix.join(p), l.clone()),
+        (None, None) => (prefix.join("logs/error.log"), "error".to_string()),
+    };
+    let stderr_log = elog == Path::new("stderr") || elog.ends_with("stderr");
+    let level = junction_server::log::level(&level);
+    if stderr_log {
+        tracing_subscriber::fmt()
+            .event_format(junction_server::log::NginxFormat)
+            .with_max_level(level)
+            .with_writer(std::io::stderr)
+            .init();
+    } else {
+        if let Some(d) = elog.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        if let Err(e) = std::fs::OpenOptions::new().create(true).append(true).open(&elog) {
+            return emerg(format!("open() \"{}\" failed ({e})", elog.display()));
+        }
+        let sink = junction_server::log::Sink::open(&elog);
+        tracing_subscriber::fmt()
+            .event_format(junction_server::log::NginxFormat)
+            .with_max_level(level)
+            .with_writer(move || junction_server::log::SinkWriter(sink.clone()))
+            .init();
+    }
+    for w in &rt.warnings {
+        tracing::warn!("{w}");
+    }
+
+    let listeners = match junction_server::bind_all(&rt) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return emerg(e);
+        }
+    };
+    let workers = match rt.main.worker_processes {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return emerg(format!("cannot start runtime: {e}")),
+    };
+    if let Some(d) = pid_file.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+        return emerg(format!("open() \"{}\" failed ({e})", pid_file.display()));
+    }
+    let rt = Arc::new(rt);
+    runtime.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(Stop::Run);
+        tokio::spawn(signals(tx));
+        junction_server::serve(rt, listeners, rx).await;
+    });
+    let _ = std::fs::remove_file(&pid_file);
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    ExitCode::SUCCESS
+}
+
+async fn signals(tx: tokio::sync::watch::Sender<Stop>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut hup), Ok(mut usr1)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::quit()),
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+    ) else {
+        tracing::error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("signal 15 (SIGTERM) received, exiting"); let _ = tx.send(Stop::Fast); return; }
+            _ = int.recv() => { tracing::info!("signal 2 (SIGINT) received, exiting"); let _ = tx.send(Stop::Fast); return; }
+            _ = quit.recv() => { tracing::info!("signal 3 (SIGQUIT) received, shutting down gracefully"); let _ = tx.send(Stop::Graceful); return; }
+            _ = hup.recv() => tracing::warn!("signal 1 (SIGHUP) received: reload is not supported yet; configuration unchanged"),
+            _ = usr1.recv() => tracing::info!("signal 10 (SIGUSR1) received, logs are written append-only; nothing to reopen"),
+        }
+    }
+}

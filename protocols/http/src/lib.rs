@@ -1,1 +1,23 @@
-//! junction-http: placeholder, being written.
+//! # junction-http
+//!
+//! The HTTP reverse proxy backend (`proxy_pass`).
+//!
+//! ## Layout
+//! - `codec`: HTTP/1.x client framing over the shared exchange driver (request
+//!   body framing, response head within `proxy_buffer_size`, body by length,
+//!   chunks or close).
+//! - `backend`: the `proxy_pass` location handler: the URI rule (NGINX-SEMANTICS
+//!   §4–5), request headers (`proxy_set_header` over the defaults `Host:
+//!   $proxy_host` and no `Connection`, hop-by-hop removal), response filtering
+//!   (hidden headers, `proxy_redirect`).
+//!
+//! ## Lifecycle of a request
+//! build (load time) → `HttpProxy::handle`: body buffered or streamed per
+//! `proxy_request_buffering` → request head encoded → `exchange` (pick, connect,
+//! send, head) → headers filtered → body relayed by the shared spool.
+#![forbid(unsafe_code)]
+
+pub mod backend;
+pub mod codec;
+
+pub use backend::{build, HttpProxy};

@@ -1,0 +1,178 @@
+//! Bodies: the client's request body (limits, timeouts, buffering to memory then a
+//! temp file, replayable for retries) and the response [`Body`] type.
+
+use crate::error::{Error, ErrorKind};
+use bytes::Bytes;
+
+use http_body_util::BodyExt;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::Duration;
+
+/// The response body type every backend returns.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// An empty body.
+pub fn empty() -> Body {
+    http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A body of one piece.
+pub fn full(b: impl Into<Bytes>) -> Body {
+    http_body_util::Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// The client's request body as it arrives, with `client_max_body_size` and
+/// `client_body_timeout` applied.
+#[derive(Debug)]
+pub struct IncomingBody {
+    inner: hyper::body::Incoming,
+    /// Content-Length, if the client sent one (else chunked).
+    pub length: Option<u64>,
+    limit: u64,
+    timeout: Duration,
+    read: u64,
+}
+
+impl IncomingBody {
+    /// Wraps hyper's body.
+    pub fn new(inner: hyper::body::Incoming, length: Option<u64>, limit: u64, timeout: Duration) -> Self {
+        IncomingBody {
+            inner,
+            length,
+            limit,
+            timeout,
+            read: 0,
+        }
+    }
+
+    /// The same body with the location's `client_max_body_size` and `client_body_timeout`.
+    pub fn with_limits(mut self, limit: u64, timeout: Duration) -> Self {
+        self.limit = limit;
+        self.timeout = timeout;
+        self
+    }
+
+    /// The next chunk, `None` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        loop {
+            let frame = match tokio::time::timeout(self.timeout, self.inner.frame()).await {
+                Err(_) => return Err(Error::new(ErrorKind::ClientTimeout, "client timed out while reading client request body")),
+                Ok(None) => return Ok(None),
+                Ok(Some(Err(e))) => {
+                    return Err(Error::new(ErrorKind::BadRequest, format!("client sent invalid body: {e}")))
+                }
+                Ok(Some(Ok(f))) => f,
+            };
+            if let Ok(data) = frame.into_data() {
+                self.read += data.len() as u64;
+                if self.limit != 0 && self.read > self.limit {
+                    return Err(Error::new(
+                        ErrorKind::BodyTooLarge,
+                        format!("client intended to send too large chunked body: {} bytes", self.read),
+                    ));
+                }
+                if !data.is_empty() {
+                    return Ok(Some(data));
+                }
+            }
+        }
+    }
+}
+
+/// A request body read completely: in memory up to `client_body_buffer_size`, the
+/// rest in an unlinked temp file. Can be sent several times (retries).
+#[derive(Debug, Default)]
+pub struct Buffered {
+    mem: Vec<Bytes>,
+    file: Option<std::fs::File>,
+    len: u64,
+}
+
+impl Buffered {
+    /// Total length.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Calls `f` with each chunk in order (memory first, then the file in 64 KiB reads).
+    pub fn for_each_chunk(&self, mut f: impl FnMut(Bytes)) -> Result<(), Error> {
+        for b in &self.mem {
+            f(b.clone());
+        }
+        if let Some(file) = &self.file {
+            let mut file = file
+                .try_clone()
+                .map_err(|e| Error::internal(format!("temp file: {e}")))?;
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| Error::internal(format!("temp file: {e}")))?;
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = file.read(&mut buf).map_err(|e| Error::internal(format!("temp file read: {e}")))?;
+                if n == 0 {
+                    break;
+                }
+                f(Bytes::copy_from_slice(buf.get(..n).unwrap_or(&[])));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The request body handed to a backend.
+#[derive(Debug)]
+pub enum ReqBody {
+    /// No body.
+    Empty,
+    /// Streaming from the client.
+    Incoming(IncomingBody),
+    /// Read completely.
+    Buffered(Buffered),
+}
+
+impl ReqBody {
+    /// The length if known before sending.
+    pub fn known_len(&self) -> Option<u64> {
+        match self {
+            ReqBody::Empty => Some(0),
+            ReqBody::Incoming(b) => b.length,
+            ReqBody::Buffered(b) => Some(b.len()),
+        }
+    }
+
+    /// Reads the whole body (memory up to `mem_limit`, then a temp file in `temp_dir`).
+    pub async fn buffer(self, mem_limit: usize, temp_dir: &Path) -> Result<ReqBody, Error> {
+        let mut inc = match self {
+            ReqBody::Incoming(b) => b,
+            other => return Ok(other),
+        };
+        let mut out = Buffered::default();
+        let mut mem_len = 0usize;
+        while let Some(chunk) = inc.next_chunk().await? {
+            out.len += chunk.len() as u64;
+            if out.file.is_none() && mem_len + chunk.len() <= mem_limit {
+                mem_len += chunk.len();
+                out.mem.push(chunk);
+                continue;
+            }
+            if out.file.is_none() {
+                let f = tempfile::tempfile_in(temp_dir).map_err(|e| {
+                    Error::internal(format!("cannot create temp file in {}: {e}", temp_dir.display()))
+                })?;
+                tracing::debug!("a client request body is buffered to a temporary file");
+                out.file = Some(f);
+            }
+            if let Some(f) = out.file.as_mut() {
+                f.write_all(&chunk)
+                    .map_err(|e| Error::internal(format!("temp file write: {e}")))?;
+            }
+        }
+        Ok(ReqBody::Buffered(out))
+    }
+}
+

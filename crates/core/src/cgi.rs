@@ -1,0 +1,94 @@
+//! CGI-style parameters (FastCGI params, uwsgi vars, SCGI headers), built the
+//! same way for the three protocols: the configured `*_param` templates, then
+//! every request header as `HTTP_NAME`.
+
+use crate::ctx::RequestCtx;
+use crate::vars::Template;
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// One `*_param NAME VALUE [if_not_empty]`.
+#[derive(Debug, Clone)]
+pub struct ParamSpec {
+    /// Parameter name.
+    pub name: Bytes,
+    /// Value template.
+    pub value: Template,
+    /// Skip when the value is empty.
+    pub if_not_empty: bool,
+}
+
+/// The parameters of a location, compiled at load.
+#[derive(Debug, Clone, Default)]
+pub struct ParamSet {
+    /// The configured params, in order.
+    pub params: Vec<ParamSpec>,
+    /// `*_pass_request_headers`.
+    pub pass_request_headers: bool,
+}
+
+/// `Content-Length` → `HTTP_CONTENT_LENGTH`.
+fn http_name(name: &str, out: &mut BytesMut) {
+    out.put_slice(b"HTTP_");
+    for b in name.bytes() {
+        out.put_u8(if b == b'-' { b'_' } else { b.to_ascii_uppercase() });
+    }
+}
+
+impl ParamSet {
+    /// Evaluates the params for this request.
+    pub fn build(&self, cx: &RequestCtx) -> Vec<(Bytes, Bytes)> {
+        let mut out = Vec::with_capacity(self.params.len() + cx.headers.len());
+        for p in &self.params {
+            let v = p.value.eval(cx);
+            if p.if_not_empty && v.is_empty() {
+                continue;
+            }
+            out.push((p.name.clone(), v));
+        }
+        if self.pass_request_headers {
+            let mut name = BytesMut::new();
+            let mut last: Option<&http::HeaderName> = None;
+            for (k, v) in cx.headers.iter() {
+                if last == Some(k) {
+                    continue; // repeated header: joined below
+                }
+                last = Some(k);
+                if k.as_str().contains('_') {
+                    continue; // nginx ignores such headers (underscores_in_headers off)
+                }
+                name.clear();
+                http_name(k.as_str(), &mut name);
+                if self.params.iter().any(|p| p.name == name.as_ref()) {
+                    continue; // an explicit param wins
+                }
+                let mut vals = cx.headers.get_all(k).iter();
+                let value = match (vals.next(), vals.next()) {
+                    (Some(a), None) => Bytes::copy_from_slice(a.as_bytes()),
+                    _ => {
+                        let sep: &[u8] = if k == http::header::COOKIE { b"; " } else { b", " };
+                        let mut j = BytesMut::new();
+                        for (n, x) in cx.headers.get_all(k).iter().enumerate() {
+                            if n > 0 {
+                                j.put_slice(sep);
+                            }
+                            j.put_slice(x.as_bytes());
+                        }
+                        j.freeze()
+                    }
+                };
+                let _ = v;
+                out.push((name.split().freeze(), value));
+            }
+        }
+        out
+    }
+}
+
+/// After a request body was buffered: the exact length becomes `Content-Length`
+/// (so `$content_length` / CONTENT_LENGTH are right even for a chunked body).
+pub fn set_content_length(cx: &mut RequestCtx, len: u64) {
+    cx.headers.remove(http::header::TRANSFER_ENCODING);
+    if let Ok(v) = http::HeaderValue::from_str(&len.to_string()) {
+        cx.headers.insert(http::header::CONTENT_LENGTH, v);
+    }
+}

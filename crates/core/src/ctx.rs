@@ -1,0 +1,367 @@
+//! The per-request context: what the client sent, where it came from, what the
+//! routing decided, and what the upstream answered. Variables are read from here.
+
+use crate::vars::{put_display, Var};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, Method, Version};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Facts about the client connection, shared by its requests.
+#[derive(Debug)]
+pub struct ConnInfo {
+    /// Client address.
+    pub remote: SocketAddr,
+    /// Local (listening) address.
+    pub local: SocketAddr,
+    /// `http` or `https`.
+    pub scheme: &'static str,
+    /// Connection serial number (`$connection`).
+    pub id: u64,
+}
+
+/// What the upstream exchange recorded, for `$upstream_*` and the access log.
+#[derive(Debug, Default, Clone)]
+pub struct UpstreamLog {
+    /// `$upstream_addr` (comma separated when several servers were tried).
+    pub addr: String,
+    /// `$upstream_status`.
+    pub status: String,
+    /// `$upstream_response_time` in seconds, comma separated.
+    pub response_time: String,
+    /// Upstream response headers (for `$upstream_http_*`).
+    pub headers: HeaderMap,
+}
+
+impl UpstreamLog {
+    /// Records one attempt.
+    pub fn attempt(&mut self, addr: &str, status: Option<u16>, took: Duration) {
+        if !self.addr.is_empty() {
+            self.addr.push_str(", ");
+            self.status.push_str(", ");
+            self.response_time.push_str(", ");
+        }
+        self.addr.push_str(addr);
+        match status {
+            Some(s) => {
+                let _ = std::fmt::Write::write_fmt(&mut self.status, format_args!("{s}"));
+            }
+            None => self.status.push_str("502"),
+        }
+        let _ = std::fmt::Write::write_fmt(
+            &mut self.response_time,
+            format_args!("{:.3}", took.as_secs_f64()),
+        );
+    }
+}
+
+/// Regex captures of the last location/rewrite match: the subject and the spans.
+#[derive(Debug, Default, Clone)]
+pub struct Captures {
+    /// The string that was matched.
+    pub subject: Arc<str>,
+    /// Byte spans of `$0`, `$1` …
+    pub spans: Vec<Option<(usize, usize)>>,
+}
+
+impl Captures {
+    /// Capture `n` as a str.
+    pub fn get(&self, n: usize) -> Option<&str> {
+        let (s, e) = (*self.spans.get(n)?)?;
+        self.subject.get(s..e)
+    }
+}
+
+/// The request context.
+#[derive(Debug)]
+pub struct RequestCtx {
+    /// The client connection.
+    pub conn: Arc<ConnInfo>,
+    /// The request method.
+    pub method: Method,
+    /// The request's HTTP version.
+    pub version: Version,
+    /// The request target exactly as received (`$request_uri`).
+    pub request_uri: String,
+    /// The current normalized URI path, percent-decoded (`$uri`).
+    pub uri: String,
+    /// Whether `uri` was changed by a rewrite / internal redirect.
+    pub uri_changed: bool,
+    /// The query string without `?` (`$args`).
+    pub args: String,
+    /// The client's request headers.
+    pub headers: HeaderMap,
+    /// `$host`.
+    pub host: String,
+    /// `$server_name` of the selected server.
+    pub server_name: Arc<str>,
+    /// `$document_root` of the selected location.
+    pub document_root: Bytes,
+    /// `$request_filename`.
+    pub request_filename: Bytes,
+    /// Regex captures.
+    pub captures: Captures,
+    /// Values of `set` variables, named captures and module variables.
+    pub slots: Vec<Option<Bytes>>,
+    /// `$proxy_host` / `$proxy_port` of the current proxy_pass.
+    pub proxy_host: Bytes,
+    /// `$proxy_port`.
+    pub proxy_port: Bytes,
+    /// Upstream results.
+    pub upstream: UpstreamLog,
+    /// Response status (`$status`), set when the response is produced.
+    pub status: u16,
+    /// Response headers as sent (for `$sent_http_*`), set when produced.
+    pub sent_headers: HeaderMap,
+    /// Body bytes sent, set when the response body ends.
+    pub body_bytes_sent: u64,
+    /// Request length (head + body) as far as known.
+    pub request_length: u64,
+    /// Monotonic start.
+    pub start: Instant,
+    /// Wall-clock start.
+    pub start_time: SystemTime,
+    /// Requests served on this connection so far, this one included.
+    pub conn_requests: u64,
+    /// Number of internal redirects so far.
+    pub redirects: u8,
+}
+
+impl RequestCtx {
+    /// A new context for a request.
+    pub fn new(conn: Arc<ConnInfo>, method: Method, version: Version, request_uri: String) -> Self {
+        RequestCtx {
+            conn,
+            method,
+            version,
+            request_uri,
+            uri: String::new(),
+            uri_changed: false,
+            args: String::new(),
+            headers: HeaderMap::new(),
+            host: String::new(),
+            server_name: Arc::from(""),
+            document_root: Bytes::new(),
+            request_filename: Bytes::new(),
+            captures: Captures::default(),
+            slots: Vec::new(),
+            proxy_host: Bytes::new(),
+            proxy_port: Bytes::new(),
+            upstream: UpstreamLog::default(),
+            status: 0,
+            sent_headers: HeaderMap::new(),
+            body_bytes_sent: 0,
+            request_length: 0,
+            start: Instant::now(),
+            start_time: SystemTime::now(),
+            conn_requests: 1,
+            redirects: 0,
+        }
+    }
+
+    /// Sets slot `i`.
+    pub fn set_slot(&mut self, i: usize, v: Bytes) {
+        if self.slots.len() <= i {
+            self.slots.resize(i + 1, None);
+        }
+        if let Some(s) = self.slots.get_mut(i) {
+            *s = Some(v);
+        }
+    }
+
+    /// Reads slot `i`.
+    pub fn slot(&self, i: usize) -> Option<&Bytes> {
+        self.slots.get(i).and_then(Option::as_ref)
+    }
+
+    /// The value of a request header as bytes (first occurrence; cookies joined by `; `).
+    fn header_into(headers: &HeaderMap, name: &http::HeaderName, out: &mut BytesMut) {
+        let mut it = headers.get_all(name).iter();
+        if let Some(first) = it.next() {
+            out.put_slice(first.as_bytes());
+            let sep: &[u8] = if name == http::header::COOKIE { b"; " } else { b", " };
+            for v in it {
+                out.put_slice(sep);
+                out.put_slice(v.as_bytes());
+            }
+        }
+    }
+
+    /// Appends the value of `v` to `out`.
+    pub fn var_into(&self, v: &Var, out: &mut BytesMut) {
+        match v {
+            Var::RemoteAddr => put_display(out, self.conn.remote.ip()),
+            Var::RemotePort => put_display(out, self.conn.remote.port()),
+            Var::ServerAddr => put_display(out, self.conn.local.ip()),
+            Var::ServerPort => put_display(out, self.conn.local.port()),
+            Var::ServerName => out.put_slice(self.server_name.as_bytes()),
+            Var::ServerProtocol => out.put_slice(match self.version {
+                Version::HTTP_10 => b"HTTP/1.0",
+                Version::HTTP_09 => b"HTTP/0.9",
+                _ => b"HTTP/1.1",
+            }),
+            Var::Host => out.put_slice(self.host.as_bytes()),
+            Var::Hostname => out.put_slice(crate::hostname().as_bytes()),
+            Var::Scheme => out.put_slice(self.conn.scheme.as_bytes()),
+            Var::Https => {
+                if self.conn.scheme == "https" {
+                    out.put_slice(b"on")
+                }
+            }
+            Var::RequestUri => out.put_slice(self.request_uri.as_bytes()),
+            Var::Uri => out.put_slice(self.uri.as_bytes()),
+            Var::Args => out.put_slice(self.args.as_bytes()),
+            Var::IsArgs => {
+                if !self.args.is_empty() {
+                    out.put_u8(b'?')
+                }
+            }
+            Var::RequestMethod => out.put_slice(self.method.as_str().as_bytes()),
+            Var::Request => {
+                out.put_slice(self.method.as_str().as_bytes());
+                out.put_u8(b' ');
+                out.put_slice(self.request_uri.as_bytes());
+                out.put_u8(b' ');
+                self.var_into(&Var::ServerProtocol, out);
+            }
+            Var::ContentLength => {
+                if let Some(h) = self.headers.get(http::header::CONTENT_LENGTH) {
+                    out.put_slice(h.as_bytes())
+                }
+            }
+            Var::ContentType => {
+                if let Some(h) = self.headers.get(http::header::CONTENT_TYPE) {
+                    out.put_slice(h.as_bytes())
+                }
+            }
+            Var::DocumentRoot | Var::RealpathRoot => out.put_slice(&self.document_root),
+            Var::RequestFilename => out.put_slice(&self.request_filename),
+            Var::ProxyHost => out.put_slice(&self.proxy_host),
+            Var::ProxyPort => out.put_slice(&self.proxy_port),
+            Var::ProxyAddXForwardedFor => {
+                let before = out.len();
+                Self::header_into(
+                    &self.headers,
+                    &http::HeaderName::from_static("x-forwarded-for"),
+                    out,
+                );
+                if out.len() > before {
+                    out.put_slice(b", ");
+                }
+                put_display(out, self.conn.remote.ip());
+            }
+            Var::Status => {
+                if self.status != 0 {
+                    put_display(out, self.status)
+                } else {
+                    out.put_slice(b"000")
+                }
+            }
+            Var::RequestTime => put_display(out, format_args!("{:.3}", self.start.elapsed().as_secs_f64())),
+            Var::BodyBytesSent | Var::BytesSent => put_display(out, self.body_bytes_sent),
+            Var::RequestLength => put_display(out, self.request_length),
+            Var::UpstreamAddr => out.put_slice(self.upstream.addr.as_bytes()),
+            Var::UpstreamStatus => out.put_slice(self.upstream.status.as_bytes()),
+            Var::UpstreamResponseTime => out.put_slice(self.upstream.response_time.as_bytes()),
+            Var::TimeLocal => out.put_slice(crate::time::local_time(self.start_time).as_bytes()),
+            Var::TimeIso8601 => out.put_slice(crate::time::iso8601(self.start_time).as_bytes()),
+            Var::Msec => {
+                let d = self
+                    .start_time
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default();
+                put_display(out, format_args!("{}.{:03}", d.as_secs(), d.subsec_millis()))
+            }
+            Var::Pid => put_display(out, std::process::id()),
+            Var::Connection => put_display(out, self.conn.id),
+            Var::ConnectionRequests => put_display(out, self.conn_requests),
+            Var::RemoteUser => {}
+            Var::Http(name) => Self::header_into(&self.headers, name, out),
+            Var::SentHttp(name) => Self::header_into(&self.sent_headers, name, out),
+            Var::UpstreamHttp(name) => Self::header_into(&self.upstream.headers, name, out),
+            Var::Cookie(name) => {
+                for h in self.headers.get_all(http::header::COOKIE) {
+                    if let Some(v) = find_pair(h.as_bytes(), name.as_bytes(), b';') {
+                        out.put_slice(v);
+                        return;
+                    }
+                }
+            }
+            Var::Arg(name) => {
+                if let Some(v) = find_pair(self.args.as_bytes(), name.as_bytes(), b'&') {
+                    out.put_slice(v)
+                }
+            }
+            Var::Capture(n) => {
+                if let Some(s) = self.captures.get(*n) {
+                    out.put_slice(s.as_bytes())
+                }
+            }
+            Var::Slot(i) => {
+                if let Some(b) = self.slot(*i) {
+                    out.put_slice(b)
+                }
+            }
+        }
+    }
+}
+
+/// Finds `name=value` in a `sep`-separated list (cookies, args); names compare
+/// case-insensitively as nginx does.
+fn find_pair<'a>(list: &'a [u8], name: &[u8], sep: u8) -> Option<&'a [u8]> {
+    list.split(|c| *c == sep).find_map(|part| {
+        let part = trim_ascii_start(part);
+        let eq = part.iter().position(|c| *c == b'=')?;
+        let (k, v) = part.split_at(eq);
+        if k.eq_ignore_ascii_case(name) {
+            v.get(1..)
+        } else {
+            None
+        }
+    })
+}
+
+fn trim_ascii_start(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    s
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::vars::{Template, VarTable};
+
+    fn cx() -> RequestCtx {
+        let conn = Arc::new(ConnInfo {
+            remote: "10.0.0.7:5555".parse().unwrap(),
+            local: "127.0.0.1:8080".parse().unwrap(),
+            scheme: "http",
+            id: 3,
+        });
+        let mut c = RequestCtx::new(conn, Method::GET, Version::HTTP_11, "/a?x=1&Y=2".into());
+        c.uri = "/a".into();
+        c.args = "x=1&Y=2".into();
+        c.host = "example.org".into();
+        c.headers.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+        c.headers.insert("cookie", "a=b; sid=42".parse().unwrap());
+        c
+    }
+
+    #[test]
+    fn evaluates_variables() {
+        let t = VarTable::default();
+        let c = cx();
+        let eval = |s: &str| Template::compile(s, &t).unwrap().eval_string(&c);
+        assert_eq!(eval("$remote_addr:$remote_port"), "10.0.0.7:5555");
+        assert_eq!(eval("$proxy_add_x_forwarded_for"), "1.2.3.4, 10.0.0.7");
+        assert_eq!(eval("$uri$is_args$args"), "/a?x=1&Y=2");
+        assert_eq!(eval("$arg_y/$arg_x/$arg_z"), "2/1/");
+        assert_eq!(eval("$cookie_sid"), "42");
+        assert_eq!(eval("$host:$server_port"), "example.org:8080");
+        assert_eq!(eval("$http_x_forwarded_for"), "1.2.3.4");
+    }
+}

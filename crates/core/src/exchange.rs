@@ -1,0 +1,450 @@
+//! The upstream exchange, written once for every protocol: pick a server, connect
+//! (bind, timeout, keepalive pool), send the request head and body with
+//! `*_send_timeout` between writes, decode the response head within
+//! `*_buffer_size` and `*_read_timeout`, then relay the body through the spool
+//! (buffered or not), retrying on another server where `*_next_upstream` allows.
+
+use crate::body::{Body, ReqBody};
+use crate::codec::{Decoded, ResponseHead, UpstreamCodec};
+use crate::ctx::RequestCtx;
+use crate::error::{Error, ErrorKind};
+use crate::relay::{BufferPolicy, Spool, SpoolBody};
+use crate::upstream::{Conn, Group};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// `*_connect_timeout`, `*_send_timeout`, `*_read_timeout`.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Connect.
+    pub connect: Duration,
+    /// Between two writes.
+    pub send: Duration,
+    /// Between two reads.
+    pub read: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(60),
+            send: Duration::from_secs(60),
+            read: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `*_next_upstream` conditions.
+#[derive(Debug, Clone, Copy)]
+pub struct NextUpstream {
+    /// `error`
+    pub error: bool,
+    /// `timeout`
+    pub timeout: bool,
+    /// `invalid_header`
+    pub invalid_header: bool,
+    /// `http_500` … as a list of statuses.
+    pub statuses: [u16; 8],
+    /// `non_idempotent`
+    pub non_idempotent: bool,
+    /// `*_next_upstream_tries` (0 = unlimited)
+    pub tries: u32,
+    /// `*_next_upstream_timeout` (zero = unlimited)
+    pub timeout_total: Duration,
+}
+
+impl Default for NextUpstream {
+    fn default() -> Self {
+        NextUpstream {
+            error: true,
+            timeout: true,
+            invalid_header: false,
+            statuses: [0; 8],
+            non_idempotent: false,
+            tries: 0,
+            timeout_total: Duration::ZERO,
+        }
+    }
+}
+
+impl NextUpstream {
+    fn allows(&self, e: &Error) -> bool {
+        match e.kind() {
+            ErrorKind::Connect | ErrorKind::UpstreamClosed | ErrorKind::UpstreamIo => self.error,
+            ErrorKind::Timeout => self.timeout,
+            ErrorKind::InvalidResponse | ErrorKind::TooBigHeader => self.invalid_header || self.error,
+            _ => false,
+        }
+    }
+}
+
+/// Everything the driver needs from a location's `*_` directives.
+#[derive(Debug, Clone)]
+pub struct UpstreamConf {
+    /// The server group.
+    pub group: Arc<Group>,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Response buffering.
+    pub buffering: BufferPolicy,
+    /// Retry policy.
+    pub next: NextUpstream,
+    /// Whether connections may be kept alive at all (FastCGI: `fastcgi_keep_conn`).
+    pub keep_conn: bool,
+}
+
+/// An upstream response: its head and the body being relayed.
+pub struct UpstreamResponse {
+    /// Status and headers as the upstream sent them.
+    pub head: ResponseHead,
+    /// The body.
+    pub body: Body,
+}
+
+/// Where a write or read failed, for error-log lines like nginx's.
+fn io_err(e: std::io::Error, what: &str, peer: &str) -> Error {
+    Error::upstream_io(e, &format!("{what} upstream {peer}"))
+}
+
+async fn write_frames(conn: &mut Conn, frames: &mut Vec<Bytes>, timeout: Duration, peer: &str) -> Result<(), Error> {
+    // Coalesce small frames into one write; send large ones as they are.
+    let mut small = BytesMut::new();
+    for f in frames.drain(..) {
+        if f.len() >= 16 * 1024 {
+            if !small.is_empty() {
+                send(conn, &small, timeout, peer).await?;
+                small.clear();
+            }
+            send(conn, &f, timeout, peer).await?;
+        } else {
+            small.extend_from_slice(&f);
+        }
+    }
+    if !small.is_empty() {
+        send(conn, &small, timeout, peer).await?;
+    }
+    Ok(())
+}
+
+async fn send(conn: &mut Conn, data: &[u8], timeout: Duration, peer: &str) -> Result<(), Error> {
+    let mut off = 0;
+    while off < data.len() {
+        let rest = data.get(off..).unwrap_or(&[]);
+        match tokio::time::timeout(timeout, conn.stream.write(rest)).await {
+            Err(_) => {
+                return Err(Error::new(
+                    ErrorKind::Timeout,
+                    format!("upstream timed out (110: Connection timed out) while sending request to upstream {peer}"),
+                ))
+            }
+            Ok(Err(e)) => return Err(io_err(e, "writev() failed while sending request to", peer)),
+            Ok(Ok(0)) => {
+                return Err(Error::new(ErrorKind::UpstreamClosed, format!("upstream {peer} closed while sending request")))
+            }
+            Ok(Ok(n)) => off += n,
+        }
+    }
+    Ok(())
+}
+
+async fn read_more(conn: &mut Conn, buf: &mut BytesMut, timeout: Duration, peer: &str) -> Result<usize, Error> {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 * 1024);
+    }
+    match tokio::time::timeout(timeout, conn.stream.read_buf(buf)).await {
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            format!("upstream timed out (110: Connection timed out) while reading response header from upstream {peer}"),
+        )),
+        Ok(Err(e)) => Err(io_err(e, "recv() failed while reading response from", peer)),
+        Ok(Ok(n)) => Ok(n),
+    }
+}
+
+/// Runs the exchange: `head` is the protocol-encoded request head; `new_codec`
+/// makes a fresh codec for each attempt.
+pub async fn exchange(
+    conf: &UpstreamConf,
+    cx: &mut RequestCtx,
+    bind: Option<IpAddr>,
+    head: Bytes,
+    mut body: ReqBody,
+    new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
+) -> Result<UpstreamResponse, Error> {
+    let started = Instant::now();
+    let mut tried: Vec<usize> = Vec::new();
+    let idempotent = !matches!(cx.method.as_str(), "POST" | "LOCK" | "PATCH");
+    loop {
+        let Some(i) = conf.group.pick(&tried) else {
+            let e = Error::new(ErrorKind::Connect, format!("no live upstreams while connecting to upstream \"{}\"", conf.group.name));
+            return Err(e);
+        };
+        tried.push(i);
+        let Some(server) = conf.group.servers.get(i).cloned() else {
+            return Err(Error::internal("upstream server vanished"));
+        };
+        let t0 = Instant::now();
+        let streaming = matches!(body, ReqBody::Incoming(_));
+        let r = attempt(conf, i, bind, &head, &mut body, new_codec, cx).await;
+        match r {
+            Ok((resp, status)) => {
+                server.report(true);
+                cx.upstream.attempt(&server.name, Some(status), t0.elapsed());
+                return Ok(resp);
+            }
+            Err(e) => {
+                cx.upstream.attempt(&server.name, None, t0.elapsed());
+                if !matches!(e.kind(), ErrorKind::Encode | ErrorKind::Internal) {
+                    server.report(false);
+                }
+                let more_tries = conf.next.tries == 0 || (tried.len() as u32) < conf.next.tries;
+                let in_time = conf.next.timeout_total.is_zero() || started.elapsed() < conf.next.timeout_total;
+                let can_retry = conf.next.allows(&e)
+                    && more_tries
+                    && in_time
+                    && !streaming
+                    && (idempotent || conf.next.non_idempotent)
+                    && tried.len() < conf.group.servers.len();
+                if can_retry {
+                    tracing::warn!("{} (trying next upstream)", e.message());
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn attempt(
+    conf: &UpstreamConf,
+    i: usize,
+    bind: Option<IpAddr>,
+    head: &Bytes,
+    body: &mut ReqBody,
+    new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
+    cx: &mut RequestCtx,
+) -> Result<(UpstreamResponse, u16), Error> {
+    let group = &conf.group;
+    let peer = group.servers.get(i).map(|s| s.name.clone()).unwrap_or_default();
+    // A pooled connection may have been closed by the peer meanwhile: one fresh retry.
+    let mut fresh_retry = true;
+    loop {
+        let mut conn = group.get(i, bind, conf.timeouts.connect).await?;
+        let reused = conn.reused;
+        let mut codec = new_codec();
+        match send_and_read_head(conf, &mut conn, &peer, head, body, codec.as_mut()).await {
+            Ok((rhead, buf)) => {
+                let status = rhead.status.as_u16();
+                cx.upstream.headers = rhead.headers.clone();
+                let body = relay(conf, i, conn, codec, buf, &rhead, &peer, &cx.method).await?;
+                return Ok((UpstreamResponse { head: rhead, body }, status));
+            }
+            Err((e, nothing_received)) => {
+                if reused && nothing_received && fresh_retry && !matches!(body, ReqBody::Incoming(_)) {
+                    fresh_retry = false;
+                    tracing::debug!("pooled connection to {peer} was stale: {e}");
+                    // Drop every idle connection of this server: they are likely stale too.
+                    continue;
+                }
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Sends the request and reads the response head. On error, tells whether any byte
+/// of a response had arrived.
+async fn send_and_read_head(
+    conf: &UpstreamConf,
+    conn: &mut Conn,
+    peer: &str,
+    head: &Bytes,
+    body: &mut ReqBody,
+    codec: &mut dyn UpstreamCodec,
+) -> Result<(ResponseHead, BytesMut), (Error, bool)> {
+    let t = conf.timeouts;
+    let mut frames = vec![head.clone()];
+    match body {
+        ReqBody::Empty => {
+            codec.encode_end(&mut frames);
+            write_frames(conn, &mut frames, t.send, peer).await.map_err(|e| (e, true))?;
+        }
+        ReqBody::Buffered(b) => {
+            let mut err = None;
+            let r = b.for_each_chunk(|c| codec.encode_body(c, &mut frames));
+            if let Err(e) = r {
+                err = Some(e);
+            }
+            if let Some(e) = err {
+                return Err((e, false));
+            }
+            codec.encode_end(&mut frames);
+            write_frames(conn, &mut frames, t.send, peer).await.map_err(|e| (e, true))?;
+        }
+        ReqBody::Incoming(inc) => {
+            write_frames(conn, &mut frames, t.send, peer).await.map_err(|e| (e, false))?;
+            while let Some(chunk) = inc.next_chunk().await.map_err(|e| (e, false))? {
+                codec.encode_body(chunk, &mut frames);
+                write_frames(conn, &mut frames, t.send, peer).await.map_err(|e| (e, false))?;
+            }
+            codec.encode_end(&mut frames);
+            write_frames(conn, &mut frames, t.send, peer).await.map_err(|e| (e, false))?;
+        }
+    }
+    let limit = conf.buffering.buffer_size.max(1);
+    let mut buf = BytesMut::with_capacity(limit.max(4096));
+    let mut received = false;
+    loop {
+        match codec.decode(&mut buf).map_err(|e| (e, received))? {
+            Some(Decoded::Head(h)) => return Ok((h, buf)),
+            Some(Decoded::Stderr(s)) => log_stderr(&s, peer),
+            Some(Decoded::Data(_)) | Some(Decoded::End { .. }) => {
+                return Err((Error::invalid(format!("upstream {peer} sent data before the response header")), true))
+            }
+            None => {}
+        }
+        if buf.len() >= limit {
+            return Err((
+                Error::new(ErrorKind::TooBigHeader, format!("upstream sent too big header while reading response header from upstream {peer}")),
+                true,
+            ));
+        }
+        let n = read_more(conn, &mut buf, t.read, peer).await.map_err(|e| (e, received))?;
+        if n == 0 {
+            return match codec.decode_eof(&mut buf) {
+                Ok(Some(Decoded::Head(h))) => Ok((h, buf)),
+                Ok(_) => Err((
+                    Error::new(ErrorKind::UpstreamClosed, format!("upstream prematurely closed connection while reading response header from upstream {peer}")),
+                    received,
+                )),
+                Err(e) => Err((e, received)),
+            };
+        }
+        received = true;
+    }
+}
+
+fn log_stderr(s: &[u8], peer: &str) {
+    tracing::warn!(
+        "FastCGI sent in stderr: \"{}\" while reading response header from upstream {peer}",
+        String::from_utf8_lossy(s).trim_end()
+    );
+}
+
+/// Whether the response carries a body at all.
+fn has_body(status: u16, method: &http::Method) -> bool {
+    !(method == http::Method::HEAD || status == 204 || status == 304 || (100..200).contains(&status))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn relay(
+    conf: &UpstreamConf,
+    i: usize,
+    mut conn: Conn,
+    mut codec: Box<dyn UpstreamCodec>,
+    mut buf: BytesMut,
+    head: &ResponseHead,
+    peer: &str,
+    method: &http::Method,
+) -> Result<Body, Error> {
+    let _ = (has_body(head.status.as_u16(), method), method);
+    // Fast path: the whole body is already here.
+    let mut pieces: Vec<Bytes> = Vec::new();
+    loop {
+        match codec.decode(&mut buf)? {
+            Some(Decoded::Data(d)) => pieces.push(d),
+            Some(Decoded::Stderr(s)) => log_stderr(&s, peer),
+            Some(Decoded::End { reusable }) => {
+                conf.group.put(i, conn, reusable && conf.keep_conn && buf.is_empty());
+                let body = match pieces.len() {
+                    0 => crate::body::empty(),
+                    1 => crate::body::full(pieces.pop().unwrap_or_default()),
+                    _ => {
+                        let mut all = BytesMut::with_capacity(pieces.iter().map(Bytes::len).sum());
+                        for p in &pieces {
+                            all.extend_from_slice(p);
+                        }
+                        crate::body::full(all.freeze())
+                    }
+                };
+                return Ok(body);
+            }
+            Some(Decoded::Head(_)) => return Err(Error::invalid(format!("upstream {peer} sent a second header"))),
+            None => break,
+        }
+    }
+    let buffered = conf.buffering.buffering
+        && !head
+            .headers
+            .get("x-accel-buffering")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"));
+    let spool = Spool::new(&conf.buffering, buffered);
+    let group = conf.group.clone();
+    let read_timeout = conf.timeouts.read;
+    let keep = conf.keep_conn;
+    let peer = peer.to_string();
+    let writer = spool.clone();
+    tokio::spawn(async move {
+        for p in pieces {
+            if writer.push(p).await.is_err() {
+                return;
+            }
+        }
+        loop {
+            let ev = match codec.decode(&mut buf) {
+                Ok(Some(ev)) => ev,
+                Ok(None) => {
+                    let n = match read_more(&mut conn, &mut buf, read_timeout, &peer).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            let msg = e.message().replace("response header", "upstream");
+                            tracing::error!("{msg}");
+                            writer.finish(Err(msg));
+                            return;
+                        }
+                    };
+                    if n > 0 {
+                        continue;
+                    }
+                    match codec.decode_eof(&mut buf) {
+                        Ok(Some(ev)) => ev,
+                        Ok(None) => Decoded::End { reusable: false },
+                        Err(e) => {
+                            tracing::error!("{} while reading upstream {peer}", e.message());
+                            writer.finish(Err(e.message().to_string()));
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("{} while reading upstream {peer}", e.message());
+                    writer.finish(Err(e.message().to_string()));
+                    return;
+                }
+            };
+            match ev {
+                Decoded::Data(d) => {
+                    if writer.push(d).await.is_err() {
+                        return; // client gone: drop the upstream connection
+                    }
+                }
+                Decoded::Stderr(s) => log_stderr(&s, &peer),
+                Decoded::End { reusable } => {
+                    group.put(i, conn, reusable && keep && buf.is_empty());
+                    writer.finish(Ok(()));
+                    return;
+                }
+                Decoded::Head(_) => {
+                    writer.finish(Err("upstream sent a second header".into()));
+                    return;
+                }
+            }
+        }
+    });
+    Ok(SpoolBody { spool }.boxed_unsync())
+}

@@ -1,0 +1,86 @@
+//! Log time formats (`$time_local`, `$time_iso8601`) and a cached `Date` header.
+//! Times are rendered in UTC (offset `+0000`).
+
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// (year, month 1-12, day, hour, min, sec) in UTC.
+fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = if m <= 2 { y + 1 } else { y };
+    (
+        y,
+        m,
+        d,
+        (rem / 3600) as u32,
+        ((rem % 3600) / 60) as u32,
+        (rem % 60) as u32,
+    )
+}
+
+/// `29/Nov/2026:22:54:50 +0000`
+pub fn local_time(t: SystemTime) -> String {
+    let (y, m, d, hh, mm, ss) = civil(t);
+    let mon = MONTHS.get(m.saturating_sub(1) as usize).copied().unwrap_or("Jan");
+    format!("{d:02}/{mon}/{y}:{hh:02}:{mm:02}:{ss:02} +0000")
+}
+
+/// `2026-11-29T22:54:50+00:00`
+pub fn iso8601(t: SystemTime) -> String {
+    let (y, m, d, hh, mm, ss) = civil(t);
+    format!("{y}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}+00:00")
+}
+
+/// `2026/11/29 22:54:50` (error log)
+pub fn error_log_time(t: SystemTime) -> String {
+    let (y, m, d, hh, mm, ss) = civil(t);
+    format!("{y}/{m:02}/{d:02} {hh:02}:{mm:02}:{ss:02}")
+}
+
+static DATE: Mutex<(u64, Option<http::HeaderValue>)> = Mutex::new((0, None));
+
+/// The `Date` header value, formatted at most once a second.
+pub fn http_date() -> http::HeaderValue {
+    let now = SystemTime::now();
+    let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let mut g = match DATE.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    if g.0 != secs || g.1.is_none() {
+        let v = http::HeaderValue::from_str(&httpdate::fmt_http_date(now))
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""));
+        *g = (secs, Some(v));
+    }
+    g.1.clone().unwrap_or_else(|| http::HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn formats() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_796_079_290); // 2026-12-01T...
+        assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00+00:00");
+        assert_eq!(local_time(UNIX_EPOCH + Duration::from_secs(951_782_400)), "29/Feb/2000:00:00:00 +0000");
+        assert!(iso8601(t).starts_with("2026-"));
+    }
+}

@@ -1,0 +1,410 @@
+//! Variables (`$remote_addr`, `$http_host`, `$1` …), compiled once at config load
+//! into a [`Template`]: a list of literal pieces and variable references. Per
+//! request, a template is evaluated into one buffer; nothing is parsed per request.
+
+use crate::ctx::RequestCtx;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::HeaderName;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// A variable reference, resolved at load time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Var {
+    /// `$remote_addr`
+    RemoteAddr,
+    /// `$remote_port`
+    RemotePort,
+    /// `$server_addr`
+    ServerAddr,
+    /// `$server_port`
+    ServerPort,
+    /// `$server_name`
+    ServerName,
+    /// `$server_protocol`
+    ServerProtocol,
+    /// `$host`
+    Host,
+    /// `$hostname`
+    Hostname,
+    /// `$scheme`
+    Scheme,
+    /// `$https`
+    Https,
+    /// `$request_uri`
+    RequestUri,
+    /// `$uri` / `$document_uri`
+    Uri,
+    /// `$args` / `$query_string`
+    Args,
+    /// `$is_args`
+    IsArgs,
+    /// `$request_method`
+    RequestMethod,
+    /// `$request`
+    Request,
+    /// `$content_length`
+    ContentLength,
+    /// `$content_type`
+    ContentType,
+    /// `$document_root`
+    DocumentRoot,
+    /// `$realpath_root`
+    RealpathRoot,
+    /// `$request_filename`
+    RequestFilename,
+    /// `$proxy_host`
+    ProxyHost,
+    /// `$proxy_port`
+    ProxyPort,
+    /// `$proxy_add_x_forwarded_for`
+    ProxyAddXForwardedFor,
+    /// `$status`
+    Status,
+    /// `$request_time`
+    RequestTime,
+    /// `$body_bytes_sent`
+    BodyBytesSent,
+    /// `$bytes_sent`
+    BytesSent,
+    /// `$request_length`
+    RequestLength,
+    /// `$upstream_addr`
+    UpstreamAddr,
+    /// `$upstream_status`
+    UpstreamStatus,
+    /// `$upstream_response_time`
+    UpstreamResponseTime,
+    /// `$time_local`
+    TimeLocal,
+    /// `$time_iso8601`
+    TimeIso8601,
+    /// `$msec`
+    Msec,
+    /// `$pid`
+    Pid,
+    /// `$connection`
+    Connection,
+    /// `$connection_requests`
+    ConnectionRequests,
+    /// `$remote_user` (always empty: no auth module yet)
+    RemoteUser,
+    /// `$http_NAME`: a request header.
+    Http(HeaderName),
+    /// `$sent_http_NAME`: a response header.
+    SentHttp(HeaderName),
+    /// `$upstream_http_NAME`: an upstream response header.
+    UpstreamHttp(HeaderName),
+    /// `$cookie_NAME`
+    Cookie(Arc<str>),
+    /// `$arg_NAME`
+    Arg(Arc<str>),
+    /// `$1` … `$9` (and `$0`): positional regex captures.
+    Capture(usize),
+    /// A named regex capture or a `set`/module variable: slot in the request's table.
+    Slot(usize),
+}
+
+/// Variables that are not built in: `set` variables, named captures and module
+/// variables (`$fastcgi_script_name`, `$memcached_key` …). Built once at load.
+#[derive(Debug, Default, Clone)]
+pub struct VarTable {
+    names: Vec<String>,
+}
+
+impl VarTable {
+    /// Returns the slot of `name`, adding it if new.
+    pub fn slot(&mut self, name: &str) -> usize {
+        let name = name.to_ascii_lowercase();
+        if let Some(i) = self.names.iter().position(|n| *n == name) {
+            return i;
+        }
+        self.names.push(name);
+        self.names.len() - 1
+    }
+
+    /// The slot of `name` if declared.
+    pub fn find(&self, name: &str) -> Option<usize> {
+        let name = name.to_ascii_lowercase();
+        self.names.iter().position(|n| *n == name)
+    }
+
+    /// Number of slots.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether no slot is declared.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// Resolves a variable name (without `$`) to a [`Var`].
+pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
+    let lower = name.to_ascii_lowercase();
+    let v = match lower.as_str() {
+        "remote_addr" | "binary_remote_addr" => Var::RemoteAddr,
+        "remote_port" => Var::RemotePort,
+        "server_addr" => Var::ServerAddr,
+        "server_port" => Var::ServerPort,
+        "server_name" => Var::ServerName,
+        "server_protocol" => Var::ServerProtocol,
+        "host" => Var::Host,
+        "hostname" => Var::Hostname,
+        "scheme" => Var::Scheme,
+        "https" => Var::Https,
+        "request_uri" => Var::RequestUri,
+        "uri" | "document_uri" => Var::Uri,
+        "args" | "query_string" => Var::Args,
+        "is_args" => Var::IsArgs,
+        "request_method" => Var::RequestMethod,
+        "request" => Var::Request,
+        "content_length" => Var::ContentLength,
+        "content_type" => Var::ContentType,
+        "document_root" => Var::DocumentRoot,
+        "realpath_root" => Var::RealpathRoot,
+        "request_filename" => Var::RequestFilename,
+        "proxy_host" => Var::ProxyHost,
+        "proxy_port" => Var::ProxyPort,
+        "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
+        "status" => Var::Status,
+        "request_time" => Var::RequestTime,
+        "body_bytes_sent" => Var::BodyBytesSent,
+        "bytes_sent" => Var::BytesSent,
+        "request_length" => Var::RequestLength,
+        "upstream_addr" => Var::UpstreamAddr,
+        "upstream_status" => Var::UpstreamStatus,
+        "upstream_response_time" => Var::UpstreamResponseTime,
+        "time_local" => Var::TimeLocal,
+        "time_iso8601" => Var::TimeIso8601,
+        "msec" => Var::Msec,
+        "pid" => Var::Pid,
+        "connection" => Var::Connection,
+        "connection_requests" => Var::ConnectionRequests,
+        "remote_user" => Var::RemoteUser,
+        _ => {
+            if let Some(h) = lower.strip_prefix("http_") {
+                return header_name(h).map(Var::Http);
+            }
+            if let Some(h) = lower.strip_prefix("sent_http_") {
+                return header_name(h).map(Var::SentHttp);
+            }
+            if let Some(h) = lower.strip_prefix("upstream_http_") {
+                return header_name(h).map(Var::UpstreamHttp);
+            }
+            if let Some(c) = name.strip_prefix("cookie_") {
+                return Some(Var::Cookie(c.into()));
+            }
+            if let Some(a) = name.strip_prefix("arg_") {
+                return Some(Var::Arg(a.into()));
+            }
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
+                return name.parse().ok().map(Var::Capture);
+            }
+            return table.find(name).map(Var::Slot);
+        }
+    };
+    Some(v)
+}
+
+fn header_name(h: &str) -> Option<HeaderName> {
+    HeaderName::from_bytes(h.replace('_', "-").as_bytes()).ok()
+}
+
+/// One piece of a compiled template.
+#[derive(Debug, Clone)]
+pub enum Piece {
+    /// Literal bytes.
+    Lit(Bytes),
+    /// A variable.
+    Var(Var),
+}
+
+/// A string with variables, compiled once at load.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pieces: Vec<Piece>,
+}
+
+/// Why a template failed to compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateError {
+    /// `unknown "name" variable`
+    Unknown(String),
+    /// `${` without `}` or `$` followed by nothing usable.
+    Syntax(String),
+}
+
+impl std::fmt::Display for TemplateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TemplateError::Unknown(n) => write!(f, "unknown \"{n}\" variable"),
+            TemplateError::Syntax(s) => f.write_str(s),
+        }
+    }
+}
+
+impl Template {
+    /// Compiles `src`, resolving each `$name` / `${name}` against the built-ins and `table`.
+    pub fn compile(src: &str, table: &VarTable) -> Result<Template, TemplateError> {
+        let b = src.as_bytes();
+        let mut pieces = Vec::new();
+        let mut lit = String::new();
+        let mut i = 0;
+        while i < b.len() {
+            let c = b.get(i).copied().unwrap_or(0);
+            if c != b'$' {
+                let ch_len = src
+                    .get(i..)
+                    .and_then(|s| s.chars().next())
+                    .map_or(1, char::len_utf8);
+                lit.push_str(src.get(i..i + ch_len).unwrap_or(""));
+                i += ch_len;
+                continue;
+            }
+            // `$`
+            let (name, next) = if b.get(i + 1) == Some(&b'{') {
+                let rest = src.get(i + 2..).unwrap_or("");
+                let end = rest.find('}').ok_or_else(|| {
+                    TemplateError::Syntax(format!("the closing bracket in \"{src}\" variable is missing"))
+                })?;
+                (rest.get(..end).unwrap_or(""), i + 2 + end + 1)
+            } else {
+                let rest = src.get(i + 1..).unwrap_or("");
+                let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+                let n = if digits > 0 {
+                    1 // nginx: $1 is one digit
+                } else {
+                    rest.bytes()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                        .count()
+                };
+                (rest.get(..n).unwrap_or(""), i + 1 + n)
+            };
+            if name.is_empty() {
+                // A lone `$` is literal (nginx rejects it; being lenient here is harmless).
+                lit.push('$');
+                i += 1;
+                continue;
+            }
+            let var = resolve(name, table).ok_or_else(|| TemplateError::Unknown(name.to_string()))?;
+            if !lit.is_empty() {
+                pieces.push(Piece::Lit(Bytes::from(std::mem::take(&mut lit))));
+            }
+            pieces.push(Piece::Var(var));
+            i = next;
+        }
+        if !lit.is_empty() {
+            pieces.push(Piece::Lit(Bytes::from(lit)));
+        }
+        Ok(Template { pieces })
+    }
+
+    /// A template of one literal.
+    pub fn literal(s: impl Into<Bytes>) -> Template {
+        let b: Bytes = s.into();
+        Template {
+            pieces: if b.is_empty() { vec![] } else { vec![Piece::Lit(b)] },
+        }
+    }
+
+    /// Whether it has no variables.
+    pub fn is_literal(&self) -> bool {
+        self.pieces.iter().all(|p| matches!(p, Piece::Lit(_)))
+    }
+
+    /// The literal value, if it has no variables.
+    pub fn as_literal(&self) -> Option<Bytes> {
+        match self.pieces.as_slice() {
+            [] => Some(Bytes::new()),
+            [Piece::Lit(b)] => Some(b.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether it uses any variable matching `f`.
+    pub fn uses(&self, f: impl Fn(&Var) -> bool) -> bool {
+        self.pieces.iter().any(|p| matches!(p, Piece::Var(v) if f(v)))
+    }
+
+    /// The pieces.
+    pub fn pieces(&self) -> &[Piece] {
+        &self.pieces
+    }
+
+    /// Evaluates into `out`.
+    pub fn eval_into(&self, cx: &RequestCtx, out: &mut BytesMut) {
+        for p in &self.pieces {
+            match p {
+                Piece::Lit(b) => out.put_slice(b),
+                Piece::Var(v) => cx.var_into(v, out),
+            }
+        }
+    }
+
+    /// Evaluates for a log line: an empty variable is written as `-`, as nginx does.
+    pub fn eval_log_into(&self, cx: &RequestCtx, out: &mut BytesMut) {
+        for p in &self.pieces {
+            match p {
+                Piece::Lit(b) => out.put_slice(b),
+                Piece::Var(v) => {
+                    let before = out.len();
+                    cx.var_into(v, out);
+                    if out.len() == before {
+                        out.put_u8(b'-');
+                    }
+                }
+            }
+        }
+    }
+
+    /// Evaluates to `Bytes` (no allocation for a pure literal).
+    pub fn eval(&self, cx: &RequestCtx) -> Bytes {
+        if let Some(b) = self.as_literal() {
+            return b;
+        }
+        let mut out = BytesMut::new();
+        self.eval_into(cx, &mut out);
+        out.freeze()
+    }
+
+    /// Evaluates to a `String` (lossy).
+    pub fn eval_string(&self, cx: &RequestCtx) -> String {
+        String::from_utf8_lossy(&self.eval(cx)).into_owned()
+    }
+}
+
+/// Appends a displayable value to a `BytesMut` without an intermediate String.
+pub(crate) fn put_display(out: &mut BytesMut, v: impl std::fmt::Display) {
+    struct W<'a>(&'a mut BytesMut);
+    impl std::fmt::Write for W<'_> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0.put_slice(s.as_bytes());
+            Ok(())
+        }
+    }
+    let _ = write!(W(out), "{v}");
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compiles_pieces() {
+        let mut t = VarTable::default();
+        t.slot("foo");
+        let tpl = Template::compile("a $remote_addr-${host}x $1 $foo $http_x_real_ip", &t).unwrap();
+        let kinds: Vec<_> = tpl.pieces().iter().map(|p| matches!(p, Piece::Var(_))).collect();
+        assert_eq!(kinds, vec![false, true, false, true, false, true, false, true, false, true]);
+        assert!(matches!(tpl.pieces()[9], Piece::Var(Var::Http(ref h)) if h == "x-real-ip"));
+        assert_eq!(
+            Template::compile("$nope", &t).unwrap_err(),
+            TemplateError::Unknown("nope".into())
+        );
+        assert!(Template::compile("${host", &t).is_err());
+        assert!(Template::compile("plain", &t).unwrap().is_literal());
+    }
+}

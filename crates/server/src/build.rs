@@ -1,0 +1,797 @@
+//! From the directive tree to the [`Runtime`] the server runs: servers, the
+//! location tree with each location's compiled settings and backend, listen
+//! addresses, logs. Runs once at load (and for `-t`); nothing here runs per request.
+
+use crate::log::{AccessLog, LogWriters};
+use crate::route::{Loc, ServerName};
+use bytes::Bytes;
+use http::HeaderName;
+use junction_config::model::{err, invalid, BuildBackend, BuildCx, LocInfo, LocKind, Scope};
+use junction_config::{ConfigError, Directive};
+use junction_core::backend::Backend;
+use junction_core::upstream::{Group, KeepaliveConf, Server};
+use junction_core::vars::Template;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// One `error_page` rule.
+#[derive(Debug, Clone)]
+pub struct ErrorPage {
+    /// Statuses it applies to.
+    pub codes: Vec<u16>,
+    /// `None`: keep the status; `Some(None)`: `=` (the fallback's status); `Some(Some(c))`: `=c`.
+    pub overwrite: Option<Option<u16>>,
+    /// URI or `@name` (may hold variables).
+    pub target: Template,
+}
+
+/// `return CODE [TEXT|URL]` / `return URL`.
+#[derive(Debug, Clone)]
+pub struct Return {
+    /// Status.
+    pub code: u16,
+    /// Body text or redirect URL.
+    pub text: Option<Template>,
+}
+
+/// A location's compiled settings (inherited values already resolved).
+pub struct LocConf {
+    /// `proxy_pass` / `fastcgi_pass` / … handler.
+    pub backend: Option<Arc<dyn Backend>>,
+    /// `root` (default `html` under the prefix).
+    pub root: Template,
+    /// `alias`.
+    pub alias: Option<Template>,
+    /// `index`.
+    pub index: Vec<Template>,
+    /// `try_files`.
+    pub try_files: Vec<Template>,
+    /// `return`.
+    pub ret: Option<Return>,
+    /// `set $var value`, in order.
+    pub sets: Vec<(usize, Template)>,
+    /// `add_header NAME VALUE [always]`.
+    pub add_headers: Vec<(HeaderName, Template, bool)>,
+    /// `error_page`.
+    pub error_pages: Vec<ErrorPage>,
+    /// `recursive_error_pages`.
+    pub recursive_error_pages: bool,
+    /// `client_max_body_size` (0 = unlimited).
+    pub client_max_body_size: u64,
+    /// `client_body_timeout`.
+    pub client_body_timeout: Duration,
+    /// `internal`.
+    pub internal: bool,
+    /// `server_tokens`.
+    pub server_tokens: bool,
+    /// `access_log` targets (empty: off).
+    pub access_logs: Vec<Arc<AccessLog>>,
+    /// MIME types.
+    pub types: Arc<HashMap<String, Bytes>>,
+    /// `default_type`.
+    pub default_type: Bytes,
+    /// The location's name (for alias).
+    pub name: String,
+    /// `etag`.
+    pub etag: bool,
+}
+
+impl std::fmt::Debug for LocConf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocConf").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// A virtual server.
+#[derive(Debug)]
+pub struct VServer {
+    /// `server_name` entries.
+    pub names: Vec<ServerName>,
+    /// The first name (`$server_name`).
+    pub name0: Arc<str>,
+    /// Server-level settings (used when no location matches).
+    pub base: Arc<Loc<LocConf>>,
+    /// Named locations.
+    pub named: HashMap<String, Arc<Loc<LocConf>>>,
+    /// `keepalive_timeout` (zero disables keepalive).
+    pub keepalive_timeout: Duration,
+    /// `client_header_timeout`.
+    pub client_header_timeout: Duration,
+    /// Header buffer limit (`large_client_header_buffers` number × size).
+    pub header_buffer: usize,
+    /// One buffer of `large_client_header_buffers` (request line limit → 414).
+    pub large_header_size: usize,
+}
+
+/// A listening address and the servers on it.
+#[derive(Debug, Clone)]
+pub struct Listen {
+    /// The address.
+    pub addr: SocketAddr,
+    /// Servers on it (indices), config order.
+    pub servers: Vec<usize>,
+    /// The default server (index into `servers`'s targets).
+    pub default: usize,
+}
+
+/// Main-context settings.
+#[derive(Debug, Clone, Default)]
+pub struct MainConf {
+    /// `worker_processes` (0 = auto).
+    pub worker_processes: usize,
+    /// `pid`.
+    pub pid: Option<PathBuf>,
+    /// `error_log FILE [LEVEL]`.
+    pub error_log: Option<(String, String)>,
+}
+
+/// Everything the server runs.
+#[derive(Debug)]
+pub struct Runtime {
+    /// Main context.
+    pub main: MainConf,
+    /// Virtual servers.
+    pub servers: Vec<Arc<VServer>>,
+    /// Listening addresses.
+    pub listens: Vec<Listen>,
+    /// Warnings for accepted directives without effect.
+    pub warnings: Vec<String>,
+    /// Log writers (flushed at exit).
+    pub logs: LogWriters,
+}
+
+/// Directives accepted for nginx compatibility that have no effect in Junction
+/// (listed in docs/directives.md); each use logs a warning at load.
+const NO_EFFECT: &[&str] = &[
+    "user",
+    "worker_rlimit_nofile",
+    "load_module",
+    "env",
+    "master_process",
+    "daemon",
+    "worker_connections",
+    "use",
+    "multi_accept",
+    "accept_mutex",
+    "sendfile",
+    "tcp_nopush",
+    "tcp_nodelay",
+    "server_names_hash_bucket_size",
+    "server_names_hash_max_size",
+    "types_hash_max_size",
+    "types_hash_bucket_size",
+    "gzip",
+    "charset",
+    "proxy_headers_hash_max_size",
+    "proxy_headers_hash_bucket_size",
+    "proxy_temp_file_write_size",
+    "fastcgi_temp_file_write_size",
+    "uwsgi_temp_file_write_size",
+    "scgi_temp_file_write_size",
+    "open_file_cache",
+    "send_timeout",
+    "resolver",
+    "zone",
+];
+
+fn walk_no_effect(tree: &[Directive], out: &mut Vec<String>) {
+    for d in tree {
+        if NO_EFFECT.contains(&d.name.as_str()) && !(d.name == "daemon" && d.args.first().is_some_and(|a| a.value == "off")) {
+            out.push(format!("\"{}\" directive is accepted but has no effect in junction in {}", d.name, d.span));
+        }
+        if let Some(b) = &d.block {
+            if d.name != "types" && d.name != "map" {
+                walk_no_effect(b, out);
+            }
+        }
+    }
+}
+
+fn declare_vars(tree: &[Directive], bx: &mut BuildCx) {
+    for d in tree {
+        if d.name == "set" {
+            if let Some(a) = d.args.first() {
+                if let Some(n) = a.value.strip_prefix('$') {
+                    bx.vars.slot(n);
+                }
+            }
+        }
+        if d.name == "location" || d.name == "server_name" || d.name == "rewrite" {
+            for a in &d.args {
+                for cap in named_groups(&a.value) {
+                    bx.vars.slot(&cap);
+                }
+            }
+        }
+        if let Some(b) = &d.block {
+            declare_vars(b, bx);
+        }
+    }
+}
+
+fn named_groups(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("(?") {
+        let after = rest.get(i + 2..).unwrap_or("");
+        let after = after.strip_prefix('P').unwrap_or(after);
+        if let Some(name) = after.strip_prefix('<') {
+            if let Some(end) = name.find('>') {
+                let n = name.get(..end).unwrap_or("");
+                if !n.is_empty() && !n.starts_with('=') && !n.starts_with('!') {
+                    out.push(n.to_string());
+                }
+            }
+        }
+        rest = rest.get(i + 2..).unwrap_or("");
+    }
+    out
+}
+
+/// Builds the runtime from a loaded tree plus `-g` directives.
+pub fn build(
+    tree: &[Directive],
+    globals: &[Directive],
+    prefix: &Path,
+    backends: &[BuildBackend],
+) -> Result<Runtime, ConfigError> {
+    let bare = junction_config::registry::is_bare_http(tree);
+    let (main_level, http_levels): (Vec<&Directive>, Vec<&[Directive]>) = if bare {
+        (globals.iter().collect(), vec![tree])
+    } else {
+        let main: Vec<&Directive> = tree.iter().chain(globals.iter()).collect();
+        let http: Vec<&[Directive]> = tree
+            .iter()
+            .filter(|d| d.name == "http")
+            .filter_map(|d| d.block.as_deref())
+            .collect();
+        (main, http)
+    };
+    let mut main = MainConf::default();
+    for d in &main_level {
+        match d.name.as_str() {
+            "worker_processes" => {
+                let a = d.args.first().ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
+                main.worker_processes = if a.value == "auto" { 0 } else { a.value.parse().map_err(|_| invalid(d, a))? };
+            }
+            "pid" => main.pid = d.args.first().map(|a| prefix.join(&a.value)),
+            "error_log" => {
+                main.error_log = d.args.first().map(|a| {
+                    (a.value.clone(), d.args.get(1).map_or_else(|| "error".to_string(), |l| l.value.clone()))
+                })
+            }
+            _ => {}
+        }
+    }
+    let mut warnings = Vec::new();
+    walk_no_effect(tree, &mut warnings);
+    walk_no_effect(globals, &mut warnings);
+
+    let mut bx = BuildCx::default();
+    bx.prefix = prefix.to_path_buf();
+    for s in ["fastcgi_script_name", "fastcgi_path_info", "memcached_key"] {
+        bx.vars.slot(s);
+    }
+    declare_vars(tree, &mut bx);
+
+    let mut logs = LogWriters::default();
+    let mut servers: Vec<Arc<VServer>> = Vec::new();
+    let mut listens: Vec<Listen> = Vec::new();
+    for http in http_levels {
+        let hscope = Scope::root(http);
+        // upstream blocks first: *_pass may name them.
+        for d in http.iter().filter(|d| d.name == "upstream") {
+            let g = build_upstream(d)?;
+            bx.upstreams.insert(g.name.clone(), g);
+        }
+        let types = Arc::new(build_types(&hscope));
+        let formats = log_formats(http, &bx)?;
+        for d in http.iter().filter(|d| d.name == "server") {
+            let block = d.block.as_deref().unwrap_or(&[]);
+            let sscope = hscope.child(block);
+            let si = servers.len();
+            let srv = build_server(d, &sscope, &mut bx, backends, &types, &formats, &mut logs)?;
+            // listen
+            let mut any = false;
+            for l in sscope.local_all("listen") {
+                any = true;
+                let (addr, default) = parse_listen(l)?;
+                add_listen(&mut listens, addr, si, default, l)?;
+            }
+            if !any {
+                add_listen(&mut listens, SocketAddr::from(([0, 0, 0, 0], 80)), si, false, d)?;
+            }
+            servers.push(Arc::new(srv));
+        }
+    }
+    Ok(Runtime {
+        main,
+        servers,
+        listens,
+        warnings: warnings.into_iter().chain(bx.warnings).collect(),
+        logs,
+    })
+}
+
+fn add_listen(listens: &mut Vec<Listen>, addr: SocketAddr, si: usize, default: bool, d: &Directive) -> Result<(), ConfigError> {
+    match listens.iter_mut().find(|l| l.addr == addr) {
+        Some(l) => {
+            if default {
+                if l.servers.get(l.default).is_some() && l.default != 0 && default {
+                    return Err(err(&d.span, format!("a duplicate default server for {addr}")));
+                }
+                l.default = l.servers.len();
+            }
+            if !l.servers.contains(&si) {
+                l.servers.push(si);
+            }
+        }
+        None => listens.push(Listen {
+            addr,
+            servers: vec![si],
+            default: 0,
+        }),
+    }
+    Ok(())
+}
+
+fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
+    let a = d.args.first().ok_or_else(|| err(&d.span, "invalid number of arguments in \"listen\" directive"))?;
+    let v = a.value.as_str();
+    let addr: SocketAddr = if let Ok(p) = v.parse::<u16>() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p)
+    } else if let Ok(sa) = v.parse::<SocketAddr>() {
+        sa
+    } else if let Some(p) = v.strip_prefix("*:") {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p.parse().map_err(|_| invalid(d, a))?)
+    } else if v.starts_with('[') && v.ends_with(']') {
+        let ip: Ipv6Addr = v.get(1..v.len() - 1).unwrap_or("").parse().map_err(|_| invalid(d, a))?;
+        SocketAddr::new(IpAddr::V6(ip), 80)
+    } else if v.starts_with("unix:") {
+        return Err(err(&a.span, "unix-socket listeners are not supported yet in \"listen\""));
+    } else {
+        use std::net::ToSocketAddrs;
+        let hp = if v.contains(':') { v.to_string() } else { format!("{v}:80") };
+        hp.to_socket_addrs()
+            .ok()
+            .and_then(|mut it| it.find(SocketAddr::is_ipv4))
+            .ok_or_else(|| err(&a.span, format!("host not found in \"{v}\" of the \"listen\" directive")))?
+    };
+    let mut default = false;
+    for p in d.args.iter().skip(1) {
+        match p.value.as_str() {
+            "default_server" | "default" => default = true,
+            "ssl" | "quic" => return Err(err(&p.span, "TLS listeners (\"ssl\") are not supported yet")),
+            "http2" | "reuseport" | "deferred" | "bind" => {}
+            s if s.starts_with("backlog=") || s.starts_with("ipv6only=") || s.starts_with("so_keepalive=") || s.starts_with("rcvbuf=") || s.starts_with("sndbuf=") => {}
+            _ => return Err(invalid(d, p)),
+        }
+    }
+    Ok((addr, default))
+}
+
+fn build_upstream(d: &Directive) -> Result<Arc<Group>, ConfigError> {
+    let name = d.args.first().map(|a| a.value.clone()).unwrap_or_default();
+    let mut servers = Vec::new();
+    let mut keepalive = KeepaliveConf::default();
+    let scope_items = d.block.as_deref().unwrap_or(&[]);
+    let scope = Scope::root(scope_items);
+    for s in scope_items {
+        match s.name.as_str() {
+            "server" => {
+                let a = s.args.first().ok_or_else(|| err(&s.span, "invalid number of arguments"))?;
+                let addrs = junction_core::upstream::resolve(&a.value, 80)
+                    .map_err(|e| err(&a.span, format!("host not found in upstream \"{}\" ({e})", a.value)))?;
+                for addr in addrs {
+                    let mut srv = Server::new(addr);
+                    for p in s.args.iter().skip(1) {
+                        let (k, v) = p.value.split_once('=').unwrap_or((p.value.as_str(), ""));
+                        match k {
+                            "weight" => srv.weight = v.parse().ok().filter(|w| *w > 0).ok_or_else(|| invalid(s, p))?,
+                            "max_fails" => srv.max_fails = v.parse().map_err(|_| invalid(s, p))?,
+                            "fail_timeout" => {
+                                srv.fail_timeout = junction_config::values::parse_time_ms(v)
+                                    .map(Duration::from_millis)
+                                    .ok_or_else(|| invalid(s, p))?
+                            }
+                            "backup" => srv.backup = true,
+                            "down" => srv.down = true,
+                            "max_conns" => {}
+                            _ => return Err(invalid(s, p)),
+                        }
+                    }
+                    servers.push(Arc::new(srv));
+                }
+            }
+            "keepalive" => keepalive.max_idle = scope.size("keepalive", 32)? as usize,
+            "keepalive_timeout" => keepalive.idle_timeout = scope.time("keepalive_timeout", Duration::from_secs(60))?,
+            "keepalive_requests" => keepalive.max_requests = scope.size("keepalive_requests", 1000)?,
+            "keepalive_time" => keepalive.max_time = scope.time("keepalive_time", Duration::from_secs(3600))?,
+            _ => {}
+        }
+    }
+    if servers.is_empty() {
+        return Err(err(&d.span, format!("no servers are inside upstream \"{name}\"")));
+    }
+    Ok(Arc::new(Group {
+        name,
+        servers,
+        keepalive,
+    }))
+}
+
+/// The types an nginx build knows without `types {}` (nginx's own default set is
+/// tiny; a bare sites-available file normally sits under Debian's http block,
+/// which includes mime.types, so the common ones are here).
+const DEFAULT_TYPES: &[(&str, &str)] = &[
+    ("html", "text/html"),
+    ("htm", "text/html"),
+    ("shtml", "text/html"),
+    ("css", "text/css"),
+    ("xml", "text/xml"),
+    ("gif", "image/gif"),
+    ("jpeg", "image/jpeg"),
+    ("jpg", "image/jpeg"),
+    ("js", "application/javascript"),
+    ("txt", "text/plain"),
+    ("png", "image/png"),
+    ("svg", "image/svg+xml"),
+    ("svgz", "image/svg+xml"),
+    ("ico", "image/x-icon"),
+    ("webp", "image/webp"),
+    ("json", "application/json"),
+    ("pdf", "application/pdf"),
+    ("zip", "application/zip"),
+    ("woff", "font/woff"),
+    ("woff2", "font/woff2"),
+    ("mp4", "video/mp4"),
+    ("mp3", "audio/mpeg"),
+    ("wasm", "application/wasm"),
+];
+
+fn build_types(scope: &Scope<'_>) -> HashMap<String, Bytes> {
+    let mut map = HashMap::new();
+    let blocks: Vec<&Directive> = scope.array("types");
+    if blocks.is_empty() {
+        for (ext, ty) in DEFAULT_TYPES {
+            map.insert((*ext).to_string(), Bytes::from_static(ty.as_bytes()));
+        }
+    }
+    for b in blocks {
+        for e in b.block.as_deref().unwrap_or(&[]) {
+            for a in &e.args {
+                map.insert(a.value.to_ascii_lowercase(), Bytes::from(e.name.clone()));
+            }
+        }
+    }
+    map
+}
+
+const COMBINED: &str =
+    "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
+
+fn log_formats(http: &[Directive], bx: &BuildCx) -> Result<HashMap<String, Arc<Template>>, ConfigError> {
+    let mut m = HashMap::new();
+    m.insert(
+        "combined".to_string(),
+        Arc::new(Template::compile(COMBINED, &bx.vars).map_err(|e| ConfigError { span: None, msg: e.to_string() })?),
+    );
+    for d in http.iter().filter(|d| d.name == "log_format") {
+        let name = d.args.first().map(|a| a.value.clone()).unwrap_or_default();
+        let mut s = String::new();
+        let mut escape = None;
+        for a in d.args.iter().skip(1) {
+            if let Some(e) = a.value.strip_prefix("escape=") {
+                escape = Some(e.to_string());
+                continue;
+            }
+            s.push_str(&a.value);
+        }
+        let _ = escape;
+        let t = Template::compile(&s, &bx.vars).map_err(|e| err(&d.span, e.to_string()))?;
+        m.insert(name, Arc::new(t));
+    }
+    Ok(m)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_server(
+    d: &Directive,
+    scope: &Scope<'_>,
+    bx: &mut BuildCx,
+    backends: &[BuildBackend],
+    types: &Arc<HashMap<String, Bytes>>,
+    formats: &HashMap<String, Arc<Template>>,
+    logs: &mut LogWriters,
+) -> Result<VServer, ConfigError> {
+    let mut names = Vec::new();
+    let mut name0 = String::new();
+    for sn in scope.local_all("server_name") {
+        for a in &sn.args {
+            if name0.is_empty() && !a.value.starts_with('~') {
+                name0 = a.value.trim_start_matches("*.").trim_start_matches('.').to_string();
+            }
+            if a.value.is_empty() || a.value == "_" {
+                continue;
+            }
+            names.extend(ServerName::parse(&a.value).map_err(|m| err(&a.span, m))?);
+        }
+    }
+    let info = LocInfo {
+        kind: LocKind::Server,
+        name: String::new(),
+        span: d.span.clone(),
+    };
+    let mut named = HashMap::new();
+    let base = build_location(scope, &info, bx, backends, types, formats, logs, &mut named)?;
+    let large = scope.get("large_client_header_buffers");
+    let (num, size) = match large {
+        Some(l) => {
+            let n: usize = l.args.first().and_then(|a| a.value.parse().ok()).ok_or_else(|| err(&l.span, "invalid value"))?;
+            let s = l
+                .args
+                .get(1)
+                .and_then(|a| junction_config::values::parse_size(&a.value))
+                .ok_or_else(|| err(&l.span, "invalid value"))?;
+            (n, s as usize)
+        }
+        None => (4, 8192),
+    };
+    let keepalive_timeout = scope.time("keepalive_timeout", Duration::from_secs(75))?;
+    Ok(VServer {
+        names,
+        name0: Arc::from(name0.as_str()),
+        base,
+        named,
+        keepalive_timeout,
+        client_header_timeout: scope.time("client_header_timeout", Duration::from_secs(60))?,
+        header_buffer: num * size,
+        large_header_size: size,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_location(
+    scope: &Scope<'_>,
+    info: &LocInfo,
+    bx: &mut BuildCx,
+    backends: &[BuildBackend],
+    types: &Arc<HashMap<String, Bytes>>,
+    formats: &HashMap<String, Arc<Template>>,
+    logs: &mut LogWriters,
+    named: &mut HashMap<String, Arc<Loc<LocConf>>>,
+) -> Result<Arc<Loc<LocConf>>, ConfigError> {
+    let conf = build_conf(scope, info, bx, backends, types, formats, logs)?;
+    let mut statics = Vec::new();
+    let mut regexes = Vec::new();
+    for d in scope.local_all("location") {
+        let block = d.block.as_deref().unwrap_or(&[]);
+        let (kind, name) = match (d.args.first(), d.args.get(1)) {
+            (Some(m), Some(n)) => match m.value.as_str() {
+                "=" => (LocKind::Exact, n.value.clone()),
+                "^~" => (LocKind::PrefixNoRegex, n.value.clone()),
+                "~" => (LocKind::Regex { caseless: false }, n.value.clone()),
+                "~*" => (LocKind::Regex { caseless: true }, n.value.clone()),
+                _ => return Err(err(&m.span, format!("invalid location modifier \"{}\"", m.value))),
+            },
+            (Some(n), None) => {
+                if n.value.starts_with('@') {
+                    (LocKind::Named, n.value.clone())
+                } else if let Some(rest) = n.value.strip_prefix('=').filter(|r| !r.is_empty()) {
+                    (LocKind::Exact, rest.to_string())
+                } else if let Some(rest) = n.value.strip_prefix("~*").filter(|r| !r.is_empty()) {
+                    (LocKind::Regex { caseless: true }, rest.to_string())
+                } else if let Some(rest) = n.value.strip_prefix('~').filter(|r| !r.is_empty()) {
+                    (LocKind::Regex { caseless: false }, rest.to_string())
+                } else if let Some(rest) = n.value.strip_prefix("^~").filter(|r| !r.is_empty()) {
+                    (LocKind::PrefixNoRegex, rest.to_string())
+                } else {
+                    (LocKind::Prefix, n.value.clone())
+                }
+            }
+            _ => return Err(err(&d.span, "invalid number of arguments in \"location\" directive")),
+        };
+        if kind == LocKind::Named && info.kind != LocKind::Server {
+            return Err(err(&d.span, format!("named location \"{name}\" can be on the server level only")));
+        }
+        let child_info = LocInfo {
+            kind: kind.clone(),
+            name: name.clone(),
+            span: d.span.clone(),
+        };
+        let child_scope = scope.child(block);
+        let mut loc = build_location(&child_scope, &child_info, bx, backends, types, formats, logs, named)?;
+        if let LocKind::Regex { caseless } = kind {
+            let re = regex::RegexBuilder::new(&name)
+                .case_insensitive(caseless)
+                .build()
+                .map_err(|e| err(&d.span, format!("pcre2_compile() failed: {e} in \"{name}\"")))?;
+            if let Some(l) = Arc::get_mut(&mut loc) {
+                l.regex = Some(re);
+            }
+        }
+        if let Some(l) = Arc::get_mut(&mut loc) {
+            l.auto_redirect = matches!(kind, LocKind::Prefix | LocKind::PrefixNoRegex)
+                && name.ends_with('/')
+                && l.data.backend.as_ref().is_some_and(|b| b.is_pass());
+        }
+        match kind {
+            LocKind::Named => {
+                named.insert(name, loc);
+            }
+            LocKind::Regex { .. } => regexes.push(loc),
+            _ => {
+                if statics.iter().any(|s: &Arc<Loc<LocConf>>| s.name == name && (s.kind == LocKind::Exact) == (kind == LocKind::Exact)) {
+                    return Err(err(&d.span, format!("duplicate location \"{name}\"")));
+                }
+                statics.push(loc)
+            }
+        }
+    }
+    Ok(Arc::new(Loc {
+        kind: info.kind.clone(),
+        name: info.name.clone(),
+        regex: None,
+        statics,
+        regexes,
+        auto_redirect: false,
+        data: conf,
+    }))
+}
+
+fn build_conf(
+    scope: &Scope<'_>,
+    info: &LocInfo,
+    bx: &mut BuildCx,
+    backends: &[BuildBackend],
+    types: &Arc<HashMap<String, Bytes>>,
+    formats: &HashMap<String, Arc<Template>>,
+    logs: &mut LogWriters,
+) -> Result<LocConf, ConfigError> {
+    let mut backend: Option<Arc<dyn Backend>> = None;
+    if info.kind != LocKind::Server {
+        for b in backends {
+            if let Some(be) = b(scope, info, bx)? {
+                if backend.is_some() {
+                    return Err(err(&info.span, "more than one content handler (\"*_pass\") in one location"));
+                }
+                backend = Some(be);
+            }
+        }
+    }
+    let root = match scope.arg("root") {
+        Some((_, a)) => bx.template(a)?,
+        None => Template::literal(Bytes::from(bx.prefix.join("html").to_string_lossy().into_owned())),
+    };
+    let alias = match scope.local("alias") {
+        Some(d) => Some(bx.template(d.args.first().ok_or_else(|| err(&d.span, "invalid number of arguments"))?)?),
+        None => None,
+    };
+    let index = match scope.get("index") {
+        Some(d) => d.args.iter().map(|a| bx.template(a)).collect::<Result<_, _>>()?,
+        None => vec![Template::literal(Bytes::from_static(b"index.html"))],
+    };
+    let try_files = match scope.local("try_files") {
+        Some(d) => d.args.iter().map(|a| bx.template(a)).collect::<Result<_, _>>()?,
+        None => Vec::new(),
+    };
+    let ret = match scope.local("return") {
+        None => None,
+        Some(d) => {
+            let a = d.args.first().ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
+            match a.value.parse::<u16>() {
+                Ok(code) if code <= 999 => Some(Return {
+                    code,
+                    text: d.args.get(1).map(|t| bx.template(t)).transpose()?,
+                }),
+                _ if a.value.starts_with("http://") || a.value.starts_with("https://") || a.value.starts_with('$') => {
+                    Some(Return {
+                        code: 302,
+                        text: Some(bx.template(a)?),
+                    })
+                }
+                _ => return Err(err(&a.span, format!("invalid return code \"{}\"", a.value))),
+            }
+        }
+    };
+    let mut sets = Vec::new();
+    for d in scope.local_all("set") {
+        let (Some(n), Some(v)) = (d.args.first(), d.args.get(1)) else {
+            return Err(err(&d.span, "invalid number of arguments in \"set\" directive"));
+        };
+        let name = n
+            .value
+            .strip_prefix('$')
+            .ok_or_else(|| err(&n.span, format!("invalid variable name \"{}\"", n.value)))?;
+        sets.push((bx.vars.slot(name), bx.template(v)?));
+    }
+    let mut add_headers = Vec::new();
+    for d in scope.array("add_header") {
+        let (Some(n), Some(v)) = (d.args.first(), d.args.get(1)) else {
+            return Err(err(&d.span, "invalid number of arguments in \"add_header\" directive"));
+        };
+        let name = HeaderName::from_bytes(n.value.as_bytes()).map_err(|_| invalid(d, n))?;
+        let always = match d.args.get(2) {
+            None => false,
+            Some(a) if a.value == "always" => true,
+            Some(a) => return Err(invalid(d, a)),
+        };
+        add_headers.push((name, bx.template(v)?, always));
+    }
+    let mut error_pages = Vec::new();
+    for d in scope.array("error_page") {
+        let mut codes = Vec::new();
+        let mut overwrite = None;
+        let n = d.args.len();
+        for (i, a) in d.args.iter().enumerate() {
+            if i + 1 == n {
+                break;
+            }
+            if let Some(rest) = a.value.strip_prefix('=') {
+                overwrite = Some(if rest.is_empty() { None } else { Some(rest.parse().map_err(|_| invalid(d, a))?) });
+                continue;
+            }
+            let c: u16 = a.value.parse().map_err(|_| invalid(d, a))?;
+            if !(300..=599).contains(&c) {
+                return Err(err(&a.span, format!("value \"{c}\" must be between 300 and 599")));
+            }
+            codes.push(c);
+        }
+        let t = d.args.last().ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
+        error_pages.push(ErrorPage {
+            codes,
+            overwrite,
+            target: bx.template(t)?,
+        });
+    }
+    let access_logs = match scope.array("access_log").as_slice() {
+        [] => vec![logs.access(&bx.prefix.join("logs/access.log"), formats.get("combined").cloned())],
+        list => {
+            let mut v = Vec::new();
+            for d in list {
+                let a = d.args.first().ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
+                if a.value == "off" {
+                    continue;
+                }
+                let fmt = match d.args.get(1) {
+                    Some(f) if !f.value.contains('=') => Some(
+                        formats
+                            .get(&f.value)
+                            .cloned()
+                            .ok_or_else(|| err(&f.span, format!("unknown log format \"{}\"", f.value)))?,
+                    ),
+                    _ => formats.get("combined").cloned(),
+                };
+                v.push(logs.access(&bx.prefix.join(&a.value), fmt));
+            }
+            v
+        }
+    };
+    let default_type = scope
+        .arg("default_type")
+        .map_or_else(|| Bytes::from_static(b"text/plain"), |(_, a)| Bytes::from(a.value.clone()));
+    Ok(LocConf {
+        backend,
+        root,
+        alias,
+        index,
+        try_files,
+        ret,
+        sets,
+        add_headers,
+        error_pages,
+        recursive_error_pages: scope.flag("recursive_error_pages", false)?,
+        client_max_body_size: scope.size("client_max_body_size", 1024 * 1024)?,
+        client_body_timeout: scope.time("client_body_timeout", Duration::from_secs(60))?,
+        internal: scope.local("internal").is_some(),
+        server_tokens: scope.flag("server_tokens", true)?,
+        access_logs,
+        types: types.clone(),
+        default_type,
+        name: info.name.clone(),
+        etag: scope.flag("etag", true)?,
+    })
+}

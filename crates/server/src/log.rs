@@ -1,0 +1,162 @@
+//! Logs, written off the request path: each log file has one writer thread fed
+//! by a channel, so a request never waits on disk. The error log uses nginx's
+//! line format (`2026/11/29 22:54:50 [error] PID#0: message`).
+
+use junction_core::ctx::RequestCtx;
+use junction_core::vars::Template;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex};
+
+/// A line sink backed by a writer thread.
+#[derive(Debug, Clone)]
+pub struct Sink {
+    tx: Arc<Mutex<Sender<Vec<u8>>>>,
+}
+
+impl Sink {
+    /// Opens (appends to) `path`, creating its directory.
+    pub fn open(path: &Path) -> Sink {
+        let (tx, rx) = channel::<Vec<u8>>();
+        let path = path.to_path_buf();
+        std::thread::spawn(move || {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
+            let mut w = match file {
+                Ok(f) => std::io::BufWriter::with_capacity(64 * 1024, f),
+                Err(e) => {
+                    eprintln!("junction: [alert] could not open log file \"{}\": {e}", path.display());
+                    return;
+                }
+            };
+            while let Ok(line) = rx.recv() {
+                let _ = w.write_all(&line);
+                while let Ok(more) = rx.try_recv() {
+                    let _ = w.write_all(&more);
+                }
+                let _ = w.flush();
+            }
+        });
+        Sink {
+            tx: Arc::new(Mutex::new(tx)),
+        }
+    }
+
+    /// Queues a line (with its newline).
+    pub fn write(&self, line: Vec<u8>) {
+        if let Ok(tx) = self.tx.lock() {
+            let _ = tx.send(line);
+        }
+    }
+}
+
+/// One `access_log` target.
+#[derive(Debug)]
+pub struct AccessLog {
+    sink: Option<Sink>,
+    path: PathBuf,
+    format: Option<Arc<Template>>,
+}
+
+impl AccessLog {
+    /// Writes the line for a finished request.
+    pub fn log(&self, cx: &RequestCtx) {
+        let (Some(sink), Some(fmt)) = (&self.sink, &self.format) else {
+            return;
+        };
+        let mut out = bytes::BytesMut::with_capacity(256);
+        fmt.eval_log_into(cx, &mut out);
+        out.extend_from_slice(b"\n");
+        sink.write(out.to_vec());
+    }
+}
+
+/// The log files of a runtime, one writer per path.
+#[derive(Debug, Default)]
+pub struct LogWriters {
+    sinks: HashMap<PathBuf, Sink>,
+    pending: Vec<Arc<AccessLog>>,
+}
+
+impl LogWriters {
+    /// An access log target; one writer per distinct path.
+    pub fn access(&mut self, path: &Path, format: Option<Arc<Template>>) -> Arc<AccessLog> {
+        let sink = self
+            .sinks
+            .entry(path.to_path_buf())
+            .or_insert_with(|| Sink::open(path))
+            .clone();
+        let a = Arc::new(AccessLog {
+            sink: Some(sink),
+            path: path.to_path_buf(),
+            format,
+        });
+        self.pending.push(a.clone());
+        a
+    }
+
+    /// Paths of all access logs.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        self.pending.iter().map(|a| a.path.clone()).collect()
+    }
+}
+
+/// A `tracing` writer into a [`Sink`].
+#[derive(Clone)]
+pub struct SinkWriter(pub Sink);
+
+impl Write for SinkWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf.to_vec());
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Formats events like nginx's error log.
+pub struct NginxFormat;
+
+impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for NginxFormat
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = match *event.metadata().level() {
+            tracing::Level::ERROR => "error",
+            tracing::Level::WARN => "warn",
+            tracing::Level::INFO => "info",
+            tracing::Level::DEBUG => "debug",
+            tracing::Level::TRACE => "debug",
+        };
+        write!(
+            writer,
+            "{} [{level}] {}#0: ",
+            junction_core::time::error_log_time(std::time::SystemTime::now()),
+            std::process::id()
+        )?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
+
+/// nginx level name → tracing level.
+pub fn level(name: &str) -> tracing::Level {
+    match name {
+        "debug" => tracing::Level::DEBUG,
+        "info" | "notice" => tracing::Level::INFO,
+        "warn" => tracing::Level::WARN,
+        _ => tracing::Level::ERROR,
+    }
+}

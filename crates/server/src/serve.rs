@@ -1,0 +1,744 @@
+//! The listener and the request's way through: accept → hyper HTTP/1.1 →
+//! server selection → location → rewrite phase (`set`, `return`, `try_files`) →
+//! content (a backend or static files) → `error_page` → output headers
+//! (`Server`, `Date`, `add_header`) → access log when the body ends.
+
+use crate::build::{LocConf, Listen, Runtime, VServer};
+use crate::route::{self, Found, Loc};
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use junction_core::backend::Generated;
+use junction_core::body::{self, Body, IncomingBody, ReqBody};
+use junction_core::ctx::{Captures, ConnInfo, RequestCtx};
+use junction_core::Error;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Keep running.
+    Run,
+    /// Stop accepting, finish in-flight requests (SIGQUIT).
+    Graceful,
+    /// Stop now (SIGTERM/SIGINT).
+    Fast,
+}
+
+/// The version string in `Server` and error pages.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+struct Shared {
+    rt: Arc<Runtime>,
+    conns: AtomicU64,
+}
+
+/// Binds every listen address (a wildcard address covers the specific ones on the
+/// same port, as nginx does). Returns std listeners, to be served by [`serve`].
+pub fn bind_all(rt: &Runtime) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut out = Vec::new();
+    for l in &rt.listens {
+        let covered = !l.addr.ip().is_unspecified()
+            && rt.listens.iter().any(|o| {
+                o.addr.port() == l.addr.port() && o.addr.ip().is_unspecified() && o.addr.is_ipv4() == l.addr.is_ipv4()
+            });
+        if covered {
+            continue;
+        }
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(l.addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        sock.set_reuse_address(true)?;
+        if l.addr.is_ipv6() {
+            sock.set_only_v6(true)?;
+        }
+        sock.bind(&l.addr.into()).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("bind() to {} failed ({})", l.addr, e))
+        })?;
+        sock.listen(511)?;
+        sock.set_nonblocking(true)?;
+        out.push(sock.into());
+    }
+    Ok(out)
+}
+
+/// Serves the bound listeners until `stop` says otherwise.
+pub async fn serve(rt: Arc<Runtime>, listeners: Vec<std::net::TcpListener>, mut stop: watch::Receiver<Stop>) {
+    let shared = Arc::new(Shared {
+        rt,
+        conns: AtomicU64::new(0),
+    });
+    let tracker = tokio_util::task::TaskTracker::new();
+    for l in listeners {
+        let Ok(l) = TcpListener::from_std(l) else { continue };
+        let shared = shared.clone();
+        let stop = stop.clone();
+        let tracker2 = tracker.clone();
+        tracker.spawn(accept_loop(shared, l, stop, tracker2));
+    }
+    loop {
+        if *stop.borrow() != Stop::Run {
+            break;
+        }
+        if stop.changed().await.is_err() {
+            break;
+        }
+    }
+    if *stop.borrow() == Stop::Graceful {
+        tracker.close();
+        tracker.wait().await;
+    }
+}
+
+async fn accept_loop(shared: Arc<Shared>, l: TcpListener, mut stop: watch::Receiver<Stop>, tracker: tokio_util::task::TaskTracker) {
+    loop {
+        let accepted = tokio::select! {
+            r = l.accept() => r,
+            _ = stop.changed() => return,
+        };
+        let (stream, remote) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!("accept() failed ({e})");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let local = stream.local_addr().unwrap_or(remote);
+        let _ = stream.set_nodelay(true);
+        let id = shared.conns.fetch_add(1, Ordering::Relaxed) + 1;
+        let shared = shared.clone();
+        let stop = stop.clone();
+        tracker.spawn(connection(shared, stream, remote, local, id, stop));
+    }
+}
+
+fn listen_for(rt: &Runtime, local: SocketAddr) -> Option<&Listen> {
+    rt.listens
+        .iter()
+        .find(|l| l.addr == local)
+        .or_else(|| {
+            rt.listens.iter().find(|l| {
+                l.addr.port() == local.port() && l.addr.ip().is_unspecified() && l.addr.is_ipv4() == local.is_ipv4()
+            })
+        })
+        .or_else(|| {
+            // IPv4-mapped on a v6 socket and similar: match by port.
+            rt.listens.iter().find(|l| l.addr.port() == local.port())
+        })
+}
+
+async fn connection(
+    shared: Arc<Shared>,
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    id: u64,
+    mut stop: watch::Receiver<Stop>,
+) {
+    let Some(listen) = listen_for(&shared.rt, local).cloned() else { return };
+    let Some(dflt) = listen
+        .servers
+        .get(listen.default)
+        .and_then(|i| shared.rt.servers.get(*i))
+        .cloned()
+    else {
+        return;
+    };
+    let conn = Arc::new(ConnInfo {
+        remote,
+        local,
+        scheme: "http",
+        id,
+    });
+    let listen = Arc::new(listen);
+    let requests = Arc::new(AtomicU64::new(0));
+    let svc = {
+        let shared = shared.clone();
+        hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let shared = shared.clone();
+            let conn = conn.clone();
+            let listen = listen.clone();
+            let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
+            async move { Ok::<_, Infallible>(handle(&shared, conn, &listen, req, n).await) }
+        })
+    };
+    let mut b = hyper::server::conn::http1::Builder::new();
+    b.timer(TokioTimer::new())
+        .keep_alive(!dflt.keepalive_timeout.is_zero())
+        .title_case_headers(true)
+        .header_read_timeout(dflt.client_header_timeout)
+        .max_buf_size(dflt.header_buffer.max(8192));
+    let conn = b.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!("client {remote} connection error: {e}");
+            }
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+}
+
+/// What a phase decided.
+pub(crate) enum Outcome {
+    Response(http::Response<Body>, bool),
+    Redirect(String),
+    Named(String),
+}
+
+fn server_header(tokens: bool) -> HeaderValue {
+    if tokens {
+        HeaderValue::from_static(concat!("junction/", env!("CARGO_PKG_VERSION")))
+    } else {
+        HeaderValue::from_static("junction")
+    }
+}
+
+/// nginx's small error page.
+fn error_page_body(status: StatusCode, tokens: bool) -> Bytes {
+    let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+    let sig = if tokens { concat!("junction/", env!("CARGO_PKG_VERSION")) } else { "junction" };
+    Bytes::from(format!(
+        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>{sig}</center>\r\n</body>\r\n</html>\r\n"
+    ))
+}
+
+pub(crate) fn status_response(status: StatusCode, tokens: bool) -> http::Response<Body> {
+    let with_body = status.as_u16() >= 300 && !matches!(status.as_u16(), 304);
+    let body = if with_body { error_page_body(status, tokens) } else { Bytes::new() };
+    let mut r = http::Response::new(body::full(body.clone()));
+    *r.status_mut() = status;
+    if with_body {
+        r.headers_mut()
+            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    }
+    r.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    r
+}
+
+fn log_error(cx: &RequestCtx, e: &Error) {
+    let line = format!(
+        "*{} {}, client: {}, server: {}, request: \"{} {} {:?}\", host: \"{}\"",
+        cx.conn.id,
+        e.message(),
+        cx.conn.remote.ip(),
+        cx.server_name,
+        cx.method,
+        cx.request_uri,
+        cx.version,
+        cx.host
+    );
+    match e.side() {
+        junction_core::Side::Client => tracing::info!("{line}"),
+        _ => tracing::error!("{line}"),
+    }
+}
+
+/// `$host`: from the request line, else the Host header; lower case, no port.
+fn parse_host(raw: &str) -> Option<String> {
+    let h = if raw.starts_with('[') {
+        raw.split_once(']').map(|(a, _)| format!("{a}]"))?
+    } else {
+        raw.rsplit_once(':').map_or(raw, |(h, p)| if p.bytes().all(|c| c.is_ascii_digit()) { h } else { raw }).to_string()
+    };
+    let h = h.trim_end_matches('.').to_ascii_lowercase();
+    if h.bytes().any(|c| c == b'/' || c == b'\\' || c == 0 || c.is_ascii_whitespace()) || h.contains("..") {
+        return None;
+    }
+    Some(h)
+}
+
+async fn handle(shared: &Shared, conn: Arc<ConnInfo>, listen: &Listen, req: http::Request<Incoming>, n: u64) -> http::Response<Body> {
+    let rt = &shared.rt;
+    let (parts, incoming) = req.into_parts();
+    let request_uri = match parts.uri.path_and_query() {
+        Some(pq) => pq.as_str().to_string(),
+        None => parts.uri.to_string(),
+    };
+    let mut cx = RequestCtx::new(conn, parts.method, parts.version, request_uri);
+    cx.conn_requests = n;
+    cx.headers = parts.headers;
+    let names: Vec<&[route::ServerName]> = listen
+        .servers
+        .iter()
+        .filter_map(|i| rt.servers.get(*i))
+        .map(|s| s.names.as_slice())
+        .collect();
+    // Host
+    let raw_host = parts
+        .uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .or_else(|| cx.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+    let host = match raw_host.as_deref().map(parse_host) {
+        Some(Some(h)) => Some(h),
+        Some(None) => None,
+        None => Some(String::new()),
+    };
+    let si = select(&names, host.as_deref().unwrap_or(""), listen.default);
+    let srv = listen
+        .servers
+        .get(si)
+        .and_then(|i| rt.servers.get(*i))
+        .or_else(|| rt.servers.first())
+        .cloned();
+    let Some(srv) = srv else {
+        return status_response(StatusCode::INTERNAL_SERVER_ERROR, true);
+    };
+    cx.server_name = srv.name0.clone();
+    let tokens = srv.base.data.server_tokens;
+    let bad = |cx: &RequestCtx, msg: &str, status: StatusCode| {
+        tracing::info!("*{} {msg}, client: {}, server: {}", cx.conn.id, cx.conn.remote.ip(), cx.server_name);
+        status_response(status, tokens)
+    };
+    match host {
+        None => return finish(bad(&cx, "client sent invalid host header while reading client request headers", StatusCode::BAD_REQUEST), cx, &srv.base.data),
+        Some(h) if h.is_empty() => {
+            if cx.version == http::Version::HTTP_11 {
+                return finish(bad(&cx, "client sent HTTP/1.1 request without \"Host\" header", StatusCode::BAD_REQUEST), cx, &srv.base.data);
+            }
+            cx.host = srv.name0.to_string();
+        }
+        Some(h) => cx.host = h,
+    }
+    if cx.request_uri.len() > srv.large_header_size {
+        return finish(bad(&cx, "client sent too long URI", StatusCode::URI_TOO_LONG), cx, &srv.base.data);
+    }
+    match route::normalize(parts.uri.path()) {
+        Ok(u) => cx.uri = u,
+        Err(_) => return finish(bad(&cx, "client sent invalid request", StatusCode::BAD_REQUEST), cx, &srv.base.data),
+    }
+    cx.args = parts.uri.query().unwrap_or("").to_string();
+    let length = cx
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let body = if incoming.is_end_stream() {
+        ReqBody::Empty
+    } else {
+        ReqBody::Incoming(IncomingBody::new(incoming, length, 0, Duration::from_secs(60)))
+    };
+    process(&srv, cx, body, length).await
+}
+
+fn select(names: &[&[route::ServerName]], host: &str, default: usize) -> usize {
+    route::select_server(names, host, default)
+}
+
+async fn process(srv: &Arc<VServer>, mut cx: RequestCtx, body: ReqBody, length: Option<u64>) -> http::Response<Body> {
+    let mut body = Some(body);
+    let mut named: Option<Arc<Loc<LocConf>>> = None;
+    let mut error_handled = false;
+    let mut forced_status: Option<Option<u16>> = None;
+    let mut last_conf: Arc<Loc<LocConf>> = srv.base.clone();
+    loop {
+        if cx.redirects > 10 {
+            let e = Error::internal(format!("rewrite or internal redirection cycle while processing \"{}\"", cx.uri));
+            log_error(&cx, &e);
+            let r = status_response(StatusCode::INTERNAL_SERVER_ERROR, last_conf.data.server_tokens);
+            return finish(r, cx, &last_conf.data);
+        }
+        let loc = if let Some(n) = named.take() {
+            n
+        } else {
+            match route::find(&srv.base.statics, &srv.base.regexes, &cx.uri) {
+                Found::Loc(l, caps) => {
+                    if let Some(spans) = caps {
+                        let subject: Arc<str> = Arc::from(cx.uri.as_str());
+                        if let Some(re) = &l.regex {
+                            for (i, name) in re.capture_names().enumerate() {
+                                if let Some(name) = name {
+                                    if let Some(slot) = None::<usize>.or_else(|| slot_of(name)) {
+                                        let _ = (i, slot);
+                                    }
+                                }
+                            }
+                        }
+                        cx.captures = Captures { subject, spans };
+                        if let Some(re) = &l.regex {
+                            set_named_captures(&mut cx, re);
+                        }
+                    }
+                    l
+                }
+                Found::SlashRedirect => {
+                    let mut loc = format!("http://{}{}/", host_port(&cx), cx.uri);
+                    if !cx.args.is_empty() {
+                        loc.push('?');
+                        loc.push_str(&cx.args);
+                    }
+                    let mut r = status_response(StatusCode::MOVED_PERMANENTLY, srv.base.data.server_tokens);
+                    if let Ok(v) = HeaderValue::from_str(&loc) {
+                        r.headers_mut().insert(http::header::LOCATION, v);
+                    }
+                    return finish(r, cx, &srv.base.data);
+                }
+                Found::None => srv.base.clone(),
+            }
+        };
+        last_conf = loc.clone();
+        let c = &loc.data;
+        let tokens = c.server_tokens;
+        if c.internal && cx.redirects == 0 {
+            let r = status_response(StatusCode::NOT_FOUND, tokens);
+            return finish(r, cx, c);
+        }
+        // Request body limit (nginx checks Content-Length when the location is known).
+        let mut outcome = None;
+        if let (Some(len), true) = (length, c.client_max_body_size > 0) {
+            if len > c.client_max_body_size && body.is_some() && cx.redirects == 0 {
+                let e = Error::new(
+                    junction_core::ErrorKind::BodyTooLarge,
+                    format!("client intended to send too large body: {len} bytes"),
+                );
+                log_error(&cx, &e);
+                body = None;
+                outcome = Some(Outcome::Response(status_response(e.status(), tokens), true));
+            }
+        }
+        if let Some(ReqBody::Incoming(inc)) = body.take() {
+            body = Some(ReqBody::Incoming(rewrap(inc, c)));
+        } else if outcome.is_none() {
+            body = body.or(Some(ReqBody::Empty));
+        }
+        // Document root and request filename.
+        set_paths(&mut cx, c, &loc);
+        for (slot, t) in &c.sets {
+            let v = t.eval(&cx);
+            cx.set_slot(*slot, v);
+        }
+        let outcome = match outcome {
+            Some(o) => o,
+            None => content(&mut cx, c, &loc, &mut body).await,
+        };
+        match outcome {
+            Outcome::Redirect(uri) => {
+                internal_redirect(&mut cx, &uri);
+                body = None;
+                continue;
+            }
+            Outcome::Named(name) => {
+                match srv.named.get(&name) {
+                    Some(l) => named = Some(l.clone()),
+                    None => {
+                        let e = Error::internal(format!("could not find named location \"{name}\""));
+                        log_error(&cx, &e);
+                        return finish(status_response(StatusCode::INTERNAL_SERVER_ERROR, tokens), cx, c);
+                    }
+                }
+                cx.redirects += 1;
+                continue;
+            }
+            Outcome::Response(mut resp, generated) => {
+                let status = resp.status().as_u16();
+                let interceptable = generated
+                    || resp.extensions().get::<Generated>().is_some()
+                    || c.backend.as_ref().is_some_and(|b| b.intercept_errors());
+                if status >= 300 && interceptable && (!error_handled || c.recursive_error_pages) {
+                    if let Some(ep) = c.error_pages.iter().find(|e| e.codes.contains(&status)) {
+                        error_handled = true;
+                        forced_status = Some(match ep.overwrite {
+                            None => Some(status),
+                            Some(x) => x,
+                        });
+                        let target = ep.target.eval_string(&cx);
+                        body = None;
+                        if cx.method != Method::HEAD {
+                            cx.method = Method::GET;
+                        }
+                        if let Some(name) = target.strip_prefix('@') {
+                            let _ = name;
+                            match srv.named.get(&target) {
+                                Some(l) => named = Some(l.clone()),
+                                None => {
+                                    let e = Error::internal(format!("could not find named location \"{target}\""));
+                                    log_error(&cx, &e);
+                                    return finish(status_response(StatusCode::INTERNAL_SERVER_ERROR, tokens), cx, c);
+                                }
+                            }
+                            cx.redirects += 1;
+                            continue;
+                        }
+                        if target.starts_with('/') {
+                            internal_redirect(&mut cx, &target);
+                            continue;
+                        }
+                        // A URL: redirect the client (302 unless `=code` given).
+                        let code = match ep.overwrite {
+                            Some(Some(c3)) if (300..400).contains(&c3) => c3,
+                            _ => 302,
+                        };
+                        let mut r = status_response(StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND), tokens);
+                        if let Ok(v) = HeaderValue::from_str(&target) {
+                            r.headers_mut().insert(http::header::LOCATION, v);
+                        }
+                        return finish(r, cx, c);
+                    }
+                }
+                if let Some(Some(fs)) = forced_status {
+                    if let Ok(s) = StatusCode::from_u16(fs) {
+                        *resp.status_mut() = s;
+                    }
+                }
+                return finish(resp, cx, c);
+            }
+        }
+    }
+}
+
+fn slot_of(_name: &str) -> Option<usize> {
+    None
+}
+
+fn set_named_captures(cx: &mut RequestCtx, re: &regex::Regex) {
+    let _ = (cx, re);
+}
+
+fn rewrap(inc: IncomingBody, c: &LocConf) -> IncomingBody {
+    inc.with_limits(c.client_max_body_size, c.client_body_timeout)
+}
+
+pub(crate) fn host_port_pub(cx: &RequestCtx) -> String {
+    host_port(cx)
+}
+
+fn host_port(cx: &RequestCtx) -> String {
+    let port = cx.conn.local.port();
+    if port == 80 {
+        cx.host.clone()
+    } else {
+        format!("{}:{port}", cx.host)
+    }
+}
+
+fn internal_redirect(cx: &mut RequestCtx, target: &str) {
+    let (u, a) = match target.split_once('?') {
+        Some((u, a)) => (u.to_string(), Some(a.to_string())),
+        None => (target.to_string(), None),
+    };
+    cx.uri = route::normalize(&u).unwrap_or(u);
+    if let Some(a) = a {
+        cx.args = a;
+    }
+    cx.uri_changed = true;
+    cx.redirects += 1;
+}
+
+fn set_paths(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>) {
+    let mut file = bytes::BytesMut::new();
+    match &c.alias {
+        Some(alias) => {
+            let a = alias.eval(cx);
+            cx.document_root = a.clone();
+            file.extend_from_slice(&a);
+            let rest = if loc.regex.is_some() {
+                ""
+            } else {
+                cx.uri.get(loc.name.len().min(cx.uri.len())..).unwrap_or("")
+            };
+            file.extend_from_slice(rest.as_bytes());
+        }
+        None => {
+            let r = c.root.eval(cx);
+            cx.document_root = r.clone();
+            file.extend_from_slice(&r);
+            file.extend_from_slice(cx.uri.as_bytes());
+        }
+    }
+    cx.request_filename = file.freeze();
+}
+
+async fn content(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>, body: &mut Option<ReqBody>) -> Outcome {
+    if let Some(ret) = &c.ret {
+        return do_return(cx, c, ret);
+    }
+    if !c.try_files.is_empty() {
+        let n = c.try_files.len();
+        let mut found = false;
+        for t in c.try_files.iter().take(n - 1) {
+            let v = t.eval_string(cx);
+            let is_dir = v.ends_with('/');
+            let path = fs_path(cx, c, loc, &v);
+            let ok = match tokio::fs::metadata(&path).await {
+                Ok(m) => {
+                    if is_dir {
+                        m.is_dir()
+                    } else {
+                        m.is_file()
+                    }
+                }
+                Err(_) => false,
+            };
+            if ok {
+                cx.uri = v;
+                set_paths(cx, c, loc);
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            let last = c.try_files.last().map(|t| t.eval_string(cx)).unwrap_or_default();
+            if let Some(code) = last.strip_prefix('=') {
+                let s = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::NOT_FOUND);
+                return Outcome::Response(status_response(s, c.server_tokens), true);
+            }
+            if last.starts_with('@') {
+                return Outcome::Named(last);
+            }
+            return Outcome::Redirect(last);
+        }
+    }
+    if let Some(b) = &c.backend {
+        let rb = body.take().unwrap_or(ReqBody::Empty);
+        return match b.handle(cx, rb).await {
+            Ok(r) => Outcome::Response(r, false),
+            Err(e) => {
+                log_error(cx, &e);
+                Outcome::Response(status_response(e.status(), c.server_tokens), true)
+            }
+        };
+    }
+    crate::static_files::serve(cx, c).await
+}
+
+fn fs_path(cx: &RequestCtx, c: &LocConf, loc: &Loc<LocConf>, uri: &str) -> std::path::PathBuf {
+    let mut p = String::new();
+    match &c.alias {
+        Some(a) if loc.regex.is_none() => {
+            p.push_str(&a.eval_string(cx));
+            p.push_str(uri.get(loc.name.len().min(uri.len())..).unwrap_or(""));
+        }
+        Some(a) => p.push_str(&a.eval_string(cx)),
+        None => {
+            p.push_str(&c.root.eval_string(cx));
+            p.push_str(uri);
+        }
+    }
+    std::path::PathBuf::from(p)
+}
+
+fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return) -> Outcome {
+    let code = ret.code;
+    let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let text = ret.text.as_ref().map(|t| t.eval(cx));
+    if matches!(code, 301 | 302 | 303 | 307 | 308) {
+        let mut r = status_response(status, c.server_tokens);
+        if let Some(t) = text {
+            let loc = if t.starts_with(b"/") {
+                let mut s = format!("http://{}", host_port(cx)).into_bytes();
+                s.extend_from_slice(&t);
+                Bytes::from(s)
+            } else {
+                t
+            };
+            if let Ok(v) = HeaderValue::from_maybe_shared(loc) {
+                r.headers_mut().insert(http::header::LOCATION, v);
+            }
+        }
+        return Outcome::Response(r, false);
+    }
+    match text {
+        Some(t) => {
+            let mut r = http::Response::new(body::full(t.clone()));
+            *r.status_mut() = status;
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_maybe_shared(c.default_type.clone()).unwrap_or(HeaderValue::from_static("text/plain")),
+            );
+            r.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(t.len()));
+            Outcome::Response(r, false)
+        }
+        None => Outcome::Response(status_response(status, c.server_tokens), true),
+    }
+}
+
+/// Output headers, then the access log once the body ends.
+fn finish(mut resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> http::Response<Body> {
+    let status = resp.status().as_u16();
+    let h = resp.headers_mut();
+    h.insert(http::header::SERVER, server_header(c.server_tokens));
+    h.insert(http::header::DATE, junction_core::time::http_date());
+    let ok_status = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+    for (name, t, always) in &c.add_headers {
+        if *always || ok_status {
+            let v = t.eval(&cx);
+            if v.is_empty() {
+                continue;
+            }
+            if let Ok(v) = HeaderValue::from_maybe_shared(v) {
+                h.append(name.clone(), v);
+            }
+        }
+    }
+    cx.status = status;
+    if c.access_logs.is_empty() {
+        return resp;
+    }
+    cx.sent_headers = resp.headers().clone();
+    let logs = c.access_logs.clone();
+    let (parts, inner) = resp.into_parts();
+    let body = LoggedBody {
+        inner,
+        cx: Some(cx),
+        logs,
+    };
+    http::Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// Counts body bytes and writes the access log line when the body ends or is dropped.
+struct LoggedBody {
+    inner: Body,
+    cx: Option<RequestCtx>,
+    logs: Vec<Arc<crate::log::AccessLog>>,
+}
+
+impl Drop for LoggedBody {
+    fn drop(&mut self) {
+        if let Some(cx) = self.cx.take() {
+            for l in &self.logs {
+                l.log(&cx);
+            }
+        }
+    }
+}
+
+impl http_body::Body for LoggedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(f))) = &r {
+            if let Some(d) = f.data_ref() {
+                if let Some(c) = self.cx.as_mut() {
+                    c.body_bytes_sent += d.len() as u64;
+                }
+            }
+        }
+        r
+    }
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}

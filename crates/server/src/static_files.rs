@@ -1,0 +1,187 @@
+//! Static files: the content handler of a location without a `*_pass`
+//! (`root`/`alias`, `index`, Content-Type from `types`, Last-Modified/ETag,
+//! conditional GET → 304, single byte ranges → 206, HEAD).
+
+use crate::build::LocConf;
+use crate::serve::Outcome;
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode};
+use http_body_util::BodyExt;
+use junction_core::body;
+use junction_core::ctx::RequestCtx;
+use std::time::UNIX_EPOCH;
+
+fn status(s: StatusCode, c: &LocConf) -> Outcome {
+    Outcome::Response(crate::serve::status_response(s, c.server_tokens), true)
+}
+
+/// Serves `cx.request_filename`.
+pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
+    if cx.method != Method::GET && cx.method != Method::HEAD {
+        return status(StatusCode::METHOD_NOT_ALLOWED, c);
+    }
+    let path = String::from_utf8_lossy(&cx.request_filename).into_owned();
+    if cx.uri.ends_with('/') {
+        for idx in &c.index {
+            let name = idx.eval_string(cx);
+            if name.starts_with('/') {
+                return Outcome::Redirect(name);
+            }
+            let candidate = format!("{path}{name}");
+            if tokio::fs::metadata(&candidate).await.is_ok_and(|m| m.is_file()) {
+                return Outcome::Redirect(format!("{}{name}", cx.uri));
+            }
+        }
+        return match tokio::fs::metadata(&path).await {
+            Ok(m) if m.is_dir() => {
+                tracing::error!("directory index of \"{path}\" is forbidden, client: {}", cx.conn.remote.ip());
+                status(StatusCode::FORBIDDEN, c)
+            }
+            _ => {
+                tracing::error!("\"{path}index.html\" is not found (2: No such file or directory), client: {}", cx.conn.remote.ip());
+                status(StatusCode::NOT_FOUND, c)
+            }
+        };
+    }
+    let meta = match tokio::fs::metadata(&path).await {
+        Ok(m) => m,
+        Err(e) => {
+            let (s, code) = match e.kind() {
+                std::io::ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, 13),
+                _ => (StatusCode::NOT_FOUND, 2),
+            };
+            tracing::error!("open() \"{path}\" failed ({code}: {e}), client: {}, request: \"{} {}\"", cx.conn.remote.ip(), cx.method, cx.request_uri);
+            return status(s, c);
+        }
+    };
+    if meta.is_dir() {
+        let mut r = crate::serve::status_response(StatusCode::MOVED_PERMANENTLY, c.server_tokens);
+        let mut loc = format!("http://{}{}/", crate::serve::host_port_pub(cx), cx.uri);
+        if !cx.args.is_empty() {
+            loc.push('?');
+            loc.push_str(&cx.args);
+        }
+        if let Ok(v) = HeaderValue::from_str(&loc) {
+            r.headers_mut().insert(http::header::LOCATION, v);
+        }
+        return Outcome::Response(r, true);
+    }
+    let len = meta.len();
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+    let last_modified = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(mtime));
+    let etag = format!("\"{mtime:x}-{len:x}\"");
+    let ctype = cx
+        .uri
+        .rsplit_once('.')
+        .filter(|(_, ext)| !ext.contains('/'))
+        .and_then(|(_, ext)| c.types.get(&ext.to_ascii_lowercase()).cloned())
+        .unwrap_or_else(|| c.default_type.clone());
+    let mut builder = http::Response::builder()
+        .header(http::header::CONTENT_TYPE, HeaderValue::from_maybe_shared(ctype).unwrap_or(HeaderValue::from_static("text/plain")))
+        .header(http::header::LAST_MODIFIED, last_modified.as_str())
+        .header(http::header::ACCEPT_RANGES, "bytes");
+    if c.etag {
+        builder = builder.header(http::header::ETAG, etag.as_str());
+    }
+    // Conditional GET.
+    let inm = cx.headers.get(http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
+    let ims = cx.headers.get(http::header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok());
+    let not_modified = match (inm, ims) {
+        (Some(t), _) => c.etag && (t.trim() == "*" || t.split(',').any(|x| x.trim().trim_start_matches("W/") == etag)),
+        (None, Some(d)) => httpdate::parse_http_date(d)
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .is_some_and(|t| t.as_secs() >= mtime),
+        _ => false,
+    };
+    if not_modified {
+        let r = builder.status(StatusCode::NOT_MODIFIED).body(body::empty());
+        return match r {
+            Ok(r) => Outcome::Response(r, false),
+            Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR, c),
+        };
+    }
+    // Range.
+    let mut range: Option<(u64, u64)> = None;
+    if let Some(r) = cx.headers.get(http::header::RANGE).and_then(|v| v.to_str().ok()) {
+        match parse_range(r, len) {
+            Some(Ok(x)) => range = Some(x),
+            Some(Err(())) => {
+                let mut resp = crate::serve::status_response(StatusCode::RANGE_NOT_SATISFIABLE, c.server_tokens);
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                    resp.headers_mut().insert(http::header::CONTENT_RANGE, v);
+                }
+                return Outcome::Response(resp, true);
+            }
+            None => {}
+        }
+    }
+    let (start, end) = range.unwrap_or((0, len.saturating_sub(1)));
+    let count = if len == 0 { 0 } else { end - start + 1 };
+    let mut st = StatusCode::OK;
+    if range.is_some() {
+        st = StatusCode::PARTIAL_CONTENT;
+        builder = builder.header(http::header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
+    }
+    builder = builder.status(st).header(http::header::CONTENT_LENGTH, count);
+    let body = if cx.method == Method::HEAD || count == 0 {
+        body::empty()
+    } else if count <= 64 * 1024 {
+        match read_range(&path, start, count).await {
+            Ok(b) => body::full(b),
+            Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR, c),
+        }
+    } else {
+        match tokio::fs::File::open(&path).await {
+            Ok(mut f) => {
+                use tokio::io::{AsyncReadExt, AsyncSeekExt};
+                if f.seek(std::io::SeekFrom::Start(start)).await.is_err() {
+                    return status(StatusCode::INTERNAL_SERVER_ERROR, c);
+                }
+                let stream = tokio_util::io::ReaderStream::with_capacity(f.take(count), 64 * 1024);
+                http_body_util::StreamBody::new(futures_util::StreamExt::map(stream, |r| r.map(http_body::Frame::data))).boxed_unsync()
+            }
+            Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR, c),
+        }
+    };
+    match builder.body(body) {
+        Ok(r) => Outcome::Response(r, false),
+        Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR, c),
+    }
+}
+
+async fn read_range(path: &str, start: u64, count: u64) -> std::io::Result<Bytes> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let mut f = tokio::fs::File::open(path).await?;
+    if start > 0 {
+        f.seek(std::io::SeekFrom::Start(start)).await?;
+    }
+    let mut buf = Vec::with_capacity(count as usize);
+    f.take(count).read_to_end(&mut buf).await?;
+    Ok(Bytes::from(buf))
+}
+
+/// `bytes=a-b` / `bytes=a-` / `bytes=-n` (one range). `None`: ignore the header;
+/// `Some(Err)`: 416.
+fn parse_range(h: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
+    let spec = h.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None; // multiple ranges: answer 200 with the whole file
+    }
+    let (a, b) = spec.trim().split_once('-')?;
+    let r = if a.is_empty() {
+        let n: u64 = b.parse().ok()?;
+        if n == 0 || len == 0 {
+            return Some(Err(()));
+        }
+        (len.saturating_sub(n), len - 1)
+    } else {
+        let s: u64 = a.parse().ok()?;
+        let e: u64 = if b.is_empty() { len.saturating_sub(1) } else { b.parse().ok()? };
+        if s >= len || e < s {
+            return Some(Err(()));
+        }
+        (s, e.min(len - 1))
+    };
+    Some(Ok(r))
+}

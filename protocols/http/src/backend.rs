@@ -1,0 +1,451 @@
+//! The `proxy_pass` backend: builds the upstream request (URI rule, header rules),
+//! runs the shared exchange, and filters the response (hidden headers,
+//! `proxy_redirect`).
+
+use crate::codec::HttpCodec;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use junction_config::model::{err, family, invalid, split_url, BuildCx, Family, LocInfo, LocKind, Scope};
+use junction_config::ConfigError;
+use junction_core::backend::{Backend, BoxFuture, Response};
+use junction_core::body::ReqBody;
+use junction_core::codec::UpstreamCodec;
+use junction_core::ctx::RequestCtx;
+use junction_core::exchange::{exchange, UpstreamConf};
+use junction_core::upstream::Group;
+use junction_core::vars::Template;
+use junction_core::Error;
+use percent_encoding::{percent_encode, AsciiSet, CONTROLS};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// nginx's NGX_ESCAPE_URI set: space, `#`, `%`, `?`, controls, and bytes >= 0x7f.
+const ESCAPE_URI: &AsciiSet = &CONTROLS.add(b' ').add(b'#').add(b'%').add(b'?').add(0x7f);
+
+/// Hop-by-hop request headers never passed upstream (RFC 9110 §7.6.1), plus the
+/// ones Junction regenerates.
+const SKIP_REQUEST: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-connection",
+    "content-length",
+    "expect",
+];
+
+/// Upstream response headers hidden by default (nginx's proxy_hide_header set)
+/// and hop-by-hop ones.
+const HIDE_RESPONSE: &[&str] = &[
+    "date",
+    "server",
+    "x-pad",
+    "x-accel-expires",
+    "x-accel-redirect",
+    "x-accel-limit-rate",
+    "x-accel-buffering",
+    "x-accel-charset",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+];
+
+#[derive(Debug)]
+enum Target {
+    /// A fixed URL resolved at load.
+    Static {
+        fam: Box<Family>,
+        proxy_host: Bytes,
+        proxy_port: Bytes,
+        uri_part: Option<String>,
+    },
+    /// A URL with variables, evaluated per request.
+    Dynamic {
+        url: Template,
+        fam: Box<Family>,
+        upstreams: HashMap<String, Arc<Group>>,
+    },
+}
+
+#[derive(Debug, Clone)]
+enum Redirect {
+    Off,
+    Rules(Vec<(String, Template)>),
+}
+
+/// The HTTP proxy backend of one location.
+#[derive(Debug)]
+pub struct HttpProxy {
+    target: Target,
+    /// The location prefix replaced by the URI part (prefix/exact locations only).
+    loc_prefix: Option<String>,
+    set_headers: Vec<(HeaderName, Template)>,
+    http10: bool,
+    redirect: Redirect,
+    hide: Vec<HeaderName>,
+}
+
+fn header_name(a: &junction_config::Arg) -> Result<HeaderName, ConfigError> {
+    HeaderName::from_bytes(a.value.as_bytes())
+        .map_err(|_| err(&a.span, format!("invalid header name \"{}\"", a.value)))
+}
+
+/// Builds the backend when the location has `proxy_pass`.
+pub fn build(scope: &Scope<'_>, loc: &LocInfo, bx: &mut BuildCx) -> Result<Option<Arc<dyn Backend>>, ConfigError> {
+    let Some(d) = scope.local("proxy_pass") else {
+        return Ok(None);
+    };
+    let a = d
+        .args
+        .first()
+        .ok_or_else(|| err(&d.span, "invalid number of arguments in \"proxy_pass\" directive"))?;
+    let url_t = bx.template(a)?;
+    let prefix_loc = matches!(loc.kind, LocKind::Prefix | LocKind::PrefixNoRegex | LocKind::Exact);
+    let target = if let Some(lit) = url_t.as_literal() {
+        let url = String::from_utf8_lossy(&lit).into_owned();
+        let (scheme, hostport, uri_part) = split_url(&url);
+        match scheme {
+            Some("http") => {}
+            Some("https") => {
+                return Err(err(&a.span, "https upstreams are not supported yet in \"proxy_pass\""));
+            }
+            _ => return Err(err(&a.span, format!("invalid URL prefix in \"{url}\""))),
+        }
+        if uri_part.is_some() && !prefix_loc {
+            return Err(err(
+                &d.span,
+                "\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
+            ));
+        }
+        let group = bx.group(hostport, 80, &a.span)?;
+        let fam = family(scope, "proxy", group, bx)?;
+        let (proxy_host, proxy_port) = if let Some(p) = hostport.strip_prefix("unix:") {
+            (Bytes::from_static(b"localhost"), Bytes::from(p.to_string()))
+        } else if bx.upstreams.contains_key(hostport) {
+            (Bytes::from(hostport.to_string()), Bytes::from_static(b"80"))
+        } else {
+            let port = hostport
+                .rsplit_once(':')
+                .filter(|(h, _)| !h.ends_with(']') || h.starts_with('['))
+                .map(|(_, p)| p.to_string())
+                .filter(|p| p.bytes().all(|c| c.is_ascii_digit()))
+                .unwrap_or_else(|| "80".into());
+            let host = if port == "80" {
+                hostport.strip_suffix(":80").unwrap_or(hostport).to_string()
+            } else {
+                hostport.to_string()
+            };
+            (Bytes::from(host), Bytes::from(port))
+        };
+        Target::Static {
+            fam: Box::new(fam),
+            proxy_host,
+            proxy_port,
+            uri_part: uri_part.map(str::to_string),
+        }
+    } else {
+        // Variables: the group is found per request; the family uses a placeholder group.
+        let placeholder = Group::implicit(String::new(), Vec::new());
+        Target::Dynamic {
+            url: url_t,
+            fam: Box::new(family(scope, "proxy", placeholder, bx)?),
+            upstreams: bx.upstreams.clone(),
+        }
+    };
+
+    // proxy_set_header: defaults first (Host, Connection), overridden by name.
+    let mut set_headers: Vec<(HeaderName, Template)> = vec![
+        (http::header::HOST, Template::compile("$proxy_host", &bx.vars).map_err(|e| err(&d.span, e.to_string()))?),
+        (http::header::CONNECTION, Template::literal(Bytes::new())),
+    ];
+    for h in scope.array("proxy_set_header") {
+        let (Some(n), Some(v)) = (h.args.first(), h.args.get(1)) else {
+            return Err(err(&h.span, "invalid number of arguments in \"proxy_set_header\" directive"));
+        };
+        let name = header_name(n)?;
+        let tpl = bx.template(v)?;
+        if let Some(slot) = set_headers.iter_mut().find(|(k, _)| *k == name) {
+            slot.1 = tpl;
+        } else {
+            set_headers.push((name, tpl));
+        }
+    }
+    let http10 = match scope.arg("proxy_http_version") {
+        None => false,
+        Some((_, a)) if a.value == "1.1" => false,
+        Some((_, a)) if a.value == "1.0" => true,
+        Some((d, a)) => return Err(invalid(d, a)),
+    };
+    let redirect = match scope.get("proxy_redirect") {
+        None => default_redirect(&target, loc, bx),
+        Some(r) => match (r.args.first(), r.args.get(1)) {
+            (Some(a), None) if a.value == "off" => Redirect::Off,
+            (Some(a), None) if a.value == "default" => default_redirect(&target, loc, bx),
+            (Some(from), Some(to)) => {
+                let mut rules = Vec::new();
+                for r in scope.array("proxy_redirect") {
+                    match (r.args.first(), r.args.get(1)) {
+                        (Some(a), None) if a.value == "default" => {
+                            if let Redirect::Rules(mut v) = default_redirect(&target, loc, bx) {
+                                rules.append(&mut v);
+                            }
+                        }
+                        (Some(a), None) if a.value == "off" => {}
+                        (Some(f), Some(t)) => rules.push((f.value.clone(), bx.template(t)?)),
+                        _ => return Err(err(&r.span, "invalid arguments in \"proxy_redirect\" directive")),
+                    }
+                }
+                let _ = (from, to);
+                Redirect::Rules(rules)
+            }
+            _ => return Err(err(&r.span, "invalid arguments in \"proxy_redirect\" directive")),
+        },
+    };
+    let fam = match &target {
+        Target::Static { fam, .. } | Target::Dynamic { fam, .. } => fam,
+    };
+    let hide = HIDE_RESPONSE
+        .iter()
+        .filter(|h| !fam.pass_headers.iter().any(|p| p == *h))
+        .map(|h| HeaderName::from_static(h))
+        .chain(
+            fam.hide_headers
+                .iter()
+                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+        )
+        .collect();
+    Ok(Some(Arc::new(HttpProxy {
+        target,
+        loc_prefix: if prefix_loc { Some(loc.name.clone()) } else { None },
+        set_headers,
+        http10,
+        redirect,
+        hide,
+    })))
+}
+
+fn default_redirect(target: &Target, loc: &LocInfo, bx: &BuildCx) -> Redirect {
+    match target {
+        Target::Static {
+            proxy_host, uri_part, ..
+        } => {
+            let host = String::from_utf8_lossy(proxy_host);
+            let (pattern, replacement) = match uri_part {
+                Some(u) if matches!(loc.kind, LocKind::Prefix | LocKind::PrefixNoRegex | LocKind::Exact) => {
+                    (format!("http://{host}{u}"), loc.name.clone())
+                }
+                _ => (format!("http://{host}/"), "/".to_string()),
+            };
+            let _ = bx;
+            Redirect::Rules(vec![(pattern, Template::literal(Bytes::from(replacement)))])
+        }
+        Target::Dynamic { .. } => Redirect::Off,
+    }
+}
+
+fn escape_into(out: &mut BytesMut, s: &str) {
+    for part in percent_encode(s.as_bytes(), ESCAPE_URI) {
+        out.put_slice(part.as_bytes());
+    }
+}
+
+impl HttpProxy {
+    /// The URI sent upstream.
+    fn upstream_uri(&self, cx: &RequestCtx, uri_part: Option<&str>, out: &mut BytesMut) {
+        let quoted = cx.request_uri.contains('%') || cx.uri_changed;
+        match (uri_part, &self.loc_prefix) {
+            (Some(part), Some(prefix)) => {
+                out.put_slice(part.as_bytes());
+                let rest = if cx.uri.len() >= prefix.len() && cx.uri.starts_with(prefix.as_str()) {
+                    cx.uri.get(prefix.len()..).unwrap_or("")
+                } else {
+                    cx.uri.as_str()
+                };
+                if quoted {
+                    escape_into(out, rest);
+                } else {
+                    out.put_slice(rest.as_bytes());
+                }
+                if !cx.args.is_empty() {
+                    out.put_u8(b'?');
+                    out.put_slice(cx.args.as_bytes());
+                }
+            }
+            _ if !cx.uri_changed => out.put_slice(cx.request_uri.as_bytes()),
+            _ => {
+                escape_into(out, &cx.uri);
+                if !cx.args.is_empty() {
+                    out.put_u8(b'?');
+                    out.put_slice(cx.args.as_bytes());
+                }
+            }
+        }
+    }
+
+    fn request_head(&self, cx: &RequestCtx, uri_part: Option<&str>, body_len: Option<u64>, chunked: bool) -> Bytes {
+        let mut out = BytesMut::with_capacity(512);
+        out.put_slice(cx.method.as_str().as_bytes());
+        out.put_u8(b' ');
+        self.upstream_uri(cx, uri_part, &mut out);
+        out.put_slice(if self.http10 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
+        for (name, tpl) in &self.set_headers {
+            let start = out.len();
+            out.put_slice(name.as_str().as_bytes());
+            out.put_slice(b": ");
+            let vstart = out.len();
+            tpl.eval_into(cx, &mut out);
+            if out.len() == vstart {
+                out.truncate(start); // empty value: header not sent
+            } else {
+                out.put_slice(b"\r\n");
+            }
+        }
+        for (k, v) in cx.headers.iter() {
+            let n = k.as_str();
+            if SKIP_REQUEST.contains(&n) || self.set_headers.iter().any(|(s, _)| s == k) {
+                continue;
+            }
+            out.put_slice(n.as_bytes());
+            out.put_slice(b": ");
+            out.put_slice(v.as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        if chunked {
+            out.put_slice(b"Transfer-Encoding: chunked\r\n");
+        } else if let Some(l) = body_len.filter(|l| *l > 0 || cx.headers.contains_key(http::header::CONTENT_LENGTH)) {
+            out.put_slice(b"Content-Length: ");
+            out.put_slice(l.to_string().as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        out.put_slice(b"\r\n");
+        out.freeze()
+    }
+
+    fn rewrite_location(&self, cx: &RequestCtx, v: &HeaderValue) -> Option<HeaderValue> {
+        let Redirect::Rules(rules) = &self.redirect else {
+            return None;
+        };
+        let s = v.to_str().ok()?;
+        for (from, to) in rules {
+            if let Some(rest) = s.strip_prefix(from.as_str()) {
+                let mut out = BytesMut::new();
+                to.eval_into(cx, &mut out);
+                out.put_slice(rest.as_bytes());
+                return HeaderValue::from_maybe_shared(out.freeze()).ok();
+            }
+        }
+        None
+    }
+
+    async fn run(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
+        let (fam, uri_part, dyn_group): (&Family, Option<String>, Option<Arc<Group>>) = match &self.target {
+            Target::Static {
+                fam,
+                proxy_host,
+                proxy_port,
+                uri_part,
+            } => {
+                cx.proxy_host = proxy_host.clone();
+                cx.proxy_port = proxy_port.clone();
+                (fam, uri_part.clone(), None)
+            }
+            Target::Dynamic { url, fam, upstreams } => {
+                let url = url.eval_string(cx);
+                let (scheme, hostport, uri_part) = split_url(&url);
+                if scheme != Some("http") {
+                    return Err(Error::internal(format!("invalid URL prefix in \"{url}\"")));
+                }
+                let group = match upstreams.get(hostport) {
+                    Some(g) => g.clone(),
+                    None => {
+                        let addrs = resolve_now(hostport).await?;
+                        Group::implicit(hostport.to_string(), addrs)
+                    }
+                };
+                cx.proxy_host = Bytes::from(hostport.to_string());
+                cx.proxy_port = Bytes::from_static(b"80");
+                (fam, uri_part.map(str::to_string), Some(group))
+            }
+        };
+        let body = if !fam.pass_request_body {
+            ReqBody::Empty
+        } else if fam.request_buffering || self.http10 {
+            body.buffer(fam.client_body_buffer_size, &fam.body_temp_path).await?
+        } else {
+            body
+        };
+        let len = body.known_len();
+        let chunked = len.is_none();
+        let head = self.request_head(cx, uri_part.as_deref(), len, chunked);
+        let bind = fam.bind_addr(cx)?;
+        let limit = fam.upstream.buffering.buffer_size;
+        let is_head = cx.method == http::Method::HEAD;
+        let mk = move || -> Box<dyn UpstreamCodec> { Box::new(HttpCodec::new(limit, is_head, chunked)) };
+        let conf_owned;
+        let conf: &UpstreamConf = match dyn_group {
+            Some(g) => {
+                conf_owned = UpstreamConf {
+                    group: g,
+                    ..fam.upstream.clone()
+                };
+                &conf_owned
+            }
+            None => &fam.upstream,
+        };
+        let up = exchange(conf, cx, bind, head, body, &mk).await?;
+        let mut headers = HeaderMap::with_capacity(up.head.headers.len());
+        let mut last: Option<HeaderName> = None;
+        for (k, v) in up.head.headers.iter() {
+            if self.hide.contains(k) {
+                continue;
+            }
+            if last.as_ref() != Some(k) {
+                last = Some(k.clone());
+            }
+            if k == http::header::LOCATION || k == http::header::REFRESH {
+                if let Some(nv) = self.rewrite_location(cx, v) {
+                    headers.append(k.clone(), nv);
+                    continue;
+                }
+            }
+            headers.append(k.clone(), v.clone());
+        }
+        let mut resp = http::Response::new(up.body);
+        *resp.status_mut() = up.head.status;
+        *resp.headers_mut() = headers;
+        Ok(resp)
+    }
+}
+
+async fn resolve_now(hostport: &str) -> Result<Vec<junction_core::upstream::PeerAddr>, Error> {
+    let with_port = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
+    let addrs: Vec<_> = tokio_lookup(&with_port).await?;
+    if addrs.is_empty() {
+        return Err(Error::new(junction_core::ErrorKind::Connect, format!("{hostport} could not be resolved")));
+    }
+    Ok(addrs)
+}
+
+async fn tokio_lookup(s: &str) -> Result<Vec<junction_core::upstream::PeerAddr>, Error> {
+    let s = s.to_string();
+    junction_core::upstream::resolve(&s, 80)
+        .map_err(|e| Error::new(junction_core::ErrorKind::Connect, format!("{s} could not be resolved ({e})")))
+}
+
+impl Backend for HttpProxy {
+    fn handle<'a>(&'a self, cx: &'a mut RequestCtx, body: ReqBody) -> BoxFuture<'a, Result<Response, Error>> {
+        Box::pin(self.run(cx, body))
+    }
+
+    fn intercept_errors(&self) -> bool {
+        match &self.target {
+            Target::Static { fam, .. } | Target::Dynamic { fam, .. } => fam.intercept_errors,
+        }
+    }
+}

@@ -1,0 +1,337 @@
+//! HTTP/1.x client framing: the request head is written by the backend; this
+//! codec frames the request body (chunked when the length is unknown) and decodes
+//! the response (status line + headers within `proxy_buffer_size`, then a body
+//! delimited by Content-Length, chunked coding, or the connection's close).
+
+use bytes::{Buf, Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use junction_core::codec::{Decoded, ResponseHead, UpstreamCodec};
+use junction_core::{Error, ErrorKind};
+
+const MAX_HEADERS: usize = 128;
+/// Longest chunk-size line accepted (hex digits + extensions).
+const MAX_CHUNK_LINE: usize = 4096;
+
+#[derive(Debug)]
+enum State {
+    Head,
+    Length(u64),
+    Chunk(u64),
+    ChunkSize,
+    ChunkCrlf,
+    Trailers,
+    Close,
+    Done,
+    Finished,
+}
+
+/// The HTTP/1.x codec of one exchange.
+#[derive(Debug)]
+pub struct HttpCodec {
+    state: State,
+    head_limit: usize,
+    head_request: bool,
+    chunked_request: bool,
+    keepalive: bool,
+}
+
+impl HttpCodec {
+    /// `head_request`: the request was HEAD (no response body); `chunked_request`:
+    /// the request body is sent with chunked coding.
+    pub fn new(head_limit: usize, head_request: bool, chunked_request: bool) -> Self {
+        HttpCodec {
+            state: State::Head,
+            head_limit,
+            head_request,
+            chunked_request,
+            keepalive: true,
+        }
+    }
+
+    fn decode_head(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut headers);
+        let n = match resp.parse(buf) {
+            Ok(httparse::Status::Partial) => {
+                if buf.len() > self.head_limit {
+                    return Err(Error::new(ErrorKind::TooBigHeader, "upstream sent too big header"));
+                }
+                return Ok(None);
+            }
+            Ok(httparse::Status::Complete(n)) => n,
+            Err(httparse::Error::TooManyHeaders) => {
+                return Err(Error::new(ErrorKind::TooBigHeader, "upstream sent too many headers"))
+            }
+            Err(e) => return Err(Error::invalid(format!("upstream sent invalid header: {e}"))),
+        };
+        if n > self.head_limit {
+            return Err(Error::new(ErrorKind::TooBigHeader, "upstream sent too big header"));
+        }
+        let code = resp.code.unwrap_or(0);
+        let status = StatusCode::from_u16(code)
+            .map_err(|_| Error::invalid(format!("upstream sent invalid status \"{code}\"")))?;
+        let http10 = resp.version == Some(0);
+        let mut map = HeaderMap::with_capacity(resp.headers.len());
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        let mut conn_close = http10;
+        for h in resp.headers.iter() {
+            let name = HeaderName::from_bytes(h.name.as_bytes())
+                .map_err(|_| Error::invalid(format!("upstream sent invalid header name \"{}\"", h.name)))?;
+            let value = HeaderValue::from_bytes(h.value)
+                .map_err(|_| Error::invalid(format!("upstream sent invalid header value for \"{}\"", h.name)))?;
+            if name == http::header::CONTENT_LENGTH {
+                let l = std::str::from_utf8(h.value)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<u64>().ok())
+                    .ok_or_else(|| Error::invalid("upstream sent invalid \"Content-Length\" header"))?;
+                if length.is_some_and(|x| x != l) {
+                    return Err(Error::invalid("upstream sent duplicate header line: \"Content-Length\""));
+                }
+                length = Some(l);
+            } else if name == http::header::TRANSFER_ENCODING {
+                if h.value.eq_ignore_ascii_case(b"chunked") {
+                    chunked = true;
+                } else {
+                    return Err(Error::invalid("upstream sent unknown \"Transfer-Encoding\""));
+                }
+            } else if name == http::header::CONNECTION {
+                let v = h.value.to_ascii_lowercase();
+                if v.windows(5).any(|w| w == b"close") {
+                    conn_close = true;
+                } else if v.windows(10).any(|w| w == b"keep-alive") && http10 {
+                    conn_close = false;
+                }
+            }
+            map.append(name, value);
+        }
+        buf.advance(n);
+        if code < 200 && code != 101 {
+            // Interim responses (100 Continue) are skipped.
+            return self.decode_head(buf);
+        }
+        self.keepalive = !conn_close;
+        let no_body = self.head_request || code == 204 || code == 304;
+        self.state = if no_body {
+            State::Done
+        } else if chunked {
+            map.remove(http::header::CONTENT_LENGTH);
+            State::ChunkSize
+        } else if let Some(l) = length {
+            State::Length(l)
+        } else {
+            self.keepalive = false;
+            State::Close
+        };
+        Ok(Some(Decoded::Head(ResponseHead { status, headers: map })))
+    }
+
+    fn find_crlf(buf: &[u8]) -> Option<usize> {
+        buf.windows(2).position(|w| w == b"\r\n")
+    }
+}
+
+impl UpstreamCodec for HttpCodec {
+    fn encode_body(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) {
+        if chunk.is_empty() {
+            return;
+        }
+        if self.chunked_request {
+            out.push(Bytes::from(format!("{:x}\r\n", chunk.len())));
+            out.push(chunk);
+            out.push(Bytes::from_static(b"\r\n"));
+        } else {
+            out.push(chunk);
+        }
+    }
+
+    fn encode_end(&mut self, out: &mut Vec<Bytes>) {
+        if self.chunked_request {
+            out.push(Bytes::from_static(b"0\r\n\r\n"));
+        }
+    }
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
+        loop {
+            match self.state {
+                State::Head => return self.decode_head(buf),
+                State::Done => {
+                    self.state = State::Finished;
+                    return Ok(Some(Decoded::End { reusable: self.keepalive }));
+                }
+                State::Finished => return Ok(None),
+                State::Length(0) => {
+                    self.state = State::Done;
+                }
+                State::Length(left) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let take = (buf.len() as u64).min(left) as usize;
+                    self.state = State::Length(left - take as u64);
+                    return Ok(Some(Decoded::Data(buf.split_to(take).freeze())));
+                }
+                State::Close => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    return Ok(Some(Decoded::Data(buf.split().freeze())));
+                }
+                State::ChunkSize => {
+                    let Some(i) = Self::find_crlf(buf) else {
+                        if buf.len() > MAX_CHUNK_LINE {
+                            return Err(Error::invalid("upstream sent invalid chunked response"));
+                        }
+                        return Ok(None);
+                    };
+                    let line = buf.split_to(i + 2);
+                    let hex = line.get(..i).unwrap_or(&[]);
+                    let hex = hex.split(|c| *c == b';').next().unwrap_or(&[]);
+                    let s = std::str::from_utf8(hex).map(str::trim).unwrap_or("");
+                    let size = u64::from_str_radix(s, 16)
+                        .ok()
+                        .filter(|_| !s.is_empty() && s.len() <= 16)
+                        .ok_or_else(|| Error::invalid("upstream sent invalid chunked response"))?;
+                    self.state = if size == 0 { State::Trailers } else { State::Chunk(size) };
+                }
+                State::Chunk(left) => {
+                    if buf.is_empty() {
+                        return Ok(None);
+                    }
+                    let take = (buf.len() as u64).min(left) as usize;
+                    self.state = if take as u64 == left { State::ChunkCrlf } else { State::Chunk(left - take as u64) };
+                    return Ok(Some(Decoded::Data(buf.split_to(take).freeze())));
+                }
+                State::ChunkCrlf => {
+                    if buf.len() < 2 {
+                        return Ok(None);
+                    }
+                    if buf.get(..2) != Some(b"\r\n") {
+                        return Err(Error::invalid("upstream sent invalid chunked response"));
+                    }
+                    buf.advance(2);
+                    self.state = State::ChunkSize;
+                }
+                State::Trailers => {
+                    let Some(i) = Self::find_crlf(buf) else {
+                        if buf.len() > MAX_CHUNK_LINE {
+                            return Err(Error::invalid("upstream sent invalid chunked response"));
+                        }
+                        return Ok(None);
+                    };
+                    buf.advance(i + 2);
+                    if i == 0 {
+                        self.state = State::Done;
+                    }
+                }
+            }
+        }
+    }
+
+    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
+        if let Some(ev) = self.decode(buf)? {
+            return Ok(Some(ev));
+        }
+        match self.state {
+            State::Close => {
+                self.state = State::Done;
+                self.keepalive = false;
+                self.decode(buf)
+            }
+            State::Finished | State::Done => Ok(None),
+            State::Head => Err(Error::new(
+                ErrorKind::UpstreamClosed,
+                "upstream prematurely closed connection while reading response header",
+            )),
+            _ => Err(Error::new(
+                ErrorKind::UpstreamClosed,
+                "upstream prematurely closed connection while reading upstream",
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn run(input: &[u8], split: usize, head_req: bool) -> (u16, Vec<u8>, bool) {
+        let mut c = HttpCodec::new(4096, head_req, false);
+        let mut buf = BytesMut::new();
+        let mut status = 0;
+        let mut body = Vec::new();
+        let mut parts = vec![&input[..split], &input[split..]];
+        let mut eof = false;
+        loop {
+            match c.decode(&mut buf).unwrap() {
+                Some(Decoded::Head(h)) => status = h.status.as_u16(),
+                Some(Decoded::Data(d)) => body.extend_from_slice(&d),
+                Some(Decoded::End { reusable }) => return (status, body, reusable),
+                Some(Decoded::Stderr(_)) => unreachable!(),
+                None => {
+                    if parts.is_empty() {
+                        assert!(!eof);
+                        eof = true;
+                        match c.decode_eof(&mut buf).unwrap() {
+                            Some(Decoded::End { reusable }) => return (status, body, reusable),
+                            Some(Decoded::Data(d)) => body.extend_from_slice(&d),
+                            other => panic!("{other:?}"),
+                        }
+                        continue;
+                    }
+                    buf.extend_from_slice(parts.remove(0));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn length_chunked_close_at_every_split() {
+        let cases: [(&[u8], &[u8], bool); 3] = [
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello", b"hello", true),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nhel\r\n2\r\nlo\r\n0\r\nT: 1\r\n\r\n", b"hello", true),
+            (b"HTTP/1.0 200 OK\r\nServer: x\r\n\r\nhello", b"hello", false),
+        ];
+        for (input, want, reuse) in cases {
+            for split in 0..=input.len() {
+                let (s, b, r) = run(input, split, false);
+                assert_eq!((s, b.as_slice(), r), (200, want, reuse), "split {split}");
+            }
+        }
+    }
+
+    #[test]
+    fn head_and_204_have_no_body() {
+        let (s, b, r) = run(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", 5, true);
+        assert_eq!((s, b.len(), r), (200, 0, true));
+        let (s, b, _) = run(b"HTTP/1.1 204 No Content\r\n\r\n", 3, false);
+        assert_eq!((s, b.len()), (204, 0));
+    }
+
+    #[test]
+    fn errors() {
+        let mut c = HttpCodec::new(64, false, false);
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nX: "[..]);
+        buf.extend_from_slice(&[b'a'; 100]);
+        assert_eq!(c.decode(&mut buf).unwrap_err().kind(), ErrorKind::TooBigHeader);
+        let mut c = HttpCodec::new(4096, false, false);
+        let mut buf = BytesMut::from(&b"garbage\r\n\r\n"[..]);
+        assert_eq!(c.decode(&mut buf).unwrap_err().kind(), ErrorKind::InvalidResponse);
+        let mut c = HttpCodec::new(4096, false, false);
+        let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"[..]);
+        assert!(matches!(c.decode(&mut buf).unwrap(), Some(Decoded::Head(_))));
+        assert!(matches!(c.decode(&mut buf).unwrap(), Some(Decoded::Data(_))));
+        assert_eq!(c.decode_eof(&mut buf).unwrap_err().kind(), ErrorKind::UpstreamClosed);
+    }
+
+    #[test]
+    fn chunked_request_framing() {
+        let mut c = HttpCodec::new(4096, false, true);
+        let mut out = Vec::new();
+        c.encode_body(Bytes::from_static(b"hello"), &mut out);
+        c.encode_end(&mut out);
+        let all: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(all, b"5\r\nhello\r\n0\r\n\r\n");
+    }
+}
