@@ -288,7 +288,7 @@ pub fn family(
         }
     };
     let temp_path = match scope.arg(&n("temp_path")) {
-        Some((_, a)) => PathBuf::from(&a.value),
+        Some((_, a)) => bx.prefix.join(&a.value),
         None => bx.prefix.join(format!("{prefix}_temp")),
     };
     let buffering = BufferPolicy {
@@ -374,7 +374,10 @@ pub fn family(
         bind,
         request_buffering: scope.flag(&n("request_buffering"), true)?,
         client_body_buffer_size: scope.size("client_body_buffer_size", 16 * 1024)? as usize,
-        body_temp_path: bx.prefix.join("client_body_temp"),
+        body_temp_path: match scope.arg("client_body_temp_path") {
+            Some((_, a)) => bx.prefix.join(&a.value),
+            None => bx.prefix.join("client_body_temp"),
+        },
         hide_headers: names(n("hide_header")),
         pass_headers: names(n("pass_header")),
         intercept_errors: scope.flag(&n("intercept_errors"), false)?,

@@ -440,10 +440,12 @@ impl Session<'_, '_> {
                     return Ok(out);
                 }
                 Event::End | Event::BlockStart => {
-                    let Some(d) = directive_from_words(words, file) else {
+                    let Some(mut d) = directive_from_words(words, file) else {
                         // the lexer never returns End/BlockStart without a word
                         continue;
                     };
+                    // nginx reports a directive's errors at the line of its `;` or `{`.
+                    d.span.line = here.line;
                     if ev == Event::End {
                         if d.name == "include" {
                             out.extend(self.include(&d, depth)?);
@@ -729,7 +731,7 @@ mod tests {
                 "  server@6",
                 "    listen@7 [80]@7",
                 "    location@9 [~]@9 [\\.php$]@9",
-                "      fastcgi_pass@9 [unix:/run/php.sock]@10",
+                "      fastcgi_pass@10 [unix:/run/php.sock]@10",
             ]
         );
         assert_eq!(t[0].span.to_string(), "/nonexistent/t.conf:1");

@@ -22,6 +22,18 @@ pub fn full(b: impl Into<Bytes>) -> Body {
     http_body_util::Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
+/// An unlinked temp file in `dir`, creating the directory when missing (as nginx
+/// creates its `*_temp_path` directories).
+pub fn temp_file(dir: &Path) -> std::io::Result<std::fs::File> {
+    match tempfile::tempfile_in(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            tempfile::tempfile_in(dir)
+        }
+        r => r,
+    }
+}
+
 /// The client's request body as it arrives, with `client_max_body_size` and
 /// `client_body_timeout` applied.
 #[derive(Debug)]
@@ -161,7 +173,7 @@ impl ReqBody {
                 continue;
             }
             if out.file.is_none() {
-                let f = tempfile::tempfile_in(temp_dir).map_err(|e| {
+                let f = temp_file(temp_dir).map_err(|e| {
                     Error::internal(format!("cannot create temp file in {}: {e}", temp_dir.display()))
                 })?;
                 tracing::debug!("a client request body is buffered to a temporary file");

@@ -277,6 +277,7 @@ impl RequestCtx {
             Var::Connection => put_display(out, self.conn.id),
             Var::ConnectionRequests => put_display(out, self.conn_requests),
             Var::RemoteUser => {}
+            Var::NginxVersion => out.put_slice(env!("CARGO_PKG_VERSION").as_bytes()),
             Var::Http(name) => Self::header_into(&self.headers, name, out),
             Var::SentHttp(name) => Self::header_into(&self.sent_headers, name, out),
             Var::UpstreamHttp(name) => Self::header_into(&self.upstream.headers, name, out),

@@ -120,7 +120,7 @@ impl Spool {
             st.mem.push_back(chunk.clone());
         } else if self.file_limit > 0 && st.file_written - st.file_read + len as u64 <= self.file_limit {
             if st.file.is_none() {
-                let f = tempfile::tempfile_in(&self.temp_path)?;
+                let f = crate::body::temp_file(&self.temp_path)?;
                 tracing::warn!(
                     "an upstream response is buffered to a temporary file in {}",
                     self.temp_path.display()

@@ -89,6 +89,8 @@ pub enum Var {
     ConnectionRequests,
     /// `$remote_user` (always empty: no auth module yet)
     RemoteUser,
+    /// `$nginx_version` (Junction's version, so shipped params files work unchanged)
+    NginxVersion,
     /// `$http_NAME`: a request header.
     Http(HeaderName),
     /// `$sent_http_NAME`: a response header.
@@ -183,6 +185,7 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "connection" => Var::Connection,
         "connection_requests" => Var::ConnectionRequests,
         "remote_user" => Var::RemoteUser,
+        "nginx_version" | "junction_version" => Var::NginxVersion,
         _ => {
             if let Some(h) = lower.strip_prefix("http_") {
                 return header_name(h).map(Var::Http);

@@ -235,8 +235,13 @@ pub(crate) fn status_response(status: StatusCode, tokens: bool) -> http::Respons
 }
 
 fn log_error(cx: &RequestCtx, e: &Error) {
+    let upstream = if cx.upstream.addr.is_empty() {
+        String::new()
+    } else {
+        format!(", upstream: \"{}\"", cx.upstream.addr)
+    };
     let line = format!(
-        "*{} {}, client: {}, server: {}, request: \"{} {} {:?}\", host: \"{}\"",
+        "*{} {}, client: {}, server: {}, request: \"{} {} {:?}\"{upstream}, host: \"{}\"",
         cx.conn.id,
         e.message(),
         cx.conn.remote.ip(),
@@ -318,6 +323,23 @@ async fn handle(shared: &Shared, conn: Arc<ConnInfo>, listen: &Listen, req: http
             cx.host = srv.name0.to_string();
         }
         Some(h) => cx.host = h,
+    }
+    if cx.headers.get_all(http::header::HOST).iter().count() > 1 {
+        return finish(bad(&cx, "client sent duplicate host header", StatusCode::BAD_REQUEST), cx, &srv.base.data);
+    }
+    if cx.headers.contains_key(http::header::TRANSFER_ENCODING) && cx.headers.contains_key(http::header::CONTENT_LENGTH) {
+        return finish(
+            bad(&cx, "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time", StatusCode::BAD_REQUEST),
+            cx,
+            &srv.base.data,
+        );
+    }
+    if cx
+        .headers
+        .iter()
+        .any(|(k, v)| k.as_str().len() + v.len() + 4 > srv.large_header_size)
+    {
+        return finish(bad(&cx, "client sent too long header line", StatusCode::BAD_REQUEST), cx, &srv.base.data);
     }
     if cx.request_uri.len() > srv.large_header_size {
         return finish(bad(&cx, "client sent too long URI", StatusCode::URI_TOO_LONG), cx, &srv.base.data);
