@@ -831,6 +831,7 @@ class Proxy:
             return True
 
         self.root = None
+        started = False
         try:
             wait_until(ready, READY_TIMEOUT, None, self.label)
         except Unavailable as e:
@@ -839,8 +840,12 @@ class Proxy:
             raise Unavailable("%s; error.log: %s" % (why, tail(errlog, 2)))
         except RuntimeError as e:
             why = str(e)
+            started = self.root is not None
             self.stop()
             details = tail(errlog, 3) or tail(out, 3)
+            if started:  # pid file was there: it started but never answered right
+                raise Unavailable("started (pid file) but GET %s never succeeded: %s%s" % (
+                    scn.path, why.split(": ", 1)[-1], ("; " + details) if details else ""))
             raise Unavailable("did not start: %s%s" % (why, ("; " + details) if details else ""))
 
     def cpu(self):
