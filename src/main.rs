@@ -13,7 +13,13 @@ const DEFAULT_PREFIX: &str = "/usr/local/junction/";
 const DEFAULT_CONF: &str = "conf/junction.conf";
 
 /// The protocol backends, in the order they are offered each location.
-const BACKENDS: &[BuildBackend] = &[junction_http::build];
+const BACKENDS: &[BuildBackend] = &[
+    junction_http::build,
+    junction_fastcgi::backend::build,
+    junction_uwsgi::backend::build,
+    junction_scgi::backend::build,
+    junction_memcached::backend::build,
+];
 
 struct Args {
     prefix: Option<PathBuf>,

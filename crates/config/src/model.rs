@@ -487,3 +487,87 @@ pub type BuildBackend = fn(
     &mut BuildCx,
 )
     -> Result<Option<Arc<dyn junction_core::backend::Backend>>, ConfigError>;
+
+/// Upstream response headers every protocol hides by default (nginx's
+/// `*_hide_header` defaults) plus hop-by-hop ones; `*_pass_header` lets one through.
+pub const HIDE_RESPONSE: &[&str] = &[
+    "date",
+    "server",
+    "x-pad",
+    "x-accel-expires",
+    "x-accel-redirect",
+    "x-accel-limit-rate",
+    "x-accel-buffering",
+    "x-accel-charset",
+    "status",
+    "connection",
+    "keep-alive",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-connection",
+];
+
+impl Family {
+    /// The response headers to hide for this location (defaults + `*_hide_header`
+    /// − `*_pass_header`), computed once at load by the protocol's builder.
+    pub fn hidden_headers(&self) -> Vec<http::HeaderName> {
+        HIDE_RESPONSE
+            .iter()
+            .filter(|h| !self.pass_headers.iter().any(|p| p == *h))
+            .map(|h| http::HeaderName::from_static(h))
+            .chain(
+                self.hide_headers
+                    .iter()
+                    .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
+            )
+            .collect()
+    }
+
+    /// Reads (buffers) the request body when the protocol needs it whole:
+    /// `*_request_buffering on`, or `need_length` and the client sent no
+    /// Content-Length (chunked) — CGI protocols must send an exact CONTENT_LENGTH.
+    /// After buffering, `Content-Length` in the context is the exact length.
+    pub async fn prepare_body(
+        &self,
+        cx: &mut junction_core::ctx::RequestCtx,
+        body: junction_core::body::ReqBody,
+        need_length: bool,
+    ) -> Result<junction_core::body::ReqBody, junction_core::Error> {
+        use junction_core::body::ReqBody;
+        if !self.pass_request_body {
+            return Ok(ReqBody::Empty);
+        }
+        let must = self.request_buffering || (need_length && body.known_len().is_none());
+        if !must {
+            return Ok(body);
+        }
+        let b = body.buffer(self.client_body_buffer_size, &self.body_temp_path).await?;
+        if let ReqBody::Buffered(x) = &b {
+            if !cx.headers.contains_key(http::header::CONTENT_LENGTH) || cx.headers.contains_key(http::header::TRANSFER_ENCODING) {
+                junction_core::cgi::set_content_length(cx, x.len());
+            }
+        }
+        Ok(b)
+    }
+
+    /// Turns an upstream response into the client response: status, headers
+    /// without the hidden ones, the relayed body.
+    pub fn response(
+        &self,
+        up: junction_core::exchange::UpstreamResponse,
+        hidden: &[http::HeaderName],
+    ) -> junction_core::backend::Response {
+        let mut headers = http::HeaderMap::with_capacity(up.head.headers.len());
+        for (k, v) in up.head.headers.iter() {
+            if !hidden.contains(k) {
+                headers.append(k.clone(), v.clone());
+            }
+        }
+        let mut resp = http::Response::new(up.body);
+        *resp.status_mut() = up.head.status;
+        *resp.headers_mut() = headers;
+        resp
+    }
+}

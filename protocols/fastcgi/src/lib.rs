@@ -41,3 +41,4 @@ pub mod codec;
 mod head;
 
 pub use codec::{encode_request_head, FastcgiCodec, ProtocolStatus, RecordHeader, RecordType};
+pub mod backend;

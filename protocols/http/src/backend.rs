@@ -36,26 +36,6 @@ const SKIP_REQUEST: &[&str] = &[
     "expect",
 ];
 
-/// Upstream response headers hidden by default (nginx's proxy_hide_header set)
-/// and hop-by-hop ones.
-const HIDE_RESPONSE: &[&str] = &[
-    "date",
-    "server",
-    "x-pad",
-    "x-accel-expires",
-    "x-accel-redirect",
-    "x-accel-limit-rate",
-    "x-accel-buffering",
-    "x-accel-charset",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-];
-
 #[derive(Debug)]
 enum Target {
     /// A fixed URL resolved at load.
@@ -210,16 +190,8 @@ pub fn build(scope: &Scope<'_>, loc: &LocInfo, bx: &mut BuildCx) -> Result<Optio
     let fam = match &target {
         Target::Static { fam, .. } | Target::Dynamic { fam, .. } => fam,
     };
-    let hide = HIDE_RESPONSE
-        .iter()
-        .filter(|h| !fam.pass_headers.iter().any(|p| p == *h))
-        .map(|h| HeaderName::from_static(h))
-        .chain(
-            fam.hide_headers
-                .iter()
-                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
-        )
-        .collect();
+    // nginx's proxy module does not hide a `Status` header (CGI protocols do).
+    let hide = fam.hidden_headers().into_iter().filter(|h| h != "status").collect();
     Ok(Some(Arc::new(HttpProxy {
         target,
         loc_prefix: if prefix_loc { Some(loc.name.clone()) } else { None },
@@ -373,13 +345,8 @@ impl HttpProxy {
                 (fam, uri_part.map(str::to_string), Some(group))
             }
         };
-        let body = if !fam.pass_request_body {
-            ReqBody::Empty
-        } else if fam.request_buffering || self.http10 {
-            body.buffer(fam.client_body_buffer_size, &fam.body_temp_path).await?
-        } else {
-            body
-        };
+        // HTTP/1.0 has no chunked coding: a body of unknown length is read first.
+        let body = fam.prepare_body(cx, body, self.http10).await?;
         let len = body.known_len();
         let chunked = len.is_none();
         let head = self.request_head(cx, uri_part.as_deref(), len, chunked);

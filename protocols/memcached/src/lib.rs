@@ -55,3 +55,4 @@ mod request;
 
 pub use codec::MemcachedCodec;
 pub use request::{encode_get, escape_key, key_missing_error, MAX_KEY_LEN};
+pub mod backend;

@@ -34,3 +34,4 @@
 pub mod codec;
 
 pub use codec::{encode_request_head, ScgiCodec};
+pub mod backend;

@@ -44,3 +44,4 @@ pub mod testing;
 pub use codec::{encode_request_head, UwsgiCodec};
 pub use head::parse_head;
 pub use response::ResponseBodyUntilClose;
+pub mod backend;

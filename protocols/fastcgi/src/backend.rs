@@ -1,0 +1,14 @@
+//! The `fastcgi_pass` location handler (being written).
+
+use junction_config::model::{err, BuildCx, LocInfo, Scope};
+use junction_config::ConfigError;
+use junction_core::backend::Backend;
+use std::sync::Arc;
+
+/// Builds the backend when the location has `fastcgi_pass`.
+pub fn build(scope: &Scope<'_>, _loc: &LocInfo, _bx: &mut BuildCx) -> Result<Option<Arc<dyn Backend>>, ConfigError> {
+    match scope.local("fastcgi_pass") {
+        None => Ok(None),
+        Some(d) => Err(err(&d.span, "\"fastcgi_pass\" is not implemented yet")),
+    }
+}

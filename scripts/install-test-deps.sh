@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs the real peers Junction's tests run against: nginx (the reference),
+# php-fpm, uwsgi with the python3 plugin (also the SCGI server), memcached,
+# wrk (benchmark smoke test) and the Python client libraries the test apps use.
+# Idempotent: does nothing when everything is present.
+set -euo pipefail
+
+need_apt=()
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+ls /usr/sbin/php-fpm* >/dev/null 2>&1 || need_apt+=(php-fpm)
+command -v uwsgi >/dev/null 2>&1 || need_apt+=(uwsgi)
+[ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || ls /usr/lib/uwsgi/plugins/python3*_plugin.so >/dev/null 2>&1 || need_apt+=(uwsgi-plugin-python3)
+command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
+command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+  echo "install-test-deps: apt-get install ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # Debian starts the services it installs; the tests start their own.
+  for s in nginx memcached php8.2-fpm uwsgi; do $SUDO service "$s" stop >/dev/null 2>&1 || true; done
+fi
+
+# Python libraries for the test applications, for the python3 the tests run.
+if ! python3 -c 'import pymemcache' >/dev/null 2>&1; then
+  echo "install-test-deps: pip install pymemcache"
+  python3 -m pip install --quiet --disable-pip-version-check pymemcache
+fi
