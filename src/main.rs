@@ -70,7 +70,8 @@ fn parse_args() -> Result<Args, String> {
                 if !rest.is_empty() {
                     Ok(rest.clone())
                 } else {
-                    it.next().ok_or_else(|| format!("option \"-{c}\" requires an argument"))
+                    it.next()
+                        .ok_or_else(|| format!("option \"-{c}\" requires an argument"))
                 }
             };
             match c {
@@ -123,7 +124,9 @@ struct Loaded {
 fn load(conf: &Path, globals: Option<&str>) -> Result<Loaded, Vec<ConfigError>> {
     let tree = junction_config::load(conf).map_err(|e| vec![e])?;
     let globals = match globals {
-        Some(g) => junction_config::parse_nginx_str(g, Path::new("command line")).map_err(|e| vec![e])?,
+        Some(g) => {
+            junction_config::parse_nginx_str(g, Path::new("command line")).map_err(|e| vec![e])?
+        }
         None => Vec::new(),
     };
     junction_config::registry::check(&tree)?;
@@ -144,9 +147,16 @@ fn send_signal(pid_file: &Path, sig: &str) -> ExitCode {
         Err(e) => return emerg(format!("open() \"{}\" failed ({e})", pid_file.display())),
     };
     if pid.parse::<u32>().is_err() {
-        return emerg(format!("invalid PID number \"{pid}\" in \"{}\"", pid_file.display()));
+        return emerg(format!(
+            "invalid PID number \"{pid}\" in \"{}\"",
+            pid_file.display()
+        ));
     }
-    match std::process::Command::new("kill").arg(format!("-{name}")).arg(&pid).status() {
+    match std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(&pid)
+        .status()
+    {
         Ok(s) if s.success() => ExitCode::SUCCESS,
         _ => emerg(format!("kill({pid}, SIG{name}) failed")),
     }
@@ -167,12 +177,21 @@ fn main() -> ExitCode {
     if args.version || args.version_full {
         eprintln!("junction version: junction/{}", env!("CARGO_PKG_VERSION"));
         if args.version_full {
-            eprintln!("built with rustc; protocols: http, fastcgi, uwsgi, scgi, memcached (see README)");
+            eprintln!(
+                "built with rustc; protocols: http, fastcgi, uwsgi, scgi, memcached (see README)"
+            );
         }
         return ExitCode::SUCCESS;
     }
-    let prefix = args.prefix.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
-    let conf = prefix.join(args.conf.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONF)));
+    let prefix = args
+        .prefix
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
+    let conf = prefix.join(
+        args.conf
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONF)),
+    );
     let loaded = match load(&conf, args.globals.as_deref()) {
         Ok(l) => l,
         Err(errs) => {
@@ -180,7 +199,10 @@ fn main() -> ExitCode {
                 eprintln!("junction: [emerg] {e}");
             }
             if args.test {
-                eprintln!("junction: configuration file {} test failed", conf.display());
+                eprintln!(
+                    "junction: configuration file {} test failed",
+                    conf.display()
+                );
             }
             return ExitCode::FAILURE;
         }
@@ -190,12 +212,19 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("junction: [emerg] {e}");
             if args.test {
-                eprintln!("junction: configuration file {} test failed", conf.display());
+                eprintln!(
+                    "junction: configuration file {} test failed",
+                    conf.display()
+                );
             }
             return ExitCode::FAILURE;
         }
     };
-    let pid_file = rt.main.pid.clone().unwrap_or_else(|| prefix.join("logs/junction.pid"));
+    let pid_file = rt
+        .main
+        .pid
+        .clone()
+        .unwrap_or_else(|| prefix.join("logs/junction.pid"));
     if let Some(sig) = &args.signal {
         return send_signal(&pid_file, sig);
     }
@@ -204,8 +233,14 @@ fn main() -> ExitCode {
             for w in &rt.warnings {
                 eprintln!("junction: [warn] {w}");
             }
-            eprintln!("junction: the configuration file {} syntax is ok", conf.display());
-            eprintln!("junction: configuration file {} test is successful", conf.display());
+            eprintln!(
+                "junction: the configuration file {} syntax is ok",
+                conf.display()
+            );
+            eprintln!(
+                "junction: configuration file {} test is successful",
+                conf.display()
+            );
         }
         if args.dump {
             println!("# configuration file {}:", conf.display());
@@ -216,7 +251,10 @@ fn main() -> ExitCode {
 
     // Error log: -e, else error_log, else logs/error.log under the prefix.
     let (elog, level) = match (&args.error_log, &rt.main.error_log) {
-        (Some(p), l) => (prefix.join(p), l.as_ref().map_or("error".to_string(), |x| x.1.clone())),
+        (Some(p), l) => (
+            prefix.join(p),
+            l.as_ref().map_or("error".to_string(), |x| x.1.clone()),
+        ),
         (None, Some((p, l))) => (prefix.join(p), l.clone()),
         (None, None) => (prefix.join("logs/error.log"), "error".to_string()),
     };
@@ -232,7 +270,11 @@ fn main() -> ExitCode {
         if let Some(d) = elog.parent() {
             let _ = std::fs::create_dir_all(d);
         }
-        if let Err(e) = std::fs::OpenOptions::new().create(true).append(true).open(&elog) {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&elog)
+        {
             return emerg(format!("open() \"{}\" failed ({e})", elog.display()));
         }
         let sink = junction_server::log::Sink::open(&elog);

@@ -543,9 +543,13 @@ impl Family {
         if !must {
             return Ok(body);
         }
-        let b = body.buffer(self.client_body_buffer_size, &self.body_temp_path).await?;
+        let b = body
+            .buffer(self.client_body_buffer_size, &self.body_temp_path)
+            .await?;
         if let ReqBody::Buffered(x) = &b {
-            if !cx.headers.contains_key(http::header::CONTENT_LENGTH) || cx.headers.contains_key(http::header::TRANSFER_ENCODING) {
+            if !cx.headers.contains_key(http::header::CONTENT_LENGTH)
+                || cx.headers.contains_key(http::header::TRANSFER_ENCODING)
+            {
                 junction_core::cgi::set_content_length(cx, x.len());
             }
         }

@@ -21,7 +21,11 @@ pub struct Generated;
 /// A content handler: HTTP proxy, FastCGI, uwsgi, SCGI, memcached, static files.
 pub trait Backend: Send + Sync + 'static {
     /// Produces the response for the request in `cx`.
-    fn handle<'a>(&'a self, cx: &'a mut RequestCtx, body: ReqBody) -> BoxFuture<'a, Result<Response, Error>>;
+    fn handle<'a>(
+        &'a self,
+        cx: &'a mut RequestCtx,
+        body: ReqBody,
+    ) -> BoxFuture<'a, Result<Response, Error>>;
 
     /// `*_intercept_errors`: whether upstream statuses >= 300 may be replaced by `error_page`.
     fn intercept_errors(&self) -> bool {

@@ -14,12 +14,16 @@ pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error
 
 /// An empty body.
 pub fn empty() -> Body {
-    http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync()
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// A body of one piece.
 pub fn full(b: impl Into<Bytes>) -> Body {
-    http_body_util::Full::new(b.into()).map_err(|never| match never {}).boxed_unsync()
+    http_body_util::Full::new(b.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// An unlinked temp file in `dir`, creating the directory when missing (as nginx
@@ -48,7 +52,12 @@ pub struct IncomingBody {
 
 impl IncomingBody {
     /// Wraps hyper's body.
-    pub fn new(inner: hyper::body::Incoming, length: Option<u64>, limit: u64, timeout: Duration) -> Self {
+    pub fn new(
+        inner: hyper::body::Incoming,
+        length: Option<u64>,
+        limit: u64,
+        timeout: Duration,
+    ) -> Self {
         IncomingBody {
             inner,
             length,
@@ -69,10 +78,18 @@ impl IncomingBody {
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         loop {
             let frame = match tokio::time::timeout(self.timeout, self.inner.frame()).await {
-                Err(_) => return Err(Error::new(ErrorKind::ClientTimeout, "client timed out while reading client request body")),
+                Err(_) => {
+                    return Err(Error::new(
+                        ErrorKind::ClientTimeout,
+                        "client timed out while reading client request body",
+                    ))
+                }
                 Ok(None) => return Ok(None),
                 Ok(Some(Err(e))) => {
-                    return Err(Error::new(ErrorKind::BadRequest, format!("client sent invalid body: {e}")))
+                    return Err(Error::new(
+                        ErrorKind::BadRequest,
+                        format!("client sent invalid body: {e}"),
+                    ))
                 }
                 Ok(Some(Ok(f))) => f,
             };
@@ -81,7 +98,10 @@ impl IncomingBody {
                 if self.limit != 0 && self.read > self.limit {
                     return Err(Error::new(
                         ErrorKind::BodyTooLarge,
-                        format!("client intended to send too large chunked body: {} bytes", self.read),
+                        format!(
+                            "client intended to send too large chunked body: {} bytes",
+                            self.read
+                        ),
                     ));
                 }
                 if !data.is_empty() {
@@ -125,7 +145,9 @@ impl Buffered {
                 .map_err(|e| Error::internal(format!("temp file: {e}")))?;
             let mut buf = vec![0u8; 64 * 1024];
             loop {
-                let n = file.read(&mut buf).map_err(|e| Error::internal(format!("temp file read: {e}")))?;
+                let n = file
+                    .read(&mut buf)
+                    .map_err(|e| Error::internal(format!("temp file read: {e}")))?;
                 if n == 0 {
                     break;
                 }
@@ -174,7 +196,10 @@ impl ReqBody {
             }
             if out.file.is_none() {
                 let f = temp_file(temp_dir).map_err(|e| {
-                    Error::internal(format!("cannot create temp file in {}: {e}", temp_dir.display()))
+                    Error::internal(format!(
+                        "cannot create temp file in {}: {e}",
+                        temp_dir.display()
+                    ))
                 })?;
                 tracing::debug!("a client request body is buffered to a temporary file");
                 out.file = Some(f);
@@ -187,4 +212,3 @@ impl ReqBody {
         Ok(ReqBody::Buffered(out))
     }
 }
-

@@ -30,7 +30,11 @@ pub struct ParamSet {
 fn http_name(name: &str, out: &mut BytesMut) {
     out.put_slice(b"HTTP_");
     for b in name.bytes() {
-        out.put_u8(if b == b'-' { b'_' } else { b.to_ascii_uppercase() });
+        out.put_u8(if b == b'-' {
+            b'_'
+        } else {
+            b.to_ascii_uppercase()
+        });
     }
 }
 
@@ -65,7 +69,11 @@ impl ParamSet {
                 let value = match (vals.next(), vals.next()) {
                     (Some(a), None) => Bytes::copy_from_slice(a.as_bytes()),
                     _ => {
-                        let sep: &[u8] = if k == http::header::COOKIE { b"; " } else { b", " };
+                        let sep: &[u8] = if k == http::header::COOKIE {
+                            b"; "
+                        } else {
+                            b", "
+                        };
                         let mut j = BytesMut::new();
                         for (n, x) in cx.headers.get_all(k).iter().enumerate() {
                             if n > 0 {

@@ -180,7 +180,11 @@ impl RequestCtx {
         let mut it = headers.get_all(name).iter();
         if let Some(first) = it.next() {
             out.put_slice(first.as_bytes());
-            let sep: &[u8] = if name == http::header::COOKIE { b"; " } else { b", " };
+            let sep: &[u8] = if name == http::header::COOKIE {
+                b"; "
+            } else {
+                b", "
+            };
             for v in it {
                 out.put_slice(sep);
                 out.put_slice(v.as_bytes());
@@ -258,7 +262,10 @@ impl RequestCtx {
                     out.put_slice(b"000")
                 }
             }
-            Var::RequestTime => put_display(out, format_args!("{:.3}", self.start.elapsed().as_secs_f64())),
+            Var::RequestTime => put_display(
+                out,
+                format_args!("{:.3}", self.start.elapsed().as_secs_f64()),
+            ),
             Var::BodyBytesSent | Var::BytesSent => put_display(out, self.body_bytes_sent),
             Var::RequestLength => put_display(out, self.request_length),
             Var::UpstreamAddr => out.put_slice(self.upstream.addr.as_bytes()),
@@ -271,7 +278,10 @@ impl RequestCtx {
                     .start_time
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .unwrap_or_default();
-                put_display(out, format_args!("{}.{:03}", d.as_secs(), d.subsec_millis()))
+                put_display(
+                    out,
+                    format_args!("{}.{:03}", d.as_secs(), d.subsec_millis()),
+                )
             }
             Var::Pid => put_display(out, std::process::id()),
             Var::Connection => put_display(out, self.conn.id),
@@ -347,7 +357,8 @@ mod tests {
         c.uri = "/a".into();
         c.args = "x=1&Y=2".into();
         c.host = "example.org".into();
-        c.headers.insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
+        c.headers
+            .insert("x-forwarded-for", "1.2.3.4".parse().unwrap());
         c.headers.insert("cookie", "a=b; sid=42".parse().unwrap());
         c
     }

@@ -76,7 +76,9 @@ impl NextUpstream {
         match e.kind() {
             ErrorKind::Connect | ErrorKind::UpstreamClosed | ErrorKind::UpstreamIo => self.error,
             ErrorKind::Timeout => self.timeout,
-            ErrorKind::InvalidResponse | ErrorKind::TooBigHeader => self.invalid_header || self.error,
+            ErrorKind::InvalidResponse | ErrorKind::TooBigHeader => {
+                self.invalid_header || self.error
+            }
             _ => false,
         }
     }
@@ -110,7 +112,12 @@ fn io_err(e: std::io::Error, what: &str, peer: &str) -> Error {
     Error::upstream_io(e, &format!("{what} upstream {peer}"))
 }
 
-async fn write_frames(conn: &mut Conn, frames: &mut Vec<Bytes>, timeout: Duration, peer: &str) -> Result<(), Error> {
+async fn write_frames(
+    conn: &mut Conn,
+    frames: &mut Vec<Bytes>,
+    timeout: Duration,
+    peer: &str,
+) -> Result<(), Error> {
     // Coalesce small frames into one write; send large ones as they are.
     let mut small = BytesMut::new();
     for f in frames.drain(..) {
@@ -151,7 +158,12 @@ async fn send(conn: &mut Conn, data: &[u8], timeout: Duration, peer: &str) -> Re
     Ok(())
 }
 
-async fn read_more(conn: &mut Conn, buf: &mut BytesMut, timeout: Duration, peer: &str) -> Result<usize, Error> {
+async fn read_more(
+    conn: &mut Conn,
+    buf: &mut BytesMut,
+    timeout: Duration,
+    peer: &str,
+) -> Result<usize, Error> {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(16 * 1024);
     }
@@ -180,7 +192,13 @@ pub async fn exchange(
     let idempotent = !matches!(cx.method.as_str(), "POST" | "LOCK" | "PATCH");
     loop {
         let Some(i) = conf.group.pick(&tried) else {
-            let e = Error::new(ErrorKind::Connect, format!("no live upstreams while connecting to upstream \"{}\"", conf.group.name));
+            let e = Error::new(
+                ErrorKind::Connect,
+                format!(
+                    "no live upstreams while connecting to upstream \"{}\"",
+                    conf.group.name
+                ),
+            );
             return Err(e);
         };
         tried.push(i);
@@ -193,7 +211,8 @@ pub async fn exchange(
         match r {
             Ok((resp, status)) => {
                 server.report(true);
-                cx.upstream.attempt(&server.name, Some(status), t0.elapsed());
+                cx.upstream
+                    .attempt(&server.name, Some(status), t0.elapsed());
                 return Ok(resp);
             }
             Err(e) => {
@@ -202,7 +221,8 @@ pub async fn exchange(
                     server.report(false);
                 }
                 let more_tries = conf.next.tries == 0 || (tried.len() as u32) < conf.next.tries;
-                let in_time = conf.next.timeout_total.is_zero() || started.elapsed() < conf.next.timeout_total;
+                let in_time = conf.next.timeout_total.is_zero()
+                    || started.elapsed() < conf.next.timeout_total;
                 let can_retry = conf.next.allows(&e)
                     && more_tries
                     && in_time
@@ -230,7 +250,11 @@ async fn attempt(
     cx: &mut RequestCtx,
 ) -> Result<(UpstreamResponse, u16), Error> {
     let group = &conf.group;
-    let peer = group.servers.get(i).map(|s| s.name.clone()).unwrap_or_default();
+    let peer = group
+        .servers
+        .get(i)
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
     // A pooled connection may have been closed by the peer meanwhile: one fresh retry.
     let mut fresh_retry = true;
     loop {
@@ -245,7 +269,11 @@ async fn attempt(
                 return Ok((UpstreamResponse { head: rhead, body }, status));
             }
             Err((e, nothing_received)) => {
-                if reused && nothing_received && fresh_retry && !matches!(body, ReqBody::Incoming(_)) {
+                if reused
+                    && nothing_received
+                    && fresh_retry
+                    && !matches!(body, ReqBody::Incoming(_))
+                {
                     fresh_retry = false;
                     tracing::debug!("pooled connection to {peer} was stale: {e}");
                     // Drop every idle connection of this server: they are likely stale too.
@@ -272,7 +300,9 @@ async fn send_and_read_head(
     match body {
         ReqBody::Empty => {
             codec.encode_end(&mut frames);
-            write_frames(conn, &mut frames, t.send, peer).await.map_err(|e| (e, true))?;
+            write_frames(conn, &mut frames, t.send, peer)
+                .await
+                .map_err(|e| (e, true))?;
         }
         ReqBody::Buffered(b) => {
             let mut err = None;
@@ -284,16 +314,24 @@ async fn send_and_read_head(
                 return Err((e, false));
             }
             codec.encode_end(&mut frames);
-            write_frames(conn, &mut frames, t.send, peer).await.map_err(|e| (e, true))?;
+            write_frames(conn, &mut frames, t.send, peer)
+                .await
+                .map_err(|e| (e, true))?;
         }
         ReqBody::Incoming(inc) => {
-            write_frames(conn, &mut frames, t.send, peer).await.map_err(|e| (e, false))?;
+            write_frames(conn, &mut frames, t.send, peer)
+                .await
+                .map_err(|e| (e, false))?;
             while let Some(chunk) = inc.next_chunk().await.map_err(|e| (e, false))? {
                 codec.encode_body(chunk, &mut frames);
-                write_frames(conn, &mut frames, t.send, peer).await.map_err(|e| (e, false))?;
+                write_frames(conn, &mut frames, t.send, peer)
+                    .await
+                    .map_err(|e| (e, false))?;
             }
             codec.encode_end(&mut frames);
-            write_frames(conn, &mut frames, t.send, peer).await.map_err(|e| (e, false))?;
+            write_frames(conn, &mut frames, t.send, peer)
+                .await
+                .map_err(|e| (e, false))?;
         }
     }
     let limit = conf.buffering.buffer_size.max(1);
@@ -304,7 +342,12 @@ async fn send_and_read_head(
             Some(Decoded::Head(h)) => return Ok((h, buf)),
             Some(Decoded::Stderr(s)) => log_stderr(&s, peer),
             Some(Decoded::Data(_)) | Some(Decoded::End { .. }) => {
-                return Err((Error::invalid(format!("upstream {peer} sent data before the response header")), true))
+                return Err((
+                    Error::invalid(format!(
+                        "upstream {peer} sent data before the response header"
+                    )),
+                    true,
+                ))
             }
             None => {}
         }
@@ -314,7 +357,9 @@ async fn send_and_read_head(
                 true,
             ));
         }
-        let n = read_more(conn, &mut buf, t.read, peer).await.map_err(|e| (e, received))?;
+        let n = read_more(conn, &mut buf, t.read, peer)
+            .await
+            .map_err(|e| (e, received))?;
         if n == 0 {
             return match codec.decode_eof(&mut buf) {
                 Ok(Some(Decoded::Head(h))) => Ok((h, buf)),
@@ -338,7 +383,10 @@ fn log_stderr(s: &[u8], peer: &str) {
 
 /// Whether the response carries a body at all.
 fn has_body(status: u16, method: &http::Method) -> bool {
-    !(method == http::Method::HEAD || status == 204 || status == 304 || (100..200).contains(&status))
+    !(method == http::Method::HEAD
+        || status == 204
+        || status == 304
+        || (100..200).contains(&status))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -360,7 +408,8 @@ async fn relay(
             Some(Decoded::Data(d)) => pieces.push(d),
             Some(Decoded::Stderr(s)) => log_stderr(&s, peer),
             Some(Decoded::End { reusable }) => {
-                conf.group.put(i, conn, reusable && conf.keep_conn && buf.is_empty());
+                conf.group
+                    .put(i, conn, reusable && conf.keep_conn && buf.is_empty());
                 let body = match pieces.len() {
                     0 => crate::body::empty(),
                     1 => crate::body::full(pieces.pop().unwrap_or_default()),
@@ -374,7 +423,11 @@ async fn relay(
                 };
                 return Ok(body);
             }
-            Some(Decoded::Head(_)) => return Err(Error::invalid(format!("upstream {peer} sent a second header"))),
+            Some(Decoded::Head(_)) => {
+                return Err(Error::invalid(format!(
+                    "upstream {peer} sent a second header"
+                )))
+            }
             None => break,
         }
     }

@@ -81,7 +81,14 @@ const FILE_READ_CHUNK: usize = 64 * 1024;
 impl Spool {
     pub(crate) fn new(policy: &BufferPolicy, buffered: bool) -> Arc<Spool> {
         let (mem_limit, file_limit) = if buffered {
-            (policy.buffers.0.saturating_mul(policy.buffers.1).max(policy.buffer_size), policy.max_temp_file_size)
+            (
+                policy
+                    .buffers
+                    .0
+                    .saturating_mul(policy.buffers.1)
+                    .max(policy.buffer_size),
+                policy.max_temp_file_size,
+            )
         } else {
             (policy.buffer_size.max(1), 0)
         };
@@ -111,14 +118,19 @@ impl Spool {
     fn poll_push(&self, cx: &mut Context<'_>, chunk: &Bytes) -> Poll<io::Result<()>> {
         let mut st = lock(&self.st);
         if st.reader_gone {
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, "client closed")));
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "client closed",
+            )));
         }
         let len = chunk.len();
         let file_pending = st.file_written > st.file_read;
         if !file_pending && (st.mem_bytes == 0 || st.mem_bytes + len <= self.mem_limit) {
             st.mem_bytes += len;
             st.mem.push_back(chunk.clone());
-        } else if self.file_limit > 0 && st.file_written - st.file_read + len as u64 <= self.file_limit {
+        } else if self.file_limit > 0
+            && st.file_written - st.file_read + len as u64 <= self.file_limit
+        {
             if st.file.is_none() {
                 let f = crate::body::temp_file(&self.temp_path)?;
                 tracing::warn!(
@@ -209,8 +221,13 @@ impl Drop for SpoolBody {
 impl http_body::Body for SpoolBody {
     type Data = Bytes;
     type Error = io::Error;
-    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<io::Result<http_body::Frame<Bytes>>>> {
-        self.spool.poll_next(cx).map(|o| o.map(|r| r.map(http_body::Frame::data)))
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<http_body::Frame<Bytes>>>> {
+        self.spool
+            .poll_next(cx)
+            .map(|o| o.map(|r| r.map(http_body::Frame::data)))
     }
 }
 
@@ -231,7 +248,10 @@ mod tests {
         let writer = spool.clone();
         // Write 100 KiB without any reader: must not block (file takes the rest).
         for i in 0..100u32 {
-            writer.push(Bytes::from(vec![(i % 251) as u8; 1024])).await.unwrap();
+            writer
+                .push(Bytes::from(vec![(i % 251) as u8; 1024]))
+                .await
+                .unwrap();
         }
         writer.finish(Ok(()));
         let body = SpoolBody { spool };
@@ -244,10 +264,17 @@ mod tests {
 
     #[tokio::test]
     async fn unbuffered_applies_backpressure() {
-        let policy = BufferPolicy { buffer_size: 10, ..BufferPolicy::default() };
+        let policy = BufferPolicy {
+            buffer_size: 10,
+            ..BufferPolicy::default()
+        };
         let spool = Spool::new(&policy, false);
         spool.push(Bytes::from_static(b"0123456789")).await.unwrap();
-        let blocked = tokio::time::timeout(std::time::Duration::from_millis(50), spool.push(Bytes::from_static(b"x"))).await;
+        let blocked = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            spool.push(Bytes::from_static(b"x")),
+        )
+        .await;
         assert!(blocked.is_err(), "second push must wait for the reader");
     }
 }

@@ -10,7 +10,9 @@ const MONTHS: [&str; 12] = [
 
 /// (year, month 1-12, day, hour, min, sec) in UTC.
 fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Howard Hinnant's days-to-civil.
@@ -37,7 +39,10 @@ fn civil(t: SystemTime) -> (i64, u32, u32, u32, u32, u32) {
 /// `29/Nov/2026:22:54:50 +0000`
 pub fn local_time(t: SystemTime) -> String {
     let (y, m, d, hh, mm, ss) = civil(t);
-    let mon = MONTHS.get(m.saturating_sub(1) as usize).copied().unwrap_or("Jan");
+    let mon = MONTHS
+        .get(m.saturating_sub(1) as usize)
+        .copied()
+        .unwrap_or("Jan");
     format!("{d:02}/{mon}/{y}:{hh:02}:{mm:02}:{ss:02} +0000")
 }
 
@@ -68,7 +73,8 @@ pub fn http_date() -> http::HeaderValue {
             .unwrap_or_else(|_| http::HeaderValue::from_static(""));
         *g = (secs, Some(v));
     }
-    g.1.clone().unwrap_or_else(|| http::HeaderValue::from_static(""))
+    g.1.clone()
+        .unwrap_or_else(|| http::HeaderValue::from_static(""))
 }
 
 #[cfg(test)]
@@ -80,7 +86,10 @@ mod tests {
     fn formats() {
         let t = UNIX_EPOCH + Duration::from_secs(1_796_079_290); // 2026-12-01T...
         assert_eq!(iso8601(UNIX_EPOCH), "1970-01-01T00:00:00+00:00");
-        assert_eq!(local_time(UNIX_EPOCH + Duration::from_secs(951_782_400)), "29/Feb/2000:00:00:00 +0000");
+        assert_eq!(
+            local_time(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "29/Feb/2000:00:00:00 +0000"
+        );
         assert!(iso8601(t).starts_with("2026-"));
     }
 }

@@ -56,7 +56,11 @@ impl Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
@@ -65,7 +69,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
@@ -99,11 +107,19 @@ impl AsyncWrite for Stream {
 }
 
 /// Connects to `addr` within `timeout`, binding the source address first when `bind` is set.
-pub async fn connect(addr: &PeerAddr, bind: Option<IpAddr>, timeout: Duration) -> Result<Stream, Error> {
+pub async fn connect(
+    addr: &PeerAddr,
+    bind: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<Stream, Error> {
     let fut = async {
         match addr {
             PeerAddr::Tcp(sa) => {
-                let sock = if sa.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }?;
+                let sock = if sa.is_ipv4() {
+                    TcpSocket::new_v4()
+                } else {
+                    TcpSocket::new_v6()
+                }?;
                 if let Some(ip) = bind {
                     sock.bind(SocketAddr::new(ip, 0))?;
                 }
@@ -226,7 +242,8 @@ impl Server {
         if self.max_fails == 0 || st.fails < self.max_fails {
             return true;
         }
-        st.checked.is_some_and(|t| now.duration_since(t) >= self.fail_timeout)
+        st.checked
+            .is_some_and(|t| now.duration_since(t) >= self.fail_timeout)
     }
 
     /// Records the outcome of a request (passive health, as nginx: max_fails within fail_timeout).
@@ -238,7 +255,10 @@ impl Server {
                 st.fails = 0;
             }
         } else {
-            if st.checked.is_some_and(|t| now.duration_since(t) >= self.fail_timeout) {
+            if st
+                .checked
+                .is_some_and(|t| now.duration_since(t) >= self.fail_timeout)
+            {
                 st.fails = 0;
             }
             st.fails += 1;
@@ -273,7 +293,10 @@ impl Group {
     pub fn implicit(name: String, addrs: Vec<PeerAddr>) -> Arc<Group> {
         Arc::new(Group {
             name,
-            servers: addrs.into_iter().map(|a| Arc::new(Server::new(a))).collect(),
+            servers: addrs
+                .into_iter()
+                .map(|a| Arc::new(Server::new(a)))
+                .collect(),
             keepalive: KeepaliveConf::default(),
         })
     }
@@ -297,7 +320,9 @@ impl Group {
                 continue;
             }
             for &i in &cands {
-                let Some(s) = self.servers.get(i) else { continue };
+                let Some(s) = self.servers.get(i) else {
+                    continue;
+                };
                 let mut st = lock(&s.state);
                 st.current_weight += i64::from(s.weight);
                 total += i64::from(s.weight);
@@ -316,7 +341,12 @@ impl Group {
     }
 
     /// Takes an idle connection to server `i`, or opens a new one.
-    pub async fn get(&self, i: usize, bind: Option<IpAddr>, timeout: Duration) -> Result<Conn, Error> {
+    pub async fn get(
+        &self,
+        i: usize,
+        bind: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Result<Conn, Error> {
         let Some(server) = self.servers.get(i) else {
             return Err(Error::internal("no such upstream server"));
         };
@@ -349,10 +379,16 @@ impl Group {
     pub fn put(&self, i: usize, mut c: Conn, reusable: bool) {
         c.requests += 1;
         let ka = &self.keepalive;
-        if !reusable || ka.max_idle == 0 || c.requests >= ka.max_requests || c.born.elapsed() >= ka.max_time {
+        if !reusable
+            || ka.max_idle == 0
+            || c.requests >= ka.max_requests
+            || c.born.elapsed() >= ka.max_time
+        {
             return;
         }
-        let Some(server) = self.servers.get(i) else { return };
+        let Some(server) = self.servers.get(i) else {
+            return;
+        };
         let mut idle = lock(&server.idle);
         if idle.len() >= ka.max_idle {
             idle.pop_front();
@@ -372,7 +408,11 @@ pub fn resolve(target: &str, default_port: u16) -> io::Result<Vec<PeerAddr>> {
         return Ok(vec![PeerAddr::Tcp(sa)]);
     }
     let with_port = if target.starts_with('[') {
-        if target.ends_with(']') { format!("{target}:{default_port}") } else { target.to_string() }
+        if target.ends_with(']') {
+            format!("{target}:{default_port}")
+        } else {
+            target.to_string()
+        }
     } else if target.contains(':') {
         target.to_string()
     } else {
@@ -387,7 +427,10 @@ pub fn resolve(target: &str, default_port: u16) -> io::Result<Vec<PeerAddr>> {
         }
     }
     if out.is_empty() {
-        return Err(io::Error::new(io::ErrorKind::NotFound, format!("host not found in upstream \"{target}\"")));
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("host not found in upstream \"{target}\""),
+        ));
     }
     Ok(out)
 }
@@ -416,8 +459,14 @@ mod tests {
 
     #[test]
     fn resolves_targets() {
-        assert_eq!(resolve("127.0.0.1:80", 80).unwrap(), vec![PeerAddr::Tcp("127.0.0.1:80".parse().unwrap())]);
-        assert_eq!(resolve("unix:/tmp/x.sock", 80).unwrap(), vec![PeerAddr::Unix("/tmp/x.sock".into())]);
+        assert_eq!(
+            resolve("127.0.0.1:80", 80).unwrap(),
+            vec![PeerAddr::Tcp("127.0.0.1:80".parse().unwrap())]
+        );
+        assert_eq!(
+            resolve("unix:/tmp/x.sock", 80).unwrap(),
+            vec![PeerAddr::Unix("/tmp/x.sock".into())]
+        );
         assert!(!resolve("localhost", 8000).unwrap().is_empty());
     }
 }

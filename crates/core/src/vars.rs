@@ -270,7 +270,9 @@ impl Template {
             let (name, next) = if b.get(i + 1) == Some(&b'{') {
                 let rest = src.get(i + 2..).unwrap_or("");
                 let end = rest.find('}').ok_or_else(|| {
-                    TemplateError::Syntax(format!("the closing bracket in \"{src}\" variable is missing"))
+                    TemplateError::Syntax(format!(
+                        "the closing bracket in \"{src}\" variable is missing"
+                    ))
                 })?;
                 (rest.get(..end).unwrap_or(""), i + 2 + end + 1)
             } else {
@@ -291,7 +293,8 @@ impl Template {
                 i += 1;
                 continue;
             }
-            let var = resolve(name, table).ok_or_else(|| TemplateError::Unknown(name.to_string()))?;
+            let var =
+                resolve(name, table).ok_or_else(|| TemplateError::Unknown(name.to_string()))?;
             if !lit.is_empty() {
                 pieces.push(Piece::Lit(Bytes::from(std::mem::take(&mut lit))));
             }
@@ -308,7 +311,11 @@ impl Template {
     pub fn literal(s: impl Into<Bytes>) -> Template {
         let b: Bytes = s.into();
         Template {
-            pieces: if b.is_empty() { vec![] } else { vec![Piece::Lit(b)] },
+            pieces: if b.is_empty() {
+                vec![]
+            } else {
+                vec![Piece::Lit(b)]
+            },
         }
     }
 
@@ -328,7 +335,9 @@ impl Template {
 
     /// Whether it uses any variable matching `f`.
     pub fn uses(&self, f: impl Fn(&Var) -> bool) -> bool {
-        self.pieces.iter().any(|p| matches!(p, Piece::Var(v) if f(v)))
+        self.pieces
+            .iter()
+            .any(|p| matches!(p, Piece::Var(v) if f(v)))
     }
 
     /// The pieces.
@@ -400,8 +409,15 @@ mod tests {
         let mut t = VarTable::default();
         t.slot("foo");
         let tpl = Template::compile("a $remote_addr-${host}x $1 $foo $http_x_real_ip", &t).unwrap();
-        let kinds: Vec<_> = tpl.pieces().iter().map(|p| matches!(p, Piece::Var(_))).collect();
-        assert_eq!(kinds, vec![false, true, false, true, false, true, false, true, false, true]);
+        let kinds: Vec<_> = tpl
+            .pieces()
+            .iter()
+            .map(|p| matches!(p, Piece::Var(_)))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![false, true, false, true, false, true, false, true, false, true]
+        );
         assert!(matches!(tpl.pieces()[9], Piece::Var(Var::Http(ref h)) if h == "x-real-ip"));
         assert_eq!(
             Template::compile("$nope", &t).unwrap_err(),

@@ -5,7 +5,9 @@
 use crate::codec::HttpCodec;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use junction_config::model::{err, family, invalid, split_url, BuildCx, Family, LocInfo, LocKind, Scope};
+use junction_config::model::{
+    err, family, invalid, split_url, BuildCx, Family, LocInfo, LocKind, Scope,
+};
 use junction_config::ConfigError;
 use junction_core::backend::{Backend, BoxFuture, Response};
 use junction_core::body::ReqBody;
@@ -77,23 +79,35 @@ fn header_name(a: &junction_config::Arg) -> Result<HeaderName, ConfigError> {
 }
 
 /// Builds the backend when the location has `proxy_pass`.
-pub fn build(scope: &Scope<'_>, loc: &LocInfo, bx: &mut BuildCx) -> Result<Option<Arc<dyn Backend>>, ConfigError> {
+pub fn build(
+    scope: &Scope<'_>,
+    loc: &LocInfo,
+    bx: &mut BuildCx,
+) -> Result<Option<Arc<dyn Backend>>, ConfigError> {
     let Some(d) = scope.local("proxy_pass") else {
         return Ok(None);
     };
-    let a = d
-        .args
-        .first()
-        .ok_or_else(|| err(&d.span, "invalid number of arguments in \"proxy_pass\" directive"))?;
+    let a = d.args.first().ok_or_else(|| {
+        err(
+            &d.span,
+            "invalid number of arguments in \"proxy_pass\" directive",
+        )
+    })?;
     let url_t = bx.template(a)?;
-    let prefix_loc = matches!(loc.kind, LocKind::Prefix | LocKind::PrefixNoRegex | LocKind::Exact);
+    let prefix_loc = matches!(
+        loc.kind,
+        LocKind::Prefix | LocKind::PrefixNoRegex | LocKind::Exact
+    );
     let target = if let Some(lit) = url_t.as_literal() {
         let url = String::from_utf8_lossy(&lit).into_owned();
         let (scheme, hostport, uri_part) = split_url(&url);
         match scheme {
             Some("http") => {}
             Some("https") => {
-                return Err(err(&a.span, "https upstreams are not supported yet in \"proxy_pass\""));
+                return Err(err(
+                    &a.span,
+                    "https upstreams are not supported yet in \"proxy_pass\"",
+                ));
             }
             _ => return Err(err(&a.span, format!("invalid URL prefix in \"{url}\""))),
         }
@@ -141,12 +155,18 @@ pub fn build(scope: &Scope<'_>, loc: &LocInfo, bx: &mut BuildCx) -> Result<Optio
 
     // proxy_set_header: defaults first (Host, Connection), overridden by name.
     let mut set_headers: Vec<(HeaderName, Template)> = vec![
-        (http::header::HOST, Template::compile("$proxy_host", &bx.vars).map_err(|e| err(&d.span, e.to_string()))?),
+        (
+            http::header::HOST,
+            Template::compile("$proxy_host", &bx.vars).map_err(|e| err(&d.span, e.to_string()))?,
+        ),
         (http::header::CONNECTION, Template::literal(Bytes::new())),
     ];
     for h in scope.array("proxy_set_header") {
         let (Some(n), Some(v)) = (h.args.first(), h.args.get(1)) else {
-            return Err(err(&h.span, "invalid number of arguments in \"proxy_set_header\" directive"));
+            return Err(err(
+                &h.span,
+                "invalid number of arguments in \"proxy_set_header\" directive",
+            ));
         };
         let name = header_name(n)?;
         let tpl = bx.template(v)?;
@@ -178,23 +198,41 @@ pub fn build(scope: &Scope<'_>, loc: &LocInfo, bx: &mut BuildCx) -> Result<Optio
                         }
                         (Some(a), None) if a.value == "off" => {}
                         (Some(f), Some(t)) => rules.push((f.value.clone(), bx.template(t)?)),
-                        _ => return Err(err(&r.span, "invalid arguments in \"proxy_redirect\" directive")),
+                        _ => {
+                            return Err(err(
+                                &r.span,
+                                "invalid arguments in \"proxy_redirect\" directive",
+                            ))
+                        }
                     }
                 }
                 let _ = (from, to);
                 Redirect::Rules(rules)
             }
-            _ => return Err(err(&r.span, "invalid arguments in \"proxy_redirect\" directive")),
+            _ => {
+                return Err(err(
+                    &r.span,
+                    "invalid arguments in \"proxy_redirect\" directive",
+                ))
+            }
         },
     };
     let fam = match &target {
         Target::Static { fam, .. } | Target::Dynamic { fam, .. } => fam,
     };
     // nginx's proxy module does not hide a `Status` header (CGI protocols do).
-    let hide = fam.hidden_headers().into_iter().filter(|h| h != "status").collect();
+    let hide = fam
+        .hidden_headers()
+        .into_iter()
+        .filter(|h| h != "status")
+        .collect();
     Ok(Some(Arc::new(HttpProxy {
         target,
-        loc_prefix: if prefix_loc { Some(loc.name.clone()) } else { None },
+        loc_prefix: if prefix_loc {
+            Some(loc.name.clone())
+        } else {
+            None
+        },
         set_headers,
         http10,
         redirect,
@@ -205,11 +243,18 @@ pub fn build(scope: &Scope<'_>, loc: &LocInfo, bx: &mut BuildCx) -> Result<Optio
 fn default_redirect(target: &Target, loc: &LocInfo, bx: &BuildCx) -> Redirect {
     match target {
         Target::Static {
-            proxy_host, uri_part, ..
+            proxy_host,
+            uri_part,
+            ..
         } => {
             let host = String::from_utf8_lossy(proxy_host);
             let (pattern, replacement) = match uri_part {
-                Some(u) if matches!(loc.kind, LocKind::Prefix | LocKind::PrefixNoRegex | LocKind::Exact) => {
+                Some(u)
+                    if matches!(
+                        loc.kind,
+                        LocKind::Prefix | LocKind::PrefixNoRegex | LocKind::Exact
+                    ) =>
+                {
                     (format!("http://{host}{u}"), loc.name.clone())
                 }
                 _ => (format!("http://{host}/"), "/".to_string()),
@@ -260,12 +305,22 @@ impl HttpProxy {
         }
     }
 
-    fn request_head(&self, cx: &RequestCtx, uri_part: Option<&str>, body_len: Option<u64>, chunked: bool) -> Bytes {
+    fn request_head(
+        &self,
+        cx: &RequestCtx,
+        uri_part: Option<&str>,
+        body_len: Option<u64>,
+        chunked: bool,
+    ) -> Bytes {
         let mut out = BytesMut::with_capacity(512);
         out.put_slice(cx.method.as_str().as_bytes());
         out.put_u8(b' ');
         self.upstream_uri(cx, uri_part, &mut out);
-        out.put_slice(if self.http10 { b" HTTP/1.0\r\n" } else { b" HTTP/1.1\r\n" });
+        out.put_slice(if self.http10 {
+            b" HTTP/1.0\r\n"
+        } else {
+            b" HTTP/1.1\r\n"
+        });
         for (name, tpl) in &self.set_headers {
             let start = out.len();
             out.put_slice(name.as_str().as_bytes());
@@ -290,7 +345,9 @@ impl HttpProxy {
         }
         if chunked {
             out.put_slice(b"Transfer-Encoding: chunked\r\n");
-        } else if let Some(l) = body_len.filter(|l| *l > 0 || cx.headers.contains_key(http::header::CONTENT_LENGTH)) {
+        } else if let Some(l) =
+            body_len.filter(|l| *l > 0 || cx.headers.contains_key(http::header::CONTENT_LENGTH))
+        {
             out.put_slice(b"Content-Length: ");
             out.put_slice(l.to_string().as_bytes());
             out.put_slice(b"\r\n");
@@ -316,35 +373,40 @@ impl HttpProxy {
     }
 
     async fn run(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
-        let (fam, uri_part, dyn_group): (&Family, Option<String>, Option<Arc<Group>>) = match &self.target {
-            Target::Static {
-                fam,
-                proxy_host,
-                proxy_port,
-                uri_part,
-            } => {
-                cx.proxy_host = proxy_host.clone();
-                cx.proxy_port = proxy_port.clone();
-                (fam, uri_part.clone(), None)
-            }
-            Target::Dynamic { url, fam, upstreams } => {
-                let url = url.eval_string(cx);
-                let (scheme, hostport, uri_part) = split_url(&url);
-                if scheme != Some("http") {
-                    return Err(Error::internal(format!("invalid URL prefix in \"{url}\"")));
+        let (fam, uri_part, dyn_group): (&Family, Option<String>, Option<Arc<Group>>) =
+            match &self.target {
+                Target::Static {
+                    fam,
+                    proxy_host,
+                    proxy_port,
+                    uri_part,
+                } => {
+                    cx.proxy_host = proxy_host.clone();
+                    cx.proxy_port = proxy_port.clone();
+                    (fam, uri_part.clone(), None)
                 }
-                let group = match upstreams.get(hostport) {
-                    Some(g) => g.clone(),
-                    None => {
-                        let addrs = resolve_now(hostport).await?;
-                        Group::implicit(hostport.to_string(), addrs)
+                Target::Dynamic {
+                    url,
+                    fam,
+                    upstreams,
+                } => {
+                    let url = url.eval_string(cx);
+                    let (scheme, hostport, uri_part) = split_url(&url);
+                    if scheme != Some("http") {
+                        return Err(Error::internal(format!("invalid URL prefix in \"{url}\"")));
                     }
-                };
-                cx.proxy_host = Bytes::from(hostport.to_string());
-                cx.proxy_port = Bytes::from_static(b"80");
-                (fam, uri_part.map(str::to_string), Some(group))
-            }
-        };
+                    let group = match upstreams.get(hostport) {
+                        Some(g) => g.clone(),
+                        None => {
+                            let addrs = resolve_now(hostport).await?;
+                            Group::implicit(hostport.to_string(), addrs)
+                        }
+                    };
+                    cx.proxy_host = Bytes::from(hostport.to_string());
+                    cx.proxy_port = Bytes::from_static(b"80");
+                    (fam, uri_part.map(str::to_string), Some(group))
+                }
+            };
         // HTTP/1.0 has no chunked coding: a body of unknown length is read first.
         let body = fam.prepare_body(cx, body, self.http10).await?;
         let len = body.known_len();
@@ -353,7 +415,8 @@ impl HttpProxy {
         let bind = fam.bind_addr(cx)?;
         let limit = fam.upstream.buffering.buffer_size;
         let is_head = cx.method == http::Method::HEAD;
-        let mk = move || -> Box<dyn UpstreamCodec> { Box::new(HttpCodec::new(limit, is_head, chunked)) };
+        let mk =
+            move || -> Box<dyn UpstreamCodec> { Box::new(HttpCodec::new(limit, is_head, chunked)) };
         let conf_owned;
         let conf: &UpstreamConf = match dyn_group {
             Some(g) => {
@@ -391,22 +454,37 @@ impl HttpProxy {
 }
 
 async fn resolve_now(hostport: &str) -> Result<Vec<junction_core::upstream::PeerAddr>, Error> {
-    let with_port = if hostport.contains(':') { hostport.to_string() } else { format!("{hostport}:80") };
+    let with_port = if hostport.contains(':') {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:80")
+    };
     let addrs: Vec<_> = tokio_lookup(&with_port).await?;
     if addrs.is_empty() {
-        return Err(Error::new(junction_core::ErrorKind::Connect, format!("{hostport} could not be resolved")));
+        return Err(Error::new(
+            junction_core::ErrorKind::Connect,
+            format!("{hostport} could not be resolved"),
+        ));
     }
     Ok(addrs)
 }
 
 async fn tokio_lookup(s: &str) -> Result<Vec<junction_core::upstream::PeerAddr>, Error> {
     let s = s.to_string();
-    junction_core::upstream::resolve(&s, 80)
-        .map_err(|e| Error::new(junction_core::ErrorKind::Connect, format!("{s} could not be resolved ({e})")))
+    junction_core::upstream::resolve(&s, 80).map_err(|e| {
+        Error::new(
+            junction_core::ErrorKind::Connect,
+            format!("{s} could not be resolved ({e})"),
+        )
+    })
 }
 
 impl Backend for HttpProxy {
-    fn handle<'a>(&'a self, cx: &'a mut RequestCtx, body: ReqBody) -> BoxFuture<'a, Result<Response, Error>> {
+    fn handle<'a>(
+        &'a self,
+        cx: &'a mut RequestCtx,
+        body: ReqBody,
+    ) -> BoxFuture<'a, Result<Response, Error>> {
         Box::pin(self.run(cx, body))
     }
 

@@ -54,18 +54,27 @@ impl HttpCodec {
         let n = match resp.parse(buf) {
             Ok(httparse::Status::Partial) => {
                 if buf.len() > self.head_limit {
-                    return Err(Error::new(ErrorKind::TooBigHeader, "upstream sent too big header"));
+                    return Err(Error::new(
+                        ErrorKind::TooBigHeader,
+                        "upstream sent too big header",
+                    ));
                 }
                 return Ok(None);
             }
             Ok(httparse::Status::Complete(n)) => n,
             Err(httparse::Error::TooManyHeaders) => {
-                return Err(Error::new(ErrorKind::TooBigHeader, "upstream sent too many headers"))
+                return Err(Error::new(
+                    ErrorKind::TooBigHeader,
+                    "upstream sent too many headers",
+                ))
             }
             Err(e) => return Err(Error::invalid(format!("upstream sent invalid header: {e}"))),
         };
         if n > self.head_limit {
-            return Err(Error::new(ErrorKind::TooBigHeader, "upstream sent too big header"));
+            return Err(Error::new(
+                ErrorKind::TooBigHeader,
+                "upstream sent too big header",
+            ));
         }
         let code = resp.code.unwrap_or(0);
         let status = StatusCode::from_u16(code)
@@ -76,24 +85,35 @@ impl HttpCodec {
         let mut chunked = false;
         let mut conn_close = http10;
         for h in resp.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes())
-                .map_err(|_| Error::invalid(format!("upstream sent invalid header name \"{}\"", h.name)))?;
-            let value = HeaderValue::from_bytes(h.value)
-                .map_err(|_| Error::invalid(format!("upstream sent invalid header value for \"{}\"", h.name)))?;
+            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
+                Error::invalid(format!("upstream sent invalid header name \"{}\"", h.name))
+            })?;
+            let value = HeaderValue::from_bytes(h.value).map_err(|_| {
+                Error::invalid(format!(
+                    "upstream sent invalid header value for \"{}\"",
+                    h.name
+                ))
+            })?;
             if name == http::header::CONTENT_LENGTH {
                 let l = std::str::from_utf8(h.value)
                     .ok()
                     .and_then(|s| s.trim().parse::<u64>().ok())
-                    .ok_or_else(|| Error::invalid("upstream sent invalid \"Content-Length\" header"))?;
+                    .ok_or_else(|| {
+                        Error::invalid("upstream sent invalid \"Content-Length\" header")
+                    })?;
                 if length.is_some_and(|x| x != l) {
-                    return Err(Error::invalid("upstream sent duplicate header line: \"Content-Length\""));
+                    return Err(Error::invalid(
+                        "upstream sent duplicate header line: \"Content-Length\"",
+                    ));
                 }
                 length = Some(l);
             } else if name == http::header::TRANSFER_ENCODING {
                 if h.value.eq_ignore_ascii_case(b"chunked") {
                     chunked = true;
                 } else {
-                    return Err(Error::invalid("upstream sent unknown \"Transfer-Encoding\""));
+                    return Err(Error::invalid(
+                        "upstream sent unknown \"Transfer-Encoding\"",
+                    ));
                 }
             } else if name == http::header::CONNECTION {
                 let v = h.value.to_ascii_lowercase();
@@ -123,7 +143,10 @@ impl HttpCodec {
             self.keepalive = false;
             State::Close
         };
-        Ok(Some(Decoded::Head(ResponseHead { status, headers: map })))
+        Ok(Some(Decoded::Head(ResponseHead {
+            status,
+            headers: map,
+        })))
     }
 
     fn find_crlf(buf: &[u8]) -> Option<usize> {
@@ -157,7 +180,9 @@ impl UpstreamCodec for HttpCodec {
                 State::Head => return self.decode_head(buf),
                 State::Done => {
                     self.state = State::Finished;
-                    return Ok(Some(Decoded::End { reusable: self.keepalive }));
+                    return Ok(Some(Decoded::End {
+                        reusable: self.keepalive,
+                    }));
                 }
                 State::Finished => return Ok(None),
                 State::Length(0) => {
@@ -192,14 +217,22 @@ impl UpstreamCodec for HttpCodec {
                         .ok()
                         .filter(|_| !s.is_empty() && s.len() <= 16)
                         .ok_or_else(|| Error::invalid("upstream sent invalid chunked response"))?;
-                    self.state = if size == 0 { State::Trailers } else { State::Chunk(size) };
+                    self.state = if size == 0 {
+                        State::Trailers
+                    } else {
+                        State::Chunk(size)
+                    };
                 }
                 State::Chunk(left) => {
                     if buf.is_empty() {
                         return Ok(None);
                     }
                     let take = (buf.len() as u64).min(left) as usize;
-                    self.state = if take as u64 == left { State::ChunkCrlf } else { State::Chunk(left - take as u64) };
+                    self.state = if take as u64 == left {
+                        State::ChunkCrlf
+                    } else {
+                        State::Chunk(left - take as u64)
+                    };
                     return Ok(Some(Decoded::Data(buf.split_to(take).freeze())));
                 }
                 State::ChunkCrlf => {
@@ -314,15 +347,30 @@ mod tests {
         let mut c = HttpCodec::new(64, false, false);
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nX: "[..]);
         buf.extend_from_slice(&[b'a'; 100]);
-        assert_eq!(c.decode(&mut buf).unwrap_err().kind(), ErrorKind::TooBigHeader);
+        assert_eq!(
+            c.decode(&mut buf).unwrap_err().kind(),
+            ErrorKind::TooBigHeader
+        );
         let mut c = HttpCodec::new(4096, false, false);
         let mut buf = BytesMut::from(&b"garbage\r\n\r\n"[..]);
-        assert_eq!(c.decode(&mut buf).unwrap_err().kind(), ErrorKind::InvalidResponse);
+        assert_eq!(
+            c.decode(&mut buf).unwrap_err().kind(),
+            ErrorKind::InvalidResponse
+        );
         let mut c = HttpCodec::new(4096, false, false);
         let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"[..]);
-        assert!(matches!(c.decode(&mut buf).unwrap(), Some(Decoded::Head(_))));
-        assert!(matches!(c.decode(&mut buf).unwrap(), Some(Decoded::Data(_))));
-        assert_eq!(c.decode_eof(&mut buf).unwrap_err().kind(), ErrorKind::UpstreamClosed);
+        assert!(matches!(
+            c.decode(&mut buf).unwrap(),
+            Some(Decoded::Head(_))
+        ));
+        assert!(matches!(
+            c.decode(&mut buf).unwrap(),
+            Some(Decoded::Data(_))
+        ));
+        assert_eq!(
+            c.decode_eof(&mut buf).unwrap_err().kind(),
+            ErrorKind::UpstreamClosed
+        );
     }
 
     #[test]
