@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 
 pub mod build;
+mod error_io;
 pub mod log;
 pub mod route;
 pub mod serve;
