@@ -182,7 +182,8 @@ async fn connection(
         .title_case_headers(true)
         .header_read_timeout(dflt.client_header_timeout)
         .max_buf_size(dflt.header_buffer.max(8192));
-    let conn = b.serve_connection(TokioIo::new(stream), svc);
+    let io = crate::error_io::ErrorPageIo::new(stream, dflt.base.data.server_tokens);
+    let conn = b.serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -213,7 +214,7 @@ fn server_header(tokens: bool) -> HeaderValue {
 }
 
 /// nginx's small error page.
-fn error_page_body(status: StatusCode, tokens: bool) -> Bytes {
+pub(crate) fn error_page_body(status: StatusCode, tokens: bool) -> Bytes {
     let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
     let sig = if tokens { concat!("junction/", env!("CARGO_PKG_VERSION")) } else { "junction" };
     Bytes::from(format!(
