@@ -340,7 +340,11 @@ async fn send_and_read_head(
     loop {
         match codec.decode(&mut buf).map_err(|e| (e, received))? {
             Some(Decoded::Head(h)) => return Ok((h, buf)),
-            Some(Decoded::Stderr(s)) => log_stderr(&s, peer),
+            Some(Decoded::Stderr(s)) => {
+                // More records (the head) may already be buffered: decode before reading.
+                log_stderr(&s, peer);
+                continue;
+            }
             Some(Decoded::Data(_)) | Some(Decoded::End { .. }) => {
                 return Err((
                     Error::invalid(format!(

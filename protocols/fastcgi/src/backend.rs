@@ -1,14 +1,266 @@
-//! The `fastcgi_pass` location handler (being written).
+//! The `fastcgi_pass` location handler: built once per location from its `fastcgi_*`
+//! directives, then per request: split the URI (`$fastcgi_script_name`,
+//! `$fastcgi_path_info`), read the body whole when CONTENT_LENGTH must be exact,
+//! evaluate the params, encode BEGIN_REQUEST + PARAMS, and run the shared exchange
+//! with a [`FastcgiCodec`].
+//!
+//! Directives read here: `fastcgi_pass` (`host:port`, `unix:/path`, an `upstream`
+//! name, or a value with variables resolved per request), `fastcgi_param` (through
+//! [`params`]), `fastcgi_index`, `fastcgi_split_path_info`,
+//! `fastcgi_pass_request_headers`; the rest of the family (`fastcgi_keep_conn`,
+//! timeouts, buffering, bind, hide/pass header, intercept errors, request buffering)
+//! through [`family`]. `fastcgi_catch_stderr` is refused at load (not supported).
 
-use junction_config::model::{err, BuildCx, LocInfo, Scope};
+use crate::codec::{encode_request_head, FastcgiCodec};
+use bytes::{Bytes, BytesMut};
+use http::HeaderName;
+use junction_config::model::{err, family, params, BuildCx, Family, LocInfo, Scope};
 use junction_config::ConfigError;
-use junction_core::backend::Backend;
+use junction_core::backend::{Backend, BoxFuture, Response};
+use junction_core::body::ReqBody;
+use junction_core::cgi::ParamSet;
+use junction_core::codec::UpstreamCodec;
+use junction_core::ctx::RequestCtx;
+use junction_core::exchange::{exchange, UpstreamConf};
+use junction_core::upstream::Group;
+use junction_core::vars::Template;
+use junction_core::{Error, ErrorKind};
+use regex::Regex;
+use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The request id of every request: one request per connection at a time.
+const REQUEST_ID: u16 = 1;
+
+/// Where requests go.
+#[derive(Debug)]
+enum Target {
+    /// A fixed address or upstream, resolved at load.
+    Static,
+    /// A value with variables: evaluated per request, then an `upstream` name or an
+    /// address with a port.
+    Dynamic {
+        target: Template,
+        upstreams: HashMap<String, Arc<Group>>,
+    },
+}
+
+/// The FastCGI backend of one location.
+#[derive(Debug)]
+pub struct Fastcgi {
+    target: Target,
+    fam: Family,
+    params: ParamSet,
+    /// `fastcgi_index`, appended to a script name ending in `/`.
+    index: Option<Bytes>,
+    /// `fastcgi_split_path_info`, with exactly two captures.
+    split: Option<Regex>,
+    /// Slot of `$fastcgi_script_name`.
+    script_name_slot: usize,
+    /// Slot of `$fastcgi_path_info`.
+    path_info_slot: usize,
+    /// Response headers not passed to the client.
+    hidden: Vec<HeaderName>,
+}
+
+/// Whether `target` names a port: `host:port`, `[v6]:port`.
+fn has_port(target: &str) -> bool {
+    match target.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && !port.is_empty()
+                && port.bytes().all(|c| c.is_ascii_digit())
+                && (!host.contains(':') || host.ends_with(']'))
+        }
+        None => false,
+    }
+}
+
 /// Builds the backend when the location has `fastcgi_pass`.
-pub fn build(scope: &Scope<'_>, _loc: &LocInfo, _bx: &mut BuildCx) -> Result<Option<Arc<dyn Backend>>, ConfigError> {
-    match scope.local("fastcgi_pass") {
-        None => Ok(None),
-        Some(d) => Err(err(&d.span, "\"fastcgi_pass\" is not implemented yet")),
+pub fn build(
+    scope: &Scope<'_>,
+    _loc: &LocInfo,
+    bx: &mut BuildCx,
+) -> Result<Option<Arc<dyn Backend>>, ConfigError> {
+    let Some(d) = scope.local("fastcgi_pass") else {
+        return Ok(None);
+    };
+    let a = d.args.first().ok_or_else(|| {
+        err(
+            &d.span,
+            "invalid number of arguments in \"fastcgi_pass\" directive",
+        )
+    })?;
+    if let Some(c) = scope.get("fastcgi_catch_stderr") {
+        return Err(err(
+            &c.span,
+            "\"fastcgi_catch_stderr\" is not supported by junction",
+        ));
+    }
+    let value = bx.template(a)?;
+    let (target, group) = match value.as_literal() {
+        Some(lit) => {
+            let t = String::from_utf8_lossy(&lit).into_owned();
+            let t = t.strip_prefix("fastcgi://").unwrap_or(&t).to_string();
+            if !bx.upstreams.contains_key(&t) && !t.starts_with("unix:") && !has_port(&t) {
+                return Err(err(&a.span, format!("no port in upstream \"{t}\"")));
+            }
+            (Target::Static, bx.group(&t, 9000, &a.span)?)
+        }
+        None => (
+            Target::Dynamic {
+                target: value,
+                upstreams: bx.upstreams.clone(),
+            },
+            // The family needs a group: a placeholder, replaced per request.
+            Group::implicit(String::new(), Vec::new()),
+        ),
+    };
+    let fam = family(scope, "fastcgi", group, bx)?;
+    let mut params = params(scope, "fastcgi_param", bx)?;
+    params.pass_request_headers = fam.pass_request_headers;
+    let index = scope
+        .arg("fastcgi_index")
+        .map(|(_, a)| Bytes::copy_from_slice(a.value.as_bytes()));
+    let split = match scope.arg("fastcgi_split_path_info") {
+        None => None,
+        Some((d, a)) => {
+            let re = Regex::new(&a.value).map_err(|e| {
+                err(
+                    &d.span,
+                    format!("pcre2_compile() failed: {e} in \"{}\"", a.value),
+                )
+            })?;
+            // capture 0 is the whole match
+            if re.captures_len() != 3 {
+                return Err(err(
+                    &d.span,
+                    format!("pattern \"{}\" must have 2 captures", a.value),
+                ));
+            }
+            Some(re)
+        }
+    };
+    let hidden = fam.hidden_headers();
+    Ok(Some(Arc::new(Fastcgi {
+        target,
+        params,
+        index,
+        split,
+        script_name_slot: bx.vars.slot("fastcgi_script_name"),
+        path_info_slot: bx.vars.slot("fastcgi_path_info"),
+        hidden,
+        fam,
+    })))
+}
+
+impl Fastcgi {
+    /// Sets `$fastcgi_script_name` and `$fastcgi_path_info` from the current `$uri`,
+    /// as nginx's `ngx_http_fastcgi_split` and script-name variable do.
+    fn split_uri(&self, cx: &mut RequestCtx) {
+        let (script, path_info) = {
+            let uri = cx.uri.as_str();
+            let caps = self.split.as_ref().and_then(|re| re.captures(uri));
+            match caps {
+                Some(c) => (
+                    c.get(1).map_or("", |m| m.as_str()),
+                    c.get(2).map_or("", |m| m.as_str()),
+                ),
+                None => (uri, ""),
+            }
+        };
+        let mut name =
+            BytesMut::with_capacity(script.len() + self.index.as_ref().map_or(0, Bytes::len));
+        name.extend_from_slice(script.as_bytes());
+        if let Some(index) = &self.index {
+            if script.ends_with('/') {
+                name.extend_from_slice(index);
+            }
+        }
+        let path_info = Bytes::copy_from_slice(path_info.as_bytes());
+        cx.set_slot(self.script_name_slot, name.freeze());
+        cx.set_slot(self.path_info_slot, path_info);
+    }
+
+    /// The group for this request when `fastcgi_pass` has variables.
+    fn dynamic_group(
+        cx: &RequestCtx,
+        target: &Template,
+        upstreams: &HashMap<String, Arc<Group>>,
+    ) -> Result<Arc<Group>, Error> {
+        let t = target.eval_string(cx);
+        let t = t.strip_prefix("fastcgi://").unwrap_or(&t);
+        if let Some(g) = upstreams.get(t) {
+            return Ok(g.clone());
+        }
+        if !t.starts_with("unix:") && !has_port(t) {
+            return Err(Error::internal(format!("no port in upstream \"{t}\"")));
+        }
+        let addrs = junction_core::upstream::resolve(t, 9000).map_err(|e| {
+            Error::new(
+                ErrorKind::Connect,
+                format!("{t} could not be resolved ({e})"),
+            )
+        })?;
+        Ok(Group::implicit(t.to_string(), addrs))
+    }
+
+    async fn run(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
+        let fam = &self.fam;
+        let conf_owned;
+        let conf: &UpstreamConf = match &self.target {
+            Target::Static => &fam.upstream,
+            Target::Dynamic { target, upstreams } => {
+                conf_owned = UpstreamConf {
+                    group: Self::dynamic_group(cx, target, upstreams)?,
+                    ..fam.upstream.clone()
+                };
+                &conf_owned
+            }
+        };
+        // CGI needs an exact CONTENT_LENGTH: a chunked body is read first.
+        let body = fam.prepare_body(cx, body, true).await?;
+        self.split_uri(cx);
+        let params = self.params.build(cx);
+        let keep_conn = conf.keep_conn;
+        let head = encode_request_head(REQUEST_ID, keep_conn, &params);
+        let bind = fam.bind_addr(cx)?;
+        let limit = conf.buffering.buffer_size;
+        let mk = move || -> Box<dyn UpstreamCodec> {
+            Box::new(FastcgiCodec::new(REQUEST_ID, keep_conn, limit))
+        };
+        let up = exchange(conf, cx, bind, head, body, &mk).await?;
+        Ok(fam.response(up, &self.hidden))
+    }
+}
+
+impl Backend for Fastcgi {
+    fn handle<'a>(
+        &'a self,
+        cx: &'a mut RequestCtx,
+        body: ReqBody,
+    ) -> BoxFuture<'a, Result<Response, Error>> {
+        Box::pin(self.run(cx, body))
+    }
+
+    fn intercept_errors(&self) -> bool {
+        self.fam.intercept_errors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_port;
+
+    #[test]
+    fn port_is_required() {
+        assert!(has_port("127.0.0.1:9000"));
+        assert!(has_port("php:9000"));
+        assert!(has_port("[::1]:9000"));
+        assert!(!has_port("127.0.0.1"));
+        assert!(!has_port("php"));
+        assert!(!has_port("[::1]"));
+        assert!(!has_port("::1"));
+        assert!(!has_port(":9000"));
     }
 }
