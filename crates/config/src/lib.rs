@@ -21,6 +21,9 @@
 //! - `toml_syntax` (private): the TOML mapping below.
 //! - [`registry`]: the table of known directives and the context/arity check.
 //! - [`values`]: `on`/`off`, sizes and times with nginx's rules.
+//! - [`model`]: scopes with nginx's inheritance, the shared `*_` directive family.
+//! - [`cgi_pass`]: the CGI-style `*_pass` handler (uwsgi, SCGI) over a protocol's head
+//!   encoder and codec.
 //!
 //! # nginx syntax
 //! Exactly nginx's lexer: words separated by whitespace, `;` ends a directive, `{ … }` a
@@ -123,6 +126,7 @@
 //! which serde's `toml::Value` loses; spans are what make TOML errors as precise as nginx's.
 #![forbid(unsafe_code)]
 
+pub mod cgi_pass;
 mod lexer;
 pub mod model;
 pub mod registry;

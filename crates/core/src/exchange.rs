@@ -217,7 +217,11 @@ pub async fn exchange(
             }
             Err(e) => {
                 cx.upstream.attempt(&server.name, None, t0.elapsed());
-                if !matches!(e.kind(), ErrorKind::Encode | ErrorKind::Internal) {
+                // nginx counts no failures against a lone server (`peers->single`): it
+                // stays in use, so the request after a timeout is tried again.
+                if !matches!(e.kind(), ErrorKind::Encode | ErrorKind::Internal)
+                    && !conf.group.is_single()
+                {
                     server.report(false);
                 }
                 let more_tries = conf.next.tries == 0 || (tried.len() as u32) < conf.next.tries;

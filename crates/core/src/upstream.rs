@@ -301,6 +301,11 @@ impl Group {
         })
     }
 
+    /// One server and no backup (nginx's `peers->single`): its failures are not counted.
+    pub fn is_single(&self) -> bool {
+        self.servers.len() == 1
+    }
+
     /// Picks a server by smooth weighted round robin among the available ones not yet
     /// `tried`; backups only when no primary is available. `None`: all are down.
     pub fn pick(&self, tried: &[usize]) -> Option<usize> {

@@ -1,0 +1,140 @@
+//! The location handler of a CGI-style `*_pass` (uwsgi, SCGI; it fits FastCGI too),
+//! written once: the protocols differ only in how the request head is encoded and in
+//! the codec, which they supply through [`CgiProtocol`].
+//!
+//! At load, [`pass_group`] reads the `PREFIX_pass` target (`host:port`, `unix:/path`,
+//! an `upstream` name, optionally behind a scheme such as `uwsgi://`) and
+//! [`CgiPass::new`] reads the `PREFIX_*` family and the `PREFIX_param` array once.
+//! Per request: the body is prepared (buffered when `*_request_buffering on`, or when
+//! chunked, so `CONTENT_LENGTH` is exact), the params are evaluated (`HTTP_*` headers
+//! included), the protocol encodes the head (an encode failure, such as uwsgi vars over
+//! 64 KiB, is an error before anything is sent), the shared [`exchange`] runs with the
+//! protocol's codec, and the response is filtered by [`Family::response`].
+
+use crate::model::{err, family, params, BuildCx, Family, Scope};
+use crate::tree::ConfigError;
+use bytes::Bytes;
+use junction_core::backend::{Backend, BoxFuture, Response};
+use junction_core::body::ReqBody;
+use junction_core::cgi::ParamSet;
+use junction_core::codec::UpstreamCodec;
+use junction_core::ctx::RequestCtx;
+use junction_core::exchange::exchange;
+use junction_core::upstream::Group;
+use junction_core::Error;
+use std::sync::Arc;
+
+/// What a CGI-style protocol supplies: its request head and its codec.
+pub trait CgiProtocol: Send + Sync + 'static {
+    /// Encodes the request head from the evaluated params and the exact body length.
+    fn encode_head(&self, params: &[(Bytes, Bytes)], body_len: u64) -> Result<Bytes, Error>;
+
+    /// A fresh codec for one attempt; `head_limit` is `*_buffer_size`.
+    fn codec(&self, head_limit: usize) -> Box<dyn UpstreamCodec>;
+}
+
+/// The server group of the location's `directive` (`uwsgi_pass`, `scgi_pass`, …), or
+/// `None` when the location has none. `schemes` are the accepted URL prefixes
+/// (`uwsgi://`); a target names an `upstream`, a `unix:/path`, or `host:port` (a port
+/// is required, as in nginx: `no port in upstream "X"`).
+pub fn pass_group(
+    scope: &Scope<'_>,
+    directive: &str,
+    schemes: &[&str],
+    bx: &mut BuildCx,
+) -> Result<Option<Arc<Group>>, ConfigError> {
+    let Some(d) = scope.local(directive) else {
+        return Ok(None);
+    };
+    let a = d.args.first().ok_or_else(|| {
+        err(
+            &d.span,
+            format!("invalid number of arguments in \"{directive}\" directive"),
+        )
+    })?;
+    if bx.template(a)?.as_literal().is_none() {
+        return Err(err(
+            &a.span,
+            format!("variables in \"{directive}\" are not supported yet"),
+        ));
+    }
+    let url = a.value.as_str();
+    let target = schemes
+        .iter()
+        .find_map(|s| {
+            url.get(..s.len())
+                .filter(|p| p.eq_ignore_ascii_case(s))
+                .and_then(|_| url.get(s.len()..))
+        })
+        .unwrap_or(url);
+    if target.contains("://") {
+        return Err(err(&a.span, format!("invalid host in upstream \"{url}\"")));
+    }
+    let has_port = target.rsplit_once(':').is_some_and(|(host, port)| {
+        !port.is_empty()
+            && port.bytes().all(|c| c.is_ascii_digit())
+            && (!host.contains(':') || host.ends_with(']'))
+    });
+    if !bx.upstreams.contains_key(target) && !target.starts_with("unix:") && !has_port {
+        return Err(err(&a.span, format!("no port in upstream \"{target}\"")));
+    }
+    bx.group(target, 0, &a.span).map(Some)
+}
+
+/// The backend of one location's CGI-style `*_pass`.
+#[derive(Debug)]
+pub struct CgiPass<P> {
+    proto: P,
+    fam: Family,
+    params: ParamSet,
+    hidden: Vec<http::HeaderName>,
+}
+
+impl<P: CgiProtocol> CgiPass<P> {
+    /// Reads the `PREFIX_*` family and `PREFIX_param` array of the location at `scope`.
+    pub fn new(
+        scope: &Scope<'_>,
+        prefix: &str,
+        group: Arc<Group>,
+        proto: P,
+        bx: &BuildCx,
+    ) -> Result<Self, ConfigError> {
+        let fam = family(scope, prefix, group, bx)?;
+        let mut params = params(scope, &format!("{prefix}_param"), bx)?;
+        params.pass_request_headers = fam.pass_request_headers;
+        let hidden = fam.hidden_headers();
+        Ok(CgiPass {
+            proto,
+            fam,
+            params,
+            hidden,
+        })
+    }
+
+    async fn run(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
+        let body = self.fam.prepare_body(cx, body, true).await?;
+        let params = self.params.build(cx);
+        let head = self
+            .proto
+            .encode_head(&params, body.known_len().unwrap_or(0))?;
+        let bind = self.fam.bind_addr(cx)?;
+        let limit = self.fam.upstream.buffering.buffer_size;
+        let new_codec = || self.proto.codec(limit);
+        let up = exchange(&self.fam.upstream, cx, bind, head, body, &new_codec).await?;
+        Ok(self.fam.response(up, &self.hidden))
+    }
+}
+
+impl<P: CgiProtocol> Backend for CgiPass<P> {
+    fn handle<'a>(
+        &'a self,
+        cx: &'a mut RequestCtx,
+        body: ReqBody,
+    ) -> BoxFuture<'a, Result<Response, Error>> {
+        Box::pin(self.run(cx, body))
+    }
+
+    fn intercept_errors(&self) -> bool {
+        self.fam.intercept_errors
+    }
+}
