@@ -496,8 +496,8 @@ pub fn noise(n: usize) -> Vec<u8> {
         .collect()
 }
 
-/// A 10 MB POST body arrives whole (the md5 the app computes equals the client's), and a
-/// chunked body gets an exact CONTENT_LENGTH.
+/// A 10 MB POST body arrives whole (the md5 the app computes equals the client's), a
+/// chunked body gets an exact CONTENT_LENGTH, and the proxy's peak RSS stays under 64 MB.
 pub fn post_md5(protocol: Protocol, site: Site<'_>) {
     let s = setup(protocol, false, site);
     let body = noise(10 * 1024 * 1024);
@@ -533,6 +533,19 @@ pub fn post_md5(protocol: Protocol, site: Site<'_>) {
     assert_eq!(
         e.var("CONTENT_LENGTH"),
         Some(small.len().to_string().as_str())
+    );
+    // The bodies went through a temp file, not memory.
+    let rss = s.proxy.rss_kb();
+    assert!(
+        rss.peak_kb < 64 * 1024,
+        "{:?} peak RSS {} KiB after a 10 MB upload, want < 64 MiB",
+        proxy_kind(),
+        rss.peak_kb
+    );
+    eprintln!(
+        "{} 10 MB POST: proxy peak RSS {} KiB",
+        protocol.prefix(),
+        rss.peak_kb
     );
 }
 

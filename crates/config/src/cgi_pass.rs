@@ -138,3 +138,108 @@ impl<P: CgiProtocol> Backend for CgiPass<P> {
         self.fam.intercept_errors
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+    use crate::tree::parse_nginx_str;
+    use junction_core::upstream::PeerAddr;
+    use std::path::Path;
+
+    /// `pass_group` (for the `*_pass` of `line`'s prefix) on a location holding `line`.
+    fn group_of(
+        line: &str,
+        schemes: &[&str],
+        bx: &mut BuildCx,
+    ) -> Result<Option<Arc<Group>>, String> {
+        let tree = parse_nginx_str(line, Path::new("t.conf")).map_err(|e| e.msg)?;
+        let prefix = tree
+            .first()
+            .and_then(|d| d.name.split('_').next())
+            .unwrap_or_default();
+        pass_group(&Scope::root(&tree), &format!("{prefix}_pass"), schemes, bx).map_err(|e| e.msg)
+    }
+
+    fn addrs(line: &str, schemes: &[&str]) -> Vec<String> {
+        let g = group_of(line, schemes, &mut BuildCx::default())
+            .unwrap()
+            .unwrap();
+        g.servers.iter().map(|s| s.addr.to_string()).collect()
+    }
+
+    #[test]
+    fn target_forms() {
+        assert_eq!(
+            addrs("uwsgi_pass 127.0.0.1:3031;", &["uwsgi://"]),
+            ["127.0.0.1:3031"]
+        );
+        assert_eq!(
+            addrs("uwsgi_pass uwsgi://127.0.0.1:3031;", &["uwsgi://"]),
+            ["127.0.0.1:3031"]
+        );
+        assert_eq!(
+            addrs("uwsgi_pass UWSGI://[::1]:3031;", &["uwsgi://"]),
+            ["[::1]:3031"]
+        );
+        let unix = group_of(
+            "scgi_pass unix:/run/app.sock;",
+            &[],
+            &mut BuildCx::default(),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            matches!(&unix.servers[0].addr, PeerAddr::Unix(p) if p == Path::new("/run/app.sock"))
+        );
+        let unix = group_of(
+            "uwsgi_pass uwsgi://unix:/run/app.sock;",
+            &["uwsgi://"],
+            &mut BuildCx::default(),
+        )
+        .unwrap()
+        .unwrap();
+        assert!(matches!(&unix.servers[0].addr, PeerAddr::Unix(_)));
+    }
+
+    #[test]
+    fn upstream_name_is_the_group() {
+        let mut bx = BuildCx::default();
+        let app = Group::implicit("app".into(), Vec::new());
+        bx.upstreams.insert("app".into(), app.clone());
+        let g = group_of("scgi_pass app;", &[], &mut bx).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&g, &app));
+    }
+
+    #[test]
+    fn no_directive_is_none() {
+        assert!(group_of("scgi_param X y;", &[], &mut BuildCx::default())
+            .unwrap()
+            .is_none());
+    }
+
+    #[test]
+    fn errors_as_nginx() {
+        let e = |line: &str, schemes: &[&str]| {
+            group_of(line, schemes, &mut BuildCx::default()).unwrap_err()
+        };
+        assert_eq!(
+            e("uwsgi_pass localhost;", &["uwsgi://"]),
+            "no port in upstream \"localhost\""
+        );
+        assert_eq!(
+            e("scgi_pass 127.0.0.1;", &[]),
+            "no port in upstream \"127.0.0.1\""
+        );
+        assert_eq!(e("scgi_pass ::1;", &[]), "no port in upstream \"::1\"");
+        assert_eq!(
+            e("uwsgi_pass http://127.0.0.1:1;", &["uwsgi://"]),
+            "invalid host in upstream \"http://127.0.0.1:1\""
+        );
+        assert_eq!(
+            e("scgi_pass uwsgi://127.0.0.1:1;", &[]),
+            "invalid host in upstream \"uwsgi://127.0.0.1:1\""
+        );
+        assert!(e("scgi_pass $host:9000;", &[]).contains("not supported"));
+    }
+}

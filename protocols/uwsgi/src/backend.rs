@@ -69,3 +69,41 @@ pub fn build(
         scope, "uwsgi", group, proto, bx,
     )?)))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use junction_config::parse_nginx_str;
+    use std::path::Path;
+
+    fn modifier1(conf: &str) -> Result<u8, String> {
+        let tree = parse_nginx_str(conf, Path::new("t.conf")).unwrap();
+        modifier(&Scope::root(&tree), "uwsgi_modifier1").map_err(|e| e.msg)
+    }
+
+    #[test]
+    fn modifiers_are_0_to_255_default_0() {
+        assert_eq!(modifier1(""), Ok(0));
+        assert_eq!(modifier1("uwsgi_modifier1 5;"), Ok(5));
+        assert_eq!(modifier1("uwsgi_modifier1 255;"), Ok(255));
+        assert_eq!(
+            modifier1("uwsgi_modifier1 256;"),
+            Err("value must be between 0 and 255".into())
+        );
+        assert_eq!(
+            modifier1("uwsgi_modifier1 x;"),
+            Err("invalid value \"x\" in \"uwsgi_modifier1\" directive".into())
+        );
+    }
+
+    #[test]
+    fn head_carries_the_modifiers() {
+        let proto = Uwsgi {
+            modifier1: 5,
+            modifier2: 9,
+        };
+        let head = proto.encode_head(&[], 0).unwrap();
+        assert_eq!(&head[..], b"\x05\x00\x00\x09");
+    }
+}
