@@ -299,11 +299,22 @@ fn main() -> ExitCode {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-    {
+    // One single-threaded runtime per worker (nginx's worker model in threads): no
+    // work stealing, no cross-thread wakeups on the request path. The workers share
+    // the listening sockets; whichever is free accepts.
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> = Vec::with_capacity(workers);
+    for _ in 1..workers {
+        let mut copies = Vec::with_capacity(listeners.len());
+        for l in &listeners {
+            match l.try_clone() {
+                Ok(c) => copies.push(c),
+                Err(e) => return emerg(format!("cannot share a listener with a worker: {e}")),
+            }
+        }
+        per_worker.push(copies);
+    }
+    per_worker.push(listeners);
+    let control = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return emerg(format!("cannot start runtime: {e}")),
     };
@@ -314,13 +325,30 @@ fn main() -> ExitCode {
         return emerg(format!("open() \"{}\" failed ({e})", pid_file.display()));
     }
     let rt = Arc::new(rt);
-    runtime.block_on(async move {
-        let (tx, rx) = tokio::sync::watch::channel(Stop::Run);
-        tokio::spawn(signals(tx));
-        junction_server::serve(rt, listeners, rx).await;
-    });
+    let (tx, rx) = tokio::sync::watch::channel(Stop::Run);
+    let mut threads = Vec::with_capacity(workers);
+    for (n, ls) in per_worker.into_iter().enumerate() {
+        let rt = rt.clone();
+        let rx = rx.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("junction-worker-{n}"))
+            .spawn(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => {
+                    runtime.block_on(junction_server::serve(rt, ls, rx));
+                    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+                }
+                Err(e) => tracing::error!("cannot start worker runtime: {e}"),
+            });
+        match spawned {
+            Ok(t) => threads.push(t),
+            Err(e) => return emerg(format!("cannot start worker thread: {e}")),
+        }
+    }
+    control.block_on(signals(tx));
+    for t in threads {
+        let _ = t.join();
+    }
     let _ = std::fs::remove_file(&pid_file);
-    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     ExitCode::SUCCESS
 }
 
