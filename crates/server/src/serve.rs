@@ -3,7 +3,7 @@
 //! content (a backend or static files) → `error_page` → output headers
 //! (`Server`, `Date`, `add_header`) → access log when the body ends.
 
-use crate::build::{LocConf, Listen, Runtime, VServer};
+use crate::build::{ErrorPage, LocConf, Listen, Runtime, SetVar, VServer};
 use crate::route::{self, Found, Loc};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
@@ -41,8 +41,10 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 struct Shared {
     rt: Arc<Runtime>,
-    conns: AtomicU64,
 }
+
+/// Connection serial numbers (`$connection`), unique across workers.
+static CONNS: AtomicU64 = AtomicU64::new(0);
 
 /// Binds every listen address (a wildcard address covers the specific ones on the
 /// same port, as nginx does). Returns std listeners, to be served by [`serve`].
@@ -77,10 +79,7 @@ pub fn bind_all(rt: &Runtime) -> std::io::Result<Vec<std::net::TcpListener>> {
 
 /// Serves the bound listeners until `stop` says otherwise.
 pub async fn serve(rt: Arc<Runtime>, listeners: Vec<std::net::TcpListener>, mut stop: watch::Receiver<Stop>) {
-    let shared = Arc::new(Shared {
-        rt,
-        conns: AtomicU64::new(0),
-    });
+    let shared = Arc::new(Shared { rt });
     let tracker = tokio_util::task::TaskTracker::new();
     for l in listeners {
         let Ok(l) = TcpListener::from_std(l) else { continue };
@@ -104,6 +103,7 @@ pub async fn serve(rt: Arc<Runtime>, listeners: Vec<std::net::TcpListener>, mut 
 }
 
 async fn accept_loop(shared: Arc<Shared>, l: TcpListener, mut stop: watch::Receiver<Stop>, tracker: tokio_util::task::TaskTracker) {
+    let bound = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
     loop {
         let accepted = tokio::select! {
             r = l.accept() => r,
@@ -117,9 +117,13 @@ async fn accept_loop(shared: Arc<Shared>, l: TcpListener, mut stop: watch::Recei
                 continue;
             }
         };
-        let local = stream.local_addr().unwrap_or(remote);
+        // A listener on a specific address needs no getsockname() per connection.
+        let local = match bound {
+            Some(a) => a,
+            None => stream.local_addr().unwrap_or(remote),
+        };
         let _ = stream.set_nodelay(true);
-        let id = shared.conns.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = CONNS.fetch_add(1, Ordering::Relaxed) + 1;
         let shared = shared.clone();
         let stop = stop.clone();
         tracker.spawn(connection(shared, stream, remote, local, id, stop));
@@ -367,173 +371,288 @@ fn select(names: &[&[route::ServerName]], host: &str, default: usize) -> usize {
     route::select_server(names, host, default)
 }
 
+/// nginx's `NGX_HTTP_MAX_URI_CHANGES`: internal redirects (URI or named) a request
+/// may take; the next one is a "rewrite or internal redirection cycle" (500).
+const MAX_URI_CHANGES: u8 = 10;
+
+/// Where the location loop goes next.
+enum Step {
+    /// Answer with this response, under the given location's settings.
+    Done(http::Response<Body>),
+    /// Find the location for `cx.uri` again (after an internal redirect).
+    Find,
+    /// Enter a named location (its own phases; server-level `set` does not run again).
+    Named(Arc<Loc<LocConf>>),
+}
+
+/// nginx's `r->error_page` and `r->err_status`: whether an `error_page` was already
+/// followed (only one, unless `recursive_error_pages`), and the status the final
+/// response is sent with (`None`: its own status).
+#[derive(Default)]
+struct ErrorState {
+    used: bool,
+    status: Option<u16>,
+}
+
+/// The request's way through the locations: server-level `set`, location match,
+/// `internal`, body limit, location-level `set`, content; then internal redirects,
+/// named locations and `error_page` exactly as nginx's `ngx_http_internal_redirect`,
+/// `ngx_http_named_location`, `ngx_http_special_response_handler` and
+/// `ngx_http_send_error_page`, with nginx's limit of 10 URI changes.
 async fn process(srv: &Arc<VServer>, mut cx: RequestCtx, body: ReqBody, length: Option<u64>) -> http::Response<Body> {
     let mut body = Some(body);
-    let mut named: Option<Arc<Loc<LocConf>>> = None;
-    let mut error_handled = false;
-    let mut forced_status: Option<Option<u16>> = None;
-    let mut last_conf: Arc<Loc<LocConf>> = srv.base.clone();
+    let mut err = ErrorState::default();
+    let mut next = Step::Find;
     loop {
-        if cx.redirects > 10 {
-            let e = Error::internal(format!("rewrite or internal redirection cycle while processing \"{}\"", cx.uri));
-            log_error(&cx, &e);
-            let r = status_response(StatusCode::INTERNAL_SERVER_ERROR, last_conf.data.server_tokens);
-            return finish(r, cx, &last_conf.data);
-        }
-        let loc = if let Some(n) = named.take() {
-            n
-        } else {
-            match route::find(&srv.base.statics, &srv.base.regexes, &cx.uri) {
-                Found::Loc(l, caps) => {
-                    if let Some(spans) = caps {
-                        let subject: Arc<str> = Arc::from(cx.uri.as_str());
-                        if let Some(re) = &l.regex {
-                            for (i, name) in re.capture_names().enumerate() {
-                                if let Some(name) = name {
-                                    if let Some(slot) = None::<usize>.or_else(|| slot_of(name)) {
-                                        let _ = (i, slot);
-                                    }
-                                }
-                            }
+        let loc = match std::mem::replace(&mut next, Step::Find) {
+            Step::Named(l) => l,
+            Step::Done(r) => return finish(r, cx, &srv.base.data),
+            Step::Find => {
+                // nginx's server rewrite phase: runs for every URI, before the location is found.
+                run_sets(&mut cx, &srv.base.data.sets);
+                match route::find(&srv.base.statics, &srv.base.regexes, &cx.uri) {
+                    Found::Loc(l, caps) => {
+                        if let Some(spans) = caps {
+                            let subject: Arc<str> = Arc::from(cx.uri.as_str());
+                            cx.captures = Captures { subject, spans };
+                            set_named_captures(&mut cx, &l.data.named_captures);
                         }
-                        cx.captures = Captures { subject, spans };
-                        if let Some(re) = &l.regex {
-                            set_named_captures(&mut cx, re);
-                        }
+                        l
                     }
-                    l
-                }
-                Found::SlashRedirect => {
-                    let mut loc = format!("http://{}{}/", host_port(&cx), cx.uri);
-                    if !cx.args.is_empty() {
-                        loc.push('?');
-                        loc.push_str(&cx.args);
-                    }
-                    let mut r = status_response(StatusCode::MOVED_PERMANENTLY, srv.base.data.server_tokens);
-                    if let Ok(v) = HeaderValue::from_str(&loc) {
-                        r.headers_mut().insert(http::header::LOCATION, v);
-                    }
-                    return finish(r, cx, &srv.base.data);
-                }
-                Found::None => srv.base.clone(),
-            }
-        };
-        last_conf = loc.clone();
-        let c = &loc.data;
-        let tokens = c.server_tokens;
-        if c.internal && cx.redirects == 0 {
-            let r = status_response(StatusCode::NOT_FOUND, tokens);
-            return finish(r, cx, c);
-        }
-        // Request body limit (nginx checks Content-Length when the location is known).
-        let mut outcome = None;
-        if let (Some(len), true) = (length, c.client_max_body_size > 0) {
-            if len > c.client_max_body_size && body.is_some() && cx.redirects == 0 {
-                let e = Error::new(
-                    junction_core::ErrorKind::BodyTooLarge,
-                    format!("client intended to send too large body: {len} bytes"),
-                );
-                log_error(&cx, &e);
-                body = None;
-                outcome = Some(Outcome::Response(status_response(e.status(), tokens), true));
-            }
-        }
-        if let Some(ReqBody::Incoming(inc)) = body.take() {
-            body = Some(ReqBody::Incoming(rewrap(inc, c)));
-        } else if outcome.is_none() {
-            body = body.or(Some(ReqBody::Empty));
-        }
-        // Document root and request filename.
-        set_paths(&mut cx, c, &loc);
-        for (slot, t) in &c.sets {
-            let v = t.eval(&cx);
-            cx.set_slot(*slot, v);
-        }
-        let outcome = match outcome {
-            Some(o) => o,
-            None => content(&mut cx, c, &loc, &mut body).await,
-        };
-        match outcome {
-            Outcome::Redirect(uri) => {
-                internal_redirect(&mut cx, &uri);
-                body = None;
-                continue;
-            }
-            Outcome::Named(name) => {
-                match srv.named.get(&name) {
-                    Some(l) => named = Some(l.clone()),
-                    None => {
-                        let e = Error::internal(format!("could not find named location \"{name}\""));
-                        log_error(&cx, &e);
-                        return finish(status_response(StatusCode::INTERNAL_SERVER_ERROR, tokens), cx, c);
-                    }
-                }
-                cx.redirects += 1;
-                continue;
-            }
-            Outcome::Response(mut resp, generated) => {
-                let status = resp.status().as_u16();
-                let interceptable = generated
-                    || resp.extensions().get::<Generated>().is_some()
-                    || c.backend.as_ref().is_some_and(|b| b.intercept_errors());
-                if status >= 300 && interceptable && (!error_handled || c.recursive_error_pages) {
-                    if let Some(ep) = c.error_pages.iter().find(|e| e.codes.contains(&status)) {
-                        error_handled = true;
-                        forced_status = Some(match ep.overwrite {
-                            None => Some(status),
-                            Some(x) => x,
-                        });
-                        let target = ep.target.eval_string(&cx);
-                        body = None;
-                        if cx.method != Method::HEAD {
-                            cx.method = Method::GET;
+                    Found::SlashRedirect => {
+                        let mut loc = format!("http://{}{}/", host_port(&cx), cx.uri);
+                        if !cx.args.is_empty() {
+                            loc.push('?');
+                            loc.push_str(&cx.args);
                         }
-                        if let Some(name) = target.strip_prefix('@') {
-                            let _ = name;
-                            match srv.named.get(&target) {
-                                Some(l) => named = Some(l.clone()),
-                                None => {
-                                    let e = Error::internal(format!("could not find named location \"{target}\""));
-                                    log_error(&cx, &e);
-                                    return finish(status_response(StatusCode::INTERNAL_SERVER_ERROR, tokens), cx, c);
-                                }
-                            }
-                            cx.redirects += 1;
-                            continue;
-                        }
-                        if target.starts_with('/') {
-                            internal_redirect(&mut cx, &target);
-                            continue;
-                        }
-                        // A URL: redirect the client (302 unless `=code` given).
-                        let code = match ep.overwrite {
-                            Some(Some(c3)) if (300..400).contains(&c3) => c3,
-                            _ => 302,
-                        };
-                        let mut r = status_response(StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND), tokens);
-                        if let Ok(v) = HeaderValue::from_str(&target) {
+                        let mut r = status_response(StatusCode::MOVED_PERMANENTLY, srv.base.data.server_tokens);
+                        if let Ok(v) = HeaderValue::from_str(&loc) {
                             r.headers_mut().insert(http::header::LOCATION, v);
                         }
-                        return finish(r, cx, c);
+                        return finish(r, cx, &srv.base.data);
                     }
+                    Found::None => srv.base.clone(),
                 }
-                if let Some(Some(fs)) = forced_status {
-                    if let Ok(s) = StatusCode::from_u16(fs) {
-                        *resp.status_mut() = s;
+            }
+        };
+        let c = &loc.data;
+        let tokens = c.server_tokens;
+        let outcome = if c.internal && cx.redirects == 0 {
+            // nginx: an `internal` location reached from outside is a 404 of that location.
+            Outcome::Response(status_response(StatusCode::NOT_FOUND, tokens), true)
+        } else {
+            let mut outcome = None;
+            // Request body limit (nginx checks Content-Length once the location is known).
+            if let (Some(len), true) = (length, c.client_max_body_size > 0) {
+                if len > c.client_max_body_size && body.is_some() && cx.redirects == 0 {
+                    let e = Error::new(
+                        junction_core::ErrorKind::BodyTooLarge,
+                        format!("client intended to send too large body: {len} bytes"),
+                    );
+                    log_error(&cx, &e);
+                    body = None;
+                    outcome = Some(Outcome::Response(status_response(e.status(), tokens), true));
+                }
+            }
+            match outcome {
+                Some(o) => o,
+                None => {
+                    // The body not read yet follows the request through redirects (as in nginx).
+                    body = Some(match body.take() {
+                        Some(ReqBody::Incoming(inc)) => ReqBody::Incoming(rewrap(inc, c)),
+                        Some(other) => other,
+                        None => ReqBody::Empty,
+                    });
+                    set_paths(&mut cx, c, &loc);
+                    if !Arc::ptr_eq(&loc, &srv.base) {
+                        run_sets(&mut cx, &c.sets);
                     }
+                    content(&mut cx, c, &loc, &mut body).await
+                }
+            }
+        };
+        let step = match outcome {
+            Outcome::Redirect(uri) => {
+                // try_files / index: arguments kept unless the target has its own.
+                let (u, a) = match uri.split_once('?') {
+                    Some((u, a)) => (u.to_string(), Some(a.to_string())),
+                    None => (uri.clone(), None),
+                };
+                let u = route::normalize(&u).unwrap_or(u);
+                redirect_uri(srv, &mut cx, c, &mut err, u, a)
+            }
+            Outcome::Named(name) => named(srv, &mut cx, c, &mut err, &name),
+            Outcome::Response(mut resp, generated) => {
+                let status = resp.status().as_u16();
+                let special = if generated || resp.extensions().get::<Generated>().is_some() {
+                    // Junction's own answer (or a backend's, e.g. memcached's miss):
+                    // nginx's `ngx_http_finalize_request(r, status)`.
+                    if !generated {
+                        resp = status_response(resp.status(), tokens);
+                    }
+                    status >= 300
+                } else if status >= 300
+                    && c.backend.as_ref().is_some_and(|b| b.intercept_errors())
+                    && c.error_pages.iter().any(|e| e.codes.contains(&status))
+                {
+                    // `*_intercept_errors on` and an error_page for this status: the
+                    // upstream's response is replaced (WWW-Authenticate kept for 401).
+                    let auth = resp.headers().get(http::header::WWW_AUTHENTICATE).cloned();
+                    resp = status_response(resp.status(), tokens);
+                    if let (401, Some(v)) = (status, auth) {
+                        resp.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+                    }
+                    true
+                } else {
+                    false
+                };
+                if special {
+                    special_response(srv, &mut cx, c, &mut err, resp)
+                } else {
+                    Step::Done(resp)
+                }
+            }
+        };
+        match step {
+            Step::Done(mut resp) => {
+                // nginx's `r->err_status` decides the status line of whatever is sent.
+                if let Some(s) = err.status.and_then(|s| StatusCode::from_u16(s).ok()) {
+                    *resp.status_mut() = s;
                 }
                 return finish(resp, cx, c);
             }
+            other => next = other,
         }
     }
 }
 
-fn slot_of(_name: &str) -> Option<usize> {
-    None
+/// Runs `set` directives in order.
+fn run_sets(cx: &mut RequestCtx, sets: &[(SetVar, junction_core::vars::Template)]) {
+    for (var, t) in sets {
+        let v = t.eval(cx);
+        match var {
+            SetVar::Slot(slot) => cx.set_slot(*slot, v),
+            SetVar::Args => cx.args = String::from_utf8_lossy(&v).into_owned(),
+        }
+    }
 }
 
-fn set_named_captures(cx: &mut RequestCtx, re: &regex::Regex) {
-    let _ = (cx, re);
+/// Counts one URI change; past the limit, logs the cycle and answers 500 (nginx does
+/// not apply `error_page` any more then).
+fn uri_change(cx: &mut RequestCtx, c: &LocConf, err: &mut ErrorState, what: &str) -> Option<Step> {
+    cx.redirects = cx.redirects.saturating_add(1);
+    if cx.redirects <= MAX_URI_CHANGES {
+        return None;
+    }
+    let e = Error::internal(format!("rewrite or internal redirection cycle while {what}"));
+    log_error(cx, &e);
+    err.status = Some(500);
+    Some(Step::Done(status_response(StatusCode::INTERNAL_SERVER_ERROR, c.server_tokens)))
+}
+
+/// `ngx_http_internal_redirect`: a new URI (not normalized again, as nginx) and
+/// arguments (`None`: keep the current ones), then the location is found anew.
+fn redirect_uri(
+    _srv: &Arc<VServer>,
+    cx: &mut RequestCtx,
+    c: &LocConf,
+    err: &mut ErrorState,
+    uri: String,
+    args: Option<String>,
+) -> Step {
+    if let Some(s) = uri_change(cx, c, err, &format!("internally redirecting to \"{uri}\"")) {
+        return s;
+    }
+    cx.uri = uri;
+    if let Some(a) = args {
+        cx.args = a;
+    }
+    cx.uri_changed = true;
+    Step::Find
+}
+
+/// `ngx_http_named_location`: the method and URI stay as they are.
+fn named(srv: &Arc<VServer>, cx: &mut RequestCtx, c: &LocConf, err: &mut ErrorState, name: &str) -> Step {
+    if let Some(s) = uri_change(cx, c, err, &format!("redirect to named location \"{name}\"")) {
+        return s;
+    }
+    match srv.named.get(name) {
+        Some(l) => Step::Named(l.clone()),
+        None => {
+            let e = Error::internal(format!("could not find named location \"{name}\""));
+            log_error(cx, &e);
+            special_response(srv, cx, c, err, status_response(StatusCode::INTERNAL_SERVER_ERROR, c.server_tokens))
+        }
+    }
+}
+
+/// `ngx_http_special_response_handler`: a status Junction answers itself. The first
+/// matching `error_page` of the location applies (once per request unless
+/// `recursive_error_pages`, and not after the redirect limit); else `resp`, the
+/// default page.
+fn special_response(
+    srv: &Arc<VServer>,
+    cx: &mut RequestCtx,
+    c: &LocConf,
+    err: &mut ErrorState,
+    resp: http::Response<Body>,
+) -> Step {
+    let status = resp.status().as_u16();
+    err.status = Some(status);
+    if !err.used && !c.error_pages.is_empty() && cx.redirects <= MAX_URI_CHANGES {
+        // nginx marks the request as soon as the location has error pages at all.
+        if !c.recursive_error_pages {
+            err.used = true;
+        }
+        if let Some(ep) = c.error_pages.iter().find(|e| e.codes.contains(&status)) {
+            return send_error_page(srv, cx, c, err, ep);
+        }
+    }
+    Step::Done(resp)
+}
+
+/// `ngx_http_send_error_page`: `=CODE` / `=` set the final status; a `/uri` target is
+/// an internal redirect as GET (HEAD stays HEAD; the arguments are the target's own);
+/// `@name` keeps the method; anything else is a redirect of the client (302, or the
+/// `=CODE` given if it is 301/302/303/307/308).
+fn send_error_page(srv: &Arc<VServer>, cx: &mut RequestCtx, c: &LocConf, err: &mut ErrorState, ep: &ErrorPage) -> Step {
+    match ep.overwrite {
+        None => {}
+        Some(None) => err.status = None,
+        Some(Some(code)) => err.status = Some(code),
+    }
+    let target = ep.target.eval_string(cx);
+    if target.starts_with('/') {
+        if cx.method != Method::HEAD {
+            cx.method = Method::GET;
+        }
+        let (u, a) = match target.split_once('?') {
+            Some((u, a)) => (u.to_string(), a.to_string()),
+            None => (target, String::new()),
+        };
+        return redirect_uri(srv, cx, c, err, u, Some(a));
+    }
+    if target.starts_with('@') {
+        return named(srv, cx, c, err, &target);
+    }
+    let code = match ep.overwrite {
+        Some(Some(code @ (301 | 302 | 303 | 307 | 308))) => code,
+        _ => 302,
+    };
+    err.status = Some(code);
+    let mut r = status_response(StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND), c.server_tokens);
+    if let Ok(v) = HeaderValue::from_str(&target) {
+        r.headers_mut().insert(http::header::LOCATION, v);
+    }
+    Step::Done(r)
+}
+
+/// The named captures of the matched location regex (`(?<name>…)`) set `$name`.
+fn set_named_captures(cx: &mut RequestCtx, names: &[(usize, usize)]) {
+    for &(group, slot) in names {
+        let v = cx.captures.get(group).map(|s| Bytes::copy_from_slice(s.as_bytes())).unwrap_or_default();
+        cx.set_slot(slot, v);
+    }
 }
 
 fn rewrap(inc: IncomingBody, c: &LocConf) -> IncomingBody {
@@ -551,19 +670,6 @@ fn host_port(cx: &RequestCtx) -> String {
     } else {
         format!("{}:{port}", cx.host)
     }
-}
-
-fn internal_redirect(cx: &mut RequestCtx, target: &str) {
-    let (u, a) = match target.split_once('?') {
-        Some((u, a)) => (u.to_string(), Some(a.to_string())),
-        None => (target.to_string(), None),
-    };
-    cx.uri = route::normalize(&u).unwrap_or(u);
-    if let Some(a) = a {
-        cx.args = a;
-    }
-    cx.uri_changed = true;
-    cx.redirects += 1;
 }
 
 fn set_paths(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>) {
@@ -594,32 +700,9 @@ async fn content(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>, body: &mu
     if let Some(ret) = &c.ret {
         return do_return(cx, c, ret);
     }
-    if !c.try_files.is_empty() {
-        let n = c.try_files.len();
-        let mut found = false;
-        for t in c.try_files.iter().take(n - 1) {
-            let v = t.eval_string(cx);
-            let is_dir = v.ends_with('/');
-            let path = fs_path(cx, c, loc, &v);
-            let ok = match tokio::fs::metadata(&path).await {
-                Ok(m) => {
-                    if is_dir {
-                        m.is_dir()
-                    } else {
-                        m.is_file()
-                    }
-                }
-                Err(_) => false,
-            };
-            if ok {
-                cx.uri = v;
-                set_paths(cx, c, loc);
-                found = true;
-                break;
-            }
-        }
-        if !found {
-            let last = c.try_files.last().map(|t| t.eval_string(cx)).unwrap_or_default();
+    if let Some((last, tries)) = c.try_files.split_last() {
+        if !try_files(cx, c, loc, tries).await {
+            let last = last.eval_string(cx);
             if let Some(code) = last.strip_prefix('=') {
                 let s = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::NOT_FOUND);
                 return Outcome::Response(status_response(s, c.server_tokens), true);
@@ -631,6 +714,10 @@ async fn content(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>, body: &mu
         }
     }
     if let Some(b) = &c.backend {
+        if !b.allows_method(&cx.method) {
+            // Before the body is touched, so `error_page 405 = @app` still has it.
+            return Outcome::Response(status_response(StatusCode::METHOD_NOT_ALLOWED, c.server_tokens), true);
+        }
         let rb = body.take().unwrap_or(ReqBody::Empty);
         return match b.handle(cx, rb).await {
             Ok(r) => Outcome::Response(r, false),
@@ -641,6 +728,37 @@ async fn content(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>, body: &mu
         };
     }
     crate::static_files::serve(cx, c).await
+}
+
+/// `try_files` (all but the last argument): the first that exists under the root or
+/// alias becomes `$uri`, and the request stays in this location. As nginx does, an
+/// argument *written* with a trailing `/` tests a directory and is tried without that
+/// slash (`$uri/` for `/docs` makes `$uri` `/docs`, which the static handler then
+/// redirects to `/docs/`; for `/docs/` it stays `/docs/`, and `index` applies); any
+/// other argument must exist and not be a directory.
+async fn try_files(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>, tries: &[junction_core::vars::Template]) -> bool {
+    use junction_core::vars::Piece;
+    for t in tries {
+        let mut v = t.eval_string(cx);
+        let test_dir = matches!(t.pieces().last(), Some(Piece::Lit(l)) if l.ends_with(b"/"));
+        if test_dir {
+            v.pop();
+        }
+        let path = fs_path(cx, c, loc, &v);
+        let found = match tokio::fs::metadata(&path).await {
+            Ok(m) => m.is_dir() == test_dir,
+            Err(_) => false,
+        };
+        if found {
+            if v.is_empty() {
+                v.push('/');
+            }
+            cx.uri = v;
+            set_paths(cx, c, loc);
+            return true;
+        }
+    }
+    false
 }
 
 fn fs_path(cx: &RequestCtx, c: &LocConf, loc: &Loc<LocConf>, uri: &str) -> std::path::PathBuf {
@@ -677,7 +795,8 @@ fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return) -> Outcom
                 r.headers_mut().insert(http::header::LOCATION, v);
             }
         }
-        return Outcome::Response(r, false);
+        // nginx finalizes with the code: `error_page 301 …` applies.
+        return Outcome::Response(r, true);
     }
     match text {
         Some(t) => {
