@@ -134,27 +134,63 @@ impl Buffered {
 
     /// Calls `f` with each chunk in order (memory first, then the file in 64 KiB reads).
     pub fn for_each_chunk(&self, mut f: impl FnMut(Bytes)) -> Result<(), Error> {
-        for b in &self.mem {
-            f(b.clone());
-        }
-        if let Some(file) = &self.file {
-            let mut file = file
-                .try_clone()
-                .map_err(|e| Error::internal(format!("temp file: {e}")))?;
-            file.seek(SeekFrom::Start(0))
-                .map_err(|e| Error::internal(format!("temp file: {e}")))?;
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = file
-                    .read(&mut buf)
-                    .map_err(|e| Error::internal(format!("temp file read: {e}")))?;
-                if n == 0 {
-                    break;
-                }
-                f(Bytes::copy_from_slice(buf.get(..n).unwrap_or(&[])));
-            }
+        for chunk in self.chunks()? {
+            f(chunk?);
         }
         Ok(())
+    }
+
+    /// The chunks in order, read as they are asked for (memory first, then the file in
+    /// 64 KiB reads): sending a large body never holds more than one read of it.
+    pub fn chunks(&self) -> Result<Chunks<'_>, Error> {
+        let file = match &self.file {
+            None => None,
+            Some(file) => {
+                let mut file = file
+                    .try_clone()
+                    .map_err(|e| Error::internal(format!("temp file: {e}")))?;
+                file.seek(SeekFrom::Start(0))
+                    .map_err(|e| Error::internal(format!("temp file: {e}")))?;
+                Some(file)
+            }
+        };
+        Ok(Chunks {
+            mem: self.mem.iter(),
+            file,
+        })
+    }
+}
+
+/// The chunks of a [`Buffered`] body, from [`Buffered::chunks`].
+#[derive(Debug)]
+pub struct Chunks<'a> {
+    mem: std::slice::Iter<'a, Bytes>,
+    file: Option<std::fs::File>,
+}
+
+impl Iterator for Chunks<'_> {
+    type Item = Result<Bytes, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if let Some(b) = self.mem.next() {
+            return Some(Ok(b.clone()));
+        }
+        let file = self.file.as_mut()?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf) {
+            Ok(0) => {
+                self.file = None;
+                None
+            }
+            Ok(n) => {
+                buf.truncate(n);
+                Some(Ok(Bytes::from(buf)))
+            }
+            Err(e) => {
+                self.file = None;
+                Some(Err(Error::internal(format!("temp file read: {e}"))))
+            }
+        }
     }
 }
 
@@ -210,5 +246,30 @@ impl ReqBody {
             }
         }
         Ok(ReqBody::Buffered(out))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_are_memory_then_file_in_bounded_reads_and_replay() {
+        let tail: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+        let mut file = tempfile::tempfile().unwrap();
+        file.write_all(&tail).unwrap();
+        let b = Buffered {
+            mem: vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")],
+            file: Some(file),
+            len: 4 + tail.len() as u64,
+        };
+        for _ in 0..2 {
+            let chunks: Vec<Bytes> = b.chunks().unwrap().map(Result::unwrap).collect();
+            assert!(chunks.iter().all(|c| !c.is_empty() && c.len() <= 64 * 1024));
+            let all: Vec<u8> = chunks.concat();
+            assert_eq!(all.get(..4), Some(&b"abcd"[..]));
+            assert_eq!(all.get(4..), Some(&tail[..]));
+        }
     }
 }

@@ -107,6 +107,9 @@ pub struct UpstreamResponse {
     pub body: Body,
 }
 
+/// How much of a buffered request body is framed before it is written.
+const SEND_CHUNK: usize = 64 * 1024;
+
 /// Where a write or read failed, for error-log lines like nginx's.
 fn io_err(e: std::io::Error, what: &str, peer: &str) -> Error {
     Error::upstream_io(e, &format!("{what} upstream {peer}"))
@@ -309,13 +312,19 @@ async fn send_and_read_head(
                 .map_err(|e| (e, true))?;
         }
         ReqBody::Buffered(b) => {
-            let mut err = None;
-            let r = b.for_each_chunk(|c| codec.encode_body(c, &mut frames));
-            if let Err(e) = r {
-                err = Some(e);
-            }
-            if let Some(e) = err {
-                return Err((e, false));
+            // Sent as it is read back: a body spilled to a temp file never sits in
+            // memory whole.
+            let mut pending = 0;
+            for chunk in b.chunks().map_err(|e| (e, false))? {
+                let chunk = chunk.map_err(|e| (e, false))?;
+                pending += chunk.len();
+                codec.encode_body(chunk, &mut frames);
+                if pending >= SEND_CHUNK {
+                    write_frames(conn, &mut frames, t.send, peer)
+                        .await
+                        .map_err(|e| (e, true))?;
+                    pending = 0;
+                }
             }
             codec.encode_end(&mut frames);
             write_frames(conn, &mut frames, t.send, peer)
@@ -382,10 +391,12 @@ async fn send_and_read_head(
     }
 }
 
+/// FastCGI stderr text: logged at `error`, trailing newlines, dots and spaces cut, as
+/// nginx does (`NGX_LOG_ERR`), so PHP warnings show with the default log level.
 fn log_stderr(s: &[u8], peer: &str) {
-    tracing::warn!(
+    tracing::error!(
         "FastCGI sent in stderr: \"{}\" while reading response header from upstream {peer}",
-        String::from_utf8_lossy(s).trim_end()
+        String::from_utf8_lossy(s).trim_end_matches(['\r', '\n', '.', ' '])
     );
 }
 
