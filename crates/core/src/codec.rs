@@ -28,7 +28,7 @@ pub enum Decoded {
     Head(ResponseHead),
     /// A piece of the response body.
     Data(Bytes),
-    /// Diagnostic text the upstream wants logged (FastCGI STDERR): logged at warn.
+    /// Diagnostic text the upstream wants logged (FastCGI STDERR): logged at error, as nginx does.
     Stderr(Bytes),
     /// The response is complete. `reusable`: the connection may go back to the pool.
     End {

@@ -77,6 +77,8 @@ pub struct LocConf {
     pub name: String,
     /// `etag`.
     pub etag: bool,
+    /// Named captures of the location regex: (group index, variable slot).
+    pub named_captures: Vec<(usize, usize)>,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -697,6 +699,11 @@ fn build_location(
                 .build()
                 .map_err(|e| err(&d.span, format!("pcre2_compile() failed: {e} in \"{name}\"")))?;
             if let Some(l) = Arc::get_mut(&mut loc) {
+                l.data.named_captures = re
+                    .capture_names()
+                    .enumerate()
+                    .filter_map(|(i, n)| n.map(|n| (i, bx.vars.slot(n))))
+                    .collect();
                 l.regex = Some(re);
             }
         }
@@ -880,5 +887,6 @@ fn build_conf(
         default_type,
         name: info.name.clone(),
         etag: scope.flag("etag", true)?,
+        named_captures: Vec::new(),
     })
 }

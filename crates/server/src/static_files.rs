@@ -1,6 +1,7 @@
 //! Static files: the content handler of a location without a `*_pass`
 //! (`root`/`alias`, `index`, Content-Type from `types`, Last-Modified/ETag,
-//! conditional GET → 304, single byte ranges → 206, HEAD).
+//! conditional requests → 304/412 with nginx's `if_modified_since exact`, a single
+//! byte range → 206 (with `If-Range`; several ranges get the whole file), HEAD).
 
 use crate::build::LocConf;
 use crate::serve::Outcome;
@@ -15,33 +16,88 @@ fn status(s: StatusCode, c: &LocConf) -> Outcome {
     Outcome::Response(crate::serve::status_response(s, c.server_tokens), true)
 }
 
-/// Serves `cx.request_filename`.
+/// Whether an `If-Match` / `If-None-Match` list matches `etag` (nginx's
+/// `ngx_http_test_if_match`; `weak` compares ignoring `W/`, as If-None-Match does).
+fn etag_matches(list: &str, etag: Option<&str>, weak: bool) -> bool {
+    if list.trim() == "*" {
+        return true;
+    }
+    let Some(etag) = etag else { return false };
+    list.split(',').map(str::trim).any(|t| {
+        if weak {
+            t.trim_start_matches("W/") == etag.trim_start_matches("W/")
+        } else {
+            t == etag
+        }
+    })
+}
+
+/// A request date header as seconds since the epoch.
+fn header_time(cx: &RequestCtx, name: http::header::HeaderName) -> Option<Option<u64>> {
+    let v = cx.headers.get(name)?;
+    Some(
+        v.to_str()
+            .ok()
+            .and_then(|d| httpdate::parse_http_date(d.trim()).ok())
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs()),
+    )
+}
+
+/// What nginx's not_modified filter decides for a file with `mtime` and `etag`.
+enum Precondition {
+    /// Send the file.
+    Send,
+    /// 304.
+    NotModified,
+    /// 412.
+    Failed,
+}
+
+fn precondition(cx: &RequestCtx, mtime: u64, etag: Option<&str>) -> Precondition {
+    // If-Unmodified-Since / If-Match first: a failure is 412.
+    if let Some(t) = header_time(cx, http::header::IF_UNMODIFIED_SINCE) {
+        if t.is_some_and(|t| mtime > t) {
+            return Precondition::Failed;
+        }
+    }
+    if let Some(list) = cx
+        .headers
+        .get(http::header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if !etag_matches(list, etag, false) {
+            return Precondition::Failed;
+        }
+    }
+    let ims = header_time(cx, http::header::IF_MODIFIED_SINCE);
+    let inm = cx
+        .headers
+        .get(http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    if ims.is_none() && inm.is_none() {
+        return Precondition::Send;
+    }
+    // `if_modified_since exact` (nginx's default): only the same time means unchanged.
+    if ims.is_some_and(|t| t != Some(mtime)) {
+        return Precondition::Send;
+    }
+    if inm.is_some_and(|list| !etag_matches(list, etag, true)) {
+        return Precondition::Send;
+    }
+    Precondition::NotModified
+}
+
+/// Serves `cx.request_filename`: the index files for a URI ending in `/`, else the
+/// file. GET and HEAD are served; POST reaches an index (a front controller) but is
+/// 405 on a file, as in nginx's static and index modules; other methods are 405.
 pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
-    if cx.method != Method::GET && cx.method != Method::HEAD {
+    if !matches!(cx.method, Method::GET | Method::HEAD | Method::POST) {
         return status(StatusCode::METHOD_NOT_ALLOWED, c);
     }
     let path = String::from_utf8_lossy(&cx.request_filename).into_owned();
     if cx.uri.ends_with('/') {
-        for idx in &c.index {
-            let name = idx.eval_string(cx);
-            if name.starts_with('/') {
-                return Outcome::Redirect(name);
-            }
-            let candidate = format!("{path}{name}");
-            if tokio::fs::metadata(&candidate).await.is_ok_and(|m| m.is_file()) {
-                return Outcome::Redirect(format!("{}{name}", cx.uri));
-            }
-        }
-        return match tokio::fs::metadata(&path).await {
-            Ok(m) if m.is_dir() => {
-                tracing::error!("directory index of \"{path}\" is forbidden, client: {}", cx.conn.remote.ip());
-                status(StatusCode::FORBIDDEN, c)
-            }
-            _ => {
-                tracing::error!("\"{path}index.html\" is not found (2: No such file or directory), client: {}", cx.conn.remote.ip());
-                status(StatusCode::NOT_FOUND, c)
-            }
-        };
+        return index(cx, c, &path).await;
     }
     let meta = match tokio::fs::metadata(&path).await {
         Ok(m) => m,
@@ -50,7 +106,14 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
                 std::io::ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, 13),
                 _ => (StatusCode::NOT_FOUND, 2),
             };
-            tracing::error!("open() \"{path}\" failed ({code}: {e}), client: {}, request: \"{} {}\"", cx.conn.remote.ip(), cx.method, cx.request_uri);
+            tracing::error!(
+                "*{} open() \"{path}\" failed ({code}: {e}), client: {}, server: {}, request: \"{} {}\"",
+                cx.conn.id,
+                cx.conn.remote.ip(),
+                cx.server_name,
+                cx.method,
+                cx.request_uri
+            );
             return status(s, c);
         }
     };
@@ -66,48 +129,71 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
         }
         return Outcome::Response(r, true);
     }
+    if cx.method == Method::POST {
+        return status(StatusCode::METHOD_NOT_ALLOWED, c);
+    }
     let len = meta.len();
-    let mtime = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_secs());
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
     let last_modified = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(mtime));
-    let etag = format!("\"{mtime:x}-{len:x}\"");
+    let etag = c.etag.then(|| format!("\"{mtime:x}-{len:x}\""));
     let ctype = cx
         .uri
         .rsplit_once('.')
         .filter(|(_, ext)| !ext.contains('/'))
         .and_then(|(_, ext)| c.types.get(&ext.to_ascii_lowercase()).cloned())
         .unwrap_or_else(|| c.default_type.clone());
-    let mut builder = http::Response::builder()
-        .header(http::header::CONTENT_TYPE, HeaderValue::from_maybe_shared(ctype).unwrap_or(HeaderValue::from_static("text/plain")))
-        .header(http::header::LAST_MODIFIED, last_modified.as_str())
-        .header(http::header::ACCEPT_RANGES, "bytes");
-    if c.etag {
+    let mut builder =
+        http::Response::builder().header(http::header::LAST_MODIFIED, last_modified.as_str());
+    if let Some(etag) = &etag {
         builder = builder.header(http::header::ETAG, etag.as_str());
     }
-    // Conditional GET.
-    let inm = cx.headers.get(http::header::IF_NONE_MATCH).and_then(|v| v.to_str().ok());
-    let ims = cx.headers.get(http::header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok());
-    let not_modified = match (inm, ims) {
-        (Some(t), _) => c.etag && (t.trim() == "*" || t.split(',').any(|x| x.trim().trim_start_matches("W/") == etag)),
-        (None, Some(d)) => httpdate::parse_http_date(d)
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .is_some_and(|t| t.as_secs() >= mtime),
-        _ => false,
-    };
-    if not_modified {
-        let r = builder.status(StatusCode::NOT_MODIFIED).body(body::empty());
-        return match r {
-            Ok(r) => Outcome::Response(r, false),
-            Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR, c),
-        };
+    match precondition(cx, mtime, etag.as_deref()) {
+        Precondition::Send => {}
+        Precondition::Failed => return status(StatusCode::PRECONDITION_FAILED, c),
+        Precondition::NotModified => {
+            // nginx drops Content-Type, Content-Length and Accept-Ranges from a 304.
+            return match builder.status(StatusCode::NOT_MODIFIED).body(body::empty()) {
+                Ok(r) => Outcome::Response(r, false),
+                Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR, c),
+            };
+        }
     }
-    // Range.
+    builder = builder
+        .header(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_maybe_shared(ctype).unwrap_or(HeaderValue::from_static("text/plain")),
+        )
+        .header(http::header::ACCEPT_RANGES, "bytes");
+    // Range (one range; If-Range must name this version, else the whole file).
     let mut range: Option<(u64, u64)> = None;
-    if let Some(r) = cx.headers.get(http::header::RANGE).and_then(|v| v.to_str().ok()) {
+    let if_range_ok = match cx
+        .headers
+        .get(http::header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+    {
+        None => true,
+        Some(v) if v.trim_start().starts_with('"') || v.trim_start().starts_with("W/") => {
+            etag.as_deref() == Some(v.trim())
+        }
+        Some(_) => header_time(cx, http::header::IF_RANGE).flatten() == Some(mtime),
+    };
+    if let Some(r) = cx
+        .headers
+        .get(http::header::RANGE)
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| if_range_ok)
+    {
         match parse_range(r, len) {
             Some(Ok(x)) => range = Some(x),
             Some(Err(())) => {
-                let mut resp = crate::serve::status_response(StatusCode::RANGE_NOT_SATISFIABLE, c.server_tokens);
+                let mut resp = crate::serve::status_response(
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    c.server_tokens,
+                );
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                     resp.headers_mut().insert(http::header::CONTENT_RANGE, v);
                 }
@@ -121,9 +207,14 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
     let mut st = StatusCode::OK;
     if range.is_some() {
         st = StatusCode::PARTIAL_CONTENT;
-        builder = builder.header(http::header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}"));
+        builder = builder.header(
+            http::header::CONTENT_RANGE,
+            format!("bytes {start}-{end}/{len}"),
+        );
     }
-    builder = builder.status(st).header(http::header::CONTENT_LENGTH, count);
+    builder = builder
+        .status(st)
+        .header(http::header::CONTENT_LENGTH, count);
     let body = if cx.method == Method::HEAD || count == 0 {
         body::empty()
     } else if count <= 64 * 1024 {
@@ -139,7 +230,10 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
                     return status(StatusCode::INTERNAL_SERVER_ERROR, c);
                 }
                 let stream = tokio_util::io::ReaderStream::with_capacity(f.take(count), 64 * 1024);
-                http_body_util::StreamBody::new(futures_util::StreamExt::map(stream, |r| r.map(http_body::Frame::data))).boxed_unsync()
+                http_body_util::StreamBody::new(futures_util::StreamExt::map(stream, |r| {
+                    r.map(http_body::Frame::data)
+                }))
+                .boxed_unsync()
             }
             Err(_) => return status(StatusCode::INTERNAL_SERVER_ERROR, c),
         }
@@ -147,6 +241,47 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
     match builder.body(body) {
         Ok(r) => Outcome::Response(r, false),
         Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR, c),
+    }
+}
+
+/// `index` for a URI ending in `/`: the first index file that exists is an internal
+/// redirect to `$uri` + its name (an absolute last name is redirected to as is);
+/// none: 403 for an existing directory, else 404.
+async fn index(cx: &RequestCtx, c: &LocConf, path: &str) -> Outcome {
+    for idx in &c.index {
+        let name = idx.eval_string(cx);
+        if name.starts_with('/') {
+            return Outcome::Redirect(name);
+        }
+        let candidate = format!("{path}{name}");
+        if tokio::fs::metadata(&candidate).await.is_ok() {
+            return Outcome::Redirect(format!("{}{name}", cx.uri));
+        }
+    }
+    match tokio::fs::metadata(path).await {
+        Ok(m) if m.is_dir() => {
+            tracing::error!(
+                "*{} directory index of \"{path}\" is forbidden, client: {}, server: {}, request: \"{} {}\"",
+                cx.conn.id,
+                cx.conn.remote.ip(),
+                cx.server_name,
+                cx.method,
+                cx.request_uri
+            );
+            status(StatusCode::FORBIDDEN, c)
+        }
+        _ => {
+            tracing::error!(
+                "*{} \"{path}{}\" is not found (2: No such file or directory), client: {}, server: {}, request: \"{} {}\"",
+                cx.conn.id,
+                c.index.first().map(|t| t.eval_string(cx)).unwrap_or_default(),
+                cx.conn.remote.ip(),
+                cx.server_name,
+                cx.method,
+                cx.request_uri
+            );
+            status(StatusCode::NOT_FOUND, c)
+        }
     }
 }
 
@@ -177,7 +312,11 @@ fn parse_range(h: &str, len: u64) -> Option<Result<(u64, u64), ()>> {
         (len.saturating_sub(n), len - 1)
     } else {
         let s: u64 = a.parse().ok()?;
-        let e: u64 = if b.is_empty() { len.saturating_sub(1) } else { b.parse().ok()? };
+        let e: u64 = if b.is_empty() {
+            len.saturating_sub(1)
+        } else {
+            b.parse().ok()?
+        };
         if s >= len || e < s {
             return Some(Err(()));
         }
