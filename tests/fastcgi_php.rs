@@ -129,6 +129,12 @@ fn front_controller_reports_cgi_variables() {
         j.get("GET").and_then(|g| g.get("x")).and_then(Json::as_str),
         Some("1")
     );
+    // HEAD goes to PHP too: its headers, no body.
+    let r =
+        proxy.request(b"HEAD /some/route HTTP/1.1\r\nHost: php.test\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+    assert!(r.body.is_empty());
     // A request header becomes HTTP_NAME.
     let r = proxy.request(
         b"GET /blog/post?id=7 HTTP/1.1\r\nHost: php.test\r\nX-Test: hello\r\nConnection: close\r\n\r\n",
@@ -565,7 +571,7 @@ fn split_path_info_sets_path_info_and_named_captures_work_in_params() {
     assert_eq!(field(&j, "SCRIPT_NAME"), "/index.php", "{j:?}");
     assert!(
         j.get("PATH_INFO")
-            .is_none_or(|v| v.as_str().unwrap_or("") == ""),
+            .is_none_or(|v| v.as_str().unwrap_or("").is_empty()),
         "{j:?}"
     );
     // Named and positional captures of the location regex in fastcgi_param.
@@ -649,5 +655,115 @@ fn fastcgi_pass_needs_a_port_and_catch_stderr_is_refused() {
         );
         assert_eq!(out.code, Some(1), "{out:#?}");
         assert!(out.stderr.contains("fastcgi_catch_stderr"), "{out:#?}");
+    }
+}
+
+/// POSTs `total` bytes of a per-MiB varying pattern to `/upload.php` on `port`, written
+/// as generated (never whole in memory); returns the response and the body's md5.
+fn post_streamed(port: u16, total: usize) -> (Response, String) {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+    let mut md5 = Command::new("md5sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("md5sum");
+    let mut md5_in = md5.stdin.take().unwrap();
+    let mut sock = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let mut writer = sock.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(
+            format!(
+                "POST /upload.php HTTP/1.1\r\nHost: php.test\r\n\
+                 Content-Type: application/octet-stream\r\nContent-Length: {total}\r\n\
+                 Connection: close\r\n\r\n"
+            )
+            .as_bytes(),
+        )?;
+        let block = pseudo_random(1 << 20);
+        let mut piece = block.clone();
+        let mut sent = 0;
+        let mut i: u64 = 0;
+        while sent < total {
+            piece[..8].copy_from_slice(&i.to_le_bytes());
+            let n = (total - sent).min(piece.len());
+            writer.write_all(&piece[..n])?;
+            md5_in.write_all(&piece[..n])?;
+            sent += n;
+            i += 1;
+        }
+        drop(md5_in);
+        Ok::<(), std::io::Error>(())
+    });
+    let mut raw = Vec::new();
+    sock.read_to_end(&mut raw).expect("read response");
+    sender.join().unwrap().expect("send body");
+    let out = md5.wait_with_output().unwrap();
+    let md5 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect();
+    let resp = Response {
+        version: "HTTP/1.1".into(),
+        status,
+        reason: String::new(),
+        headers,
+        body: raw[split + 4..].to_vec(),
+    };
+    (resp, md5)
+}
+
+#[test]
+fn a_100_mb_upload_arrives_intact_with_bounded_proxy_memory() {
+    const N: usize = 100 * 1024 * 1024;
+    let fpm = PhpFpm::start_tcp("");
+    // Buffered to a temp file first (the default), then streamed as it arrives.
+    for extra in ["", "fastcgi_request_buffering off;"] {
+        let proxy = php_proxy(&fpm.target(), extra);
+        let (r, md5) = post_streamed(proxy.port, N);
+        let j = json(&r);
+        assert_eq!(
+            j.get("size").and_then(Json::as_u64),
+            Some(N as u64),
+            "{extra}: {j:?}"
+        );
+        assert_eq!(
+            field(&j, "md5"),
+            md5,
+            "{extra}: md5 computed by PHP vs the client's"
+        );
+        let rss = proxy.rss_kb();
+        eprintln!(
+            "100 MB upload ({}): proxy peak RSS {} KiB",
+            if extra.is_empty() {
+                "request buffering on"
+            } else {
+                extra
+            },
+            rss.peak_kb
+        );
+        assert!(
+            rss.peak_kb < 64 * 1024,
+            "{extra}: peak RSS {} KiB",
+            rss.peak_kb
+        );
     }
 }
