@@ -288,32 +288,20 @@ fn main() -> ExitCode {
         tracing::warn!("{w}");
     }
 
-    let listeners = match junction_server::bind_all(&rt) {
+    let workers = match rt.main.worker_processes {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    // One single-threaded runtime per worker (nginx's worker model, in threads): no
+    // work stealing and no cross-thread wakeups on the request path; each worker has
+    // its own SO_REUSEPORT sockets, so the kernel spreads connections over them.
+    let per_worker = match junction_server::bind_all(&rt, workers) {
         Ok(l) => l,
         Err(e) => {
             tracing::error!("{e}");
             return emerg(e);
         }
     };
-    let workers = match rt.main.worker_processes {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
-    // One single-threaded runtime per worker (nginx's worker model in threads): no
-    // work stealing, no cross-thread wakeups on the request path. The workers share
-    // the listening sockets; whichever is free accepts.
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> = Vec::with_capacity(workers);
-    for _ in 1..workers {
-        let mut copies = Vec::with_capacity(listeners.len());
-        for l in &listeners {
-            match l.try_clone() {
-                Ok(c) => copies.push(c),
-                Err(e) => return emerg(format!("cannot share a listener with a worker: {e}")),
-            }
-        }
-        per_worker.push(copies);
-    }
-    per_worker.push(listeners);
     let control = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(r) => r,
         Err(e) => return emerg(format!("cannot start runtime: {e}")),
