@@ -9,7 +9,9 @@
 //! [`params`]), `fastcgi_index`, `fastcgi_split_path_info`,
 //! `fastcgi_pass_request_headers`; the rest of the family (`fastcgi_keep_conn`,
 //! timeouts, buffering, bind, hide/pass header, intercept errors, request buffering)
-//! through [`family`]. `fastcgi_catch_stderr` is refused at load (not supported).
+//! through [`family`]. `fastcgi_catch_stderr` is refused at load (not supported);
+//! `fastcgi_ignore_headers`, `_socket_keepalive`, `_force_ranges`, `_limit_rate` are
+//! accepted with a warning.
 
 use crate::codec::{encode_request_head, FastcgiCodec};
 use bytes::{Bytes, BytesMut};
@@ -31,6 +33,15 @@ use std::sync::Arc;
 
 /// The request id of every request: one request per connection at a time.
 const REQUEST_ID: u16 = 1;
+
+/// `fastcgi_*` directives accepted for compatibility without an effect yet (a warning
+/// at load names each use).
+const NO_EFFECT: &[&str] = &[
+    "fastcgi_ignore_headers",
+    "fastcgi_socket_keepalive",
+    "fastcgi_force_ranges",
+    "fastcgi_limit_rate",
+];
 
 /// Where requests go.
 #[derive(Debug)]
@@ -96,6 +107,17 @@ pub fn build(
             &c.span,
             "\"fastcgi_catch_stderr\" is not supported by junction",
         ));
+    }
+    for name in NO_EFFECT {
+        if let Some(d) = scope.get(name) {
+            let msg = format!(
+                "\"{name}\" directive is accepted but has no effect in junction in {}",
+                d.span
+            );
+            if !bx.warnings.contains(&msg) {
+                bx.warnings.push(msg);
+            }
+        }
     }
     let value = bx.template(a)?;
     let (target, group) = match value.as_literal() {
