@@ -311,10 +311,18 @@ pub fn family(
             match a.value.as_str() {
                 "error" => next.error = true,
                 "timeout" => next.timeout = true,
-                "invalid_header" => next.invalid_header = true,
+                // memcached's word for it.
+                "invalid_header" | "invalid_response" => next.invalid_header = true,
                 "non_idempotent" => next.non_idempotent = true,
                 "off" => {}
                 "updating" => {}
+                // memcached: a miss (its 404) may go to the next server.
+                "not_found" => {
+                    if let Some(slot) = next.statuses.get_mut(k) {
+                        *slot = 404;
+                        k += 1;
+                    }
+                }
                 s if s.starts_with("http_") => {
                     let code: u16 = s
                         .get(5..)
@@ -573,5 +581,130 @@ impl Family {
         *resp.status_mut() = up.head.status;
         *resp.headers_mut() = headers;
         resp
+    }
+}
+
+/// The types an nginx build knows without `types {}` (nginx's own default set is
+/// tiny; a bare sites-available file normally sits under Debian's http block,
+/// which includes mime.types, so the common ones are here).
+const DEFAULT_TYPES: &[(&str, &str)] = &[
+    ("html", "text/html"),
+    ("htm", "text/html"),
+    ("shtml", "text/html"),
+    ("css", "text/css"),
+    ("xml", "text/xml"),
+    ("gif", "image/gif"),
+    ("jpeg", "image/jpeg"),
+    ("jpg", "image/jpeg"),
+    ("js", "application/javascript"),
+    ("txt", "text/plain"),
+    ("png", "image/png"),
+    ("svg", "image/svg+xml"),
+    ("svgz", "image/svg+xml"),
+    ("ico", "image/x-icon"),
+    ("webp", "image/webp"),
+    ("json", "application/json"),
+    ("pdf", "application/pdf"),
+    ("zip", "application/zip"),
+    ("woff", "font/woff"),
+    ("woff2", "font/woff2"),
+    ("mp4", "video/mp4"),
+    ("mp3", "audio/mpeg"),
+    ("wasm", "application/wasm"),
+];
+
+/// The extension → MIME type map that applies at `scope` (`types {}` blocks, array
+/// semantics: the innermost level that has any; none → the built-in defaults).
+/// Extensions are lower case. The one implementation for static files and every
+/// backend that types its responses (memcached).
+pub fn mime_types(scope: &Scope<'_>) -> HashMap<String, bytes::Bytes> {
+    let mut map = HashMap::new();
+    let blocks: Vec<&Directive> = scope.array("types");
+    if blocks.is_empty() {
+        for (ext, ty) in DEFAULT_TYPES {
+            map.insert((*ext).to_string(), bytes::Bytes::from_static(ty.as_bytes()));
+        }
+    }
+    for b in blocks {
+        for e in b.block.as_deref().unwrap_or(&[]) {
+            for a in &e.args {
+                map.insert(a.value.to_ascii_lowercase(), bytes_of(&e.name));
+            }
+        }
+    }
+    map
+}
+
+/// `default_type` at `scope` (nginx's default: `text/plain`).
+pub fn default_type(scope: &Scope<'_>) -> bytes::Bytes {
+    scope.arg("default_type").map_or_else(
+        || bytes::Bytes::from_static(b"text/plain"),
+        |(_, a)| bytes_of(&a.value),
+    )
+}
+
+/// The extension of `uri` as nginx's `ngx_http_set_exten` finds it: after the last
+/// `.` of the last path segment, not for a dot file (`/.htaccess`).
+pub fn uri_extension(uri: &str) -> Option<&str> {
+    let b = uri.as_bytes();
+    let mut i = b.len().checked_sub(1)?;
+    while i > 1 {
+        match b.get(i) {
+            Some(b'.') if b.get(i - 1) != Some(&b'/') => return uri.get(i + 1..),
+            Some(b'/') => return None,
+            _ => {}
+        }
+        i -= 1;
+    }
+    None
+}
+
+/// The `Content-Type` for `uri`: its extension (case-insensitive) in `types`, else
+/// `default_type` — nginx's `ngx_http_set_content_type`.
+pub fn content_type_for(
+    uri: &str,
+    types: &HashMap<String, bytes::Bytes>,
+    default_type: &bytes::Bytes,
+) -> bytes::Bytes {
+    uri_extension(uri)
+        .filter(|e| !e.is_empty())
+        .and_then(|e| match types.get(e) {
+            Some(t) => Some(t.clone()),
+            None if e.bytes().any(|c| c.is_ascii_uppercase()) => {
+                types.get(&e.to_ascii_lowercase()).cloned()
+            }
+            None => None,
+        })
+        .unwrap_or_else(|| default_type.clone())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions_as_nginx() {
+        assert_eq!(uri_extension("/a/b.html"), Some("html"));
+        assert_eq!(uri_extension("/a.b/c"), None);
+        assert_eq!(uri_extension("/a/.htaccess"), None);
+        assert_eq!(uri_extension("/a/x.tar.gz"), Some("gz"));
+        assert_eq!(uri_extension("/file."), Some(""));
+        assert_eq!(uri_extension("/"), None);
+        assert_eq!(uri_extension(""), None);
+        assert_eq!(uri_extension("/.x"), None);
+    }
+
+    #[test]
+    fn content_type_lookup() {
+        let types = mime_types(&Scope::root(&[]));
+        let dflt = bytes::Bytes::from_static(b"text/plain");
+        let ct = |u: &str| content_type_for(u, &types, &dflt);
+        assert_eq!(ct("/p.html"), "text/html");
+        assert_eq!(ct("/P.HTML"), "text/html");
+        assert_eq!(ct("/p.css"), "text/css");
+        assert_eq!(ct("/p"), "text/plain");
+        assert_eq!(ct("/p.unknownext"), "text/plain");
+        assert_eq!(ct("/dir.css/p"), "text/plain");
     }
 }

@@ -13,8 +13,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// The response type backends produce.
 pub type Response = http::Response<Body>;
 
-/// Marks a response produced by Junction itself (e.g. memcached's 404 on a miss):
-/// `error_page` applies to it even without `*_intercept_errors`.
+/// Marks a response as a status Junction answers itself (e.g. memcached's 404 on a
+/// miss), like nginx's `ngx_http_finalize_request(r, status)`: for a status >= 300 the
+/// server replaces the response with its own page for that status, or follows the
+/// location's `error_page` for it, even without `*_intercept_errors`.
 #[derive(Debug, Clone, Copy)]
 pub struct Generated;
 
@@ -30,6 +32,14 @@ pub trait Backend: Send + Sync + 'static {
     /// `*_intercept_errors`: whether upstream statuses >= 300 may be replaced by `error_page`.
     fn intercept_errors(&self) -> bool {
         false
+    }
+
+    /// Whether the backend serves `method`. When it does not, the server answers 405
+    /// itself before the request body is touched (nginx's memcached handler answers
+    /// `NGX_HTTP_NOT_ALLOWED` for anything but GET and HEAD), so an
+    /// `error_page 405 = @app` fallback still gets the body.
+    fn allows_method(&self, _method: &http::Method) -> bool {
+        true
     }
 
     /// Whether this backend is an upstream `*_pass` (for the trailing-slash 301 rule).

@@ -28,6 +28,15 @@ pub struct ErrorPage {
     pub target: Template,
 }
 
+/// What `set` assigns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetVar {
+    /// A `set` variable (or a module variable such as `$memcached_key`): its slot.
+    Slot(usize),
+    /// `$args`, the one built-in variable nginx lets `set` change.
+    Args,
+}
+
 /// `return CODE [TEXT|URL]` / `return URL`.
 #[derive(Debug, Clone)]
 pub struct Return {
@@ -51,8 +60,9 @@ pub struct LocConf {
     pub try_files: Vec<Template>,
     /// `return`.
     pub ret: Option<Return>,
-    /// `set $var value`, in order.
-    pub sets: Vec<(usize, Template)>,
+    /// `set $var value` of this level only (rewrite-module directives are not
+    /// inherited), in order.
+    pub sets: Vec<(SetVar, Template)>,
     /// `add_header NAME VALUE [always]`.
     pub add_headers: Vec<(HeaderName, Template, bool)>,
     /// `error_page`.
@@ -83,7 +93,9 @@ pub struct LocConf {
 
 impl std::fmt::Debug for LocConf {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocConf").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("LocConf")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -214,9 +226,22 @@ fn validate_values(tree: &[Directive]) -> Result<(), ConfigError> {
     use junction_config::values::{parse_flag, parse_size, parse_time_ms};
     for d in tree {
         let n = d.name.as_str();
-        let fam_flag = ["_buffering", "_request_buffering", "_intercept_errors", "_pass_request_headers", "_pass_request_body", "_socket_keepalive", "_force_ranges"]
-            .iter()
-            .any(|suf| n.ends_with(suf) && ["proxy", "fastcgi", "uwsgi", "scgi"].iter().any(|p| n.starts_with(p)));
+        let fam_flag = [
+            "_buffering",
+            "_request_buffering",
+            "_intercept_errors",
+            "_pass_request_headers",
+            "_pass_request_body",
+            "_socket_keepalive",
+            "_force_ranges",
+        ]
+        .iter()
+        .any(|suf| {
+            n.ends_with(suf)
+                && ["proxy", "fastcgi", "uwsgi", "scgi"]
+                    .iter()
+                    .any(|p| n.starts_with(p))
+        });
         if fam_flag || FLAGS.contains(&n) {
             for a in &d.args {
                 if parse_flag(&a.value).is_none() {
@@ -238,7 +263,13 @@ fn validate_values(tree: &[Directive]) -> Result<(), ConfigError> {
                     return Err(invalid(d, a));
                 }
             }
-        } else if n.ends_with("_buffer_size") || n.ends_with("_body_size") || n.ends_with("_busy_buffers_size") || n.ends_with("_max_temp_file_size") || n.ends_with("_temp_file_write_size") || n == "memcached_buffer_size" {
+        } else if n.ends_with("_buffer_size")
+            || n.ends_with("_body_size")
+            || n.ends_with("_busy_buffers_size")
+            || n.ends_with("_max_temp_file_size")
+            || n.ends_with("_temp_file_write_size")
+            || n == "memcached_buffer_size"
+        {
             for a in &d.args {
                 if parse_size(&a.value).is_none() {
                     return Err(invalid(d, a));
@@ -246,7 +277,10 @@ fn validate_values(tree: &[Directive]) -> Result<(), ConfigError> {
             }
         } else if n.ends_with("_buffers") && d.block.is_none() {
             let (Some(num), Some(size)) = (d.args.first(), d.args.get(1)) else {
-                return Err(err(&d.span, format!("invalid number of arguments in \"{n}\" directive")));
+                return Err(err(
+                    &d.span,
+                    format!("invalid number of arguments in \"{n}\" directive"),
+                ));
             };
             if num.value.parse::<usize>().is_err() {
                 return Err(invalid(d, num));
@@ -266,8 +300,13 @@ fn validate_values(tree: &[Directive]) -> Result<(), ConfigError> {
 
 fn walk_no_effect(tree: &[Directive], out: &mut Vec<String>) {
     for d in tree {
-        if NO_EFFECT.contains(&d.name.as_str()) && !(d.name == "daemon" && d.args.first().is_some_and(|a| a.value == "off")) {
-            out.push(format!("\"{}\" directive is accepted but has no effect in junction in {}", d.name, d.span));
+        if NO_EFFECT.contains(&d.name.as_str())
+            && !(d.name == "daemon" && d.args.first().is_some_and(|a| a.value == "off"))
+        {
+            out.push(format!(
+                "\"{}\" directive is accepted but has no effect in junction in {}",
+                d.name, d.span
+            ));
         }
         if let Some(b) = &d.block {
             if d.name != "types" && d.name != "map" {
@@ -341,13 +380,25 @@ pub fn build(
     for d in &main_level {
         match d.name.as_str() {
             "worker_processes" => {
-                let a = d.args.first().ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
-                main.worker_processes = if a.value == "auto" { 0 } else { a.value.parse().map_err(|_| invalid(d, a))? };
+                let a = d
+                    .args
+                    .first()
+                    .ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
+                main.worker_processes = if a.value == "auto" {
+                    0
+                } else {
+                    a.value.parse().map_err(|_| invalid(d, a))?
+                };
             }
             "pid" => main.pid = d.args.first().map(|a| prefix.join(&a.value)),
             "error_log" => {
                 main.error_log = d.args.first().map(|a| {
-                    (a.value.clone(), d.args.get(1).map_or_else(|| "error".to_string(), |l| l.value.clone()))
+                    (
+                        a.value.clone(),
+                        d.args
+                            .get(1)
+                            .map_or_else(|| "error".to_string(), |l| l.value.clone()),
+                    )
                 })
             }
             _ => {}
@@ -361,7 +412,9 @@ pub fn build(
 
     let mut bx = BuildCx::default();
     bx.prefix = prefix.to_path_buf();
-    for s in ["fastcgi_script_name", "fastcgi_path_info", "memcached_key"] {
+    // `$memcached_key` exists only if some `set` declares it (nginx: `unknown
+    // "memcached_key" variable` otherwise), so it is not declared here.
+    for s in ["fastcgi_script_name", "fastcgi_path_info"] {
         bx.vars.slot(s);
     }
     declare_vars(tree, &mut bx);
@@ -376,7 +429,7 @@ pub fn build(
             let g = build_upstream(d)?;
             bx.upstreams.insert(g.name.clone(), g);
         }
-        let types = Arc::new(build_types(&hscope));
+        let types = Arc::new(junction_config::model::mime_types(&hscope));
         let formats = log_formats(http, &bx)?;
         for d in http.iter().filter(|d| d.name == "server") {
             let block = d.block.as_deref().unwrap_or(&[]);
@@ -391,7 +444,13 @@ pub fn build(
                 add_listen(&mut listens, addr, si, default, l)?;
             }
             if !any {
-                add_listen(&mut listens, SocketAddr::from(([0, 0, 0, 0], 80)), si, false, d)?;
+                add_listen(
+                    &mut listens,
+                    SocketAddr::from(([0, 0, 0, 0], 80)),
+                    si,
+                    false,
+                    d,
+                )?;
             }
             servers.push(Arc::new(srv));
         }
@@ -405,12 +464,21 @@ pub fn build(
     })
 }
 
-fn add_listen(listens: &mut Vec<Listen>, addr: SocketAddr, si: usize, default: bool, d: &Directive) -> Result<(), ConfigError> {
+fn add_listen(
+    listens: &mut Vec<Listen>,
+    addr: SocketAddr,
+    si: usize,
+    default: bool,
+    d: &Directive,
+) -> Result<(), ConfigError> {
     match listens.iter_mut().find(|l| l.addr == addr) {
         Some(l) => {
             if default {
                 if l.servers.get(l.default).is_some() && l.default != 0 && default {
-                    return Err(err(&d.span, format!("a duplicate default server for {addr}")));
+                    return Err(err(
+                        &d.span,
+                        format!("a duplicate default server for {addr}"),
+                    ));
                 }
                 l.default = l.servers.len();
             }
@@ -428,34 +496,67 @@ fn add_listen(listens: &mut Vec<Listen>, addr: SocketAddr, si: usize, default: b
 }
 
 fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
-    let a = d.args.first().ok_or_else(|| err(&d.span, "invalid number of arguments in \"listen\" directive"))?;
+    let a = d.args.first().ok_or_else(|| {
+        err(
+            &d.span,
+            "invalid number of arguments in \"listen\" directive",
+        )
+    })?;
     let v = a.value.as_str();
     let addr: SocketAddr = if let Ok(p) = v.parse::<u16>() {
         SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p)
     } else if let Ok(sa) = v.parse::<SocketAddr>() {
         sa
     } else if let Some(p) = v.strip_prefix("*:") {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p.parse().map_err(|_| invalid(d, a))?)
+        SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            p.parse().map_err(|_| invalid(d, a))?,
+        )
     } else if v.starts_with('[') && v.ends_with(']') {
-        let ip: Ipv6Addr = v.get(1..v.len() - 1).unwrap_or("").parse().map_err(|_| invalid(d, a))?;
+        let ip: Ipv6Addr = v
+            .get(1..v.len() - 1)
+            .unwrap_or("")
+            .parse()
+            .map_err(|_| invalid(d, a))?;
         SocketAddr::new(IpAddr::V6(ip), 80)
     } else if v.starts_with("unix:") {
-        return Err(err(&a.span, "unix-socket listeners are not supported yet in \"listen\""));
+        return Err(err(
+            &a.span,
+            "unix-socket listeners are not supported yet in \"listen\"",
+        ));
     } else {
         use std::net::ToSocketAddrs;
-        let hp = if v.contains(':') { v.to_string() } else { format!("{v}:80") };
+        let hp = if v.contains(':') {
+            v.to_string()
+        } else {
+            format!("{v}:80")
+        };
         hp.to_socket_addrs()
             .ok()
             .and_then(|mut it| it.find(SocketAddr::is_ipv4))
-            .ok_or_else(|| err(&a.span, format!("host not found in \"{v}\" of the \"listen\" directive")))?
+            .ok_or_else(|| {
+                err(
+                    &a.span,
+                    format!("host not found in \"{v}\" of the \"listen\" directive"),
+                )
+            })?
     };
     let mut default = false;
     for p in d.args.iter().skip(1) {
         match p.value.as_str() {
             "default_server" | "default" => default = true,
-            "ssl" | "quic" => return Err(err(&p.span, "TLS listeners (\"ssl\") are not supported yet")),
+            "ssl" | "quic" => {
+                return Err(err(
+                    &p.span,
+                    "TLS listeners (\"ssl\") are not supported yet",
+                ))
+            }
             "http2" | "reuseport" | "deferred" | "bind" => {}
-            s if s.starts_with("backlog=") || s.starts_with("ipv6only=") || s.starts_with("so_keepalive=") || s.starts_with("rcvbuf=") || s.starts_with("sndbuf=") => {}
+            s if s.starts_with("backlog=")
+                || s.starts_with("ipv6only=")
+                || s.starts_with("so_keepalive=")
+                || s.starts_with("rcvbuf=")
+                || s.starts_with("sndbuf=") => {}
             _ => return Err(invalid(d, p)),
         }
     }
@@ -471,15 +572,28 @@ fn build_upstream(d: &Directive) -> Result<Arc<Group>, ConfigError> {
     for s in scope_items {
         match s.name.as_str() {
             "server" => {
-                let a = s.args.first().ok_or_else(|| err(&s.span, "invalid number of arguments"))?;
-                let addrs = junction_core::upstream::resolve(&a.value, 80)
-                    .map_err(|e| err(&a.span, format!("host not found in upstream \"{}\" ({e})", a.value)))?;
+                let a = s
+                    .args
+                    .first()
+                    .ok_or_else(|| err(&s.span, "invalid number of arguments"))?;
+                let addrs = junction_core::upstream::resolve(&a.value, 80).map_err(|e| {
+                    err(
+                        &a.span,
+                        format!("host not found in upstream \"{}\" ({e})", a.value),
+                    )
+                })?;
                 for addr in addrs {
                     let mut srv = Server::new(addr);
                     for p in s.args.iter().skip(1) {
                         let (k, v) = p.value.split_once('=').unwrap_or((p.value.as_str(), ""));
                         match k {
-                            "weight" => srv.weight = v.parse().ok().filter(|w| *w > 0).ok_or_else(|| invalid(s, p))?,
+                            "weight" => {
+                                srv.weight = v
+                                    .parse()
+                                    .ok()
+                                    .filter(|w| *w > 0)
+                                    .ok_or_else(|| invalid(s, p))?
+                            }
                             "max_fails" => srv.max_fails = v.parse().map_err(|_| invalid(s, p))?,
                             "fail_timeout" => {
                                 srv.fail_timeout = junction_config::values::parse_time_ms(v)
@@ -496,14 +610,23 @@ fn build_upstream(d: &Directive) -> Result<Arc<Group>, ConfigError> {
                 }
             }
             "keepalive" => keepalive.max_idle = scope.size("keepalive", 32)? as usize,
-            "keepalive_timeout" => keepalive.idle_timeout = scope.time("keepalive_timeout", Duration::from_secs(60))?,
-            "keepalive_requests" => keepalive.max_requests = scope.size("keepalive_requests", 1000)?,
-            "keepalive_time" => keepalive.max_time = scope.time("keepalive_time", Duration::from_secs(3600))?,
+            "keepalive_timeout" => {
+                keepalive.idle_timeout = scope.time("keepalive_timeout", Duration::from_secs(60))?
+            }
+            "keepalive_requests" => {
+                keepalive.max_requests = scope.size("keepalive_requests", 1000)?
+            }
+            "keepalive_time" => {
+                keepalive.max_time = scope.time("keepalive_time", Duration::from_secs(3600))?
+            }
             _ => {}
         }
     }
     if servers.is_empty() {
-        return Err(err(&d.span, format!("no servers are inside upstream \"{name}\"")));
+        return Err(err(
+            &d.span,
+            format!("no servers are inside upstream \"{name}\""),
+        ));
     }
     Ok(Arc::new(Group {
         name,
@@ -512,61 +635,22 @@ fn build_upstream(d: &Directive) -> Result<Arc<Group>, ConfigError> {
     }))
 }
 
-/// The types an nginx build knows without `types {}` (nginx's own default set is
-/// tiny; a bare sites-available file normally sits under Debian's http block,
-/// which includes mime.types, so the common ones are here).
-const DEFAULT_TYPES: &[(&str, &str)] = &[
-    ("html", "text/html"),
-    ("htm", "text/html"),
-    ("shtml", "text/html"),
-    ("css", "text/css"),
-    ("xml", "text/xml"),
-    ("gif", "image/gif"),
-    ("jpeg", "image/jpeg"),
-    ("jpg", "image/jpeg"),
-    ("js", "application/javascript"),
-    ("txt", "text/plain"),
-    ("png", "image/png"),
-    ("svg", "image/svg+xml"),
-    ("svgz", "image/svg+xml"),
-    ("ico", "image/x-icon"),
-    ("webp", "image/webp"),
-    ("json", "application/json"),
-    ("pdf", "application/pdf"),
-    ("zip", "application/zip"),
-    ("woff", "font/woff"),
-    ("woff2", "font/woff2"),
-    ("mp4", "video/mp4"),
-    ("mp3", "audio/mpeg"),
-    ("wasm", "application/wasm"),
-];
-
-fn build_types(scope: &Scope<'_>) -> HashMap<String, Bytes> {
-    let mut map = HashMap::new();
-    let blocks: Vec<&Directive> = scope.array("types");
-    if blocks.is_empty() {
-        for (ext, ty) in DEFAULT_TYPES {
-            map.insert((*ext).to_string(), Bytes::from_static(ty.as_bytes()));
-        }
-    }
-    for b in blocks {
-        for e in b.block.as_deref().unwrap_or(&[]) {
-            for a in &e.args {
-                map.insert(a.value.to_ascii_lowercase(), Bytes::from(e.name.clone()));
-            }
-        }
-    }
-    map
-}
-
 const COMBINED: &str =
     "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
 
-fn log_formats(http: &[Directive], bx: &BuildCx) -> Result<HashMap<String, Arc<Template>>, ConfigError> {
+fn log_formats(
+    http: &[Directive],
+    bx: &BuildCx,
+) -> Result<HashMap<String, Arc<Template>>, ConfigError> {
     let mut m = HashMap::new();
     m.insert(
         "combined".to_string(),
-        Arc::new(Template::compile(COMBINED, &bx.vars).map_err(|e| ConfigError { span: None, msg: e.to_string() })?),
+        Arc::new(
+            Template::compile(COMBINED, &bx.vars).map_err(|e| ConfigError {
+                span: None,
+                msg: e.to_string(),
+            })?,
+        ),
     );
     for d in http.iter().filter(|d| d.name == "log_format") {
         let name = d.args.first().map(|a| a.value.clone()).unwrap_or_default();
@@ -601,7 +685,11 @@ fn build_server(
     for sn in scope.local_all("server_name") {
         for a in &sn.args {
             if name0.is_empty() && !a.value.starts_with('~') {
-                name0 = a.value.trim_start_matches("*.").trim_start_matches('.').to_string();
+                name0 = a
+                    .value
+                    .trim_start_matches("*.")
+                    .trim_start_matches('.')
+                    .to_string();
             }
             if a.value.is_empty() || a.value == "_" {
                 continue;
@@ -619,7 +707,11 @@ fn build_server(
     let large = scope.get("large_client_header_buffers");
     let (num, size) = match large {
         Some(l) => {
-            let n: usize = l.args.first().and_then(|a| a.value.parse().ok()).ok_or_else(|| err(&l.span, "invalid value"))?;
+            let n: usize = l
+                .args
+                .first()
+                .and_then(|a| a.value.parse().ok())
+                .ok_or_else(|| err(&l.span, "invalid value"))?;
             let s = l
                 .args
                 .get(1)
@@ -664,7 +756,12 @@ fn build_location(
                 "^~" => (LocKind::PrefixNoRegex, n.value.clone()),
                 "~" => (LocKind::Regex { caseless: false }, n.value.clone()),
                 "~*" => (LocKind::Regex { caseless: true }, n.value.clone()),
-                _ => return Err(err(&m.span, format!("invalid location modifier \"{}\"", m.value))),
+                _ => {
+                    return Err(err(
+                        &m.span,
+                        format!("invalid location modifier \"{}\"", m.value),
+                    ))
+                }
             },
             (Some(n), None) => {
                 if n.value.starts_with('@') {
@@ -681,10 +778,18 @@ fn build_location(
                     (LocKind::Prefix, n.value.clone())
                 }
             }
-            _ => return Err(err(&d.span, "invalid number of arguments in \"location\" directive")),
+            _ => {
+                return Err(err(
+                    &d.span,
+                    "invalid number of arguments in \"location\" directive",
+                ))
+            }
         };
         if kind == LocKind::Named && info.kind != LocKind::Server {
-            return Err(err(&d.span, format!("named location \"{name}\" can be on the server level only")));
+            return Err(err(
+                &d.span,
+                format!("named location \"{name}\" can be on the server level only"),
+            ));
         }
         let child_info = LocInfo {
             kind: kind.clone(),
@@ -692,12 +797,26 @@ fn build_location(
             span: d.span.clone(),
         };
         let child_scope = scope.child(block);
-        let mut loc = build_location(&child_scope, &child_info, bx, backends, types, formats, logs, named)?;
+        let mut loc = build_location(
+            &child_scope,
+            &child_info,
+            bx,
+            backends,
+            types,
+            formats,
+            logs,
+            named,
+        )?;
         if let LocKind::Regex { caseless } = kind {
             let re = regex::RegexBuilder::new(&name)
                 .case_insensitive(caseless)
                 .build()
-                .map_err(|e| err(&d.span, format!("pcre2_compile() failed: {e} in \"{name}\"")))?;
+                .map_err(|e| {
+                    err(
+                        &d.span,
+                        format!("pcre2_compile() failed: {e} in \"{name}\""),
+                    )
+                })?;
             if let Some(l) = Arc::get_mut(&mut loc) {
                 l.data.named_captures = re
                     .capture_names()
@@ -718,7 +837,9 @@ fn build_location(
             }
             LocKind::Regex { .. } => regexes.push(loc),
             _ => {
-                if statics.iter().any(|s: &Arc<Loc<LocConf>>| s.name == name && (s.kind == LocKind::Exact) == (kind == LocKind::Exact)) {
+                if statics.iter().any(|s: &Arc<Loc<LocConf>>| {
+                    s.name == name && (s.kind == LocKind::Exact) == (kind == LocKind::Exact)
+                }) {
                     return Err(err(&d.span, format!("duplicate location \"{name}\"")));
                 }
                 statics.push(loc)
@@ -736,6 +857,105 @@ fn build_location(
     }))
 }
 
+/// The variable a `set` assigns, checked as nginx does: `$name`; a built-in
+/// variable other than `$args` cannot be assigned (`the duplicate "uri" variable`).
+fn set_target(n: &junction_config::Arg, bx: &mut BuildCx) -> Result<SetVar, ConfigError> {
+    use junction_core::vars::{resolve, Var, VarTable};
+    let name = n
+        .value
+        .strip_prefix('$')
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| err(&n.span, format!("invalid variable name \"{}\"", n.value)))?;
+    if name.eq_ignore_ascii_case("args") {
+        return Ok(SetVar::Args);
+    }
+    // Prefix variables ($http_x, $arg_x, …) and captures may be shadowed, as in nginx.
+    match resolve(name, &VarTable::default()) {
+        None
+        | Some(
+            Var::Http(_)
+            | Var::SentHttp(_)
+            | Var::UpstreamHttp(_)
+            | Var::Cookie(_)
+            | Var::Arg(_)
+            | Var::Capture(_),
+        ) => Ok(SetVar::Slot(bx.vars.slot(name))),
+        Some(_) => Err(err(
+            &n.span,
+            format!("the duplicate \"{}\" variable", name.to_ascii_lowercase()),
+        )),
+    }
+}
+
+/// `error_page CODE ... [=[RESPONSE]] URI|@name|URL`, parsed with nginx's rules
+/// (`ngx_http_core_error_page`): the optional `=` form is the next-to-last argument
+/// and not the first; codes are 300–599 except 499; `=` and `=0` mean "the fallback's
+/// status"; 494–497 without `=` answer 400.
+fn parse_error_page(d: &Directive, bx: &BuildCx) -> Result<Vec<ErrorPage>, ConfigError> {
+    let n = d.args.len();
+    let target = d.args.last().filter(|_| n >= 2).ok_or_else(|| {
+        err(
+            &d.span,
+            "invalid number of arguments in \"error_page\" directive",
+        )
+    })?;
+    let mut codes_end = n - 1;
+    let mut overwrite = None;
+    if let Some(eq) = d.args.get(n - 2).filter(|a| a.value.starts_with('=')) {
+        if n == 2 {
+            return Err(invalid(d, eq));
+        }
+        let rest = eq.value.get(1..).unwrap_or("");
+        overwrite = Some(if rest.is_empty() {
+            None
+        } else {
+            match rest.parse::<u16>() {
+                Ok(0) => None,
+                Ok(c) if rest.bytes().all(|b| b.is_ascii_digit()) => Some(c),
+                _ => return Err(invalid(d, eq)),
+            }
+        });
+        codes_end = n - 2;
+    }
+    let mut codes = Vec::new();
+    for a in d.args.iter().take(codes_end) {
+        let c: u16 = a
+            .value
+            .parse()
+            .ok()
+            .filter(|c| *c != 499 && a.value.bytes().all(|b| b.is_ascii_digit()))
+            .ok_or_else(|| invalid(d, a))?;
+        if !(300..=599).contains(&c) {
+            return Err(err(
+                &a.span,
+                format!("value \"{}\" must be between 300 and 599", a.value),
+            ));
+        }
+        codes.push(c);
+    }
+    let target = bx.template(target)?;
+    let mut out = Vec::new();
+    // nginx answers its internal codes 494–497 with 400 unless told otherwise.
+    let (internal, normal): (Vec<u16>, Vec<u16>) = codes
+        .into_iter()
+        .partition(|c| overwrite.is_none() && (494..=497).contains(c));
+    if !internal.is_empty() {
+        out.push(ErrorPage {
+            codes: internal,
+            overwrite: Some(Some(400)),
+            target: target.clone(),
+        });
+    }
+    if !normal.is_empty() {
+        out.push(ErrorPage {
+            codes: normal,
+            overwrite,
+            target,
+        });
+    }
+    Ok(out)
+}
+
 fn build_conf(
     scope: &Scope<'_>,
     info: &LocInfo,
@@ -750,7 +970,10 @@ fn build_conf(
         for b in backends {
             if let Some(be) = b(scope, info, bx)? {
                 if backend.is_some() {
-                    return Err(err(&info.span, "more than one content handler (\"*_pass\") in one location"));
+                    return Err(err(
+                        &info.span,
+                        "more than one content handler (\"*_pass\") in one location",
+                    ));
                 }
                 backend = Some(be);
             }
@@ -758,30 +981,52 @@ fn build_conf(
     }
     let root = match scope.arg("root") {
         Some((_, a)) => bx.template(a)?,
-        None => Template::literal(Bytes::from(bx.prefix.join("html").to_string_lossy().into_owned())),
+        None => Template::literal(Bytes::from(
+            bx.prefix.join("html").to_string_lossy().into_owned(),
+        )),
     };
     let alias = match scope.local("alias") {
-        Some(d) => Some(bx.template(d.args.first().ok_or_else(|| err(&d.span, "invalid number of arguments"))?)?),
+        Some(d) => Some(
+            bx.template(
+                d.args
+                    .first()
+                    .ok_or_else(|| err(&d.span, "invalid number of arguments"))?,
+            )?,
+        ),
         None => None,
     };
     let index = match scope.get("index") {
-        Some(d) => d.args.iter().map(|a| bx.template(a)).collect::<Result<_, _>>()?,
+        Some(d) => d
+            .args
+            .iter()
+            .map(|a| bx.template(a))
+            .collect::<Result<_, _>>()?,
         None => vec![Template::literal(Bytes::from_static(b"index.html"))],
     };
     let try_files = match scope.local("try_files") {
-        Some(d) => d.args.iter().map(|a| bx.template(a)).collect::<Result<_, _>>()?,
+        Some(d) => d
+            .args
+            .iter()
+            .map(|a| bx.template(a))
+            .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
     let ret = match scope.local("return") {
         None => None,
         Some(d) => {
-            let a = d.args.first().ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
+            let a = d
+                .args
+                .first()
+                .ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
             match a.value.parse::<u16>() {
                 Ok(code) if code <= 999 => Some(Return {
                     code,
                     text: d.args.get(1).map(|t| bx.template(t)).transpose()?,
                 }),
-                _ if a.value.starts_with("http://") || a.value.starts_with("https://") || a.value.starts_with('$') => {
+                _ if a.value.starts_with("http://")
+                    || a.value.starts_with("https://")
+                    || a.value.starts_with('$') =>
+                {
                     Some(Return {
                         code: 302,
                         text: Some(bx.template(a)?),
@@ -794,18 +1039,20 @@ fn build_conf(
     let mut sets = Vec::new();
     for d in scope.local_all("set") {
         let (Some(n), Some(v)) = (d.args.first(), d.args.get(1)) else {
-            return Err(err(&d.span, "invalid number of arguments in \"set\" directive"));
+            return Err(err(
+                &d.span,
+                "invalid number of arguments in \"set\" directive",
+            ));
         };
-        let name = n
-            .value
-            .strip_prefix('$')
-            .ok_or_else(|| err(&n.span, format!("invalid variable name \"{}\"", n.value)))?;
-        sets.push((bx.vars.slot(name), bx.template(v)?));
+        sets.push((set_target(n, bx)?, bx.template(v)?));
     }
     let mut add_headers = Vec::new();
     for d in scope.array("add_header") {
         let (Some(n), Some(v)) = (d.args.first(), d.args.get(1)) else {
-            return Err(err(&d.span, "invalid number of arguments in \"add_header\" directive"));
+            return Err(err(
+                &d.span,
+                "invalid number of arguments in \"add_header\" directive",
+            ));
         };
         let name = HeaderName::from_bytes(n.value.as_bytes()).map_err(|_| invalid(d, n))?;
         let always = match d.args.get(2) {
@@ -817,46 +1064,29 @@ fn build_conf(
     }
     let mut error_pages = Vec::new();
     for d in scope.array("error_page") {
-        let mut codes = Vec::new();
-        let mut overwrite = None;
-        let n = d.args.len();
-        for (i, a) in d.args.iter().enumerate() {
-            if i + 1 == n {
-                break;
-            }
-            if let Some(rest) = a.value.strip_prefix('=') {
-                overwrite = Some(if rest.is_empty() { None } else { Some(rest.parse().map_err(|_| invalid(d, a))?) });
-                continue;
-            }
-            let c: u16 = a.value.parse().map_err(|_| invalid(d, a))?;
-            if !(300..=599).contains(&c) {
-                return Err(err(&a.span, format!("value \"{c}\" must be between 300 and 599")));
-            }
-            codes.push(c);
-        }
-        let t = d.args.last().ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
-        error_pages.push(ErrorPage {
-            codes,
-            overwrite,
-            target: bx.template(t)?,
-        });
+        error_pages.extend(parse_error_page(d, bx)?);
     }
     let access_logs = match scope.array("access_log").as_slice() {
-        [] => vec![logs.access(&bx.prefix.join("logs/access.log"), formats.get("combined").cloned())],
+        [] => vec![logs.access(
+            &bx.prefix.join("logs/access.log"),
+            formats.get("combined").cloned(),
+        )],
         list => {
             let mut v = Vec::new();
             for d in list {
-                let a = d.args.first().ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
+                let a = d
+                    .args
+                    .first()
+                    .ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
                 if a.value == "off" {
                     continue;
                 }
                 let fmt = match d.args.get(1) {
-                    Some(f) if !f.value.contains('=') => Some(
-                        formats
-                            .get(&f.value)
-                            .cloned()
-                            .ok_or_else(|| err(&f.span, format!("unknown log format \"{}\"", f.value)))?,
-                    ),
+                    Some(f) if !f.value.contains('=') => {
+                        Some(formats.get(&f.value).cloned().ok_or_else(|| {
+                            err(&f.span, format!("unknown log format \"{}\"", f.value))
+                        })?)
+                    }
                     _ => formats.get("combined").cloned(),
                 };
                 v.push(logs.access(&bx.prefix.join(&a.value), fmt));
@@ -864,9 +1094,7 @@ fn build_conf(
             v
         }
     };
-    let default_type = scope
-        .arg("default_type")
-        .map_or_else(|| Bytes::from_static(b"text/plain"), |(_, a)| Bytes::from(a.value.clone()));
+    let default_type = junction_config::model::default_type(scope);
     Ok(LocConf {
         backend,
         root,

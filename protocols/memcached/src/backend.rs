@@ -1,14 +1,212 @@
-//! The `memcached_pass` location handler (being written).
+//! The `memcached_pass` location handler: nginx's `ngx_http_memcached_handler`.
+//!
+//! Built once per location: the server group (`host:port`, `unix:/path` or an
+//! `upstream` name), the shared `memcached_*` family (timeouts, bind,
+//! `memcached_buffer_size` as the cap on the first line, `memcached_next_upstream`),
+//! `memcached_gzip_flag`, the slot of `$memcached_key`, and the location's MIME types.
+//!
+//! Per request: GET and HEAD only (anything else is the server's 405, before the body
+//! is read, as nginx); `$memcached_key` unset or empty → 500 with nginx's log line;
+//! `get <escaped key>` through the shared exchange (no request body, keepalive pool);
+//! a hit → 200 with the value as body, relayed unbuffered as it arrives (nginx has no
+//! `memcached_buffering`), `Content-Type` from the URI's extension; a miss → a
+//! [`Generated`] 404, which the server answers with its 404 page or the location's
+//! `error_page 404` (nginx's `intercept_404`).
 
-use junction_config::model::{err, BuildCx, LocInfo, Scope};
+use crate::{escape_key, MemcachedCodec};
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderValue, Method, StatusCode};
+use junction_config::model::{
+    content_type_for, default_type, err, family, invalid, mime_types, BuildCx, Family, LocInfo,
+    Scope,
+};
 use junction_config::ConfigError;
-use junction_core::backend::Backend;
+use junction_core::backend::{Backend, BoxFuture, Generated, Response};
+use junction_core::body::{self, ReqBody};
+use junction_core::codec::UpstreamCodec;
+use junction_core::ctx::RequestCtx;
+use junction_core::exchange::exchange;
+use junction_core::Error;
+use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The words `memcached_next_upstream` accepts (nginx's
+/// `ngx_http_memcached_next_upstream_masks`).
+const NEXT_UPSTREAM: &[&str] = &["error", "timeout", "invalid_response", "not_found", "off"];
+
+/// The `memcached_pass` backend of one location.
+#[derive(Debug)]
+pub struct MemcachedPass {
+    /// Group, timeouts, bind, next upstream; buffering is always off.
+    fam: Box<Family>,
+    /// The slot of `$memcached_key`.
+    key_slot: usize,
+    /// `memcached_gzip_flag` (0 = off).
+    gzip_flag: u32,
+    /// The location's `types`.
+    types: Arc<HashMap<String, Bytes>>,
+    /// The location's `default_type`.
+    default_type: Bytes,
+}
+
 /// Builds the backend when the location has `memcached_pass`.
-pub fn build(scope: &Scope<'_>, _loc: &LocInfo, _bx: &mut BuildCx) -> Result<Option<Arc<dyn Backend>>, ConfigError> {
-    match scope.local("memcached_pass") {
-        None => Ok(None),
-        Some(d) => Err(err(&d.span, "\"memcached_pass\" is not implemented yet")),
+pub fn build(
+    scope: &Scope<'_>,
+    _loc: &LocInfo,
+    bx: &mut BuildCx,
+) -> Result<Option<Arc<dyn Backend>>, ConfigError> {
+    let Some(d) = scope.local("memcached_pass") else {
+        return Ok(None);
+    };
+    let a = d.args.first().ok_or_else(|| {
+        err(
+            &d.span,
+            "invalid number of arguments in \"memcached_pass\" directive",
+        )
+    })?;
+    let target = a.value.as_str();
+    if !bx.upstreams.contains_key(target) {
+        if target.contains("://") {
+            return Err(err(
+                &a.span,
+                format!("invalid host in upstream \"{target}\""),
+            ));
+        }
+        if !target.starts_with("unix:") && !has_port(target) {
+            return Err(err(&a.span, format!("no port in upstream \"{target}\"")));
+        }
+    }
+    // nginx: `$memcached_key` must be declared by some `set`.
+    let key_slot = bx
+        .vars
+        .find("memcached_key")
+        .ok_or_else(|| err(&d.span, "unknown \"memcached_key\" variable"))?;
+    if let Some(n) = scope.get("memcached_next_upstream") {
+        if let Some(bad) = n
+            .args
+            .iter()
+            .find(|x| !NEXT_UPSTREAM.contains(&x.value.as_str()))
+        {
+            return Err(invalid(n, bad));
+        }
+    }
+    let gzip_flag = match scope.get("memcached_gzip_flag") {
+        None => 0,
+        Some(g) => g
+            .args
+            .first()
+            .and_then(|x| x.value.parse::<u32>().ok())
+            .ok_or_else(|| err(&g.span, "\"memcached_gzip_flag\" directive invalid number"))?,
+    };
+    let group = bx.group(target, 0, &a.span)?;
+    let mut fam = family(scope, "memcached", group, bx)?;
+    // nginx's hard-coded memcached settings: no buffering (the value goes to the client
+    // as it arrives, through `memcached_buffer_size`), no request headers or body.
+    fam.upstream.buffering.buffering = false;
+    fam.upstream.keep_conn = true;
+    fam.pass_request_body = false;
+    fam.pass_request_headers = false;
+    Ok(Some(Arc::new(MemcachedPass {
+        fam: Box::new(fam),
+        key_slot,
+        gzip_flag,
+        types: Arc::new(mime_types(scope)),
+        default_type: default_type(scope),
+    })))
+}
+
+/// Whether `host:port` / `[v6]:port` names a port.
+fn has_port(target: &str) -> bool {
+    let port = match target.strip_prefix('[') {
+        Some(v6) => v6.split_once("]:").map(|(_, p)| p),
+        None => target.rsplit_once(':').map(|(_, p)| p),
+    };
+    port.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// A response the server answers with its own page (or `error_page`) for `status`.
+fn generated(status: StatusCode) -> Response {
+    let mut r = http::Response::new(body::empty());
+    *r.status_mut() = status;
+    r.extensions_mut().insert(Generated);
+    r
+}
+
+impl MemcachedPass {
+    async fn run(&self, cx: &mut RequestCtx) -> Result<Response, Error> {
+        if !self.allows_method(&cx.method) {
+            return Ok(generated(StatusCode::METHOD_NOT_ALLOWED));
+        }
+        let raw = match cx.slot(self.key_slot) {
+            Some(k) if !k.is_empty() => k.clone(),
+            _ => return Err(crate::key_missing_error()),
+        };
+        let key = escape_key(&raw)?;
+        let mut head = BytesMut::with_capacity(key.len() + 6);
+        head.put_slice(b"get ");
+        head.put_slice(&key);
+        head.put_slice(b"\r\n");
+        let bind = self.fam.bind_addr(cx)?;
+        let gzip_flag = self.gzip_flag;
+        let mk = move || -> Box<dyn UpstreamCodec> {
+            Box::new(MemcachedCodec::new(key.clone(), gzip_flag))
+        };
+        let up = exchange(
+            &self.fam.upstream,
+            cx,
+            bind,
+            head.freeze(),
+            ReqBody::Empty,
+            &mk,
+        )
+        .await?;
+        if up.head.status == StatusCode::NOT_FOUND {
+            return Ok(generated(StatusCode::NOT_FOUND));
+        }
+        let ctype = content_type_for(&cx.uri, &self.types, &self.default_type);
+        let mut resp = http::Response::new(up.body);
+        *resp.status_mut() = up.head.status;
+        *resp.headers_mut() = up.head.headers;
+        if let Ok(v) = HeaderValue::from_maybe_shared(ctype) {
+            resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
+        }
+        Ok(resp)
+    }
+}
+
+impl Backend for MemcachedPass {
+    fn handle<'a>(
+        &'a self,
+        cx: &'a mut RequestCtx,
+        _body: ReqBody,
+    ) -> BoxFuture<'a, Result<Response, Error>> {
+        Box::pin(self.run(cx))
+    }
+
+    /// nginx hard-codes `intercept_errors` for memcached; memcached only ever yields
+    /// 200 or the (generated) 404, so this changes nothing but is said as nginx says it.
+    fn intercept_errors(&self) -> bool {
+        true
+    }
+
+    fn allows_method(&self, method: &Method) -> bool {
+        method == Method::GET || method == Method::HEAD
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports() {
+        assert!(has_port("127.0.0.1:11211"));
+        assert!(has_port("[::1]:11211"));
+        assert!(has_port("localhost:1"));
+        assert!(!has_port("127.0.0.1"));
+        assert!(!has_port("[::1]"));
+        assert!(!has_port("host:"));
+        assert!(!has_port("$x"));
     }
 }
