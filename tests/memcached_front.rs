@@ -368,6 +368,39 @@ fn miss_goes_to_the_app_which_fills_the_cache_and_the_next_request_is_a_hit() {
     assert_eq!(app_hits(&app).0, 4);
 }
 
+/// `config/memcached.conf` (and its TOML twin) with only the ports changed.
+fn shipped(name: &str, mc_port: u16, app_port: u16) -> String {
+    let text = std::fs::read_to_string(manifest_dir().join("config").join(name)).expect(name);
+    for needle in ["127.0.0.1:11211", "http://127.0.0.1:8000"] {
+        assert!(text.contains(needle), "{name} no longer holds {needle}");
+    }
+    text.replace("listen 80;", "listen 127.0.0.1:{PORT};")
+        .replace("listen = 80", "listen = \"127.0.0.1:{PORT}\"")
+        .replace("127.0.0.1:11211", &format!("127.0.0.1:{mc_port}"))
+        .replace("127.0.0.1:8000", &format!("127.0.0.1:{app_port}"))
+}
+
+#[test]
+fn the_shipped_config_and_its_toml_twin_run_the_caching_front() {
+    let mc = Memcached::start();
+    let app = app(&mc);
+    let mut names = vec!["memcached.conf"];
+    if proxy_kind() == Kind::Junction {
+        names.push("memcached.toml");
+    }
+    for (i, name) in names.iter().enumerate() {
+        let proxy = Proxy::start_files(&[(name, &shipped(name, mc.port, app.port))], name);
+        let path = format!("/shipped/{i}.html?v=1");
+        let miss = proxy.get("myapp", &path);
+        assert_eq!(miss.status, 200, "{name}: {}", miss.describe());
+        assert_eq!(miss.header("Content-Type"), Some("application/x-cache-app"));
+        let hit = proxy.get("myapp", &path);
+        assert_eq!(hit.body, miss.body, "{name}");
+        assert_eq!(hit.header("Content-Type"), Some("text/html"), "{name}");
+        assert_eq!(app_hits(&app).0, i as u64 + 1, "{name}");
+    }
+}
+
 #[test]
 fn a_miss_without_error_page_is_the_proxys_own_404() {
     let mc = Memcached::start();
