@@ -14,7 +14,7 @@ use uwsgi_kit::*;
 const P: Protocol = Protocol::Scgi;
 
 // environ (TCP and unix socket), buffering off, stopped → 502, timeout → 504,
-// intercept_errors.
+// pass_request_headers off + hide_header, intercept_errors.
 same_scenarios!();
 
 #[test]

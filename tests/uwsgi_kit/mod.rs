@@ -621,6 +621,30 @@ pub fn read_timeout_is_504(protocol: Protocol) {
     assert_eq!(r.status, 200, "{}", r.describe());
 }
 
+/// `*_pass_request_headers off` (no `HTTP_*` but the explicit params) and `*_hide_header`.
+pub fn request_headers_off_and_hide_header(protocol: Protocol) {
+    let s = setup_location(
+        protocol,
+        "{P}_pass_request_headers off; {P}_hide_header X-App;",
+    );
+    let raw = "GET /switches HTTP/1.1\r\nHost: app.test\r\nX-Test-Header: hello\r\n\
+               Connection: close\r\n\r\n";
+    let r = send(&s, raw.as_bytes());
+    let e = AppEcho::from_response(&r);
+    let http: Vec<&str> = e
+        .environ
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| k.starts_with("HTTP_") && *k != "HTTP_HOST")
+        .collect();
+    assert!(http.is_empty(), "no request headers: {http:?}");
+    // HTTP_HOST is an explicit param of the *_params file.
+    assert_eq!(e.var("HTTP_HOST"), Some("app.test"));
+    assert_eq!(e.var("X_CUSTOM"), Some("custom value"));
+    assert!(r.header("X-App").is_none(), "{}", r.describe());
+    assert_eq!(r.header("Content-Type"), Some("application/json"));
+}
+
 /// `*_intercept_errors`: off, the app's 404 passes as is; on, `error_page` replaces it.
 pub fn intercept_errors(protocol: Protocol) {
     let s = setup(
@@ -684,6 +708,11 @@ macro_rules! same_scenarios {
         #[test]
         fn slow_app_past_read_timeout_is_504() {
             read_timeout_is_504(P);
+        }
+
+        #[test]
+        fn pass_request_headers_off_and_hide_header() {
+            request_headers_off_and_hide_header(P);
         }
 
         #[test]
