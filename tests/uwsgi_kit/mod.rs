@@ -7,7 +7,6 @@
 //!   connection (deadline [`READY_TIMEOUT`]); stopped with SIGINT (then SIGKILL) on drop.
 //! - [`Uwsgi::release`]: creates a flag file the app waits for (`/stream`, `/slow`), so a test
 //!   decides when the app goes on instead of sleeping.
-//! - [`md5_hex`]: md5 of bytes via coreutils `md5sum` (no hashing crate in the tests).
 //! - [`AppEcho`]: the JSON the app answers with (environ, body length and md5).
 //! - Scenarios ([`setup`] + one function per behaviour, and `same_scenarios!` for the
 //!   `#[test]`s both protocols run alike), parametrised by [`Protocol`].
@@ -20,8 +19,8 @@
 )]
 
 use crate::common::{
-    big_mismatch, free_port, get_request, http_stream, manifest_dir, proxy_kind, Json, Kind, Proxy,
-    Response, READY_TIMEOUT,
+    big_mismatch, free_port, get_request, http_stream, manifest_dir, md5_hex, proxy_kind, Json,
+    Kind, Proxy, Response, READY_TIMEOUT,
 };
 use std::fs;
 use std::io::Write;
@@ -234,25 +233,6 @@ impl Drop for Uwsgi {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// Hex md5 of `data` (coreutils `md5sum`).
-pub fn md5_hex(data: &[u8]) -> String {
-    let mut child = Command::new("md5sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("md5sum (coreutils)");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let data = data.to_vec();
-    let writer = thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().expect("md5sum output");
-    writer.join().expect("writer").expect("write to md5sum");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .expect("md5sum printed a hash")
-        .to_string()
 }
 
 /// What `wsgi_app.py` answers on its echo route.
