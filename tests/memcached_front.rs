@@ -23,6 +23,8 @@ use common::*;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpStream};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -33,7 +35,10 @@ use std::time::{Duration, Instant};
 
 /// A memcached process on 127.0.0.1 (OS-chosen free port), killed on drop.
 struct Memcached {
+    /// TCP port (0 when listening on a unix socket).
     port: u16,
+    /// The unix socket, for [`Memcached::start_unix`].
+    socket: Option<PathBuf>,
     child: Option<Child>,
 }
 
@@ -41,17 +46,11 @@ impl Memcached {
     /// Starts `memcached -u root -l 127.0.0.1 -p PORT` (items up to 2 MiB, UDP off); ready
     /// once `version` answers. Panics with the install line when memcached is missing.
     fn start() -> Memcached {
-        let present = Command::new("memcached")
-            .arg("-V")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(
-            present,
-            "memcached is needed for these tests and was not found: install it with \
-             `apt-get install -y memcached` (scripts/install-test-deps.sh does it)"
-        );
+        require_memcached();
+        Memcached::spawn_tcp()
+    }
+
+    fn spawn_tcp() -> Memcached {
         let mut last = String::new();
         for _ in 0..3 {
             let port = free_port();
@@ -88,6 +87,7 @@ impl Memcached {
                     if c.command(b"version\r\n").starts_with(b"VERSION ") {
                         return Memcached {
                             port,
+                            socket: None,
                             child: Some(child),
                         };
                     }
@@ -103,8 +103,43 @@ impl Memcached {
         panic!("memcached did not start: {last}");
     }
 
+    /// memcached on a unix socket `path` (memcached then has no TCP listener).
+    fn start_unix(path: &Path) -> Memcached {
+        require_memcached();
+        let mut child = Command::new("memcached")
+            .args(["-u", "root", "-U", "0", "-m", "64", "-a", "0700", "-s"])
+            .arg(path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn memcached");
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Ok(mut c) = McClient::connect_unix(path) {
+                if c.command(b"version\r\n").starts_with(b"VERSION ") {
+                    return Memcached {
+                        port: 0,
+                        socket: Some(path.to_path_buf()),
+                        child: Some(child),
+                    };
+                }
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("memcached on {} not ready", path.display());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn client(&self) -> McClient {
-        McClient::connect(self.port).expect("connect to memcached")
+        match &self.socket {
+            Some(p) => McClient::connect_unix(p),
+            None => McClient::connect(self.port),
+        }
+        .expect("connect to memcached")
     }
 
     fn set(&self, key: &str, flags: u32, value: &[u8]) {
@@ -132,6 +167,21 @@ impl Memcached {
     }
 }
 
+/// Panics with the install line when memcached is missing.
+fn require_memcached() {
+    let present = Command::new("memcached")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        present,
+        "memcached is needed for these tests and was not found: install it with \
+         `apt-get install -y memcached` (scripts/install-test-deps.sh does it)"
+    );
+}
+
 impl Drop for Memcached {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -143,15 +193,27 @@ impl Drop for Memcached {
 
 /// A minimal memcached text-protocol client (the test's own view of the cache).
 struct McClient {
-    r: BufReader<TcpStream>,
+    r: BufReader<Box<dyn Conn>>,
 }
+
+/// A TCP or unix-socket connection.
+trait Conn: Read + Write {}
+impl<T: Read + Write> Conn for T {}
 
 impl McClient {
     fn connect(port: u16) -> std::io::Result<McClient> {
         let s = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
         s.set_read_timeout(Some(IO_TIMEOUT))?;
         Ok(McClient {
-            r: BufReader::new(s),
+            r: BufReader::new(Box::new(s)),
+        })
+    }
+
+    fn connect_unix(path: &Path) -> std::io::Result<McClient> {
+        let s = UnixStream::connect(path)?;
+        s.set_read_timeout(Some(IO_TIMEOUT))?;
+        Ok(McClient {
+            r: BufReader::new(Box::new(s)),
         })
     }
 
@@ -1112,4 +1174,243 @@ fn memcached_pass_without_any_set_memcached_key_is_a_config_error() {
                 server {\n    listen 127.0.0.1:8081;\n    set $memcached_key $uri;\n}\n";
     let (out, _dir) = check_config(&[("site.conf", site)], "site.conf");
     assert_eq!(out.code, Some(0), "{out:#?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Keys, addresses, misbehaving memcached
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn keys_are_escaped_as_nginx_does() {
+    let mc = Memcached::start();
+    let app = app(&mc);
+    let proxy = front(mc.port, app.port, "");
+    // `$uri` is decoded ("/with space/x.html"); nginx escapes the space as %20 in the
+    // key, which is what the app, seeing the raw request target, stores under.
+    for path in ["/with%20space/x.html", "/100%25.html"] {
+        let miss = get(&proxy, path);
+        assert_eq!(
+            miss.header("Content-Type"),
+            Some("application/x-cache-app"),
+            "{path}: {}",
+            miss.describe()
+        );
+        let hit = get(&proxy, path);
+        assert_eq!(hit.status, 200, "{path}");
+        assert_eq!(hit.body, miss.body, "{path}: the second request is a hit");
+        assert_eq!(hit.header("Content-Type"), Some("text/html"), "{path}");
+    }
+    assert_eq!(app_hits(&app).0, 2);
+    // `$args` is not decoded, so its `%` is escaped: the key is "/q.html?a=%2520b",
+    // not what the app stored ("/q.html?a=%20b"): a miss every time, for nginx too.
+    for n in 3..5 {
+        let r = get(&proxy, "/q.html?a=%20b");
+        assert_eq!(r.text(), format!("GET /q.html?a=%20b hit {n}\n"));
+    }
+    assert!(mc.get("/q.html?a=%20b").is_some());
+    // Bytes above 0x7f go raw (UTF-8 as is); control bytes and `%` are escaped.
+    mc.set("/caf\u{e9}.html?", 0, b"utf-8 key");
+    let r = get(&proxy, "/caf%C3%A9.html");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "utf-8 key"),
+        "{}",
+        r.describe()
+    );
+    mc.set("/tab%09x?", 0, b"tab key");
+    let r = get(&proxy, "/tab%09x");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "tab key"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(app_hits(&app).0, 4);
+}
+
+#[test]
+fn memcached_on_a_unix_socket() {
+    let dir = tempfile::Builder::new()
+        .prefix("junction-mc-")
+        .tempdir()
+        .unwrap();
+    let sock = dir.path().join("memcached.sock");
+    let mc = Memcached::start_unix(&sock);
+    mc.set("/u/page.html", 0, b"over a unix socket");
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    server_name mc.test;
+    location /u/ {
+        set $memcached_key $uri;
+        memcached_pass unix:{SOCK};
+    }
+}
+",
+        &[("SOCK", &sock.display())],
+    ));
+    let r = get(&proxy, "/u/page.html");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.text(), "over a unix socket");
+    assert_eq!(r.header("Content-Type"), Some("text/html"));
+    assert_own_page(&get(&proxy, "/u/missing"), 404);
+}
+
+#[test]
+fn memcached_bind_sets_the_source_address() {
+    let mc = Memcached::start();
+    mc.set("/b/x", 0, b"bound");
+    // An upstream block with keepalive, so the connection stays for `stats conns`.
+    let proxy = Proxy::start(&fill(
+        "upstream mcb {
+    server 127.0.0.1:{MC};
+    keepalive 2;
+}
+server {
+    listen 127.0.0.1:{PORT};
+    server_name mc.test;
+    location /b/ {
+        set $memcached_key $uri;
+        memcached_pass mcb;
+        memcached_bind 127.0.0.2;
+    }
+}
+",
+        &[("MC", &mc.port)],
+    ));
+    let r = get(&proxy, "/b/x");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "bound"),
+        "{}",
+        r.describe()
+    );
+    let mut c = mc.client();
+    c.r.get_mut().write_all(b"stats conns\r\n").unwrap();
+    let mut conns = String::new();
+    loop {
+        let l = c.line();
+        if l == b"END\r\n" || l.is_empty() {
+            break;
+        }
+        conns.push_str(&String::from_utf8_lossy(&l));
+    }
+    assert!(
+        conns.contains("tcp:127.0.0.2:"),
+        "memcached sees no connection from 127.0.0.2:\n{conns}"
+    );
+}
+
+#[test]
+fn an_upstream_group_moves_past_a_dead_server() {
+    let mc = Memcached::start();
+    mc.set("/g/x?", 0, b"from the live one");
+    let dead = closed_port();
+    let proxy = Proxy::start(&fill(
+        "upstream pool {
+    server 127.0.0.1:{DEAD};
+    server 127.0.0.1:{MC};
+}
+server {
+    listen 127.0.0.1:{PORT};
+    server_name mc.test;
+    location / {
+        set $memcached_key \"$uri?$args\";
+        memcached_pass pool;
+    }
+}
+",
+        &[("MC", &mc.port), ("DEAD", &dead)],
+    ));
+    // memcached_next_upstream's default `error timeout`: every request gets the value.
+    for i in 0..6 {
+        let r = get(&proxy, "/g/x");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "from the live one"),
+            "request {i}: {}",
+            r.describe()
+        );
+    }
+}
+
+/// (mode of memcached_fake.py, the status without fallback, an error-log needle)
+const MISBEHAVING: &[(&str, u16, &str)] = &[
+    (
+        "error",
+        502,
+        "memcached sent invalid response: \"SERVER_ERROR out of memory storing object\"",
+    ),
+    (
+        "client_error",
+        502,
+        "memcached sent invalid response: \"CLIENT_ERROR bad command line format\"",
+    ),
+    (
+        "garbage",
+        502,
+        "memcached sent invalid response: \"HTTP/1.1 200 OK\"",
+    ),
+    (
+        "other_key",
+        502,
+        "memcached sent invalid key in response \"VALUE /not-/other_key/k 0 2\"",
+    ),
+    // The value arrived whole: the client gets it; the trailer is logged.
+    ("bad_trailer", 200, "memcached sent invalid trailer"),
+];
+
+#[test]
+fn a_misbehaving_memcached_is_502_and_error_page_applies() {
+    let peers: Vec<(&str, Peer)> = MISBEHAVING
+        .iter()
+        .map(|(m, _, _)| (*m, Peer::python("memcached_fake.py", &["--mode", m])))
+        .chain(std::iter::once((
+            "cut",
+            Peer::python("memcached_fake.py", &["--mode", "cut"]),
+        )))
+        .collect();
+    let mut locations = String::new();
+    for (mode, peer) in &peers {
+        locations.push_str(&format!(
+            "    location /{mode}/ {{ set $memcached_key $uri; memcached_pass 127.0.0.1:{p}; }}\n\
+             \x20   location /fb/{mode}/ {{ set $memcached_key $uri; memcached_pass 127.0.0.1:{p}; error_page 502 = /fallback; }}\n",
+            p = peer.port
+        ));
+    }
+    let proxy = Proxy::start(&format!(
+        "server {{\n    listen 127.0.0.1:{{PORT}};\n    server_name mc.test;\n{locations}    location = /fallback {{ return 200 \"fallback\"; }}\n}}\n"
+    ));
+    let mut failures = Vec::new();
+    for (mode, status, needle) in MISBEHAVING {
+        let r = get(&proxy, &format!("/{mode}/k"));
+        let fb = get(&proxy, &format!("/fb/{mode}/k"));
+        let want_fb = if *status == 502 { "fallback" } else { "ok" };
+        let ok = r.status == *status
+            && (*status != 502 || r.text().contains("<title>502 "))
+            && (*status != 200 || r.text() == "ok")
+            && fb.status == 200
+            && fb.text() == want_fb
+            && proxy.wait_error_log(needle, Duration::from_secs(5)).is_ok();
+        if !ok {
+            failures.push(format!(
+                "{mode}: {} / fallback {} {:?} (want {status}, {want_fb:?}, log {needle:?})",
+                r.describe().replace('\n', " | "),
+                fb.status,
+                fb.text()
+            ));
+        }
+    }
+    assert_table("misbehaving memcached", &failures, MISBEHAVING.len());
+    // A value cut short after the head went out: the client sees a short body and the
+    // connection closes (nginx does the same; error_page cannot apply any more).
+    let mut s = http_stream(proxy.port, get_request("mc.test", "/cut/k").as_bytes());
+    assert_eq!(s.head.status, 200);
+    assert_eq!(s.head.header("Content-Length"), Some("100"));
+    let rest = s.read_to_end();
+    assert!(
+        rest.is_err(),
+        "a cut value must not look complete: {rest:?}"
+    );
+    assert_logged(&proxy, "prematurely closed");
 }

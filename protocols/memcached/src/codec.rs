@@ -224,7 +224,9 @@ impl MemcachedCodec {
     }
 
     /// Matches what follows the data block against `\r\nEND\r\n`, byte by byte as it
-    /// arrives, so a wrong trailer fails as early as possible.
+    /// arrives. A wrong trailer is nginx's "memcached sent invalid trailer": logged, and
+    /// the response ends there (the value itself arrived whole, so the client gets it),
+    /// but the connection is not reused.
     fn decode_trailer(
         &mut self,
         buf: &mut BytesMut,
@@ -240,11 +242,13 @@ impl MemcachedCodec {
             // Quote up to the first wrong byte: the same text however the bytes arrived.
             let mut seen = TRAILER.get(..matched).unwrap_or_default().to_vec();
             seen.extend_from_slice(got.get(..=bad).unwrap_or_default());
-            return Err(Error::invalid(format!(
+            tracing::error!(
                 "memcached sent invalid trailer \"{}\" for key \"{}\", expected \"\\r\\nEND\\r\\n\"",
                 printable(&seen),
                 printable(&self.key)
-            )));
+            );
+            self.state = State::Done;
+            return Ok(Some(Decoded::End { reusable: false }));
         }
         buf.advance(n);
         let matched = matched + n;
@@ -647,40 +651,42 @@ mod tests {
     }
 
     #[test]
-    fn bad_trailer() {
-        for input in [
-            &b"VALUE /page 0 1\r\nxx\r\nEND\r\n"[..],
-            b"VALUE /page 0 1\r\nx\nEND\r\n",
-            b"VALUE /page 0 1\r\nx\r\nEnd\r\n",
-            b"VALUE /page 0 1\r\nx\r\nEND\n",
-            b"VALUE /page 0 1\r\nx\r\nVALUE /page 0 1\r\n",
-            b"VALUE /page 0 0\r\nEND\r\n",
+    fn bad_trailer_ends_the_response_without_reuse() {
+        // nginx logs "memcached sent invalid trailer" and ends the response: the value
+        // arrived whole, the connection is not kept.
+        for (input, value) in [
+            (&b"VALUE /page 0 1\r\nxx\r\nEND\r\n"[..], &b"x"[..]),
+            (b"VALUE /page 0 1\r\nx\nEND\r\n", b"x"),
+            (b"VALUE /page 0 1\r\nx\r\nEnd\r\n", b"x"),
+            (b"VALUE /page 0 1\r\nx\r\nEND\n", b"x"),
+            (b"VALUE /page 0 1\r\nx\r\nVALUE /page 0 1\r\n", b"x"),
         ] {
             let evs = run(codec(), input);
-            assert_eq!(
-                err_kind(&evs),
-                Some(ErrorKind::InvalidResponse),
-                "{input:?}"
-            );
-            assert!(err_msg(&evs).contains("invalid trailer"), "{evs:?}");
-            assert!(matches!(evs.first(), Some(Ev::Head(200, _))));
+            assert!(matches!(evs.first(), Some(Ev::Head(200, _))), "{evs:?}");
+            assert_eq!(evs.get(1), Some(&Ev::Data(value.to_vec())), "{input:?}");
+            assert_eq!(evs.get(2), Some(&Ev::End(false)), "{input:?}");
+            assert_eq!(evs.len(), 3, "{evs:?}");
         }
+        let evs = run(codec(), b"VALUE /page 0 0\r\nEND\r\n");
+        assert!(matches!(evs.first(), Some(Ev::Head(200, _))), "{evs:?}");
+        assert_eq!(evs.get(1), Some(&Ev::End(false)));
     }
 
     #[test]
-    fn trailer_fails_as_soon_as_it_diverges() {
+    fn trailer_ends_as_soon_as_it_diverges() {
         let mut c = codec();
         let mut buf = BytesMut::from(&b"VALUE /page 0 1\r\nx\r"[..]);
         assert!(matches!(c.decode(&mut buf), Ok(Some(Decoded::Head(_)))));
         assert!(matches!(c.decode(&mut buf), Ok(Some(Decoded::Data(_)))));
         assert!(matches!(c.decode(&mut buf), Ok(None)));
         buf.extend_from_slice(b"X");
-        let err = c.decode(&mut buf).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidResponse);
-        assert!(err.message().contains("\"\\rX\""), "{}", err.message());
-        // Failed stays failed.
-        assert!(c.decode(&mut BytesMut::new()).is_err());
-        assert!(c.decode_eof(&mut BytesMut::new()).is_err());
+        assert!(matches!(
+            c.decode(&mut buf),
+            Ok(Some(Decoded::End { reusable: false }))
+        ));
+        // Done: nothing more is decoded.
+        assert!(matches!(c.decode(&mut buf), Ok(None)));
+        assert!(matches!(c.decode_eof(&mut buf), Ok(None)));
     }
 
     #[test]

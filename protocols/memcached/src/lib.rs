@@ -32,17 +32,18 @@
 //!      The server answers it like nginx's `intercept_404`: its own 404, or
 //!      `error_page 404 = @fallback`.
 //!    - `ERROR`, `CLIENT_ERROR …`, `SERVER_ERROR …`, a `VALUE` line for another key, bad
-//!      numbers, a first line over its cap, a wrong trailer → `ErrorKind::InvalidResponse`
+//!      numbers, a first line over its cap → `ErrorKind::InvalidResponse`
 //!      (502) with nginx's log text ("memcached sent invalid response: \"…\"", "memcached
 //!      sent invalid key in response …", …; the peer's bytes escaped and truncated).
-//!    - The connection closing before the end → `ErrorKind::UpstreamClosed` (502).
+//!    - A wrong trailer after the data block: as nginx, logged ("memcached sent invalid
+//!      trailer …") and the response ends there (`End { reusable: false }`): the value
+//!      arrived whole and reaches the client; the connection is dropped.
+//!    - The connection closing before the end → `ErrorKind::UpstreamClosed` (502 before
+//!      the head went out; after it, the client's response is cut short).
 //! 5. The backend sets `Content-Type` from the URI's extension (`types`), as nginx's
 //!    handler does with `ngx_http_set_content_type`; the codec does not.
 //!
 //! ## Where we differ from nginx, on purpose
-//! - A wrong trailer after the data block: nginx logs "memcached sent invalid trailer" and
-//!   ends the response without keeping the connection; we return `InvalidResponse`, so the
-//!   driver drops the connection (the body has already been passed on in full).
 //! - A trailing `<cas>` field on the `VALUE` line is accepted (nginx rejects it as an
 //!   invalid length; memcached only sends it for `gets`, which nginx never sends).
 //! - `<flags>` is always checked as a 32-bit decimal, even with `memcached_gzip_flag` off.
