@@ -47,9 +47,11 @@ struct Shared {
 static CONNS: AtomicU64 = AtomicU64::new(0);
 
 /// Binds every listen address (a wildcard address covers the specific ones on the
-/// same port, as nginx does). Returns std listeners, to be served by [`serve`].
-pub fn bind_all(rt: &Runtime) -> std::io::Result<Vec<std::net::TcpListener>> {
-    let mut out = Vec::new();
+/// same port, as nginx does), once per worker: each worker gets its own sockets
+/// with SO_REUSEPORT, so the kernel spreads new connections evenly over the workers.
+/// Returns one list of std listeners per worker, to be served by [`serve`].
+pub fn bind_all(rt: &Runtime, workers: usize) -> std::io::Result<Vec<Vec<std::net::TcpListener>>> {
+    let mut out: Vec<Vec<std::net::TcpListener>> = (0..workers.max(1)).map(|_| Vec::new()).collect();
     for l in &rt.listens {
         let covered = !l.addr.ip().is_unspecified()
             && rt.listens.iter().any(|o| {
@@ -58,23 +60,29 @@ pub fn bind_all(rt: &Runtime) -> std::io::Result<Vec<std::net::TcpListener>> {
         if covered {
             continue;
         }
-        let sock = socket2::Socket::new(
-            socket2::Domain::for_address(l.addr),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )?;
-        sock.set_reuse_address(true)?;
-        if l.addr.is_ipv6() {
-            sock.set_only_v6(true)?;
+        for w in out.iter_mut() {
+            w.push(bind_one(l.addr)?);
         }
-        sock.bind(&l.addr.into()).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("bind() to {} failed ({})", l.addr, e))
-        })?;
-        sock.listen(511)?;
-        sock.set_nonblocking(true)?;
-        out.push(sock.into());
     }
     Ok(out)
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    sock.set_reuse_port(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())
+        .map_err(|e| std::io::Error::new(e.kind(), format!("bind() to {addr} failed ({e})")))?;
+    sock.listen(511)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
 }
 
 /// Serves the bound listeners until `stop` says otherwise.
@@ -488,7 +496,21 @@ async fn process(srv: &Arc<VServer>, mut cx: RequestCtx, body: ReqBody, length: 
                     // Junction's own answer (or a backend's, e.g. memcached's miss):
                     // nginx's `ngx_http_finalize_request(r, status)`.
                     if !generated {
-                        resp = status_response(resp.status(), tokens);
+                        // Its own page; headers other than the body's stay (a 416's
+                        // Content-Range).
+                        let mut page = status_response(resp.status(), tokens);
+                        for (k, v) in resp.headers() {
+                            if !matches!(
+                                *k,
+                                http::header::CONTENT_LENGTH
+                                    | http::header::CONTENT_TYPE
+                                    | http::header::CONTENT_ENCODING
+                                    | http::header::TRANSFER_ENCODING
+                            ) {
+                                page.headers_mut().append(k.clone(), v.clone());
+                            }
+                        }
+                        resp = page;
                     }
                     status >= 300
                 } else if status >= 300
