@@ -90,9 +90,17 @@ fn has_port(target: &str) -> bool {
 /// Builds the backend when the location has `fastcgi_pass`.
 pub fn build(
     scope: &Scope<'_>,
-    _loc: &LocInfo,
+    loc: &LocInfo,
     bx: &mut BuildCx,
 ) -> Result<Option<Arc<dyn Backend>>, ConfigError> {
+    Ok(build_fastcgi(scope, loc, bx)?.map(|f| Arc::new(f) as Arc<dyn Backend>))
+}
+
+fn build_fastcgi(
+    scope: &Scope<'_>,
+    _loc: &LocInfo,
+    bx: &mut BuildCx,
+) -> Result<Option<Fastcgi>, ConfigError> {
     let Some(d) = scope.local("fastcgi_pass") else {
         return Ok(None);
     };
@@ -164,7 +172,7 @@ pub fn build(
         }
     };
     let hidden = fam.hidden_headers();
-    Ok(Some(Arc::new(Fastcgi {
+    Ok(Some(Fastcgi {
         target,
         params,
         index,
@@ -173,7 +181,7 @@ pub fn build(
         path_info_slot: bx.vars.slot("fastcgi_path_info"),
         hidden,
         fam,
-    })))
+    }))
 }
 
 impl Fastcgi {
@@ -271,8 +279,92 @@ impl Backend for Fastcgi {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
-    use super::has_port;
+    use super::*;
+    use junction_config::model::LocKind;
+    use junction_core::ctx::ConnInfo;
+
+    /// The backend of a location made of `directives`.
+    fn backend(directives: &str) -> Fastcgi {
+        let tree =
+            junction_config::parse_nginx_str(directives, std::path::Path::new("t.conf")).unwrap();
+        let loc = LocInfo {
+            kind: LocKind::Prefix,
+            name: "/".into(),
+            span: tree.first().unwrap().span.clone(),
+        };
+        build_fastcgi(&Scope::root(&tree), &loc, &mut BuildCx::default())
+            .unwrap()
+            .expect("a fastcgi_pass location")
+    }
+
+    fn cx(uri: &str) -> RequestCtx {
+        let conn = Arc::new(ConnInfo {
+            remote: "127.0.0.1:5000".parse().unwrap(),
+            local: "127.0.0.1:80".parse().unwrap(),
+            scheme: "http",
+            id: 1,
+        });
+        let mut c = RequestCtx::new(conn, http::Method::GET, http::Version::HTTP_11, uri.into());
+        c.uri = uri.into();
+        c
+    }
+
+    fn split(f: &Fastcgi, uri: &str) -> (String, String) {
+        let mut c = cx(uri);
+        f.split_uri(&mut c);
+        let s = |i| String::from_utf8(c.slot(i).cloned().unwrap_or_default().to_vec()).unwrap();
+        (s(f.script_name_slot), s(f.path_info_slot))
+    }
+
+    #[test]
+    fn script_name_and_path_info() {
+        let f = backend("fastcgi_pass 127.0.0.1:9000;");
+        assert_eq!(split(&f, "/a/b.php"), ("/a/b.php".into(), "".into()));
+        assert_eq!(split(&f, "/dir/"), ("/dir/".into(), "".into()));
+
+        let f = backend("fastcgi_pass 127.0.0.1:9000; fastcgi_index index.php;");
+        assert_eq!(split(&f, "/dir/"), ("/dir/index.php".into(), "".into()));
+        assert_eq!(split(&f, "/x.php"), ("/x.php".into(), "".into()));
+
+        let f = backend(
+            "fastcgi_pass 127.0.0.1:9000; fastcgi_index index.php; \
+             fastcgi_split_path_info ^(.+\\.php)(/.+)$;",
+        );
+        assert_eq!(
+            split(&f, "/app.php/a/b"),
+            ("/app.php".into(), "/a/b".into())
+        );
+        // No match: the whole URI, no path info; the index still applies.
+        assert_eq!(split(&f, "/app.php"), ("/app.php".into(), "".into()));
+        assert_eq!(split(&f, "/d/"), ("/d/index.php".into(), "".into()));
+    }
+
+    #[test]
+    fn load_time_errors() {
+        let e = |d: &str| {
+            let tree = junction_config::parse_nginx_str(d, std::path::Path::new("t.conf")).unwrap();
+            let loc = LocInfo {
+                kind: LocKind::Prefix,
+                name: "/".into(),
+                span: tree.first().unwrap().span.clone(),
+            };
+            match build(&Scope::root(&tree), &loc, &mut BuildCx::default()) {
+                Err(e) => e.to_string(),
+                Ok(_) => String::new(),
+            }
+        };
+        assert!(e("fastcgi_pass php;").contains("no port in upstream \"php\""));
+        assert!(
+            e("fastcgi_pass 127.0.0.1:9000; fastcgi_split_path_info ^(.+)$;")
+                .contains("must have 2 captures")
+        );
+        assert!(e("fastcgi_pass 127.0.0.1:9000; fastcgi_catch_stderr x;").contains("not supported"));
+        assert_eq!(e("fastcgi_pass unix:/run/php.sock;"), "");
+        assert_eq!(e("fastcgi_pass fastcgi://127.0.0.1:9000;"), "");
+        assert!(e("fastcgi_pass $backend:9000;").contains("unknown"));
+    }
 
     #[test]
     fn port_is_required() {
