@@ -1414,3 +1414,93 @@ fn a_misbehaving_memcached_is_502_and_error_page_applies() {
     );
     assert_logged(&proxy, "prematurely closed");
 }
+
+#[test]
+fn byte_ranges_of_a_hit_as_nginx() {
+    let mc = Memcached::start();
+    let app = app(&mc);
+    let proxy = front(mc.port, app.port, "");
+    let value = nasty_value(100 * 1024);
+    let len = value.len();
+    mc.set("/r/v?", 0, &value);
+    // (Range, If-Range, status, expected body slice, Content-Range)
+    type Row = (
+        &'static str,
+        bool,
+        u16,
+        Option<(usize, usize)>,
+        Option<String>,
+    );
+    let rows: Vec<Row> = vec![
+        ("", false, 200, Some((0, len)), None),
+        (
+            "bytes=0-0",
+            false,
+            206,
+            Some((0, 1)),
+            Some(format!("bytes 0-0/{len}")),
+        ),
+        (
+            "bytes=50000-60000",
+            false,
+            206,
+            Some((50000, 60001)),
+            Some(format!("bytes 50000-60000/{len}")),
+        ),
+        (
+            "bytes=-100",
+            false,
+            206,
+            Some((len - 100, len)),
+            Some(format!("bytes {}-{}/{len}", len - 100, len - 1)),
+        ),
+        (
+            "bytes=102399-",
+            false,
+            206,
+            Some((len - 1, len)),
+            Some(format!("bytes {}-{}/{len}", len - 1, len - 1)),
+        ),
+        ("bytes=1-2,4-5", false, 200, Some((0, len)), None),
+        ("bytes=0-10", true, 200, Some((0, len)), None),
+        (
+            "bytes=200000-",
+            false,
+            416,
+            None,
+            Some(format!("bytes */{len}")),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (range, if_range, status, slice, content_range) in &rows {
+        let mut raw = "GET /r/v HTTP/1.1\r\nHost: mc.test\r\nConnection: close\r\n".to_string();
+        if !range.is_empty() {
+            raw.push_str(&format!("Range: {range}\r\n"));
+        }
+        if *if_range {
+            raw.push_str("If-Range: \"some-etag\"\r\n");
+        }
+        raw.push_str("\r\n");
+        let r = proxy.request(raw.as_bytes());
+        let body_ok = match slice {
+            Some((a, b)) => r.body == value[*a..*b],
+            None => r.text().contains("<title>416 "),
+        };
+        let accept = (*status == 200).then_some("bytes");
+        if r.status != *status
+            || !body_ok
+            || r.header("Content-Range") != content_range.as_deref()
+            || r.header("Accept-Ranges") != accept
+        {
+            failures.push(format!(
+                "Range {range:?} If-Range {if_range}: {} {} bytes, Content-Range {:?}, Accept-Ranges {:?}",
+                r.status,
+                r.body.len(),
+                r.header("Content-Range"),
+                r.header("Accept-Ranges")
+            ));
+        }
+    }
+    assert_table("memcached ranges", &failures, rows.len());
+    assert_eq!(app_hits(&app).0, 0);
+}

@@ -16,7 +16,9 @@ pub type Response = http::Response<Body>;
 /// Marks a response as a status Junction answers itself (e.g. memcached's 404 on a
 /// miss), like nginx's `ngx_http_finalize_request(r, status)`: for a status >= 300 the
 /// server replaces the response with its own page for that status, or follows the
-/// location's `error_page` for it, even without `*_intercept_errors`.
+/// location's `error_page` for it, even without `*_intercept_errors`. The response's
+/// headers other than the body's (`Content-Length`, `Content-Type`, `Content-Encoding`,
+/// `Transfer-Encoding`) are kept on that page (a 416's `Content-Range`).
 #[derive(Debug, Clone, Copy)]
 pub struct Generated;
 

@@ -15,6 +15,7 @@
 //!   server groups and their health counters.
 //! - `exchange`: the one upstream driver (send, read head, retry, relay).
 //! - `relay`: response buffering (memory → temp file, or unbuffered).
+//! - `range`: `Range: bytes=…` as nginx's range filter reads it; cutting a body to it.
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
 //! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI).
 //! - `time`: log time formats and the `Date` header.
@@ -27,6 +28,7 @@ pub mod codec;
 pub mod ctx;
 pub mod error;
 pub mod exchange;
+pub mod range;
 pub mod relay;
 pub mod time;
 pub mod upstream;

@@ -9,7 +9,8 @@
 //! is read, as nginx); `$memcached_key` unset or empty → 500 with nginx's log line;
 //! `get <escaped key>` through the shared exchange (no request body, keepalive pool);
 //! a hit → 200 with the value as body, relayed unbuffered as it arrives (nginx has no
-//! `memcached_buffering`), `Content-Type` from the URI's extension; a miss → a
+//! `memcached_buffering`), `Content-Type` from the URI's extension, one byte range
+//! honoured (nginx's `force_ranges`); a miss → a
 //! [`Generated`] 404, which the server answers with its 404 page or the location's
 //! `error_page 404` (nginx's `intercept_404`).
 
@@ -26,6 +27,7 @@ use junction_core::body::{self, ReqBody};
 use junction_core::codec::UpstreamCodec;
 use junction_core::ctx::RequestCtx;
 use junction_core::exchange::exchange;
+use junction_core::range::{self, Ranged};
 use junction_core::Error;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -170,7 +172,52 @@ impl MemcachedPass {
         if let Ok(v) = HeaderValue::from_maybe_shared(ctype) {
             resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
         }
-        Ok(resp)
+        Ok(ranged(cx, resp))
+    }
+}
+
+/// nginx's range filter on a hit (the memcached module sets `force_ranges`): one byte
+/// range → 206; none, several, or an `If-Range` (a value has no validator to match) →
+/// the whole value with `Accept-Ranges: bytes`; unsatisfiable → 416.
+fn ranged(cx: &RequestCtx, mut resp: Response) -> Response {
+    use http::header::{ACCEPT_RANGES, CONTENT_LENGTH, CONTENT_RANGE, IF_RANGE, RANGE};
+    let Some(len) = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return resp;
+    };
+    let header = cx
+        .headers
+        .get(RANGE)
+        .filter(|_| !cx.headers.contains_key(IF_RANGE))
+        .map(HeaderValue::as_bytes);
+    match range::single(header, len) {
+        Ranged::Full => {
+            resp.headers_mut()
+                .insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+            resp
+        }
+        Ranged::Part { start, end } => {
+            let (mut parts, body) = resp.into_parts();
+            parts.status = StatusCode::PARTIAL_CONTENT;
+            parts
+                .headers
+                .insert(CONTENT_LENGTH, HeaderValue::from(end - start));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{}/{len}", end - 1)) {
+                parts.headers.insert(CONTENT_RANGE, v);
+            }
+            http::Response::from_parts(parts, range::slice(body, start, end))
+        }
+        Ranged::NotSatisfiable => {
+            let mut r = generated(StatusCode::RANGE_NOT_SATISFIABLE);
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(CONTENT_RANGE, v);
+            }
+            r
+        }
     }
 }
 
