@@ -377,6 +377,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("memcached_next_upstream", HSL, 1, MANY),
     d("memcached_next_upstream_tries", HSL, 1, 1),
     d("memcached_next_upstream_timeout", HSL, 1, 1),
+    d("memcached_socket_keepalive", HSL, 1, 1),
 ];
 
 /// The registry lines for `name` (several when it differs between contexts).

@@ -238,7 +238,7 @@ fn validate_values(tree: &[Directive]) -> Result<(), ConfigError> {
         .iter()
         .any(|suf| {
             n.ends_with(suf)
-                && ["proxy", "fastcgi", "uwsgi", "scgi"]
+                && ["proxy", "fastcgi", "uwsgi", "scgi", "memcached"]
                     .iter()
                     .any(|p| n.starts_with(p))
         });
