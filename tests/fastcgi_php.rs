@@ -402,6 +402,118 @@ fn unbuffered_first_part_arrives_before_the_script_ends() {
 }
 
 #[test]
+fn x_accel_buffering_no_from_php_streams_with_buffering_on() {
+    let fpm = PhpFpm::start_tcp("");
+    let proxy = php_proxy(&fpm.target(), "");
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("flag");
+    let mut stream = http_stream(
+        proxy.port,
+        get_request(
+            "php.test",
+            &format!("/stream.php?xab=no&flag={}", flag.display()),
+        )
+        .as_bytes(),
+    );
+    assert_eq!(stream.head.status, 200, "{}", stream.head.describe());
+    // X-Accel-* headers are for the proxy, not the client.
+    assert!(stream.head.header("X-Accel-Buffering").is_none());
+    let first = stream.read_until(b"part one\n").expect("part one");
+    assert_eq!(first, b"part one\n");
+    std::fs::write(&flag, b"go").unwrap();
+    assert_eq!(stream.read_to_end().expect("rest"), b"part two\n");
+}
+
+#[test]
+fn a_php_header_over_fastcgi_buffer_size_is_502() {
+    let fpm = PhpFpm::start_tcp("");
+    let proxy = php_proxy(&fpm.target(), "");
+    let r = get(&proxy, "/bigheader.php?bytes=8000");
+    assert_eq!(r.status, 502, "{}", r.describe());
+    if let Err(log) = proxy.wait_error_log("upstream sent too big header", Duration::from_secs(5)) {
+        panic!("no \"too big header\" line:\n{log}");
+    }
+    // Within the buffer: passes.
+    let r = get(&proxy, "/bigheader.php?bytes=1000");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.header("X-Big").map(str::len), Some(1000));
+    // A bigger fastcgi_buffer_size lets the big one through.
+    let proxy = php_proxy(
+        &fpm.target(),
+        "fastcgi_buffer_size 16k; fastcgi_buffers 8 16k;",
+    );
+    let r = get(&proxy, "/bigheader.php?bytes=8000");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.header("X-Big").map(str::len), Some(8000));
+}
+
+#[test]
+fn hide_header_and_pass_request_headers_and_body_off() {
+    let fpm = PhpFpm::start_tcp("");
+    let variant = |path: &str, lines: &str| {
+        format!(
+            "    location = {path} {{
+        include fastcgi_params;
+        fastcgi_param SCRIPT_FILENAME $document_root/index.php;
+        {lines}
+        fastcgi_pass {fpm};
+    }}
+
+    location / {{",
+            fpm = fpm.target()
+        )
+    };
+    let site = fill(
+        SITE,
+        &[
+            ("UPSTREAM", &""),
+            ("ROOT", &app_root()),
+            ("FPM", &fpm.target()),
+            ("EXTRA", &""),
+        ],
+    )
+    .replacen(
+        "    location / {",
+        &variant("/hidden", "fastcgi_hide_header X-Powered-By;"),
+        1,
+    )
+    .replacen(
+        "    location / {",
+        &variant(
+            "/bare",
+            "fastcgi_pass_request_headers off; fastcgi_pass_request_body off;",
+        ),
+        1,
+    );
+    let proxy = proxy_with(&site);
+    let req = |path: &str| {
+        proxy.request(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: php.test\r\nX-Test: yes\r\n\
+                 Content-Type: text/plain\r\nContent-Length: 4\r\nConnection: close\r\n\r\nbody"
+            )
+            .as_bytes(),
+        )
+    };
+    // The default: PHP's X-Powered-By passes, headers and body reach PHP.
+    let r = req("/index.php");
+    assert!(r.header("X-Powered-By").is_some(), "{}", r.describe());
+    let j = json(&r);
+    assert_eq!(field(&j, "HTTP_X_TEST"), "yes");
+    assert_eq!(j.get("body_len").and_then(Json::as_u64), Some(4));
+    let r = req("/hidden");
+    assert!(r.header("X-Powered-By").is_none(), "{}", r.describe());
+    assert_eq!(field(&json(&r), "HTTP_X_TEST"), "yes");
+    let r = req("/bare");
+    let j = json(&r);
+    assert!(
+        j.get("HTTP_X_TEST").is_some_and(|v| *v == Json::Null),
+        "{j:?}"
+    );
+    assert_eq!(j.get("body_len").and_then(Json::as_u64), Some(0), "{j:?}");
+}
+
+#[test]
 fn keep_conn_with_upstream_keepalive_reuses_fastcgi_connections() {
     let fpm = PhpFpm::start_tcp("");
     // Connections are counted by a relay in front of php-fpm: php-fpm's status page

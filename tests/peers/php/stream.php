@@ -1,7 +1,10 @@
 <?php
 // Echo, flush, then wait (at most 10 s) for the file ?flag=PATH the test creates once it
-// has read part one; then the rest.
+// has read part one; then the rest. ?xab=no sends X-Accel-Buffering: no.
 header('Content-Type: text/plain');
+if (isset($_GET['xab'])) {
+    header('X-Accel-Buffering: ' . $_GET['xab']);
+}
 echo "part one\n";
 flush();
 $flag = $_GET['flag'] ?? '';
