@@ -50,12 +50,20 @@ fn app_root() -> String {
         .to_string()
 }
 
-/// The proxy on `site` (placeholders filled), with nginx's `fastcgi_params` next to it.
+/// The proxy on `site` (placeholders filled), with nginx's `fastcgi_params` and
+/// `fastcgi.conf` next to it.
 fn proxy_with(site: &str) -> Proxy {
-    let params = std::fs::read_to_string(manifest_dir().join("config/fastcgi_params"))
-        .expect("config/fastcgi_params");
+    let read = |name: &str| {
+        std::fs::read_to_string(manifest_dir().join("config").join(name))
+            .unwrap_or_else(|e| panic!("config/{name}: {e}"))
+    };
+    let (params, conf) = (read("fastcgi_params"), read("fastcgi.conf"));
     Proxy::start_files(
-        &[("junction.conf", site), ("fastcgi_params", &params)],
+        &[
+            ("junction.conf", site),
+            ("fastcgi_params", &params),
+            ("fastcgi.conf", &conf),
+        ],
         "junction.conf",
     )
 }
@@ -656,8 +664,7 @@ fn split_path_info_sets_path_info_and_named_captures_work_in_params() {
 
     location / {{
         fastcgi_index index.php;
-        include fastcgi_params;
-        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+        include fastcgi.conf;
         fastcgi_pass {fpm};
     }}
 }}
@@ -690,9 +697,14 @@ fn split_path_info_sets_path_info_and_named_captures_work_in_params() {
     let j = json(&get(&proxy, "/shop/42/info"));
     assert_eq!(field(&j, "APP_NAME"), "shop", "{j:?}");
     assert_eq!(field(&j, "APP_ID"), "42", "{j:?}");
-    // fastcgi_index: a URI ending in / gets index.php appended to SCRIPT_NAME.
+    // fastcgi_index: a URI ending in / gets index.php appended to SCRIPT_NAME (and to
+    // SCRIPT_FILENAME, which `include fastcgi.conf` sets).
     let j = json(&get(&proxy, "/"));
     assert_eq!(field(&j, "SCRIPT_NAME"), "/index.php", "{j:?}");
+    assert_eq!(
+        field(&j, "SCRIPT_FILENAME"),
+        format!("{}/index.php", app_root())
+    );
 }
 
 #[test]
