@@ -3,7 +3,7 @@
 //! content (a backend or static files) → `error_page` → output headers
 //! (`Server`, `Date`, `add_header`) → access log when the body ends.
 
-use crate::build::{ErrorPage, LocConf, Listen, Runtime, SetVar, VServer};
+use crate::build::{ErrorPage, Listen, LocConf, Runtime, SetVar, VServer};
 use crate::route::{self, Found, Loc};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
@@ -51,11 +51,14 @@ static CONNS: AtomicU64 = AtomicU64::new(0);
 /// with SO_REUSEPORT, so the kernel spreads new connections evenly over the workers.
 /// Returns one list of std listeners per worker, to be served by [`serve`].
 pub fn bind_all(rt: &Runtime, workers: usize) -> std::io::Result<Vec<Vec<std::net::TcpListener>>> {
-    let mut out: Vec<Vec<std::net::TcpListener>> = (0..workers.max(1)).map(|_| Vec::new()).collect();
+    let mut out: Vec<Vec<std::net::TcpListener>> =
+        (0..workers.max(1)).map(|_| Vec::new()).collect();
     for l in &rt.listens {
         let covered = !l.addr.ip().is_unspecified()
             && rt.listens.iter().any(|o| {
-                o.addr.port() == l.addr.port() && o.addr.ip().is_unspecified() && o.addr.is_ipv4() == l.addr.is_ipv4()
+                o.addr.port() == l.addr.port()
+                    && o.addr.ip().is_unspecified()
+                    && o.addr.is_ipv4() == l.addr.is_ipv4()
             });
         if covered {
             continue;
@@ -86,11 +89,17 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// Serves the bound listeners until `stop` says otherwise.
-pub async fn serve(rt: Arc<Runtime>, listeners: Vec<std::net::TcpListener>, mut stop: watch::Receiver<Stop>) {
+pub async fn serve(
+    rt: Arc<Runtime>,
+    listeners: Vec<std::net::TcpListener>,
+    mut stop: watch::Receiver<Stop>,
+) {
     let shared = Arc::new(Shared { rt });
     let tracker = tokio_util::task::TaskTracker::new();
     for l in listeners {
-        let Ok(l) = TcpListener::from_std(l) else { continue };
+        let Ok(l) = TcpListener::from_std(l) else {
+            continue;
+        };
         let shared = shared.clone();
         let stop = stop.clone();
         let tracker2 = tracker.clone();
@@ -110,7 +119,12 @@ pub async fn serve(rt: Arc<Runtime>, listeners: Vec<std::net::TcpListener>, mut 
     }
 }
 
-async fn accept_loop(shared: Arc<Shared>, l: TcpListener, mut stop: watch::Receiver<Stop>, tracker: tokio_util::task::TaskTracker) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    l: TcpListener,
+    mut stop: watch::Receiver<Stop>,
+    tracker: tokio_util::task::TaskTracker,
+) {
     let bound = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
     loop {
         let accepted = tokio::select! {
@@ -144,7 +158,9 @@ fn listen_for(rt: &Runtime, local: SocketAddr) -> Option<&Listen> {
         .find(|l| l.addr == local)
         .or_else(|| {
             rt.listens.iter().find(|l| {
-                l.addr.port() == local.port() && l.addr.ip().is_unspecified() && l.addr.is_ipv4() == local.is_ipv4()
+                l.addr.port() == local.port()
+                    && l.addr.ip().is_unspecified()
+                    && l.addr.is_ipv4() == local.is_ipv4()
             })
         })
         .or_else(|| {
@@ -161,7 +177,9 @@ async fn connection(
     id: u64,
     mut stop: watch::Receiver<Stop>,
 ) {
-    let Some(listen) = listen_for(&shared.rt, local).cloned() else { return };
+    let Some(listen) = listen_for(&shared.rt, local).cloned() else {
+        return;
+    };
     let Some(dflt) = listen
         .servers
         .get(listen.default)
@@ -226,9 +244,41 @@ fn server_header(tokens: bool) -> HeaderValue {
 }
 
 /// nginx's small error page.
+/// nginx's wording where it differs from the RFC's: the title of its own pages
+/// (`ngx_http_error_pages`) and the reason phrase of its status lines.
+fn nginx_reason(status: StatusCode) -> Option<&'static str> {
+    Some(match status.as_u16() {
+        302 => "Moved Temporarily",
+        401 => "Unauthorized",
+        405 => "Not Allowed",
+        408 => "Request Time-out",
+        413 => "Request Entity Too Large",
+        414 => "Request-URI Too Large",
+        416 => "Requested Range Not Satisfiable",
+        503 => "Service Temporarily Unavailable",
+        504 => "Gateway Time-out",
+        _ => return None,
+    })
+}
+
 pub(crate) fn error_page_body(status: StatusCode, tokens: bool) -> Bytes {
-    let title = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
-    let sig = if tokens { concat!("junction/", env!("CARGO_PKG_VERSION")) } else { "junction" };
+    // nginx's pages say "302 Found" and "401 Authorization Required" (its status lines
+    // say "Moved Temporarily" and "Unauthorized").
+    let reason = match status.as_u16() {
+        302 => Some("Found"),
+        401 => Some("Authorization Required"),
+        _ => nginx_reason(status),
+    };
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        reason.or(status.canonical_reason()).unwrap_or("")
+    );
+    let sig = if tokens {
+        concat!("junction/", env!("CARGO_PKG_VERSION"))
+    } else {
+        "junction"
+    };
     Bytes::from(format!(
         "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>{sig}</center>\r\n</body>\r\n</html>\r\n"
     ))
@@ -236,14 +286,25 @@ pub(crate) fn error_page_body(status: StatusCode, tokens: bool) -> Bytes {
 
 pub(crate) fn status_response(status: StatusCode, tokens: bool) -> http::Response<Body> {
     let with_body = status.as_u16() >= 300 && !matches!(status.as_u16(), 304);
-    let body = if with_body { error_page_body(status, tokens) } else { Bytes::new() };
+    let body = if with_body {
+        error_page_body(status, tokens)
+    } else {
+        Bytes::new()
+    };
     let mut r = http::Response::new(body::full(body.clone()));
     *r.status_mut() = status;
-    if with_body {
-        r.headers_mut()
-            .insert(http::header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    if let Some(reason) = nginx_reason(status) {
+        r.extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(reason.as_bytes()));
     }
-    r.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    if with_body {
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html"),
+        );
+    }
+    r.headers_mut()
+        .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     r
 }
 
@@ -275,16 +336,33 @@ fn parse_host(raw: &str) -> Option<String> {
     let h = if raw.starts_with('[') {
         raw.split_once(']').map(|(a, _)| format!("{a}]"))?
     } else {
-        raw.rsplit_once(':').map_or(raw, |(h, p)| if p.bytes().all(|c| c.is_ascii_digit()) { h } else { raw }).to_string()
+        raw.rsplit_once(':')
+            .map_or(raw, |(h, p)| {
+                if p.bytes().all(|c| c.is_ascii_digit()) {
+                    h
+                } else {
+                    raw
+                }
+            })
+            .to_string()
     };
     let h = h.trim_end_matches('.').to_ascii_lowercase();
-    if h.bytes().any(|c| c == b'/' || c == b'\\' || c == 0 || c.is_ascii_whitespace()) || h.contains("..") {
+    if h.bytes()
+        .any(|c| c == b'/' || c == b'\\' || c == 0 || c.is_ascii_whitespace())
+        || h.contains("..")
+    {
         return None;
     }
     Some(h)
 }
 
-async fn handle(shared: &Shared, conn: Arc<ConnInfo>, listen: &Listen, req: http::Request<Incoming>, n: u64) -> http::Response<Body> {
+async fn handle(
+    shared: &Shared,
+    conn: Arc<ConnInfo>,
+    listen: &Listen,
+    req: http::Request<Incoming>,
+    n: u64,
+) -> http::Response<Body> {
     let rt = &shared.rt;
     let (parts, incoming) = req.into_parts();
     let request_uri = match parts.uri.path_and_query() {
@@ -305,7 +383,12 @@ async fn handle(shared: &Shared, conn: Arc<ConnInfo>, listen: &Listen, req: http
         .uri
         .authority()
         .map(|a| a.as_str().to_string())
-        .or_else(|| cx.headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+        .or_else(|| {
+            cx.headers
+                .get(http::header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        });
     let host = match raw_host.as_deref().map(parse_host) {
         Some(Some(h)) => Some(h),
         Some(None) => None,
@@ -324,25 +407,62 @@ async fn handle(shared: &Shared, conn: Arc<ConnInfo>, listen: &Listen, req: http
     cx.server_name = srv.name0.clone();
     let tokens = srv.base.data.server_tokens;
     let bad = |cx: &RequestCtx, msg: &str, status: StatusCode| {
-        tracing::info!("*{} {msg}, client: {}, server: {}", cx.conn.id, cx.conn.remote.ip(), cx.server_name);
+        tracing::info!(
+            "*{} {msg}, client: {}, server: {}",
+            cx.conn.id,
+            cx.conn.remote.ip(),
+            cx.server_name
+        );
         status_response(status, tokens)
     };
     match host {
-        None => return finish(bad(&cx, "client sent invalid host header while reading client request headers", StatusCode::BAD_REQUEST), cx, &srv.base.data),
+        None => {
+            return finish(
+                bad(
+                    &cx,
+                    "client sent invalid host header while reading client request headers",
+                    StatusCode::BAD_REQUEST,
+                ),
+                cx,
+                &srv.base.data,
+            )
+        }
         Some(h) if h.is_empty() => {
             if cx.version == http::Version::HTTP_11 {
-                return finish(bad(&cx, "client sent HTTP/1.1 request without \"Host\" header", StatusCode::BAD_REQUEST), cx, &srv.base.data);
+                return finish(
+                    bad(
+                        &cx,
+                        "client sent HTTP/1.1 request without \"Host\" header",
+                        StatusCode::BAD_REQUEST,
+                    ),
+                    cx,
+                    &srv.base.data,
+                );
             }
             cx.host = srv.name0.to_string();
         }
         Some(h) => cx.host = h,
     }
     if cx.headers.get_all(http::header::HOST).iter().count() > 1 {
-        return finish(bad(&cx, "client sent duplicate host header", StatusCode::BAD_REQUEST), cx, &srv.base.data);
-    }
-    if cx.headers.contains_key(http::header::TRANSFER_ENCODING) && cx.headers.contains_key(http::header::CONTENT_LENGTH) {
         return finish(
-            bad(&cx, "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time", StatusCode::BAD_REQUEST),
+            bad(
+                &cx,
+                "client sent duplicate host header",
+                StatusCode::BAD_REQUEST,
+            ),
+            cx,
+            &srv.base.data,
+        );
+    }
+    if cx.headers.contains_key(http::header::TRANSFER_ENCODING)
+        && cx.headers.contains_key(http::header::CONTENT_LENGTH)
+    {
+        return finish(
+            bad(
+                &cx,
+                "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time",
+                StatusCode::BAD_REQUEST,
+            ),
             cx,
             &srv.base.data,
         );
@@ -352,14 +472,32 @@ async fn handle(shared: &Shared, conn: Arc<ConnInfo>, listen: &Listen, req: http
         .iter()
         .any(|(k, v)| k.as_str().len() + v.len() + 4 > srv.large_header_size)
     {
-        return finish(bad(&cx, "client sent too long header line", StatusCode::BAD_REQUEST), cx, &srv.base.data);
+        return finish(
+            bad(
+                &cx,
+                "client sent too long header line",
+                StatusCode::BAD_REQUEST,
+            ),
+            cx,
+            &srv.base.data,
+        );
     }
     if cx.request_uri.len() > srv.large_header_size {
-        return finish(bad(&cx, "client sent too long URI", StatusCode::URI_TOO_LONG), cx, &srv.base.data);
+        return finish(
+            bad(&cx, "client sent too long URI", StatusCode::URI_TOO_LONG),
+            cx,
+            &srv.base.data,
+        );
     }
     match route::normalize(parts.uri.path()) {
         Ok(u) => cx.uri = u,
-        Err(_) => return finish(bad(&cx, "client sent invalid request", StatusCode::BAD_REQUEST), cx, &srv.base.data),
+        Err(_) => {
+            return finish(
+                bad(&cx, "client sent invalid request", StatusCode::BAD_REQUEST),
+                cx,
+                &srv.base.data,
+            )
+        }
     }
     cx.args = parts.uri.query().unwrap_or("").to_string();
     let length = cx
@@ -370,7 +508,12 @@ async fn handle(shared: &Shared, conn: Arc<ConnInfo>, listen: &Listen, req: http
     let body = if incoming.is_end_stream() {
         ReqBody::Empty
     } else {
-        ReqBody::Incoming(IncomingBody::new(incoming, length, 0, Duration::from_secs(60)))
+        ReqBody::Incoming(IncomingBody::new(
+            incoming,
+            length,
+            0,
+            Duration::from_secs(60),
+        ))
     };
     process(&srv, cx, body, length).await
 }
@@ -407,7 +550,12 @@ struct ErrorState {
 /// named locations and `error_page` exactly as nginx's `ngx_http_internal_redirect`,
 /// `ngx_http_named_location`, `ngx_http_special_response_handler` and
 /// `ngx_http_send_error_page`, with nginx's limit of 10 URI changes.
-async fn process(srv: &Arc<VServer>, mut cx: RequestCtx, body: ReqBody, length: Option<u64>) -> http::Response<Body> {
+async fn process(
+    srv: &Arc<VServer>,
+    mut cx: RequestCtx,
+    body: ReqBody,
+    length: Option<u64>,
+) -> http::Response<Body> {
     let mut body = Some(body);
     let mut err = ErrorState::default();
     let mut next = Step::Find;
@@ -433,7 +581,10 @@ async fn process(srv: &Arc<VServer>, mut cx: RequestCtx, body: ReqBody, length: 
                             loc.push('?');
                             loc.push_str(&cx.args);
                         }
-                        let mut r = status_response(StatusCode::MOVED_PERMANENTLY, srv.base.data.server_tokens);
+                        let mut r = status_response(
+                            StatusCode::MOVED_PERMANENTLY,
+                            srv.base.data.server_tokens,
+                        );
                         if let Ok(v) = HeaderValue::from_str(&loc) {
                             r.headers_mut().insert(http::header::LOCATION, v);
                         }
@@ -566,10 +717,15 @@ fn uri_change(cx: &mut RequestCtx, c: &LocConf, err: &mut ErrorState, what: &str
     if cx.redirects <= MAX_URI_CHANGES {
         return None;
     }
-    let e = Error::internal(format!("rewrite or internal redirection cycle while {what}"));
+    let e = Error::internal(format!(
+        "rewrite or internal redirection cycle while {what}"
+    ));
     log_error(cx, &e);
     err.status = Some(500);
-    Some(Step::Done(status_response(StatusCode::INTERNAL_SERVER_ERROR, c.server_tokens)))
+    Some(Step::Done(status_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        c.server_tokens,
+    )))
 }
 
 /// `ngx_http_internal_redirect`: a new URI (not normalized again, as nginx) and
@@ -594,8 +750,19 @@ fn redirect_uri(
 }
 
 /// `ngx_http_named_location`: the method and URI stay as they are.
-fn named(srv: &Arc<VServer>, cx: &mut RequestCtx, c: &LocConf, err: &mut ErrorState, name: &str) -> Step {
-    if let Some(s) = uri_change(cx, c, err, &format!("redirect to named location \"{name}\"")) {
+fn named(
+    srv: &Arc<VServer>,
+    cx: &mut RequestCtx,
+    c: &LocConf,
+    err: &mut ErrorState,
+    name: &str,
+) -> Step {
+    if let Some(s) = uri_change(
+        cx,
+        c,
+        err,
+        &format!("redirect to named location \"{name}\""),
+    ) {
         return s;
     }
     match srv.named.get(name) {
@@ -603,7 +770,13 @@ fn named(srv: &Arc<VServer>, cx: &mut RequestCtx, c: &LocConf, err: &mut ErrorSt
         None => {
             let e = Error::internal(format!("could not find named location \"{name}\""));
             log_error(cx, &e);
-            special_response(srv, cx, c, err, status_response(StatusCode::INTERNAL_SERVER_ERROR, c.server_tokens))
+            special_response(
+                srv,
+                cx,
+                c,
+                err,
+                status_response(StatusCode::INTERNAL_SERVER_ERROR, c.server_tokens),
+            )
         }
     }
 }
@@ -637,7 +810,13 @@ fn special_response(
 /// an internal redirect as GET (HEAD stays HEAD; the arguments are the target's own);
 /// `@name` keeps the method; anything else is a redirect of the client (302, or the
 /// `=CODE` given if it is 301/302/303/307/308).
-fn send_error_page(srv: &Arc<VServer>, cx: &mut RequestCtx, c: &LocConf, err: &mut ErrorState, ep: &ErrorPage) -> Step {
+fn send_error_page(
+    srv: &Arc<VServer>,
+    cx: &mut RequestCtx,
+    c: &LocConf,
+    err: &mut ErrorState,
+    ep: &ErrorPage,
+) -> Step {
     match ep.overwrite {
         None => {}
         Some(None) => err.status = None,
@@ -662,7 +841,10 @@ fn send_error_page(srv: &Arc<VServer>, cx: &mut RequestCtx, c: &LocConf, err: &m
         _ => 302,
     };
     err.status = Some(code);
-    let mut r = status_response(StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND), c.server_tokens);
+    let mut r = status_response(
+        StatusCode::from_u16(code).unwrap_or(StatusCode::FOUND),
+        c.server_tokens,
+    );
     if let Ok(v) = HeaderValue::from_str(&target) {
         r.headers_mut().insert(http::header::LOCATION, v);
     }
@@ -672,7 +854,11 @@ fn send_error_page(srv: &Arc<VServer>, cx: &mut RequestCtx, c: &LocConf, err: &m
 /// The named captures of the matched location regex (`(?<name>…)`) set `$name`.
 fn set_named_captures(cx: &mut RequestCtx, names: &[(usize, usize)]) {
     for &(group, slot) in names {
-        let v = cx.captures.get(group).map(|s| Bytes::copy_from_slice(s.as_bytes())).unwrap_or_default();
+        let v = cx
+            .captures
+            .get(group)
+            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+            .unwrap_or_default();
         cx.set_slot(slot, v);
     }
 }
@@ -718,7 +904,12 @@ fn set_paths(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>) {
     cx.request_filename = file.freeze();
 }
 
-async fn content(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>, body: &mut Option<ReqBody>) -> Outcome {
+async fn content(
+    cx: &mut RequestCtx,
+    c: &LocConf,
+    loc: &Loc<LocConf>,
+    body: &mut Option<ReqBody>,
+) -> Outcome {
     if let Some(ret) = &c.ret {
         return do_return(cx, c, ret);
     }
@@ -726,7 +917,11 @@ async fn content(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>, body: &mu
         if !try_files(cx, c, loc, tries).await {
             let last = last.eval_string(cx);
             if let Some(code) = last.strip_prefix('=') {
-                let s = code.parse::<u16>().ok().and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::NOT_FOUND);
+                let s = code
+                    .parse::<u16>()
+                    .ok()
+                    .and_then(|c| StatusCode::from_u16(c).ok())
+                    .unwrap_or(StatusCode::NOT_FOUND);
                 return Outcome::Response(status_response(s, c.server_tokens), true);
             }
             if last.starts_with('@') {
@@ -738,7 +933,10 @@ async fn content(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>, body: &mu
     if let Some(b) = &c.backend {
         if !b.allows_method(&cx.method) {
             // Before the body is touched, so `error_page 405 = @app` still has it.
-            return Outcome::Response(status_response(StatusCode::METHOD_NOT_ALLOWED, c.server_tokens), true);
+            return Outcome::Response(
+                status_response(StatusCode::METHOD_NOT_ALLOWED, c.server_tokens),
+                true,
+            );
         }
         let rb = body.take().unwrap_or(ReqBody::Empty);
         return match b.handle(cx, rb).await {
@@ -758,7 +956,12 @@ async fn content(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>, body: &mu
 /// slash (`$uri/` for `/docs` makes `$uri` `/docs`, which the static handler then
 /// redirects to `/docs/`; for `/docs/` it stays `/docs/`, and `index` applies); any
 /// other argument must exist and not be a directory.
-async fn try_files(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>, tries: &[junction_core::vars::Template]) -> bool {
+async fn try_files(
+    cx: &mut RequestCtx,
+    c: &LocConf,
+    loc: &Loc<LocConf>,
+    tries: &[junction_core::vars::Template],
+) -> bool {
     use junction_core::vars::Piece;
     for t in tries {
         let mut v = t.eval_string(cx);
@@ -826,9 +1029,11 @@ fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return) -> Outcom
             *r.status_mut() = status;
             r.headers_mut().insert(
                 http::header::CONTENT_TYPE,
-                HeaderValue::from_maybe_shared(c.default_type.clone()).unwrap_or(HeaderValue::from_static("text/plain")),
+                HeaderValue::from_maybe_shared(c.default_type.clone())
+                    .unwrap_or(HeaderValue::from_static("text/plain")),
             );
-            r.headers_mut().insert(http::header::CONTENT_LENGTH, HeaderValue::from(t.len()));
+            r.headers_mut()
+                .insert(http::header::CONTENT_LENGTH, HeaderValue::from(t.len()));
             Outcome::Response(r, false)
         }
         None => Outcome::Response(status_response(status, c.server_tokens), true),
@@ -841,7 +1046,10 @@ fn finish(mut resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> ht
     let h = resp.headers_mut();
     h.insert(http::header::SERVER, server_header(c.server_tokens));
     h.insert(http::header::DATE, junction_core::time::http_date());
-    let ok_status = matches!(status, 200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308);
+    let ok_status = matches!(
+        status,
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    );
     for (name, t, always) in &c.add_headers {
         if *always || ok_status {
             let v = t.eval(&cx);
@@ -888,7 +1096,10 @@ impl Drop for LoggedBody {
 impl http_body::Body for LoggedBody {
     type Data = Bytes;
     type Error = std::io::Error;
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
         let r = Pin::new(&mut self.inner).poll_frame(cx);
         if let Poll::Ready(Some(Ok(f))) = &r {
             if let Some(d) = f.data_ref() {
