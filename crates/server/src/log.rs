@@ -60,9 +60,16 @@ pub struct AccessLog {
     sink: Option<Sink>,
     path: PathBuf,
     format: Option<Arc<Template>>,
+    sent_headers: bool,
 }
 
 impl AccessLog {
+    /// Whether the format reads response headers (`$sent_http_*`), which then must
+    /// be kept for the log line.
+    pub fn needs_sent_headers(&self) -> bool {
+        self.sent_headers
+    }
+
     /// Writes the line for a finished request.
     pub fn log(&self, cx: &RequestCtx) {
         let (Some(sink), Some(fmt)) = (&self.sink, &self.format) else {
@@ -93,6 +100,9 @@ impl LogWriters {
         let a = Arc::new(AccessLog {
             sink: Some(sink),
             path: path.to_path_buf(),
+            sent_headers: format
+                .as_ref()
+                .is_some_and(|f| f.uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_)))),
             format,
         });
         self.pending.push(a.clone());

@@ -45,48 +45,41 @@ impl ServerName {
     }
 }
 
-/// Picks a server among `candidates` (indices into `names`) for `host`:
-/// exact, longest leading wildcard, longest trailing wildcard, first regex; else `default`.
-pub fn select_server(names: &[&[ServerName]], host: &str, default: usize) -> usize {
+/// Picks a server for `host` among `count` candidates whose names `names(i)`
+/// gives: exact, longest leading wildcard, longest trailing wildcard, first regex
+/// in config order; else `default`. Allocates nothing.
+pub fn select_server<'a>(count: usize, names: impl Fn(usize) -> &'a [ServerName], host: &str, default: usize) -> usize {
     if host.is_empty() {
         return default;
     }
-    for (i, ns) in names.iter().enumerate() {
-        if ns.iter().any(|n| matches!(n, ServerName::Exact(e) if e == host)) {
-            return i;
-        }
+    let all = || (0..count).flat_map(|i| names(i).iter().map(move |n| (i, n)));
+    if let Some((i, _)) = all().find(|(_, n)| matches!(n, ServerName::Exact(e) if e == host)) {
+        return i;
     }
     let mut best: Option<(usize, usize)> = None;
-    for (i, ns) in names.iter().enumerate() {
-        for n in ns.iter() {
-            if let ServerName::WildFront(suf) = n {
-                if host.ends_with(suf.as_str()) && best.is_none_or(|(_, l)| suf.len() > l) {
-                    best = Some((i, suf.len()));
-                }
+    for (i, n) in all() {
+        if let ServerName::WildFront(suf) = n {
+            if host.ends_with(suf.as_str()) && best.is_none_or(|(_, l)| suf.len() > l) {
+                best = Some((i, suf.len()));
             }
         }
     }
     if let Some((i, _)) = best {
         return i;
     }
-    for (i, ns) in names.iter().enumerate() {
-        for n in ns.iter() {
-            if let ServerName::WildBack(pre) = n {
-                if host.starts_with(pre.as_str()) && best.is_none_or(|(_, l)| pre.len() > l) {
-                    best = Some((i, pre.len()));
-                }
+    for (i, n) in all() {
+        if let ServerName::WildBack(pre) = n {
+            if host.starts_with(pre.as_str()) && best.is_none_or(|(_, l)| pre.len() > l) {
+                best = Some((i, pre.len()));
             }
         }
     }
     if let Some((i, _)) = best {
         return i;
     }
-    for (i, ns) in names.iter().enumerate() {
-        if ns.iter().any(|n| matches!(n, ServerName::Regex(r) if r.is_match(host))) {
-            return i;
-        }
-    }
-    default
+    all()
+        .find(|(_, n)| matches!(n, ServerName::Regex(r) if r.is_match(host)))
+        .map_or(default, |(i, _)| i)
 }
 
 /// A location in the tree, generic over what it carries.
@@ -342,10 +335,11 @@ mod tests {
         let c = ServerName::parse("mail.*").unwrap();
         let d = ServerName::parse(r"~^www\d+\.").unwrap();
         let names: Vec<&[ServerName]> = vec![&a, &b, &c, &d];
-        assert_eq!(select_server(&names, "example.org", 9), 0);
-        assert_eq!(select_server(&names, "x.example.org", 9), 1);
-        assert_eq!(select_server(&names, "mail.foo", 9), 2);
-        assert_eq!(select_server(&names, "www12.foo", 9), 3);
-        assert_eq!(select_server(&names, "other", 9), 9);
+        let sel = |h: &str| select_server(names.len(), |i| names[i], h, 9);
+        assert_eq!(sel("example.org"), 0);
+        assert_eq!(sel("x.example.org"), 1);
+        assert_eq!(sel("mail.foo"), 2);
+        assert_eq!(sel("www12.foo"), 3);
+        assert_eq!(sel("other"), 9);
     }
 }

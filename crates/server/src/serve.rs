@@ -372,12 +372,6 @@ async fn handle(
     let mut cx = RequestCtx::new(conn, parts.method, parts.version, request_uri);
     cx.conn_requests = n;
     cx.headers = parts.headers;
-    let names: Vec<&[route::ServerName]> = listen
-        .servers
-        .iter()
-        .filter_map(|i| rt.servers.get(*i))
-        .map(|s| s.names.as_slice())
-        .collect();
     // Host
     let raw_host = parts
         .uri
@@ -394,7 +388,7 @@ async fn handle(
         Some(None) => None,
         None => Some(String::new()),
     };
-    let si = select(&names, host.as_deref().unwrap_or(""), listen.default);
+    let si = select(rt, listen, host.as_deref().unwrap_or(""));
     let srv = listen
         .servers
         .get(si)
@@ -518,8 +512,15 @@ async fn handle(
     process(&srv, cx, body, length).await
 }
 
-fn select(names: &[&[route::ServerName]], host: &str, default: usize) -> usize {
-    route::select_server(names, host, default)
+fn select(rt: &Runtime, listen: &Listen, host: &str) -> usize {
+    let names = |i: usize| {
+        listen
+            .servers
+            .get(i)
+            .and_then(|s| rt.servers.get(*s))
+            .map_or(&[][..], |s| s.names.as_slice())
+    };
+    route::select_server(listen.servers.len(), names, host, listen.default)
 }
 
 /// nginx's `NGX_HTTP_MAX_URI_CHANGES`: internal redirects (URI or named) a request
@@ -1065,7 +1066,9 @@ fn finish(mut resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> ht
     if c.access_logs.is_empty() {
         return resp;
     }
-    cx.sent_headers = resp.headers().clone();
+    if c.access_logs.iter().any(|l| l.needs_sent_headers()) {
+        cx.sent_headers = resp.headers().clone();
+    }
     let logs = c.access_logs.clone();
     let (parts, inner) = resp.into_parts();
     let body = LoggedBody {
