@@ -313,6 +313,11 @@ fn main() -> ExitCode {
         return emerg(format!("open() \"{}\" failed ({e})", pid_file.display()));
     }
     let rt = Arc::new(rt);
+    // Active health checks: one task per group with `health_check`, on the control
+    // thread (never for `-t`); they end with it.
+    for g in rt.upstreams.iter().filter(|g| g.health.is_some()) {
+        control.spawn(junction_core::health::run(g.clone()));
+    }
     let (tx, rx) = tokio::sync::watch::channel(Stop::Run);
     let mut threads = Vec::with_capacity(workers);
     for (n, ls) in per_worker.into_iter().enumerate() {

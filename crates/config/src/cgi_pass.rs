@@ -33,6 +33,27 @@ pub trait CgiProtocol: Send + Sync + 'static {
     fn codec(&self, head_limit: usize) -> Box<dyn UpstreamCodec>;
 }
 
+/// The health probe of a CGI-style protocol: a `GET` of the `health_check uri` encoded
+/// by the protocol, its answer read with the protocol's codec. A head the protocol
+/// cannot encode (never for these fixed params) leaves the TCP-connect check.
+fn cgi_probe<P: CgiProtocol + Clone>(
+    proto: &P,
+    hc: &junction_core::health::HealthCheck,
+) -> Arc<dyn junction_core::health::Probe> {
+    let params = junction_core::health::cgi_probe_params(&hc.uri);
+    match proto.encode_head(&params, 0) {
+        Ok(head) => {
+            let p = proto.clone();
+            Arc::new(junction_core::health::CodecProbe {
+                protocol: "cgi",
+                head,
+                codec: Arc::new(move || p.codec(16 * 1024)),
+            })
+        }
+        Err(_) => Arc::new(junction_core::health::TcpProbe),
+    }
+}
+
 /// The server group of the location's `directive` (`uwsgi_pass`, `scgi_pass`, …), or
 /// `None` when the location has none. `schemes` are the accepted URL prefixes
 /// (`uwsgi://`); a target names an `upstream`, a `unix:/path`, or `host:port` (a port
@@ -116,16 +137,21 @@ pub struct CgiPass<P> {
 }
 
 impl<P: CgiProtocol> CgiPass<P> {
-    /// Reads the `PREFIX_*` family and `PREFIX_param` array of the location at `scope`.
+    /// Reads the `PREFIX_*` family and `PREFIX_param` array of the location at `scope`
+    /// (and registers the protocol's health probe on the group).
     pub fn new(
         scope: &Scope<'_>,
         prefix: &str,
         group: Arc<Group>,
         proto: P,
         bx: &mut BuildCx,
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, ConfigError>
+    where
+        P: Clone,
+    {
         warn_no_effect(scope, prefix, bx);
         let fam = family(scope, prefix, group, bx)?;
+        bx.probe(&fam.upstream.group, |hc| cgi_probe(&proto, hc));
         let mut params = params(scope, &format!("{prefix}_param"), bx)?;
         params.pass_request_headers = fam.pass_request_headers;
         let hidden = fam.hidden_headers();

@@ -24,6 +24,8 @@
 //! - [`model`]: scopes with nginx's inheritance, the shared `*_` directive family.
 //! - [`cgi_pass`]: the CGI-style `*_pass` handler (uwsgi, SCGI) over a protocol's head
 //!   encoder and codec.
+//! - [`upstream`]: `upstream {}` blocks (servers, balancing method, keepalive,
+//!   `health_check`, `queue`) and `match {}` blocks → server groups.
 //!
 //! # nginx syntax
 //! Exactly nginx's lexer: words separated by whitespace, `;` ends a directive, `{ … }` a
@@ -132,6 +134,7 @@ pub mod model;
 pub mod registry;
 mod toml_syntax;
 pub mod tree;
+pub mod upstream;
 pub mod values;
 
 pub use tree::{

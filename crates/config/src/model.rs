@@ -167,6 +167,22 @@ impl BuildCx {
         Template::compile(&a.value, &self.vars).map_err(|e| err(&a.span, e.to_string()))
     }
 
+    /// Registers the active health probe for `group`, in the protocol of a `*_pass`
+    /// that uses it: `make` builds it from the group's `health_check` (its `uri`). Only
+    /// groups with a `health_check` get one; the first protocol to register wins
+    /// (without any, health checks connect only).
+    pub fn probe(
+        &self,
+        group: &Arc<Group>,
+        make: impl FnOnce(&junction_core::health::HealthCheck) -> Arc<dyn junction_core::health::Probe>,
+    ) {
+        if let Some(hc) = &group.health {
+            if group.probe().is_none() {
+                group.set_probe(make(hc));
+            }
+        }
+    }
+
     /// The group for a `*_pass` target: an `upstream` name, or `host[:port]` /
     /// `unix:/path` resolved now (all addresses of a host name form the group).
     pub fn group(

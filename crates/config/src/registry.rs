@@ -46,6 +46,8 @@ pub enum Context {
     Types,
     /// `map {}`: free-form `key value;` entries.
     Map,
+    /// `match {}`: what a healthy `health_check` answer looks like.
+    Match,
 }
 
 impl Context {
@@ -68,6 +70,7 @@ impl Context {
             (_, "upstream") => Context::Upstream,
             (_, "types") => Context::Types,
             (_, "map") => Context::Map,
+            (_, "match") => Context::Match,
             _ => return None,
         })
     }
@@ -91,6 +94,8 @@ pub const LIF: u16 = Context::LocationIf.bit();
 pub const LMT: u16 = Context::LimitExcept.bit();
 /// `upstream {}`
 pub const UPS: u16 = Context::Upstream.bit();
+/// `match {}`
+pub const MATCH: u16 = Context::Match.bit();
 /// http, server and location: where most http directives go.
 pub const HSL: u16 = HTTP | SRV | LOC;
 /// Everywhere.
@@ -242,6 +247,11 @@ pub static DIRECTIVES: &[Spec] = &[
     d("zone", UPS, 1, 2),
     d("health_check", UPS, 0, MANY),
     d("queue", UPS, 1, 2),
+    // match block (health_check match=NAME)
+    block("match", HTTP, 1, 1),
+    d("status", MATCH, 1, MANY),
+    d("header", MATCH, 1, 3),
+    d("body", MATCH, 2, 2),
     // proxy
     d("proxy_pass", LOC | LIF | LMT, 1, 1),
     d("proxy_bind", HSL, 1, 2),

@@ -9,7 +9,7 @@ use crate::codec::{Decoded, ResponseHead, UpstreamCodec};
 use crate::ctx::RequestCtx;
 use crate::error::{Error, ErrorKind};
 use crate::relay::{BufferPolicy, Spool, SpoolBody};
-use crate::upstream::{Conn, Group};
+use crate::upstream::{Conn, Group, InUse, Outcome};
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use std::net::IpAddr;
@@ -72,6 +72,11 @@ impl Default for NextUpstream {
 }
 
 impl NextUpstream {
+    /// Whether a response with `status` goes to the next server (`http_500` …).
+    fn retries_status(&self, status: u16) -> bool {
+        status != 0 && self.statuses.contains(&status)
+    }
+
     fn allows(&self, e: &Error) -> bool {
         match e.kind() {
             ErrorKind::Connect | ErrorKind::UpstreamClosed | ErrorKind::UpstreamIo => self.error,
@@ -182,6 +187,15 @@ async fn read_more(
 
 /// Runs the exchange: `head` is the protocol-encoded request head; `new_codec`
 /// makes a fresh codec for each attempt.
+///
+/// The group's method picks a server ([`Group::select`]: it may wait in the group's
+/// queue); an attempt that fails, or whose status is listed in `*_next_upstream`, goes
+/// to the next server as nginx's `ngx_http_upstream_next` allows: the condition is
+/// listed, tries are left (one per server, and `*_next_upstream_tries`), the
+/// `*_next_upstream_timeout` has not passed, and — once the request was sent — the
+/// method is idempotent (or `non_idempotent` is listed) and the body can be sent again.
+/// Nothing is retried once the response head was taken: no byte reached the client
+/// before. With no tries left, a listed status is passed to the client as it is.
 pub async fn exchange(
     conf: &UpstreamConf,
     cx: &mut RequestCtx,
@@ -191,52 +205,76 @@ pub async fn exchange(
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
 ) -> Result<UpstreamResponse, Error> {
     let started = Instant::now();
-    let mut tried: Vec<usize> = Vec::new();
+    let group = &conf.group;
+    let mut st = group.pick_state(cx);
     let idempotent = !matches!(cx.method.as_str(), "POST" | "LOCK" | "PATCH");
+    let total = group.servers.len();
     loop {
-        let Some(i) = conf.group.pick(&tried) else {
-            let e = Error::new(
-                ErrorKind::Connect,
-                format!(
-                    "no live upstreams while connecting to upstream \"{}\"",
-                    conf.group.name
-                ),
-            );
-            return Err(e);
-        };
-        tried.push(i);
-        let Some(server) = conf.group.servers.get(i).cloned() else {
+        let inuse = group.select(&mut st).await?;
+        let i = inuse.index();
+        let Some(server) = group.servers.get(i).cloned() else {
             return Err(Error::internal("upstream server vanished"));
         };
         let t0 = Instant::now();
-        let streaming = matches!(body, ReqBody::Incoming(_));
-        let r = attempt(conf, i, bind, &head, &mut body, new_codec, cx).await;
+        let r = attempt(conf, i, bind, &head, &mut body, new_codec).await;
+        let tried = st.tried.len();
+        let tries_left = tried < total
+            && (conf.next.tries == 0 || (tried as u64) < u64::from(conf.next.tries))
+            && (conf.next.timeout_total.is_zero() || started.elapsed() < conf.next.timeout_total);
+        // Once sent, a request goes again only if it may be repeated and its body
+        // can be replayed (a streamed body was consumed).
+        let repeatable = |sent: bool, body: &ReqBody| {
+            !sent
+                || ((idempotent || conf.next.non_idempotent)
+                    && !matches!(body, ReqBody::Incoming(_)))
+        };
         match r {
-            Ok((resp, status)) => {
-                server.report(true);
+            Ok(h) => {
+                let status = h.head.status.as_u16();
                 cx.upstream
                     .attempt(&server.name, Some(status), t0.elapsed());
-                return Ok(resp);
-            }
-            Err(e) => {
-                cx.upstream.attempt(&server.name, None, t0.elapsed());
-                // nginx counts no failures against a lone server (`peers->single`): it
-                // stays in use, so the request after a timeout is tried again.
-                if !matches!(e.kind(), ErrorKind::Encode | ErrorKind::Internal)
-                    && !conf.group.is_single()
-                {
-                    server.report(false);
+                if conf.next.retries_status(status) && tries_left && repeatable(true, &body) {
+                    let outcome = if matches!(status, 403 | 404) {
+                        Outcome::Next
+                    } else {
+                        Outcome::Failed
+                    };
+                    group.report(i, outcome);
+                    tracing::debug!(
+                        "upstream {} answered {status} (trying next upstream)",
+                        server.name
+                    );
+                    continue;
                 }
-                let more_tries = conf.next.tries == 0 || (tried.len() as u32) < conf.next.tries;
-                let in_time = conf.next.timeout_total.is_zero()
-                    || started.elapsed() < conf.next.timeout_total;
-                let can_retry = conf.next.allows(&e)
-                    && more_tries
-                    && in_time
-                    && !streaming
-                    && (idempotent || conf.next.non_idempotent)
-                    && tried.len() < conf.group.servers.len();
-                if can_retry {
+                group.report(i, Outcome::Ok);
+                cx.upstream.headers = h.head.headers.clone();
+                let Headed {
+                    head: rhead,
+                    conn,
+                    codec,
+                    buf,
+                } = h;
+                let body = relay(
+                    conf,
+                    i,
+                    inuse,
+                    conn,
+                    codec,
+                    buf,
+                    &rhead,
+                    &server.name,
+                    &cx.method,
+                )
+                .await?;
+                return Ok(UpstreamResponse { head: rhead, body });
+            }
+            Err((e, sent)) => {
+                cx.upstream.attempt(&server.name, None, t0.elapsed());
+                if !matches!(e.kind(), ErrorKind::Encode | ErrorKind::Internal) {
+                    group.report(i, Outcome::Failed);
+                }
+                drop(inuse);
+                if conf.next.allows(&e) && tries_left && repeatable(sent, &body) {
                     tracing::warn!("{} (trying next upstream)", e.message());
                     continue;
                 }
@@ -246,7 +284,16 @@ pub async fn exchange(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// A response head taken from one server, the body still to be relayed.
+struct Headed {
+    head: ResponseHead,
+    conn: Conn,
+    codec: Box<dyn UpstreamCodec>,
+    buf: BytesMut,
+}
+
+/// One attempt on server `i`: connect (or reuse), send, read the head. On error, tells
+/// whether the request was sent (a connection was made).
 async fn attempt(
     conf: &UpstreamConf,
     i: usize,
@@ -254,8 +301,7 @@ async fn attempt(
     head: &Bytes,
     body: &mut ReqBody,
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
-    cx: &mut RequestCtx,
-) -> Result<(UpstreamResponse, u16), Error> {
+) -> Result<Headed, (Error, bool)> {
     let group = &conf.group;
     let peer = group
         .servers
@@ -265,15 +311,20 @@ async fn attempt(
     // A pooled connection may have been closed by the peer meanwhile: one fresh retry.
     let mut fresh_retry = true;
     loop {
-        let mut conn = group.get(i, bind, conf.timeouts.connect).await?;
+        let mut conn = group
+            .get(i, bind, conf.timeouts.connect)
+            .await
+            .map_err(|e| (e, false))?;
         let reused = conn.reused;
         let mut codec = new_codec();
         match send_and_read_head(conf, &mut conn, &peer, head, body, codec.as_mut()).await {
             Ok((rhead, buf)) => {
-                let status = rhead.status.as_u16();
-                cx.upstream.headers = rhead.headers.clone();
-                let body = relay(conf, i, conn, codec, buf, &rhead, &peer, &cx.method).await?;
-                return Ok((UpstreamResponse { head: rhead, body }, status));
+                return Ok(Headed {
+                    head: rhead,
+                    conn,
+                    codec,
+                    buf,
+                })
             }
             Err((e, nothing_received)) => {
                 if reused
@@ -283,10 +334,9 @@ async fn attempt(
                 {
                     fresh_retry = false;
                     tracing::debug!("pooled connection to {peer} was stale: {e}");
-                    // Drop every idle connection of this server: they are likely stale too.
                     continue;
                 }
-                return Err(e);
+                return Err((e, true));
             }
         }
     }
@@ -412,6 +462,7 @@ fn has_body(status: u16, method: &http::Method) -> bool {
 async fn relay(
     conf: &UpstreamConf,
     i: usize,
+    inuse: InUse,
     mut conn: Conn,
     mut codec: Box<dyn UpstreamCodec>,
     mut buf: BytesMut,
@@ -429,6 +480,7 @@ async fn relay(
             Some(Decoded::End { reusable }) => {
                 conf.group
                     .put(i, conn, reusable && conf.keep_conn && buf.is_empty());
+                drop(inuse);
                 let body = match pieces.len() {
                     0 => crate::body::empty(),
                     1 => crate::body::full(pieces.pop().unwrap_or_default()),
@@ -462,6 +514,9 @@ async fn relay(
     let peer = peer.to_string();
     let writer = spool.clone();
     tokio::spawn(async move {
+        // Counted in the server's connections until the upstream side is done (or the
+        // client went away): dropped with this task on every path.
+        let _inuse = inuse;
         for p in pieces {
             if writer.push(p).await.is_err() {
                 return;

@@ -12,7 +12,10 @@
 //! - `backend`: the `Backend` trait a location dispatches to.
 //! - `codec`: the `UpstreamCodec` trait each protocol implements (framing only).
 //! - `upstream`: addresses, connect with bind and timeout, keepalive pools,
-//!   server groups and their health counters.
+//!   server groups, their health counters, `max_conns` and the queue.
+//! - `balance`: nginx's balancing methods (round robin, least_conn, ip_hash, hash
+//!   [consistent], random [two]).
+//! - `health`: active health checks (a probe per protocol, one task per group).
 //! - `exchange`: the one upstream driver (send, read head, retry, relay).
 //! - `relay`: response buffering (memory → temp file, or unbuffered).
 //! - `range`: `Range: bytes=…` as nginx's range filter reads it; cutting a body to it.
@@ -22,12 +25,14 @@
 #![forbid(unsafe_code)]
 
 pub mod backend;
+pub mod balance;
 pub mod body;
 pub mod cgi;
 pub mod codec;
 pub mod ctx;
 pub mod error;
 pub mod exchange;
+pub mod health;
 pub mod range;
 pub mod relay;
 pub mod time;

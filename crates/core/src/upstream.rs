@@ -2,19 +2,32 @@
 //! address (`*_bind`) and `*_connect_timeout`, the keepalive pool, and server
 //! groups (`upstream {}` blocks and the implicit group of a `*_pass` host name).
 //! Written once, used by every protocol.
+//!
+//! A [`Group`] holds its servers (primaries, then backups), the balancing method
+//! ([`Balance`], run by `balance.rs`), the passive-health state of each server
+//! (`max_fails` within `fail_timeout`, exactly as nginx), the `queue` for requests
+//! that find every server at `max_conns`, and the probe its active health check uses
+//! (`health.rs`). Every counter is in [`ServerStats`] / [`GroupStats`]; [`Group::snapshot`]
+//! reads them all.
+//!
+//! Per request: [`Group::select`] returns an [`InUse`] (the server's `active` count is
+//! held until it is dropped), the exchange reports the outcome with [`Group::report`].
 
+use crate::balance::{failed, select, Balance, PeerState, Pick, PickState};
 use crate::error::{Error, ErrorKind};
+use crate::health::{HealthCheck, Probe};
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream, UnixStream};
+use tokio::sync::Notify;
 
 /// Where an upstream server listens.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -183,36 +196,67 @@ pub struct Conn {
     bind: Option<IpAddr>,
 }
 
-/// One upstream server and its live state (the counters live here, in one place).
+/// One upstream server: its `server` line parameters and its live counters.
 #[derive(Debug)]
 pub struct Server {
     /// Its address.
     pub addr: PeerAddr,
     /// Its display name (`$upstream_addr`).
     pub name: String,
-    /// Weight for round robin.
+    /// The `server` argument as written (what `hash … consistent` hashes, as nginx).
+    pub label: String,
+    /// `weight` (round robin, least_conn, hash, random).
     pub weight: u32,
-    /// `max_fails`.
+    /// `max_fails` (0: failures are not counted).
     pub max_fails: u32,
     /// `fail_timeout`.
     pub fail_timeout: Duration,
-    /// `backup`.
+    /// `backup`: used only when no primary is usable.
     pub backup: bool,
-    /// `down`.
+    /// `down`: never used.
     pub down: bool,
+    /// `max_conns` (0: unlimited).
+    pub max_conns: usize,
     idle: Mutex<VecDeque<Conn>>,
-    state: Mutex<ServerState>,
-    /// Active connections.
-    pub active: AtomicUsize,
-    /// Requests sent.
-    pub requests: AtomicU64,
+    /// The counters (one place, for the error log now and a metrics endpoint later).
+    pub stats: ServerStats,
 }
 
-#[derive(Debug, Default)]
-struct ServerState {
-    fails: u32,
-    checked: Option<Instant>,
-    current_weight: i64,
+/// Live counters of one server. `active` is the number of connections in use by
+/// requests (what `max_conns` and `least_conn` read); the rest only grow.
+#[derive(Debug)]
+pub struct ServerStats {
+    /// Connections in use now.
+    pub active: AtomicUsize,
+    /// Requests sent (attempts).
+    pub requests: AtomicU64,
+    /// Attempts that failed (`*_next_upstream` failures: errors, timeouts, bad statuses).
+    pub fails: AtomicU64,
+    /// Times passive health took the server out (`max_fails` reached).
+    pub disabled: AtomicU64,
+    /// Whether active health checks have it in service (true without `health_check`).
+    pub healthy: AtomicBool,
+    /// Health probes run.
+    pub checks: AtomicU64,
+    /// Health probes that failed.
+    pub check_fails: AtomicU64,
+    /// Consecutive probe results (fails, passes) for the `fails=`/`passes=` thresholds.
+    pub(crate) streak: Mutex<(u32, u32)>,
+}
+
+impl Default for ServerStats {
+    fn default() -> Self {
+        ServerStats {
+            active: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            fails: AtomicU64::new(0),
+            disabled: AtomicU64::new(0),
+            healthy: AtomicBool::new(true),
+            checks: AtomicU64::new(0),
+            check_fails: AtomicU64::new(0),
+            streak: Mutex::new((0, 0)),
+        }
+    }
 }
 
 impl Server {
@@ -221,83 +265,218 @@ impl Server {
         let name = addr.to_string();
         Server {
             addr,
+            label: name.clone(),
             name,
             weight: 1,
             max_fails: 1,
             fail_timeout: Duration::from_secs(10),
             backup: false,
             down: false,
+            max_conns: 0,
             idle: Mutex::new(VecDeque::new()),
-            state: Mutex::new(ServerState::default()),
-            active: AtomicUsize::new(0),
-            requests: AtomicU64::new(0),
+            stats: ServerStats::default(),
         }
     }
 
-    fn available(&self, now: Instant) -> bool {
-        if self.down {
-            return false;
-        }
-        let st = lock(&self.state);
-        if self.max_fails == 0 || st.fails < self.max_fails {
-            return true;
-        }
-        st.checked
-            .is_some_and(|t| now.duration_since(t) >= self.fail_timeout)
+    /// Connections in use now.
+    pub fn active(&self) -> usize {
+        self.stats.active.load(Ordering::Relaxed)
     }
 
-    /// Records the outcome of a request (passive health, as nginx: max_fails within fail_timeout).
-    pub fn report(&self, ok: bool) {
-        let mut st = lock(&self.state);
-        let now = Instant::now();
-        if ok {
-            if st.fails > 0 {
-                st.fails = 0;
-            }
-        } else {
-            if st
-                .checked
-                .is_some_and(|t| now.duration_since(t) >= self.fail_timeout)
-            {
-                st.fails = 0;
-            }
-            st.fails += 1;
-            st.checked = Some(now);
-            if self.max_fails != 0 && st.fails == self.max_fails {
-                tracing::warn!("upstream server temporarily disabled: {}", self.name);
-            }
-        }
+    /// Whether active health checks have it in service.
+    pub fn healthy(&self) -> bool {
+        self.stats.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Whether it is at `max_conns`.
+    pub fn at_max_conns(&self) -> bool {
+        self.max_conns != 0 && self.active() >= self.max_conns
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     match m.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
     }
 }
 
+/// `queue N [timeout=T]` (beyond nginx OSS): requests wait for a server below
+/// `max_conns` instead of failing.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueConf {
+    /// Requests that may wait at once.
+    pub max: usize,
+    /// How long one may wait.
+    pub timeout: Duration,
+}
+
+/// How an attempt ended, for passive health (nginx's `NGX_PEER_FAILED` / `NGX_PEER_NEXT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// A response was taken.
+    Ok,
+    /// An error, a timeout, an invalid header, or a retried 5xx/429: counts toward `max_fails`.
+    Failed,
+    /// A retried 403/404: not a failure.
+    Next,
+}
+
+/// Counters of a group as a whole.
+#[derive(Debug, Default)]
+pub struct GroupStats {
+    /// Requests waiting in the queue now.
+    pub queued: AtomicUsize,
+    /// Requests that waited in the queue.
+    pub queued_total: AtomicU64,
+    /// Requests refused because the queue was full or their wait timed out (503).
+    pub queue_rejected: AtomicU64,
+    /// Selections that found no live server (502).
+    pub no_live: AtomicU64,
+}
+
+/// Everything an `upstream {}` block (or an implicit group) is built from.
+#[derive(Debug, Default)]
+pub struct GroupSpec {
+    /// Its name.
+    pub name: String,
+    /// Its servers, in config order (backups may be anywhere).
+    pub servers: Vec<Server>,
+    /// Keepalive settings.
+    pub keepalive: KeepaliveConf,
+    /// The balancing method.
+    pub balance: Balance,
+    /// `health_check`.
+    pub health: Option<HealthCheck>,
+    /// `queue`.
+    pub queue: Option<QueueConf>,
+}
+
 /// A group of servers: an `upstream {}` block or the implicit group of a `*_pass` address.
+/// Shared by every worker and every location that names it.
 #[derive(Debug)]
 pub struct Group {
     /// The group's name (`upstream NAME`, or `host:port` for implicit ones).
     pub name: String,
-    /// Servers, primaries first.
+    /// Servers: the primaries in config order, then the backups.
     pub servers: Vec<Arc<Server>>,
     /// Keepalive.
     pub keepalive: KeepaliveConf,
+    /// The balancing method.
+    pub balance: Balance,
+    /// Active health checks.
+    pub health: Option<HealthCheck>,
+    /// The queue for requests that find every server at `max_conns`.
+    pub queue: Option<QueueConf>,
+    /// Group-wide counters.
+    pub stats: GroupStats,
+    primaries: usize,
+    total_weight: u64,
+    labels: Vec<usize>,
+    points: Vec<(u32, usize)>,
+    state: Mutex<Vec<PeerState>>,
+    released: Notify,
+    probe: OnceLock<Arc<dyn Probe>>,
+}
+
+/// A server chosen for one request: counted in its `active` connections until dropped
+/// (after the response was read whole, on error, or when the client went away), which
+/// also wakes one queued request.
+#[derive(Debug)]
+pub struct InUse {
+    group: Arc<Group>,
+    index: usize,
+}
+
+impl InUse {
+    /// The server's index in the group.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// The server.
+    pub fn server(&self) -> Option<&Arc<Server>> {
+        self.group.servers.get(self.index)
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if let Some(s) = self.group.servers.get(self.index) {
+            s.stats.active.fetch_sub(1, Ordering::AcqRel);
+        }
+        if self.group.queue.is_some() {
+            self.group.released.notify_one();
+        }
+    }
 }
 
 impl Group {
+    /// Builds a group: backups go last, the hash ring and weights are computed once.
+    pub fn new(spec: GroupSpec) -> Arc<Group> {
+        let (mut servers, backups): (Vec<Server>, Vec<Server>) =
+            spec.servers.into_iter().partition(|s| !s.backup);
+        let primaries = servers.len();
+        servers.extend(backups);
+        let total_weight = servers
+            .iter()
+            .take(primaries)
+            .map(|s| u64::from(s.weight))
+            .sum();
+        let mut names: Vec<&str> = Vec::new();
+        let labels: Vec<usize> = servers
+            .iter()
+            .map(|s| match names.iter().position(|n| *n == s.label) {
+                Some(i) => i,
+                None => {
+                    names.push(&s.label);
+                    names.len() - 1
+                }
+            })
+            .collect();
+        let mut points: Vec<(u32, usize)> = Vec::new();
+        if matches!(
+            spec.balance,
+            Balance::Hash {
+                consistent: true,
+                ..
+            }
+        ) {
+            for (s, l) in servers.iter().zip(&labels).take(primaries) {
+                points.extend(
+                    crate::balance::ketama_points(&s.label, s.weight)
+                        .into_iter()
+                        .map(|h| (h, *l)),
+                );
+            }
+            points.sort_by_key(|p| p.0);
+            points.dedup_by_key(|p| p.0);
+        }
+        let state = servers.iter().map(|s| PeerState::new(s.weight)).collect();
+        Arc::new(Group {
+            name: spec.name,
+            servers: servers.into_iter().map(Arc::new).collect(),
+            keepalive: spec.keepalive,
+            balance: spec.balance,
+            health: spec.health,
+            queue: spec.queue,
+            stats: GroupStats::default(),
+            primaries,
+            total_weight,
+            labels,
+            points,
+            state: Mutex::new(state),
+            released: Notify::new(),
+            probe: OnceLock::new(),
+        })
+    }
+
     /// An implicit group (one or more resolved addresses of one `*_pass` target).
     pub fn implicit(name: String, addrs: Vec<PeerAddr>) -> Arc<Group> {
-        Arc::new(Group {
+        Group::new(GroupSpec {
             name,
-            servers: addrs
-                .into_iter()
-                .map(|a| Arc::new(Server::new(a)))
-                .collect(),
-            keepalive: KeepaliveConf::default(),
+            servers: addrs.into_iter().map(Server::new).collect(),
+            ..GroupSpec::default()
         })
     }
 
@@ -306,43 +485,198 @@ impl Group {
         self.servers.len() == 1
     }
 
-    /// Picks a server by smooth weighted round robin among the available ones not yet
-    /// `tried`; backups only when no primary is available. `None`: all are down.
-    pub fn pick(&self, tried: &[usize]) -> Option<usize> {
+    /// Number of primary servers (they come first in `servers`).
+    pub fn primaries(&self) -> usize {
+        self.primaries
+    }
+
+    /// Sum of the primaries' weights.
+    pub(crate) fn total_weight(&self) -> u64 {
+        self.total_weight
+    }
+
+    /// The ketama ring: (point, server line id), sorted.
+    pub(crate) fn points(&self) -> &[(u32, usize)] {
+        &self.points
+    }
+
+    /// The server line id of server `i` (servers of one hostname share it).
+    pub(crate) fn label_of(&self, i: usize) -> usize {
+        self.labels.get(i).copied().unwrap_or(usize::MAX)
+    }
+
+    /// The key material of a request for this group's method: the client address
+    /// (`ip_hash`) and the evaluated `hash` key.
+    pub fn pick_state(&self, cx: &crate::ctx::RequestCtx) -> PickState {
+        let key = match &self.balance {
+            Balance::Hash { key, .. } => key.eval(cx),
+            _ => bytes::Bytes::new(),
+        };
+        PickState::new(Some(cx.conn.remote.ip()), key)
+    }
+
+    /// One selection now, without waiting (the server is counted in use when chosen).
+    pub fn pick(self: &Arc<Self>, st: &mut PickState) -> Result<InUse, Pick> {
         let now = Instant::now();
-        for backup in [false, true] {
-            let mut best: Option<(usize, i64)> = None;
-            let mut total = 0i64;
-            let cands: Vec<usize> = (0..self.servers.len())
-                .filter(|i| !tried.contains(i))
-                .filter(|i| {
-                    self.servers
-                        .get(*i)
-                        .is_some_and(|s| s.backup == backup && s.available(now))
-                })
-                .collect();
-            if cands.is_empty() {
-                continue;
-            }
-            for &i in &cands {
-                let Some(s) = self.servers.get(i) else {
-                    continue;
-                };
-                let mut st = lock(&s.state);
-                st.current_weight += i64::from(s.weight);
-                total += i64::from(s.weight);
-                if best.is_none_or(|(_, w)| st.current_weight > w) {
-                    best = Some((i, st.current_weight));
-                }
-            }
-            if let Some((i, _)) = best {
+        let mut ps = lock(&self.state);
+        match select(self, &mut ps, st, now) {
+            Pick::Got(i) => {
                 if let Some(s) = self.servers.get(i) {
-                    lock(&s.state).current_weight -= total;
+                    s.stats.active.fetch_add(1, Ordering::AcqRel);
+                    s.stats.requests.fetch_add(1, Ordering::Relaxed);
                 }
-                return Some(i);
+                st.tried.push(i);
+                Ok(InUse {
+                    group: self.clone(),
+                    index: i,
+                })
+            }
+            other => Err(other),
+        }
+    }
+
+    /// Selects a server for a request. When every usable server is at `max_conns` and
+    /// the group has a `queue`, waits (FIFO, woken as connections are released) up to
+    /// the queue's timeout; a full queue or a timeout is `Overloaded` (503). No usable
+    /// server at all is nginx's "no live upstreams" (502).
+    pub async fn select(self: &Arc<Self>, st: &mut PickState) -> Result<InUse, Error> {
+        let busy = match self.pick(st) {
+            Ok(u) => return Ok(u),
+            Err(p) => p == Pick::Busy,
+        };
+        let Some(q) = self.queue.filter(|_| busy) else {
+            return Err(self.no_live());
+        };
+        if self.stats.queued.fetch_add(1, Ordering::AcqRel) >= q.max {
+            self.stats.queued.fetch_sub(1, Ordering::AcqRel);
+            self.stats.queue_rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::new(
+                ErrorKind::Overloaded,
+                format!(
+                    "upstream queue is full ({} waiting) while connecting to upstream \"{}\"",
+                    q.max, self.name
+                ),
+            ));
+        }
+        self.stats.queued_total.fetch_add(1, Ordering::Relaxed);
+        struct Leave<'a>(&'a AtomicUsize);
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
             }
         }
-        None
+        let _leave = Leave(&self.stats.queued);
+        let deadline = tokio::time::Instant::now() + q.timeout;
+        loop {
+            let notified = self.released.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.pick(st) {
+                Ok(u) => return Ok(u),
+                Err(Pick::Busy) => {}
+                Err(_) => return Err(self.no_live()),
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                // A last look: a release may have raced with the deadline.
+                if let Ok(u) = self.pick(st) {
+                    return Ok(u);
+                }
+                self.stats.queue_rejected.fetch_add(1, Ordering::Relaxed);
+                return Err(Error::new(
+                    ErrorKind::Overloaded,
+                    format!(
+                        "upstream queue timed out after {:?} while connecting to upstream \"{}\"",
+                        q.timeout, self.name
+                    ),
+                ));
+            }
+        }
+    }
+
+    fn no_live(&self) -> Error {
+        self.stats.no_live.fetch_add(1, Ordering::Relaxed);
+        Error::new(
+            ErrorKind::Connect,
+            format!(
+                "no live upstreams while connecting to upstream \"{}\"",
+                self.name
+            ),
+        )
+    }
+
+    /// Passive health after an attempt on server `i`, as nginx's
+    /// `ngx_http_upstream_free_round_robin_peer`: a failure counts, stamps the time and
+    /// lowers the effective weight by `weight / max_fails`; a success after the server
+    /// was picked past `fail_timeout` clears the count. A lone server is never counted.
+    pub fn report(&self, i: usize, outcome: Outcome) {
+        let Some(s) = self.servers.get(i) else {
+            return;
+        };
+        if outcome == Outcome::Failed {
+            s.stats.fails.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.is_single() {
+            return;
+        }
+        let mut ps = lock(&self.state);
+        let Some(p) = ps.get_mut(i) else {
+            return;
+        };
+        if outcome == Outcome::Failed {
+            let now = Instant::now();
+            p.fails += 1;
+            p.accessed = Some(now);
+            p.checked = Some(now);
+            if let Some(drop_by) = s.weight.checked_div(s.max_fails) {
+                p.effective_weight -= i64::from(drop_by);
+                if p.fails >= s.max_fails {
+                    s.stats.disabled.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(
+                        "upstream server temporarily disabled: {} in upstream \"{}\"",
+                        s.name,
+                        self.name
+                    );
+                }
+            }
+            if p.effective_weight < 0 {
+                p.effective_weight = 0;
+            }
+        } else if p.accessed < p.checked {
+            p.fails = 0;
+        }
+    }
+
+    /// Registers the probe of the protocol whose `*_pass` uses this group (the first
+    /// one wins; without any, health checks only connect).
+    pub fn set_probe(&self, probe: Arc<dyn Probe>) {
+        let _ = self.probe.set(probe);
+    }
+
+    /// The registered probe, if any.
+    pub fn probe(&self) -> Option<Arc<dyn Probe>> {
+        self.probe.get().cloned()
+    }
+
+    /// A snapshot of every server's counters (for logs and a metrics endpoint).
+    pub fn snapshot(&self) -> Vec<ServerSnapshot> {
+        let now = Instant::now();
+        let ps = lock(&self.state);
+        self.servers
+            .iter()
+            .zip(ps.iter())
+            .map(|(s, p)| ServerSnapshot {
+                name: s.name.clone(),
+                backup: s.backup,
+                down: s.down,
+                active: s.active(),
+                requests: s.stats.requests.load(Ordering::Relaxed),
+                fails: s.stats.fails.load(Ordering::Relaxed),
+                failed_now: failed(s, p, now),
+                healthy: s.healthy(),
+                checks: s.stats.checks.load(Ordering::Relaxed),
+                check_fails: s.stats.check_fails.load(Ordering::Relaxed),
+            })
+            .collect()
     }
 
     /// Takes an idle connection to server `i`, or opens a new one.
@@ -404,6 +738,31 @@ impl Group {
     }
 }
 
+/// One server's counters at one moment.
+#[derive(Debug, Clone)]
+pub struct ServerSnapshot {
+    /// `$upstream_addr` form.
+    pub name: String,
+    /// `backup`.
+    pub backup: bool,
+    /// `down`.
+    pub down: bool,
+    /// Connections in use.
+    pub active: usize,
+    /// Attempts sent.
+    pub requests: u64,
+    /// Failed attempts.
+    pub fails: u64,
+    /// Out of service by passive health now.
+    pub failed_now: bool,
+    /// In service by active health.
+    pub healthy: bool,
+    /// Probes run.
+    pub checks: u64,
+    /// Probes failed.
+    pub check_fails: u64,
+}
+
 /// Resolves `host:port` (or `unix:/path`) into addresses, at config load time.
 pub fn resolve(target: &str, default_port: u16) -> io::Result<Vec<PeerAddr>> {
     if let Some(p) = target.strip_prefix("unix:") {
@@ -441,25 +800,236 @@ pub fn resolve(target: &str, default_port: u16) -> io::Result<Vec<PeerAddr>> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
 
+    fn group(weights: &[u32], balance: Balance) -> Arc<Group> {
+        let servers = weights
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let mut s = Server::new(PeerAddr::Tcp(SocketAddr::from((
+                    [127, 0, 0, 1],
+                    8001 + i as u16,
+                ))));
+                s.weight = *w;
+                s
+            })
+            .collect();
+        Group::new(GroupSpec {
+            name: "g".into(),
+            servers,
+            balance,
+            ..GroupSpec::default()
+        })
+    }
+
+    fn seq(g: &Arc<Group>, n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|_| g.pick(&mut PickState::default()).unwrap().index())
+            .collect()
+    }
+
     #[test]
     fn smooth_weighted_round_robin_matches_nginx() {
-        let mk = |w: u32, port: u16| {
-            let mut s = Server::new(PeerAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port))));
-            s.weight = w;
-            Arc::new(s)
-        };
-        let g = Group {
-            name: "g".into(),
-            servers: vec![mk(5, 1), mk(1, 2), mk(1, 3)],
-            keepalive: KeepaliveConf::default(),
-        };
-        let seq: Vec<usize> = (0..7).map(|_| g.pick(&[]).unwrap()).collect();
         // nginx's documented sequence for weights 5,1,1: a a b a c a a
-        assert_eq!(seq, vec![0, 0, 1, 0, 2, 0, 0]);
+        assert_eq!(
+            seq(&group(&[5, 1, 1], Balance::RoundRobin), 7),
+            vec![0, 0, 1, 0, 2, 0, 0]
+        );
+        // 3,1,1 (what nginx 1.22 answers, checked in tests/upstream_balance.rs)
+        assert_eq!(
+            seq(&group(&[3, 1, 1], Balance::RoundRobin), 10),
+            vec![0, 1, 0, 2, 0, 0, 1, 0, 2, 0]
+        );
+    }
+
+    #[test]
+    fn max_fails_within_fail_timeout_then_back() {
+        let mut g = GroupSpec {
+            name: "g".into(),
+            ..GroupSpec::default()
+        };
+        for port in [1u16, 2] {
+            let mut s = Server::new(PeerAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port))));
+            s.max_fails = 2;
+            s.fail_timeout = Duration::from_millis(50);
+            g.servers.push(s);
+        }
+        let g = Group::new(g);
+        g.report(0, Outcome::Failed);
+        // one failure of two: still in use
+        assert!(seq(&g, 4).contains(&0));
+        g.report(0, Outcome::Failed);
+        assert_eq!(seq(&g, 4), vec![1, 1, 1, 1]);
+        std::thread::sleep(Duration::from_millis(60));
+        // after fail_timeout it is tried again; a success clears the count
+        let picks = seq(&g, 2);
+        assert!(picks.contains(&0), "{picks:?}");
+        g.report(0, Outcome::Ok);
+        g.report(0, Outcome::Failed);
+        assert!(seq(&g, 4).contains(&0));
+    }
+
+    #[test]
+    fn backups_only_when_primaries_are_out() {
+        let mut spec = GroupSpec::default();
+        for (port, backup) in [(1u16, false), (2, true), (3, false)] {
+            let mut s = Server::new(PeerAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port))));
+            s.backup = backup;
+            spec.servers.push(s);
+        }
+        let g = Group::new(spec);
+        // backups go last
+        assert!(g.servers[2].backup);
+        assert!(seq(&g, 10).iter().all(|i| *i < 2));
+        g.report(0, Outcome::Failed);
+        assert_eq!(seq(&g, 3), vec![1, 1, 1]);
+        g.report(1, Outcome::Failed);
+        assert_eq!(seq(&g, 3), vec![2, 2, 2]);
+        // a request that tried both primaries goes to the backup too
+        let g2 = group(&[1, 1], Balance::RoundRobin);
+        let mut st = PickState::default();
+        let a = g2.pick(&mut st).unwrap();
+        let b = g2.pick(&mut st).unwrap();
+        assert_ne!(a.index(), b.index());
+        assert!(matches!(g2.pick(&mut st), Err(Pick::NoLive)));
+    }
+
+    #[test]
+    fn max_conns_is_busy_and_released_on_drop() {
+        let mut spec = GroupSpec::default();
+        for port in [1u16, 2] {
+            let mut s = Server::new(PeerAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], port))));
+            s.max_conns = 1;
+            spec.servers.push(s);
+        }
+        let g = Group::new(spec);
+        let a = g.pick(&mut PickState::default()).unwrap();
+        let b = g.pick(&mut PickState::default()).unwrap();
+        assert_ne!(a.index(), b.index());
+        assert!(matches!(g.pick(&mut PickState::default()), Err(Pick::Busy)));
+        drop(a);
+        assert!(g.pick(&mut PickState::default()).is_ok());
+        assert_eq!(g.servers.iter().map(|s| s.active()).sum::<usize>(), 1);
+    }
+
+    #[tokio::test]
+    async fn queue_waits_for_a_release_then_times_out() {
+        let mut s = Server::new(PeerAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 1))));
+        s.max_conns = 1;
+        let g = Group::new(GroupSpec {
+            name: "q".into(),
+            servers: vec![s],
+            queue: Some(QueueConf {
+                max: 1,
+                timeout: Duration::from_millis(300),
+            }),
+            ..GroupSpec::default()
+        });
+        let held = g.pick(&mut PickState::default()).unwrap();
+        let g2 = g.clone();
+        let waiter = tokio::spawn(async move {
+            g2.select(&mut PickState::default())
+                .await
+                .map(|u| u.index())
+        });
+        tokio::task::yield_now().await;
+        while g.stats.queued.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        // the queue holds one: the next one is refused at once
+        let e = g.select(&mut PickState::default()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Overloaded);
+        drop(held);
+        assert_eq!(waiter.await.unwrap().unwrap(), 0);
+        // nobody releases: the wait times out with 503
+        let _held = g.pick(&mut PickState::default()).unwrap();
+        let e = g.select(&mut PickState::default()).await.unwrap_err();
+        assert_eq!(e.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn least_conn_prefers_fewer_connections_per_weight() {
+        let g = group(&[1, 2, 1], Balance::LeastConn);
+        // all idle: round robin by weight among equals
+        let first = g.pick(&mut PickState::default()).unwrap();
+        assert_eq!(first.index(), 1);
+        // server 1 now has 1 conn / weight 2 = 0.5; 0 and 2 have 0
+        let second = g.pick(&mut PickState::default()).unwrap();
+        assert_ne!(second.index(), 1);
+        let third = g.pick(&mut PickState::default()).unwrap();
+        assert_ne!(third.index(), 1);
+        assert_ne!(third.index(), second.index());
+    }
+
+    #[test]
+    fn ip_hash_uses_three_octets_and_skips_failed() {
+        let g = group(&[1, 1, 1], Balance::IpHash);
+        let pick = |ip: [u8; 4]| {
+            let mut st = PickState::new(Some(IpAddr::from(ip)), bytes::Bytes::new());
+            g.pick(&mut st).unwrap().index()
+        };
+        let a = pick([10, 1, 2, 3]);
+        assert_eq!(pick([10, 1, 2, 200]), a);
+        assert_eq!(pick([10, 1, 2, 3]), a);
+        let spread: std::collections::HashSet<usize> =
+            (0..50u8).map(|k| pick([10, k, 0, 1])).collect();
+        assert_eq!(spread.len(), 3);
+        g.report(a, Outcome::Failed);
+        assert_ne!(pick([10, 1, 2, 3]), a);
+    }
+
+    #[test]
+    fn consistent_hash_moves_few_keys_when_a_server_is_added() {
+        let key = |k: usize| bytes::Bytes::from(format!("/k/{k}"));
+        let map = |g: &Arc<Group>| -> Vec<String> {
+            (0..1000)
+                .map(|k| {
+                    let mut st = PickState::new(None, key(k));
+                    let i = g.pick(&mut st).unwrap().index();
+                    g.servers[i].label.clone()
+                })
+                .collect()
+        };
+        let t = crate::vars::Template::literal(bytes::Bytes::new());
+        let three = group(
+            &[1, 1, 1],
+            Balance::Hash {
+                key: t.clone(),
+                consistent: true,
+            },
+        );
+        let four = group(
+            &[1, 1, 1, 1],
+            Balance::Hash {
+                key: t,
+                consistent: true,
+            },
+        );
+        let (a, b) = (map(&three), map(&four));
+        let moved = a.iter().zip(&b).filter(|(x, y)| x != y).count();
+        assert!(moved <= 350, "{moved} of 1000 keys moved");
+        // every moved key went to the new server
+        assert!(a
+            .iter()
+            .zip(&b)
+            .all(|(x, y)| x == y || y == "127.0.0.1:8004"));
+    }
+
+    #[test]
+    fn random_two_spreads_and_respects_tried() {
+        let g = group(&[1, 1, 1], Balance::Random { two: true });
+        let mut seen = [0; 3];
+        for _ in 0..300 {
+            seen[g.pick(&mut PickState::default()).unwrap().index()] += 1;
+        }
+        assert!(seen.iter().all(|n| *n > 30), "{seen:?}");
+        let mut st = PickState::default();
+        let picks: std::collections::HashSet<usize> =
+            (0..3).map(|_| g.pick(&mut st).unwrap().index()).collect();
+        assert_eq!(picks.len(), 3);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use http::HeaderName;
 use junction_config::model::{err, invalid, BuildBackend, BuildCx, LocInfo, LocKind, Scope};
 use junction_config::{ConfigError, Directive};
 use junction_core::backend::Backend;
-use junction_core::upstream::{Group, KeepaliveConf, Server};
+use junction_core::upstream::Group;
 use junction_core::vars::Template;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -155,6 +155,8 @@ pub struct Runtime {
     pub warnings: Vec<String>,
     /// Log writers (flushed at exit).
     pub logs: LogWriters,
+    /// The `upstream {}` groups (their `health_check` tasks are started by the binary).
+    pub upstreams: Vec<Arc<Group>>,
 }
 
 /// Directives accepted for nginx compatibility that have no effect in Junction
@@ -426,7 +428,7 @@ pub fn build(
         let hscope = Scope::root(http);
         // upstream blocks first: *_pass may name them.
         for d in http.iter().filter(|d| d.name == "upstream") {
-            let g = build_upstream(d)?;
+            let g = junction_config::upstream::build_upstream(d, http, &mut bx)?;
             bx.upstreams.insert(g.name.clone(), g);
         }
         let types = Arc::new(junction_config::model::mime_types(&hscope));
@@ -461,6 +463,7 @@ pub fn build(
         listens,
         warnings: warnings.into_iter().chain(bx.warnings).collect(),
         logs,
+        upstreams: bx.upstreams.values().cloned().collect(),
     })
 }
 
@@ -561,78 +564,6 @@ fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
         }
     }
     Ok((addr, default))
-}
-
-fn build_upstream(d: &Directive) -> Result<Arc<Group>, ConfigError> {
-    let name = d.args.first().map(|a| a.value.clone()).unwrap_or_default();
-    let mut servers = Vec::new();
-    let mut keepalive = KeepaliveConf::default();
-    let scope_items = d.block.as_deref().unwrap_or(&[]);
-    let scope = Scope::root(scope_items);
-    for s in scope_items {
-        match s.name.as_str() {
-            "server" => {
-                let a = s
-                    .args
-                    .first()
-                    .ok_or_else(|| err(&s.span, "invalid number of arguments"))?;
-                let addrs = junction_core::upstream::resolve(&a.value, 80).map_err(|e| {
-                    err(
-                        &a.span,
-                        format!("host not found in upstream \"{}\" ({e})", a.value),
-                    )
-                })?;
-                for addr in addrs {
-                    let mut srv = Server::new(addr);
-                    for p in s.args.iter().skip(1) {
-                        let (k, v) = p.value.split_once('=').unwrap_or((p.value.as_str(), ""));
-                        match k {
-                            "weight" => {
-                                srv.weight = v
-                                    .parse()
-                                    .ok()
-                                    .filter(|w| *w > 0)
-                                    .ok_or_else(|| invalid(s, p))?
-                            }
-                            "max_fails" => srv.max_fails = v.parse().map_err(|_| invalid(s, p))?,
-                            "fail_timeout" => {
-                                srv.fail_timeout = junction_config::values::parse_time_ms(v)
-                                    .map(Duration::from_millis)
-                                    .ok_or_else(|| invalid(s, p))?
-                            }
-                            "backup" => srv.backup = true,
-                            "down" => srv.down = true,
-                            "max_conns" => {}
-                            _ => return Err(invalid(s, p)),
-                        }
-                    }
-                    servers.push(Arc::new(srv));
-                }
-            }
-            "keepalive" => keepalive.max_idle = scope.size("keepalive", 32)? as usize,
-            "keepalive_timeout" => {
-                keepalive.idle_timeout = scope.time("keepalive_timeout", Duration::from_secs(60))?
-            }
-            "keepalive_requests" => {
-                keepalive.max_requests = scope.size("keepalive_requests", 1000)?
-            }
-            "keepalive_time" => {
-                keepalive.max_time = scope.time("keepalive_time", Duration::from_secs(3600))?
-            }
-            _ => {}
-        }
-    }
-    if servers.is_empty() {
-        return Err(err(
-            &d.span,
-            format!("no servers are inside upstream \"{name}\""),
-        ));
-    }
-    Ok(Arc::new(Group {
-        name,
-        servers,
-        keepalive,
-    }))
 }
 
 const COMBINED: &str =

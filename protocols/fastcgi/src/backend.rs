@@ -147,6 +147,7 @@ fn build_fastcgi(
         ),
     };
     let fam = family(scope, "fastcgi", group, bx)?;
+    bx.probe(&fam.upstream.group, crate::probe::probe);
     let mut params = params(scope, "fastcgi_param", bx)?;
     params.pass_request_headers = fam.pass_request_headers;
     let index = scope

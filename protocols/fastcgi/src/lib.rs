@@ -39,6 +39,7 @@
 
 pub mod codec;
 mod head;
+mod probe;
 
 pub use codec::{encode_request_head, FastcgiCodec, ProtocolStatus, RecordHeader, RecordType};
 pub mod backend;

@@ -118,6 +118,7 @@ pub fn build(
             ));
         }
         let group = bx.group(hostport, 80, &a.span)?;
+        bx.probe(&group, |hc| crate::probe::probe(hc, hostport));
         let fam = family(scope, "proxy", group, bx)?;
         let (proxy_host, proxy_port) = if let Some(p) = hostport.strip_prefix("unix:") {
             (Bytes::from_static(b"localhost"), Bytes::from(p.to_string()))

@@ -19,5 +19,6 @@
 
 pub mod backend;
 pub mod codec;
+mod probe;
 
 pub use backend::{build, HttpProxy};

@@ -111,6 +111,7 @@ pub fn build(
     }
     let group = bx.group(target, 0, &a.span)?;
     let mut fam = family(scope, "memcached", group, bx)?;
+    bx.probe(&fam.upstream.group, crate::probe::probe);
     // nginx's hard-coded memcached settings: no buffering (the value goes to the client
     // as it arrives, through `memcached_buffer_size`), no request headers or body.
     fam.upstream.buffering.buffering = false;

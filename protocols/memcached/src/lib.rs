@@ -52,6 +52,7 @@
 #![forbid(unsafe_code)]
 
 mod codec;
+mod probe;
 mod request;
 
 pub use codec::MemcachedCodec;
