@@ -38,6 +38,7 @@ pub trait CgiProtocol: Send + Sync + 'static {
 /// cannot encode (never for these fixed params) leaves the TCP-connect check.
 fn cgi_probe<P: CgiProtocol + Clone>(
     proto: &P,
+    prefix: &str,
     hc: &junction_core::health::HealthCheck,
 ) -> Arc<dyn junction_core::health::Probe> {
     let params = junction_core::health::cgi_probe_params(&hc.uri);
@@ -45,7 +46,11 @@ fn cgi_probe<P: CgiProtocol + Clone>(
         Ok(head) => {
             let p = proto.clone();
             Arc::new(junction_core::health::CodecProbe {
-                protocol: "cgi",
+                protocol: match prefix {
+                    "uwsgi" => "uwsgi",
+                    "scgi" => "scgi",
+                    _ => "cgi",
+                },
                 head,
                 codec: Arc::new(move || p.codec(16 * 1024)),
             })
@@ -151,7 +156,7 @@ impl<P: CgiProtocol> CgiPass<P> {
     {
         warn_no_effect(scope, prefix, bx);
         let fam = family(scope, prefix, group, bx)?;
-        bx.probe(&fam.upstream.group, |hc| cgi_probe(&proto, hc));
+        bx.probe(&fam.upstream.group, |hc| cgi_probe(&proto, prefix, hc));
         let mut params = params(scope, &format!("{prefix}_param"), bx)?;
         params.pass_request_headers = fam.pass_request_headers;
         let hidden = fam.hidden_headers();

@@ -119,6 +119,9 @@ impl Default for HealthCheck {
 
 /// A health probe: checks one server; `Err` carries the reason for the log.
 pub trait Probe: Send + Sync + std::fmt::Debug {
+    /// The protocol spoken, for the log.
+    fn protocol(&self) -> &'static str;
+
     /// Probes `server` once (the caller bounds it with `hc.timeout`).
     fn check<'a>(
         &'a self,
@@ -132,6 +135,10 @@ pub trait Probe: Send + Sync + std::fmt::Debug {
 pub struct TcpProbe;
 
 impl Probe for TcpProbe {
+    fn protocol(&self) -> &'static str {
+        "tcp"
+    }
+
     fn check<'a>(
         &'a self,
         server: &'a Server,
@@ -173,6 +180,10 @@ impl std::fmt::Debug for CodecProbe {
 const PROBE_READ_LIMIT: usize = 64 * 1024;
 
 impl Probe for CodecProbe {
+    fn protocol(&self) -> &'static str {
+        self.protocol
+    }
+
     fn check<'a>(
         &'a self,
         server: &'a Server,
@@ -335,7 +346,11 @@ pub async fn run(group: Arc<Group>) {
             async move {
                 let r = match tokio::time::timeout(hc.timeout, probe.check(s, hc)).await {
                     Ok(r) => r,
-                    Err(_) => Err(format!("timed out after {:?}", hc.timeout)),
+                    Err(_) => Err(format!(
+                        "{} probe timed out after {:?}",
+                        probe.protocol(),
+                        hc.timeout
+                    )),
                 };
                 (s, r)
             }
