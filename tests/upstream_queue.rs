@@ -147,3 +147,87 @@ fn without_a_queue_the_surplus_is_502_and_past_a_full_queue_503() {
     assert!(count(&small, 200) >= 2, "{small:?}");
     assert_eq!(count(&small, 200) + count(&small, 503), 20, "{small:?}");
 }
+
+/// A client that goes away while the body is relayed (the upstream silent meanwhile)
+/// releases its `max_conns` slot at once, buffered or not: the next request is served
+/// by the only server instead of waiting for the upstream to finish.
+#[test]
+fn a_client_abort_during_the_body_releases_the_connection_slot() {
+    if skip_on_nginx() {
+        return;
+    }
+    let b = Backend::start("a");
+    for buffering in ["on", "off"] {
+        let proxy = Proxy::start(&site(
+            &upstream_block("app", &[(&b, "max_conns=1")], ""),
+            "app",
+            &format!("proxy_buffering {buffering};"),
+        ));
+        // The head and half the body arrive, then the upstream is silent for 20 s.
+        let mut s = http_stream(
+            proxy.port,
+            b"GET /big?stall=20000 HTTP/1.1\r\nHost: ups.test\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(s.head.status, 200);
+        let _ = s.read_some();
+        drop(s);
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let r = get(proxy.port, "/");
+            if r.status == 200 {
+                break;
+            }
+            assert_eq!(r.status, 502, "{}", r.describe());
+            assert!(
+                Instant::now() < deadline,
+                "proxy_buffering {buffering}: the slot is still held 5 s after the client left"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// A client that goes away while the upstream is still working on the head releases the
+/// slot too (nginx's broken-connection check).
+#[test]
+fn a_client_abort_before_the_head_releases_the_connection_slot() {
+    if skip_on_nginx() {
+        return;
+    }
+    let b = Backend::start("a");
+    let proxy = Proxy::start(&site(
+        &upstream_block("app", &[(&b, "max_conns=1")], ""),
+        "app",
+        "",
+    ));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        b"GET /slow?sleep=20000 HTTP/1.1\r\nHost: ups.test\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    // The request reached the backend (and holds the only slot).
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while b.stats().hits == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the request never reached the backend"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(get(proxy.port, "/").status, 502, "max_conns=1 is taken");
+    drop(s);
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let r = get(proxy.port, "/");
+        if r.status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slot is still held 5 s after the client left: {}",
+            r.describe()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}

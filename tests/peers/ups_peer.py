@@ -12,6 +12,7 @@ it served, so a test can tell which backend took each request and how many each 
                    status=N  answer with status N instead
                    close=1   read the request, then close without answering
                    sleep=MS  wait MS milliseconds first
+                   stall=MS  send the head and half the body, wait MS ms, then the rest
                    only=ID   apply the options above only on the peer named ID
 
 Usage: ups_peer.py --id NAME [--port N] [--health CODE]
@@ -83,6 +84,15 @@ def handle(conn, peer):
                 if "sleep" in q:
                     time.sleep(int(q["sleep"]) / 1000.0)
                 if q.get("close") == "1":
+                    return
+                if "stall" in q:
+                    half = (PEER_ID + "\n").encode() + b"x" * 4096
+                    head = ("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                            "Content-Length: %d\r\nX-Peer: %s\r\nConnection: close\r\n\r\n"
+                            % (2 * len(half), PEER_ID)).encode()
+                    conn.sendall(head + half)
+                    time.sleep(int(q["stall"]) / 1000.0)
+                    conn.sendall(half)
                     return
                 answer(conn, int(q.get("status", "200")), (PEER_ID + "\n").encode(), ka)
             finally:

@@ -526,7 +526,13 @@ async fn relay(
             let ev = match codec.decode(&mut buf) {
                 Ok(Some(ev)) => ev,
                 Ok(None) => {
-                    let n = match read_more(&mut conn, &mut buf, read_timeout, &peer).await {
+                    let read = tokio::select! {
+                        r = read_more(&mut conn, &mut buf, read_timeout, &peer) => r,
+                        // The client went away while the upstream is silent: give up the
+                        // upstream connection now (and with it the server's slot).
+                        () = writer.reader_closed() => return,
+                    };
+                    let n = match read {
                         Ok(n) => n,
                         Err(e) => {
                             let msg = e.message().replace("response header", "upstream");

@@ -59,6 +59,8 @@ struct State {
     reader_gone: bool,
     reader: Option<Waker>,
     writer: Option<Waker>,
+    /// Waits for the client side to go away (the upstream reader, while it is silent).
+    gone: Option<Waker>,
 }
 
 /// The shared spool.
@@ -103,6 +105,7 @@ impl Spool {
                 reader_gone: false,
                 reader: None,
                 writer: None,
+                gone: None,
             }),
             mem_limit,
             file_limit,
@@ -152,6 +155,21 @@ impl Spool {
             w.wake();
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Resolves when the client side (the [`SpoolBody`]) was dropped: the client went
+    /// away, so the upstream connection can be given up even while the upstream is silent.
+    pub(crate) async fn reader_closed(&self) {
+        std::future::poll_fn(|cx| {
+            let mut st = lock(&self.st);
+            if st.reader_gone {
+                Poll::Ready(())
+            } else {
+                st.gone = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Marks the end (Ok) or a failure of the upstream side.
@@ -213,6 +231,9 @@ impl Drop for SpoolBody {
         let mut st = lock(&self.spool.st);
         st.reader_gone = true;
         if let Some(w) = st.writer.take() {
+            w.wake();
+        }
+        if let Some(w) = st.gone.take() {
             w.wake();
         }
     }
