@@ -116,6 +116,9 @@ impl Memcached {
             .expect("spawn memcached");
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("memcached on {} exited with {status}", path.display());
+            }
             if let Ok(mut c) = McClient::connect_unix(path) {
                 if c.command(b"version\r\n").starts_with(b"VERSION ") {
                     return Memcached {
@@ -1508,4 +1511,51 @@ fn byte_ranges_of_a_hit_as_nginx() {
     }
     assert_table("memcached ranges", &failures, rows.len());
     assert_eq!(app_hits(&app).0, 0);
+}
+
+#[test]
+fn next_upstream_not_found_asks_the_next_server_on_a_miss() {
+    let first = Memcached::start();
+    let second = Memcached::start();
+    second.set("/nf/x", 0, b"on the second server");
+    let proxy = Proxy::start(&fill(
+        "upstream pair {
+    server 127.0.0.1:{A};
+    server 127.0.0.1:{B};
+}
+server {
+    listen 127.0.0.1:{PORT};
+    server_name mc.test;
+    location /nf/ {
+        set $memcached_key $uri;
+        memcached_pass pair;
+        memcached_next_upstream not_found;
+    }
+    location /plain/ {
+        set $memcached_key \"/nf/x\";
+        memcached_pass pair;
+    }
+}
+",
+        &[("A", &first.port), ("B", &second.port)],
+    ));
+    // With not_found, every request finds the value, whichever server comes first.
+    for i in 0..4 {
+        let r = get(&proxy, "/nf/x");
+        assert_eq!(
+            (r.status, r.text().as_str()),
+            (200, "on the second server"),
+            "request {i}: {}",
+            r.describe()
+        );
+    }
+    // A key on neither server: the last miss is the answer.
+    assert_own_page(&get(&proxy, "/nf/none"), 404);
+    // Without it, round robin alternates: one of two requests misses.
+    let statuses: Vec<u16> = (0..4).map(|_| get(&proxy, "/plain/").status).collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 404).count(),
+        2,
+        "{statuses:?}"
+    );
 }
