@@ -302,7 +302,10 @@ fn main() -> ExitCode {
             return emerg(e);
         }
     };
-    let control = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let control = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => return emerg(format!("cannot start runtime: {e}")),
     };
@@ -325,12 +328,17 @@ fn main() -> ExitCode {
         let rx = rx.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("junction-worker-{n}"))
-            .spawn(move || match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(runtime) => {
-                    runtime.block_on(junction_server::serve(rt, ls, rx));
-                    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => {
+                        runtime.block_on(junction_server::serve(rt, ls, rx));
+                        runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+                    }
+                    Err(e) => tracing::error!("cannot start worker runtime: {e}"),
                 }
-                Err(e) => tracing::error!("cannot start worker runtime: {e}"),
             });
         match spawned {
             Ok(t) => threads.push(t),

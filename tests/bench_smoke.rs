@@ -13,7 +13,10 @@ fn bench_quick_mode_runs_end_to_end() {
             .output()
             .map(|o| o.status.success())
             .unwrap_or(false);
-        assert!(found, "{tool} is missing: run scripts/install-test-deps.sh (apt-get install -y {tool})");
+        assert!(
+            found,
+            "{tool} is missing: run scripts/install-test-deps.sh (apt-get install -y {tool})"
+        );
     }
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new("bash")

@@ -180,9 +180,14 @@ fn content_length_with_transfer_encoding_is_not_smuggled() {
     }
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
     let echo = Echo::from_response(&r);
-    assert_eq!(echo.body_len, 0, "the chunked body (empty) is what the backend got");
     assert_eq!(
-        r.header("connection").map(str::to_ascii_lowercase).as_deref(),
+        echo.body_len, 0,
+        "the chunked body (empty) is what the backend got"
+    );
+    assert_eq!(
+        r.header("connection")
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("close"),
         "the connection must be closed after an ambiguous request"
     );

@@ -37,7 +37,10 @@ fn replacement(buf: &[u8], tokens: bool) -> Option<Bytes> {
     }
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = buf.get(..end)?;
-    if head.windows(9).any(|w| w.eq_ignore_ascii_case(b"\r\nserver:")) {
+    if head
+        .windows(9)
+        .any(|w| w.eq_ignore_ascii_case(b"\r\nserver:"))
+    {
         return None;
     }
     let code: u16 = std::str::from_utf8(buf.get(9..12)?).ok()?.parse().ok()?;
@@ -78,7 +81,9 @@ impl<S: AsyncWrite> ErrorPageIo<S> {
                 return Poll::Ready(Ok(n));
             }
             match this.inner.as_mut().poll_write(cx, rest) {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                }
                 Poll::Ready(Ok(n)) => *off += n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
@@ -89,13 +94,21 @@ impl<S: AsyncWrite> ErrorPageIo<S> {
 }
 
 impl<S: AsyncRead> AsyncRead for ErrorPageIo<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         self.project().inner.poll_read(cx, buf)
     }
 }
 
 impl<S: AsyncWrite> AsyncWrite for ErrorPageIo<S> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         if self.pending.is_none() {
             match replacement(buf, self.tokens) {
                 Some(r) => *self.as_mut().project().pending = Some((r, 0, buf.len())),
@@ -111,7 +124,10 @@ impl<S: AsyncWrite> AsyncWrite for ErrorPageIo<S> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         if self.pending.is_none() {
-            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| &b[..]);
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
             match replacement(first, self.tokens) {
                 Some(r) => {
                     let total = bufs.iter().map(|b| b.len()).sum();

@@ -25,11 +25,17 @@ impl Sink {
             if let Some(dir) = path.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            let file = std::fs::OpenOptions::new().create(true).append(true).open(&path);
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path);
             let mut w = match file {
                 Ok(f) => std::io::BufWriter::with_capacity(64 * 1024, f),
                 Err(e) => {
-                    eprintln!("junction: [alert] could not open log file \"{}\": {e}", path.display());
+                    eprintln!(
+                        "junction: [alert] could not open log file \"{}\": {e}",
+                        path.display()
+                    );
                     return;
                 }
             };

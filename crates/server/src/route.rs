@@ -22,7 +22,8 @@ impl ServerName {
     /// Parses one `server_name` argument (lower-cased).
     pub fn parse(s: &str) -> Result<Vec<ServerName>, String> {
         if let Some(re) = s.strip_prefix('~') {
-            let r = Regex::new(re).map_err(|e| format!("invalid server name regex \"{re}\": {e}"))?;
+            let r =
+                Regex::new(re).map_err(|e| format!("invalid server name regex \"{re}\": {e}"))?;
             return Ok(vec![ServerName::Regex(r)]);
         }
         let s = s.to_ascii_lowercase();
@@ -48,7 +49,12 @@ impl ServerName {
 /// Picks a server for `host` among `count` candidates whose names `names(i)`
 /// gives: exact, longest leading wildcard, longest trailing wildcard, first regex
 /// in config order; else `default`. Allocates nothing.
-pub fn select_server<'a>(count: usize, names: impl Fn(usize) -> &'a [ServerName], host: &str, default: usize) -> usize {
+pub fn select_server<'a>(
+    count: usize,
+    names: impl Fn(usize) -> &'a [ServerName],
+    host: &str,
+    default: usize,
+) -> usize {
     if host.is_empty() {
         return default;
     }
@@ -157,7 +163,10 @@ fn find_level<T>(
                     if best.is_none_or(|b| l.name.len() > b.name.len()) {
                         best = Some(l);
                     }
-                } else if l.auto_redirect && l.name.len() == uri.len() + 1 && l.name.starts_with(uri) {
+                } else if l.auto_redirect
+                    && l.name.len() == uri.len() + 1
+                    && l.name.starts_with(uri)
+                {
                     redirect = true;
                 }
             }
@@ -272,7 +281,6 @@ pub fn normalize(path: &str) -> Result<String, BadUri> {
     })
 }
 
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
@@ -281,9 +289,12 @@ mod tests {
     fn loc(kind: LocKind, name: &str) -> Arc<Loc<&'static str>> {
         Arc::new(Loc {
             regex: match kind {
-                LocKind::Regex { caseless } => {
-                    Some(regex::RegexBuilder::new(name).case_insensitive(caseless).build().unwrap())
-                }
+                LocKind::Regex { caseless } => Some(
+                    regex::RegexBuilder::new(name)
+                        .case_insensitive(caseless)
+                        .build()
+                        .unwrap(),
+                ),
                 _ => None,
             },
             kind,
