@@ -215,3 +215,49 @@ fn least_conn_and_random_spread_over_all_servers() {
         }
     }
 }
+
+#[test]
+fn hash_key_maps_like_nginx_with_weights_and_a_down_server() {
+    let b = Backend::start_n(3);
+    let map = |port: u16| -> Vec<String> {
+        (0..300)
+            .map(|k| {
+                let r = get(port, &format!("/?user=u{k}"));
+                assert_eq!(r.status, 200, "{}", r.describe());
+                peer_of(&r)
+            })
+            .collect()
+    };
+    // The second config rehashes every key that falls on the `down` server (nginx's
+    // crc32 of "N KEY" with N the attempt, up to 20 tries).
+    for second in ["", "down"] {
+        let conf = site(
+            &upstream_block(
+                "app",
+                &[(&b[0], "weight=2"), (&b[1], second), (&b[2], "")],
+                "hash $arg_user;",
+            ),
+            "app",
+            "",
+        );
+        let proxy = Proxy::start(&conf);
+        let ours = map(proxy.port);
+        assert_eq!(map(proxy.port), ours, "a key moved between two runs");
+        if second.is_empty() {
+            let a = ours.iter().filter(|p| *p == "a").count();
+            assert!(
+                (100..=200).contains(&a),
+                "weight 2 of 4 got {a} of 300 keys"
+            );
+        } else {
+            assert!(
+                ours.iter().all(|p| p != "b"),
+                "a key went to the down server"
+            );
+        }
+        match Nginx::start(&conf) {
+            Some(ng) => assert_eq!(map(ng.port), ours, "nginx maps the keys the same way"),
+            None => eprintln!("nginx not installed: hash not compared with nginx"),
+        }
+    }
+}
