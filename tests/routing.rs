@@ -296,3 +296,31 @@ server {
     let r = proxy.get("redirect.test", "/plain");
     assert_eq!(r.status, 404, "{}", r.describe());
 }
+
+/// try_files' last argument is an internal redirect that carries only its own
+/// arguments (nginx's `ngx_http_split_args`); `index` keeps the request's.
+#[test]
+fn try_files_fallback_carries_only_its_own_arguments() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(root.path().join("dir")).unwrap();
+    std::fs::write(root.path().join("dir/index.html"), "index\n").unwrap();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}};
+    server_name tf.test;
+    root {root};
+    location /tf {{ try_files /nope /fb; }}
+    location /tq {{ try_files /nope /fb?from=tq; }}
+    location = /fb {{ return 200 "fb uri=$uri args=$args"; }}
+}}
+"#,
+        root = root.path().display()
+    );
+    let proxy = Proxy::start(&conf);
+    let body = |p: &str| String::from_utf8_lossy(&proxy.get("tf.test", p).body).into_owned();
+    assert_eq!(body("/tf?q=1"), "fb uri=/fb args=");
+    assert_eq!(body("/tq?q=1"), "fb uri=/fb args=from=tq");
+    let r = proxy.get("tf.test", "/dir/?k=v");
+    assert_eq!((r.status, String::from_utf8_lossy(&r.body).as_ref()), (200, "index\n"));
+}

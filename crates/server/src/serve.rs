@@ -928,6 +928,11 @@ async fn content(
             if last.starts_with('@') {
                 return Outcome::Named(last);
             }
+            // nginx: the fallback URI carries only its own arguments.
+            let mut last = last;
+            if !last.contains('?') {
+                last.push('?');
+            }
             return Outcome::Redirect(last);
         }
     }
