@@ -1,6 +1,7 @@
 //! The benchmark harness must not rot: its quick mode runs every scenario for about
 //! a second against nginx and this build of junction and must finish cleanly. This
 //! is a smoke test of the harness, not a measurement (no numbers are asserted).
+#![allow(clippy::expect_used)]
 
 use std::process::Command;
 

@@ -322,5 +322,8 @@ server {{
     assert_eq!(body("/tf?q=1"), "fb uri=/fb args=");
     assert_eq!(body("/tq?q=1"), "fb uri=/fb args=from=tq");
     let r = proxy.get("tf.test", "/dir/?k=v");
-    assert_eq!((r.status, String::from_utf8_lossy(&r.body).as_ref()), (200, "index\n"));
+    assert_eq!(
+        (r.status, String::from_utf8_lossy(&r.body).as_ref()),
+        (200, "index\n")
+    );
 }
