@@ -247,7 +247,9 @@ pub async fn exchange(
                     continue;
                 }
                 group.report(i, Outcome::Ok);
-                cx.upstream.headers = h.head.headers.clone();
+                if crate::vars::upstream_headers_used() {
+                    cx.upstream.headers = h.head.headers.clone();
+                }
                 let Headed {
                     head: rhead,
                     conn,

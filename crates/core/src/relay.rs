@@ -115,10 +115,20 @@ impl Spool {
 
     /// Pushes a chunk, waiting while there is no room. `Err` when the client went away.
     pub(crate) async fn push(&self, chunk: Bytes) -> io::Result<()> {
-        std::future::poll_fn(|cx| self.poll_push(cx, &chunk)).await
+        // Memory full: first let the client side run once (as nginx writes to the
+        // client before it reads more); spill to the temp file only if a fast client
+        // did not make room meanwhile.
+        if std::future::poll_fn(|cx| self.poll_push(cx, &chunk, false)).await? {
+            return Ok(());
+        }
+        tokio::task::yield_now().await;
+        std::future::poll_fn(|cx| self.poll_push(cx, &chunk, true))
+            .await
+            .map(|_| ())
     }
 
-    fn poll_push(&self, cx: &mut Context<'_>, chunk: &Bytes) -> Poll<io::Result<()>> {
+    /// `Ready(Ok(false))`: memory is full and `may_spill` is false.
+    fn poll_push(&self, cx: &mut Context<'_>, chunk: &Bytes, may_spill: bool) -> Poll<io::Result<bool>> {
         let mut st = lock(&self.st);
         if st.reader_gone {
             return Poll::Ready(Err(io::Error::new(
@@ -131,6 +141,8 @@ impl Spool {
         if !file_pending && (st.mem_bytes == 0 || st.mem_bytes + len <= self.mem_limit) {
             st.mem_bytes += len;
             st.mem.push_back(chunk.clone());
+        } else if !may_spill {
+            return Poll::Ready(Ok(false));
         } else if self.file_limit > 0
             && st.file_written - st.file_read + len as u64 <= self.file_limit
         {
@@ -154,7 +166,7 @@ impl Spool {
         if let Some(w) = st.reader.take() {
             w.wake();
         }
-        Poll::Ready(Ok(()))
+        Poll::Ready(Ok(true))
     }
 
     /// Resolves when the client side (the [`SpoolBody`]) was dropped: the client went

@@ -142,6 +142,15 @@ impl VarTable {
     }
 }
 
+/// Set at load when any template reads `$upstream_http_*`: only then does the
+/// exchange keep a copy of the upstream response headers in the request context.
+static UPSTREAM_HEADERS_USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether some template reads `$upstream_http_*`.
+pub fn upstream_headers_used() -> bool {
+    UPSTREAM_HEADERS_USED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Resolves a variable name (without `$`) to a [`Var`].
 pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
     let lower = name.to_ascii_lowercase();
@@ -194,6 +203,7 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
                 return header_name(h).map(Var::SentHttp);
             }
             if let Some(h) = lower.strip_prefix("upstream_http_") {
+                UPSTREAM_HEADERS_USED.store(true, std::sync::atomic::Ordering::Relaxed);
                 return header_name(h).map(Var::UpstreamHttp);
             }
             if let Some(c) = name.strip_prefix("cookie_") {

@@ -32,7 +32,8 @@ impl<S> ErrorPageIo<S> {
 
 /// If `buf` is a whole response head written by hyper itself, the replacement.
 fn replacement(buf: &[u8], tokens: bool) -> Option<Bytes> {
-    if !buf.starts_with(b"HTTP/1.") {
+    // Fast exit for every ordinary response: only 4xx/5xx heads are looked at.
+    if !matches!(buf.get(9), Some(b'4' | b'5')) || !buf.starts_with(b"HTTP/1.") {
         return None;
     }
     let end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
