@@ -1,0 +1,56 @@
+//! Process control: SIGQUIT is a graceful stop (no new connections, in-flight
+//! requests finish), `-s stop` signals the running process through its pid file.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::*;
+use std::net::{Ipv4Addr, TcpStream};
+use std::time::Duration;
+
+#[test]
+fn sigquit_finishes_in_flight_requests_then_exits() {
+    let backend = Peer::python("sse.py", &[]);
+    let mut proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    location / {
+        proxy_buffering off;
+        proxy_pass http://127.0.0.1:{BACKEND};
+    }
+}
+",
+        &[("BACKEND", &backend.port)],
+    ));
+    let mut stream = http_stream(proxy.port, get_request("sse.test", "/events").as_bytes());
+    stream.set_read_timeout(Duration::from_secs(15));
+    assert_eq!(stream.head.status, 200);
+    let first = stream.read_until(b"\n\n").expect("event one");
+    assert_eq!(String::from_utf8_lossy(&first), "data: one\n\n");
+
+    // A graceful stop while the response is in flight.
+    proxy.signal("QUIT");
+    // The listener goes away first (poll: the signal is asynchronous).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while TcpStream::connect((Ipv4Addr::LOCALHOST, proxy.port)).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting 5 s after SIGQUIT"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        proxy.wait_exit(Duration::from_millis(200)).is_none(),
+        "must not exit with a request in flight"
+    );
+
+    // The in-flight response completes.
+    let release = backend.request(get_request("sse", "/release").as_bytes());
+    assert_eq!(release.text(), "released");
+    let second = stream.read_until(b"\n\n").expect("event two after SIGQUIT");
+    assert_eq!(String::from_utf8_lossy(&second), "data: two (released)\n\n");
+    let status = proxy
+        .wait_exit(Duration::from_secs(5))
+        .expect("exits once the last request is done");
+    assert!(status.success(), "exit status {status}");
+}
