@@ -10,6 +10,11 @@ use std::time::Duration;
 
 #[test]
 fn sigquit_finishes_in_flight_requests_then_exits() {
+    if product() == "nginx" {
+        // The testkit runs nginx with `master_process off`, where SIGQUIT does not
+        // wait for in-flight requests; this behaviour is checked on junction only.
+        return;
+    }
     let backend = Peer::python("sse.py", &[]);
     let mut proxy = Proxy::start(&fill(
         "server {
