@@ -255,3 +255,36 @@ fn every_example_config_passes() {
     }
     assert_table("config/", &failures, checked);
 }
+
+/// nginx directives Junction does not implement yet are refused at load with
+/// FILE:LINE (never silently ignored: they would change what the config means).
+#[test]
+fn unsupported_directives_are_refused_not_ignored() {
+    if product() == "nginx" {
+        return; // nginx implements them all
+    }
+    let cases = [
+        "if ($host = x) { return 404; }",
+        "rewrite ^/old /new last;",
+        "allow 127.0.0.1;",
+        "deny all;",
+        "expires 1h;",
+        "autoindex on;",
+    ];
+    let mut failures = Vec::new();
+    for line in cases {
+        let (out, dir) = check_config(&[("site.conf", &site_with_line_4(line))], "site.conf");
+        let at = format!("{}:4", dir.path().join("site.conf").display());
+        if out.code != Some(1) || !out.stderr.contains(&at) || !out.stderr.contains("not supported")
+        {
+            failures.push(format!("{line:?} → {:?} {:?}", out.code, out.stderr));
+        }
+    }
+    assert_table("unsupported directive", &failures, cases.len());
+    // `autoindex off` is nginx's default and harmless: accepted.
+    let (out, _dir) = check_config(
+        &[("site.conf", &site_with_line_4("autoindex off;"))],
+        "site.conf",
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+}

@@ -128,7 +128,12 @@ impl Spool {
     }
 
     /// `Ready(Ok(false))`: memory is full and `may_spill` is false.
-    fn poll_push(&self, cx: &mut Context<'_>, chunk: &Bytes, may_spill: bool) -> Poll<io::Result<bool>> {
+    fn poll_push(
+        &self,
+        cx: &mut Context<'_>,
+        chunk: &Bytes,
+        may_spill: bool,
+    ) -> Poll<io::Result<bool>> {
         let mut st = lock(&self.st);
         if st.reader_gone {
             return Poll::Ready(Err(io::Error::new(

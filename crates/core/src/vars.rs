@@ -144,7 +144,8 @@ impl VarTable {
 
 /// Set at load when any template reads `$upstream_http_*`: only then does the
 /// exchange keep a copy of the upstream response headers in the request context.
-static UPSTREAM_HEADERS_USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static UPSTREAM_HEADERS_USED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
 
 /// Whether some template reads `$upstream_http_*`.
 pub fn upstream_headers_used() -> bool {

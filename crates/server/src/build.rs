@@ -198,6 +198,8 @@ const NO_EFFECT: &[&str] = &[
     "underscores_in_headers",
     "ssl_protocols",
     "ssl_prefer_server_ciphers",
+    "client_header_buffer_size",
+    "if_modified_since",
 ];
 
 /// Flag directives (`on|off`), checked wherever they appear.
@@ -300,11 +302,75 @@ fn validate_values(tree: &[Directive]) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn walk_no_effect(tree: &[Directive], out: &mut Vec<String>) {
+/// Directives nginx configs use that Junction does not implement yet and whose
+/// absence would change behaviour (access control, rewriting, headers): an error
+/// at load with `FILE:LINE`, never silently ignored.
+const UNSUPPORTED: &[&str] = &[
+    "if",
+    "break",
+    "rewrite",
+    "map",
+    "allow",
+    "deny",
+    "satisfy",
+    "limit_except",
+    "expires",
+    "proxy_set_body",
+    "proxy_method",
+    "proxy_cookie_domain",
+    "proxy_cookie_path",
+    "proxy_ssl_verify",
+    "proxy_ssl_server_name",
+    "proxy_ignore_headers",
+    "fastcgi_ignore_headers",
+    "uwsgi_ignore_headers",
+    "scgi_ignore_headers",
+];
+
+/// Directives accepted without effect that only matter outside `upstream {}`
+/// (inside it they are implemented).
+const NO_EFFECT_OUTSIDE_UPSTREAM: &[&str] = &["keepalive_requests"];
+
+fn check_unsupported(tree: &[Directive]) -> Result<(), ConfigError> {
     for d in tree {
-        if NO_EFFECT.contains(&d.name.as_str())
-            && !(d.name == "daemon" && d.args.first().is_some_and(|a| a.value == "off"))
-        {
+        let n = d.name.as_str();
+        if UNSUPPORTED.contains(&n) {
+            return Err(err(
+                &d.span,
+                format!(
+                    "\"{n}\" directive is not supported by junction yet (see docs/directives.md)"
+                ),
+            ));
+        }
+        if n == "autoindex" && d.args.first().is_some_and(|a| a.value != "off") {
+            return Err(err(
+                &d.span,
+                "\"autoindex on\" is not supported by junction yet",
+            ));
+        }
+        if let Some(b) = &d.block {
+            if d.name != "types" && d.name != "upstream" {
+                check_unsupported(b)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn walk_no_effect(tree: &[Directive], out: &mut Vec<String>) {
+    walk_no_effect_in(tree, false, out);
+}
+
+fn walk_no_effect_in(tree: &[Directive], in_upstream: bool, out: &mut Vec<String>) {
+    for d in tree {
+        let n = d.name.as_str();
+        let inert_suffix = ["_force_ranges", "_limit_rate", "_socket_keepalive"]
+            .iter()
+            .any(|suf| n.ends_with(suf));
+        let inert = NO_EFFECT.contains(&n)
+            || inert_suffix
+            || (!in_upstream && NO_EFFECT_OUTSIDE_UPSTREAM.contains(&n));
+        if inert && !(n == "daemon" && d.args.first().is_some_and(|a| a.value == "off")) {
             out.push(format!(
                 "\"{}\" directive is accepted but has no effect in junction in {}",
                 d.name, d.span
@@ -312,7 +378,7 @@ fn walk_no_effect(tree: &[Directive], out: &mut Vec<String>) {
         }
         if let Some(b) = &d.block {
             if d.name != "types" && d.name != "map" {
-                walk_no_effect(b, out);
+                walk_no_effect_in(b, in_upstream || n == "upstream", out);
             }
         }
     }
@@ -408,6 +474,7 @@ pub fn build(
     }
     validate_values(tree)?;
     validate_values(globals)?;
+    check_unsupported(tree)?;
     let mut warnings = Vec::new();
     walk_no_effect(tree, &mut warnings);
     walk_no_effect(globals, &mut warnings);
