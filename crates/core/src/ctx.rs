@@ -21,48 +21,97 @@ pub struct ConnInfo {
     pub id: u64,
 }
 
+/// One try of an upstream server.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// The server tried.
+    pub server: Arc<crate::upstream::Server>,
+    /// Its status (`None`: no response, logged as 502 like nginx).
+    pub status: Option<u16>,
+    /// How long it took.
+    pub took: Duration,
+}
+
 /// What the upstream exchange recorded, for `$upstream_*` and the access log.
+/// Kept as data and formatted only when a variable is read (no strings per request).
 #[derive(Debug, Default, Clone)]
 pub struct UpstreamLog {
-    /// `$upstream_addr` (comma separated when several servers were tried).
-    pub addr: String,
-    /// `$upstream_status`.
-    pub status: String,
-    /// `$upstream_response_time` in seconds, comma separated.
-    pub response_time: String,
+    first: Option<Attempt>,
+    rest: Vec<Attempt>,
     /// Upstream response headers (for `$upstream_http_*`).
     pub headers: HeaderMap,
 }
 
 impl UpstreamLog {
     /// Records one attempt.
-    pub fn attempt(&mut self, addr: &str, status: Option<u16>, took: Duration) {
-        if !self.addr.is_empty() {
-            self.addr.push_str(", ");
-            self.status.push_str(", ");
-            self.response_time.push_str(", ");
+    pub fn attempt(
+        &mut self,
+        server: &Arc<crate::upstream::Server>,
+        status: Option<u16>,
+        took: Duration,
+    ) {
+        let a = Attempt {
+            server: server.clone(),
+            status,
+            took,
+        };
+        if self.first.is_none() {
+            self.first = Some(a);
+        } else {
+            self.rest.push(a);
         }
-        self.addr.push_str(addr);
-        match status {
-            Some(s) => {
-                let _ = std::fmt::Write::write_fmt(&mut self.status, format_args!("{s}"));
+    }
+
+    /// Whether no upstream was tried.
+    pub fn is_empty(&self) -> bool {
+        self.first.is_none()
+    }
+
+    /// The attempts in order.
+    pub fn attempts(&self) -> impl Iterator<Item = &Attempt> {
+        self.first.iter().chain(self.rest.iter())
+    }
+
+    fn list_into(&self, out: &mut BytesMut, f: impl Fn(&Attempt, &mut BytesMut)) {
+        for (i, a) in self.attempts().enumerate() {
+            if i > 0 {
+                out.put_slice(b", ");
             }
-            None => self.status.push_str("502"),
+            f(a, out);
         }
-        let _ = std::fmt::Write::write_fmt(
-            &mut self.response_time,
-            format_args!("{:.3}", took.as_secs_f64()),
-        );
+    }
+
+    /// `$upstream_addr` as a string (error-log lines).
+    pub fn addr_string(&self) -> String {
+        let mut out = BytesMut::new();
+        self.list_into(&mut out, |a, o| o.put_slice(a.server.name.as_bytes()));
+        String::from_utf8_lossy(&out).into_owned()
     }
 }
 
+/// A shared empty string: a new request context allocates nothing for its
+/// not-yet-known names.
+fn empty_str() -> Arc<str> {
+    static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from("")).clone()
+}
+
 /// Regex captures of the last location/rewrite match: the subject and the spans.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct Captures {
     /// The string that was matched.
     pub subject: Arc<str>,
     /// Byte spans of `$0`, `$1` …
     pub spans: Vec<Option<(usize, usize)>>,
+}
+
+impl Default for Captures {
+    fn default() -> Self {
+        Captures {
+            subject: empty_str(),
+            spans: Vec::new(),
+        }
+    }
 }
 
 impl Captures {
@@ -141,7 +190,7 @@ impl RequestCtx {
             args: String::new(),
             headers: HeaderMap::new(),
             host: String::new(),
-            server_name: Arc::from(""),
+            server_name: empty_str(),
             document_root: Bytes::new(),
             request_filename: Bytes::new(),
             captures: Captures::default(),
@@ -268,9 +317,15 @@ impl RequestCtx {
             ),
             Var::BodyBytesSent | Var::BytesSent => put_display(out, self.body_bytes_sent),
             Var::RequestLength => put_display(out, self.request_length),
-            Var::UpstreamAddr => out.put_slice(self.upstream.addr.as_bytes()),
-            Var::UpstreamStatus => out.put_slice(self.upstream.status.as_bytes()),
-            Var::UpstreamResponseTime => out.put_slice(self.upstream.response_time.as_bytes()),
+            Var::UpstreamAddr => self
+                .upstream
+                .list_into(out, |a, o| o.put_slice(a.server.name.as_bytes())),
+            Var::UpstreamStatus => self
+                .upstream
+                .list_into(out, |a, o| put_display(o, a.status.unwrap_or(502))),
+            Var::UpstreamResponseTime => self.upstream.list_into(out, |a, o| {
+                put_display(o, format_args!("{:.3}", a.took.as_secs_f64()))
+            }),
             Var::TimeLocal => out.put_slice(crate::time::local_time(self.start_time).as_bytes()),
             Var::TimeIso8601 => out.put_slice(crate::time::iso8601(self.start_time).as_bytes()),
             Var::Msec => {

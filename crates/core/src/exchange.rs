@@ -231,8 +231,7 @@ pub async fn exchange(
         match r {
             Ok(h) => {
                 let status = h.head.status.as_u16();
-                cx.upstream
-                    .attempt(&server.name, Some(status), t0.elapsed());
+                cx.upstream.attempt(&server, Some(status), t0.elapsed());
                 if conf.next.retries_status(status) && tries_left && repeatable(true, &body) {
                     let outcome = if matches!(status, 403 | 404) {
                         Outcome::Next
@@ -271,7 +270,7 @@ pub async fn exchange(
                 return Ok(UpstreamResponse { head: rhead, body });
             }
             Err((e, sent)) => {
-                cx.upstream.attempt(&server.name, None, t0.elapsed());
+                cx.upstream.attempt(&server, None, t0.elapsed());
                 if !matches!(e.kind(), ErrorKind::Encode | ErrorKind::Internal) {
                     group.report(i, Outcome::Failed);
                 }

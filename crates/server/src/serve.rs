@@ -309,10 +309,10 @@ pub(crate) fn status_response(status: StatusCode, tokens: bool) -> http::Respons
 }
 
 fn log_error(cx: &RequestCtx, e: &Error) {
-    let upstream = if cx.upstream.addr.is_empty() {
+    let upstream = if cx.upstream.is_empty() {
         String::new()
     } else {
-        format!(", upstream: \"{}\"", cx.upstream.addr)
+        format!(", upstream: \"{}\"", cx.upstream.addr_string())
     };
     let line = format!(
         "*{} {}, client: {}, server: {}, request: \"{} {} {:?}\"{upstream}, host: \"{}\"",

@@ -80,20 +80,18 @@ impl HttpCodec {
         let status = StatusCode::from_u16(code)
             .map_err(|_| Error::invalid(format!("upstream sent invalid status \"{code}\"")))?;
         let http10 = resp.version == Some(0);
-        let mut map = HeaderMap::with_capacity(resp.headers.len());
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut conn_close = http10;
-        for h in resp.headers.iter() {
-            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| {
-                Error::invalid(format!("upstream sent invalid header name \"{}\"", h.name))
-            })?;
-            let value = HeaderValue::from_bytes(h.value).map_err(|_| {
-                Error::invalid(format!(
-                    "upstream sent invalid header value for \"{}\"",
-                    h.name
-                ))
-            })?;
+        // Offsets of names and values in `buf`: the map is built from slices of the
+        // frozen head below, so header values are not copied one by one.
+        let base = buf.as_ptr() as usize;
+        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
+        let count = resp.headers.len();
+        for (h, span) in resp.headers.iter().zip(spans.iter_mut()) {
+            let invalid_name =
+                || Error::invalid(format!("upstream sent invalid header name \"{}\"", h.name));
+            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| invalid_name())?;
             if name == http::header::CONTENT_LENGTH {
                 let l = std::str::from_utf8(h.value)
                     .ok()
@@ -123,9 +121,26 @@ impl HttpCodec {
                     conn_close = false;
                 }
             }
+            *span = (
+                (h.name.as_ptr() as usize).wrapping_sub(base),
+                h.name.len(),
+                (h.value.as_ptr() as usize).wrapping_sub(base),
+                h.value.len(),
+            );
+        }
+        let head = buf.split_to(n).freeze();
+        let mut map = HeaderMap::with_capacity(count);
+        for &(no, nl, vo, vl) in spans.iter().take(count) {
+            let (Some(nb), true) = (head.get(no..no + nl), vo + vl <= head.len()) else {
+                return Err(Error::invalid("upstream sent invalid header"));
+            };
+            let name = HeaderName::from_bytes(nb)
+                .map_err(|_| Error::invalid("upstream sent invalid header name"))?;
+            let value = HeaderValue::from_maybe_shared(head.slice(vo..vo + vl)).map_err(|_| {
+                Error::invalid(format!("upstream sent invalid header value for \"{name}\""))
+            })?;
             map.append(name, value);
         }
-        buf.advance(n);
         if code < 200 && code != 101 {
             // Interim responses (100 Continue) are skipped.
             return self.decode_head(buf);
