@@ -14,11 +14,17 @@ echo "hello world" > "$work/myapp/index.html"
 sed "s/listen 80;/listen $PORT;/" config/myapp.conf > "$work/myapp.conf"
 (cd "$work/myapp" && exec python3 -m http.server 8000 --bind 127.0.0.1) >"$work/app.log" 2>&1 &
 app=$!
+trap 'kill $app 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT INT TERM
+# Wait for the app, then start Junction and wait until it answers 200 through the app.
+for _ in $(seq 1 100); do
+  curl -sf -o /dev/null "http://127.0.0.1:8000/" && break
+  sleep 0.1
+done
 ./target/release/junction -p "$work" -c myapp.conf -e stderr &
 proxy=$!
 trap 'kill $proxy $app 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT INT TERM
-for _ in $(seq 1 50); do
-  curl -s -o /dev/null "http://127.0.0.1:$PORT/" -H 'Host: myapp' && break
+for _ in $(seq 1 100); do
+  curl -sf -o /dev/null "http://127.0.0.1:$PORT/" -H 'Host: myapp' && break
   sleep 0.1
 done
 echo

@@ -147,7 +147,7 @@ pub async fn connect(
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(Error::new(
             ErrorKind::Connect,
-            format!("connect() to {addr} failed ({}: {e})", e.raw_os_error().unwrap_or(0)),
+            format!("connect() to {addr} failed ({})", crate::error::os_error_text(&e)),
         )),
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,
