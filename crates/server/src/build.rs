@@ -321,10 +321,6 @@ const UNSUPPORTED: &[&str] = &[
     "proxy_cookie_path",
     "proxy_ssl_verify",
     "proxy_ssl_server_name",
-    "proxy_ignore_headers",
-    "fastcgi_ignore_headers",
-    "uwsgi_ignore_headers",
-    "scgi_ignore_headers",
 ];
 
 /// Directives accepted without effect that only matter outside `upstream {}`
@@ -364,9 +360,14 @@ fn walk_no_effect(tree: &[Directive], out: &mut Vec<String>) {
 fn walk_no_effect_in(tree: &[Directive], in_upstream: bool, out: &mut Vec<String>) {
     for d in tree {
         let n = d.name.as_str();
-        let inert_suffix = ["_force_ranges", "_limit_rate", "_socket_keepalive"]
-            .iter()
-            .any(|suf| n.ends_with(suf));
+        let inert_suffix = [
+            "_force_ranges",
+            "_limit_rate",
+            "_socket_keepalive",
+            "_ignore_headers",
+        ]
+        .iter()
+        .any(|suf| n.ends_with(suf));
         let inert = NO_EFFECT.contains(&n)
             || inert_suffix
             || (!in_upstream && NO_EFFECT_OUTSIDE_UPSTREAM.contains(&n));
