@@ -192,33 +192,25 @@ fn main() -> ExitCode {
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CONF)),
     );
+    let failed = |errs: &[ConfigError]| {
+        for e in errs {
+            eprintln!("junction: [emerg] {e}");
+        }
+        if args.test {
+            eprintln!(
+                "junction: configuration file {} test failed",
+                conf.display()
+            );
+        }
+        ExitCode::FAILURE
+    };
     let loaded = match load(&conf, args.globals.as_deref()) {
         Ok(l) => l,
-        Err(errs) => {
-            for e in &errs {
-                eprintln!("junction: [emerg] {e}");
-            }
-            if args.test {
-                eprintln!(
-                    "junction: configuration file {} test failed",
-                    conf.display()
-                );
-            }
-            return ExitCode::FAILURE;
-        }
+        Err(errs) => return failed(&errs),
     };
     let rt = match junction_server::build(&loaded.tree, &loaded.globals, &prefix, BACKENDS) {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("junction: [emerg] {e}");
-            if args.test {
-                eprintln!(
-                    "junction: configuration file {} test failed",
-                    conf.display()
-                );
-            }
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return failed(&[e]),
     };
     let pid_file = rt
         .main

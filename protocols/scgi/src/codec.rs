@@ -7,8 +7,7 @@
 //! status line or CGI head and a body that runs until the upstream closes.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use junction_core::codec::{Decoded, UpstreamCodec};
-use junction_core::Error;
+
 use junction_uwsgi::ResponseBodyUntilClose;
 
 /// The header that must come first.
@@ -69,44 +68,17 @@ fn put_pair(out: &mut BytesMut, name: &[u8], value: &[u8]) {
 }
 
 /// The codec of one SCGI exchange: the request body goes as-is, nothing marks its end;
-/// the response is decoded by [`ResponseBodyUntilClose`] (head, then body until close,
-/// never reusable).
-#[derive(Debug)]
-pub struct ScgiCodec {
-    inner: ResponseBodyUntilClose,
-}
-
-impl ScgiCodec {
-    /// A codec whose response head must fit in `head_limit` bytes (`scgi_buffer_size`).
-    pub fn new(head_limit: usize) -> Self {
-        ScgiCodec {
-            inner: ResponseBodyUntilClose::new(head_limit),
-        }
-    }
-}
-
-impl UpstreamCodec for ScgiCodec {
-    fn encode_body(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) {
-        self.inner.encode_body(chunk, out);
-    }
-
-    fn encode_end(&mut self, out: &mut Vec<Bytes>) {
-        self.inner.encode_end(out);
-    }
-
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
-        self.inner.decode(buf)
-    }
-
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
-        self.inner.decode_eof(buf)
-    }
-}
+/// the response is a head (HTTP status line or CGI `Status:`), then the body until the
+/// upstream closes (never reusable). `ScgiCodec::new(head_limit)`: the head must fit in
+/// `head_limit` bytes (`scgi_buffer_size`).
+pub type ScgiCodec = ResponseBodyUntilClose;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    #[allow(unused_imports)]
+    use junction_core::codec::{Decoded, UpstreamCodec};
     use junction_core::ErrorKind;
     use junction_uwsgi::testing::{drive, every_split, Event};
 

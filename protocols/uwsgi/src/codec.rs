@@ -8,7 +8,7 @@
 
 use crate::response::ResponseBodyUntilClose;
 use bytes::{BufMut, Bytes, BytesMut};
-use junction_core::codec::{Decoded, UpstreamCodec};
+
 use junction_core::{Error, ErrorKind};
 
 /// Length of the packet header: modifier1, u16 datasize, modifier2.
@@ -56,45 +56,18 @@ pub fn encode_request_head(
 }
 
 /// The codec of one uwsgi exchange: the request body goes as-is, nothing marks its end;
-/// the response is decoded by [`ResponseBodyUntilClose`] (head, then body until close,
-/// never reusable).
-#[derive(Debug)]
-pub struct UwsgiCodec {
-    inner: ResponseBodyUntilClose,
-}
-
-impl UwsgiCodec {
-    /// A codec whose response head must fit in `head_limit` bytes (`uwsgi_buffer_size`).
-    pub fn new(head_limit: usize) -> Self {
-        UwsgiCodec {
-            inner: ResponseBodyUntilClose::new(head_limit),
-        }
-    }
-}
-
-impl UpstreamCodec for UwsgiCodec {
-    fn encode_body(&mut self, chunk: Bytes, out: &mut Vec<Bytes>) {
-        self.inner.encode_body(chunk, out);
-    }
-
-    fn encode_end(&mut self, out: &mut Vec<Bytes>) {
-        self.inner.encode_end(out);
-    }
-
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
-        self.inner.decode(buf)
-    }
-
-    fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
-        self.inner.decode_eof(buf)
-    }
-}
+/// the response is a head (HTTP status line or CGI `Status:`), then the body until the
+/// upstream closes (never reusable). `UwsgiCodec::new(head_limit)`: the head must fit in
+/// `head_limit` bytes (`uwsgi_buffer_size`).
+pub type UwsgiCodec = ResponseBodyUntilClose;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use crate::testing::{drive, every_split, Event};
+    #[allow(unused_imports)]
+    use junction_core::codec::{Decoded, UpstreamCodec};
 
     fn params(pairs: &[(&[u8], &[u8])]) -> Vec<(Bytes, Bytes)> {
         pairs
