@@ -59,6 +59,17 @@ fn cgi_probe<P: CgiProtocol + Clone>(
     }
 }
 
+/// Whether a `*_pass` target names a port (`host:port`, `[v6]:port`): CGI-style
+/// protocols have no default port, so nginx requires one.
+pub fn has_port(target: &str) -> bool {
+    target.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !port.is_empty()
+            && port.bytes().all(|c| c.is_ascii_digit())
+            && (!host.contains(':') || host.ends_with(']'))
+    })
+}
+
 /// The server group of the location's `directive` (`uwsgi_pass`, `scgi_pass`, …), or
 /// `None` when the location has none. `schemes` are the accepted URL prefixes
 /// (`uwsgi://`); a target names an `upstream`, a `unix:/path`, or `host:port` (a port
@@ -96,12 +107,7 @@ pub fn pass_group(
     if target.contains("://") {
         return Err(err(&a.span, format!("invalid host in upstream \"{url}\"")));
     }
-    let has_port = target.rsplit_once(':').is_some_and(|(host, port)| {
-        !port.is_empty()
-            && port.bytes().all(|c| c.is_ascii_digit())
-            && (!host.contains(':') || host.ends_with(']'))
-    });
-    if !bx.upstreams.contains_key(target) && !target.starts_with("unix:") && !has_port {
+    if !bx.upstreams.contains_key(target) && !target.starts_with("unix:") && !has_port(target) {
         return Err(err(&a.span, format!("no port in upstream \"{target}\"")));
     }
     bx.group(target, 0, &a.span).map(Some)
@@ -223,6 +229,17 @@ mod tests {
             .unwrap()
             .unwrap();
         g.servers.iter().map(|s| s.addr.to_string()).collect()
+    }
+
+    #[test]
+    fn ports() {
+        assert!(has_port("127.0.0.1:11211"));
+        assert!(has_port("[::1]:11211"));
+        assert!(has_port("localhost:1"));
+        assert!(!has_port("127.0.0.1"));
+        assert!(!has_port("[::1]"));
+        assert!(!has_port("host:"));
+        assert!(!has_port("$x"));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 use crate::codec::{encode_request_head, FastcgiCodec};
 use bytes::{Bytes, BytesMut};
 use http::HeaderName;
+use junction_config::cgi_pass::{has_port, warn_no_effect};
 use junction_config::model::{err, family, params, BuildCx, Family, LocInfo, Scope};
 use junction_config::ConfigError;
 use junction_core::backend::{Backend, BoxFuture, Response};
@@ -33,15 +34,6 @@ use std::sync::Arc;
 
 /// The request id of every request: one request per connection at a time.
 const REQUEST_ID: u16 = 1;
-
-/// `fastcgi_*` directives accepted for compatibility without an effect yet (a warning
-/// at load names each use).
-const NO_EFFECT: &[&str] = &[
-    "fastcgi_ignore_headers",
-    "fastcgi_socket_keepalive",
-    "fastcgi_force_ranges",
-    "fastcgi_limit_rate",
-];
 
 /// Where requests go.
 #[derive(Debug)]
@@ -74,19 +66,6 @@ pub struct Fastcgi {
     hidden: Vec<HeaderName>,
 }
 
-/// Whether `target` names a port: `host:port`, `[v6]:port`.
-fn has_port(target: &str) -> bool {
-    match target.rsplit_once(':') {
-        Some((host, port)) => {
-            !host.is_empty()
-                && !port.is_empty()
-                && port.bytes().all(|c| c.is_ascii_digit())
-                && (!host.contains(':') || host.ends_with(']'))
-        }
-        None => false,
-    }
-}
-
 /// Builds the backend when the location has `fastcgi_pass`.
 pub fn build(
     scope: &Scope<'_>,
@@ -116,17 +95,7 @@ fn build_fastcgi(
             "\"fastcgi_catch_stderr\" is not supported by junction",
         ));
     }
-    for name in NO_EFFECT {
-        if let Some(d) = scope.get(name) {
-            let msg = format!(
-                "\"{name}\" directive is accepted but has no effect in junction in {}",
-                d.span
-            );
-            if !bx.warnings.contains(&msg) {
-                bx.warnings.push(msg);
-            }
-        }
-    }
+    warn_no_effect(scope, "fastcgi", bx);
     let value = bx.template(a)?;
     let (target, group) = match value.as_literal() {
         Some(lit) => {

@@ -74,7 +74,7 @@ pub fn build(
                 format!("invalid host in upstream \"{target}\""),
             ));
         }
-        if !target.starts_with("unix:") && !has_port(target) {
+        if !target.starts_with("unix:") && !junction_config::cgi_pass::has_port(target) {
             return Err(err(&a.span, format!("no port in upstream \"{target}\"")));
         }
     }
@@ -125,15 +125,6 @@ pub fn build(
         types: Arc::new(mime_types(scope)),
         default_type: default_type(scope),
     })))
-}
-
-/// Whether `host:port` / `[v6]:port` names a port.
-fn has_port(target: &str) -> bool {
-    let port = match target.strip_prefix('[') {
-        Some(v6) => v6.split_once("]:").map(|(_, p)| p),
-        None => target.rsplit_once(':').map(|(_, p)| p),
-    };
-    port.is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// A response the server answers with its own page (or `error_page`) for `status`.
@@ -248,22 +239,5 @@ impl Backend for MemcachedPass {
 
     fn allows_method(&self, method: &Method) -> bool {
         method == Method::GET || method == Method::HEAD
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ports() {
-        assert!(has_port("127.0.0.1:11211"));
-        assert!(has_port("[::1]:11211"));
-        assert!(has_port("localhost:1"));
-        assert!(!has_port("127.0.0.1"));
-        assert!(!has_port("[::1]"));
-        assert!(!has_port("host:"));
-        assert!(!has_port("$x"));
     }
 }
