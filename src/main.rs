@@ -363,7 +363,10 @@ async fn signals(tx: tokio::sync::watch::Sender<Stop>) {
             _ = int.recv() => { tracing::info!("signal 2 (SIGINT) received, exiting"); let _ = tx.send(Stop::Fast); return; }
             _ = quit.recv() => { tracing::info!("signal 3 (SIGQUIT) received, shutting down gracefully"); let _ = tx.send(Stop::Graceful); return; }
             _ = hup.recv() => tracing::warn!("signal 1 (SIGHUP) received: reload is not supported yet; configuration unchanged"),
-            _ = usr1.recv() => tracing::info!("signal 10 (SIGUSR1) received, logs are written append-only; nothing to reopen"),
+            _ = usr1.recv() => {
+                tracing::info!("signal 10 (SIGUSR1) received, reopening logs");
+                junction_server::log::reopen_all();
+            }
         }
     }
 }

@@ -59,3 +59,64 @@ fn sigquit_finishes_in_flight_requests_then_exits() {
         .expect("exits once the last request is done");
     assert!(status.success(), "exit status {status}");
 }
+
+/// `-s reopen` / SIGUSR1 after a log rotation: new lines go to a fresh file.
+#[test]
+fn sigusr1_reopens_the_logs_after_rotation() {
+    if product() == "nginx" {
+        return; // the reference run uses its own log layout
+    }
+    let mut proxy = Proxy::start(
+        "server {
+    listen 127.0.0.1:{PORT};
+    access_log {DIR}/rotate.log;
+    location / { return 200 \"ok\"; }
+}
+",
+    );
+    let log = proxy.dir().join("rotate.log");
+    let wait_for = |path: &std::path::Path, needle: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{needle:?} never reached {}",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    assert_eq!(proxy.get("log.test", "/first").status, 200);
+    wait_for(&log, "GET /first");
+    let rotated = proxy.dir().join("rotate.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    proxy.signal("USR1");
+    // The reopen is asynchronous: a request after it lands in the new file.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut n = 0;
+    while !log.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no new log file after SIGUSR1"
+        );
+        n += 1;
+        assert_eq!(proxy.get("log.test", &format!("/probe{n}")).status, 200);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(proxy.get("log.test", "/second").status, 200);
+    let fresh = wait_for(&log, "GET /second");
+    assert!(
+        !fresh.contains("GET /first"),
+        "the new file starts empty: {fresh}"
+    );
+    let old = std::fs::read_to_string(&rotated).unwrap();
+    assert!(
+        old.contains("GET /first") && !old.contains("GET /second"),
+        "{old}"
+    );
+    let _ = proxy.terminate(Duration::from_secs(5));
+}

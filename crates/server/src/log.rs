@@ -10,52 +10,97 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Mutex};
 
+enum Msg {
+    Line(Vec<u8>),
+    Reopen,
+}
+
 /// A line sink backed by a writer thread.
 #[derive(Debug, Clone)]
 pub struct Sink {
-    tx: Arc<Mutex<Sender<Vec<u8>>>>,
+    tx: Sender<Msg>,
+}
+
+impl std::fmt::Debug for Msg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Msg::Line(_) => "Line",
+            Msg::Reopen => "Reopen",
+        })
+    }
+}
+
+/// Every sink opened, for `-s reopen` (SIGUSR1).
+static SINKS: Mutex<Vec<Sink>> = Mutex::new(Vec::new());
+
+fn open_append(path: &Path) -> Option<std::io::BufWriter<std::fs::File>> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        Ok(f) => Some(std::io::BufWriter::with_capacity(64 * 1024, f)),
+        Err(e) => {
+            eprintln!(
+                "junction: [alert] could not open log file \"{}\": {e}",
+                path.display()
+            );
+            None
+        }
+    }
 }
 
 impl Sink {
     /// Opens (appends to) `path`, creating its directory.
     pub fn open(path: &Path) -> Sink {
-        let (tx, rx) = channel::<Vec<u8>>();
+        let (tx, rx) = channel::<Msg>();
         let path = path.to_path_buf();
         std::thread::spawn(move || {
-            if let Some(dir) = path.parent() {
-                let _ = std::fs::create_dir_all(dir);
-            }
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path);
-            let mut w = match file {
-                Ok(f) => std::io::BufWriter::with_capacity(64 * 1024, f),
-                Err(e) => {
-                    eprintln!(
-                        "junction: [alert] could not open log file \"{}\": {e}",
-                        path.display()
-                    );
-                    return;
+            let mut w = open_append(&path);
+            while let Ok(msg) = rx.recv() {
+                let mut next = Some(msg);
+                while let Some(m) = next.take() {
+                    match m {
+                        Msg::Line(line) => {
+                            if let Some(w) = w.as_mut() {
+                                let _ = w.write_all(&line);
+                            }
+                        }
+                        Msg::Reopen => {
+                            if let Some(mut old) = w.take() {
+                                let _ = old.flush();
+                            }
+                            w = open_append(&path);
+                        }
+                    }
+                    next = rx.try_recv().ok();
                 }
-            };
-            while let Ok(line) = rx.recv() {
-                let _ = w.write_all(&line);
-                while let Ok(more) = rx.try_recv() {
-                    let _ = w.write_all(&more);
+                if let Some(w) = w.as_mut() {
+                    let _ = w.flush();
                 }
-                let _ = w.flush();
             }
         });
-        Sink {
-            tx: Arc::new(Mutex::new(tx)),
+        let sink = Sink { tx };
+        if let Ok(mut all) = SINKS.lock() {
+            all.push(sink.clone());
         }
+        sink
     }
 
     /// Queues a line (with its newline).
     pub fn write(&self, line: Vec<u8>) {
-        if let Ok(tx) = self.tx.lock() {
-            let _ = tx.send(line);
+        let _ = self.tx.send(Msg::Line(line));
+    }
+}
+
+/// Reopens every log file (after a rotation: `junction -s reopen`, SIGUSR1).
+pub fn reopen_all() {
+    if let Ok(all) = SINKS.lock() {
+        for s in all.iter() {
+            let _ = s.tx.send(Msg::Reopen);
         }
     }
 }
