@@ -301,6 +301,13 @@ fn main() -> ExitCode {
         Ok(r) => r,
         Err(e) => return emerg(format!("cannot start runtime: {e}")),
     };
+    let sigs = {
+        let _guard = control.enter();
+        match Signals::install() {
+            Ok(s) => s,
+            Err(e) => return emerg(format!("cannot install signal handlers: {e}")),
+        }
+    };
     if let Some(d) = pid_file.parent() {
         let _ = std::fs::create_dir_all(d);
     }
@@ -309,14 +316,13 @@ fn main() -> ExitCode {
     }
     let rt = Arc::new(rt);
     // Active health checks: one task per group with `health_check`, on the control
-    // thread (never for `-t`); they end with it.
-    for g in rt.upstreams.iter().filter(|g| g.health.is_some()) {
-        control.spawn(junction_core::health::run(g.clone()));
-    }
+    // thread (never for `-t`); they end with it (or with a reload).
+    let health = start_health_checks(&control, &rt);
     let (tx, rx) = tokio::sync::watch::channel(Stop::Run);
+    let (config_tx, config_rx) = tokio::sync::watch::channel(rt.clone());
     let mut threads = Vec::with_capacity(workers);
     for (n, ls) in per_worker.into_iter().enumerate() {
-        let rt = rt.clone();
+        let rt = config_rx.clone();
         let rx = rx.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("junction-worker-{n}"))
@@ -337,7 +343,14 @@ fn main() -> ExitCode {
             Err(e) => return emerg(format!("cannot start worker thread: {e}")),
         }
     }
-    control.block_on(signals(tx));
+    let reload = Reload {
+        conf: conf.clone(),
+        globals: args.globals.clone(),
+        prefix: prefix.clone(),
+        config: config_tx,
+        health,
+    };
+    control.block_on(signals(tx, reload, sigs));
     for t in threads {
         let _ = t.join();
     }
@@ -345,24 +358,121 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn signals(tx: tokio::sync::watch::Sender<Stop>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int), Ok(mut quit), Ok(mut hup), Ok(mut usr1)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::quit()),
-        signal(SignalKind::hangup()),
-        signal(SignalKind::user_defined1()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+fn start_health_checks(
+    control: &tokio::runtime::Runtime,
+    rt: &junction_server::Runtime,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    rt.upstreams
+        .iter()
+        .filter(|g| g.health.is_some())
+        .map(|g| control.spawn(junction_core::health::run(g.clone())))
+        .collect()
+}
+
+/// What `-s reload` (SIGHUP) needs: read the same file again, build, swap.
+struct Reload {
+    conf: PathBuf,
+    globals: Option<String>,
+    prefix: PathBuf,
+    config: tokio::sync::watch::Sender<Arc<junction_server::Runtime>>,
+    health: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Reload {
+    /// Loads and builds the configuration again; on success new connections use it
+    /// (open ones finish with the old one). A configuration that fails to load, or
+    /// that changes the listen addresses, is refused and the old one stays.
+    fn run(&mut self) {
+        let loaded = match load(&self.conf, self.globals.as_deref()) {
+            Ok(l) => l,
+            Err(errs) => {
+                for e in errs {
+                    tracing::error!("{e}; reload refused, the configuration stays");
+                }
+                return;
+            }
+        };
+        let rt = match junction_server::build(&loaded.tree, &loaded.globals, &self.prefix, BACKENDS)
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!("{e}; reload refused, the configuration stays");
+                return;
+            }
+        };
+        let old: Vec<_> = self
+            .config
+            .borrow()
+            .listens
+            .iter()
+            .map(|l| l.addr)
+            .collect();
+        let new: Vec<_> = rt.listens.iter().map(|l| l.addr).collect();
+        if old != new {
+            tracing::error!(
+                "reload changes the listen addresses, which needs a restart; the configuration stays"
+            );
+            return;
+        }
+        for w in &rt.warnings {
+            tracing::warn!("{w}");
+        }
+        for h in self.health.drain(..) {
+            h.abort();
+        }
+        let rt = Arc::new(rt);
+        self.health = rt
+            .upstreams
+            .iter()
+            .filter(|g| g.health.is_some())
+            .map(|g| tokio::spawn(junction_core::health::run(g.clone())))
+            .collect();
+        let _ = self.config.send(rt);
+        tracing::info!("reconfiguring: new connections use the new configuration");
+    }
+}
+
+/// The signals Junction handles, installed before the pid file is written so a
+/// signal sent as soon as the process is ready is never lost (or fatal).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (inside a runtime context).
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            quit: signal(SignalKind::quit())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+        })
+    }
+}
+
+async fn signals(tx: tokio::sync::watch::Sender<Stop>, mut reload: Reload, sigs: Signals) {
+    let Signals {
+        mut term,
+        mut int,
+        mut quit,
+        mut hup,
+        mut usr1,
+    } = sigs;
     loop {
         tokio::select! {
             _ = term.recv() => { tracing::info!("signal 15 (SIGTERM) received, exiting"); let _ = tx.send(Stop::Fast); return; }
             _ = int.recv() => { tracing::info!("signal 2 (SIGINT) received, exiting"); let _ = tx.send(Stop::Fast); return; }
             _ = quit.recv() => { tracing::info!("signal 3 (SIGQUIT) received, shutting down gracefully"); let _ = tx.send(Stop::Graceful); return; }
-            _ = hup.recv() => tracing::warn!("signal 1 (SIGHUP) received: reload is not supported yet; configuration unchanged"),
+            _ = hup.recv() => {
+                tracing::info!("signal 1 (SIGHUP) received, reconfiguring");
+                reload.run();
+            }
             _ = usr1.recv() => {
                 tracing::info!("signal 10 (SIGUSR1) received, reopening logs");
                 junction_server::log::reopen_all();

@@ -120,3 +120,61 @@ fn sigusr1_reopens_the_logs_after_rotation() {
     );
     let _ = proxy.terminate(Duration::from_secs(5));
 }
+
+/// `-s reload` / SIGHUP: the file is read again; new connections use the new
+/// configuration; a broken one is refused and the running configuration stays.
+#[test]
+fn sighup_reloads_the_configuration() {
+    if product() == "nginx" {
+        return; // the reference run has no master process to reload
+    }
+    let conf = |body: &str| {
+        format!(
+            "server {{
+    listen 127.0.0.1:{{PORT}};
+    location / {{ return 200 \"{body}\"; }}
+}}
+"
+        )
+    };
+    let proxy = Proxy::start(&conf("one"));
+    let file = proxy.dir().join("junction.conf");
+    let text = |p: &Proxy| String::from_utf8_lossy(&p.get("reload.test", "/").body).into_owned();
+    assert_eq!(text(&proxy), "one");
+    let port_line = std::fs::read_to_string(&file)
+        .unwrap()
+        .lines()
+        .find(|l| l.contains("listen"))
+        .unwrap()
+        .to_string();
+    let write = |body: &str| {
+        let new = conf(body).replace("    listen 127.0.0.1:{PORT};", &port_line);
+        std::fs::write(&file, new).unwrap();
+    };
+    let until = |p: &Proxy, want: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            if text(p) == want {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never answered {want:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    write("two");
+    proxy.signal("HUP");
+    until(&proxy, "two");
+
+    // A broken file is refused; the running configuration stays.
+    std::fs::write(
+        &file,
+        "server { listen 127.0.0.1:1; bogus_directive on; }\n",
+    )
+    .unwrap();
+    proxy.signal("HUP");
+    proxy.wait_error_log("reload refused", Duration::from_secs(5));
+    assert_eq!(text(&proxy), "two");
+}

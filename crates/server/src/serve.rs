@@ -89,21 +89,22 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
 }
 
 /// Serves the bound listeners until `stop` says otherwise.
+/// `config` carries the current runtime: a reload sends a new one, which every
+/// connection accepted afterwards uses; connections already open keep theirs.
 pub async fn serve(
-    rt: Arc<Runtime>,
+    config: watch::Receiver<Arc<Runtime>>,
     listeners: Vec<std::net::TcpListener>,
     mut stop: watch::Receiver<Stop>,
 ) {
-    let shared = Arc::new(Shared { rt });
     let tracker = tokio_util::task::TaskTracker::new();
     for l in listeners {
         let Ok(l) = TcpListener::from_std(l) else {
             continue;
         };
-        let shared = shared.clone();
+        let config = config.clone();
         let stop = stop.clone();
         let tracker2 = tracker.clone();
-        tracker.spawn(accept_loop(shared, l, stop, tracker2));
+        tracker.spawn(accept_loop(config, l, stop, tracker2));
     }
     loop {
         if *stop.borrow() != Stop::Run {
@@ -120,11 +121,14 @@ pub async fn serve(
 }
 
 async fn accept_loop(
-    shared: Arc<Shared>,
+    mut config: watch::Receiver<Arc<Runtime>>,
     l: TcpListener,
     mut stop: watch::Receiver<Stop>,
     tracker: tokio_util::task::TaskTracker,
 ) {
+    let mut shared = Arc::new(Shared {
+        rt: config.borrow_and_update().clone(),
+    });
     let bound = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
     loop {
         let accepted = tokio::select! {
@@ -146,6 +150,11 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let id = CONNS.fetch_add(1, Ordering::Relaxed) + 1;
+        if config.has_changed().unwrap_or(false) {
+            shared = Arc::new(Shared {
+                rt: config.borrow_and_update().clone(),
+            });
+        }
         let shared = shared.clone();
         let stop = stop.clone();
         tracker.spawn(connection(shared, stream, remote, local, id, stop));
