@@ -175,6 +175,8 @@ fn sighup_reloads_the_configuration() {
     )
     .unwrap();
     proxy.signal("HUP");
-    proxy.wait_error_log("reload refused", Duration::from_secs(5));
+    proxy
+        .wait_error_log("reload refused", Duration::from_secs(5))
+        .expect("the refused reload is in the error log");
     assert_eq!(text(&proxy), "two");
 }
