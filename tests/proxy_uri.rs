@@ -145,3 +145,32 @@ fn hop_by_hop_headers_are_not_forwarded() {
         "Host is $proxy_host"
     );
 }
+
+/// `proxy_pass` with variables: the value is the whole URL, evaluated per request
+/// (NGINX-SEMANTICS §5); `$backend` set per location.
+#[test]
+fn proxy_pass_with_variables_is_the_whole_url() {
+    let backend = Peer::python("echo.py", &[]);
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    server_name var.test;
+    set $backend 127.0.0.1:{BACKEND};
+    location /v/ { proxy_pass http://$backend/fixed$is_args$args; }
+    location /w/ { proxy_pass http://$backend; }
+}
+",
+        &[("BACKEND", &backend.port)],
+    ));
+    let e = Echo::from_response(&proxy.get("var.test", "/v/anything?q=1"));
+    assert_eq!(e.path, "/fixed?q=1");
+    assert_eq!(
+        e.header("Host"),
+        Some(format!("127.0.0.1:{}", backend.port).as_str())
+    );
+    let e = Echo::from_response(&proxy.get("var.test", "/w/x%20y?z=2"));
+    assert_eq!(
+        e.path, "/w/x%20y?z=2",
+        "no URI part: the client's request URI unchanged"
+    );
+}

@@ -765,13 +765,33 @@ pub struct ServerSnapshot {
 
 /// Resolves `host:port` (or `unix:/path`) into addresses, at config load time.
 pub fn resolve(target: &str, default_port: u16) -> io::Result<Vec<PeerAddr>> {
+    match literal(target, default_port) {
+        Ok(done) => Ok(done),
+        Err(with_port) => {
+            use std::net::ToSocketAddrs;
+            collect(target, with_port.to_socket_addrs()?)
+        }
+    }
+}
+
+/// [`resolve`] for the request path (`*_pass` with variables): a host name is looked
+/// up on tokio's blocking pool, so the worker thread never waits on DNS.
+pub async fn resolve_async(target: &str, default_port: u16) -> io::Result<Vec<PeerAddr>> {
+    match literal(target, default_port) {
+        Ok(done) => Ok(done),
+        Err(with_port) => collect(target, tokio::net::lookup_host(with_port).await?),
+    }
+}
+
+/// A unix path or a literal socket address as is; else the `host:port` to look up.
+fn literal(target: &str, default_port: u16) -> Result<Vec<PeerAddr>, String> {
     if let Some(p) = target.strip_prefix("unix:") {
         return Ok(vec![PeerAddr::Unix(PathBuf::from(p))]);
     }
     if let Ok(sa) = target.parse::<SocketAddr>() {
         return Ok(vec![PeerAddr::Tcp(sa)]);
     }
-    let with_port = if target.starts_with('[') {
+    Err(if target.starts_with('[') {
         if target.ends_with(']') {
             format!("{target}:{default_port}")
         } else {
@@ -781,10 +801,12 @@ pub fn resolve(target: &str, default_port: u16) -> io::Result<Vec<PeerAddr>> {
         target.to_string()
     } else {
         format!("{target}:{default_port}")
-    };
-    use std::net::ToSocketAddrs;
+    })
+}
+
+fn collect(target: &str, addrs: impl Iterator<Item = SocketAddr>) -> io::Result<Vec<PeerAddr>> {
     let mut out: Vec<PeerAddr> = Vec::new();
-    for sa in with_port.to_socket_addrs()? {
+    for sa in addrs {
         let p = PeerAddr::Tcp(sa);
         if !out.contains(&p) {
             out.push(p);

@@ -183,7 +183,7 @@ impl Fastcgi {
     }
 
     /// The group for this request when `fastcgi_pass` has variables.
-    fn dynamic_group(
+    async fn dynamic_group(
         cx: &RequestCtx,
         target: &Template,
         upstreams: &HashMap<String, Arc<Group>>,
@@ -196,12 +196,14 @@ impl Fastcgi {
         if !t.starts_with("unix:") && !has_port(t) {
             return Err(Error::internal(format!("no port in upstream \"{t}\"")));
         }
-        let addrs = junction_core::upstream::resolve(t, 9000).map_err(|e| {
-            Error::new(
-                ErrorKind::Connect,
-                format!("{t} could not be resolved ({e})"),
-            )
-        })?;
+        let addrs = junction_core::upstream::resolve_async(t, 9000)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Connect,
+                    format!("{t} could not be resolved ({e})"),
+                )
+            })?;
         Ok(Group::implicit(t.to_string(), addrs))
     }
 
@@ -212,7 +214,7 @@ impl Fastcgi {
             Target::Static => &fam.upstream,
             Target::Dynamic { target, upstreams } => {
                 conf_owned = UpstreamConf {
-                    group: Self::dynamic_group(cx, target, upstreams)?,
+                    group: Self::dynamic_group(cx, target, upstreams).await?,
                     ..fam.upstream.clone()
                 };
                 &conf_owned

@@ -276,6 +276,11 @@ fn escape_into(out: &mut BytesMut, s: &str) {
 impl HttpProxy {
     /// The URI sent upstream.
     fn upstream_uri(&self, cx: &RequestCtx, uri_part: Option<&str>, out: &mut BytesMut) {
+        // With variables the evaluated URL is the whole request URI (§5).
+        if let (Target::Dynamic { .. }, Some(part)) = (&self.target, uri_part) {
+            out.put_slice(part.as_bytes());
+            return;
+        }
         let quoted = cx.request_uri.contains('%') || cx.uri_changed;
         match (uri_part, &self.loc_prefix) {
             (Some(part), Some(prefix)) => {
@@ -454,30 +459,16 @@ impl HttpProxy {
     }
 }
 
+/// The addresses of a `proxy_pass` host resolved per request (variables).
 async fn resolve_now(hostport: &str) -> Result<Vec<junction_core::upstream::PeerAddr>, Error> {
-    let with_port = if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:80")
-    };
-    let addrs: Vec<_> = tokio_lookup(&with_port).await?;
-    if addrs.is_empty() {
-        return Err(Error::new(
-            junction_core::ErrorKind::Connect,
-            format!("{hostport} could not be resolved"),
-        ));
-    }
-    Ok(addrs)
-}
-
-async fn tokio_lookup(s: &str) -> Result<Vec<junction_core::upstream::PeerAddr>, Error> {
-    let s = s.to_string();
-    junction_core::upstream::resolve(&s, 80).map_err(|e| {
-        Error::new(
-            junction_core::ErrorKind::Connect,
-            format!("{s} could not be resolved ({e})"),
-        )
-    })
+    junction_core::upstream::resolve_async(hostport, 80)
+        .await
+        .map_err(|e| {
+            Error::new(
+                junction_core::ErrorKind::Connect,
+                format!("{hostport} could not be resolved ({e})"),
+            )
+        })
 }
 
 impl Backend for HttpProxy {
