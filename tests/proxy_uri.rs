@@ -174,3 +174,31 @@ fn proxy_pass_with_variables_is_the_whole_url() {
         "no URI part: the client's request URI unchanged"
     );
 }
+
+/// The default `proxy_redirect` rewrites an upstream Location that points at the
+/// proxied URL back to the location, and (as nginx's absolute_redirect) makes it
+/// absolute with the request's host and port.
+#[test]
+fn default_proxy_redirect_rewrites_location() {
+    let backend = Peer::python("echo.py", &[]);
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    server_name redir.test;
+    location /app/ { proxy_pass http://127.0.0.1:{BACKEND}/inner/; }
+    location /off/ { proxy_pass http://127.0.0.1:{BACKEND}/inner/; proxy_redirect off; }
+}
+",
+        &[("BACKEND", &backend.port)],
+    ));
+    let want_from = format!("http://127.0.0.1:{}/inner/next", backend.port);
+    // echo.py answers /redirect?to=URL with a 302 to URL.
+    let r = proxy.get("redir.test", &format!("/app/redirect?to={want_from}"));
+    assert_eq!(r.status, 302, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.header("Location"),
+        Some(format!("http://redir.test:{}/app/next", proxy.port).as_str())
+    );
+    let r = proxy.get("redir.test", &format!("/off/redirect?to={want_from}"));
+    assert_eq!(r.header("Location"), Some(want_from.as_str()));
+}

@@ -3,6 +3,7 @@
 {"method", "path" (request-target as received, query included), "version",
  "headers": [[name, value], ...] (in order, as received), "peer", "peer_port",
  "body_len", "body_sha256", "local"}
+A request whose path contains `/redirect?to=URL` is answered with a 302 to URL.
 Keeps the connection alive when the request allows it.
 Usage: echo.py [--bind ADDR]
 """
@@ -35,6 +36,14 @@ def handle(conn, peer):
             }
         ).encode()
         ka = req.keep_alive()
+        if "/redirect?to=" in req.target:
+            to = req.target.split("/redirect?to=", 1)[1]
+            conn.sendall(
+                peerlib.response_head(302, [("Location", to), ("Content-Length", "0")], ka)
+            )
+            if not ka:
+                return
+            continue
         head = peerlib.response_head(
             200,
             [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],

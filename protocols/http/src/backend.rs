@@ -372,6 +372,20 @@ impl HttpProxy {
                 let mut out = BytesMut::new();
                 to.eval_into(cx, &mut out);
                 out.put_slice(rest.as_bytes());
+                // A replacement starting with `/` becomes absolute, as nginx does
+                // (absolute_redirect: scheme, the request's host, the port if not 80).
+                if out.starts_with(b"/") {
+                    let mut abs = BytesMut::with_capacity(out.len() + 32);
+                    abs.put_slice(cx.conn.scheme.as_bytes());
+                    abs.put_slice(b"://");
+                    abs.put_slice(cx.host.as_bytes());
+                    let port = cx.conn.local.port();
+                    if port != 80 {
+                        abs.put_slice(format!(":{port}").as_bytes());
+                    }
+                    abs.put_slice(&out);
+                    out = abs;
+                }
                 return HeaderValue::from_maybe_shared(out.freeze()).ok();
             }
         }
