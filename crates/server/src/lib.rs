@@ -11,7 +11,9 @@
 //! - `serve`: listeners, hyper HTTP/1.1 connections, the request phases,
 //!   `error_page`, output headers, graceful/fast stop.
 //! - `static_files`: the default content handler.
-//! - `log`: access and error logs, written by background threads.
+//! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
+//! - `error_io`: gives the errors hyper answers by itself (malformed requests)
+//!   nginx's error page and `Server` header.
 #![forbid(unsafe_code)]
 
 pub mod build;
