@@ -3,7 +3,8 @@
 {"method", "path" (request-target as received, query included), "version",
  "headers": [[name, value], ...] (in order, as received), "peer", "peer_port",
  "body_len", "body_sha256", "local"}
-A request whose path contains `/redirect?to=URL` is answered with a 302 to URL.
+A request whose path contains `/redirect?to=URL` is answered with a 302 to URL;
+one whose path contains `/switch` with `101 Switching Protocols` (then the peer closes).
 Keeps the connection alive when the request allows it.
 Usage: echo.py [--bind ADDR]
 """
@@ -36,6 +37,12 @@ def handle(conn, peer):
             }
         ).encode()
         ka = req.keep_alive()
+        if "/switch" in req.target:
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                b"Connection: Upgrade\r\n\r\n"
+            )
+            return
         if "/redirect?to=" in req.target:
             to = req.target.split("/redirect?to=", 1)[1]
             conn.sendall(

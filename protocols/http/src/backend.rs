@@ -449,6 +449,14 @@ impl HttpProxy {
             None => &fam.upstream,
         };
         let up = exchange(conf, cx, bind, head, body, &mk).await?;
+        if up.head.status == http::StatusCode::SWITCHING_PROTOCOLS {
+            // The upstream accepted an Upgrade (WebSocket): tunnelling is not
+            // implemented yet; a clear 502 beats a connection that breaks later.
+            return Err(Error::new(
+                junction_core::ErrorKind::InvalidResponse,
+                "upstream switched protocols (101): WebSocket/Upgrade proxying is not supported by junction yet",
+            ));
+        }
         let mut headers = HeaderMap::with_capacity(up.head.headers.len());
         let mut last: Option<HeaderName> = None;
         for (k, v) in up.head.headers.iter() {
