@@ -298,25 +298,3 @@ fn server_tokens_off_drops_the_version() {
         "server_tokens on (default) shows the version: {server:?}"
     );
 }
-
-/// An upstream that switches protocols (WebSocket) gets a clear 502 and an
-/// error-log line while tunnelling is not implemented (not a broken connection).
-#[test]
-fn upstream_switching_protocols_is_a_clear_502_for_now() {
-    if product() == "nginx" {
-        return; // nginx tunnels it
-    }
-    let backend = Peer::python("echo.py", &[]);
-    let proxy = proxy_to(backend.port, "");
-    let r = proxy.request(
-        b"GET /switch HTTP/1.1\r\nHost: err.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-    );
-    assert_eq!(r.status, 502);
-    proxy
-        .wait_error_log(
-            "WebSocket/Upgrade proxying is not supported",
-            Duration::from_secs(5),
-        )
-        .expect("the reason is logged");
-    assert_eq!(proxy.get("err.test", "/still-serving").status, 200);
-}

@@ -140,12 +140,15 @@ pub fn free_port() -> u16 {
 
 /// A port on which nothing listens (for "backend down"): free, and checked to refuse.
 pub fn closed_port() -> u16 {
-    let port = free_port();
-    assert!(
-        TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err(),
-        "port {port} should refuse connections"
-    );
-    port
+    // Tests run in parallel: a port freed a moment ago may be taken by another test's
+    // listener before we check it; probe a few.
+    for _ in 0..20 {
+        let port = free_port();
+        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err() {
+            return port;
+        }
+    }
+    panic!("no closed port found on 127.0.0.1 after 20 tries");
 }
 
 /// Replaces each `{NAME}` in `template` by its value.

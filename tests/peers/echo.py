@@ -4,7 +4,8 @@
  "headers": [[name, value], ...] (in order, as received), "peer", "peer_port",
  "body_len", "body_sha256", "local"}
 A request whose path contains `/redirect?to=URL` is answered with a 302 to URL;
-one whose path contains `/switch` with `101 Switching Protocols` (then the peer closes).
+one whose path contains `/switch` with `101 Switching Protocols`, after which every
+byte received is echoed back until the client closes (a WebSocket stand-in).
 Keeps the connection alive when the request allows it.
 Usage: echo.py [--bind ADDR]
 """
@@ -42,7 +43,11 @@ def handle(conn, peer):
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                 b"Connection: Upgrade\r\n\r\n"
             )
-            return
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    return
+                conn.sendall(data)
         if "/redirect?to=" in req.target:
             to = req.target.split("/redirect?to=", 1)[1]
             conn.sendall(

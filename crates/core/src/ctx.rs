@@ -175,6 +175,8 @@ pub struct RequestCtx {
     pub conn_requests: u64,
     /// Number of internal redirects so far.
     pub redirects: u8,
+    /// The client connection's upgrade (WebSocket), when the request asked for one.
+    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
 }
 
 impl RequestCtx {
@@ -206,6 +208,7 @@ impl RequestCtx {
             start_time: SystemTime::now(),
             conn_requests: 1,
             redirects: 0,
+            upgrade: None,
         }
     }
 

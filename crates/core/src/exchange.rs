@@ -110,6 +110,20 @@ pub struct UpstreamResponse {
     pub head: ResponseHead,
     /// The body.
     pub body: Body,
+    /// After `101 Switching Protocols`: the upstream connection, handed over whole
+    /// for a tunnel (WebSocket); the body is then empty.
+    pub upgraded: Option<Upgraded>,
+}
+
+/// An upstream connection that switched protocols. It keeps the server's
+/// connection slot (`max_conns`) until it is dropped.
+#[derive(Debug)]
+pub struct Upgraded {
+    /// The socket.
+    pub stream: crate::upstream::Stream,
+    /// Bytes the upstream sent after its 101 head, already read.
+    pub leftover: Bytes,
+    _inuse: InUse,
 }
 
 /// How much of a buffered request body is framed before it is written.
@@ -255,6 +269,17 @@ pub async fn exchange(
                     codec,
                     buf,
                 } = h;
+                if rhead.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                    return Ok(UpstreamResponse {
+                        head: rhead,
+                        body: crate::body::empty(),
+                        upgraded: Some(Upgraded {
+                            stream: conn.stream,
+                            leftover: buf.freeze(),
+                            _inuse: inuse,
+                        }),
+                    });
+                }
                 let body = relay(
                     conf,
                     i,
@@ -267,7 +292,11 @@ pub async fn exchange(
                     &cx.method,
                 )
                 .await?;
-                return Ok(UpstreamResponse { head: rhead, body });
+                return Ok(UpstreamResponse {
+                    head: rhead,
+                    body,
+                    upgraded: None,
+                });
             }
             Err((e, sent)) => {
                 cx.upstream.attempt(&server, None, t0.elapsed());

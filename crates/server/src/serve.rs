@@ -222,7 +222,7 @@ async fn connection(
         .header_read_timeout(dflt.client_header_timeout)
         .max_buf_size(dflt.header_buffer.max(8192));
     let io = crate::error_io::ErrorPageIo::new(stream, dflt.base.data.server_tokens);
-    let conn = b.serve_connection(TokioIo::new(io), svc);
+    let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {
@@ -378,7 +378,10 @@ async fn handle(
         Some(pq) => pq.as_str().to_string(),
         None => parts.uri.to_string(),
     };
+    let mut parts = parts;
+    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let mut cx = RequestCtx::new(conn, parts.method, parts.version, request_uri);
+    cx.upgrade = upgrade;
     cx.conn_requests = n;
     cx.headers = parts.headers;
     // Host

@@ -449,13 +449,27 @@ impl HttpProxy {
             None => &fam.upstream,
         };
         let up = exchange(conf, cx, bind, head, body, &mk).await?;
-        if up.head.status == http::StatusCode::SWITCHING_PROTOCOLS {
-            // The upstream accepted an Upgrade (WebSocket): tunnelling is not
-            // implemented yet; a clear 502 beats a connection that breaks later.
-            return Err(Error::new(
-                junction_core::ErrorKind::InvalidResponse,
-                "upstream switched protocols (101): WebSocket/Upgrade proxying is not supported by junction yet",
-            ));
+        if let Some(upgraded) = up.upgraded {
+            // 101 Switching Protocols (WebSocket): answer the client with the
+            // upstream's head, then tunnel bytes both ways once hyper hands over the
+            // client connection.
+            let Some(client) = cx.upgrade.take() else {
+                return Err(Error::new(
+                    junction_core::ErrorKind::InvalidResponse,
+                    "upstream switched protocols (101) but the client did not ask for an upgrade",
+                ));
+            };
+            let idle = fam.upstream.timeouts.read;
+            tokio::spawn(crate::tunnel::run(client, upgraded, idle));
+            let mut resp = http::Response::new(junction_core::body::empty());
+            *resp.status_mut() = up.head.status;
+            for (k, v) in up.head.headers.iter() {
+                let hop = *k == http::header::CONNECTION || *k == http::header::UPGRADE;
+                if hop || !self.hide.contains(k) {
+                    resp.headers_mut().append(k.clone(), v.clone());
+                }
+            }
+            return Ok(resp);
         }
         let mut headers = HeaderMap::with_capacity(up.head.headers.len());
         let mut last: Option<HeaderName> = None;

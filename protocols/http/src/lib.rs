@@ -10,6 +10,9 @@
 //!   §4–5), request headers (`proxy_set_header` over the defaults `Host:
 //!   $proxy_host` and no `Connection`, hop-by-hop removal), response filtering
 //!   (hidden headers, `proxy_redirect`).
+//! - `tunnel`: after `101 Switching Protocols` (WebSocket), bytes both ways between
+//!   the client and the upstream until either closes or both are idle for
+//!   `proxy_read_timeout`.
 //!
 //! ## Lifecycle of a request
 //! build (load time) → `HttpProxy::handle`: body buffered or streamed per
@@ -20,5 +23,6 @@
 pub mod backend;
 pub mod codec;
 mod probe;
+mod tunnel;
 
 pub use backend::{build, HttpProxy};

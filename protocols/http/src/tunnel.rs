@@ -1,0 +1,64 @@
+//! The WebSocket (any `Upgrade`) tunnel: once the upstream answered `101
+//! Switching Protocols` and hyper handed over the client connection, bytes are
+//! copied both ways until one side closes or nothing moved for the idle timeout
+//! (`proxy_read_timeout`, as nginx applies it to upgraded connections).
+
+use hyper_util::rt::TokioIo;
+use junction_core::exchange::Upgraded;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+const CHUNK: usize = 16 * 1024;
+
+pub(crate) async fn run(client: hyper::upgrade::OnUpgrade, upstream: Upgraded, idle: Duration) {
+    let client = match client.await {
+        Ok(c) => TokioIo::new(c),
+        Err(e) => {
+            tracing::debug!("client upgrade failed: {e}");
+            return;
+        }
+    };
+    let Upgraded {
+        stream, leftover, ..
+    } = upstream;
+    // `upstream` is destructured: its connection slot stays held by this scope.
+    let mut client = client;
+    if !leftover.is_empty() && client.write_all(&leftover).await.is_err() {
+        return;
+    }
+    copy_both(client, stream, idle).await;
+}
+
+async fn copy_both<A, B>(mut a: A, mut b: B, idle: Duration)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut ab = vec![0u8; CHUNK];
+    let mut ba = vec![0u8; CHUNK];
+    let sleep = tokio::time::sleep(idle);
+    tokio::pin!(sleep);
+    loop {
+        tokio::select! {
+            r = a.read(&mut ab) => {
+                let Ok(n) = r else { break };
+                if n == 0 || b.write_all(ab.get(..n).unwrap_or(&[])).await.is_err() {
+                    break;
+                }
+            }
+            r = b.read(&mut ba) => {
+                let Ok(n) = r else { break };
+                if n == 0 || a.write_all(ba.get(..n).unwrap_or(&[])).await.is_err() {
+                    break;
+                }
+            }
+            _ = &mut sleep => {
+                tracing::info!("upgraded connection idle for {idle:?}, closed");
+                break;
+            }
+        }
+        sleep.as_mut().reset(tokio::time::Instant::now() + idle);
+    }
+    let _ = a.shutdown().await;
+    let _ = b.shutdown().await;
+}
