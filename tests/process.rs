@@ -180,3 +180,26 @@ fn sighup_reloads_the_configuration() {
         .expect("the refused reload is in the error log");
     assert_eq!(text(&proxy), "two");
 }
+
+/// `worker_processes`: nginx's default is 1; `N` starts N worker threads.
+#[test]
+fn worker_processes_sets_the_worker_threads() {
+    if product() == "nginx" {
+        return; // nginx runs worker processes, not threads
+    }
+    let workers = |main: &str| {
+        let conf = format!(
+            "{main}\nevents {{}}\nhttp {{ server {{ listen 127.0.0.1:{{PORT}}; location / {{ return 200 \"ok\"; }} }} }}\n"
+        );
+        let proxy = Proxy::start_files(&[("nginx.conf", &conf)], "nginx.conf");
+        assert_eq!(proxy.get("w.test", "/").status, 200);
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", proxy.pid())).unwrap();
+        tasks
+            .filter_map(|t| std::fs::read_to_string(t.unwrap().path().join("comm")).ok())
+            .filter(|c| c.starts_with("junction-worker"))
+            .count()
+    };
+    assert_eq!(workers(""), 1, "nginx's default");
+    assert_eq!(workers("worker_processes 2;"), 2);
+    assert_eq!(workers("worker_processes 3;"), 3);
+}

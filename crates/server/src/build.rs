@@ -445,7 +445,12 @@ pub fn build(
             .collect();
         (main, http)
     };
-    let mut main = MainConf::default();
+    // nginx's default is one worker; a bare sites file normally runs under Debian's
+    // nginx.conf, which says `worker_processes auto;` (0 = auto).
+    let mut main = MainConf {
+        worker_processes: if bare { 0 } else { 1 },
+        ..MainConf::default()
+    };
     for d in &main_level {
         match d.name.as_str() {
             "worker_processes" => {
