@@ -130,6 +130,48 @@ fn which(name: &str) -> bool {
 // Ports and templates
 // ---------------------------------------------------------------------------------------------
 
+/// Polls a just-started peer until `ready()`; an error (with `log()`) if the process
+/// exits first or `timeout` passes. The child is set to `None` when it exited.
+pub fn wait_for_peer(
+    name: &str,
+    child: &mut Option<Child>,
+    timeout: Duration,
+    ready: impl Fn() -> bool,
+    log: impl Fn() -> String,
+) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            *child = None;
+            return Err(format!(
+                "{name} exited with {status} before it was ready\n{}",
+                log()
+            ));
+        }
+        if ready() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{name} not ready after {timeout:?}\n{}", log()));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// First value of `name` (case-insensitive) in an ordered header list.
+pub fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    header_all_in(headers, name).into_iter().next()
+}
+
+/// Every value of `name` (case-insensitive) in an ordered header list.
+pub fn header_all_in<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
 /// A port that was free on 127.0.0.1 a moment ago (bind `127.0.0.1:0`, read, close).
 pub fn free_port() -> u16 {
     TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -794,19 +836,12 @@ pub struct Response {
 impl Response {
     /// First value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
 
     /// Every value of header `name`, in order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        header_all_in(&self.headers, name)
     }
 
     /// The body as (lossy) UTF-8.
@@ -1352,19 +1387,12 @@ impl Echo {
 
     /// First value of request header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
 
     /// Every value of request header `name`, in order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        header_all_in(&self.headers, name)
     }
 }
 
@@ -1534,26 +1562,16 @@ impl PhpFpm {
             dir,
             child: Some(child),
         };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Some(status) = fpm.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                fpm.child = None;
-                return Err(format!(
-                    "php-fpm exited with {status} before it was ready\n{}",
-                    fpm.log()
-                ));
-            }
-            if fpm.accepts() {
-                return Ok(fpm);
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "php-fpm not ready after {READY_TIMEOUT:?}\n{}",
-                    fpm.log()
-                ));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        let mut child = fpm.child.take();
+        let ready = wait_for_peer(
+            "php-fpm",
+            &mut child,
+            READY_TIMEOUT,
+            || fpm.accepts(),
+            || fpm.log(),
+        );
+        fpm.child = child;
+        ready.map(|()| fpm)
     }
 
     /// Whether its socket accepts a connection now.

@@ -19,8 +19,8 @@
 )]
 
 use crate::common::{
-    big_mismatch, free_port, get_request, http_stream, manifest_dir, md5_hex, proxy_kind, Json,
-    Kind, Proxy, Response, READY_TIMEOUT,
+    big_mismatch, free_port, get_request, http_stream, manifest_dir, md5_hex, proxy_kind,
+    wait_for_peer, Json, Kind, Proxy, Response, READY_TIMEOUT,
 };
 use std::fs;
 use std::io::Write;
@@ -152,24 +152,16 @@ impl Uwsgi {
     }
 
     fn wait_ready(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let child = self.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return Err(format!("uwsgi exited with {status}\n{}", self.log()));
-            }
-            if self.log().contains("spawned uWSGI worker 2") && self.accepts() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "uwsgi not ready after {READY_TIMEOUT:?}\n{}",
-                    self.log()
-                ));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
+        let mut child = self.child.take();
+        let ready = wait_for_peer(
+            "uwsgi",
+            &mut child,
+            READY_TIMEOUT,
+            || self.log().contains("spawned uWSGI worker 2") && self.accepts(),
+            || self.log(),
+        );
+        self.child = child;
+        ready
     }
 
     fn accepts(&self) -> bool {
