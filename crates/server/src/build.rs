@@ -504,13 +504,16 @@ pub fn build(
             let g = junction_config::upstream::build_upstream(d, http, &mut bx)?;
             bx.upstreams.insert(g.name.clone(), g);
         }
-        let types = Arc::new(junction_config::model::mime_types(&hscope));
-        let formats = log_formats(http, &bx)?;
+        let level = HttpLevel {
+            backends,
+            types: Arc::new(junction_config::model::mime_types(&hscope)),
+            formats: log_formats(http, &bx)?,
+        };
         for d in http.iter().filter(|d| d.name == "server") {
             let block = d.block.as_deref().unwrap_or(&[]);
             let sscope = hscope.child(block);
             let si = servers.len();
-            let srv = build_server(d, &sscope, &mut bx, backends, &types, &formats, &mut logs)?;
+            let srv = build_server(d, &sscope, &mut bx, &mut logs, &level)?;
             // listen
             let mut any = false;
             for l in sscope.local_all("listen") {
@@ -674,15 +677,22 @@ fn log_formats(
     Ok(m)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every server and location of one `http {}` level shares while it is built.
+struct HttpLevel<'a> {
+    /// The protocols' backend builders.
+    backends: &'a [BuildBackend],
+    /// MIME types of the level.
+    types: Arc<HashMap<String, Bytes>>,
+    /// `log_format`s of the level (and `combined`).
+    formats: HashMap<String, Arc<Template>>,
+}
+
 fn build_server(
     d: &Directive,
     scope: &Scope<'_>,
     bx: &mut BuildCx,
-    backends: &[BuildBackend],
-    types: &Arc<HashMap<String, Bytes>>,
-    formats: &HashMap<String, Arc<Template>>,
     logs: &mut LogWriters,
+    http: &HttpLevel<'_>,
 ) -> Result<VServer, ConfigError> {
     let mut names = Vec::new();
     let mut name0 = String::new();
@@ -707,7 +717,7 @@ fn build_server(
         span: d.span.clone(),
     };
     let mut named = HashMap::new();
-    let base = build_location(scope, &info, bx, backends, types, formats, logs, &mut named)?;
+    let base = build_location(scope, &info, bx, logs, http, &mut named)?;
     let large = scope.get("large_client_header_buffers");
     let (num, size) = match large {
         Some(l) => {
@@ -738,18 +748,15 @@ fn build_server(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 fn build_location(
     scope: &Scope<'_>,
     info: &LocInfo,
     bx: &mut BuildCx,
-    backends: &[BuildBackend],
-    types: &Arc<HashMap<String, Bytes>>,
-    formats: &HashMap<String, Arc<Template>>,
     logs: &mut LogWriters,
+    http: &HttpLevel<'_>,
     named: &mut HashMap<String, Arc<Loc<LocConf>>>,
 ) -> Result<Arc<Loc<LocConf>>, ConfigError> {
-    let conf = build_conf(scope, info, bx, backends, types, formats, logs)?;
+    let conf = build_conf(scope, info, bx, logs, http)?;
     let mut statics = Vec::new();
     let mut regexes = Vec::new();
     for d in scope.local_all("location") {
@@ -801,16 +808,7 @@ fn build_location(
             span: d.span.clone(),
         };
         let child_scope = scope.child(block);
-        let mut loc = build_location(
-            &child_scope,
-            &child_info,
-            bx,
-            backends,
-            types,
-            formats,
-            logs,
-            named,
-        )?;
+        let mut loc = build_location(&child_scope, &child_info, bx, logs, http, named)?;
         if let LocKind::Regex { caseless } = kind {
             let re = regex::RegexBuilder::new(&name)
                 .case_insensitive(caseless)
@@ -964,14 +962,12 @@ fn build_conf(
     scope: &Scope<'_>,
     info: &LocInfo,
     bx: &mut BuildCx,
-    backends: &[BuildBackend],
-    types: &Arc<HashMap<String, Bytes>>,
-    formats: &HashMap<String, Arc<Template>>,
     logs: &mut LogWriters,
+    http: &HttpLevel<'_>,
 ) -> Result<LocConf, ConfigError> {
     let mut backend: Option<Arc<dyn Backend>> = None;
     if info.kind != LocKind::Server {
-        for b in backends {
+        for b in http.backends {
             if let Some(be) = b(scope, info, bx)? {
                 if backend.is_some() {
                     return Err(err(
@@ -1073,7 +1069,7 @@ fn build_conf(
     let access_logs = match scope.array("access_log").as_slice() {
         [] => vec![logs.access(
             &bx.prefix.join("logs/access.log"),
-            formats.get("combined").cloned(),
+            http.formats.get("combined").cloned(),
         )],
         list => {
             let mut v = Vec::new();
@@ -1087,11 +1083,11 @@ fn build_conf(
                 }
                 let fmt = match d.args.get(1) {
                     Some(f) if !f.value.contains('=') => {
-                        Some(formats.get(&f.value).cloned().ok_or_else(|| {
+                        Some(http.formats.get(&f.value).cloned().ok_or_else(|| {
                             err(&f.span, format!("unknown log format \"{}\"", f.value))
                         })?)
                     }
-                    _ => formats.get("combined").cloned(),
+                    _ => http.formats.get("combined").cloned(),
                 };
                 v.push(logs.access(&bx.prefix.join(&a.value), fmt));
             }
@@ -1115,7 +1111,7 @@ fn build_conf(
         internal: scope.local("internal").is_some(),
         server_tokens: scope.flag("server_tokens", true)?,
         access_logs,
-        types: types.clone(),
+        types: http.types.clone(),
         default_type,
         name: info.name.clone(),
         etag: scope.flag("etag", true)?,
