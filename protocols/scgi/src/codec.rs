@@ -77,10 +77,6 @@ pub type ScgiCodec = ResponseBodyUntilClose;
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    #[allow(unused_imports)]
-    use junction_core::codec::{Decoded, UpstreamCodec};
-    use junction_core::ErrorKind;
-    use junction_uwsgi::testing::{drive, every_split, Event};
 
     fn params(pairs: &[(&[u8], &[u8])]) -> Vec<(Bytes, Bytes)> {
         pairs
@@ -163,89 +159,5 @@ mod tests {
         let head = encode_request_head(&params(&[(b"HTTP_X", &value)]), 0);
         assert!(head.starts_with(b"100032:CONTENT_LENGTH\x000\x00"));
         check_netstring(&head);
-    }
-
-    #[test]
-    fn body_passes_as_is_and_end_is_nothing() {
-        let mut codec = ScgiCodec::new(4096);
-        let chunk = Bytes::from_static(b"the body");
-        let mut out = Vec::new();
-        codec.encode_body(chunk.clone(), &mut out);
-        codec.encode_body(Bytes::new(), &mut out);
-        codec.encode_end(&mut out);
-        assert_eq!(out, std::slice::from_ref(&chunk));
-        assert_eq!(out[0].as_ptr(), chunk.as_ptr());
-    }
-
-    #[test]
-    fn decodes_cgi_response_at_every_split() {
-        let input = b"Status: 200 OK\r\nContent-Type: text/plain\r\n\
-                      Set-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n42";
-        let events = every_split(|| ScgiCodec::new(4096), input).unwrap();
-        assert_eq!(
-            events,
-            [
-                Event::Head(
-                    200,
-                    vec![
-                        ("content-type".into(), b"text/plain".to_vec()),
-                        ("set-cookie".into(), b"a=1".to_vec()),
-                        ("set-cookie".into(), b"b=2".to_vec()),
-                    ]
-                ),
-                Event::Data(b"42".to_vec()),
-                Event::End(false),
-            ]
-        );
-    }
-
-    #[test]
-    fn decodes_status_line_response_at_every_split() {
-        let input = b"HTTP/1.0 404 Not Found\r\nContent-Length: 3\r\n\r\nnope";
-        let events = every_split(|| ScgiCodec::new(4096), input).unwrap();
-        assert_eq!(
-            events,
-            [
-                Event::Head(404, vec![("content-length".into(), b"3".to_vec())]),
-                // The body is whatever arrives before the close.
-                Event::Data(b"nope".to_vec()),
-                Event::End(false),
-            ]
-        );
-    }
-
-    #[test]
-    fn location_without_status_is_302() {
-        let events = drive(ScgiCodec::new(4096), &[b"Location: /elsewhere\r\n\r\n"]).unwrap();
-        assert_eq!(
-            events,
-            [
-                Event::Head(302, vec![("location".into(), b"/elsewhere".to_vec())]),
-                Event::End(false),
-            ]
-        );
-    }
-
-    #[test]
-    fn errors() {
-        let kind = |limit, input: &[u8]| {
-            every_split(|| ScgiCodec::new(limit), input)
-                .unwrap_err()
-                .kind()
-        };
-        assert_eq!(kind(4096, b"Status: 200\r\n"), ErrorKind::UpstreamClosed);
-        assert_eq!(kind(4096, b""), ErrorKind::UpstreamClosed);
-        assert_eq!(
-            kind(4096, b"<html>oops</html>\r\n\r\n"),
-            ErrorKind::InvalidResponse
-        );
-        assert_eq!(
-            kind(4096, b"Status: OK\r\n\r\n"),
-            ErrorKind::InvalidResponse
-        );
-        assert_eq!(
-            kind(24, b"HTTP/1.1 200 OK\r\nX-Pad: 0123456789\r\n\r\n"),
-            ErrorKind::TooBigHeader
-        );
     }
 }
