@@ -147,6 +147,16 @@ impl VarTable {
 static UPSTREAM_HEADERS_USED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// Set at load when any template reads `$request_filename`: only then do `*_pass`
+/// locations compute it per request (static files always do).
+static REQUEST_FILENAME_USED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Whether some template reads `$request_filename`.
+pub fn request_filename_used() -> bool {
+    REQUEST_FILENAME_USED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Whether some template reads `$upstream_http_*`.
 pub fn upstream_headers_used() -> bool {
     UPSTREAM_HEADERS_USED.load(std::sync::atomic::Ordering::Relaxed)
@@ -176,7 +186,10 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "content_type" => Var::ContentType,
         "document_root" => Var::DocumentRoot,
         "realpath_root" => Var::RealpathRoot,
-        "request_filename" => Var::RequestFilename,
+        "request_filename" => {
+            REQUEST_FILENAME_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+            Var::RequestFilename
+        }
         "proxy_host" => Var::ProxyHost,
         "proxy_port" => Var::ProxyPort,
         "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,

@@ -894,6 +894,16 @@ fn host_port(cx: &RequestCtx) -> String {
 }
 
 fn set_paths(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>) {
+    // `$request_filename` costs an allocation: a `*_pass` location builds it only
+    // when some template reads it (static files always need it).
+    let need_file = c.backend.is_none() || junction_core::vars::request_filename_used();
+    if !need_file {
+        cx.document_root = match &c.alias {
+            Some(alias) => alias.eval(cx),
+            None => c.root.eval(cx),
+        };
+        return;
+    }
     let mut file = bytes::BytesMut::new();
     match &c.alias {
         Some(alias) => {
