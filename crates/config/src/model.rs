@@ -694,6 +694,44 @@ pub fn content_type_for(
         .unwrap_or_else(|| default_type.clone())
 }
 
+/// `fastcgi_split_path_info` and `fastcgi_index` as they apply at this level (both
+/// inherited), for `$fastcgi_script_name`/`$fastcgi_path_info`; `None` when neither
+/// is set. The regex must have exactly two captures, as nginx requires.
+pub fn script_split(
+    scope: &Scope<'_>,
+) -> Result<Option<Arc<junction_core::cgi::ScriptSplit>>, ConfigError> {
+    let regex = match scope.arg("fastcgi_split_path_info") {
+        None => None,
+        Some((d, a)) => {
+            let re = regex::Regex::new(&a.value).map_err(|e| {
+                err(
+                    &d.span,
+                    format!("pcre2_compile() failed: {e} in \"{}\"", a.value),
+                )
+            })?;
+            // capture 0 is the whole match
+            if re.captures_len() != 3 {
+                return Err(err(
+                    &d.span,
+                    format!("pattern \"{}\" must have 2 captures", a.value),
+                ));
+            }
+            Some(re)
+        }
+    };
+    let index = scope
+        .arg("fastcgi_index")
+        .map(|(_, a)| bytes::Bytes::copy_from_slice(a.value.as_bytes()))
+        .unwrap_or_default();
+    if regex.is_none() && index.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(junction_core::cgi::ScriptSplit {
+        regex,
+        index,
+    })))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -177,6 +177,12 @@ pub struct RequestCtx {
     pub redirects: u8,
     /// The client connection's upgrade (WebSocket), when the request asked for one.
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// `fastcgi_split_path_info` / `fastcgi_index` of the current location (`None`:
+    /// neither is set), for `$fastcgi_script_name` and `$fastcgi_path_info`.
+    pub script_split: Option<Arc<crate::cgi::ScriptSplit>>,
+    /// The split once computed (nginx's fastcgi module context): script name without
+    /// the index, path info.
+    script_parts: std::sync::OnceLock<(Bytes, Bytes)>,
 }
 
 impl RequestCtx {
@@ -209,7 +215,24 @@ impl RequestCtx {
             conn_requests: 1,
             redirects: 0,
             upgrade: None,
+            script_split: None,
+            script_parts: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Forgets the computed `$fastcgi_script_name`/`$fastcgi_path_info`: an internal
+    /// redirect clears nginx's module contexts, and the FastCGI handler starts a new
+    /// one (so they are computed again from the `$uri` of that moment).
+    pub fn reset_script_split(&mut self) {
+        self.script_parts = std::sync::OnceLock::new();
+    }
+
+    /// The script name (without the index) and path info, computed on first read.
+    fn script_parts(&self) -> &(Bytes, Bytes) {
+        self.script_parts.get_or_init(|| match &self.script_split {
+            Some(s) => s.split(&self.uri),
+            None => (Bytes::copy_from_slice(self.uri.as_bytes()), Bytes::new()),
+        })
     }
 
     /// Sets slot `i`.
@@ -372,6 +395,16 @@ impl RequestCtx {
                     out.put_slice(b)
                 }
             }
+            Var::FastcgiScriptName => {
+                let name = &self.script_parts().0;
+                out.put_slice(name);
+                if name.ends_with(b"/") {
+                    if let Some(s) = &self.script_split {
+                        out.put_slice(&s.index);
+                    }
+                }
+            }
+            Var::FastcgiPathInfo => out.put_slice(&self.script_parts().1),
         }
     }
 }

@@ -89,6 +89,9 @@ pub struct LocConf {
     pub etag: bool,
     /// Named captures of the location regex: (group index, variable slot).
     pub named_captures: Vec<(usize, usize)>,
+    /// `fastcgi_split_path_info` / `fastcgi_index` here, for `$fastcgi_script_name`
+    /// and `$fastcgi_path_info` read in any phase.
+    pub script_split: Option<Arc<junction_core::cgi::ScriptSplit>>,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -489,9 +492,6 @@ pub fn build(
     bx.prefix = prefix.to_path_buf();
     // `$memcached_key` exists only if some `set` declares it (nginx: `unknown
     // "memcached_key" variable` otherwise), so it is not declared here.
-    for s in ["fastcgi_script_name", "fastcgi_path_info"] {
-        bx.vars.slot(s);
-    }
     declare_vars(tree, &mut bx);
 
     let mut logs = LogWriters::default();
@@ -1116,5 +1116,6 @@ fn build_conf(
         name: info.name.clone(),
         etag: scope.flag("etag", true)?,
         named_captures: Vec::new(),
+        script_split: junction_config::model::script_split(scope)?,
     })
 }

@@ -577,7 +577,9 @@ async fn process(
             Step::Named(l) => l,
             Step::Done(r) => return finish(r, cx, &srv.base.data),
             Step::Find => {
-                // nginx's server rewrite phase: runs for every URI, before the location is found.
+                // nginx's server rewrite phase: runs for every URI, before the location
+                // is found, under the server's own settings.
+                cx.script_split.clone_from(&srv.base.data.script_split);
                 run_sets(&mut cx, &srv.base.data.sets);
                 match route::find(&srv.base.statics, &srv.base.regexes, &cx.uri) {
                     Found::Loc(l, caps) => {
@@ -636,6 +638,7 @@ async fn process(
                         None => ReqBody::Empty,
                     });
                     set_paths(&mut cx, c, &loc);
+                    cx.script_split.clone_from(&c.script_split);
                     if !Arc::ptr_eq(&loc, &srv.base) {
                         run_sets(&mut cx, &c.sets);
                     }
@@ -759,6 +762,8 @@ fn redirect_uri(
         cx.args = a;
     }
     cx.uri_changed = true;
+    // nginx clears the modules' request contexts on an internal redirect.
+    cx.reset_script_split();
     Step::Find
 }
 
@@ -779,7 +784,10 @@ fn named(
         return s;
     }
     match srv.named.get(name) {
-        Some(l) => Step::Named(l.clone()),
+        Some(l) => {
+            cx.reset_script_split();
+            Step::Named(l.clone())
+        }
         None => {
             let e = Error::internal(format!("could not find named location \"{name}\""));
             log_error(cx, &e);
