@@ -354,3 +354,18 @@ fn fastcgi_script_name_and_path_info_in_every_phase() {
     }
     assert_table("fastcgi variables", &failures, rows.len() * 2 + 1);
 }
+
+/// The machine's own `/etc/nginx/nginx.conf` (Debian's, installed with the test peers)
+/// passes `-t` as it is, sites-enabled and all.
+#[test]
+fn the_installed_debian_nginx_conf_passes_the_check() {
+    let conf = std::path::Path::new("/etc/nginx/nginx.conf");
+    assert!(
+        conf.exists(),
+        "/etc/nginx/nginx.conf is missing: apt-get install -y nginx (scripts/install-test-deps.sh)"
+    );
+    let out = check_config_file(conf);
+    let all = format!("{}{}", out.stdout, out.stderr);
+    assert_eq!(out.code, Some(0), "{all}");
+    assert!(all.contains("test is successful"), "{all}");
+}

@@ -1,7 +1,7 @@
 //! The `fastcgi_pass` location handler: built once per location from its `fastcgi_*`
-//! directives, then per request: split the URI (`$fastcgi_script_name`,
-//! `$fastcgi_path_info`), read the body whole when CONTENT_LENGTH must be exact,
-//! evaluate the params, encode BEGIN_REQUEST + PARAMS, and run the shared exchange
+//! directives, then per request: start a fresh `$fastcgi_script_name` /
+//! `$fastcgi_path_info` split (computed from `$uri` when read), read the body whole
+//! when CONTENT_LENGTH must be exact, evaluate the params, encode BEGIN_REQUEST + PARAMS, and run the shared exchange
 //! with a [`FastcgiCodec`].
 //!
 //! Directives read here: `fastcgi_pass` (`host:port`, `unix:/path`, an `upstream`
