@@ -14,6 +14,10 @@ command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# Packaging tests: the systemd unit is checked by systemd-analyze, the logrotate snippet
+# by logrotate.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

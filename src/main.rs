@@ -10,7 +10,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 const DEFAULT_PREFIX: &str = "/usr/local/junction/";
-const DEFAULT_CONF: &str = "conf/junction.conf";
+/// The configuration file without `-c`: the packaged layout's, or `conf/junction.conf`
+/// under an explicit `-p` prefix (nginx's rule).
+const DEFAULT_CONF: &str = "/etc/junction/junction.conf";
+const DEFAULT_CONF_IN_PREFIX: &str = "conf/junction.conf";
 
 /// The protocol backends, in the order they are offered each location.
 const BACKENDS: &[BuildBackend] = &[
@@ -40,7 +43,7 @@ fn usage() -> &'static str {
 Options:\n  -?,-h         : this help\n  -v            : show version and exit\n  -V            : show version and configure options then exit\n  \
 -t            : test configuration and exit\n  -T            : test configuration, dump it and exit\n  -q            : suppress non-error messages during configuration testing\n  \
 -s signal     : send signal to a master process: stop, quit, reopen, reload\n  -p prefix     : set prefix path (default: /usr/local/junction/)\n  \
--e filename   : set error log file (default: logs/error.log)\n  -c filename   : set configuration file (default: conf/junction.conf)\n  \
+-e filename   : set error log file (default: logs/error.log)\n  -c filename   : set configuration file (default: /etc/junction/junction.conf)\n  \
 -g directives : set global directives out of configuration file\n"
 }
 
@@ -187,11 +190,12 @@ fn main() -> ExitCode {
         .prefix
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
-    let conf = prefix.join(
-        args.conf
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONF)),
-    );
+    let conf = prefix.join(args.conf.clone().unwrap_or_else(|| {
+        PathBuf::from(match args.prefix {
+            Some(_) => DEFAULT_CONF_IN_PREFIX,
+            None => DEFAULT_CONF,
+        })
+    }));
     let failed = |errs: &[ConfigError]| {
         for e in errs {
             eprintln!("junction: [emerg] {e}");
@@ -315,6 +319,10 @@ fn main() -> ExitCode {
         return emerg(format!("open() \"{}\" failed ({e})", pid_file.display()));
     }
     let rt = Arc::new(rt);
+    notify(&[
+        sd_notify::NotifyState::MainPid(std::process::id()),
+        sd_notify::NotifyState::Ready,
+    ]);
     // Active health checks: one task per group with `health_check`, on the control
     // thread (never for `-t`); they end with it (or with a reload).
     let health = start_health_checks(&control, &rt);
@@ -351,11 +359,20 @@ fn main() -> ExitCode {
         health,
     };
     control.block_on(signals(tx, reload, sigs));
+    notify(&[sd_notify::NotifyState::Stopping]);
     for t in threads {
         let _ = t.join();
     }
     let _ = std::fs::remove_file(&pid_file);
     ExitCode::SUCCESS
+}
+
+/// systemd's readiness protocol (`Type=notify`, `sd_notify(3)`): a datagram to
+/// `$NOTIFY_SOCKET`; nothing at all when that is not set.
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!("sd_notify() failed ({e})");
+    }
 }
 
 fn start_health_checks(
@@ -383,6 +400,18 @@ impl Reload {
     /// (open ones finish with the old one). A configuration that fails to load, or
     /// that changes the listen addresses, is refused and the old one stays.
     fn run(&mut self) {
+        // systemd (`Type=notify`) is told a reload began, and READY=1 when it ended,
+        // whether or not the new configuration was taken.
+        let mut begin = vec![sd_notify::NotifyState::Reloading];
+        if let Ok(t) = sd_notify::NotifyState::monotonic_usec_now() {
+            begin.push(t);
+        }
+        notify(&begin);
+        self.swap();
+        notify(&[sd_notify::NotifyState::Ready]);
+    }
+
+    fn swap(&mut self) {
         let loaded = match load(&self.conf, self.globals.as_deref()) {
             Ok(l) => l,
             Err(errs) => {
