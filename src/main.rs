@@ -319,6 +319,7 @@ fn main() -> ExitCode {
         return emerg(format!("open() \"{}\" failed ({e})", pid_file.display()));
     }
     let rt = Arc::new(rt);
+    junction_server::status::publish(&rt);
     notify(&[
         sd_notify::NotifyState::MainPid(std::process::id()),
         sd_notify::NotifyState::Ready,
@@ -407,18 +408,24 @@ impl Reload {
             begin.push(t);
         }
         notify(&begin);
-        self.swap();
+        let counter = if self.swap() {
+            &junction_core::stats::PROCESS.reloads_ok
+        } else {
+            &junction_core::stats::PROCESS.reloads_failed
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         notify(&[sd_notify::NotifyState::Ready]);
     }
 
-    fn swap(&mut self) {
+    /// Builds and swaps in the new configuration; whether it was taken.
+    fn swap(&mut self) -> bool {
         let loaded = match load(&self.conf, self.globals.as_deref()) {
             Ok(l) => l,
             Err(errs) => {
                 for e in errs {
                     tracing::error!("{e}; reload refused, the configuration stays");
                 }
-                return;
+                return false;
             }
         };
         let rt = match junction_server::build(&loaded.tree, &loaded.globals, &self.prefix, BACKENDS)
@@ -426,7 +433,7 @@ impl Reload {
             Ok(rt) => rt,
             Err(e) => {
                 tracing::error!("{e}; reload refused, the configuration stays");
-                return;
+                return false;
             }
         };
         let old: Vec<_> = self
@@ -441,7 +448,7 @@ impl Reload {
             tracing::error!(
                 "reload changes the listen addresses, which needs a restart; the configuration stays"
             );
-            return;
+            return false;
         }
         for w in &rt.warnings {
             tracing::warn!("{w}");
@@ -456,8 +463,10 @@ impl Reload {
             .filter(|g| g.health.is_some())
             .map(|g| tokio::spawn(junction_core::health::run(g.clone())))
             .collect();
+        junction_server::status::publish(&rt);
         let _ = self.config.send(rt);
         tracing::info!("reconfiguring: new connections use the new configuration");
+        true
     }
 }
 

@@ -183,6 +183,19 @@ impl BuildCx {
         }
     }
 
+    /// Every group built: `upstream {}` blocks and the implicit groups of `*_pass`
+    /// addresses, by name.
+    pub fn all_groups(&self) -> Vec<Arc<Group>> {
+        let mut v: Vec<Arc<Group>> = self
+            .upstreams
+            .values()
+            .chain(self.implicit.values())
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
     /// The group for a `*_pass` target: an `upstream` name, or `host[:port]` /
     /// `unix:/path` resolved now (all addresses of a host name form the group).
     pub fn group(

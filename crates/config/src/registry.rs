@@ -228,6 +228,9 @@ pub static DIRECTIVES: &[Spec] = &[
     d("server_name", SRV, 1, MANY),
     block("location", SRV | LOC, 1, 2),
     block("limit_except", LOC, 1, MANY),
+    // status handlers: nginx's stub_status; metrics (Prometheus/OpenMetrics, beyond nginx OSS)
+    d("stub_status", SRV | LOC, 0, 1),
+    d("metrics", LOC, 0, 0),
     // rewrite module
     block("if", SRV | LOC, 1, MANY),
     d("set", SRV | SIF | LOC | LIF, 2, 2),

@@ -183,6 +183,10 @@ pub struct RequestCtx {
     /// The split once computed (nginx's fastcgi module context): script name without
     /// the index, path info.
     script_parts: std::sync::OnceLock<(Bytes, Bytes)>,
+    /// The selected server's counters, recorded into when the request ends.
+    pub stats: Option<Arc<crate::stats::HttpStats>>,
+    /// Counts this request as in progress (`stub_status`'s Writing) while it lives.
+    pub in_flight: Option<crate::stats::InFlight>,
 }
 
 impl RequestCtx {
@@ -217,7 +221,18 @@ impl RequestCtx {
             upgrade: None,
             script_split: None,
             script_parts: std::sync::OnceLock::new(),
+            stats: None,
+            in_flight: None,
         }
+    }
+
+    /// The request is over (its response sent or abandoned): records it in its
+    /// server's counters, once.
+    pub fn record_stats(&mut self) {
+        if let Some(s) = self.stats.take() {
+            s.record(self);
+        }
+        self.in_flight = None;
     }
 
     /// Forgets the computed `$fastcgi_script_name`/`$fastcgi_path_info`: an internal

@@ -22,6 +22,8 @@
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
 //! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI).
 //! - `time`: log time formats and the `Date` header.
+//! - `stats`: live counters (connections, requests, durations) for `stub_status`
+//!   and `metrics`.
 #![forbid(unsafe_code)]
 
 pub mod backend;
@@ -35,6 +37,7 @@ pub mod exchange;
 pub mod health;
 pub mod range;
 pub mod relay;
+pub mod stats;
 pub mod time;
 pub mod upstream;
 pub mod vars;

@@ -109,6 +109,8 @@ pub struct VServer {
     pub names: Vec<ServerName>,
     /// The first name (`$server_name`).
     pub name0: Arc<str>,
+    /// Its counters (`metrics`), shared by its requests.
+    pub stats: Arc<junction_core::stats::HttpStats>,
     /// Server-level settings (used when no location matches).
     pub base: Arc<Loc<LocConf>>,
     /// Named locations.
@@ -533,13 +535,14 @@ pub fn build(
             servers.push(Arc::new(srv));
         }
     }
+    let upstreams = bx.all_groups();
     Ok(Runtime {
         main,
         servers,
         listens,
         warnings: warnings.into_iter().chain(bx.warnings).collect(),
         logs,
-        upstreams: bx.upstreams.values().cloned().collect(),
+        upstreams,
     })
 }
 
@@ -737,6 +740,7 @@ fn build_server(
     };
     let keepalive_timeout = scope.time("keepalive_timeout", Duration::from_secs(75))?;
     Ok(VServer {
+        stats: Arc::default(),
         names,
         name0: Arc::from(name0.as_str()),
         base,
@@ -977,6 +981,20 @@ fn build_conf(
                 }
                 backend = Some(be);
             }
+        }
+    }
+    for (name, kind) in [
+        ("stub_status", crate::status::Kind::Stub),
+        ("metrics", crate::status::Kind::Metrics),
+    ] {
+        if let Some(d) = scope.local(name) {
+            if backend.is_some() {
+                return Err(err(
+                    &d.span,
+                    format!("\"{name}\" in a location that has another content handler"),
+                ));
+            }
+            backend = Some(Arc::new(crate::status::Status::new(kind)));
         }
     }
     let root = match scope.arg("root") {

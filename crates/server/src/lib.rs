@@ -12,6 +12,8 @@
 //!   `error_page`, output headers, graceful/fast stop.
 //! - `static_files`: the default content handler.
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
+//! - `status`: the `stub_status` and `metrics` handlers (counters in
+//!   `junction_core::stats`).
 //! - `error_io`: gives the errors hyper answers by itself (malformed requests)
 //!   nginx's error page and `Server` header.
 #![forbid(unsafe_code)]
@@ -22,6 +24,7 @@ pub mod log;
 pub mod route;
 pub mod serve;
 mod static_files;
+pub mod status;
 
 pub use build::{build, Runtime};
 pub use serve::{bind_all, serve, Stop};

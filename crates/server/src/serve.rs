@@ -186,6 +186,8 @@ async fn connection(
     id: u64,
     mut stop: watch::Receiver<Stop>,
 ) {
+    junction_core::stats::PROCESS.connection_opened();
+    let _open = ConnCounted;
     let Some(listen) = listen_for(&shared.rt, local).cloned() else {
         return;
     };
@@ -234,6 +236,15 @@ async fn connection(
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
+    }
+}
+
+/// Counts a client connection as closed when its task ends.
+struct ConnCounted;
+
+impl Drop for ConnCounted {
+    fn drop(&mut self) {
+        junction_core::stats::PROCESS.connection_closed();
     }
 }
 
@@ -381,6 +392,7 @@ async fn handle(
     let mut parts = parts;
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let mut cx = RequestCtx::new(conn, parts.method, parts.version, request_uri);
+    cx.in_flight = Some(junction_core::stats::InFlight::start());
     cx.upgrade = upgrade;
     cx.conn_requests = n;
     cx.headers = parts.headers;
@@ -411,6 +423,7 @@ async fn handle(
         return status_response(StatusCode::INTERNAL_SERVER_ERROR, true);
     };
     cx.server_name = srv.name0.clone();
+    cx.stats = Some(srv.stats.clone());
     let tokens = srv.base.data.server_tokens;
     let bad = |cx: &RequestCtx, msg: &str, status: StatusCode| {
         tracing::info!(
@@ -1098,9 +1111,6 @@ fn finish(mut resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> ht
         }
     }
     cx.status = status;
-    if c.access_logs.is_empty() {
-        return resp;
-    }
     if c.access_logs.iter().any(|l| l.needs_sent_headers()) {
         cx.sent_headers = resp.headers().clone();
     }
@@ -1114,7 +1124,8 @@ fn finish(mut resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> ht
     http::Response::from_parts(parts, body.boxed_unsync())
 }
 
-/// Counts body bytes and writes the access log line when the body ends or is dropped.
+/// Counts body bytes, records the request's counters and writes the access log lines
+/// when the body ends or is dropped.
 struct LoggedBody {
     inner: Body,
     cx: Option<RequestCtx>,
@@ -1123,7 +1134,8 @@ struct LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        if let Some(cx) = self.cx.take() {
+        if let Some(mut cx) = self.cx.take() {
+            cx.record_stats();
             for l in &self.logs {
                 l.log(&cx);
             }
