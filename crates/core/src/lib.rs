@@ -5,8 +5,9 @@
 //! [`backend::Backend`].
 //!
 //! ## Layout
-//! - `error`: the one error type (which side failed, what failed) and its single
-//!   mapping to an HTTP status.
+//! - `error`: the one error type (which side failed, what failed, whether the
+//!   request may be made again: `Retry`, its source) and its single mapping to an
+//!   HTTP status.
 //! - `vars`, `ctx`: variables compiled once into templates; the request context
 //!   they are evaluated against.
 //! - `backend`: the `Backend` trait a location dispatches to.
@@ -16,7 +17,8 @@
 //! - `balance`: nginx's balancing methods (round robin, least_conn, ip_hash, hash
 //!   [consistent], random [two]).
 //! - `health`: active health checks (a probe per protocol, one task per group).
-//! - `exchange`: the one upstream driver (send, read head, retry, relay).
+//! - `exchange`: the one upstream driver (send, read head, retry, relay); its retry
+//!   rules are pinned in-process in `exchange_tests.rs` over a scripted loopback peer.
 //! - `relay`: response buffering (memory → temp file, or unbuffered).
 //! - `range`: `Range: bytes=…` as nginx's range filter reads it; cutting a body to it.
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
@@ -39,7 +41,7 @@ pub mod time;
 pub mod upstream;
 pub mod vars;
 
-pub use error::{Error, ErrorKind, Result, Side};
+pub use error::{Error, ErrorKind, Result, Retry, Side};
 
 /// The machine's host name (`$hostname`), read once.
 pub fn hostname() -> &'static str {

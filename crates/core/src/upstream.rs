@@ -703,6 +703,19 @@ impl Group {
                 }
             }
         }
+        self.connect_new(i, bind, timeout).await
+    }
+
+    /// Opens a new connection to server `i`, whatever the pool holds.
+    pub async fn connect_new(
+        &self,
+        i: usize,
+        bind: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Result<Conn, Error> {
+        let Some(server) = self.servers.get(i) else {
+            return Err(Error::internal("no such upstream server"));
+        };
         let stream = connect(&server.addr, bind, timeout).await?;
         Ok(Conn {
             stream,
