@@ -14,7 +14,7 @@
 use crate::model::{err, family, params, BuildCx, Family, Scope};
 use crate::tree::ConfigError;
 use bytes::Bytes;
-use junction_core::backend::{Backend, BoxFuture, Response};
+use junction_core::backend::{Backend, Response};
 use junction_core::body::ReqBody;
 use junction_core::cgi::ParamSet;
 use junction_core::codec::UpstreamCodec;
@@ -188,13 +188,10 @@ impl<P: CgiProtocol> CgiPass<P> {
     }
 }
 
+#[junction_core::async_trait]
 impl<P: CgiProtocol> Backend for CgiPass<P> {
-    fn handle<'a>(
-        &'a self,
-        cx: &'a mut RequestCtx,
-        body: ReqBody,
-    ) -> BoxFuture<'a, Result<Response, Error>> {
-        Box::pin(self.run(cx, body))
+    async fn handle(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
+        self.run(cx, body).await
     }
 
     fn intercept_errors(&self) -> bool {

@@ -41,6 +41,7 @@ pub mod time;
 pub mod upstream;
 pub mod vars;
 
+pub use async_trait::async_trait;
 pub use error::{Error, ErrorKind, Result, Retry, Side};
 
 /// The machine's host name (`$hostname`), read once.

@@ -19,7 +19,7 @@ use http::HeaderName;
 use junction_config::cgi_pass::{has_port, warn_no_effect};
 use junction_config::model::{err, family, params, BuildCx, Family, LocInfo, Scope};
 use junction_config::ConfigError;
-use junction_core::backend::{Backend, BoxFuture, Response};
+use junction_core::backend::{Backend, Response};
 use junction_core::body::ReqBody;
 use junction_core::cgi::ParamSet;
 use junction_core::codec::UpstreamCodec;
@@ -236,13 +236,10 @@ impl Fastcgi {
     }
 }
 
+#[junction_core::async_trait]
 impl Backend for Fastcgi {
-    fn handle<'a>(
-        &'a self,
-        cx: &'a mut RequestCtx,
-        body: ReqBody,
-    ) -> BoxFuture<'a, Result<Response, Error>> {
-        Box::pin(self.run(cx, body))
+    async fn handle(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
+        self.run(cx, body).await
     }
 
     fn intercept_errors(&self) -> bool {

@@ -9,7 +9,7 @@ use junction_config::model::{
     err, family, invalid, split_url, BuildCx, Family, LocInfo, LocKind, Scope,
 };
 use junction_config::ConfigError;
-use junction_core::backend::{Backend, BoxFuture, Response};
+use junction_core::backend::{Backend, Response};
 use junction_core::body::ReqBody;
 use junction_core::codec::UpstreamCodec;
 use junction_core::ctx::RequestCtx;
@@ -507,13 +507,10 @@ async fn resolve_now(hostport: &str) -> Result<Vec<junction_core::upstream::Peer
         })
 }
 
+#[junction_core::async_trait]
 impl Backend for HttpProxy {
-    fn handle<'a>(
-        &'a self,
-        cx: &'a mut RequestCtx,
-        body: ReqBody,
-    ) -> BoxFuture<'a, Result<Response, Error>> {
-        Box::pin(self.run(cx, body))
+    async fn handle(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
+        self.run(cx, body).await
     }
 
     fn intercept_errors(&self) -> bool {

@@ -22,7 +22,7 @@ use junction_config::model::{
     Scope,
 };
 use junction_config::ConfigError;
-use junction_core::backend::{Backend, BoxFuture, Generated, Response};
+use junction_core::backend::{Backend, Generated, Response};
 use junction_core::body::{self, ReqBody};
 use junction_core::codec::UpstreamCodec;
 use junction_core::ctx::RequestCtx;
@@ -222,13 +222,10 @@ fn ranged(cx: &RequestCtx, mut resp: Response) -> Response {
     }
 }
 
+#[junction_core::async_trait]
 impl Backend for MemcachedPass {
-    fn handle<'a>(
-        &'a self,
-        cx: &'a mut RequestCtx,
-        _body: ReqBody,
-    ) -> BoxFuture<'a, Result<Response, Error>> {
-        Box::pin(self.run(cx))
+    async fn handle(&self, cx: &mut RequestCtx, _body: ReqBody) -> Result<Response, Error> {
+        self.run(cx).await
     }
 
     /// nginx hard-codes `intercept_errors` for memcached; memcached only ever yields
