@@ -10,6 +10,7 @@ use crate::ctx::RequestCtx;
 use crate::error::{Error, ErrorKind, Retry};
 use crate::relay::{BufferPolicy, Spool, SpoolBody};
 use crate::upstream::{Conn, Group, InUse, Outcome};
+use crate::vars::Template;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use std::net::IpAddr;
@@ -90,11 +91,46 @@ impl NextUpstream {
     }
 }
 
-/// Everything the driver needs from a location's `*_` directives.
+/// `*_bind`: off, a literal address, or a template evaluated per request.
+#[derive(Debug, Clone)]
+pub enum Bind {
+    /// No bind.
+    Off,
+    /// A fixed source address.
+    Addr(IpAddr),
+    /// A template (`$var`): evaluated and parsed per request.
+    Dynamic(Template),
+}
+
+impl Bind {
+    /// The source address for this request (a template is evaluated and parsed).
+    pub fn addr(&self, cx: &RequestCtx) -> Result<Option<IpAddr>, Error> {
+        match self {
+            Bind::Off => Ok(None),
+            Bind::Addr(a) => Ok(Some(*a)),
+            Bind::Dynamic(t) => {
+                let v = t.eval_string(cx);
+                if v.is_empty() {
+                    return Ok(None);
+                }
+                v.parse()
+                    .map(Some)
+                    .map_err(|_| Error::internal(format!("invalid local address \"{v}\"")))
+            }
+        }
+    }
+}
+
+/// Everything the driver needs from a location's `*_` directives: the upstream's own
+/// connection settings (group, source address, timeouts; pingora's `PeerOptions`),
+/// buffering and the retry policy. Read once at load; every protocol's backend hands
+/// it to [`exchange`] as it is.
 #[derive(Debug, Clone)]
 pub struct UpstreamConf {
     /// The server group.
     pub group: Arc<Group>,
+    /// `*_bind`: the source address of connections to it.
+    pub bind: Bind,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Response buffering.
@@ -201,7 +237,8 @@ async fn read_more(
 }
 
 /// Runs the exchange: `head` is the protocol-encoded request head; `new_codec`
-/// makes a fresh codec for each attempt.
+/// makes a fresh codec for each attempt; the source address is `conf.bind`'s for this
+/// request.
 ///
 /// The group's method picks a server ([`Group::select`]: it may wait in the group's
 /// queue); an attempt that fails, or whose status is listed in `*_next_upstream`, goes
@@ -218,12 +255,12 @@ async fn read_more(
 pub async fn exchange(
     conf: &UpstreamConf,
     cx: &mut RequestCtx,
-    bind: Option<IpAddr>,
     head: Bytes,
     mut body: ReqBody,
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
 ) -> Result<UpstreamResponse, Error> {
     let started = Instant::now();
+    let bind = conf.bind.addr(cx)?;
     let group = &conf.group;
     let mut st = group.pick_state(cx);
     let policy = Policy {

@@ -173,6 +173,7 @@ fn conf(servers: &[SocketAddr], next: NextUpstream) -> UpstreamConf {
     let addrs = servers.iter().map(|a| PeerAddr::Tcp(*a)).collect();
     UpstreamConf {
         group: Group::implicit("test".into(), addrs),
+        bind: Bind::Off,
         timeouts: Timeouts {
             connect: Duration::from_secs(5),
             send: Duration::from_secs(5),
@@ -205,7 +206,6 @@ async fn run(
     let r = exchange(
         conf,
         &mut cx,
-        None,
         Bytes::from_static(b"REQ\n\n"),
         body,
         &new_codec,

@@ -19,7 +19,11 @@
 //! - `health`: active health checks (a probe per protocol, one task per group).
 //! - `exchange`: the one upstream driver (send, read head, retry, relay); its retry
 //!   rules are pinned in-process in `exchange_tests.rs` over a scripted loopback peer.
+//! - `pass`: a location's `*_pass` at request time: the shared `PREFIX_*` family as
+//!   data (body preparation, hidden response headers) and the one CGI-style handler
+//!   (uwsgi, SCGI) over a protocol's head encoder and codec.
 //! - `relay`: response buffering (memory → temp file, or unbuffered).
+//! - `mime`: the one Content-Type lookup (extension as nginx finds it → type).
 //! - `range`: `Range: bytes=…` as nginx's range filter reads it; cutting a body to it.
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
 //! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI).
@@ -35,6 +39,8 @@ pub mod ctx;
 pub mod error;
 pub mod exchange;
 pub mod health;
+pub mod mime;
+pub mod pass;
 pub mod range;
 pub mod relay;
 pub mod time;

@@ -226,12 +226,11 @@ impl Fastcgi {
         let params = self.params.build(cx);
         let keep_conn = conf.keep_conn;
         let head = encode_request_head(REQUEST_ID, keep_conn, &params);
-        let bind = fam.bind_addr(cx)?;
         let limit = conf.buffering.buffer_size;
         let mk = move || -> Box<dyn UpstreamCodec> {
             Box::new(FastcgiCodec::new(REQUEST_ID, keep_conn, limit))
         };
-        let up = exchange(conf, cx, bind, head, body, &mk).await?;
+        let up = exchange(conf, cx, head, body, &mk).await?;
         Ok(fam.response(up, &self.hidden))
     }
 }

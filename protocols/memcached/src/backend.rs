@@ -18,8 +18,7 @@ use crate::{escape_key, MemcachedCodec};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderValue, Method, StatusCode};
 use junction_config::model::{
-    content_type_for, default_type, err, family, invalid, mime_types, BuildCx, Family, LocInfo,
-    Scope,
+    default_type, err, family, invalid, mime_types, BuildCx, Family, LocInfo, Scope,
 };
 use junction_config::ConfigError;
 use junction_core::backend::{Backend, Generated, Response};
@@ -149,24 +148,15 @@ impl MemcachedPass {
         head.put_slice(b"get ");
         head.put_slice(&key);
         head.put_slice(b"\r\n");
-        let bind = self.fam.bind_addr(cx)?;
         let gzip_flag = self.gzip_flag;
         let mk = move || -> Box<dyn UpstreamCodec> {
             Box::new(MemcachedCodec::new(key.clone(), gzip_flag))
         };
-        let up = exchange(
-            &self.fam.upstream,
-            cx,
-            bind,
-            head.freeze(),
-            ReqBody::Empty,
-            &mk,
-        )
-        .await?;
+        let up = exchange(&self.fam.upstream, cx, head.freeze(), ReqBody::Empty, &mk).await?;
         if up.head.status == StatusCode::NOT_FOUND {
             return Ok(generated(StatusCode::NOT_FOUND));
         }
-        let ctype = content_type_for(&cx.uri, &self.types, &self.default_type);
+        let ctype = junction_core::mime::content_type(&cx.uri, &self.types, &self.default_type);
         let mut resp = http::Response::new(up.body);
         *resp.status_mut() = up.head.status;
         *resp.headers_mut() = up.head.headers;
