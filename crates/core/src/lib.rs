@@ -27,6 +27,11 @@
 //! - `range`: `Range: bytes=…` as nginx's range filter reads it; cutting a body to it.
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
 //! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI).
+//! - `cgi_head`: the one CGI response-head parser (uwsgi and SCGI: status line or CGI
+//!   headers; FastCGI: a CGI header block).
+//! - `cgi_response`: `ResponseBodyUntilClose`, the codec state of a response whose body
+//!   runs until the upstream closes (uwsgi, SCGI).
+//! - `codec_testing` (tests, or the `testing` feature): drive a codec at every split.
 //! - `time`: log time formats and the `Date` header.
 #![forbid(unsafe_code)]
 
@@ -34,7 +39,11 @@ pub mod backend;
 pub mod balance;
 pub mod body;
 pub mod cgi;
+pub mod cgi_head;
+pub mod cgi_response;
 pub mod codec;
+#[cfg(any(test, feature = "testing"))]
+pub mod codec_testing;
 pub mod ctx;
 pub mod error;
 pub mod exchange;
