@@ -121,6 +121,18 @@ pub struct Buffered {
     len: u64,
 }
 
+impl From<Bytes> for Buffered {
+    /// A body held in memory whole.
+    fn from(b: Bytes) -> Self {
+        let len = b.len() as u64;
+        Buffered {
+            mem: vec![b],
+            file: None,
+            len,
+        }
+    }
+}
+
 impl Buffered {
     /// Total length.
     pub fn len(&self) -> u64 {

@@ -728,6 +728,19 @@ impl Group {
                 }
             }
         }
+        self.connect_new(i, bind, timeout).await
+    }
+
+    /// Opens a new connection to server `i`, whatever the pool holds.
+    pub async fn connect_new(
+        &self,
+        i: usize,
+        bind: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Result<Conn, Error> {
+        let Some(server) = self.servers.get(i) else {
+            return Err(Error::internal("no such upstream server"));
+        };
         let stream = connect(&server.addr, bind, timeout).await?;
         Ok(Conn {
             stream,
@@ -844,6 +857,29 @@ fn collect(target: &str, addrs: impl Iterator<Item = SocketAddr>) -> io::Result<
         ));
     }
     Ok(out)
+}
+
+/// Splits a `*_pass` URL into (scheme, host[:port] or unix path, uri part).
+pub fn split_url(url: &str) -> (Option<&str>, &str, Option<&str>) {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (url.get(..i), url.get(i + 3..).unwrap_or("")),
+        None => (None, url),
+    };
+    if let Some(unix) = rest.strip_prefix("unix:") {
+        // unix:/path/sock:/uri
+        return match unix.find(':') {
+            Some(i) => (
+                scheme,
+                rest.get(..5 + i).unwrap_or(rest),
+                unix.get(i + 1..).filter(|s| !s.is_empty()),
+            ),
+            None => (scheme, rest, None),
+        };
+    }
+    match rest.find('/') {
+        Some(i) => (scheme, rest.get(..i).unwrap_or(rest), rest.get(i..)),
+        None => (scheme, rest, None),
+    }
 }
 
 #[cfg(test)]

@@ -1113,6 +1113,13 @@ fn build_conf(
         }
     };
     let default_type = junction_config::model::default_type(scope);
+    // `types {}` in a server or location replaces the http level's map (shared when equal).
+    let types = junction_config::model::mime_types(scope);
+    let types = if types == *http.types {
+        http.types.clone()
+    } else {
+        Arc::new(types)
+    };
     Ok(LocConf {
         backend,
         root,
@@ -1129,7 +1136,7 @@ fn build_conf(
         internal: scope.local("internal").is_some(),
         server_tokens: scope.flag("server_tokens", true)?,
         access_logs,
-        types: http.types.clone(),
+        types,
         default_type,
         name: info.name.clone(),
         etag: scope.flag("etag", true)?,

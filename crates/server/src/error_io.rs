@@ -50,11 +50,7 @@ fn replacement(buf: &[u8], tokens: bool) -> Option<Bytes> {
     }
     let status = http::StatusCode::from_u16(code).ok()?;
     let body = crate::serve::error_page_body(status, tokens);
-    let server = if tokens {
-        concat!("junction/", env!("CARGO_PKG_VERSION"))
-    } else {
-        "junction"
-    };
+    let server = crate::serve::signature(tokens);
     let date = junction_core::time::http_date();
     let mut out = Vec::with_capacity(256 + body.len());
     out.extend_from_slice(

@@ -255,12 +255,18 @@ pub(crate) enum Outcome {
     Named(String),
 }
 
-fn server_header(tokens: bool) -> HeaderValue {
+/// The server signature, written once for the `Server` header and every page Junction
+/// makes itself: `junction/VERSION`, or `junction` under `server_tokens off`.
+pub(crate) fn signature(tokens: bool) -> &'static str {
     if tokens {
-        HeaderValue::from_static(concat!("junction/", env!("CARGO_PKG_VERSION")))
+        concat!("junction/", env!("CARGO_PKG_VERSION"))
     } else {
-        HeaderValue::from_static("junction")
+        "junction"
     }
+}
+
+fn server_header(tokens: bool) -> HeaderValue {
+    HeaderValue::from_static(signature(tokens))
 }
 
 /// nginx's small error page.
@@ -294,11 +300,7 @@ pub(crate) fn error_page_body(status: StatusCode, tokens: bool) -> Bytes {
         status.as_u16(),
         reason.or(status.canonical_reason()).unwrap_or("")
     );
-    let sig = if tokens {
-        concat!("junction/", env!("CARGO_PKG_VERSION"))
-    } else {
-        "junction"
-    };
+    let sig = signature(tokens);
     Bytes::from(format!(
         "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>{sig}</center>\r\n</body>\r\n</html>\r\n"
     ))

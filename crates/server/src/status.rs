@@ -12,7 +12,7 @@
 use crate::build::Runtime;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode};
-use junction_core::backend::{Backend, BoxFuture, Response};
+use junction_core::backend::{Backend, Response};
 use junction_core::body::{self, ReqBody};
 use junction_core::ctx::RequestCtx;
 use junction_core::stats::{HttpStats, PROCESS, PROTOCOLS, STATUS_CLASSES};
@@ -83,36 +83,29 @@ impl Status {
     }
 }
 
+#[junction_core::async_trait]
 impl Backend for Status {
-    fn handle<'a>(
-        &'a self,
-        cx: &'a mut RequestCtx,
-        _body: ReqBody,
-    ) -> BoxFuture<'a, Result<Response, Error>> {
-        let kind = self.kind;
-        let method = cx.method.clone();
-        Box::pin(async move {
-            let (text, ctype) = match kind {
-                Kind::Stub => (stub_status(), "text/plain"),
-                Kind::Metrics => (
-                    metrics_text(),
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                ),
-            };
-            let len = text.len();
-            // nginx's stub_status answers HEAD with the headers only.
-            let body = if method == http::Method::HEAD {
-                body::empty()
-            } else {
-                body::full(Bytes::from(text))
-            };
-            let mut r = http::Response::new(body);
-            *r.status_mut() = StatusCode::OK;
-            let h = r.headers_mut();
-            h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-            h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
-            Ok(r)
-        })
+    async fn handle(&self, cx: &mut RequestCtx, _body: ReqBody) -> Result<Response, Error> {
+        let (text, ctype) = match self.kind {
+            Kind::Stub => (stub_status(), "text/plain"),
+            Kind::Metrics => (
+                metrics_text(),
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+        };
+        let len = text.len();
+        // nginx's stub_status answers HEAD with the headers only.
+        let body = if cx.method == http::Method::HEAD {
+            body::empty()
+        } else {
+            body::full(Bytes::from(text))
+        };
+        let mut r = http::Response::new(body);
+        *r.status_mut() = StatusCode::OK;
+        let h = r.headers_mut();
+        h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+        h.insert(http::header::CONTENT_LENGTH, HeaderValue::from(len));
+        Ok(r)
     }
 
     fn allows_method(&self, method: &http::Method) -> bool {

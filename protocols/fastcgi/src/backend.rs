@@ -18,7 +18,7 @@ use http::HeaderName;
 use junction_config::cgi_pass::{has_port, warn_no_effect};
 use junction_config::model::{err, family, params, BuildCx, Family, LocInfo, Scope};
 use junction_config::ConfigError;
-use junction_core::backend::{Backend, BoxFuture, Response};
+use junction_core::backend::{Backend, Response};
 use junction_core::body::ReqBody;
 use junction_core::cgi::ParamSet;
 use junction_core::codec::UpstreamCodec;
@@ -168,23 +168,19 @@ impl Fastcgi {
         let params = self.params.build(cx);
         let keep_conn = conf.keep_conn;
         let head = encode_request_head(REQUEST_ID, keep_conn, &params);
-        let bind = fam.bind_addr(cx)?;
         let limit = conf.buffering.buffer_size;
         let mk = move || -> Box<dyn UpstreamCodec> {
             Box::new(FastcgiCodec::new(REQUEST_ID, keep_conn, limit))
         };
-        let up = exchange(conf, cx, bind, head, body, &mk).await?;
+        let up = exchange(conf, cx, head, body, &mk).await?;
         Ok(fam.response(up, &self.hidden))
     }
 }
 
+#[junction_core::async_trait]
 impl Backend for Fastcgi {
-    fn handle<'a>(
-        &'a self,
-        cx: &'a mut RequestCtx,
-        body: ReqBody,
-    ) -> BoxFuture<'a, Result<Response, Error>> {
-        Box::pin(self.run(cx, body))
+    async fn handle(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
+        self.run(cx, body).await
     }
 
     fn intercept_errors(&self) -> bool {
