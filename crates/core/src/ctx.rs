@@ -176,7 +176,7 @@ pub struct RequestCtx {
     /// Number of internal redirects so far.
     pub redirects: u8,
     /// The client connection's upgrade (WebSocket), when the request asked for one.
-    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    pub upgrade: Option<crate::client::OnUpgrade>,
 }
 
 impl RequestCtx {

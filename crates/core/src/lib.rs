@@ -20,6 +20,8 @@
 //! - `relay`: response buffering (memory → temp file, or unbuffered).
 //! - `range`: `Range: bytes=…` as nginx's range filter reads it; cutting a body to it.
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
+//! - `client`: what the client connection hands a request: its body as it is
+//!   read, the raw connection after a `101`.
 //! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI).
 //! - `time`: log time formats and the `Date` header.
 #![forbid(unsafe_code)]
@@ -28,6 +30,7 @@ pub mod backend;
 pub mod balance;
 pub mod body;
 pub mod cgi;
+pub mod client;
 pub mod codec;
 pub mod ctx;
 pub mod error;

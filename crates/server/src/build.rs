@@ -118,6 +118,8 @@ pub struct VServer {
     pub header_buffer: usize,
     /// One buffer of `large_client_header_buffers` (request line limit → 414).
     pub large_header_size: usize,
+    /// The client connection's settings (`crate::http1`).
+    pub conn: Arc<crate::http1::ConnConf>,
 }
 
 /// A listening address and the servers on it.
@@ -140,6 +142,8 @@ pub struct MainConf {
     pub pid: Option<PathBuf>,
     /// `error_log FILE [LEVEL]`.
     pub error_log: Option<(String, String)>,
+    /// `worker_connections` (per worker).
+    pub worker_connections: usize,
 }
 
 /// Everything the server runs.
@@ -168,7 +172,6 @@ const NO_EFFECT: &[&str] = &[
     "env",
     "master_process",
     "daemon",
-    "worker_connections",
     "use",
     "multi_accept",
     "accept_mutex",
@@ -188,17 +191,13 @@ const NO_EFFECT: &[&str] = &[
     "uwsgi_temp_file_write_size",
     "scgi_temp_file_write_size",
     "open_file_cache",
-    "send_timeout",
     "resolver",
     "zone",
     "absolute_redirect",
     "port_in_redirect",
     "server_name_in_redirect",
-    "ignore_invalid_headers",
-    "underscores_in_headers",
     "ssl_protocols",
     "ssl_prefer_server_ciphers",
-    "client_header_buffer_size",
     "if_modified_since",
 ];
 
@@ -449,6 +448,8 @@ pub fn build(
     // nginx.conf, which says `worker_processes auto;` (0 = auto).
     let mut main = MainConf {
         worker_processes: if bare { 0 } else { 1 },
+        // nginx's default 512; a bare sites file runs under Debian's nginx.conf (768).
+        worker_connections: if bare { 768 } else { 512 },
         ..MainConf::default()
     };
     for d in &main_level {
@@ -465,6 +466,13 @@ pub fn build(
                 };
             }
             "pid" => main.pid = d.args.first().map(|a| prefix.join(&a.value)),
+            "events" => {
+                for e in d.block.iter().flatten() {
+                    if let ("worker_connections", Some(a)) = (e.name.as_str(), e.args.first()) {
+                        main.worker_connections = a.value.parse().map_err(|_| invalid(e, a))?;
+                    }
+                }
+            }
             "error_log" => {
                 main.error_log = d.args.first().map(|a| {
                     (
@@ -736,6 +744,10 @@ fn build_server(
         None => (4, 8192),
     };
     let keepalive_timeout = scope.time("keepalive_timeout", Duration::from_secs(75))?;
+    let conn = Arc::new(crate::http1::ConnConf::from_scope(
+        scope,
+        base.data.server_tokens,
+    )?);
     Ok(VServer {
         names,
         name0: Arc::from(name0.as_str()),
@@ -745,6 +757,7 @@ fn build_server(
         client_header_timeout: scope.time("client_header_timeout", Duration::from_secs(60))?,
         header_buffer: num * size,
         large_header_size: size,
+        conn,
     })
 }
 
