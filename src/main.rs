@@ -379,8 +379,8 @@ struct Reload {
 }
 
 impl Reload {
-    /// Loads and builds the configuration again; on success new connections use it
-    /// (open ones finish with the old one). A configuration that fails to load, or
+    /// Loads and builds the configuration again; on success every connection uses it
+    /// from its next request on (open keep-alive connections included). A configuration that fails to load, or
     /// that changes the listen addresses, is refused and the old one stays.
     fn run(&mut self) {
         let loaded = match load(&self.conf, self.globals.as_deref()) {
@@ -428,7 +428,9 @@ impl Reload {
             .map(|g| tokio::spawn(junction_core::health::run(g.clone())))
             .collect();
         let _ = self.config.send(rt);
-        tracing::info!("reconfiguring: new connections use the new configuration");
+        tracing::info!(
+            "reconfiguring: every connection uses the new configuration from its next request"
+        );
     }
 }
 

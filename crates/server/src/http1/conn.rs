@@ -93,25 +93,37 @@ fn stopping(src: &Source) -> bool {
     *src.stop.borrow() != Stop::Run
 }
 
-/// Serves one client connection until it closes.
+/// What follows a request.
+enum Next {
+    /// Wait for the next request.
+    KeepAlive,
+    /// Close, lingering or not.
+    Close { linger: bool },
+    /// Drop the connection as it is.
+    Drop,
+    /// Hand the raw connection over (after a `101`).
+    Upgrade(tokio::sync::oneshot::Sender<ClientUpgraded>),
+}
+
+/// Serves one client connection until it closes. While it idles, its state is
+/// this function's few locals: the request's own state lives in a box for the
+/// request's duration only.
 pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: Source) {
     let born = Instant::now();
-    let mut cur: Option<Current> = None;
+    let mut cur: Option<Current> = current(&mut src, &info, None);
     let mut buf = BytesMut::new();
     let mut served = 0u64;
     loop {
-        cur = current(&mut src, &info, cur.take());
         let Some(c) = cur.as_ref() else {
             return;
         };
-        let conf = c.conf.clone();
         // Idle (before the first byte of a request): no buffer is held.
         if buf.is_empty() {
             buf = BytesMut::new();
             let wait = if served == 0 {
-                conf.header_timeout
+                c.conf.header_timeout
             } else {
-                conf.keepalive_timeout
+                c.conf.keepalive_timeout
             };
             let mut stop = src.stop.clone();
             tokio::select! {
@@ -125,165 +137,186 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
                 return;
             }
         }
-        // The head, within client_header_timeout from its first byte.
-        let deadline = Instant::now() + conf.header_timeout;
-        let head = loop {
-            if !buf.is_empty() {
-                match parse::parse(&mut buf, &conf) {
-                    Ok(Some(h)) => break h,
-                    Ok(None) => {}
-                    Err(e) => {
-                        head_error(&mut io, e, &info, &conf, &buf).await;
-                        return;
-                    }
-                }
-            }
-            let room = if buf.len() < conf.header_buffer {
-                conf.header_buffer
-            } else {
-                conf.large_size
-            };
-            buf.reserve(room.saturating_sub(buf.len()).max(1024));
-            match tokio::time::timeout_at(deadline, io.read_buf(&mut buf)).await {
-                Err(_) => {
-                    tracing::info!(
-                        "*{} client timed out while reading client request headers, client: {}",
-                        info.id,
-                        info.remote.ip()
-                    );
-                    if conf.reset_timedout {
-                        io.reset();
-                    }
-                    return;
-                }
-                Ok(Ok(0)) | Ok(Err(_)) => return,
-                Ok(Ok(_)) => {}
-            }
+        // The configuration current when the request starts (a reload reaches
+        // connections opened before it).
+        cur = current(&mut src, &info, cur.take());
+        let Some(c) = cur.as_ref() else {
+            return;
         };
-        // Leading empty lines before a request line are skipped by httparse; a
-        // request is counted from here.
         served += 1;
-        let mut keep_alive = head.keep_alive
-            && !conf.keepalive_timeout.is_zero()
-            && served < conf.keepalive_requests.max(1)
-            && born.elapsed() < conf.keepalive_time;
-        if served >= conf.keepalive_requests.max(1) {
-            keep_alive = false;
-        }
-        let req_info = ReqInfo::new(&head.parts.method, head.parts.version);
-        let parts = head.parts;
-        let (body, sender, mut decoder) = match head.framing {
-            Framing::None => (ReqBody::Empty, None, Decoder::length(0)),
-            Framing::Length(l) => {
-                let (b, s) = IncomingBody::channel(Some(l), conf.body_timeout);
-                (ReqBody::Incoming(b), Some(s), Decoder::length(l))
+        let next = Box::pin(exchange(&mut io, &mut buf, &info, c, served, born, &src)).await;
+        match next {
+            Next::KeepAlive => continue,
+            Next::Drop => return,
+            Next::Close { linger } => {
+                close(io, linger, &c.conf).await;
+                return;
             }
-            Framing::Chunked => {
-                let (b, s) = IncomingBody::channel(None, conf.body_timeout);
-                (ReqBody::Incoming(b), Some(s), Decoder::chunked())
-            }
-        };
-        let (upgrade_tx, upgrade_rx) = if head.upgrade {
-            let (tx, rx) = tokio::sync::oneshot::channel::<ClientUpgraded>();
-            (Some(tx), Some(rx))
-        } else {
-            (None, None)
-        };
-        let req = http::Request::from_parts(parts, body);
-        let mut expect = head.expect_continue && req_info.version == http::Version::HTTP_11;
-        let mut body_failed = false;
-        let resp = {
-            let fut =
-                crate::serve::handle(&c.shared, info.clone(), &c.listen, req, served, upgrade_rx);
-            let mut fut = std::pin::pin!(Box::pin(fut));
-            let limit = conf.head_limit();
-            let side = client_side(
-                &mut io,
-                &mut buf,
-                &mut decoder,
-                sender,
-                &mut expect,
-                &conf,
-                limit,
-            );
-            let mut side = std::pin::pin!(side);
-            tokio::select! {
-                r = &mut fut => Some(r),
-                ended = &mut side => match ended {
-                    Ended::BodyError => {
-                        body_failed = true;
-                        Some(fut.await)
-                    }
-                    Ended::Gone => None,
-                },
-            }
-        };
-        let Some(resp) = resp else {
-            // nginx's broken-connection check: the client left while the request ran.
-            tracing::info!(
-                "*{} client prematurely closed connection, client: {}",
-                info.id,
-                info.remote.ip()
-            );
-            return;
-        };
-        if resp.extensions().get::<NoResponse>().is_some() {
-            return;
-        }
-        let status = resp.status().as_u16();
-        // nginx's special responses that end keep-alive (ngx_http_special_response_handler).
-        if matches!(status, 400 | 413 | 414 | 500 | 501)
-            && resp.extensions().get::<crate::serve::OwnPage>().is_some()
-        {
-            keep_alive = false;
-        }
-        if stopping(&src) {
-            keep_alive = false;
-        }
-        if body_failed {
-            keep_alive = false;
-        }
-        let unread_body = !decoder.is_done();
-        // Whether the rest of the body can be skipped to keep the connection (nginx
-        // discards it); with Expect and no 100 sent the client waits: close.
-        if unread_body && expect {
-            keep_alive = false;
-        }
-        let upgrading = status == 101 && upgrade_tx.is_some();
-        let wrote =
-            write_response(&mut io, &mut buf, resp, &req_info, &mut keep_alive, &conf).await;
-        if let Err(e) = wrote {
-            tracing::info!(
-                "*{} {e} while sending response to client, client: {}",
-                info.id,
-                info.remote.ip()
-            );
-            if e.kind() == std::io::ErrorKind::TimedOut && conf.reset_timedout {
-                io.reset();
-            }
-            return;
-        }
-        if upgrading {
-            if let Some(tx) = upgrade_tx {
+            Next::Upgrade(tx) => {
                 let _ = tx.send(ClientUpgraded {
                     io: Box::new(io),
                     leftover: buf.freeze(),
                 });
+                return;
             }
-            return;
         }
-        if keep_alive && unread_body {
-            keep_alive = discard(&mut io, &mut buf, &mut decoder, &conf).await;
+    }
+}
+
+/// One request: its head, the request run with its body fed on demand, the response.
+async fn exchange<S: Socket>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    info: &Arc<ConnInfo>,
+    c: &Current,
+    served: u64,
+    born: Instant,
+    src: &Source,
+) -> Next {
+    let conf = &c.conf;
+    // The head, within client_header_timeout from its first byte.
+    let deadline = Instant::now() + conf.header_timeout;
+    let head = loop {
+        if !buf.is_empty() {
+            match parse::parse(buf, conf) {
+                Ok(Some(h)) => break h,
+                Ok(None) => {}
+                Err(e) => {
+                    head_error(io, e, info, conf, buf).await;
+                    return Next::Drop;
+                }
+            }
         }
-        if !keep_alive {
-            let linger = match conf.lingering {
-                Lingering::Off => false,
-                Lingering::Always => true,
-                Lingering::On => unread_body || !buf.is_empty(),
-            };
-            close(io, linger && status != 400, &conf).await;
-            return;
+        let room = if buf.len() < conf.header_buffer {
+            conf.header_buffer
+        } else {
+            conf.large_size
+        };
+        buf.reserve(room.saturating_sub(buf.len()).max(1024));
+        match tokio::time::timeout_at(deadline, io.read_buf(buf)).await {
+            Err(_) => {
+                tracing::info!(
+                    "*{} client timed out while reading client request headers, client: {}",
+                    info.id,
+                    info.remote.ip()
+                );
+                if conf.reset_timedout {
+                    io.reset();
+                }
+                return Next::Drop;
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => return Next::Drop,
+            Ok(Ok(_)) => {}
         }
+    };
+    let mut keep_alive = head.keep_alive
+        && !conf.keepalive_timeout.is_zero()
+        && served < conf.keepalive_requests.max(1)
+        && born.elapsed() < conf.keepalive_time;
+    if served >= conf.keepalive_requests.max(1) {
+        keep_alive = false;
+    }
+    let req_info = ReqInfo::new(&head.parts.method, head.parts.version);
+    let parts = head.parts;
+    let (body, sender, mut decoder) = match head.framing {
+        Framing::None => (ReqBody::Empty, None, Decoder::length(0)),
+        Framing::Length(l) => {
+            let (b, s) = IncomingBody::channel(Some(l), conf.body_timeout);
+            (ReqBody::Incoming(b), Some(s), Decoder::length(l))
+        }
+        Framing::Chunked => {
+            let (b, s) = IncomingBody::channel(None, conf.body_timeout);
+            (ReqBody::Incoming(b), Some(s), Decoder::chunked())
+        }
+    };
+    let (upgrade_tx, upgrade_rx) = if head.upgrade {
+        let (tx, rx) = tokio::sync::oneshot::channel::<ClientUpgraded>();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let req = http::Request::from_parts(parts, body);
+    let mut expect = head.expect_continue && req_info.version == http::Version::HTTP_11;
+    let mut body_failed = false;
+    let resp = {
+        let fut = crate::serve::handle(&c.shared, info.clone(), &c.listen, req, served, upgrade_rx);
+        let mut fut = std::pin::pin!(fut);
+        let limit = conf.head_limit();
+        let side = client_side(io, buf, &mut decoder, sender, &mut expect, conf, limit);
+        let mut side = std::pin::pin!(side);
+        tokio::select! {
+            r = &mut fut => Some(r),
+            ended = &mut side => match ended {
+                Ended::BodyError => {
+                    body_failed = true;
+                    Some(fut.await)
+                }
+                Ended::Gone => None,
+            },
+        }
+    };
+    let Some(resp) = resp else {
+        // nginx's broken-connection check: the client left while the request ran.
+        tracing::info!(
+            "*{} client prematurely closed connection, client: {}",
+            info.id,
+            info.remote.ip()
+        );
+        return Next::Drop;
+    };
+    if resp.extensions().get::<NoResponse>().is_some() {
+        return Next::Drop;
+    }
+    let status = resp.status().as_u16();
+    // nginx's special responses that end keep-alive (ngx_http_special_response_handler).
+    if matches!(status, 400 | 413 | 414 | 500 | 501)
+        && resp.extensions().get::<crate::serve::OwnPage>().is_some()
+    {
+        keep_alive = false;
+    }
+    if stopping(src) {
+        keep_alive = false;
+    }
+    if body_failed {
+        keep_alive = false;
+    }
+    let unread_body = !decoder.is_done();
+    // Whether the rest of the body can be skipped to keep the connection (nginx
+    // discards it); with Expect and no 100 sent the client waits: close.
+    if unread_body && expect {
+        keep_alive = false;
+    }
+    let upgrading = status == 101 && upgrade_tx.is_some();
+    let wrote = write_response(io, buf, resp, &req_info, &mut keep_alive, conf).await;
+    if let Err(e) = wrote {
+        tracing::info!(
+            "*{} {e} while sending response to client, client: {}",
+            info.id,
+            info.remote.ip()
+        );
+        if e.kind() == std::io::ErrorKind::TimedOut && conf.reset_timedout {
+            io.reset();
+        }
+        return Next::Drop;
+    }
+    if upgrading {
+        if let Some(tx) = upgrade_tx {
+            return Next::Upgrade(tx);
+        }
+    }
+    if keep_alive && unread_body {
+        keep_alive = discard(io, buf, &mut decoder, conf).await;
+    }
+    if keep_alive {
+        return Next::KeepAlive;
+    }
+    let linger = match conf.lingering {
+        Lingering::Off => false,
+        Lingering::Always => true,
+        Lingering::On => unread_body || !buf.is_empty(),
+    };
+    Next::Close {
+        linger: linger && status != 400,
     }
 }
 
