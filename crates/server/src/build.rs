@@ -131,6 +131,10 @@ pub struct Listen {
     pub servers: Vec<usize>,
     /// The default server (index into `servers`'s targets).
     pub default: usize,
+    /// `listen unix:PATH` (then `addr` is only a placeholder, `0.0.0.0:0`).
+    pub unix: Option<PathBuf>,
+    /// The socket parameters (`backlog=`, `so_keepalive=`, `ipv6only=`, `bind` …).
+    pub opts: crate::listen::ListenOpts,
 }
 
 /// Main-context settings.
@@ -527,7 +531,14 @@ pub fn build(
             for l in sscope.local_all("listen") {
                 any = true;
                 let (addr, default) = parse_listen(l)?;
+                let (unix, opts) = crate::listen::parse_params(l)?;
                 add_listen(&mut listens, addr, si, default, l)?;
+                if let Some(last) = listens
+                    .iter_mut()
+                    .find(|x| x.addr == addr && x.unix == unix)
+                {
+                    last.opts.merge(&opts);
+                }
             }
             if !any {
                 add_listen(
@@ -537,6 +548,7 @@ pub fn build(
                     false,
                     d,
                 )?;
+                // (a `server` without `listen` is on *:80, no unix path)
             }
             servers.push(Arc::new(srv));
         }
@@ -558,7 +570,11 @@ fn add_listen(
     default: bool,
     d: &Directive,
 ) -> Result<(), ConfigError> {
-    match listens.iter_mut().find(|l| l.addr == addr) {
+    let unix = crate::listen::unix_path(d);
+    match listens
+        .iter_mut()
+        .find(|l| l.addr == addr && l.unix == unix)
+    {
         Some(l) => {
             if default {
                 if l.servers.get(l.default).is_some() && l.default != 0 && default {
@@ -577,6 +593,8 @@ fn add_listen(
             addr,
             servers: vec![si],
             default: 0,
+            unix,
+            opts: Default::default(),
         }),
     }
     Ok(())
@@ -607,10 +625,8 @@ fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
             .map_err(|_| invalid(d, a))?;
         SocketAddr::new(IpAddr::V6(ip), 80)
     } else if v.starts_with("unix:") {
-        return Err(err(
-            &a.span,
-            "unix-socket listeners are not supported yet in \"listen\"",
-        ));
+        // Identified by its path (`Listen::unix`); the address is a placeholder.
+        SocketAddr::from(([0, 0, 0, 0], 0))
     } else {
         use std::net::ToSocketAddrs;
         let hp = if v.contains(':') {
@@ -638,13 +654,9 @@ fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
                     "TLS listeners (\"ssl\") are not supported yet",
                 ))
             }
-            "http2" | "reuseport" | "deferred" | "bind" => {}
-            s if s.starts_with("backlog=")
-                || s.starts_with("ipv6only=")
-                || s.starts_with("so_keepalive=")
-                || s.starts_with("rcvbuf=")
-                || s.starts_with("sndbuf=") => {}
-            _ => return Err(invalid(d, p)),
+            "http2" => {}
+            // Socket parameters: `crate::listen::parse_params`.
+            _ => {}
         }
     }
     Ok((addr, default))

@@ -60,6 +60,8 @@ fn readable<S: Socket>(io: &S) -> impl Future<Output = std::io::Result<()>> + '_
 pub(crate) struct Source {
     pub(crate) config: watch::Receiver<Arc<crate::Runtime>>,
     pub(crate) stop: watch::Receiver<Stop>,
+    /// The path of a `listen unix:` socket (its listen is found by path).
+    pub(crate) unix: Option<Arc<std::path::Path>>,
 }
 
 /// The configuration one request runs under.
@@ -76,7 +78,14 @@ fn current(src: &mut Source, info: &ConnInfo, prev: Option<Current>) -> Option<C
         }
     }
     let rt = src.config.borrow_and_update().clone();
-    let listen = crate::listen::listen_for(&rt, info.local)?.clone();
+    let listen = match &src.unix {
+        Some(p) => rt
+            .listens
+            .iter()
+            .find(|l| l.unix.as_deref() == Some(&**p))?
+            .clone(),
+        None => crate::listen::listen_for(&rt, info.local)?.clone(),
+    };
     let conf = listen
         .servers
         .get(listen.default)
