@@ -328,7 +328,7 @@ const UNSUPPORTED: &[&str] = &[
 
 /// Directives accepted without effect that only matter outside `upstream {}`
 /// (inside it they are implemented).
-const NO_EFFECT_OUTSIDE_UPSTREAM: &[&str] = &["keepalive_requests"];
+const NO_EFFECT_OUTSIDE_UPSTREAM: &[&str] = &[];
 
 fn check_unsupported(tree: &[Directive]) -> Result<(), ConfigError> {
     for d in tree {
@@ -532,6 +532,12 @@ pub fn build(
                 any = true;
                 let (addr, default) = parse_listen(l)?;
                 let (unix, opts) = crate::listen::parse_params(l)?;
+                if opts.deferred {
+                    warnings.push(format!(
+                        "the \"deferred\" parameter of \"listen\" is accepted but has no effect in junction in {}",
+                        l.span
+                    ));
+                }
                 add_listen(&mut listens, addr, si, default, l)?;
                 if let Some(last) = listens
                     .iter_mut()
