@@ -267,3 +267,103 @@ fn graceful_stop_closes_idle_keepalive_connections_at_once() {
         "the process exits"
     );
 }
+
+/// `Expect: 100-continue`: the 100 goes out when the body is read (a proxied
+/// request) or discarded (`return`: before the response, as nginx's
+/// `ngx_http_discard_request_body`), never for a body over `client_max_body_size`.
+#[test]
+fn expect_100_continue_is_sent_when_the_body_is_read_or_discarded_not_for_a_413() {
+    let backend = Peer::python("echo.py", &[]);
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    server_name c.test;
+    client_max_body_size 1k;
+    location / { proxy_pass http://127.0.0.1:{BACKEND}; }
+    location = /ret { return 200 \"r\"; }
+}
+",
+        &[("BACKEND", &backend.port)],
+    ));
+    let head = |path: &str, len: usize| {
+        format!("POST {path} HTTP/1.1\r\nHost: c.test\r\nExpect: 100-continue\r\nContent-Length: {len}\r\n\r\n")
+    };
+    let first_line = |r: &mut BufReader<TcpStream>| {
+        let mut line = String::new();
+        r.read_line(&mut line).unwrap();
+        line
+    };
+    let skip_blank = |r: &mut BufReader<TcpStream>| {
+        let mut blank = String::new();
+        r.read_line(&mut blank).unwrap();
+        assert_eq!(blank, "\r\n");
+    };
+    for path in ["/up", "/ret"] {
+        let s = connect(proxy.port);
+        (&s).write_all(head(path, 3).as_bytes()).unwrap();
+        let mut r = BufReader::new(s);
+        let line = first_line(&mut r);
+        assert!(line.starts_with("HTTP/1.1 100"), "{path}: {line:?}");
+        skip_blank(&mut r);
+        r.get_mut().write_all(b"abc").unwrap();
+        let (h, body) = read_one(&mut r).expect("final response");
+        assert!(h[0].starts_with("HTTP/1.1 200"), "{path}: {h:?}");
+        if path == "/up" {
+            assert!(String::from_utf8_lossy(&body).contains("\"body_len\": 3"));
+        } else {
+            assert_eq!(body, b"r");
+        }
+        // The body was read or discarded: the connection serves the next request.
+        r.get_mut()
+            .write_all(b"GET /ret HTTP/1.1\r\nHost: c.test\r\n\r\n")
+            .unwrap();
+        let (h, body) = read_one(&mut r).expect("next response");
+        assert!(h[0].starts_with("HTTP/1.1 200"), "{path}: {h:?}");
+        assert_eq!(body, b"r");
+    }
+    let s = connect(proxy.port);
+    (&s).write_all(head("/up", 5000).as_bytes()).unwrap();
+    let mut r = BufReader::new(s);
+    let line = first_line(&mut r);
+    assert!(line.starts_with("HTTP/1.1 413"), "{line:?}");
+}
+
+/// `worker_connections`: when a worker has none left, it closes its longest idle
+/// keep-alive connections to make room (nginx's reusable connections), saying
+/// `worker_connections are not enough`.
+#[test]
+fn past_worker_connections_idle_keepalive_connections_make_room() {
+    let conf = "worker_processes 1;\nerror_log {DIR}/error.log info;\nevents { worker_connections 8; }\nhttp {\n".to_string()
+        + &site("")
+        + "}\n";
+    let proxy = Proxy::start_files(&[("nginx.conf", &conf)], "nginx.conf");
+    let request = b"GET / HTTP/1.1\r\nHost: c.test\r\n\r\n";
+    let mut open = Vec::new();
+    for i in 0..20 {
+        let s = connect(proxy.port);
+        (&s).write_all(request).unwrap();
+        let mut r = BufReader::new(s);
+        read_one(&mut r).unwrap_or_else(|| panic!("connection {i} not served"));
+        open.push(r);
+    }
+    proxy
+        .wait_error_log("worker_connections are not enough", Duration::from_secs(5))
+        .expect("the error log says so");
+    // The oldest idle connections were closed; the newest still serves.
+    let first = &mut open[0];
+    first
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut b = [0u8; 16];
+    assert!(
+        matches!(first.read(&mut b), Ok(0) | Err(_)),
+        "the longest idle connection is closed"
+    );
+    let last = open.last_mut().unwrap();
+    last.get_mut().write_all(request).unwrap();
+    assert!(
+        read_one(last).is_some(),
+        "the newest connection still serves"
+    );
+}

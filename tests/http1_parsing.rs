@@ -160,6 +160,12 @@ fn malformed_and_tricky_requests_as_nginx() {
         ("request line over large_client_header_buffers", long_line.into(), 414, false),
         ("64 KB header", long_header.into(), 400, false),
         ("body on a return location is discarded", format!("POST /host HTTP/1.1\r\n{h}Content-Length: 5\r\n\r\nhello").into(), 200, true),
+        ("raw UTF-8 in the target", b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: t.test\r\n\r\n".to_vec(), 200, true),
+        ("raw UTF-8 in the Host", b"GET /host HTTP/1.1\r\nHost: caf\xc3\xa9.test\r\n\r\n".to_vec(), 200, true),
+        ("HTTP/1.2 is served as 1.1", format!("GET /host HTTP/1.2\r\n{h}\r\n").into(), 200, true),
+        ("HTTP/1.1 with a space before the colon", format!("GET / HTTP/1.1\r\n{h}X-A : 1\r\n\r\n").into(), 400, false),
+        ("request line ending in a bare LF", b"GET /host HTTP/1.1\nHost: t.test\n\n".to_vec(), 200, true),
+        ("CL with leading zeros", format!("POST / HTTP/1.1\r\n{h}Content-Length: 003\r\n\r\nabc").into(), 200, true),
         ("Expect 100-continue with body", format!("POST / HTTP/1.1\r\n{h}Expect: 100-continue\r\nContent-Length: 3\r\n\r\nabc").into(), 200, true),
     ];
     let mut failures = Vec::new();

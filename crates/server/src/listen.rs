@@ -263,7 +263,11 @@ pub async fn serve(
 ) {
     let tracker = tokio_util::task::TaskTracker::new();
     let cap = config.borrow().main.worker_connections.max(1);
-    let slots = Arc::new(Semaphore::new(cap));
+    let slots = Arc::new(Slots {
+        free: Semaphore::new(cap),
+        cap,
+        drain: Arc::new(tokio::sync::Notify::new()),
+    });
     for l in listeners {
         let config = config.clone();
         let stop = stop.clone();
@@ -302,7 +306,7 @@ async fn accept_loop(
     l: TcpListener,
     mut stop: watch::Receiver<Stop>,
     tracker: tokio_util::task::TaskTracker,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
 ) {
     let bound = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
     loop {
@@ -333,6 +337,7 @@ async fn accept_loop(
             config: config.clone(),
             stop: stop.clone(),
             unix: None,
+            drain: slots.drain.clone(),
         };
         tracker.spawn(async move {
             start(stream, remote, local, id, src).await;
@@ -341,19 +346,46 @@ async fn accept_loop(
     }
 }
 
-/// Waits for a free `worker_connections` slot (logging, as nginx, when there is none).
-async fn slot(
-    slots: &Arc<Semaphore>,
-    stop: &mut watch::Receiver<Stop>,
-) -> Option<tokio::sync::OwnedSemaphorePermit> {
-    match slots.clone().try_acquire_owned() {
-        Ok(p) => Some(p),
-        Err(_) => {
-            tracing::warn!("worker_connections are not enough");
-            tokio::select! {
-                p = slots.clone().acquire_owned() => p.ok(),
-                _ = stop.changed() => None,
+/// A worker's `worker_connections`: the free slots, and the signal that asks idle
+/// keep-alive connections to give theirs back.
+pub(crate) struct Slots {
+    free: Semaphore,
+    cap: usize,
+    drain: Arc<tokio::sync::Notify>,
+}
+
+/// A held slot.
+pub(crate) struct Slot(Arc<Slots>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.free.add_permits(1);
+    }
+}
+
+/// Waits for a free `worker_connections` slot. With none free, as nginx's
+/// `ngx_drain_connections`: the longest idle keep-alive connection is closed to
+/// make room (`worker_connections are not enough, reusing connections`), and
+/// accepting waits until some connection closes.
+async fn slot(slots: &Arc<Slots>, stop: &mut watch::Receiver<Stop>) -> Option<Slot> {
+    loop {
+        if let Ok(p) = slots.free.try_acquire() {
+            p.forget();
+            return Some(Slot(slots.clone()));
+        }
+        tracing::warn!(
+            "{} worker_connections are not enough, reusing connections",
+            slots.cap
+        );
+        slots.drain.notify_one();
+        tokio::select! {
+            p = slots.free.acquire() => {
+                let p = p.ok()?;
+                p.forget();
+                return Some(Slot(slots.clone()));
             }
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = stop.changed() => return None,
         }
     }
 }
@@ -365,7 +397,7 @@ async fn accept_unix(
     path: PathBuf,
     mut stop: watch::Receiver<Stop>,
     tracker: tokio_util::task::TaskTracker,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
 ) {
     let path: Arc<Path> = Arc::from(path.as_path());
     // nginx's `$remote_addr` for a unix client is `unix:`; the address fields
@@ -392,6 +424,7 @@ async fn accept_unix(
             config: config.clone(),
             stop: stop.clone(),
             unix: Some(path.clone()),
+            drain: slots.drain.clone(),
         };
         let info = Arc::new(ConnInfo {
             remote: none,

@@ -210,8 +210,7 @@ pub(crate) async fn handle(
         .or_else(|| {
             cx.headers
                 .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
+                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
         });
     let host = match raw_host.as_deref().map(parse_host) {
         Some(Some(h)) => Some(h),

@@ -62,6 +62,9 @@ pub(crate) struct Source {
     pub(crate) stop: watch::Receiver<Stop>,
     /// The path of a `listen unix:` socket (its listen is found by path).
     pub(crate) unix: Option<Arc<std::path::Path>>,
+    /// The worker asks idle keep-alive connections to close when it runs out of
+    /// `worker_connections` (nginx's reusable connections), longest idle first.
+    pub(crate) drain: Arc<tokio::sync::Notify>,
 }
 
 /// The configuration one request runs under.
@@ -141,6 +144,7 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
                     _ => return,
                 },
                 _ = stop.changed() => return,
+                _ = src.drain.notified(), if served > 0 => return,
             }
             if stopping(&src) && served > 0 {
                 return;
@@ -290,10 +294,21 @@ async fn exchange<S: Socket>(
         keep_alive = false;
     }
     let unread_body = !decoder.is_done();
-    // Whether the rest of the body can be skipped to keep the connection (nginx
-    // discards it); with Expect and no 100 sent the client waits: close.
     if unread_body && expect {
-        keep_alive = false;
+        if status == 413 {
+            // The body is too large: no 100, the client is not to send it
+            // (nginx sets `expect_tested` before discarding).
+            keep_alive = false;
+        } else {
+            // nginx discards the body it did not read (`ngx_http_discard_request_body`
+            // tests Expect first): the 100 goes out before the response.
+            if write::write_all(io, &[b"HTTP/1.1 100 Continue\r\n\r\n"], conf.send_timeout)
+                .await
+                .is_err()
+            {
+                return Next::Drop;
+            }
+        }
     }
     let upgrading = status == 101 && upgrade_tx.is_some();
     let wrote = write_response(io, buf, resp, &req_info, &mut keep_alive, conf).await;

@@ -93,6 +93,34 @@ fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
 /// success the head's bytes are split off `buf` (what follows stays: body,
 /// pipelined requests).
 pub(crate) fn parse(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadError> {
+    match parse_once(buf, conf) {
+        Err(e) if e.msg == MINOR => {
+            // nginx serves `HTTP/1.2`…`HTTP/1.9` as HTTP/1.1.
+            if let Some(at) = minor_digit(buf) {
+                if let Some(b) = buf.get_mut(at) {
+                    *b = b'1';
+                }
+                return parse_once(buf, conf);
+            }
+            Err(bad("client sent invalid request"))
+        }
+        r => r,
+    }
+}
+
+const MINOR: &str = "HTTP/1.x";
+
+/// The offset of the minor version digit of an `HTTP/1.N` request line (one digit).
+fn minor_digit(buf: &[u8]) -> Option<usize> {
+    let end = memchr(b'\n', buf)?;
+    let line = buf.get(..end)?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let v = line.len().checked_sub(8)?;
+    let tail = line.get(v..)?;
+    (tail.starts_with(b"HTTP/1.") && tail.get(7).is_some_and(u8::is_ascii_digit)).then_some(v + 7)
+}
+
+fn parse_once(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadError> {
     let parsed = {
         let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
         match parse_with(&buf[..], conf, &mut stack) {
@@ -170,15 +198,7 @@ fn parse_with<'b>(
         Err(_) => return Err(bad("client sent invalid request")),
     };
     let base: &[u8] = buf;
-    // A line folded onto the previous one (obs-fold): nginx refuses it.
-    if base
-        .get(..n)
-        .unwrap_or(&[])
-        .windows(2)
-        .any(|w| matches!(w, [b'\n', b' ' | b'\t']))
-    {
-        return Err(bad("client sent invalid header line"));
-    }
+    check_lines(base.get(..n).unwrap_or(&[]))?;
     let method_s = req.method.unwrap_or("");
     // nginx: a method is upper-case letters, `_` and `-` (`ngx_http_parse_request_line`).
     if method_s.is_empty()
@@ -227,6 +247,32 @@ fn parse_with<'b>(
     }))
 }
 
+/// What `httparse` lets through (or skips as invalid) but nginx refuses: a line
+/// folded onto the previous one (obs-fold) and white space before a header's colon.
+fn check_lines(head: &[u8]) -> Result<(), HeadError> {
+    let mut lines = head.split(|&b| b == b'\n');
+    // The request line (after any empty lines before it).
+    for l in lines.by_ref() {
+        if !matches!(l, [] | [b'\r']) {
+            break;
+        }
+    }
+    for l in lines {
+        if matches!(l, [] | [b'\r']) {
+            break;
+        }
+        if matches!(l.first(), Some(b' ' | b'\t')) {
+            return Err(bad("client sent invalid header line"));
+        }
+        if let Some(colon) = l.iter().position(|&b| b == b':') {
+            if colon > 0 && matches!(l.get(colon - 1), Some(b' ' | b'\t')) {
+                return Err(bad("client sent invalid header line"));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// nginx's header name characters: letters, digits, `-`, and `_` with
 /// `underscores_in_headers on` (anything else is "invalid" and, by default, ignored).
 fn valid_name(name: &[u8], underscores: bool) -> bool {
@@ -256,6 +302,9 @@ fn version_error(buf: &[u8]) -> HeadError {
                     msg: "client sent invalid HTTP version",
                     too_large: false,
                 };
+            }
+            if m == 1 && minor.len() == 1 {
+                return bad(MINOR);
             }
         }
     }

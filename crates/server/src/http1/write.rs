@@ -120,8 +120,37 @@ pub(crate) fn head(
     framing
 }
 
-fn itoa(n: u64) -> String {
-    n.to_string()
+/// Decimal digits of `n` into a stack buffer (no allocation per response).
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn new(mut n: u64, radix: u64) -> Digits {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            let d = (n % radix) as u8;
+            if let Some(b) = buf.get_mut(i) {
+                *b = if d < 10 { b'0' + d } else { b'a' + d - 10 };
+            }
+            n /= radix;
+            if n == 0 || i == 0 {
+                break;
+            }
+        }
+        Digits { buf, start: i }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or(&[])
+    }
+}
+
+fn itoa(n: u64) -> Digits {
+    Digits::new(n, 10)
 }
 
 /// `content-type` → `Content-Type`.
@@ -190,7 +219,7 @@ pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
         let Some(first) = bufs.get(idx) else {
             return Ok(());
         };
-        let mut slices: [IoSlice<'_>; 4] = [IoSlice::new(&[]); 4];
+        let mut slices: [IoSlice<'_>; 6] = [IoSlice::new(&[]); 6];
         let mut k = 0usize;
         if let Some(s) = slices.get_mut(0) {
             *s = IoSlice::new(first.get(off..).unwrap_or(&[]));
@@ -244,8 +273,13 @@ pub(crate) async fn write_chunk<W: AsyncWrite + Unpin>(
     if data.is_empty() {
         return write_all(w, &[prefix], timeout).await;
     }
-    let size = format!("{:x}\r\n", data.len());
-    write_all(w, &[prefix, size.as_bytes(), data, b"\r\n"], timeout).await
+    let size = Digits::new(data.len() as u64, 16);
+    write_all(
+        w,
+        &[prefix, size.as_bytes(), b"\r\n", data, b"\r\n"],
+        timeout,
+    )
+    .await
 }
 
 /// Flushes and ends the write side.
@@ -257,6 +291,14 @@ pub(crate) async fn shutdown<W: AsyncWrite + Unpin>(w: &mut W) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn digits() {
+        assert_eq!(itoa(0).as_bytes(), b"0");
+        assert_eq!(itoa(1234567890).as_bytes(), b"1234567890");
+        assert_eq!(itoa(u64::MAX).as_bytes(), b"18446744073709551615");
+        assert_eq!(Digits::new(255, 16).as_bytes(), b"ff");
+    }
 
     #[test]
     fn head_frames_as_nginx() {
