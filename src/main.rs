@@ -397,8 +397,8 @@ struct Reload {
 }
 
 impl Reload {
-    /// Loads and builds the configuration again; on success new connections use it
-    /// (open ones finish with the old one). A configuration that fails to load, or
+    /// Loads and builds the configuration again; on success every connection uses it
+    /// from its next request on (open keep-alive connections included). A configuration that fails to load, or
     /// that changes the listen addresses, is refused and the old one stays.
     fn run(&mut self) {
         // systemd (`Type=notify`) is told a reload began, and READY=1 when it ended,
@@ -465,7 +465,9 @@ impl Reload {
             .collect();
         junction_server::status::publish(&rt);
         let _ = self.config.send(rt);
-        tracing::info!("reconfiguring: new connections use the new configuration");
+        tracing::info!(
+            "reconfiguring: every connection uses the new configuration from its next request"
+        );
         true
     }
 }

@@ -176,7 +176,7 @@ pub struct RequestCtx {
     /// Number of internal redirects so far.
     pub redirects: u8,
     /// The client connection's upgrade (WebSocket), when the request asked for one.
-    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    pub upgrade: Option<crate::client::OnUpgrade>,
     /// `fastcgi_split_path_info` / `fastcgi_index` of the current location (`None`:
     /// neither is set), for `$fastcgi_script_name` and `$fastcgi_path_info`.
     pub script_split: Option<Arc<crate::cgi::ScriptSplit>>,

@@ -26,6 +26,8 @@
 //! - `mime`: the one Content-Type lookup (extension as nginx finds it → type).
 //! - `range`: `Range: bytes=…` as nginx's range filter reads it; cutting a body to it.
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
+//! - `client`: what the client connection hands a request: its body as it is
+//!   read, the raw connection after a `101`.
 //! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI).
 //! - `cgi_head`: the one CGI response-head parser (uwsgi and SCGI: status line or CGI
 //!   headers; FastCGI: a CGI header block).
@@ -43,6 +45,7 @@ pub mod body;
 pub mod cgi;
 pub mod cgi_head;
 pub mod cgi_response;
+pub mod client;
 pub mod codec;
 #[cfg(any(test, feature = "testing"))]
 pub mod codec_testing;

@@ -201,6 +201,42 @@ impl Process {
     }
 }
 
+/// Counts one client connection as open (accepted and handled) until dropped.
+#[derive(Debug)]
+pub struct OpenConnection(());
+
+impl OpenConnection {
+    /// A connection was accepted and will be served.
+    pub fn open() -> OpenConnection {
+        PROCESS.connection_opened();
+        OpenConnection(())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        PROCESS.connection_closed();
+    }
+}
+
+/// Counts a connection as reading a request head (`Reading`) until dropped.
+#[derive(Debug)]
+pub struct ReadingHead(());
+
+impl ReadingHead {
+    /// The first byte of a request head arrived.
+    pub fn start() -> ReadingHead {
+        PROCESS.reading.fetch_add(1, Ordering::Relaxed);
+        ReadingHead(())
+    }
+}
+
+impl Drop for ReadingHead {
+    fn drop(&mut self) {
+        PROCESS.reading.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Counts one request in progress (`Writing` in `stub_status`) until dropped.
 #[derive(Debug)]
 pub struct InFlight(());

@@ -123,6 +123,8 @@ pub struct VServer {
     pub header_buffer: usize,
     /// One buffer of `large_client_header_buffers` (request line limit → 414).
     pub large_header_size: usize,
+    /// The client connection's settings (`crate::http1`).
+    pub conn: Arc<crate::http1::ConnConf>,
 }
 
 /// A listening address and the servers on it.
@@ -134,6 +136,10 @@ pub struct Listen {
     pub servers: Vec<usize>,
     /// The default server (index into `servers`'s targets).
     pub default: usize,
+    /// `listen unix:PATH` (then `addr` is only a placeholder, `0.0.0.0:0`).
+    pub unix: Option<PathBuf>,
+    /// The socket parameters (`backlog=`, `so_keepalive=`, `ipv6only=`, `bind` …).
+    pub opts: crate::listen::ListenOpts,
 }
 
 /// Main-context settings.
@@ -145,6 +151,8 @@ pub struct MainConf {
     pub pid: Option<PathBuf>,
     /// `error_log FILE [LEVEL]`.
     pub error_log: Option<(String, String)>,
+    /// `worker_connections` (per worker).
+    pub worker_connections: usize,
 }
 
 /// Everything the server runs.
@@ -173,7 +181,6 @@ const NO_EFFECT: &[&str] = &[
     "env",
     "master_process",
     "daemon",
-    "worker_connections",
     "use",
     "multi_accept",
     "accept_mutex",
@@ -193,17 +200,13 @@ const NO_EFFECT: &[&str] = &[
     "uwsgi_temp_file_write_size",
     "scgi_temp_file_write_size",
     "open_file_cache",
-    "send_timeout",
     "resolver",
     "zone",
     "absolute_redirect",
     "port_in_redirect",
     "server_name_in_redirect",
-    "ignore_invalid_headers",
-    "underscores_in_headers",
     "ssl_protocols",
     "ssl_prefer_server_ciphers",
-    "client_header_buffer_size",
     "if_modified_since",
 ];
 
@@ -330,7 +333,7 @@ const UNSUPPORTED: &[&str] = &[
 
 /// Directives accepted without effect that only matter outside `upstream {}`
 /// (inside it they are implemented).
-const NO_EFFECT_OUTSIDE_UPSTREAM: &[&str] = &["keepalive_requests"];
+const NO_EFFECT_OUTSIDE_UPSTREAM: &[&str] = &[];
 
 fn check_unsupported(tree: &[Directive]) -> Result<(), ConfigError> {
     for d in tree {
@@ -454,6 +457,8 @@ pub fn build(
     // nginx.conf, which says `worker_processes auto;` (0 = auto).
     let mut main = MainConf {
         worker_processes: if bare { 0 } else { 1 },
+        // nginx's default 512; a bare sites file runs under Debian's nginx.conf (768).
+        worker_connections: if bare { 768 } else { 512 },
         ..MainConf::default()
     };
     for d in &main_level {
@@ -470,6 +475,13 @@ pub fn build(
                 };
             }
             "pid" => main.pid = d.args.first().map(|a| prefix.join(&a.value)),
+            "events" => {
+                for e in d.block.iter().flatten() {
+                    if let ("worker_connections", Some(a)) = (e.name.as_str(), e.args.first()) {
+                        main.worker_connections = a.value.parse().map_err(|_| invalid(e, a))?;
+                    }
+                }
+            }
             "error_log" => {
                 main.error_log = d.args.first().map(|a| {
                     (
@@ -521,7 +533,20 @@ pub fn build(
             for l in sscope.local_all("listen") {
                 any = true;
                 let (addr, default) = parse_listen(l)?;
+                let (unix, opts) = crate::listen::parse_params(l)?;
+                if opts.deferred {
+                    warnings.push(format!(
+                        "the \"deferred\" parameter of \"listen\" is accepted but has no effect in junction in {}",
+                        l.span
+                    ));
+                }
                 add_listen(&mut listens, addr, si, default, l)?;
+                if let Some(last) = listens
+                    .iter_mut()
+                    .find(|x| x.addr == addr && x.unix == unix)
+                {
+                    last.opts.merge(&opts);
+                }
             }
             if !any {
                 add_listen(
@@ -531,6 +556,7 @@ pub fn build(
                     false,
                     d,
                 )?;
+                // (a `server` without `listen` is on *:80, no unix path)
             }
             servers.push(Arc::new(srv));
         }
@@ -553,7 +579,11 @@ fn add_listen(
     default: bool,
     d: &Directive,
 ) -> Result<(), ConfigError> {
-    match listens.iter_mut().find(|l| l.addr == addr) {
+    let unix = crate::listen::unix_path(d);
+    match listens
+        .iter_mut()
+        .find(|l| l.addr == addr && l.unix == unix)
+    {
         Some(l) => {
             if default {
                 if l.servers.get(l.default).is_some() && l.default != 0 && default {
@@ -572,6 +602,8 @@ fn add_listen(
             addr,
             servers: vec![si],
             default: 0,
+            unix,
+            opts: Default::default(),
         }),
     }
     Ok(())
@@ -602,10 +634,8 @@ fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
             .map_err(|_| invalid(d, a))?;
         SocketAddr::new(IpAddr::V6(ip), 80)
     } else if v.starts_with("unix:") {
-        return Err(err(
-            &a.span,
-            "unix-socket listeners are not supported yet in \"listen\"",
-        ));
+        // Identified by its path (`Listen::unix`); the address is a placeholder.
+        SocketAddr::from(([0, 0, 0, 0], 0))
     } else {
         use std::net::ToSocketAddrs;
         let hp = if v.contains(':') {
@@ -633,13 +663,9 @@ fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
                     "TLS listeners (\"ssl\") are not supported yet",
                 ))
             }
-            "http2" | "reuseport" | "deferred" | "bind" => {}
-            s if s.starts_with("backlog=")
-                || s.starts_with("ipv6only=")
-                || s.starts_with("so_keepalive=")
-                || s.starts_with("rcvbuf=")
-                || s.starts_with("sndbuf=") => {}
-            _ => return Err(invalid(d, p)),
+            "http2" => {}
+            // Socket parameters: `crate::listen::parse_params`.
+            _ => {}
         }
     }
     Ok((addr, default))
@@ -739,6 +765,10 @@ fn build_server(
         None => (4, 8192),
     };
     let keepalive_timeout = scope.time("keepalive_timeout", Duration::from_secs(75))?;
+    let conn = Arc::new(crate::http1::ConnConf::from_scope(
+        scope,
+        base.data.server_tokens,
+    )?);
     Ok(VServer {
         stats: Arc::default(),
         names,
@@ -749,6 +779,7 @@ fn build_server(
         client_header_timeout: scope.time("client_header_timeout", Duration::from_secs(60))?,
         header_buffer: num * size,
         large_header_size: size,
+        conn,
     })
 }
 
