@@ -491,6 +491,8 @@ pub enum LocKind {
     Named,
     /// Server level (no location).
     Server,
+    /// An `if` block inside a location (a location of its own, nested).
+    If,
 }
 
 /// What a backend builder knows of its location.

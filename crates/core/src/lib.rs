@@ -18,6 +18,7 @@
 //! - `health`: active health checks (a probe per protocol, one task per group).
 //! - `exchange`: the one upstream driver (send, read head, retry, relay).
 //! - `relay`: response buffering (memory → temp file, or unbuffered).
+//! - `regex`: nginx's regular expressions (PCRE2), one type for every user.
 //! - `range`: `Range: bytes=…` as nginx's range filter reads it; cutting a body to it.
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
 //! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI).
@@ -34,6 +35,7 @@ pub mod error;
 pub mod exchange;
 pub mod health;
 pub mod range;
+pub mod regex;
 pub mod relay;
 pub mod time;
 pub mod upstream;

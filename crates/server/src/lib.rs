@@ -10,6 +10,8 @@
 //!   normalization.
 //! - `serve`: listeners, hyper HTTP/1.1 connections, the request phases,
 //!   `error_page`, output headers, graceful/fast stop.
+//! - `rewrite`: ngx_http_rewrite_module (`set`, `rewrite`, `return`, `break`,
+//!   `if`): compiled scripts per server/location, run in nginx's phase order.
 //! - `static_files`: the default content handler.
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
 //! - `error_io`: gives the errors hyper answers by itself (malformed requests)
@@ -19,6 +21,7 @@
 pub mod build;
 mod error_io;
 pub mod log;
+pub mod rewrite;
 pub mod route;
 pub mod serve;
 mod static_files;

@@ -3,7 +3,7 @@
 //! content (a backend or static files) → `error_page` → output headers
 //! (`Server`, `Date`, `add_header`) → access log when the body ends.
 
-use crate::build::{ErrorPage, Listen, LocConf, Runtime, SetVar, VServer};
+use crate::build::{ErrorPage, Listen, LocConf, Runtime, VServer};
 use crate::route::{self, Found, Loc};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
@@ -11,6 +11,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use junction_config::model::LocKind;
 use junction_core::backend::Generated;
 use junction_core::body::{self, Body, IncomingBody, ReqBody};
 use junction_core::ctx::{Captures, ConnInfo, RequestCtx};
@@ -205,14 +206,27 @@ async fn connection(
     });
     let listen = Arc::new(listen);
     let requests = Arc::new(AtomicU64::new(0));
+    // `return 444`: the connection is dropped without a byte written.
+    let close = Arc::new(tokio::sync::Notify::new());
     let svc = {
         let shared = shared.clone();
+        let close = close.clone();
         hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let shared = shared.clone();
             let conn = conn.clone();
             let listen = listen.clone();
+            let close = close.clone();
             let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
-            async move { Ok::<_, Infallible>(handle(&shared, conn, &listen, req, n).await) }
+            async move {
+                let resp = handle(&shared, conn, &listen, req, n).await;
+                if resp.extensions().get::<CloseConnection>().is_some() {
+                    drop(resp); // writes the access log line (status 444)
+                    close.notify_one();
+                    let never: Infallible = std::future::pending().await;
+                    match never {}
+                }
+                Ok::<_, Infallible>(resp)
+            }
         })
     };
     let mut b = hyper::server::conn::http1::Builder::new();
@@ -230,6 +244,7 @@ async fn connection(
                 tracing::debug!("client {remote} connection error: {e}");
             }
         }
+        _ = close.notified() => {}
         _ = stop.changed() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
@@ -242,7 +257,14 @@ pub(crate) enum Outcome {
     Response(http::Response<Body>, bool),
     Redirect(String),
     Named(String),
+    /// `rewrite` changed the URI: search the locations again (server script not rerun).
+    Relocate,
 }
+
+/// A response that must not be sent: nginx's `return 444` closes the connection
+/// without writing anything (`NGX_HTTP_CLOSE`). The connection code acts on it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CloseConnection;
 
 fn server_header(tokens: bool) -> HeaderValue {
     if tokens {
@@ -315,6 +337,10 @@ pub(crate) fn status_response(status: StatusCode, tokens: bool) -> http::Respons
     r.headers_mut()
         .insert(http::header::CONTENT_LENGTH, HeaderValue::from(body.len()));
     r
+}
+
+pub(crate) fn log_error_pub(cx: &RequestCtx, e: &Error) {
+    log_error(cx, e)
 }
 
 fn log_error(cx: &RequestCtx, e: &Error) {
@@ -545,6 +571,8 @@ enum Step {
     Done(http::Response<Body>),
     /// Find the location for `cx.uri` again (after an internal redirect).
     Find,
+    /// Find the location again after `rewrite … last` (no server rewrites first).
+    Relocate,
     /// Enter a named location (its own phases; server-level `set` does not run again).
     Named(Arc<Loc<LocConf>>),
 }
@@ -573,43 +601,60 @@ async fn process(
     let mut err = ErrorState::default();
     let mut next = Step::Find;
     loop {
+        let mut pre = None;
         let loc = match std::mem::replace(&mut next, Step::Find) {
             Step::Named(l) => l,
             Step::Done(r) => return finish(r, cx, &srv.base.data),
-            Step::Find => {
-                // nginx's server rewrite phase: runs for every URI, before the location is found.
-                run_sets(&mut cx, &srv.base.data.sets);
-                match route::find(&srv.base.statics, &srv.base.regexes, &cx.uri) {
-                    Found::Loc(l, caps) => {
-                        if let Some(spans) = caps {
-                            let subject: Arc<str> = Arc::from(cx.uri.as_str());
-                            cx.captures = Captures { subject, spans };
-                            set_named_captures(&mut cx, &l.data.named_captures);
+            step @ (Step::Find | Step::Relocate) => {
+                // nginx's server rewrite phase: runs for every URI, before the location is
+                // found (not again after a location's `rewrite … last`).
+                if matches!(step, Step::Find) {
+                    let mut ex = crate::rewrite::Exec::default();
+                    pre = crate::rewrite::run(
+                        &srv.base.data.script,
+                        &mut cx,
+                        &srv.base.data,
+                        &mut ex,
+                    );
+                }
+                if pre.is_some() {
+                    srv.base.clone()
+                } else {
+                    match route::find(&srv.base.statics, &srv.base.regexes, &cx.uri) {
+                        Found::Loc(l, caps) => {
+                            if let Some(spans) = caps {
+                                let subject: Arc<str> = Arc::from(cx.uri.as_str());
+                                cx.captures = Captures { subject, spans };
+                                set_named_captures(&mut cx, &l.data.named_captures);
+                            }
+                            l
                         }
-                        l
+                        Found::SlashRedirect => {
+                            let mut loc = format!("http://{}{}/", host_port(&cx), cx.uri);
+                            if !cx.args.is_empty() {
+                                loc.push('?');
+                                loc.push_str(&cx.args);
+                            }
+                            let mut r = status_response(
+                                StatusCode::MOVED_PERMANENTLY,
+                                srv.base.data.server_tokens,
+                            );
+                            if let Ok(v) = HeaderValue::from_str(&loc) {
+                                r.headers_mut().insert(http::header::LOCATION, v);
+                            }
+                            return finish(r, cx, &srv.base.data);
+                        }
+                        Found::None => srv.base.clone(),
                     }
-                    Found::SlashRedirect => {
-                        let mut loc = format!("http://{}{}/", host_port(&cx), cx.uri);
-                        if !cx.args.is_empty() {
-                            loc.push('?');
-                            loc.push_str(&cx.args);
-                        }
-                        let mut r = status_response(
-                            StatusCode::MOVED_PERMANENTLY,
-                            srv.base.data.server_tokens,
-                        );
-                        if let Ok(v) = HeaderValue::from_str(&loc) {
-                            r.headers_mut().insert(http::header::LOCATION, v);
-                        }
-                        return finish(r, cx, &srv.base.data);
-                    }
-                    Found::None => srv.base.clone(),
                 }
             }
         };
+        let mut cur = loc.clone();
         let c = &loc.data;
         let tokens = c.server_tokens;
-        let outcome = if c.internal && cx.redirects == 0 {
+        let outcome = if let Some(o) = pre {
+            o
+        } else if c.internal && cx.redirects == 0 {
             // nginx: an `internal` location reached from outside is a 404 of that location.
             Outcome::Response(status_response(StatusCode::NOT_FOUND, tokens), true)
         } else {
@@ -636,14 +681,35 @@ async fn process(
                         None => ReqBody::Empty,
                     });
                     set_paths(&mut cx, c, &loc);
-                    if !Arc::ptr_eq(&loc, &srv.base) {
-                        run_sets(&mut cx, &c.sets);
+                    let mut ex = crate::rewrite::Exec::default();
+                    // nginx skips the location rewrite phase for the server's null location.
+                    let answer = if Arc::ptr_eq(&loc, &srv.base) {
+                        None
+                    } else {
+                        crate::rewrite::run(&c.script, &mut cx, c, &mut ex)
+                    };
+                    if let Some(l) = ex.loc.take() {
+                        cur = l;
                     }
-                    content(&mut cx, c, &loc, &mut body).await
+                    match answer {
+                        Some(o) => o,
+                        None if ex.uri_changed => Outcome::Relocate,
+                        None => {
+                            if ex.touched {
+                                set_paths(&mut cx, &cur.data, &cur);
+                            }
+                            content(&mut cx, &cur.data, &cur, &mut body).await
+                        }
+                    }
                 }
             }
         };
+        let c = &cur.data;
         let step = match outcome {
+            Outcome::Relocate => {
+                let what = format!("processing \"{}\"", cx.uri);
+                uri_change(&mut cx, c, &mut err, &what).unwrap_or(Step::Relocate)
+            }
             Outcome::Redirect(uri) => {
                 // try_files / index: arguments kept unless the target has its own.
                 let (u, a) = match uri.split_once('?') {
@@ -708,17 +774,6 @@ async fn process(
                 return finish(resp, cx, c);
             }
             other => next = other,
-        }
-    }
-}
-
-/// Runs `set` directives in order.
-fn run_sets(cx: &mut RequestCtx, sets: &[(SetVar, junction_core::vars::Template)]) {
-    for (var, t) in sets {
-        let v = t.eval(cx);
-        match var {
-            SetVar::Slot(slot) => cx.set_slot(*slot, v),
-            SetVar::Args => cx.args = String::from_utf8_lossy(&v).into_owned(),
         }
     }
 }
@@ -910,7 +965,7 @@ fn set_paths(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>) {
             let a = alias.eval(cx);
             cx.document_root = a.clone();
             file.extend_from_slice(&a);
-            let rest = if loc.regex.is_some() {
+            let rest = if matches!(loc.kind, LocKind::Regex { .. }) {
                 ""
             } else {
                 cx.uri.get(loc.name.len().min(cx.uri.len())..).unwrap_or("")
@@ -933,9 +988,6 @@ async fn content(
     loc: &Loc<LocConf>,
     body: &mut Option<ReqBody>,
 ) -> Outcome {
-    if let Some(ret) = &c.ret {
-        return do_return(cx, c, ret);
-    }
     if let Some((last, tries)) = c.try_files.split_last() {
         if !try_files(cx, c, loc, tries).await {
             let last = last.eval_string(cx);
@@ -1017,7 +1069,7 @@ async fn try_files(
 fn fs_path(cx: &RequestCtx, c: &LocConf, loc: &Loc<LocConf>, uri: &str) -> std::path::PathBuf {
     let mut p = String::new();
     match &c.alias {
-        Some(a) if loc.regex.is_none() => {
+        Some(a) if !matches!(loc.kind, LocKind::Regex { .. }) => {
             p.push_str(&a.eval_string(cx));
             p.push_str(uri.get(loc.name.len().min(uri.len())..).unwrap_or(""));
         }
@@ -1030,8 +1082,16 @@ fn fs_path(cx: &RequestCtx, c: &LocConf, loc: &Loc<LocConf>, uri: &str) -> std::
     std::path::PathBuf::from(p)
 }
 
-fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return) -> Outcome {
+pub(crate) fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return) -> Outcome {
     let code = ret.code;
+    if code == 444 {
+        let mut r = status_response(
+            StatusCode::from_u16(444).unwrap_or(StatusCode::BAD_REQUEST),
+            c.server_tokens,
+        );
+        r.extensions_mut().insert(CloseConnection);
+        return Outcome::Response(r, false);
+    }
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let text = ret.text.as_ref().map(|t| t.eval(cx));
     if matches!(code, 301 | 302 | 303 | 307 | 308) {
