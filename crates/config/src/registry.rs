@@ -234,6 +234,8 @@ pub static DIRECTIVES: &[Spec] = &[
     d("return", SRV | SIF | LOC | LIF, 1, 2),
     d("rewrite", SRV | SIF | LOC | LIF, 2, 3),
     d("break", SRV | SIF | LOC | LIF, 0, 0),
+    d("rewrite_log", HSL | SIF | LIF, 1, 1),
+    d("uninitialized_variable_warn", HSL | SIF | LIF, 1, 1),
     // upstream block
     d("server", UPS, 1, MANY),
     d("keepalive", UPS, 1, 1),

@@ -198,6 +198,7 @@ const NO_EFFECT: &[&str] = &[
     "ssl_prefer_server_ciphers",
     "client_header_buffer_size",
     "if_modified_since",
+    "uninitialized_variable_warn",
 ];
 
 /// Flag directives (`on|off`), checked wherever they appear.
@@ -220,6 +221,8 @@ const FLAGS: &[&str] = &[
     "master_process",
     "daemon",
     "ssl_prefer_server_ciphers",
+    "rewrite_log",
+    "uninitialized_variable_warn",
 ];
 
 /// Checks the argument values of every value-typed directive, wherever it is
