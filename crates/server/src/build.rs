@@ -690,7 +690,12 @@ fn build_server(
             if a.value.is_empty() || a.value == "_" {
                 continue;
             }
-            names.extend(ServerName::parse(&a.value).map_err(|m| err(&a.span, m))?);
+            for mut n in ServerName::parse(&a.value).map_err(|m| err(&a.span, m))? {
+                if let ServerName::Regex(re, slots) = &mut n {
+                    *slots = re.names().map(|(i, n)| (i, bx.vars.slot(n))).collect();
+                }
+                names.push(n);
+            }
         }
     }
     let info = LocInfo {

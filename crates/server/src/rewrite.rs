@@ -608,6 +608,23 @@ fn test(cond: &Cond, log: bool, cx: &mut RequestCtx) -> Result<bool, String> {
     })
 }
 
+/// nginx's `ngx_http_find_virtual_server`: the `server_name` regex that chose the
+/// server sets `$1…` and its named captures (`~^(?<user>.+)\.example\.net$`).
+pub(crate) fn server_name_captures(
+    cx: &mut RequestCtx,
+    names: &[crate::route::ServerName],
+    host: &str,
+) {
+    for n in names {
+        if let crate::route::ServerName::Regex(re, slots) = n {
+            if let Ok(Some(spans)) = re.captures(host.as_bytes()) {
+                set_captures(cx, Arc::from(host), spans, slots);
+                return;
+            }
+        }
+    }
+}
+
 /// Named groups written in a pattern (`(?<n>…)`, `(?'n'…)`, `(?P<n>…)`), found
 /// before anything is compiled so that `$n` resolves in every template.
 pub(crate) fn named_groups(s: &str) -> Vec<String> {

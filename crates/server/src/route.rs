@@ -14,8 +14,8 @@ pub enum ServerName {
     WildFront(String),
     /// `mail.*` (stored as `mail.`)
     WildBack(String),
-    /// `~regex`
-    Regex(Regex),
+    /// `~regex`, with its named captures: (group, variable slot), filled at build.
+    Regex(Regex, Vec<(usize, usize)>),
 }
 
 impl ServerName {
@@ -25,7 +25,7 @@ impl ServerName {
             // nginx: caseless when the pattern has an upper-case letter (the host is
             // lower-cased already).
             let r = Regex::compile(re, re.bytes().any(|b| b.is_ascii_uppercase()))?;
-            return Ok(vec![ServerName::Regex(r)]);
+            return Ok(vec![ServerName::Regex(r, Vec::new())]);
         }
         let s = s.to_ascii_lowercase();
         if let Some(rest) = s.strip_prefix("*.") {
@@ -85,7 +85,7 @@ pub fn select_server<'a>(
         return i;
     }
     all()
-        .find(|(_, n)| matches!(n, ServerName::Regex(r) if r.is_match(host.as_bytes()).unwrap_or(false)))
+        .find(|(_, n)| matches!(n, ServerName::Regex(r, _) if r.is_match(host.as_bytes()).unwrap_or(false)))
         .map_or(default, |(i, _)| i)
 }
 

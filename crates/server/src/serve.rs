@@ -437,6 +437,9 @@ async fn handle(
         return status_response(StatusCode::INTERNAL_SERVER_ERROR, true);
     };
     cx.server_name = srv.name0.clone();
+    if let Some(h) = host.as_deref() {
+        crate::rewrite::server_name_captures(&mut cx, &srv.names, h);
+    }
     let tokens = srv.base.data.server_tokens;
     let bad = |cx: &RequestCtx, msg: &str, status: StatusCode| {
         tracing::info!(
