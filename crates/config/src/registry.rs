@@ -176,6 +176,8 @@ pub static DIRECTIVES: &[Spec] = &[
     block("upstream", HTTP, 1, 1),
     block("types", HSL, 0, 0),
     block("map", HTTP, 2, 2),
+    d("map_hash_max_size", HTTP, 1, 1),
+    d("map_hash_bucket_size", HTTP, 1, 1),
     d("default_type", HSL, 1, 1),
     d("log_format", HTTP, 2, MANY),
     d("access_log", HSL | LIF | LMT, 1, MANY),

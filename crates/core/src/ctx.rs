@@ -177,6 +177,10 @@ pub struct RequestCtx {
     pub redirects: u8,
     /// The client connection's upgrade (WebSocket), when the request asked for one.
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// The configuration's `map`s (`$var` of a map is computed on first read).
+    pub maps: Option<Arc<crate::map::Maps>>,
+    /// Each map's value once computed (not for `volatile` maps).
+    pub map_cache: Vec<std::sync::OnceLock<Bytes>>,
 }
 
 impl RequestCtx {
@@ -209,6 +213,8 @@ impl RequestCtx {
             conn_requests: 1,
             redirects: 0,
             upgrade: None,
+            maps: None,
+            map_cache: Vec::new(),
         }
     }
 
@@ -370,6 +376,15 @@ impl RequestCtx {
             Var::Slot(i) => {
                 if let Some(b) = self.slot(*i) {
                     out.put_slice(b)
+                }
+            }
+            Var::Map(i) => {
+                let Some(m) = self.maps.as_ref().and_then(|m| m.maps.get(*i)) else {
+                    return;
+                };
+                match self.map_cache.get(*i) {
+                    Some(cell) if !m.volatile => out.put_slice(cell.get_or_init(|| m.eval(self))),
+                    _ => out.put_slice(&m.eval(self)),
                 }
             }
         }

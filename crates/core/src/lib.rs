@@ -9,6 +9,7 @@
 //!   mapping to an HTTP status.
 //! - `vars`, `ctx`: variables compiled once into templates; the request context
 //!   they are evaluated against.
+//! - `map`: `map` variables (lookup, lazy per-request cache).
 //! - `backend`: the `Backend` trait a location dispatches to.
 //! - `codec`: the `UpstreamCodec` trait each protocol implements (framing only).
 //! - `upstream`: addresses, connect with bind and timeout, keepalive pools,
@@ -34,6 +35,7 @@ pub mod ctx;
 pub mod error;
 pub mod exchange;
 pub mod health;
+pub mod map;
 pub mod range;
 pub mod regex;
 pub mod relay;

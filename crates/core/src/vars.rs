@@ -105,6 +105,8 @@ pub enum Var {
     Capture(usize),
     /// A named regex capture or a `set`/module variable: slot in the request's table.
     Slot(usize),
+    /// A `map` variable: index into the configuration's maps.
+    Map(usize),
 }
 
 /// Variables that are not built in: `set` variables, named captures and module
@@ -112,6 +114,8 @@ pub enum Var {
 #[derive(Debug, Default, Clone)]
 pub struct VarTable {
     names: Vec<String>,
+    /// `map` target variables, by map index.
+    maps: Vec<String>,
 }
 
 impl VarTable {
@@ -129,6 +133,18 @@ impl VarTable {
     pub fn find(&self, name: &str) -> Option<usize> {
         let name = name.to_ascii_lowercase();
         self.names.iter().position(|n| *n == name)
+    }
+
+    /// Declares the target variable of `map` number `i` (the order maps are built in).
+    pub fn declare_map(&mut self, name: &str) -> usize {
+        self.maps.push(name.to_ascii_lowercase());
+        self.maps.len() - 1
+    }
+
+    /// The map index of a `map` variable (the last map of that name, as nginx).
+    pub fn find_map(&self, name: &str) -> Option<usize> {
+        let name = name.to_ascii_lowercase();
+        self.maps.iter().rposition(|n| *n == name)
     }
 
     /// Number of slots.
@@ -228,6 +244,9 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             }
             if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
                 return name.parse().ok().map(Var::Capture);
+            }
+            if let Some(m) = table.find_map(name) {
+                return Some(Var::Map(m));
             }
             return table.find(name).map(Var::Slot);
         }
@@ -375,6 +394,26 @@ impl Template {
             match p {
                 Piece::Lit(b) => out.put_slice(b),
                 Piece::Var(v) => cx.var_into(v, out),
+            }
+        }
+    }
+
+    /// Evaluates into `out` with `caps` (a map's regex key) for `$1…` when given.
+    pub fn eval_into_with(
+        &self,
+        cx: &RequestCtx,
+        caps: Option<&crate::ctx::Captures>,
+        out: &mut BytesMut,
+    ) {
+        for p in &self.pieces {
+            match (p, caps) {
+                (Piece::Lit(b), _) => out.put_slice(b),
+                (Piece::Var(Var::Capture(n)), Some(c)) => {
+                    if let Some(s) = c.get(*n) {
+                        out.put_slice(s.as_bytes())
+                    }
+                }
+                (Piece::Var(v), _) => cx.var_into(v, out),
             }
         }
     }

@@ -155,6 +155,8 @@ pub struct Runtime {
     pub logs: LogWriters,
     /// The `upstream {}` groups (their `health_check` tasks are started by the binary).
     pub upstreams: Vec<Arc<Group>>,
+    /// The `map {}` variables.
+    pub maps: Arc<junction_core::map::Maps>,
 }
 
 /// Directives accepted for nginx compatibility that have no effect in Junction
@@ -199,6 +201,8 @@ const NO_EFFECT: &[&str] = &[
     "client_header_buffer_size",
     "if_modified_since",
     "uninitialized_variable_warn",
+    "map_hash_max_size",
+    "map_hash_bucket_size",
 ];
 
 /// Flag directives (`on|off`), checked wherever they appear.
@@ -307,7 +311,6 @@ fn validate_values(tree: &[Directive]) -> Result<(), ConfigError> {
 /// absence would change behaviour (access control, rewriting, headers): an error
 /// at load with `FILE:LINE`, never silently ignored.
 const UNSUPPORTED: &[&str] = &[
-    "map",
     "allow",
     "deny",
     "satisfy",
@@ -475,6 +478,8 @@ pub fn build(
         bx.vars.slot(s);
     }
     declare_vars(tree, &mut bx);
+    crate::map::declare(&http_levels, &mut bx)?;
+    let maps = Arc::new(crate::map::build(&http_levels, &bx)?);
 
     let mut logs = LogWriters::default();
     let mut servers: Vec<Arc<VServer>> = Vec::new();
@@ -522,6 +527,7 @@ pub fn build(
         warnings: warnings.into_iter().chain(bx.warnings).collect(),
         logs,
         upstreams: bx.upstreams.values().cloned().collect(),
+        maps,
     })
 }
 

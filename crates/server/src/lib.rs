@@ -10,6 +10,7 @@
 //!   normalization.
 //! - `serve`: listeners, hyper HTTP/1.1 connections, the request phases,
 //!   `error_page`, output headers, graceful/fast stop.
+//! - `map`: `map {}` blocks → the runtime maps of `core::map`, once at load.
 //! - `rewrite`: ngx_http_rewrite_module (`set`, `rewrite`, `return`, `break`,
 //!   `if`): compiled scripts per server/location, run in nginx's phase order.
 //! - `static_files`: the default content handler.
@@ -21,6 +22,7 @@
 pub mod build;
 mod error_io;
 pub mod log;
+mod map;
 pub mod rewrite;
 pub mod route;
 pub mod serve;

@@ -408,6 +408,10 @@ async fn handle(
     let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let mut cx = RequestCtx::new(conn, parts.method, parts.version, request_uri);
     cx.upgrade = upgrade;
+    if !rt.maps.maps.is_empty() {
+        cx.maps = Some(rt.maps.clone());
+        cx.map_cache = rt.maps.maps.iter().map(|_| Default::default()).collect();
+    }
     cx.conn_requests = n;
     cx.headers = parts.headers;
     // Host
