@@ -69,7 +69,7 @@ impl Context {
             (_, "limit_except") => Context::LimitExcept,
             (_, "upstream") => Context::Upstream,
             (_, "types") => Context::Types,
-            (_, "map") => Context::Map,
+            (_, "map" | "geo" | "split_clients") => Context::Map,
             (_, "match") => Context::Match,
             _ => return None,
         })
@@ -176,6 +176,8 @@ pub static DIRECTIVES: &[Spec] = &[
     block("upstream", HTTP, 1, 1),
     block("types", HSL, 0, 0),
     block("map", HTTP, 2, 2),
+    block("geo", HTTP, 1, 2),
+    block("split_clients", HTTP, 2, 2),
     d("map_hash_max_size", HTTP, 1, 1),
     d("map_hash_bucket_size", HTTP, 1, 1),
     d("default_type", HSL, 1, 1),
@@ -457,7 +459,14 @@ fn check_entry(d: &Directive, ctx: Context, errors: &mut Vec<ConfigError>) {
     }
     let n = d.args.len();
     let ok = match ctx {
-        Context::Map => n == 1 || (n == 0 && (d.name == "hostnames" || d.name == "volatile")),
+        Context::Map => {
+            n == 1
+                || (n == 0
+                    && matches!(
+                        d.name.as_str(),
+                        "hostnames" | "volatile" | "ranges" | "proxy_recursive"
+                    ))
+        }
         _ => n >= 1,
     };
     if !ok {

@@ -383,7 +383,7 @@ impl RequestCtx {
                     return;
                 };
                 match self.map_cache.get(*i) {
-                    Some(cell) if !m.volatile => out.put_slice(cell.get_or_init(|| m.eval(self))),
+                    Some(cell) if !m.volatile() => out.put_slice(cell.get_or_init(|| m.eval(self))),
                     _ => out.put_slice(&m.eval(self)),
                 }
             }

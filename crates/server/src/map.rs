@@ -6,7 +6,7 @@
 
 use junction_config::model::{err, BuildCx};
 use junction_config::{ConfigError, Directive};
-use junction_core::map::{Map, Maps};
+use junction_core::map::{Computed, Geo, Map, Maps, Split};
 use junction_core::regex::Regex;
 use junction_core::vars::{resolve, Piece, Template, Var, VarTable};
 use std::collections::HashMap;
@@ -15,17 +15,26 @@ fn map_blocks<'a>(levels: &'a [&'a [Directive]]) -> impl Iterator<Item = &'a Dir
     levels
         .iter()
         .flat_map(|l| l.iter())
-        .filter(|d| d.name == "map")
+        .filter(|d| matches!(d.name.as_str(), "map" | "geo" | "split_clients"))
+}
+
+/// The variable a `map`/`geo`/`split_clients` block defines (`geo $var` has one argument).
+fn target(d: &Directive) -> Option<&junction_config::Arg> {
+    if d.name == "geo" && d.args.len() == 1 {
+        d.args.first()
+    } else {
+        d.args.get(1)
+    }
 }
 
 /// Declares every map's variable (before any template is compiled, so that `$var`
 /// resolves everywhere), with nginx's checks.
 pub(crate) fn declare(levels: &[&[Directive]], bx: &mut BuildCx) -> Result<(), ConfigError> {
     for d in map_blocks(levels) {
-        let (Some(_), Some(t)) = (d.args.first(), d.args.get(1)) else {
+        let Some(t) = target(d) else {
             return Err(err(
                 &d.span,
-                "invalid number of arguments in \"map\" directive",
+                format!("invalid number of arguments in \"{}\" directive", d.name),
             ));
         };
         let name = t
@@ -90,6 +99,17 @@ fn positional(value: &str, re: &Regex) -> String {
 pub(crate) fn build(levels: &[&[Directive]], bx: &BuildCx) -> Result<Maps, ConfigError> {
     let mut out = Maps::default();
     for d in map_blocks(levels) {
+        match d.name.as_str() {
+            "geo" => {
+                out.maps.push(Computed::Geo(geo(d, bx)?));
+                continue;
+            }
+            "split_clients" => {
+                out.maps.push(Computed::Split(split(d, bx)?));
+                continue;
+            }
+            _ => {}
+        }
         let src = d
             .args
             .first()
@@ -167,15 +187,15 @@ pub(crate) fn build(levels: &[&[Directive]], bx: &BuildCx) -> Result<Maps, Confi
         // The most specific mask first, as nginx's wildcard hashes find it.
         m.heads.sort_by_key(|h| std::cmp::Reverse(h.0.len()));
         m.tails.sort_by_key(|t| std::cmp::Reverse(t.0.len()));
-        out.maps.push(m);
+        out.maps.push(Computed::Map(m));
     }
     check_cycles(&out, levels)?;
     Ok(out)
 }
 
-fn deps(m: &Map) -> Vec<usize> {
-    std::iter::once(&m.source)
-        .chain(m.values.iter())
+fn deps(m: &Computed) -> Vec<usize> {
+    m.templates()
+        .into_iter()
         .flat_map(|t| t.pieces().iter())
         .filter_map(|p| match p {
             Piece::Var(Var::Map(j)) => Some(*j),
@@ -210,7 +230,7 @@ fn check_cycles(maps: &Maps, levels: &[&[Directive]]) -> Result<(), ConfigError>
     let mut state = vec![0u8; graph.len()];
     for (i, d) in map_blocks(levels).enumerate() {
         if !visit(i, &graph, &mut state) {
-            let name = d.args.get(1).map_or("", |a| a.value.as_str());
+            let name = target(d).map_or("", |a| a.value.as_str());
             return Err(err(
                 &d.span,
                 format!(
@@ -221,4 +241,182 @@ fn check_cycles(maps: &Maps, levels: &[&[Directive]]) -> Result<(), ConfigError>
         }
     }
     Ok(())
+}
+
+/// `split_clients STRING $var { PERCENT% VALUE; … [* VALUE;] }` with nginx's bounds
+/// (`ngx_conf_split_clients_block`): hundredths of a percent scaled to 32 bits.
+fn split(d: &Directive, bx: &BuildCx) -> Result<Split, ConfigError> {
+    let src = d
+        .args
+        .first()
+        .ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
+    let mut parts: Vec<(u32, bytes::Bytes)> = Vec::new();
+    for e in d.block.as_deref().unwrap_or(&[]) {
+        let v = e
+            .args
+            .first()
+            .ok_or_else(|| err(&e.span, "invalid number of arguments"))?;
+        let percent = if e.name == "*" {
+            0
+        } else {
+            let bad = || err(&e.span, format!("invalid percent value \"{}\"", e.name));
+            let num = e.name.strip_suffix('%').ok_or_else(bad)?;
+            hundredths(num).filter(|n| *n > 0).ok_or_else(bad)?
+        };
+        parts.push((percent, bytes::Bytes::from(v.value.clone())));
+    }
+    let mut sum: u32 = 0;
+    let mut last: u32 = 0;
+    for (p, _) in parts.iter_mut() {
+        sum = if *p != 0 {
+            sum.saturating_add(*p)
+        } else {
+            10000
+        };
+        if sum == 10000 {
+            *p = 0;
+        }
+        if sum > 10000 {
+            return Err(err(&d.span, "percent total is greater than 100%"));
+        }
+        if *p != 0 {
+            last = last.wrapping_add((u64::from(*p) * 0xffff_ffff / 10000) as u32);
+            *p = last;
+        }
+    }
+    Ok(Split {
+        source: bx.template(src)?,
+        parts,
+    })
+}
+
+/// `ngx_atofp(s, 2)`: a decimal with at most two fraction digits, in hundredths.
+fn hundredths(s: &str) -> Option<u32> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.len() > 2
+        || !int.bytes().all(|b| b.is_ascii_digit())
+        || !frac.bytes().all(|b| b.is_ascii_digit())
+        || (int.is_empty() && frac.is_empty())
+    {
+        return None;
+    }
+    let i: u32 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let f: u32 = format!("{frac:0<2}").parse().ok()?;
+    i.checked_mul(100)?.checked_add(f)
+}
+
+/// `ADDR[/LEN]` as nginx's `ngx_ptocidr` reads it (a bare address is a host).
+fn cidr(s: &str) -> Option<(std::net::IpAddr, u8)> {
+    let (a, l) = match s.split_once('/') {
+        Some((a, l)) => (a, Some(l)),
+        None => (s, None),
+    };
+    let ip: std::net::IpAddr = a.parse().ok()?;
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    let len = match l {
+        Some(l) => l.parse::<u8>().ok().filter(|l| *l <= max)?,
+        None => max,
+    };
+    Some((ip, len))
+}
+
+/// `geo [ADDRESS] $var { default V; NET V; delete NET; proxy NET; proxy_recursive;
+/// ranges; A-B V; include FILE; }` (ngx_http_geo_module).
+fn geo(d: &Directive, bx: &BuildCx) -> Result<Geo, ConfigError> {
+    use std::net::IpAddr;
+    let source = if d.args.len() == 2 {
+        d.args.first().map(|a| bx.template(a)).transpose()?
+    } else {
+        None
+    };
+    let entries = d.block.as_deref().unwrap_or(&[]);
+    let ranges = entries
+        .iter()
+        .any(|e| e.name == "ranges" && e.args.is_empty());
+    let mut g = Geo {
+        source,
+        v4: Vec::new(),
+        v6: Vec::new(),
+        ranges: if ranges { Some(Vec::new()) } else { None },
+        default: bytes::Bytes::new(),
+        proxies: Vec::new(),
+        proxy_recursive: false,
+    };
+    let mut v4: std::collections::BTreeMap<u8, HashMap<u32, bytes::Bytes>> = Default::default();
+    let mut v6: std::collections::BTreeMap<u8, HashMap<u128, bytes::Bytes>> = Default::default();
+    for e in entries {
+        let bad = |what: &str| err(&e.span, format!("invalid {what} \"{}\"", e.name));
+        match (e.name.as_str(), e.args.first()) {
+            ("ranges", None) => {}
+            ("proxy_recursive", None) => g.proxy_recursive = true,
+            ("proxy", Some(a)) => {
+                let net = cidr(&a.value)
+                    .ok_or_else(|| err(&a.span, format!("invalid network \"{}\"", a.value)))?;
+                g.proxies.push(net);
+            }
+            ("default", Some(v)) => g.default = bytes::Bytes::from(v.value.clone()),
+            ("delete", Some(a)) => {
+                if let Some(r) = g.ranges.as_mut() {
+                    let (lo, hi) = range(&a.value).ok_or_else(|| bad("range"))?;
+                    r.retain(|(l, h, _)| !(*l == lo && *h == hi));
+                    continue;
+                }
+                match cidr(&a.value)
+                    .ok_or_else(|| err(&a.span, format!("invalid network \"{}\"", a.value)))?
+                {
+                    (IpAddr::V4(ip), len) => {
+                        if let Some(m) = v4.get_mut(&len) {
+                            m.remove(&(u32::from(ip) & junction_core::map::mask4(len)));
+                        }
+                    }
+                    (IpAddr::V6(ip), len) => {
+                        if let Some(m) = v6.get_mut(&len) {
+                            m.remove(&(u128::from(ip) & junction_core::map::mask6(len)));
+                        }
+                    }
+                }
+            }
+            (key, Some(v)) => {
+                let value = bytes::Bytes::from(v.value.clone());
+                if let Some(r) = g.ranges.as_mut() {
+                    let (lo, hi) = range(key).ok_or_else(|| bad("range"))?;
+                    r.push((lo, hi, value));
+                    continue;
+                }
+                match cidr(key).ok_or_else(|| bad("network"))? {
+                    (IpAddr::V4(ip), len) => {
+                        v4.entry(len)
+                            .or_default()
+                            .insert(u32::from(ip) & junction_core::map::mask4(len), value);
+                    }
+                    (IpAddr::V6(ip), len) => {
+                        v6.entry(len)
+                            .or_default()
+                            .insert(u128::from(ip) & junction_core::map::mask6(len), value);
+                    }
+                }
+            }
+            (_, None) => return Err(err(&e.span, "invalid number of the geo parameters")),
+        }
+    }
+    g.v4 = v4
+        .into_iter()
+        .rev()
+        .filter(|(_, m)| !m.is_empty())
+        .collect();
+    g.v6 = v6
+        .into_iter()
+        .rev()
+        .filter(|(_, m)| !m.is_empty())
+        .collect();
+    Ok(g)
+}
+
+/// `A-B` of IPv4 addresses (`ranges`).
+fn range(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.split_once('-')?;
+    let a: std::net::Ipv4Addr = a.parse().ok()?;
+    let b: std::net::Ipv4Addr = b.parse().ok()?;
+    let (a, b) = (u32::from(a), u32::from(b));
+    (a <= b).then_some((a, b))
 }
