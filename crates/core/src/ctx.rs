@@ -181,6 +181,8 @@ pub struct RequestCtx {
     pub maps: Option<Arc<crate::map::Maps>>,
     /// Each map's value once computed (not for `volatile` maps).
     pub map_cache: Vec<std::sync::OnceLock<Bytes>>,
+    /// `$request_id`, drawn when first read.
+    pub request_id: std::sync::OnceLock<u128>,
 }
 
 impl RequestCtx {
@@ -215,6 +217,7 @@ impl RequestCtx {
             upgrade: None,
             maps: None,
             map_cache: Vec::new(),
+            request_id: std::sync::OnceLock::new(),
         }
     }
 
@@ -352,6 +355,16 @@ impl RequestCtx {
             Var::ConnectionRequests => put_display(out, self.conn_requests),
             Var::RemoteUser => {}
             Var::NginxVersion => out.put_slice(env!("CARGO_PKG_VERSION").as_bytes()),
+            Var::BinaryRemoteAddr => match self.conn.remote.ip() {
+                std::net::IpAddr::V4(a) => out.put_slice(&a.octets()),
+                std::net::IpAddr::V6(a) => out.put_slice(&a.octets()),
+            },
+            Var::RequestId => {
+                let id = self.request_id.get_or_init(|| fastrand::u128(..));
+                put_display(out, format_args!("{id:032x}"))
+            }
+            // hyper does not say whether the next request was already buffered.
+            Var::Pipe => out.put_u8(b'.'),
             Var::Http(name) => Self::header_into(&self.headers, name, out),
             Var::SentHttp(name) => Self::header_into(&self.sent_headers, name, out),
             Var::UpstreamHttp(name) => Self::header_into(&self.upstream.headers, name, out),

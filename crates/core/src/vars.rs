@@ -91,6 +91,12 @@ pub enum Var {
     RemoteUser,
     /// `$nginx_version` (Junction's version, so shipped params files work unchanged)
     NginxVersion,
+    /// `$binary_remote_addr`: the client address as 4 or 16 raw bytes.
+    BinaryRemoteAddr,
+    /// `$request_id`: 32 hex digits, random per request.
+    RequestId,
+    /// `$pipe`: `p` if the request was pipelined, else `.`.
+    Pipe,
     /// `$http_NAME`: a request header.
     Http(HeaderName),
     /// `$sent_http_NAME`: a response header.
@@ -182,7 +188,10 @@ pub fn upstream_headers_used() -> bool {
 pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
     let lower = name.to_ascii_lowercase();
     let v = match lower.as_str() {
-        "remote_addr" | "binary_remote_addr" => Var::RemoteAddr,
+        "remote_addr" => Var::RemoteAddr,
+        "binary_remote_addr" => Var::BinaryRemoteAddr,
+        "request_id" => Var::RequestId,
+        "pipe" => Var::Pipe,
         "remote_port" => Var::RemotePort,
         "server_addr" => Var::ServerAddr,
         "server_port" => Var::ServerPort,
