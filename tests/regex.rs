@@ -159,3 +159,52 @@ fn regex_table() {
     }
     assert_table("regex", &failures, ROWS.len() + hosts.len());
 }
+
+/// `proxy_redirect ~REGEX REPLACEMENT` (and `~*`): the regex is matched against the whole
+/// `Location`, which the replacement (with the regex's captures) replaces.
+#[test]
+fn proxy_redirect_regex() {
+    let backend = Peer::python("echo.py", &[]);
+    let conf = fill(
+        r#"
+server {
+    listen 127.0.0.1:{PORT};
+    server_name pr.test;
+    location /a/ {
+        proxy_pass http://127.0.0.1:{BACKEND};
+        proxy_redirect ~^http://internal\.test(?::\d+)?/(?<rest>.*)$ https://public.test/$rest;
+        proxy_redirect ~*^HTTP://other\.test/(\w+)/(.*)$ /moved/$2/$1;
+    }
+}
+"#,
+        &[("BACKEND", &backend.port)],
+    );
+    let proxy = Proxy::start(&conf);
+    for (to, want) in [
+        (
+            "http://internal.test:8080/x/y?z=1",
+            "https://public.test/x/y?z=1".to_string(),
+        ),
+        (
+            "http://internal.test/q",
+            "https://public.test/q".to_string(),
+        ),
+        (
+            "http://other.test/aa/bb",
+            format!("http://pr.test:{}/moved/bb/aa", proxy.port),
+        ),
+        (
+            "http://untouched.test/p",
+            "http://untouched.test/p".to_string(),
+        ),
+    ] {
+        let r = proxy.get("pr.test", &format!("/a/redirect?to={to}"));
+        assert_eq!(r.status, 302, "{}", r.describe());
+        assert_eq!(
+            r.header("Location"),
+            Some(want.as_str()),
+            "{to}: {}",
+            r.describe()
+        );
+    }
+}

@@ -113,6 +113,45 @@ impl Regex {
             .filter_map(|(i, n)| n.as_deref().map(|n| (i, n)))
     }
 
+    /// `src` with each `$name`/`${name}` of a named group of this regex written as
+    /// `${N}`: a template that reads this regex's captures by position (`map` values,
+    /// `proxy_redirect` replacements, evaluated against their own match).
+    pub fn positional(&self, src: &str) -> String {
+        let names: std::collections::HashMap<&str, usize> =
+            self.names().map(|(i, n)| (n, i)).collect();
+        if names.is_empty() {
+            return src.to_string();
+        }
+        let mut out = String::with_capacity(src.len());
+        let mut rest = src;
+        while let Some(i) = rest.find('$') {
+            out.push_str(rest.get(..i).unwrap_or(""));
+            let after = rest.get(i + 1..).unwrap_or("");
+            let (name, used) = if let Some(b) = after.strip_prefix('{') {
+                match b.find('}') {
+                    Some(e) => (b.get(..e).unwrap_or(""), e + 2),
+                    None => ("", 0),
+                }
+            } else {
+                let n = after
+                    .bytes()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                    .count();
+                (after.get(..n).unwrap_or(""), n)
+            };
+            match names.get(name) {
+                Some(g) => out.push_str(&format!("${{{g}}}")),
+                None => {
+                    out.push('$');
+                    out.push_str(after.get(..used).unwrap_or(""));
+                }
+            }
+            rest = after.get(used..).unwrap_or("");
+        }
+        out.push_str(rest);
+        out
+    }
+
     fn match_error(&self, subject: &[u8], e: &pcre2::Error) -> MatchError {
         MatchError(format!(
             "pcre2_match() failed: {} on \"{}\" using \"{}\"",

@@ -58,43 +58,6 @@ pub(crate) fn declare(levels: &[&[Directive]], bx: &mut BuildCx) -> Result<(), C
     Ok(())
 }
 
-/// `$name`/`${name}` of a named group becomes `${N}`: a regex key's captures are the
-/// value's, positional or named.
-fn positional(value: &str, re: &Regex) -> String {
-    let names: HashMap<&str, usize> = re.names().map(|(i, n)| (n, i)).collect();
-    if names.is_empty() {
-        return value.to_string();
-    }
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(i) = rest.find('$') {
-        out.push_str(rest.get(..i).unwrap_or(""));
-        let after = rest.get(i + 1..).unwrap_or("");
-        let (name, used) = if let Some(b) = after.strip_prefix('{') {
-            match b.find('}') {
-                Some(e) => (b.get(..e).unwrap_or(""), e + 2),
-                None => ("", 0),
-            }
-        } else {
-            let n = after
-                .bytes()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
-                .count();
-            (after.get(..n).unwrap_or(""), n)
-        };
-        match names.get(name) {
-            Some(g) => out.push_str(&format!("${{{g}}}")),
-            None => {
-                out.push('$');
-                out.push_str(after.get(..used).unwrap_or(""));
-            }
-        }
-        rest = after.get(used..).unwrap_or("");
-    }
-    out.push_str(rest);
-    out
-}
-
 /// Builds every map, in the order [`declare`] numbered them.
 pub(crate) fn build(levels: &[&[Directive]], bx: &BuildCx) -> Result<Maps, ConfigError> {
     let mut out = Maps::default();
@@ -159,7 +122,7 @@ pub(crate) fn build(levels: &[&[Directive]], bx: &BuildCx) -> Result<Maps, Confi
                     None => (pat, false),
                 };
                 let re = Regex::compile(pat, caseless).map_err(|x| err(&e.span, x))?;
-                m.values.push(compile(&positional(&v.value, &re))?);
+                m.values.push(compile(&re.positional(&v.value))?);
                 m.regexes.push((re, m.values.len() - 1));
                 continue;
             }
