@@ -122,6 +122,22 @@ server {
         rewrite ^ /show/$v-$uri;
     }
 
+    location /tonamed/ { try_files /nonexistent @rw; }
+    location @rw { rewrite ^/tonamed/(.*)$ /show/named-$1; }
+
+    location /ifbreak/ {
+        if ($arg_b) {
+            rewrite ^/ifbreak/(.*)$ /show/ifb-$1;
+            break;
+        }
+        rewrite ^/ifbreak/(.*)$ /show/after-$1;
+    }
+
+    location /enc/ {
+        rewrite ^/enc/redir/(.*)$ /show/$1 redirect;
+        rewrite ^/enc/int/(.*)$ /show/$1;
+    }
+
     location /app/ {
         rewrite ^/app/(.*)$ /backend/$1 break;
         proxy_pass http://127.0.0.1:{BACKEND};
@@ -197,6 +213,30 @@ const REWRITE_ROWS: &[(&str, Want)] = &[
     // a rewrite that does not match goes on to the next one
     ("/nomatch/q", Body("show uri=/show/second-q args=")),
     ("/setrw/k", Body("show uri=/show/hello-/setrw/k args=")),
+    // a named location's rewrite searches the locations again
+    ("/tonamed/x", Body("show uri=/show/named-x args=")),
+    // `break` inside an if: the rewrite before it holds, the request stays (static 404)
+    ("/ifbreak/x?b=1", Status(404)),
+    ("/ifbreak/x", Body("show uri=/show/after-x args=")),
+    // captures are decoded ($uri); an internal rewrite keeps them so
+    ("/enc/int/a%20b", Body("show uri=/show/a b args=")),
+    // a redirect escapes the captures of an encoded request again (nginx's quoting)
+    (
+        "/enc/redir/a%20b?q=%41",
+        Redirect(302, "http://rw.test:{PORT}/show/a%20b?q=%41"),
+    ),
+    (
+        "/enc/redir/a+b",
+        Redirect(302, "http://rw.test:{PORT}/show/a+b"),
+    ),
+    (
+        "/enc/redir/caf%C3%A9",
+        Redirect(302, "http://rw.test:{PORT}/show/caf%C3%A9"),
+    ),
+    (
+        "/enc/redir/a%2Fb",
+        Redirect(302, "http://rw.test:{PORT}/show/a/b"),
+    ),
 ];
 
 #[test]

@@ -480,7 +480,7 @@ fn do_rewrite(rw: &Rewrite, log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: 
     let subject: Arc<str> = Arc::from(cx.uri.as_str());
     set_captures(cx, subject, spans, &rw.names);
     if let Flag::Redirect(code) = rw.flag {
-        let mut url = rw.uri.eval_string(cx);
+        let mut url = redirect_url(&rw.uri, cx);
         if rw.add_args && !cx.args.is_empty() {
             url.push(if rw.has_args { '&' } else { '?' });
             url.push_str(&cx.args);
@@ -542,6 +542,80 @@ fn do_rewrite(rw: &Rewrite, log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: 
             Flow::Go
         }
     }
+}
+
+/// nginx's redirect replacement (`ngx_http_script_copy_capture_code` with `e->quote`,
+/// then `ngx_unescape_uri(NGX_UNESCAPE_REDIRECT)`): when the request's path was
+/// percent-encoded (or had a `+`), `$1…` are escaped as arguments; then every `%XX` of a
+/// printable character above `%` is decoded (so `%20` and bytes ≥ 0x80 stay encoded).
+fn redirect_url(t: &Template, cx: &RequestCtx) -> String {
+    use junction_core::vars::{Piece, Var};
+    let path = cx.request_uri.split('?').next().unwrap_or("");
+    let quoted = path.contains('%') || path.contains('+');
+    let mut buf = bytes::BytesMut::new();
+    for p in t.pieces() {
+        match p {
+            Piece::Lit(b) => buf.extend_from_slice(b),
+            Piece::Var(Var::Capture(n)) if quoted => {
+                if let Some(c) = cx.captures.get(*n) {
+                    for &b in c.as_bytes() {
+                        if escape_args(b) {
+                            buf.extend_from_slice(format!("%{b:02X}").as_bytes());
+                        } else {
+                            buf.extend_from_slice(&[b]);
+                        }
+                    }
+                }
+            }
+            Piece::Var(v) => cx.var_into(v, &mut buf),
+        }
+    }
+    let mut out = Vec::with_capacity(buf.len());
+    let mut i = 0;
+    while let Some(&b) = buf.get(i) {
+        if b == b'%' {
+            let hex = buf
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            if let Some(ch) = hex {
+                if ch > b'%' && ch < 0x7f {
+                    out.push(ch);
+                } else if let Some(raw) = buf.get(i..i + 3) {
+                    out.extend_from_slice(raw);
+                }
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// nginx's `NGX_ESCAPE_ARGS` set: controls, space `"` `#` `%` `&` `+` `;` `<` `>` `?`
+/// `\` `^` `` ` `` `{` `|` `}`, DEL and bytes ≥ 0x80.
+fn escape_args(b: u8) -> bool {
+    !(0x20..0x7f).contains(&b)
+        || matches!(
+            b,
+            b' ' | b'"'
+                | b'#'
+                | b'%'
+                | b'&'
+                | b'+'
+                | b';'
+                | b'<'
+                | b'>'
+                | b'?'
+                | b'\\'
+                | b'^'
+                | b'`'
+                | b'{'
+                | b'|'
+                | b'}'
+        )
 }
 
 fn test(cond: &Cond, log: bool, cx: &mut RequestCtx) -> Result<bool, String> {
