@@ -349,6 +349,14 @@ server {
         if ($arg_tag) { add_header X-Inner inner; }
         if ($arg_plain) { set $x 1; }
     }
+    location /al/ {
+        alias {ROOT}/files/;
+        if ($arg_x) { add_header X-If yes; }
+    }
+    location /tfif/ {
+        try_files /nonexistent /show/tf;
+        if ($arg_x) { add_header X-If yes; }
+    }
     location /ret/ {
         location /ret/text { return 200 "text $uri"; }
         location /ret/code { return 404; }
@@ -401,6 +409,12 @@ const IF_ROWS: &[(&str, Want)] = &[
     // the script goes on after an if block; if's proxy_pass is only the content handler
     ("/evil/?up=1", Body("the script goes on after the if")),
     ("/ifpass/", Status(404)),
+    // an if-location keeps the location's alias …
+    ("/al/f.txt", Body("f")),
+    ("/al/f.txt?x=1", Body("f")),
+    // … but not its try_files (nginx's "if is evil": the if's own location has none)
+    ("/tfif/a", Body("show uri=/show/tf args=")),
+    ("/tfif/a?x=1", Status(404)),
     // return in every form
     ("/ret/text", Body("text /ret/text")),
     ("/ret/code", Status(404)),

@@ -1074,6 +1074,7 @@ fn build_conf(
     } else {
         // An `if` is a location of its own inheriting this one (and its handler).
         let parent = backend.clone();
+        let parent_alias = alias.clone();
         let mut build_if = |inner: &Scope<'_>, d: &Directive, bx: &mut BuildCx| {
             let if_info = LocInfo {
                 kind: LocKind::If,
@@ -1083,6 +1084,10 @@ fn build_conf(
             let mut conf = build_conf(inner, &if_info, bx, logs, http)?;
             if conf.backend.is_none() {
                 conf.backend = parent.clone();
+            }
+            // nginx's merge: an `if` without its own `root` keeps the location's `alias`.
+            if inner.local("root").is_none() {
+                conf.alias = parent_alias.clone();
             }
             Ok(Arc::new(Loc {
                 kind: info.kind.clone(),
