@@ -589,3 +589,38 @@ fn rewrite_and_if_errors_at_load() {
         assert!(text.contains("j.conf:1"), "{conf}: FILE:LINE in\n{text}");
     }
 }
+
+/// `rewrite_log on` logs each rewrite regex's match and the rewritten URI to the error
+/// log (nginx: at `notice`).
+#[test]
+fn rewrite_log_reports_matches_and_results() {
+    // A full nginx.conf, for a main-level `error_log … info` (nginx logs these at notice).
+    let conf = r#"
+error_log {DIR}/error.log info;
+events {}
+http {
+    server {
+        listen 127.0.0.1:{PORT};
+        server_name log.test;
+        rewrite_log on;
+        location /show/ { return 200 "show $uri"; }
+        location /logme/ {
+            rewrite ^/logme/nomatch$ /show/never;
+            rewrite ^/logme/(.*)$ /show/$1;
+        }
+    }
+}
+"#;
+    let proxy = Proxy::start_files(&[("junction.conf", conf)], "junction.conf");
+    let r = proxy.get("log.test", "/logme/x");
+    assert_eq!((r.status, r.text().as_str()), (200, "show /show/x"));
+    for needle in [
+        "\"^/logme/nomatch$\" does not match \"/logme/x\"",
+        "\"^/logme/(.*)$\" matches \"/logme/x\"",
+        "rewritten data: \"/show/x\", args: \"\"",
+    ] {
+        proxy
+            .wait_error_log(needle, std::time::Duration::from_secs(5))
+            .unwrap_or_else(|log| panic!("{needle:?} not in the error log:\n{log}"));
+    }
+}
