@@ -42,6 +42,16 @@ geo $arg_ip $range {
     192.168.1.10-192.168.1.20 r3;
 }
 
+geo $arg_ip $overlap {
+    ranges;
+    default                 out;
+    10.0.0.0-10.0.0.255     wide;
+    10.0.0.10-10.0.0.20     narrow;
+    10.0.0.15-10.0.0.16     inner;
+    10.0.1.0-10.0.1.9       beside;
+    10.0.1.0-10.0.1.9       beside-again;
+}
+
 geo $client {
     default      other;
     127.0.0.1    local;
@@ -59,6 +69,7 @@ server {
     location /split { return 200 "$bucket$half"; }
     location /geo { return 200 "$net/$range"; }
     location /client { return 200 "$client $proxied"; }
+    location /overlap { return 200 "$overlap"; }
 }
 "#;
 
@@ -128,5 +139,34 @@ fn split_clients_and_geo_match_nginx() {
     if r.text() != "local doc" {
         failures.push(format!("client/proxy: {}", r.describe()));
     }
-    assert_table("geo/split_clients", &failures, 200);
+    // nested ranges: the innermost wins; the same range again replaces the value
+    let overlap = [
+        ("10.0.0.5", "wide"),
+        ("10.0.0.12", "narrow"),
+        ("10.0.0.15", "inner"),
+        ("10.0.0.17", "narrow"),
+        ("10.0.0.30", "wide"),
+        ("10.0.1.2", "beside-again"),
+        ("10.0.1.10", "out"),
+    ];
+    for (ip, want) in overlap {
+        let r = proxy.get("gs.test", &format!("/overlap?ip={ip}"));
+        if r.text() != want {
+            failures.push(format!("overlap {ip} → {}, want {want}", r.text()));
+        }
+    }
+    assert_table("geo/split_clients", &failures, 201 + overlap.len());
+}
+
+#[test]
+fn crossing_geo_ranges_are_refused() {
+    let conf = "geo $g {\n    ranges;\n    10.0.0.0-10.0.0.255 a;\n    10.0.0.100-10.0.1.5 b;\n}\nserver { listen 127.0.0.1:1; }\n";
+    let (out, _dir) = check_config(&[("j.conf", conf)], "j.conf");
+    let text = format!("{}{}", out.stdout, out.stderr);
+    assert_ne!(out.code, Some(0), "{text}");
+    assert!(
+        text.contains("range \"10.0.0.100-10.0.1.5\" overlaps"),
+        "{text}"
+    );
+    assert!(text.contains("j.conf:4"), "{text}");
 }

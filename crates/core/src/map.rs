@@ -142,7 +142,8 @@ pub struct Geo {
     pub v4: Vec<(u8, HashMap<u32, Bytes>)>,
     /// IPv6 networks by prefix length (longest first).
     pub v6: Vec<(u8, HashMap<u128, Bytes>)>,
-    /// `ranges`: (first, last, value); the last written that holds the address wins.
+    /// `ranges`: (first, last, value); a later range lies inside an earlier one or
+    /// beside it, so the last written that holds the address is the most specific.
     pub ranges: Option<Vec<(u32, u32, Bytes)>>,
     /// `default` (else empty).
     pub default: Bytes,

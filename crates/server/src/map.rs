@@ -343,6 +343,26 @@ fn geo(d: &Directive, bx: &BuildCx) -> Result<Geo, ConfigError> {
                 let value = bytes::Bytes::from(v.value.clone());
                 if let Some(r) = g.ranges.as_mut() {
                     let (lo, hi) = range(key).ok_or_else(|| bad("range"))?;
+                    // nginx (`ngx_http_geo_add_range`): a range may only lie inside an
+                    // earlier one (and then wins there) or beside it; the same range
+                    // again replaces the value; any other overlap is an error.
+                    if let Some(same) = r.iter_mut().find(|(l, h, _)| *l == lo && *h == hi) {
+                        same.2 = value;
+                        continue;
+                    }
+                    if let Some((l, h, _)) = r
+                        .iter()
+                        .find(|(l, h, _)| lo <= *h && *l <= hi && !(*l <= lo && hi <= *h))
+                    {
+                        return Err(err(
+                            &e.span,
+                            format!(
+                                "range \"{key}\" overlaps \"{}-{}\"",
+                                std::net::Ipv4Addr::from(*l),
+                                std::net::Ipv4Addr::from(*h)
+                            ),
+                        ));
+                    }
                     r.push((lo, hi, value));
                     continue;
                 }
