@@ -14,8 +14,9 @@
 //! flags (`if` blocks are their own contexts, as `NGX_HTTP_SIF_CONF`/`NGX_HTTP_LIF_CONF`:
 //! only the directives nginx allows there pass). A name may have several lines for different
 //! contexts (`server` is a block in `http`, an address in `upstream`). The entries of
-//! `types {}` (`mime/type ext…;`, at least one extension) and `map {}` (`key value;`, or
-//! `hostnames;`/`volatile;`) are free-form.
+//! `types {}` (`mime/type ext…;`, at least one extension) and `map {}`, `geo {}`,
+//! `split_clients {}` (`key value;`, or `hostnames;`/`volatile;`/`ranges;`/
+//! `proxy_recursive;`) are free-form.
 //!
 //! This is the syntax-level check only; values are checked by the typed model.
 
@@ -44,7 +45,7 @@ pub enum Context {
     Upstream,
     /// `types {}`: free-form `type ext…;` entries.
     Types,
-    /// `map {}`: free-form `key value;` entries.
+    /// `map {}`, `geo {}`, `split_clients {}`: free-form `key value;` entries.
     Map,
     /// `match {}`: what a healthy `health_check` answer looks like.
     Match,
