@@ -183,6 +183,8 @@ pub struct RequestCtx {
     pub map_cache: Vec<std::sync::OnceLock<Bytes>>,
     /// `$request_id`, drawn when first read.
     pub request_id: std::sync::OnceLock<u128>,
+    /// `$request_body`: the body when a `*_pass` read it into memory.
+    pub request_body: Option<Bytes>,
 }
 
 impl RequestCtx {
@@ -218,6 +220,7 @@ impl RequestCtx {
             maps: None,
             map_cache: Vec::new(),
             request_id: std::sync::OnceLock::new(),
+            request_body: None,
         }
     }
 
@@ -365,6 +368,11 @@ impl RequestCtx {
             }
             // hyper does not say whether the next request was already buffered.
             Var::Pipe => out.put_u8(b'.'),
+            Var::RequestBody => {
+                if let Some(b) = &self.request_body {
+                    out.put_slice(b)
+                }
+            }
             Var::Http(name) => Self::header_into(&self.headers, name, out),
             Var::SentHttp(name) => Self::header_into(&self.sent_headers, name, out),
             Var::UpstreamHttp(name) => Self::header_into(&self.upstream.headers, name, out),

@@ -97,6 +97,8 @@ pub enum Var {
     RequestId,
     /// `$pipe`: `p` if the request was pipelined, else `.`.
     Pipe,
+    /// `$request_body`: the body read into memory for a `*_pass`.
+    RequestBody,
     /// `$http_NAME`: a request header.
     Http(HeaderName),
     /// `$sent_http_NAME`: a response header.
@@ -174,6 +176,15 @@ static UPSTREAM_HEADERS_USED: std::sync::atomic::AtomicBool =
 static REQUEST_FILENAME_USED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// Set at load when any template reads `$request_body`: only then is a body read into
+/// memory kept in the request context.
+static REQUEST_BODY_USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether some template reads `$request_body`.
+pub fn request_body_used() -> bool {
+    REQUEST_BODY_USED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Whether some template reads `$request_filename`.
 pub fn request_filename_used() -> bool {
     REQUEST_FILENAME_USED.load(std::sync::atomic::Ordering::Relaxed)
@@ -192,6 +203,10 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "binary_remote_addr" => Var::BinaryRemoteAddr,
         "request_id" => Var::RequestId,
         "pipe" => Var::Pipe,
+        "request_body" => {
+            REQUEST_BODY_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+            Var::RequestBody
+        }
         "remote_port" => Var::RemotePort,
         "server_addr" => Var::ServerAddr,
         "server_port" => Var::ServerPort,
