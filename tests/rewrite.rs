@@ -136,6 +136,7 @@ server {
     location /enc/ {
         rewrite ^/enc/redir/(.*)$ /show/$1 redirect;
         rewrite ^/enc/int/(.*)$ /show/$1;
+        rewrite ^/enc/args/(.*)$ /show/q?v=$1;
     }
 
     location /app/ {
@@ -220,6 +221,12 @@ const REWRITE_ROWS: &[(&str, Want)] = &[
     ("/ifbreak/x", Body("show uri=/show/after-x args=")),
     // captures are decoded ($uri); an internal rewrite keeps them so
     ("/enc/int/a%20b", Body("show uri=/show/a b args=")),
+    // … but escapes those it copies into the arguments
+    (
+        "/enc/args/a%26b%20c",
+        Body("show uri=/show/q args=v=a%26b%20c"),
+    ),
+    ("/enc/args/plain", Body("show uri=/show/q args=v=plain")),
     // a redirect escapes the captures of an encoded request again (nginx's quoting)
     (
         "/enc/redir/a%20b?q=%41",

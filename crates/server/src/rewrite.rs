@@ -498,7 +498,8 @@ fn do_rewrite(rw: &Rewrite, log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: 
     let uri = rw.uri.eval_string(cx);
     match &rw.args {
         Some(a) => {
-            let mut args = a.eval_string(cx);
+            // nginx escapes the captures it copies into the arguments (`e->is_args`).
+            let mut args = String::from_utf8_lossy(&eval_quoted(a, cx)).into_owned();
             if rw.add_args && !cx.args.is_empty() {
                 args.push('&');
                 args.push_str(&cx.args);
@@ -549,27 +550,7 @@ fn do_rewrite(rw: &Rewrite, log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: 
 /// percent-encoded (or had a `+`), `$1…` are escaped as arguments; then every `%XX` of a
 /// printable character above `%` is decoded (so `%20` and bytes ≥ 0x80 stay encoded).
 fn redirect_url(t: &Template, cx: &RequestCtx) -> String {
-    use junction_core::vars::{Piece, Var};
-    let path = cx.request_uri.split('?').next().unwrap_or("");
-    let quoted = path.contains('%') || path.contains('+');
-    let mut buf = bytes::BytesMut::new();
-    for p in t.pieces() {
-        match p {
-            Piece::Lit(b) => buf.extend_from_slice(b),
-            Piece::Var(Var::Capture(n)) if quoted => {
-                if let Some(c) = cx.captures.get(*n) {
-                    for &b in c.as_bytes() {
-                        if escape_args(b) {
-                            buf.extend_from_slice(format!("%{b:02X}").as_bytes());
-                        } else {
-                            buf.extend_from_slice(&[b]);
-                        }
-                    }
-                }
-            }
-            Piece::Var(v) => cx.var_into(v, &mut buf),
-        }
-    }
+    let buf = eval_quoted(t, cx);
     let mut out = Vec::with_capacity(buf.len());
     let mut i = 0;
     while let Some(&b) = buf.get(i) {
@@ -592,6 +573,33 @@ fn redirect_url(t: &Template, cx: &RequestCtx) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Evaluates `t` with `$1…` escaped as arguments when the request's path was
+/// percent-encoded or had a `+` (nginx's `quoted_uri`/`plus_in_uri`).
+fn eval_quoted(t: &Template, cx: &RequestCtx) -> bytes::BytesMut {
+    use junction_core::vars::{Piece, Var};
+    let path = cx.request_uri.split('?').next().unwrap_or("");
+    let quoted = path.contains('%') || path.contains('+');
+    let mut buf = bytes::BytesMut::new();
+    for p in t.pieces() {
+        match p {
+            Piece::Lit(b) => buf.extend_from_slice(b),
+            Piece::Var(Var::Capture(n)) if quoted => {
+                if let Some(c) = cx.captures.get(*n) {
+                    for &b in c.as_bytes() {
+                        if escape_args(b) {
+                            buf.extend_from_slice(format!("%{b:02X}").as_bytes());
+                        } else {
+                            buf.extend_from_slice(&[b]);
+                        }
+                    }
+                }
+            }
+            Piece::Var(v) => cx.var_into(v, &mut buf),
+        }
+    }
+    buf
 }
 
 /// nginx's `NGX_ESCAPE_ARGS` set: controls, space `"` `#` `%` `&` `+` `;` `<` `>` `?`
