@@ -91,6 +91,14 @@ pub enum Var {
     RemoteUser,
     /// `$nginx_version` (Junction's version, so shipped params files work unchanged)
     NginxVersion,
+    /// `$binary_remote_addr`: the client address as 4 or 16 raw bytes.
+    BinaryRemoteAddr,
+    /// `$request_id`: 32 hex digits, random per request.
+    RequestId,
+    /// `$pipe`: `p` if the request was pipelined, else `.`.
+    Pipe,
+    /// `$request_body`: the body read into memory for a `*_pass`.
+    RequestBody,
     /// `$http_NAME`: a request header.
     Http(HeaderName),
     /// `$sent_http_NAME`: a response header.
@@ -110,6 +118,8 @@ pub enum Var {
     FastcgiScriptName,
     /// `$fastcgi_path_info`: the second capture of that split.
     FastcgiPathInfo,
+    /// A `map` variable: index into the configuration's maps.
+    Map(usize),
 }
 
 /// Variables that are not built in: `set` variables, named captures and module
@@ -117,6 +127,8 @@ pub enum Var {
 #[derive(Debug, Default, Clone)]
 pub struct VarTable {
     names: Vec<String>,
+    /// `map` target variables, by map index.
+    maps: Vec<String>,
 }
 
 impl VarTable {
@@ -134,6 +146,18 @@ impl VarTable {
     pub fn find(&self, name: &str) -> Option<usize> {
         let name = name.to_ascii_lowercase();
         self.names.iter().position(|n| *n == name)
+    }
+
+    /// Declares the target variable of `map` number `i` (the order maps are built in).
+    pub fn declare_map(&mut self, name: &str) -> usize {
+        self.maps.push(name.to_ascii_lowercase());
+        self.maps.len() - 1
+    }
+
+    /// The map index of a `map` variable (the last map of that name, as nginx).
+    pub fn find_map(&self, name: &str) -> Option<usize> {
+        let name = name.to_ascii_lowercase();
+        self.maps.iter().rposition(|n| *n == name)
     }
 
     /// Number of slots.
@@ -157,6 +181,15 @@ static UPSTREAM_HEADERS_USED: std::sync::atomic::AtomicBool =
 static REQUEST_FILENAME_USED: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
+/// Set at load when any template reads `$request_body`: only then is a body read into
+/// memory kept in the request context.
+static REQUEST_BODY_USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether some template reads `$request_body`.
+pub fn request_body_used() -> bool {
+    REQUEST_BODY_USED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Whether some template reads `$request_filename`.
 pub fn request_filename_used() -> bool {
     REQUEST_FILENAME_USED.load(std::sync::atomic::Ordering::Relaxed)
@@ -171,7 +204,14 @@ pub fn upstream_headers_used() -> bool {
 pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
     let lower = name.to_ascii_lowercase();
     let v = match lower.as_str() {
-        "remote_addr" | "binary_remote_addr" => Var::RemoteAddr,
+        "remote_addr" => Var::RemoteAddr,
+        "binary_remote_addr" => Var::BinaryRemoteAddr,
+        "request_id" => Var::RequestId,
+        "pipe" => Var::Pipe,
+        "request_body" => {
+            REQUEST_BODY_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+            Var::RequestBody
+        }
         "remote_port" => Var::RemotePort,
         "server_addr" => Var::ServerAddr,
         "server_port" => Var::ServerPort,
@@ -235,6 +275,9 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             }
             if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
                 return name.parse().ok().map(Var::Capture);
+            }
+            if let Some(m) = table.find_map(name) {
+                return Some(Var::Map(m));
             }
             return table.find(name).map(Var::Slot);
         }
@@ -394,6 +437,26 @@ impl Template {
             match p {
                 Piece::Lit(b) => out.put_slice(b),
                 Piece::Var(v) => cx.var_into(v, out),
+            }
+        }
+    }
+
+    /// Evaluates into `out` with `caps` (a map's regex key) for `$1…` when given.
+    pub fn eval_into_with(
+        &self,
+        cx: &RequestCtx,
+        caps: Option<&crate::ctx::Captures>,
+        out: &mut BytesMut,
+    ) {
+        for p in &self.pieces {
+            match (p, caps) {
+                (Piece::Lit(b), _) => out.put_slice(b),
+                (Piece::Var(Var::Capture(n)), Some(c)) => {
+                    if let Some(s) = c.get(*n) {
+                        out.put_slice(s.as_bytes())
+                    }
+                }
+                (Piece::Var(v), _) => cx.var_into(v, out),
             }
         }
     }
