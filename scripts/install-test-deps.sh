@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers Junction's tests run against: nginx (the reference),
 # php-fpm, uwsgi with the python3 plugin (also the SCGI server), memcached,
-# wrk (benchmark smoke test) and the Python client libraries the test apps use.
+# wrk (benchmark smoke test), htpasswd (apache2-utils) and openssl (auth_basic files) and the Python client libraries the test apps use.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -14,6 +14,9 @@ command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# htpasswd: the auth_basic tests make their user files with Apache's own tool.
+command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

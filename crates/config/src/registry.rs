@@ -223,6 +223,8 @@ pub static DIRECTIVES: &[Spec] = &[
     d("open_file_cache", HSL, 1, 2),
     d("allow", HSL | LMT, 1, 1),
     d("deny", HSL | LMT, 1, 1),
+    d("auth_basic", HSL | LMT, 1, 1),
+    d("auth_basic_user_file", HSL | LMT, 1, 1),
     // server and location
     d("listen", SRV, 1, MANY),
     d("server_name", SRV, 1, MANY),

@@ -344,7 +344,11 @@ impl RequestCtx {
             Var::Pid => put_display(out, std::process::id()),
             Var::Connection => put_display(out, self.conn.id),
             Var::ConnectionRequests => put_display(out, self.conn_requests),
-            Var::RemoteUser => {}
+            Var::RemoteUser => {
+                if let Some(c) = crate::basic_auth::credentials(&self.headers) {
+                    out.put_slice(c.user());
+                }
+            }
             Var::NginxVersion => out.put_slice(env!("CARGO_PKG_VERSION").as_bytes()),
             Var::Http(name) => Self::header_into(&self.headers, name, out),
             Var::SentHttp(name) => Self::header_into(&self.sent_headers, name, out),

@@ -22,10 +22,12 @@
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
 //! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI).
 //! - `time`: log time formats and the `Date` header.
+//! - `basic_auth`: `Authorization: Basic` credentials (`$remote_user`, auth_basic).
 #![forbid(unsafe_code)]
 
 pub mod backend;
 pub mod balance;
+pub mod basic_auth;
 pub mod body;
 pub mod cgi;
 pub mod codec;

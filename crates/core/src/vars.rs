@@ -87,7 +87,8 @@ pub enum Var {
     Connection,
     /// `$connection_requests`
     ConnectionRequests,
-    /// `$remote_user` (always empty: no auth module yet)
+    /// `$remote_user`: the user name of `Authorization: Basic` (as nginx, with or without
+    /// `auth_basic`)
     RemoteUser,
     /// `$nginx_version` (Junction's version, so shipped params files work unchanged)
     NginxVersion,

@@ -89,6 +89,8 @@ pub struct LocConf {
     pub etag: bool,
     /// Named captures of the location regex: (group index, variable slot).
     pub named_captures: Vec<(usize, usize)>,
+    /// The access phase: `allow`/`deny`, `auth_basic`, `satisfy`, `limit_except`.
+    pub access: crate::access::Access,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -310,10 +312,6 @@ const UNSUPPORTED: &[&str] = &[
     "break",
     "rewrite",
     "map",
-    "allow",
-    "deny",
-    "satisfy",
-    "limit_except",
     "expires",
     "proxy_set_body",
     "proxy_method",
@@ -484,6 +482,7 @@ pub fn build(
     let mut warnings = Vec::new();
     walk_no_effect(tree, &mut warnings);
     walk_no_effect(globals, &mut warnings);
+    crate::access::low_bits_warnings(tree, &mut warnings);
 
     let mut bx = BuildCx::default();
     bx.prefix = prefix.to_path_buf();
@@ -508,6 +507,7 @@ pub fn build(
             backends,
             types: Arc::new(junction_config::model::mime_types(&hscope)),
             formats: log_formats(http, &bx)?,
+            conf_dir: conf_dir(tree, prefix),
         };
         for d in http.iter().filter(|d| d.name == "server") {
             let block = d.block.as_deref().unwrap_or(&[]);
@@ -685,6 +685,16 @@ struct HttpLevel<'a> {
     types: Arc<HashMap<String, Bytes>>,
     /// `log_format`s of the level (and `combined`).
     formats: HashMap<String, Arc<Template>>,
+    /// nginx's conf prefix (relative `auth_basic_user_file` paths).
+    conf_dir: PathBuf,
+}
+
+/// nginx's conf prefix: the directory of the main configuration file (the file of
+/// the tree's first directive), else the `-p` prefix.
+fn conf_dir(tree: &[Directive], prefix: &Path) -> PathBuf {
+    tree.first()
+        .and_then(|d| d.span.file.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| prefix.to_path_buf())
 }
 
 fn build_server(
@@ -1116,5 +1126,6 @@ fn build_conf(
         name: info.name.clone(),
         etag: scope.flag("etag", true)?,
         named_captures: Vec::new(),
+        access: crate::access::Access::build(scope, bx, &http.conf_dir)?,
     })
 }

@@ -11,11 +11,15 @@
 //! - `serve`: listeners, hyper HTTP/1.1 connections, the request phases,
 //!   `error_page`, output headers, graceful/fast stop.
 //! - `static_files`: the default content handler.
+//! - `access`, `auth_basic`: the access phase (`allow`/`deny`, `auth_basic`, `satisfy`,
+//!   `limit_except`).
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
 //! - `error_io`: gives the errors hyper answers by itself (malformed requests)
 //!   nginx's error page and `Server` header.
 #![forbid(unsafe_code)]
 
+mod access;
+mod auth_basic;
 pub mod build;
 mod error_io;
 pub mod log;

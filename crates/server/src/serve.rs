@@ -936,6 +936,10 @@ async fn content(
     if let Some(ret) = &c.ret {
         return do_return(cx, c, ret);
     }
+    // nginx's access phase: after the rewrite phase, before try_files and content.
+    if let Some(r) = c.access.check(cx, c.server_tokens).await {
+        return Outcome::Response(r, true);
+    }
     if let Some((last, tries)) = c.try_files.split_last() {
         if !try_files(cx, c, loc, tries).await {
             let last = last.eval_string(cx);
