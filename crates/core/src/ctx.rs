@@ -177,6 +177,12 @@ pub struct RequestCtx {
     pub redirects: u8,
     /// The client connection's upgrade (WebSocket), when the request asked for one.
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// `$limit_req_status` (nginx's `r->main->limit_req_status`: set once per request).
+    pub limit_req_status: Option<&'static str>,
+    /// `$limit_conn_status` (set once per request).
+    pub limit_conn_status: Option<&'static str>,
+    /// Held until the response has been sent (limit_conn counts).
+    pub held: Vec<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl RequestCtx {
@@ -209,6 +215,9 @@ impl RequestCtx {
             conn_requests: 1,
             redirects: 0,
             upgrade: None,
+            limit_req_status: None,
+            limit_conn_status: None,
+            held: Vec::new(),
         }
     }
 
@@ -350,6 +359,8 @@ impl RequestCtx {
                 }
             }
             Var::NginxVersion => out.put_slice(env!("CARGO_PKG_VERSION").as_bytes()),
+            Var::LimitReqStatus => out.put_slice(self.limit_req_status.unwrap_or("").as_bytes()),
+            Var::LimitConnStatus => out.put_slice(self.limit_conn_status.unwrap_or("").as_bytes()),
             Var::Http(name) => Self::header_into(&self.headers, name, out),
             Var::SentHttp(name) => Self::header_into(&self.sent_headers, name, out),
             Var::UpstreamHttp(name) => Self::header_into(&self.upstream.headers, name, out),

@@ -90,6 +90,10 @@ pub enum Var {
     /// `$remote_user`: the user name of `Authorization: Basic` (as nginx, with or without
     /// `auth_basic`)
     RemoteUser,
+    /// `$limit_req_status`: PASSED, DELAYED, REJECTED, DELAYED_DRY_RUN, REJECTED_DRY_RUN.
+    LimitReqStatus,
+    /// `$limit_conn_status`: PASSED, REJECTED, REJECTED_DRY_RUN.
+    LimitConnStatus,
     /// `$nginx_version` (Junction's version, so shipped params files work unchanged)
     NginxVersion,
     /// `$http_NAME`: a request header.
@@ -209,6 +213,8 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "connection" => Var::Connection,
         "connection_requests" => Var::ConnectionRequests,
         "remote_user" => Var::RemoteUser,
+        "limit_req_status" => Var::LimitReqStatus,
+        "limit_conn_status" => Var::LimitConnStatus,
         "nginx_version" | "junction_version" => Var::NginxVersion,
         _ => {
             if let Some(h) = lower.strip_prefix("http_") {

@@ -329,7 +329,7 @@ impl Access {
         let mut access_code: Option<Refusal> = None;
         match (rules, a.satisfy_any) {
             (Verdict::Forbidden, false) => {
-                log(cx, "access forbidden by rule", true);
+                log(cx, "access forbidden by rule", true, false);
                 return Some(status_response(StatusCode::FORBIDDEN, tokens));
             }
             (Verdict::Granted, true) => return None,
@@ -368,7 +368,7 @@ impl Access {
         match access_code {
             None => None,
             Some(Refusal::Forbidden) => {
-                log(cx, "access forbidden by rule", true);
+                log(cx, "access forbidden by rule", true, false);
                 Some(status_response(StatusCode::FORBIDDEN, tokens))
             }
             Some(Refusal::Unauthorized(realm)) => Some(unauthorized(&realm, tokens)),
@@ -396,8 +396,8 @@ fn unauthorized(realm: &[u8], tokens: bool) -> http::Response<Body> {
 }
 
 /// An error-log line with nginx's request context (`*N MSG, client: …, server: …,
-/// request: "…", host: "…"`); `error` level, else `info`.
-pub(crate) fn log(cx: &RequestCtx, msg: &str, error: bool) {
+/// request: "…", host: "…"`): `error` level, `warn` level, else `info`.
+pub(crate) fn log(cx: &RequestCtx, msg: &str, error: bool, warn: bool) {
     let line = format!(
         "*{} {msg}, client: {}, server: {}, request: \"{} {} {:?}\", host: \"{}\"",
         cx.conn.id,
@@ -410,6 +410,8 @@ pub(crate) fn log(cx: &RequestCtx, msg: &str, error: bool) {
     );
     if error {
         tracing::error!("{line}");
+    } else if warn {
+        tracing::warn!("{line}");
     } else {
         tracing::info!("{line}");
     }

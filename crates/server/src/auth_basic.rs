@@ -88,6 +88,7 @@ impl AuthBasic {
                 cx,
                 "no user/password was provided for basic authentication",
                 false,
+                false,
             );
             return AuthResult::Unauthorized(realm);
         };
@@ -107,7 +108,7 @@ impl AuthBasic {
                     path.display(),
                     junction_core::error::os_error_text(&e)
                 );
-                log(cx, &msg, true);
+                log(cx, &msg, true, false);
                 return if e.kind() == std::io::ErrorKind::NotFound {
                     AuthResult::Forbidden
                 } else {
@@ -121,6 +122,7 @@ impl AuthBasic {
                 cx,
                 &format!("user \"{user}\" was not found in \"{}\"", path.display()),
                 true,
+                false,
             );
             return AuthResult::Unauthorized(realm);
         };
@@ -136,7 +138,12 @@ impl AuthBasic {
         if ok {
             AuthResult::Granted
         } else {
-            log(cx, &format!("user \"{user}\": password mismatch"), true);
+            log(
+                cx,
+                &format!("user \"{user}\": password mismatch"),
+                true,
+                false,
+            );
             AuthResult::Unauthorized(realm)
         }
     }

@@ -91,6 +91,8 @@ pub struct LocConf {
     pub named_captures: Vec<(usize, usize)>,
     /// The access phase: `allow`/`deny`, `auth_basic`, `satisfy`, `limit_except`.
     pub access: crate::access::Access,
+    /// The preaccess phase (`limit_req`, `limit_conn`) and `limit_rate`.
+    pub limits: crate::limits::Limits,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -224,6 +226,8 @@ const FLAGS: &[&str] = &[
     "master_process",
     "daemon",
     "ssl_prefer_server_ciphers",
+    "limit_req_dry_run",
+    "limit_conn_dry_run",
 ];
 
 /// Checks the argument values of every value-typed directive, wherever it is
@@ -508,6 +512,7 @@ pub fn build(
             types: Arc::new(junction_config::model::mime_types(&hscope)),
             formats: log_formats(http, &bx)?,
             conf_dir: conf_dir(tree, prefix),
+            zones: crate::limits::Zones::build(http, &bx)?,
         };
         for d in http.iter().filter(|d| d.name == "server") {
             let block = d.block.as_deref().unwrap_or(&[]);
@@ -687,6 +692,8 @@ struct HttpLevel<'a> {
     formats: HashMap<String, Arc<Template>>,
     /// nginx's conf prefix (relative `auth_basic_user_file` paths).
     conf_dir: PathBuf,
+    /// `limit_req_zone`s and `limit_conn_zone`s of the level.
+    zones: crate::limits::Zones,
 }
 
 /// nginx's conf prefix: the directory of the main configuration file (the file of
@@ -1127,5 +1134,6 @@ fn build_conf(
         etag: scope.flag("etag", true)?,
         named_captures: Vec::new(),
         access: crate::access::Access::build(scope, bx, &http.conf_dir)?,
+        limits: crate::limits::Limits::build(scope, &http.zones, bx)?,
     })
 }

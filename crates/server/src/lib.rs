@@ -13,6 +13,8 @@
 //! - `static_files`: the default content handler.
 //! - `access`, `auth_basic`: the access phase (`allow`/`deny`, `auth_basic`, `satisfy`,
 //!   `limit_except`).
+//! - `limits`, `limit_req`, `limit_conn`: the preaccess phase (`limit_req`, `limit_conn`)
+//!   and `limit_rate` on the response body.
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
 //! - `error_io`: gives the errors hyper answers by itself (malformed requests)
 //!   nginx's error page and `Server` header.
@@ -22,6 +24,9 @@ mod access;
 mod auth_basic;
 pub mod build;
 mod error_io;
+mod limit_conn;
+mod limit_req;
+mod limits;
 pub mod log;
 pub mod route;
 pub mod serve;

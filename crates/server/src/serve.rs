@@ -936,7 +936,11 @@ async fn content(
     if let Some(ret) = &c.ret {
         return do_return(cx, c, ret);
     }
-    // nginx's access phase: after the rewrite phase, before try_files and content.
+    // nginx's preaccess and access phases: after the rewrite phase, before try_files
+    // and content.
+    if let Some(r) = c.limits.preaccess(cx, c.server_tokens).await {
+        return Outcome::Response(r, true);
+    }
     if let Some(r) = c.access.check(cx, c.server_tokens).await {
         return Outcome::Response(r, true);
     }
@@ -1073,7 +1077,8 @@ fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return) -> Outcom
 }
 
 /// Output headers, then the access log once the body ends.
-fn finish(mut resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> http::Response<Body> {
+fn finish(resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> http::Response<Body> {
+    let mut resp = c.limits.output(resp, &mut cx);
     let status = resp.status().as_u16();
     let h = resp.headers_mut();
     h.insert(http::header::SERVER, server_header(c.server_tokens));
