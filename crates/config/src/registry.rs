@@ -236,6 +236,9 @@ pub static DIRECTIVES: &[Spec] = &[
     d("limit_conn_log_level", HSL, 1, 1),
     d("limit_conn_dry_run", HSL, 1, 1),
     d("limit_rate_after", HSL | LIF, 1, 1),
+    d("set_real_ip_from", HSL, 1, 1),
+    d("real_ip_header", HSL, 1, 1),
+    d("real_ip_recursive", HSL, 1, 1),
     // server and location
     d("listen", SRV, 1, MANY),
     d("server_name", SRV, 1, MANY),

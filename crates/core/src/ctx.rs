@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Facts about the client connection, shared by its requests.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// Client address.
     pub remote: SocketAddr,
@@ -181,6 +181,9 @@ pub struct RequestCtx {
     pub limit_req_status: Option<&'static str>,
     /// `$limit_conn_status` (set once per request).
     pub limit_conn_status: Option<&'static str>,
+    /// The connection's own client address once realip replaced `conn.remote`
+    /// (`$realip_remote_addr`, `$realip_remote_port`).
+    pub realip_remote: Option<SocketAddr>,
     /// Held until the response has been sent (limit_conn counts).
     pub held: Vec<Arc<dyn std::any::Any + Send + Sync>>,
 }
@@ -217,6 +220,7 @@ impl RequestCtx {
             upgrade: None,
             limit_req_status: None,
             limit_conn_status: None,
+            realip_remote: None,
             held: Vec::new(),
         }
     }
@@ -257,7 +261,18 @@ impl RequestCtx {
     pub fn var_into(&self, v: &Var, out: &mut BytesMut) {
         match v {
             Var::RemoteAddr => put_display(out, self.conn.remote.ip()),
-            Var::RemotePort => put_display(out, self.conn.remote.port()),
+            Var::RemotePort => {
+                // realip from an address without a port: empty, as nginx
+                if self.conn.remote.port() != 0 {
+                    put_display(out, self.conn.remote.port())
+                }
+            }
+            Var::RealipRemoteAddr => {
+                put_display(out, self.realip_remote.unwrap_or(self.conn.remote).ip())
+            }
+            Var::RealipRemotePort => {
+                put_display(out, self.realip_remote.unwrap_or(self.conn.remote).port())
+            }
             Var::ServerAddr => put_display(out, self.conn.local.ip()),
             Var::ServerPort => put_display(out, self.conn.local.port()),
             Var::ServerName => out.put_slice(self.server_name.as_bytes()),

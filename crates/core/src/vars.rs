@@ -90,6 +90,10 @@ pub enum Var {
     /// `$remote_user`: the user name of `Authorization: Basic` (as nginx, with or without
     /// `auth_basic`)
     RemoteUser,
+    /// `$realip_remote_addr`: the connection's own client address.
+    RealipRemoteAddr,
+    /// `$realip_remote_port`.
+    RealipRemotePort,
     /// `$limit_req_status`: PASSED, DELAYED, REJECTED, DELAYED_DRY_RUN, REJECTED_DRY_RUN.
     LimitReqStatus,
     /// `$limit_conn_status`: PASSED, REJECTED, REJECTED_DRY_RUN.
@@ -213,6 +217,8 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "connection" => Var::Connection,
         "connection_requests" => Var::ConnectionRequests,
         "remote_user" => Var::RemoteUser,
+        "realip_remote_addr" => Var::RealipRemoteAddr,
+        "realip_remote_port" => Var::RealipRemotePort,
         "limit_req_status" => Var::LimitReqStatus,
         "limit_conn_status" => Var::LimitConnStatus,
         "nginx_version" | "junction_version" => Var::NginxVersion,

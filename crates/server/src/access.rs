@@ -154,13 +154,13 @@ fn found(deny: bool) -> Verdict {
 
 /// A parsed `ADDRESS[/BITS]` (address bits beyond the mask cleared, as `ngx_ptocidr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Cidr {
+pub(crate) enum Cidr {
     V4(u32, u32),
     V6(u128, u128),
 }
 
 /// `ngx_ptocidr`: an IPv4 or IPv6 address with an optional `/bits`.
-fn parse_cidr(s: &str) -> Option<Cidr> {
+pub(crate) fn parse_cidr(s: &str) -> Option<Cidr> {
     let (addr, bits) = match s.split_once('/') {
         Some((a, b)) => (a, Some(b)),
         None => (s, None),

@@ -93,6 +93,8 @@ pub struct LocConf {
     pub access: crate::access::Access,
     /// The preaccess phase (`limit_req`, `limit_conn`) and `limit_rate`.
     pub limits: crate::limits::Limits,
+    /// `set_real_ip_from`, `real_ip_header`, `real_ip_recursive`.
+    pub realip: crate::realip::RealIp,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -228,6 +230,7 @@ const FLAGS: &[&str] = &[
     "ssl_prefer_server_ciphers",
     "limit_req_dry_run",
     "limit_conn_dry_run",
+    "real_ip_recursive",
 ];
 
 /// Checks the argument values of every value-typed directive, wherever it is
@@ -1135,5 +1138,6 @@ fn build_conf(
         named_captures: Vec::new(),
         access: crate::access::Access::build(scope, bx, &http.conf_dir)?,
         limits: crate::limits::Limits::build(scope, &http.zones, bx)?,
+        realip: crate::realip::RealIp::build(scope)?,
     })
 }

@@ -15,6 +15,7 @@
 //!   `limit_except`).
 //! - `limits`, `limit_req`, `limit_conn`: the preaccess phase (`limit_req`, `limit_conn`)
 //!   and `limit_rate` on the response body.
+//! - `realip`: the client address from `X-Forwarded-For`/`X-Real-IP` (`set_real_ip_from`).
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
 //! - `error_io`: gives the errors hyper answers by itself (malformed requests)
 //!   nginx's error page and `Server` header.
@@ -28,6 +29,7 @@ mod limit_conn;
 mod limit_req;
 mod limits;
 pub mod log;
+mod realip;
 pub mod route;
 pub mod serve;
 mod static_files;

@@ -521,6 +521,8 @@ async fn handle(
             Duration::from_secs(60),
         ))
     };
+    // nginx's post-read phase: realip with the server's settings.
+    srv.base.data.realip.apply(&mut cx);
     process(&srv, cx, body, length).await
 }
 
@@ -938,6 +940,7 @@ async fn content(
     }
     // nginx's preaccess and access phases: after the rewrite phase, before try_files
     // and content.
+    c.realip.apply(cx);
     if let Some(r) = c.limits.preaccess(cx, c.server_tokens).await {
         return Outcome::Response(r, true);
     }
