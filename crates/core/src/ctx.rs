@@ -19,6 +19,8 @@ pub struct ConnInfo {
     pub scheme: &'static str,
     /// Connection serial number (`$connection`).
     pub id: u64,
+    /// What the PROXY protocol header said (`listen … proxy_protocol`).
+    pub proxy_protocol: Option<Arc<crate::proxy_protocol::ProxyProtocol>>,
 }
 
 /// One try of an upstream server.
@@ -374,6 +376,26 @@ impl RequestCtx {
                 }
             }
             Var::NginxVersion => out.put_slice(env!("CARGO_PKG_VERSION").as_bytes()),
+            Var::ProxyProtocolAddr => {
+                if let Some(p) = &self.conn.proxy_protocol {
+                    out.put_slice(p.src_addr.as_bytes());
+                }
+            }
+            Var::ProxyProtocolPort => {
+                if let Some(p) = &self.conn.proxy_protocol {
+                    put_display(out, p.src_port);
+                }
+            }
+            Var::ProxyProtocolServerAddr => {
+                if let Some(p) = &self.conn.proxy_protocol {
+                    out.put_slice(p.dst_addr.as_bytes());
+                }
+            }
+            Var::ProxyProtocolServerPort => {
+                if let Some(p) = &self.conn.proxy_protocol {
+                    put_display(out, p.dst_port);
+                }
+            }
             Var::LimitReqStatus => out.put_slice(self.limit_req_status.unwrap_or("").as_bytes()),
             Var::LimitConnStatus => out.put_slice(self.limit_conn_status.unwrap_or("").as_bytes()),
             Var::Http(name) => Self::header_into(&self.headers, name, out),
@@ -440,6 +462,7 @@ mod tests {
             local: "127.0.0.1:8080".parse().unwrap(),
             scheme: "http",
             id: 3,
+            proxy_protocol: None,
         });
         let mut c = RequestCtx::new(conn, Method::GET, Version::HTTP_11, "/a?x=1&Y=2".into());
         c.uri = "/a".into();

@@ -22,6 +22,7 @@
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
 //! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI).
 //! - `time`: log time formats and the `Date` header.
+//! - `proxy_protocol`: the PROXY protocol header (v1 text, v2 binary), a pure parser.
 //! - `basic_auth`: `Authorization: Basic` credentials (`$remote_user`, auth_basic).
 #![forbid(unsafe_code)]
 
@@ -35,6 +36,7 @@ pub mod ctx;
 pub mod error;
 pub mod exchange;
 pub mod health;
+pub mod proxy_protocol;
 pub mod range;
 pub mod relay;
 pub mod time;

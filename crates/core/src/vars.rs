@@ -90,6 +90,14 @@ pub enum Var {
     /// `$remote_user`: the user name of `Authorization: Basic` (as nginx, with or without
     /// `auth_basic`)
     RemoteUser,
+    /// `$proxy_protocol_addr`: the client address the PROXY protocol header gave.
+    ProxyProtocolAddr,
+    /// `$proxy_protocol_port`.
+    ProxyProtocolPort,
+    /// `$proxy_protocol_server_addr`.
+    ProxyProtocolServerAddr,
+    /// `$proxy_protocol_server_port`.
+    ProxyProtocolServerPort,
     /// `$realip_remote_addr`: the connection's own client address.
     RealipRemoteAddr,
     /// `$realip_remote_port`.
@@ -217,6 +225,10 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "connection" => Var::Connection,
         "connection_requests" => Var::ConnectionRequests,
         "remote_user" => Var::RemoteUser,
+        "proxy_protocol_addr" => Var::ProxyProtocolAddr,
+        "proxy_protocol_port" => Var::ProxyProtocolPort,
+        "proxy_protocol_server_addr" => Var::ProxyProtocolServerAddr,
+        "proxy_protocol_server_port" => Var::ProxyProtocolServerPort,
         "realip_remote_addr" => Var::RealipRemoteAddr,
         "realip_remote_port" => Var::RealipRemotePort,
         "limit_req_status" => Var::LimitReqStatus,

@@ -135,6 +135,8 @@ pub struct Listen {
     pub servers: Vec<usize>,
     /// The default server (index into `servers`'s targets).
     pub default: usize,
+    /// `proxy_protocol`: connections start with a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 /// Main-context settings.
@@ -528,6 +530,11 @@ pub fn build(
                 any = true;
                 let (addr, default) = parse_listen(l)?;
                 add_listen(&mut listens, addr, si, default, l)?;
+                if l.args.iter().skip(1).any(|a| a.value == "proxy_protocol") {
+                    if let Some(x) = listens.iter_mut().find(|x| x.addr == addr) {
+                        x.proxy_protocol = true;
+                    }
+                }
             }
             if !any {
                 add_listen(
@@ -577,6 +584,7 @@ fn add_listen(
             addr,
             servers: vec![si],
             default: 0,
+            proxy_protocol: false,
         }),
     }
     Ok(())
@@ -638,7 +646,7 @@ fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
                     "TLS listeners (\"ssl\") are not supported yet",
                 ))
             }
-            "http2" | "reuseport" | "deferred" | "bind" => {}
+            "http2" | "reuseport" | "deferred" | "bind" | "proxy_protocol" => {}
             s if s.starts_with("backlog=")
                 || s.starts_with("ipv6only=")
                 || s.starts_with("so_keepalive=")

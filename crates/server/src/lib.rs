@@ -15,6 +15,8 @@
 //!   `limit_except`).
 //! - `limits`, `limit_req`, `limit_conn`: the preaccess phase (`limit_req`, `limit_conn`)
 //!   and `limit_rate` on the response body.
+//! - `proxy_protocol`: reads the PROXY protocol header of a `listen … proxy_protocol`
+//!   connection (one call, before HTTP).
 //! - `realip`: the client address from `X-Forwarded-For`/`X-Real-IP` (`set_real_ip_from`).
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
 //! - `error_io`: gives the errors hyper answers by itself (malformed requests)
@@ -29,6 +31,7 @@ mod limit_conn;
 mod limit_req;
 mod limits;
 pub mod log;
+mod proxy_protocol;
 mod realip;
 pub mod route;
 pub mod serve;

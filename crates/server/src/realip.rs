@@ -202,8 +202,17 @@ impl RealIp {
                 walk(&mut addr, &v, &self.from, self.recursive)
             }
             Source::ProxyProtocol => {
-                // The PROXY protocol header is not read yet (no `proxy_protocol` listeners).
-                return;
+                let Some(pp) = cx.conn.proxy_protocol.clone() else {
+                    return;
+                };
+                let r = walk(
+                    &mut addr,
+                    pp.src_addr.as_bytes(),
+                    &self.from,
+                    self.recursive,
+                );
+                addr.set_port(pp.src_port);
+                r
             }
         };
         if result == Walk::Declined {

@@ -180,7 +180,7 @@ fn listen_for(rt: &Runtime, local: SocketAddr) -> Option<&Listen> {
 
 async fn connection(
     shared: Arc<Shared>,
-    stream: tokio::net::TcpStream,
+    mut stream: tokio::net::TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
     id: u64,
@@ -197,11 +197,31 @@ async fn connection(
     else {
         return;
     };
+    // `listen … proxy_protocol`: the header comes before HTTP (one call on the stream).
+    let proxy_protocol = if listen.proxy_protocol {
+        match crate::proxy_protocol::read(&mut stream, dflt.client_header_timeout).await {
+            Ok(p) => p.map(Arc::new),
+            Err(crate::proxy_protocol::Failure::Invalid(msg)) => {
+                tracing::error!(
+                    "*{id} {msg} while reading PROXY protocol, client: {}, server: {local}",
+                    remote.ip()
+                );
+                return;
+            }
+            Err(crate::proxy_protocol::Failure::Gone(msg)) => {
+                tracing::info!("*{id} {msg}, client: {}, server: {local}", remote.ip());
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let conn = Arc::new(ConnInfo {
         remote,
         local,
         scheme: "http",
         id,
+        proxy_protocol,
     });
     let listen = Arc::new(listen);
     let requests = Arc::new(AtomicU64::new(0));
