@@ -48,6 +48,7 @@ server {
     location /small/ { limit_req zone=small; access_log off; }
     location /download/ { limit_conn addr 1; limit_rate 100k; }
     location /after/ { limit_rate 10k; limit_rate_after 1m; }
+    location /setrate/ { alias {DIR}/www/after/; limit_rate 10k; set $limit_rate 4m; }
 }
 "#;
 
@@ -320,6 +321,7 @@ fn limit_conn_refuses_a_second_download_and_limit_rate_paces_the_first() {
     assert_eq!(second.header("X-Limit-Conn"), Some("REJECTED"));
     let body = first.read_to_end().unwrap();
     let took = t.elapsed();
+    eprintln!("1 MB at limit_rate 100k: {took:?}");
     assert_eq!(body.len(), 1024 * 1024);
     assert!(
         took >= Duration::from_secs(8) && took <= Duration::from_secs(12),
@@ -338,6 +340,12 @@ fn limit_conn_refuses_a_second_download_and_limit_rate_paces_the_first() {
     // limit_rate_after 1m: the first megabyte is not paced
     let t = Instant::now();
     let r = proxy.request(b"GET /after/big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    assert_eq!(r.body.len(), 1024 * 1024);
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+
+    // `set $limit_rate` for one request wins over `limit_rate`
+    let t = Instant::now();
+    let r = proxy.request(b"GET /setrate/big HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
     assert_eq!(r.body.len(), 1024 * 1024);
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }

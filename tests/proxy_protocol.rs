@@ -2,7 +2,8 @@
 //! (`JUNCTION_TEST_PROXY=nginx`): PROXY v1 and v2 headers written by the test client
 //! give `$proxy_protocol_addr`/`_port`/`_server_addr`/`_server_port`, and with
 //! `real_ip_header proxy_protocol` the client's `$remote_addr`; a malformed header
-//! closes the connection with nginx's log line.
+//! closes the connection with nginx's log line; the same behind a real HAProxy
+//! (`send-proxy`, `send-proxy-v2`) from a client at 127.0.0.2.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -174,4 +175,125 @@ fn a_malformed_header_closes_the_connection_with_a_log_line() {
         log.contains("while reading PROXY protocol, client: 127.0.0.1"),
         "{log}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Behind a real HAProxy (`send-proxy`, `send-proxy-v2`)
+// ---------------------------------------------------------------------------------------------
+
+fn haproxy_bin() -> std::path::PathBuf {
+    for cand in ["/usr/sbin/haproxy", "/usr/bin/haproxy"] {
+        if std::path::Path::new(cand).exists() {
+            return cand.into();
+        }
+    }
+    panic!("haproxy is needed by this test: install it with `apt-get install -y haproxy`");
+}
+
+/// HAProxy in the foreground, stopped on drop.
+struct Haproxy {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts HAProxy with a TCP frontend on each `(port, backend port, send-proxy option)`;
+/// ready once every frontend accepts connections.
+fn start_haproxy(fronts: &[(u16, u16, &str)]) -> Haproxy {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = String::from(
+        "global\n  maxconn 100\ndefaults\n  mode tcp\n  timeout connect 5s\n  \
+         timeout client 30s\n  timeout server 30s\n",
+    );
+    for (i, (port, backend, send)) in fronts.iter().enumerate() {
+        cfg.push_str(&format!(
+            "frontend f{i}\n  bind 127.0.0.1:{port}\n  default_backend b{i}\n\
+             backend b{i}\n  server s{i} 127.0.0.1:{backend} {send}\n"
+        ));
+    }
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let child = std::process::Command::new(haproxy_bin())
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
+        .spawn()
+        .expect("start haproxy");
+    let mut hp = Haproxy { child, _dir: dir };
+    let deadline = std::time::Instant::now() + READY_TIMEOUT;
+    for (port, _, _) in fronts {
+        while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+            if let Ok(Some(status)) = hp.child.try_wait() {
+                panic!(
+                    "haproxy exited with {status}: {}",
+                    std::fs::read_to_string(hp._dir.path().join("stderr")).unwrap_or_default()
+                );
+            }
+            assert!(std::time::Instant::now() < deadline, "haproxy not ready");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    hp
+}
+
+/// `GET /x` through `port` from source address 127.0.0.2 (curl `--interface`): the
+/// body and the client's local port.
+fn curl_from_127_0_0_2(port: u16) -> (String, u16) {
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "20",
+            "--interface",
+            "127.0.0.2",
+            "-w",
+            "\n%{local_port}",
+        ])
+        .arg(format!("http://127.0.0.1:{port}/x"))
+        .output()
+        .expect("curl (apt-get install -y curl)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, port) = text.rsplit_once('\n').unwrap();
+    (body.trim_end().to_string(), port.trim().parse().unwrap())
+}
+
+#[test]
+fn behind_haproxy_send_proxy_and_send_proxy_v2() {
+    let proxy = Proxy::start(SITE);
+    let (pp_port, realip_port) = (proxy.ports[1], proxy.ports[2]);
+    let fronts: Vec<(u16, u16, &str)> = vec![
+        (free_port(), pp_port, "send-proxy"),
+        (free_port(), pp_port, "send-proxy-v2"),
+        (free_port(), realip_port, "send-proxy"),
+        (free_port(), realip_port, "send-proxy-v2"),
+    ];
+    let _hp = start_haproxy(&fronts);
+    let mut failures = Vec::new();
+    for (front, backend, send) in &fronts {
+        let (body, client_port) = curl_from_127_0_0_2(*front);
+        let want = if *backend == pp_port {
+            format!(
+                "pp=127.0.0.2:{client_port} dst=127.0.0.1:{front} remote=127.0.0.1 real=127.0.0.1"
+            )
+        } else {
+            format!("pp=127.0.0.2:{client_port} remote=127.0.0.2:{client_port} real=127.0.0.1")
+        };
+        if body != want {
+            failures.push(format!("{send} to {backend}: {body:?} (want {want:?})"));
+        }
+    }
+    assert_table("behind HAProxy", &failures, fronts.len());
 }

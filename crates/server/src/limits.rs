@@ -3,6 +3,8 @@
 //! `limit_conn` counts held until the body has been sent, and `limit_rate` /
 //! `limit_rate_after`.
 //!
+//! `set $limit_rate RATE;` sets the rate of one request (over `limit_rate`).
+//!
 //! `limit_rate` is applied to the response body itself (a wrapper that hands the
 //! connection at most `rate × (seconds since the response started + 1) + after`
 //! bytes, as nginx's write filter computes it), so it does not depend on how the
@@ -49,6 +51,9 @@ pub struct Limits {
     conn: LimitConn,
     rate: Option<Template>,
     rate_after: Option<Template>,
+    /// The slot of `$limit_rate` when some `set $limit_rate …` writes it (a value set
+    /// for the request wins over `limit_rate`, as nginx's `r->limit_rate_set`).
+    rate_slot: Option<usize>,
 }
 
 impl Limits {
@@ -81,6 +86,7 @@ impl Limits {
             conn: LimitConn::build(scope, &zones.conn)?,
             rate: size_tpl("limit_rate")?,
             rate_after: size_tpl("limit_rate_after")?,
+            rate_slot: bx.vars.find("limit_rate"),
         })
     }
 
@@ -118,7 +124,13 @@ impl Limits {
                 .and_then(|t| junction_config::values::parse_size(&t.eval_string(cx)))
                 .unwrap_or(0)
         };
-        let rate = size(&self.rate);
+        let set = self.rate_slot.and_then(|s| cx.slot(s)).map(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(junction_config::values::parse_size)
+                .unwrap_or(0)
+        });
+        let rate = set.unwrap_or_else(|| size(&self.rate));
         let after = if rate > 0 { size(&self.rate_after) } else { 0 };
         let held = std::mem::take(&mut cx.held);
         if rate == 0 && held.is_empty() {
