@@ -349,3 +349,42 @@ fn limit_conn_refuses_a_second_download_and_limit_rate_paces_the_first() {
     assert_eq!(r.body.len(), 1024 * 1024);
     assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
 }
+
+/// A reload that keeps a zone keeps its states (nginx keeps the shared memory zone).
+#[test]
+fn a_reload_keeps_the_limit_req_states() {
+    if product() == "nginx" {
+        return; // the reference run has no master process to reload
+    }
+    let conf = |port: &str, generation: &str| {
+        format!(
+            "limit_req_zone $binary_remote_addr zone=kept:1m rate=1r/m;\n\
+             server {{\n    listen 127.0.0.1:{port};\n    root {{DIR}}/www;\n    \
+             add_header X-Gen {generation} always;\n    \
+             location / {{ limit_req zone=kept; }}\n}}\n"
+        )
+    };
+    let proxy = Proxy::start_files(
+        &[("site.conf", &conf("{PORT}", "one")), ("www/f", "ok\n")],
+        "site.conf",
+    );
+    let get = || proxy.get("t", "/f");
+    assert_eq!(get().status, 200);
+    assert_eq!(get().status, 503);
+    let text = conf(&proxy.port.to_string(), "two").replace("{DIR}", proxy.dir().to_str().unwrap());
+    std::fs::write(proxy.dir().join("site.conf"), text).unwrap();
+    proxy.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = get();
+        if r.header("X-Gen") == Some("two") {
+            assert_eq!(
+                r.status, 503,
+                "the state of the zone was lost by the reload"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "the reload never took effect");
+        thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -16,7 +16,7 @@ use junction_config::{ConfigError, Directive};
 use junction_core::ctx::RequestCtx;
 use junction_core::vars::Template;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 /// `offsetof(ngx_rbtree_node_t, color) + offsetof(ngx_http_limit_conn_node_t, data)`.
 const NODE_HEAD: usize = 36;
@@ -31,8 +31,37 @@ fn chunk(key_len: usize) -> usize {
 pub(crate) struct Zone {
     name: String,
     key: Template,
-    table: Mutex<(HashMap<Bytes, u32>, usize)>,
+    table: Arc<Mutex<Counts>>,
     budget: usize,
+}
+
+/// Requests in progress per key, and the bytes their states take.
+type Counts = (HashMap<Bytes, u32>, usize);
+
+/// The tables of the running configuration's zones: a reload that keeps a zone
+/// (same name, size and key) keeps counting the requests still in progress.
+static TABLES: Mutex<Option<HashMap<String, (usize, String, Weak<Mutex<Counts>>)>>> =
+    Mutex::new(None);
+
+fn table_for(name: &str, size: usize, key: &str) -> Arc<Mutex<Counts>> {
+    let Ok(mut reg) = TABLES.lock() else {
+        return Arc::new(Mutex::new((HashMap::new(), 0)));
+    };
+    let reg = reg.get_or_insert_with(HashMap::new);
+    if let Some((s, k, w)) = reg.get(name) {
+        if *s == size && k == key {
+            if let Some(t) = w.upgrade() {
+                return t;
+            }
+        }
+    }
+    let t = Arc::new(Mutex::new((HashMap::new(), 0)));
+    reg.retain(|_, (_, _, w)| w.strong_count() > 0);
+    reg.insert(
+        name.to_string(),
+        (size, key.to_string(), Arc::downgrade(&t)),
+    );
+    t
 }
 
 /// A counted request: given back when dropped.
@@ -95,7 +124,7 @@ pub(crate) fn build_zones(http: &[Directive], bx: &BuildCx) -> Result<Zones, Con
             Arc::new(Zone {
                 name: name.to_string(),
                 key: bx.template(key)?,
-                table: Mutex::new((HashMap::new(), 0)),
+                table: table_for(name, size, &key.value),
                 budget: (pages * PAGE).saturating_sub(256),
             }),
         );

@@ -14,6 +14,7 @@
 //! idle states from the least recently used end, and when the zone is still full
 //! the least recently used state is dropped; only when that one is in use too does
 //! the request fail (status 503, `could not allocate node in limit_req zone "NAME"`).
+//! A reload that keeps a zone (same name, size and key) keeps its states.
 
 use crate::access::log;
 use bytes::Bytes;
@@ -22,7 +23,7 @@ use junction_config::{ConfigError, Directive};
 use junction_core::ctx::RequestCtx;
 use junction_core::vars::Template;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 /// Milliseconds on a process-wide monotonic clock (`ngx_current_msec`).
@@ -199,7 +200,36 @@ pub(crate) struct Zone {
     key: Template,
     /// Requests per second × 1000 (nginx's `ctx->rate`).
     rate: i64,
-    table: Mutex<Table>,
+    /// The key as written.
+    key_src: String,
+    table: Arc<Mutex<Table>>,
+}
+
+/// The tables of the zones of the running configuration, so that a reload with the
+/// same zone (name, size and key) keeps its states, as nginx keeps a shared memory
+/// zone across a reload.
+static TABLES: Mutex<Option<HashMap<String, (usize, String, Weak<Mutex<Table>>)>>> =
+    Mutex::new(None);
+
+fn table_for(name: &str, size: usize, key: &str) -> Arc<Mutex<Table>> {
+    let Ok(mut reg) = TABLES.lock() else {
+        return Arc::new(Mutex::new(Table::new(size)));
+    };
+    let reg = reg.get_or_insert_with(HashMap::new);
+    if let Some((s, k, w)) = reg.get(name) {
+        if *s == size && k == key {
+            if let Some(t) = w.upgrade() {
+                return t;
+            }
+        }
+    }
+    let t = Arc::new(Mutex::new(Table::new(size)));
+    reg.retain(|_, (_, _, w)| w.strong_count() > 0);
+    reg.insert(
+        name.to_string(),
+        (size, key.to_string(), Arc::downgrade(&t)),
+    );
+    t
 }
 
 /// What a lookup said (`ngx_http_limit_req_lookup`).
@@ -357,17 +387,19 @@ pub(crate) fn build_zones(http: &[Directive], bx: &BuildCx) -> Result<Zones, Con
                 &d.span,
                 format!(
                     "limit_req_zone \"{name}\" is already bound to key \"{}\"",
-                    z.name
+                    z.key_src
                 ),
             ));
         }
+        let table = table_for(&name, size, &key.value);
         zones.insert(
             name.clone(),
             Arc::new(Zone {
                 name,
                 key: bx.template(key)?,
+                key_src: key.value.clone(),
                 rate: rate.max(1),
-                table: Mutex::new(Table::new(size)),
+                table,
             }),
         );
     }
@@ -625,8 +657,9 @@ mod tests {
         Zone {
             name: "z".into(),
             key: Template::literal(Bytes::new()),
+            key_src: String::new(),
             rate,
-            table: Mutex::new(Table::new(size)),
+            table: Arc::new(Mutex::new(Table::new(size))),
         }
     }
 
