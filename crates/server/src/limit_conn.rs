@@ -16,7 +16,7 @@ use junction_config::{ConfigError, Directive};
 use junction_core::ctx::RequestCtx;
 use junction_core::vars::Template;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 /// `offsetof(ngx_rbtree_node_t, color) + offsetof(ngx_http_limit_conn_node_t, data)`.
 const NODE_HEAD: usize = 36;
@@ -38,31 +38,9 @@ pub(crate) struct Zone {
 /// Requests in progress per key, and the bytes their states take.
 type Counts = (HashMap<Bytes, u32>, usize);
 
-/// The tables of the running configuration's zones: a reload that keeps a zone
-/// (same name, size and key) keeps counting the requests still in progress.
-static TABLES: Mutex<Option<HashMap<String, (usize, String, Weak<Mutex<Counts>>)>>> =
-    Mutex::new(None);
-
-fn table_for(name: &str, size: usize, key: &str) -> Arc<Mutex<Counts>> {
-    let Ok(mut reg) = TABLES.lock() else {
-        return Arc::new(Mutex::new((HashMap::new(), 0)));
-    };
-    let reg = reg.get_or_insert_with(HashMap::new);
-    if let Some((s, k, w)) = reg.get(name) {
-        if *s == size && k == key {
-            if let Some(t) = w.upgrade() {
-                return t;
-            }
-        }
-    }
-    let t = Arc::new(Mutex::new((HashMap::new(), 0)));
-    reg.retain(|_, (_, _, w)| w.strong_count() > 0);
-    reg.insert(
-        name.to_string(),
-        (size, key.to_string(), Arc::downgrade(&t)),
-    );
-    t
-}
+/// The running configuration's zone tables: a reload that keeps a zone (same name,
+/// size and key) keeps counting the requests still in progress.
+static TABLES: crate::limit_req::Registry<Counts> = crate::limit_req::Registry::new();
 
 /// A counted request: given back when dropped.
 #[derive(Debug)]
@@ -124,7 +102,7 @@ pub(crate) fn build_zones(http: &[Directive], bx: &BuildCx) -> Result<Zones, Con
             Arc::new(Zone {
                 name: name.to_string(),
                 key: bx.template(key)?,
-                table: table_for(name, size, &key.value),
+                table: TABLES.table(name, size, &key.value, || (HashMap::new(), 0)),
                 budget: (pages * PAGE).saturating_sub(256),
             }),
         );

@@ -205,32 +205,50 @@ pub(crate) struct Zone {
     table: Arc<Mutex<Table>>,
 }
 
-/// The tables of the zones of the running configuration, so that a reload with the
-/// same zone (name, size and key) keeps its states, as nginx keeps a shared memory
-/// zone across a reload.
-static TABLES: Mutex<Option<HashMap<String, (usize, String, Weak<Mutex<Table>>)>>> =
-    Mutex::new(None);
+/// Zone tables by name, with the size and key they were made for.
+type Tables<T> = HashMap<String, (usize, String, Weak<Mutex<T>>)>;
 
-fn table_for(name: &str, size: usize, key: &str) -> Arc<Mutex<Table>> {
-    let Ok(mut reg) = TABLES.lock() else {
-        return Arc::new(Mutex::new(Table::new(size)));
-    };
-    let reg = reg.get_or_insert_with(HashMap::new);
-    if let Some((s, k, w)) = reg.get(name) {
-        if *s == size && k == key {
-            if let Some(t) = w.upgrade() {
-                return t;
+/// The tables of the zones of the running configuration(s), so that a reload with
+/// the same zone (name, size and key) keeps its states, as nginx keeps a shared
+/// memory zone across a reload.
+pub(crate) struct Registry<T>(Mutex<Option<Tables<T>>>);
+
+impl<T> Registry<T> {
+    pub(crate) const fn new() -> Self {
+        Registry(Mutex::new(None))
+    }
+
+    /// The table of zone `name`: the running one when size and key are the same,
+    /// else a new one from `make`.
+    pub(crate) fn table(
+        &self,
+        name: &str,
+        size: usize,
+        key: &str,
+        make: impl FnOnce() -> T,
+    ) -> Arc<Mutex<T>> {
+        let Ok(mut reg) = self.0.lock() else {
+            return Arc::new(Mutex::new(make()));
+        };
+        let reg = reg.get_or_insert_with(HashMap::new);
+        if let Some((s, k, w)) = reg.get(name) {
+            if *s == size && k == key {
+                if let Some(t) = w.upgrade() {
+                    return t;
+                }
             }
         }
+        let t = Arc::new(Mutex::new(make()));
+        reg.retain(|_, (_, _, w)| w.strong_count() > 0);
+        reg.insert(
+            name.to_string(),
+            (size, key.to_string(), Arc::downgrade(&t)),
+        );
+        t
     }
-    let t = Arc::new(Mutex::new(Table::new(size)));
-    reg.retain(|_, (_, _, w)| w.strong_count() > 0);
-    reg.insert(
-        name.to_string(),
-        (size, key.to_string(), Arc::downgrade(&t)),
-    );
-    t
 }
+
+static TABLES: Registry<Table> = Registry::new();
 
 /// What a lookup said (`ngx_http_limit_req_lookup`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,7 +409,7 @@ pub(crate) fn build_zones(http: &[Directive], bx: &BuildCx) -> Result<Zones, Con
                 ),
             ));
         }
-        let table = table_for(&name, size, &key.value);
+        let table = TABLES.table(&name, size, &key.value, || Table::new(size));
         zones.insert(
             name.clone(),
             Arc::new(Zone {
