@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real peers Junction's tests run against: nginx (the reference),
 # php-fpm, uwsgi with the python3 plugin (also the SCGI server), memcached,
-# wrk (benchmark smoke test), htpasswd (apache2-utils) and openssl (auth_basic files),
+# wrk (benchmark smoke test), htpasswd (apache2-utils), mkpasswd (whois) and openssl (auth_basic files),
 # haproxy (PROXY protocol) and the Python client libraries the test apps use.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
@@ -18,6 +18,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 # htpasswd: the auth_basic tests make their user files with Apache's own tool.
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
+# mkpasswd (whois): yescrypt (`$y$`) lines for the auth_basic tests.
+command -v mkpasswd >/dev/null 2>&1 || need_apt+=(whois)
 # haproxy: the PROXY protocol test runs Junction behind a real L4 load balancer.
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 

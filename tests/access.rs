@@ -1,7 +1,7 @@
 //! The access phase, black-box and checked against nginx (`JUNCTION_TEST_PROXY=nginx`):
 //! `allow`/`deny` (IPv4, IPv6, CIDRs, order, inheritance, `deny all` on dotfiles in a
 //! PHP site), `auth_basic` with user files written by Apache's `htpasswd` and by
-//! `openssl passwd`, `satisfy any|all`, `limit_except`.
+//! `openssl passwd` (and `$y$` yescrypt from `mkpasswd`), `satisfy any|all`, `limit_except`.
 //!
 //! Clients come from several loopback addresses (127.0.0.1–127.0.0.4 and ::1): the
 //! requests are made with curl `--interface ADDR`, so the proxy sees each as its own
@@ -344,6 +344,20 @@ fn openssl_hash(flag: &str, password: &str) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// `mkpasswd -m yescrypt password` (Debian's whois package, over libxcrypt).
+fn mkpasswd_yescrypt(password: &str) -> String {
+    let out = Command::new("mkpasswd")
+        .args(["-m", "yescrypt", password])
+        .output()
+        .unwrap_or_else(|e| panic!("mkpasswd is needed (apt-get install -y whois): {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// `{SSHA}`: base64(SHA-1(password + salt) + salt), made with python3's hashlib.
 fn ssha_hash(password: &str) -> String {
     let out = Command::new("python3")
@@ -375,6 +389,10 @@ server {
     location /var/ {
         auth_basic "realm of $host";
         auth_basic_user_file {DIR}/$arg_file;
+    }
+    location /rel/ {
+        auth_basic "Relative";
+        auth_basic_user_file htpasswd;
     }
     location /missing/ {
         auth_basic "x";
@@ -411,7 +429,8 @@ server {
 }
 "#;
 
-const AUTH_PATHS: [&str; 9] = [
+const AUTH_PATHS: [&str; 10] = [
+    "/rel/f",
     "/admin/f",
     "/admin/public/f",
     "/var/f",
@@ -441,6 +460,7 @@ fn user_file() -> (String, Vec<(&'static str, &'static str)>) {
         ("osslapr1", "openssl passwd -apr1"),
         ("ssha", "{SSHA} (python3 hashlib)"),
         ("plaintag", "{PLAIN}"),
+        ("yes", "mkpasswd -m yescrypt"),
     ];
     for (user, how) in &users {
         let pw = format!("pw-{user}");
@@ -453,6 +473,7 @@ fn user_file() -> (String, Vec<(&'static str, &'static str)>) {
             h if h.starts_with("htpasswd") => htpasswd_line(&h[9..], user, &pw),
             h if h.starts_with("openssl") => format!("{user}:{}", openssl_hash(&h[15..], &pw)),
             "{PLAIN}" => format!("{user}:{{PLAIN}}{pw}"),
+            h if h.starts_with("mkpasswd") => format!("{user}:{}", mkpasswd_yescrypt(&pw)),
             _ => format!("{user}:{}", ssha_hash(&pw)),
         };
         lines.push(line);
@@ -573,6 +594,9 @@ fn auth_basic_with_files_from_htpasswd_and_openssl() {
         Some("sha:pw-sha"),
     );
     assert_eq!(r.status, 403, "a missing user file is 403");
+    // a relative path is under the main configuration file's directory (conf prefix)
+    let r = request(port, "127.0.0.1", "GET", "/rel/f", Some("sha:pw-sha"));
+    assert_eq!(r.status, 200, "relative auth_basic_user_file");
     let r = request(port, "127.0.0.1", "GET", "/missing/f", Some("sha:pw-sha"));
     assert_eq!(r.status, 403);
     assert!(

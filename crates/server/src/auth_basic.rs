@@ -12,8 +12,8 @@
 //! Password formats (`ngx_crypt`): `$apr1$` (Apache's MD5, here over the `md-5`
 //! crate), `{PLAIN}`, `{SHA}`, `{SSHA}` (the `sha-1` crate), and everything else as
 //! crypt(3) through the `pwhash` crate: `$1$` MD5, `$5$` SHA-256, `$6$` SHA-512,
-//! `$2a$`/`$2b$`/`$2y$` bcrypt, traditional DES (`$y$` yescrypt has no maintained Rust
-//! crate: such an entry never matches, with its log line). The crypt(3) schemes are
+//! `$2a$`/`$2b$`/`$2y$` bcrypt, traditional DES, and `$y$` yescrypt (Debian's default,
+//! RustCrypto's `yescrypt` crate). The crypt(3) schemes are
 //! slow on purpose, so they run on the blocking pool, not on the worker's thread.
 
 use crate::access::log;
@@ -200,10 +200,16 @@ fn verify(password: &[u8], hash: &[u8]) -> bool {
         sha1::Digest::update(&mut h, salt);
         return sha1::Digest::finalize(h).iter().eq(want.iter());
     }
-    match std::str::from_utf8(hash) {
-        Ok(h) => pwhash::unix::verify(password, h),
-        Err(_) => false,
+    let Ok(h) = std::str::from_utf8(hash) else {
+        return false;
+    };
+    if h.starts_with("$y$") {
+        use yescrypt::PasswordVerifier as _;
+        return yescrypt::Yescrypt::default()
+            .verify_password(password, h)
+            .is_ok();
     }
+    pwhash::unix::verify(password, h)
 }
 
 /// crypt(3)'s base-64 alphabet.
@@ -362,6 +368,10 @@ mod tests {
         // `openssl passwd -crypt -salt xx password`
         assert!(verify(b"password", b"xxj31ZMTZzkVA"));
         assert!(!verify(b"password", b"$y$j9T$abc$def"));
+        // `mkpasswd -m yescrypt pw-yes` (libxcrypt)
+        let y = b"$y$j9T$CD2EyxO/36PsvLAwjb5ex1$Y4XfHrrys.Ext6cv2PRtMcpR9pqWWkyNYvvHq3T78S3";
+        assert!(verify(b"pw-yes", y));
+        assert!(!verify(b"pw-yet", y));
         assert!(!verify(b"password", b"{SSHA}!!"));
     }
 
