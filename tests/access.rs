@@ -390,6 +390,12 @@ server {
         auth_basic "realm of $host";
         auth_basic_user_file {DIR}/$arg_file;
     }
+    location /custom401/ {
+        auth_basic "Custom";
+        auth_basic_user_file {DIR}/htpasswd;
+        error_page 401 /401.html;
+    }
+    location = /401.html { }
     location /rel/ {
         auth_basic "Relative";
         auth_basic_user_file htpasswd;
@@ -429,7 +435,8 @@ server {
 }
 "#;
 
-const AUTH_PATHS: [&str; 10] = [
+const AUTH_PATHS: [&str; 11] = [
+    "/custom401/f",
     "/rel/f",
     "/admin/f",
     "/admin/public/f",
@@ -494,6 +501,7 @@ fn auth_basic_with_files_from_htpasswd_and_openssl() {
     let (file, users) = user_file();
     let mut extra = www_files(&AUTH_PATHS);
     extra.push(("htpasswd".to_string(), file.clone()));
+    extra.push(("www/401.html".to_string(), "custom 401 page\n".to_string()));
     let proxy = start(AUTH_SITE, &extra);
     let port = proxy.port;
 
@@ -594,6 +602,11 @@ fn auth_basic_with_files_from_htpasswd_and_openssl() {
         Some("sha:pw-sha"),
     );
     assert_eq!(r.status, 403, "a missing user file is 403");
+    // `error_page 401`: the custom page, with the realm still asked for
+    let r = get(port, "127.0.0.1", "/custom401/f");
+    assert_eq!((r.status, r.body.as_str()), (401, "custom 401 page\n"));
+    assert_eq!(r.header("WWW-Authenticate"), Some("Basic realm=\"Custom\""));
+
     // a relative path is under the main configuration file's directory (conf prefix)
     let r = request(port, "127.0.0.1", "GET", "/rel/f", Some("sha:pw-sha"));
     assert_eq!(r.status, 200, "relative auth_basic_user_file");

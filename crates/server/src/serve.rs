@@ -578,6 +578,9 @@ enum Step {
 struct ErrorState {
     used: bool,
     status: Option<u16>,
+    /// auth_basic's `WWW-Authenticate`, kept through `error_page` (nginx's
+    /// `headers_out` survive the internal redirect).
+    auth: Option<HeaderValue>,
 }
 
 /// The request's way through the locations: server-level `set`, location match,
@@ -727,6 +730,11 @@ async fn process(
                 if let Some(s) = err.status.and_then(|s| StatusCode::from_u16(s).ok()) {
                     *resp.status_mut() = s;
                 }
+                if let Some(v) = err.auth.take() {
+                    resp.headers_mut()
+                        .entry(http::header::WWW_AUTHENTICATE)
+                        .or_insert(v);
+                }
                 return finish(resp, cx, c);
             }
             other => next = other,
@@ -829,6 +837,9 @@ fn special_response(
 ) -> Step {
     let status = resp.status().as_u16();
     err.status = Some(status);
+    if let Some(v) = resp.headers().get(http::header::WWW_AUTHENTICATE) {
+        err.auth = Some(v.clone());
+    }
     if !err.used && !c.error_pages.is_empty() && cx.redirects <= MAX_URI_CHANGES {
         // nginx marks the request as soon as the location has error pages at all.
         if !c.recursive_error_pages {
