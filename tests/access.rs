@@ -396,6 +396,11 @@ server {
         error_page 401 /401.html;
     }
     location = /401.html { }
+    location /delayed/ {
+        auth_basic "Slow";
+        auth_basic_user_file {DIR}/htpasswd;
+        auth_delay 600ms;
+    }
     location /rel/ {
         auth_basic "Relative";
         auth_basic_user_file htpasswd;
@@ -435,7 +440,8 @@ server {
 }
 "#;
 
-const AUTH_PATHS: [&str; 11] = [
+const AUTH_PATHS: [&str; 12] = [
+    "/delayed/f",
     "/custom401/f",
     "/rel/f",
     "/admin/f",
@@ -606,6 +612,24 @@ fn auth_basic_with_files_from_htpasswd_and_openssl() {
     let r = get(port, "127.0.0.1", "/custom401/f");
     assert_eq!((r.status, r.body.as_str()), (401, "custom 401 page\n"));
     assert_eq!(r.header("WWW-Authenticate"), Some("Basic realm=\"Custom\""));
+
+    // auth_delay: a refusal waits, a success does not
+    let t = std::time::Instant::now();
+    let r = request(port, "127.0.0.1", "GET", "/delayed/f", Some("sha:wrong"));
+    assert_eq!(r.status, 401);
+    assert!(
+        t.elapsed() >= Duration::from_millis(550),
+        "{:?}",
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
+    let r = request(port, "127.0.0.1", "GET", "/delayed/f", Some("sha:pw-sha"));
+    assert_eq!(r.status, 200);
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
 
     // a relative path is under the main configuration file's directory (conf prefix)
     let r = request(port, "127.0.0.1", "GET", "/rel/f", Some("sha:pw-sha"));

@@ -225,6 +225,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("deny", HSL | LMT, 1, 1),
     d("auth_basic", HSL | LMT, 1, 1),
     d("auth_basic_user_file", HSL | LMT, 1, 1),
+    d("auth_delay", HSL, 1, 1),
     d("limit_req_zone", HTTP, 3, 4),
     d("limit_req", HSL, 1, 3),
     d("limit_req_status", HSL, 1, 1),

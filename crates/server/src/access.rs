@@ -227,6 +227,8 @@ pub(crate) fn low_bits_warnings(tree: &[Directive], out: &mut Vec<String>) {
 pub struct Access {
     rules: Rules,
     satisfy_any: bool,
+    /// `auth_delay`: how long a 401 of the access phase waits.
+    auth_delay: std::time::Duration,
     auth: Option<Arc<AuthBasic>>,
     /// `limit_except METHOD… { … }`: the methods it lets through, and the access
     /// phase for every other method.
@@ -275,6 +277,7 @@ impl Access {
         let mut access = Access {
             rules: Rules::build(scope)?,
             satisfy_any,
+            auth_delay: scope.time("auth_delay", std::time::Duration::ZERO)?,
             auth: AuthBasic::build(scope, bx, conf_dir)?.map(Arc::new),
             limit_except: None,
         };
@@ -321,6 +324,21 @@ impl Access {
         tokens: bool,
     ) -> Option<http::Response<Body>> {
         let a = self.for_method(&cx.method);
+        let r = a.decide(cx, tokens).await;
+        // ngx_http_core_auth_delay: a 401 waits `auth_delay` (against timing attacks)
+        if let Some(resp) = &r {
+            if resp.status() == StatusCode::UNAUTHORIZED && !a.auth_delay.is_zero() {
+                log(cx, "delaying unauthorized request", false, false);
+                tokio::time::sleep(a.auth_delay).await;
+            }
+        }
+        r
+    }
+
+    /// The access phase of these settings (`ngx_http_core_access_phase` over the
+    /// access and auth_basic handlers, then `ngx_http_core_post_access_phase`).
+    async fn decide(&self, cx: &mut RequestCtx, tokens: bool) -> Option<http::Response<Body>> {
+        let a = self;
         if a.rules.is_empty() && a.auth.is_none() {
             return None;
         }
