@@ -116,11 +116,15 @@ impl AuthBasic {
                 };
             }
         };
-        let user = String::from_utf8_lossy(creds.user()).into_owned();
+        let user = || String::from_utf8_lossy(creds.user()).into_owned();
         let Some(hash) = find_password(&data, creds.user()) else {
             log(
                 cx,
-                &format!("user \"{user}\" was not found in \"{}\"", path.display()),
+                &format!(
+                    "user \"{}\" was not found in \"{}\"",
+                    user(),
+                    path.display()
+                ),
                 true,
                 false,
             );
@@ -140,7 +144,7 @@ impl AuthBasic {
         } else {
             log(
                 cx,
-                &format!("user \"{user}\": password mismatch"),
+                &format!("user \"{}\": password mismatch", user()),
                 true,
                 false,
             );
