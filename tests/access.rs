@@ -207,7 +207,8 @@ fn low_address_bits_are_a_warning_and_bad_addresses_an_error() {
     let (out, _dir) = check_config(
         &[(
             "site.conf",
-            "server { listen 8080; location / { allow 10.1.2.3/8; deny all; } }\n",
+            "server { listen 8080; set_real_ip_from 192.168.7.1/16;\n\
+             location / { allow 10.1.2.3/8; deny all; } }\n",
         )],
         "site.conf",
     );
@@ -215,6 +216,12 @@ fn low_address_bits_are_a_warning_and_bad_addresses_an_error() {
     assert!(
         out.stderr
             .contains("low address bits of 10.1.2.3/8 are meaningless"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("low address bits of 192.168.7.1/16 are meaningless"),
         "{}",
         out.stderr
     );

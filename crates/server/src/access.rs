@@ -195,7 +195,7 @@ pub(crate) fn parse_cidr(s: &str) -> Option<Cidr> {
 /// (`low address bits of 10.0.0.1/8 are meaningless`).
 pub(crate) fn low_bits_warnings(tree: &[Directive], out: &mut Vec<String>) {
     for d in tree {
-        if d.name == "allow" || d.name == "deny" {
+        if d.name == "allow" || d.name == "deny" || d.name == "set_real_ip_from" {
             if let Some(a) = d.args.first() {
                 if let (Some((addr, _)), Some(c)) = (a.value.split_once('/'), parse_cidr(&a.value))
                 {
