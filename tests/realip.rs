@@ -2,8 +2,8 @@
 //! `set_real_ip_from 127.0.0.0/8; real_ip_header X-Forwarded-For; real_ip_recursive
 //! on;`, `$remote_addr` in the access log and in what the backend receives
 //! (`X-Forwarded-For: $remote_addr`, `$proxy_add_x_forwarded_for`) for a table of
-//! header chains; non-recursive; `X-Real-IP` at location level; `allow`/`deny` on the
-//! real address.
+//! header chains; non-recursive; `X-Real-IP` at location level; `allow`/`deny` and
+//! `limit_req` on the real address.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 const SITE: &str = r#"
 log_format realip '$remote_addr|$realip_remote_addr|$http_x_forwarded_for|$request_uri';
+limit_req_zone $binary_remote_addr zone=perclient:1m rate=1r/m;
 
 server {
     listen {PORT};
@@ -28,6 +29,7 @@ server {
 
     location / { proxy_pass http://127.0.0.1:{BACKEND}; }
     location /deny/ { deny 1.1.1.1; allow all; proxy_pass http://127.0.0.1:{BACKEND}; }
+    location /limited/ { limit_req zone=perclient; proxy_pass http://127.0.0.1:{BACKEND}; }
 }
 
 server {
@@ -274,4 +276,21 @@ fn allow_deny_apply_to_the_real_address() {
         .wait_error_log("access forbidden by rule", Duration::from_secs(5))
         .unwrap_or_else(|l| panic!("{l}"));
     assert!(log.contains("client: 1.1.1.1"), "{log}");
+
+    // limit_req keyed by $binary_remote_addr sees the real address: one bucket each
+    let from = |ip: &str| {
+        proxy
+            .request(
+                format!(
+                    "GET /limited/x HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: {ip}\r\n\
+                     Connection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .status
+    };
+    assert_eq!(from("5.5.5.5"), 200);
+    assert_eq!(from("5.5.5.5"), 503);
+    assert_eq!(from("6.6.6.6"), 200);
+    assert_eq!(from("6.6.6.6"), 503);
 }
