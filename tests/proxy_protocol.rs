@@ -297,3 +297,32 @@ fn behind_haproxy_send_proxy_and_send_proxy_v2() {
     }
     assert_table("behind HAProxy", &failures, fronts.len());
 }
+
+/// `$proxy_protocol_tlv_*` (nginx 1.23.2+; the reference nginx 1.22 does not have them,
+/// so this runs against Junction only).
+#[test]
+fn v2_tlvs_are_variables() {
+    if product() == "nginx" {
+        return; // nginx 1.22 predates $proxy_protocol_tlv_* (1.23.2)
+    }
+    let proxy = Proxy::start(
+        r#"
+server {
+    listen {PORT};
+    listen {PORT2} proxy_protocol;
+    server_name _;
+    location / {
+        return 200 "alpn=$proxy_protocol_tlv_alpn vpce=$proxy_protocol_tlv_0xea ssl=$proxy_protocol_tlv_ssl_version verify=$proxy_protocol_tlv_ssl_verify none=$proxy_protocol_tlv_authority\n";
+    }
+}
+"#,
+    );
+    let mut body = vec![192, 0, 2, 1, 198, 51, 100, 2, 0, 1, 0, 2];
+    body.extend_from_slice(&[0x01, 0, 2, b'h', b'2']);
+    body.extend_from_slice(&[0xea, 0, 4, b'v', b'p', b'c', b'e']);
+    body.extend_from_slice(&[0x20, 0, 15, 1, 0, 0, 0, 0, 0x21, 0, 7]);
+    body.extend_from_slice(b"TLSv1.3");
+    let r = http_request(proxy.ports[1], &request_with(&v2(1, 0x11, &body)));
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.text(), "alpn=h2 vpce=vpce ssl=TLSv1.3 verify=0 none=\n");
+}

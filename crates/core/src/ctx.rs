@@ -376,6 +376,11 @@ impl RequestCtx {
                 }
             }
             Var::NginxVersion => out.put_slice(env!("CARGO_PKG_VERSION").as_bytes()),
+            Var::ProxyProtocolTlv(name) => {
+                if let Some(v) = self.conn.proxy_protocol.as_ref().and_then(|p| p.tlv(name)) {
+                    out.put_slice(&v);
+                }
+            }
             Var::ProxyProtocolAddr => {
                 if let Some(p) = &self.conn.proxy_protocol {
                     out.put_slice(p.src_addr.as_bytes());

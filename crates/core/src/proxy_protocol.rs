@@ -8,7 +8,8 @@
 //!   `.` and `:` only).
 //! - v2: the 12-byte signature, version 2, a command (`PROXY`; `LOCAL` carries no
 //!   address), a family and transport (TCP over IPv4 or IPv6; others carry no
-//!   address), a length, the addresses, then TLVs (skipped).
+//!   address), a length, the addresses, then TLVs (kept for `$proxy_protocol_tlv_NAME`,
+//!   [`ProxyProtocol::tlv`]).
 //!
 //! A header that carries no address (`UNKNOWN`, `LOCAL`, another family) is valid and
 //! gives [`Header::info`] `None`: the connection's own addresses stay in force.
@@ -26,6 +27,64 @@ pub struct ProxyProtocol {
     pub dst_addr: String,
     /// `$proxy_protocol_server_port`.
     pub dst_port: u16,
+    /// The TLVs after the addresses (v2), as sent.
+    pub tlvs: Vec<u8>,
+}
+
+/// TLV types by name (`$proxy_protocol_tlv_NAME`), as nginx names them.
+const TLV_NAMES: &[(&str, u8)] = &[
+    ("alpn", 0x01),
+    ("authority", 0x02),
+    ("unique_id", 0x05),
+    ("ssl", 0x20),
+    ("netns", 0x30),
+];
+
+/// The sub-TLVs of the `ssl` TLV (`$proxy_protocol_tlv_ssl_NAME`).
+const TLV_SSL_NAMES: &[(&str, u8)] = &[
+    ("version", 0x21),
+    ("cn", 0x22),
+    ("cipher", 0x23),
+    ("sig_alg", 0x24),
+    ("key_alg", 0x25),
+];
+
+/// The value of TLV `t` in a TLV list (`ngx_proxy_protocol_lookup_tlv`).
+fn lookup_tlv(mut tlvs: &[u8], t: u8) -> Option<&[u8]> {
+    while !tlvs.is_empty() {
+        let (&ty, len) = (tlvs.first()?, u16_at(tlvs, 1)?);
+        let value = tlvs.get(3..3 + usize::from(len))?;
+        if ty == t {
+            return Some(value);
+        }
+        tlvs = tlvs.get(3 + usize::from(len)..)?;
+    }
+    None
+}
+
+impl ProxyProtocol {
+    /// `$proxy_protocol_tlv_NAME` (`ngx_proxy_protocol_get_tlv`): a name from nginx's
+    /// table or `0xNN`; `ssl_NAME` (or `ssl_0xNN`) inside the `ssl` TLV, and
+    /// `ssl_verify` its verify field as a number.
+    pub fn tlv(&self, name: &str) -> Option<std::borrow::Cow<'_, [u8]>> {
+        let (mut list, mut names, mut n): (&[u8], _, &str) = (&self.tlvs, TLV_NAMES, name);
+        if let Some(rest) = name.strip_prefix("ssl_") {
+            // client (1 byte) and verify (4 bytes), then the sub-TLVs
+            let ssl = lookup_tlv(&self.tlvs, 0x20)?;
+            if rest == "verify" {
+                let v = u32::from_be_bytes(ssl.get(1..5)?.try_into().ok()?);
+                return Some(std::borrow::Cow::Owned(v.to_string().into_bytes()));
+            }
+            list = ssl.get(5..)?;
+            names = TLV_SSL_NAMES;
+            n = rest;
+        }
+        let t = match n.strip_prefix("0x") {
+            Some(hex) => u8::from_str_radix(hex, 16).ok()?,
+            None => names.iter().find(|(k, _)| *k == n)?.1,
+        };
+        lookup_tlv(list, t).map(std::borrow::Cow::Borrowed)
+    }
 }
 
 /// A complete header.
@@ -144,6 +203,7 @@ fn parse_v1(buf: &[u8], len: usize) -> Parsed {
                     src_port,
                     dst_addr,
                     dst_port,
+                    tlvs: Vec::new(),
                 }),
             })
         }
@@ -200,6 +260,7 @@ fn parse_v2(buf: &[u8]) -> Parsed {
                 src_port: sp,
                 dst_addr: v4(d),
                 dst_port: dp,
+                tlvs: body.get(12..).unwrap_or(&[]).to_vec(),
             }
         }
         2 => {
@@ -221,6 +282,7 @@ fn parse_v2(buf: &[u8]) -> Parsed {
                 src_port: sp,
                 dst_addr: v6(d),
                 dst_port: dp,
+                tlvs: body.get(36..).unwrap_or(&[]).to_vec(),
             }
         }
         _ => return none,
@@ -242,7 +304,32 @@ mod tests {
             src_port: sp,
             dst_addr: dst.into(),
             dst_port: dp,
+            tlvs: Vec::new(),
         })
+    }
+
+    #[test]
+    fn v2_tlvs() {
+        // ALPN "h2", AWS VPC endpoint id (0xEA), SSL: client 1, verify 0, version "TLSv1.3"
+        let mut body = vec![10, 0, 0, 1, 10, 0, 0, 2, 0, 1, 0, 2];
+        body.extend_from_slice(&[0x01, 0, 2, b'h', b'2']);
+        body.extend_from_slice(&[0xea, 0, 4, b'v', b'p', b'c', b'e']);
+        body.extend_from_slice(&[0x20, 0, 15, 1, 0, 0, 0, 0, 0x21, 0, 7]);
+        body.extend_from_slice(b"TLSv1.3");
+        let Parsed::Header(h) = parse(&v2(1, 0x11, &body)) else {
+            panic!("not parsed")
+        };
+        let p = h.info.unwrap();
+        let tlv = |n: &str| p.tlv(n).map(|v| String::from_utf8_lossy(&v).into_owned());
+        assert_eq!(tlv("alpn").as_deref(), Some("h2"));
+        assert_eq!(tlv("0x01").as_deref(), Some("h2"));
+        assert_eq!(tlv("0xea").as_deref(), Some("vpce"));
+        assert_eq!(tlv("0xEA").as_deref(), Some("vpce"));
+        assert_eq!(tlv("ssl_version").as_deref(), Some("TLSv1.3"));
+        assert_eq!(tlv("ssl_verify").as_deref(), Some("0"));
+        assert_eq!(tlv("authority"), None);
+        assert_eq!(tlv("ssl_cn"), None);
+        assert_eq!(tlv("bogus"), None);
     }
 
     #[test]
@@ -329,11 +416,15 @@ mod tests {
         ];
         let mut h = v2(1, 0x11, &body);
         h.extend_from_slice(b"GET /");
+        let mut want = info("192.0.2.1", 56324, "198.51.100.2", 443);
+        if let Some(w) = want.as_mut() {
+            w.tlvs = vec![0x05, 0x00, 0x02, b'i', b'd'];
+        }
         assert_eq!(
             parse(&h),
             Parsed::Header(Header {
                 len: 16 + body.len(),
-                info: info("192.0.2.1", 56324, "198.51.100.2", 443)
+                info: want
             })
         );
         for i in 1..16 + body.len() {

@@ -116,6 +116,8 @@ pub enum Var {
     UpstreamHttp(HeaderName),
     /// `$cookie_NAME`
     Cookie(Arc<str>),
+    /// `$proxy_protocol_tlv_NAME`: a TLV of the PROXY protocol v2 header.
+    ProxyProtocolTlv(Arc<str>),
     /// `$arg_NAME`
     Arg(Arc<str>),
     /// `$1` … `$9` (and `$0`): positional regex captures.
@@ -244,6 +246,9 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             if let Some(h) = lower.strip_prefix("upstream_http_") {
                 UPSTREAM_HEADERS_USED.store(true, std::sync::atomic::Ordering::Relaxed);
                 return header_name(h).map(Var::UpstreamHttp);
+            }
+            if let Some(t) = lower.strip_prefix("proxy_protocol_tlv_") {
+                return Some(Var::ProxyProtocolTlv(t.into()));
             }
             if let Some(c) = name.strip_prefix("cookie_") {
                 return Some(Var::Cookie(c.into()));
