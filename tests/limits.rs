@@ -437,3 +437,63 @@ fn a_reload_keeps_the_limit_req_states() {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// limit_conn holds its count for a WebSocket tunnel's whole life, as nginx does.
+#[test]
+fn limit_conn_counts_a_websocket_tunnel_until_it_closes() {
+    let _serial = serial();
+    let backend = Peer::python("echo.py", &[]);
+    let proxy = Proxy::start(&fill(
+        "limit_conn_zone $binary_remote_addr zone=ws:1m;
+server {
+    listen 127.0.0.1:{PORT};
+    server_name _;
+    location / {
+        limit_conn ws 1;
+        proxy_pass http://127.0.0.1:{BACKEND};
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection \"upgrade\";
+        proxy_read_timeout 10s;
+    }
+}
+",
+        &[("BACKEND", &backend.port)],
+    ));
+    let mut ws = TcpStream::connect((Ipv4Addr::LOCALHOST, proxy.port)).unwrap();
+    ws.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    ws.write_all(
+        b"GET /switch HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(ws.read(&mut b).unwrap(), 1, "closed inside the head");
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    // bytes flow, and meanwhile a second request from the same address is refused
+    ws.write_all(b"ping").unwrap();
+    let mut echo = [0u8; 4];
+    ws.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"ping");
+    let r = proxy.get("t", "/x");
+    assert_eq!(r.status, 503, "{}", r.describe());
+    // the tunnel closes: the count is given back
+    drop(ws);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = proxy.get("t", "/x");
+        if r.status != 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the count was never given back");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
