@@ -263,6 +263,10 @@ impl RequestCtx {
     pub fn var_into(&self, v: &Var, out: &mut BytesMut) {
         match v {
             Var::RemoteAddr => put_display(out, self.conn.remote.ip()),
+            Var::BinaryRemoteAddr => match self.conn.remote.ip() {
+                std::net::IpAddr::V4(a) => out.put_slice(&a.octets()),
+                std::net::IpAddr::V6(a) => out.put_slice(&a.octets()),
+            },
             Var::RemotePort => {
                 // realip from an address without a port: empty, as nginx
                 if self.conn.remote.port() != 0 {
@@ -485,6 +489,10 @@ mod tests {
         let c = cx();
         let eval = |s: &str| Template::compile(s, &t).unwrap().eval_string(&c);
         assert_eq!(eval("$remote_addr:$remote_port"), "10.0.0.7:5555");
+        let bin = Template::compile("$binary_remote_addr", &t)
+            .unwrap()
+            .eval(&c);
+        assert_eq!(&bin[..], &[10, 0, 0, 7]);
         assert_eq!(eval("$proxy_add_x_forwarded_for"), "1.2.3.4, 10.0.0.7");
         assert_eq!(eval("$uri$is_args$args"), "/a?x=1&Y=2");
         assert_eq!(eval("$arg_y/$arg_x/$arg_z"), "2/1/");

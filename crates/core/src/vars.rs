@@ -13,6 +13,9 @@ use std::sync::Arc;
 pub enum Var {
     /// `$remote_addr`
     RemoteAddr,
+    /// `$binary_remote_addr`: the client address in binary, 4 bytes for IPv4, 16 for
+    /// IPv6 (the usual `limit_req_zone`/`limit_conn_zone` key).
+    BinaryRemoteAddr,
     /// `$remote_port`
     RemotePort,
     /// `$server_addr`
@@ -185,7 +188,8 @@ pub fn upstream_headers_used() -> bool {
 pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
     let lower = name.to_ascii_lowercase();
     let v = match lower.as_str() {
-        "remote_addr" | "binary_remote_addr" => Var::RemoteAddr,
+        "remote_addr" => Var::RemoteAddr,
+        "binary_remote_addr" => Var::BinaryRemoteAddr,
         "remote_port" => Var::RemotePort,
         "server_addr" => Var::ServerAddr,
         "server_port" => Var::ServerPort,
