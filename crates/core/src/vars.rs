@@ -13,6 +13,9 @@ use std::sync::Arc;
 pub enum Var {
     /// `$remote_addr`
     RemoteAddr,
+    /// `$binary_remote_addr`: the client address in binary, 4 bytes for IPv4, 16 for
+    /// IPv6 (the usual `limit_req_zone`/`limit_conn_zone` key).
+    BinaryRemoteAddr,
     /// `$remote_port`
     RemotePort,
     /// `$server_addr`
@@ -87,12 +90,27 @@ pub enum Var {
     Connection,
     /// `$connection_requests`
     ConnectionRequests,
-    /// `$remote_user` (always empty: no auth module yet)
+    /// `$remote_user`: the user name of `Authorization: Basic` (as nginx, with or without
+    /// `auth_basic`)
     RemoteUser,
+    /// `$proxy_protocol_addr`: the client address the PROXY protocol header gave.
+    ProxyProtocolAddr,
+    /// `$proxy_protocol_port`.
+    ProxyProtocolPort,
+    /// `$proxy_protocol_server_addr`.
+    ProxyProtocolServerAddr,
+    /// `$proxy_protocol_server_port`.
+    ProxyProtocolServerPort,
+    /// `$realip_remote_addr`: the connection's own client address.
+    RealipRemoteAddr,
+    /// `$realip_remote_port`.
+    RealipRemotePort,
+    /// `$limit_req_status`: PASSED, DELAYED, REJECTED, DELAYED_DRY_RUN, REJECTED_DRY_RUN.
+    LimitReqStatus,
+    /// `$limit_conn_status`: PASSED, REJECTED, REJECTED_DRY_RUN.
+    LimitConnStatus,
     /// `$nginx_version` (Junction's version, so shipped params files work unchanged)
     NginxVersion,
-    /// `$binary_remote_addr`: the client address as 4 or 16 raw bytes.
-    BinaryRemoteAddr,
     /// `$request_id`: 32 hex digits, random per request.
     RequestId,
     /// `$pipe`: `p` if the request was pipelined, else `.`.
@@ -107,6 +125,8 @@ pub enum Var {
     UpstreamHttp(HeaderName),
     /// `$cookie_NAME`
     Cookie(Arc<str>),
+    /// `$proxy_protocol_tlv_NAME`: a TLV of the PROXY protocol v2 header.
+    ProxyProtocolTlv(Arc<str>),
     /// `$arg_NAME`
     Arg(Arc<str>),
     /// `$1` … `$9` (and `$0`): positional regex captures.
@@ -253,6 +273,14 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "connection" => Var::Connection,
         "connection_requests" => Var::ConnectionRequests,
         "remote_user" => Var::RemoteUser,
+        "proxy_protocol_addr" => Var::ProxyProtocolAddr,
+        "proxy_protocol_port" => Var::ProxyProtocolPort,
+        "proxy_protocol_server_addr" => Var::ProxyProtocolServerAddr,
+        "proxy_protocol_server_port" => Var::ProxyProtocolServerPort,
+        "realip_remote_addr" => Var::RealipRemoteAddr,
+        "realip_remote_port" => Var::RealipRemotePort,
+        "limit_req_status" => Var::LimitReqStatus,
+        "limit_conn_status" => Var::LimitConnStatus,
         "nginx_version" | "junction_version" => Var::NginxVersion,
         "fastcgi_script_name" => Var::FastcgiScriptName,
         "fastcgi_path_info" => Var::FastcgiPathInfo,
@@ -266,6 +294,9 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             if let Some(h) = lower.strip_prefix("upstream_http_") {
                 UPSTREAM_HEADERS_USED.store(true, std::sync::atomic::Ordering::Relaxed);
                 return header_name(h).map(Var::UpstreamHttp);
+            }
+            if let Some(t) = lower.strip_prefix("proxy_protocol_tlv_") {
+                return Some(Var::ProxyProtocolTlv(t.into()));
             }
             if let Some(c) = name.strip_prefix("cookie_") {
                 return Some(Var::Cookie(c.into()));

@@ -92,7 +92,7 @@ pub(crate) fn parse_params(d: &Directive) -> Result<(Option<PathBuf>, ListenOpts
         let v = p.value.as_str();
         let bad = || invalid(d, p);
         match v {
-            "default_server" | "default" | "http2" | "ssl" | "quic" => {}
+            "default_server" | "default" | "http2" | "ssl" | "quic" | "proxy_protocol" => {}
             "bind" => o.bind = true,
             "reuseport" => o.reuseport = true,
             "deferred" => o.deferred = true,
@@ -431,6 +431,7 @@ async fn accept_unix(
             local: none,
             scheme: "http",
             id,
+            proxy_protocol: None,
         });
         tracker.spawn(async move {
             conn::serve(stream, info, src).await;
@@ -441,17 +442,50 @@ async fn accept_unix(
 
 /// One accepted TCP connection: the pre-HTTP hook's place, then HTTP/1.
 async fn start(
-    stream: tokio::net::TcpStream,
+    mut stream: tokio::net::TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
     id: u64,
     src: Source,
 ) {
+    // `listen … proxy_protocol`: the header comes before HTTP, within the default
+    // server's client_header_timeout.
+    let wants = {
+        let rt = src.config.borrow();
+        listen_for(&rt, local)
+            .filter(|l| l.proxy_protocol)
+            .map(|l| {
+                l.servers
+                    .get(l.default)
+                    .and_then(|i| rt.servers.get(*i))
+                    .map_or(Duration::from_secs(60), |s| s.client_header_timeout)
+            })
+    };
+    let proxy_protocol = match wants {
+        None => None,
+        // Boxed: its buffers live only while the header is read, not in every
+        // connection's task.
+        Some(timeout) => match Box::pin(crate::proxy_protocol::read(&mut stream, timeout)).await {
+            Ok(p) => p.map(Arc::new),
+            Err(crate::proxy_protocol::Failure::Invalid(msg)) => {
+                tracing::error!(
+                    "*{id} {msg} while reading PROXY protocol, client: {}, server: {local}",
+                    remote.ip()
+                );
+                return;
+            }
+            Err(crate::proxy_protocol::Failure::Gone(msg)) => {
+                tracing::info!("*{id} {msg}, client: {}, server: {local}", remote.ip());
+                return;
+            }
+        },
+    };
     let info = Arc::new(ConnInfo {
         remote,
         local,
         scheme: "http",
         id,
+        proxy_protocol,
     });
     conn::serve(stream, info, src).await;
 }

@@ -353,6 +353,8 @@ pub(crate) async fn handle(
     // `$request_length`: the head, and the body as announced (a chunked body counts
     // only its head here).
     cx.request_length += length.unwrap_or(0);
+    // nginx's post-read phase: realip with the server's settings.
+    srv.base.data.realip.apply(&mut cx);
     process(&srv, cx, incoming, length).await
 }
 
@@ -390,6 +392,9 @@ enum Step {
 struct ErrorState {
     used: bool,
     status: Option<u16>,
+    /// auth_basic's `WWW-Authenticate`, kept through `error_page` (nginx's
+    /// `headers_out` survive the internal redirect).
+    auth: Option<HeaderValue>,
 }
 
 /// The request's way through the locations: server-level `set`, location match,
@@ -581,6 +586,11 @@ async fn process(
                 if let Some(s) = err.status.and_then(|s| StatusCode::from_u16(s).ok()) {
                     *resp.status_mut() = s;
                 }
+                if let Some(v) = err.auth.take() {
+                    resp.headers_mut()
+                        .entry(http::header::WWW_AUTHENTICATE)
+                        .or_insert(v);
+                }
                 return finish(resp, cx, c);
             }
             other => next = other,
@@ -677,6 +687,9 @@ fn special_response(
 ) -> Step {
     let status = resp.status().as_u16();
     err.status = Some(status);
+    if let Some(v) = resp.headers().get(http::header::WWW_AUTHENTICATE) {
+        err.auth = Some(v.clone());
+    }
     if !err.used && !c.error_pages.is_empty() && cx.redirects <= MAX_URI_CHANGES {
         // nginx marks the request as soon as the location has error pages at all.
         if !c.recursive_error_pages {
@@ -803,6 +816,15 @@ async fn content(
     loc: &Loc<LocConf>,
     body: &mut Option<ReqBody>,
 ) -> Outcome {
+    // nginx's preaccess and access phases: after the rewrite phase, before try_files
+    // and content.
+    c.realip.apply(cx);
+    if let Some(r) = c.limits.preaccess(cx, c.server_tokens).await {
+        return Outcome::Response(r, true);
+    }
+    if let Some(r) = c.access.check(cx, c.server_tokens).await {
+        return Outcome::Response(r, true);
+    }
     if let Some((last, tries)) = c.try_files.split_last() {
         if !try_files(cx, c, loc, tries).await {
             let last = last.eval_string(cx);
@@ -945,7 +967,8 @@ pub(crate) fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return
 }
 
 /// Output headers, then the access log once the body ends.
-fn finish(mut resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> http::Response<Body> {
+fn finish(resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> http::Response<Body> {
+    let mut resp = c.limits.output(resp, &mut cx);
     let status = resp.status().as_u16();
     let h = resp.headers_mut();
     h.insert(http::header::SERVER, server_header(c.server_tokens));

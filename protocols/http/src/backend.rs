@@ -504,7 +504,13 @@ impl HttpProxy {
                 ));
             };
             let idle = fam.upstream.timeouts.read;
-            tokio::spawn(crate::tunnel::run(client, upgraded, idle));
+            // limit_conn counts stay taken for the tunnel's life (nginx ends the
+            // request, and gives them back, when the upgraded connection closes).
+            let held = std::mem::take(&mut cx.held);
+            tokio::spawn(async move {
+                crate::tunnel::run(client, upgraded, idle).await;
+                drop(held);
+            });
             let mut resp = http::Response::new(junction_core::body::empty());
             *resp.status_mut() = up.head.status;
             for (k, v) in up.head.headers.iter() {
