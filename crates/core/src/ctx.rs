@@ -573,6 +573,17 @@ mod tests {
             .unwrap()
             .eval(&c);
         assert_eq!(&bin[..], &[10, 0, 0, 7]);
+        // a log line escapes what could break it, as nginx's default escaping
+        let mut c2 = cx();
+        c2.headers.insert(
+            "x-v",
+            http::HeaderValue::from_bytes(b"a\"b\\c\xff").unwrap(),
+        );
+        let mut out = BytesMut::new();
+        Template::compile("[$binary_remote_addr] \"$http_x_v\" $http_none", &t)
+            .unwrap()
+            .eval_log_into(&c2, &mut out);
+        assert_eq!(&out[..], &br#"[\x0A\x00\x00\x07] "a\x22b\x5Cc\xFF" -"#[..]);
         assert_eq!(eval("$proxy_add_x_forwarded_for"), "1.2.3.4, 10.0.0.7");
         assert_eq!(eval("$uri$is_args$args"), "/a?x=1&Y=2");
         assert_eq!(eval("$arg_y/$arg_x/$arg_z"), "2/1/");

@@ -492,9 +492,13 @@ impl Template {
         }
     }
 
-    /// Evaluates for a log line: a variable without a value is written as `-`, as nginx
-    /// does (an empty value that nginx counts as found stays empty).
+    /// Evaluates for a log line: a variable without a value is written as `-` (an
+    /// empty value that nginx counts as found stays empty), and `"`, `\`, control bytes
+    /// and bytes from 0x7f as `\xHH`, as nginx's default log escaping
+    /// (`ngx_http_log_escape`) does, so a value cannot break the line.
     pub fn eval_log_into(&self, cx: &RequestCtx, out: &mut BytesMut) {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let needs = |b: u8| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b);
         for p in &self.pieces {
             match p {
                 Piece::Lit(b) => out.put_slice(b),
@@ -503,6 +507,21 @@ impl Template {
                     cx.var_into(v, out);
                     if out.len() == before && !v.found_when_empty() {
                         out.put_u8(b'-');
+                    } else if out
+                        .get(before..)
+                        .is_some_and(|s| s.iter().any(|&b| needs(b)))
+                    {
+                        let value = out.split_off(before);
+                        for &b in value.iter() {
+                            if needs(b) {
+                                out.put_slice(b"\\x");
+                                let hex = |n: u8| HEX.get(usize::from(n)).copied().unwrap_or(b'0');
+                                out.put_u8(hex(b >> 4));
+                                out.put_u8(hex(b & 0x0f));
+                            } else {
+                                out.put_u8(b);
+                            }
+                        }
                     }
                 }
             }
