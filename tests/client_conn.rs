@@ -367,3 +367,21 @@ fn past_worker_connections_idle_keepalive_connections_make_room() {
         "the newest connection still serves"
     );
 }
+
+/// `worker_rlimit_nofile` sets the open-file limit of the process.
+#[test]
+fn worker_rlimit_nofile_sets_the_open_file_limit() {
+    if product() == "nginx" {
+        return; // nginx sets it in its worker processes, not the process the test started
+    }
+    let conf = "worker_rlimit_nofile 4321;\nevents {}\nhttp {\n".to_string() + &site("") + "}\n";
+    let proxy = Proxy::start_files(&[("nginx.conf", &conf)], "nginx.conf");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", proxy.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    let nums: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(nums, ["4321", "4321"], "{line}");
+}

@@ -258,6 +258,7 @@ async fn exchange<S: Socket>(
         let side = client_side(io, buf, &mut decoder, sender, &mut expect, conf, limit);
         let mut side = std::pin::pin!(side);
         tokio::select! {
+            biased;
             r = &mut fut => Some(r),
             ended = &mut side => match ended {
                 Ended::BodyError => {
@@ -601,6 +602,7 @@ async fn next_frame<S: Socket>(
     limit: usize,
 ) -> std::io::Result<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
     tokio::select! {
+        biased;
         f = body.frame() => Ok(f),
         _ = client_gone(io, buf, limit) => Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionAborted,
