@@ -385,3 +385,42 @@ fn worker_rlimit_nofile_sets_the_open_file_limit() {
     let nums: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
     assert_eq!(nums, ["4321", "4321"], "{line}");
 }
+
+/// `send_timeout`: a client that stops reading is given up after that long
+/// between two writes; the rest of the response never comes.
+#[test]
+fn send_timeout_gives_up_on_a_client_that_stops_reading() {
+    let proxy = Proxy::start(
+        "server {
+    listen 127.0.0.1:{PORT};
+    server_name c.test;
+    send_timeout 1s;
+    root {DIR}/www;
+}
+",
+    );
+    let www = proxy.dir().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let size = 32 * 1024 * 1024;
+    std::fs::write(www.join("big.bin"), vec![b'b'; size]).unwrap();
+    let s = connect(proxy.port);
+    s.set_nodelay(true).unwrap();
+    (&s).write_all(b"GET /big.bin HTTP/1.1\r\nHost: c.test\r\n\r\n")
+        .unwrap();
+    // Not reading: the server's writes stall; send_timeout (1s) passes meanwhile.
+    std::thread::sleep(Duration::from_secs(4));
+    let mut got = 0usize;
+    let mut r = s;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(
+        got < size,
+        "the whole {size} bytes arrived ({got}): send_timeout did not apply"
+    );
+    assert!(got > 0, "the response began");
+}

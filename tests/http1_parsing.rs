@@ -253,3 +253,33 @@ fn absolute_form_target_sets_host() {
     assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
     assert!(text.ends_with("host=abs.test uri=/host"), "{text}");
 }
+
+/// `underscores_in_headers` and `ignore_invalid_headers` decide which header
+/// lines reach the backend.
+#[test]
+fn underscored_and_invalid_header_names_as_nginx() {
+    let backend = Peer::python("echo.py", &[]);
+    let names = |extra: &str| {
+        let proxy = Proxy::start(&fill(
+            "server {
+    listen 127.0.0.1:{PORT};
+    server_name t.test;
+    {EXTRA}
+    location / { proxy_pass http://127.0.0.1:{BACKEND}; }
+}
+",
+            &[("BACKEND", &backend.port), ("EXTRA", &extra)],
+        ));
+        let r = proxy.request(
+            b"GET / HTTP/1.1\r\nHost: t.test\r\nX_Under: 1\r\nX@At: 2\r\nX-Fine: 3\r\nConnection: close\r\n\r\n",
+        );
+        let e = Echo::from_response(&r);
+        e.headers
+            .iter()
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .filter(|k| k.starts_with('x'))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(""), ["x-fine"]);
+    assert_eq!(names("underscores_in_headers on;"), ["x_under", "x-fine"]);
+}
