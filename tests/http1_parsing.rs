@@ -127,6 +127,11 @@ fn malformed_and_tricky_requests_as_nginx() {
     let h = "Host: t.test\r\n";
     let long_line = format!("GET /{} HTTP/1.1\r\n{h}\r\n", big(9000));
     let long_header = format!("GET / HTTP/1.1\r\n{h}X-Big: {}\r\n\r\n", big(64 * 1024));
+    let many_headers = format!(
+        "GET / HTTP/1.1\r\n{h}{}\r\n",
+        (0..5).map(|i| format!("X-H{i}: {}\r\n", big(7000))).collect::<String>()
+    );
+    let fits_large = format!("GET /{} HTTP/1.1\r\n{h}X-A: {}\r\n\r\n", big(3000), big(6000));
     let cases: Vec<(&str, Vec<u8>, u16, bool)> = vec![
         ("plain GET", format!("GET / HTTP/1.1\r\n{h}\r\n").into(), 200, true),
         ("leading empty line", format!("\r\nGET / HTTP/1.1\r\n{h}\r\n").into(), 200, true),
@@ -159,6 +164,8 @@ fn malformed_and_tricky_requests_as_nginx() {
         ("underscore header ignored", format!("GET / HTTP/1.1\r\n{h}X_Under: 1\r\n\r\n").into(), 200, true),
         ("request line over large_client_header_buffers", long_line.into(), 414, false),
         ("64 KB header", long_header.into(), 400, false),
+        ("five 7 KB headers: over 4 x 8k in all", many_headers.into(), 400, false),
+        ("a 3 KB line and a 6 KB header fit the large buffers", fits_large.into(), 200, true),
         ("body on a return location is discarded", format!("POST /host HTTP/1.1\r\n{h}Content-Length: 5\r\n\r\nhello").into(), 200, true),
         ("raw UTF-8 in the target", b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: t.test\r\n\r\n".to_vec(), 200, true),
         ("raw UTF-8 in the Host", b"GET /host HTTP/1.1\r\nHost: caf\xc3\xa9.test\r\n\r\n".to_vec(), 200, true),
