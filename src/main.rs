@@ -415,9 +415,13 @@ impl Reload {
             .borrow()
             .listens
             .iter()
-            .map(|l| l.addr)
+            .map(|l| (l.addr, l.unix.clone()))
             .collect();
-        let new: Vec<_> = rt.listens.iter().map(|l| l.addr).collect();
+        let new: Vec<_> = rt
+            .listens
+            .iter()
+            .map(|l| (l.addr, l.unix.clone()))
+            .collect();
         if old != new {
             tracing::error!(
                 "reload changes the listen addresses, which needs a restart; the configuration stays"

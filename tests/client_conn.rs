@@ -433,14 +433,16 @@ fn keepalive_header_and_keepalive_time() {
     let s = connect(proxy.port);
     let mut w = s.try_clone().unwrap();
     let mut r = BufReader::new(s);
-    w.write_all(b"GET / HTTP/1.1\r\nHost: c.test\r\n\r\n").unwrap();
+    w.write_all(b"GET / HTTP/1.1\r\nHost: c.test\r\n\r\n")
+        .unwrap();
     let (head, _) = read_one(&mut r).expect("response");
     let has = |head: &[String], want: &str| head.iter().any(|h| h.eq_ignore_ascii_case(want));
     assert!(has(&head, "Keep-Alive: timeout=60"), "{head:?}");
     assert!(has(&head, "Connection: keep-alive"), "{head:?}");
     // The connection's age passes keepalive_time: the next response closes it.
     std::thread::sleep(Duration::from_millis(1300));
-    w.write_all(b"GET / HTTP/1.1\r\nHost: c.test\r\n\r\n").unwrap();
+    w.write_all(b"GET / HTTP/1.1\r\nHost: c.test\r\n\r\n")
+        .unwrap();
     let (head, _) = read_one(&mut r).expect("second response");
     assert!(has(&head, "Connection: close"), "{head:?}");
 }
@@ -448,7 +450,9 @@ fn keepalive_header_and_keepalive_time() {
 /// `reset_timedout_connection on`: a client that times out is reset, not closed.
 #[test]
 fn reset_timedout_connection_resets_a_timed_out_client() {
-    let proxy = Proxy::start(&site("client_header_timeout 1s; reset_timedout_connection on;"));
+    let proxy = Proxy::start(&site(
+        "client_header_timeout 1s; reset_timedout_connection on;",
+    ));
     let mut s = connect(proxy.port);
     s.write_all(b"GET / HTTP/1.1\r\nHost: c.t").unwrap();
     let mut b = [0u8; 64];

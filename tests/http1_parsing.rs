@@ -129,9 +129,15 @@ fn malformed_and_tricky_requests_as_nginx() {
     let long_header = format!("GET / HTTP/1.1\r\n{h}X-Big: {}\r\n\r\n", big(64 * 1024));
     let many_headers = format!(
         "GET / HTTP/1.1\r\n{h}{}\r\n",
-        (0..5).map(|i| format!("X-H{i}: {}\r\n", big(7000))).collect::<String>()
+        (0..5)
+            .map(|i| format!("X-H{i}: {}\r\n", big(7000)))
+            .collect::<String>()
     );
-    let fits_large = format!("GET /{} HTTP/1.1\r\n{h}X-A: {}\r\n\r\n", big(3000), big(6000));
+    let fits_large = format!(
+        "GET /{} HTTP/1.1\r\n{h}X-A: {}\r\n\r\n",
+        big(3000),
+        big(6000)
+    );
     let cases: Vec<(&str, Vec<u8>, u16, bool)> = vec![
         ("plain GET", format!("GET / HTTP/1.1\r\n{h}\r\n").into(), 200, true),
         ("leading empty line", format!("\r\nGET / HTTP/1.1\r\n{h}\r\n").into(), 200, true),
