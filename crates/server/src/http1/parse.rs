@@ -138,7 +138,7 @@ fn parse_once(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadE
         return Ok(None);
     };
     let head = buf.split_to(p.len).freeze();
-    build(head, p.method, p.target, p.version, &p.spans)
+    build(head, p.method, p.target, p.version, p.spans.as_slice())
 }
 
 /// What the syntax pass found: offsets into the head, nothing borrowed.
@@ -147,13 +147,51 @@ struct Parsed {
     method: Method,
     target: Span,
     version: Version,
-    spans: Vec<(Span, Span)>,
+    spans: Spans,
 }
 
 const MANY: &str = "too many headers";
 
+/// The (name, value) offsets of a head's headers: on the stack for the usual
+/// head, on the heap past [`STACK_HEADERS`] (the size difference is the point:
+/// no allocation for an ordinary request).
+#[allow(clippy::large_enum_variant)]
+enum Spans {
+    Stack([(Span, Span); STACK_HEADERS], usize),
+    Heap(Vec<(Span, Span)>),
+}
+
+impl Spans {
+    fn new(n: usize) -> Spans {
+        if n <= STACK_HEADERS {
+            Spans::Stack([(Span::default(), Span::default()); STACK_HEADERS], 0)
+        } else {
+            Spans::Heap(Vec::with_capacity(n))
+        }
+    }
+
+    fn push(&mut self, s: (Span, Span)) {
+        match self {
+            Spans::Stack(a, n) => {
+                if let Some(slot) = a.get_mut(*n) {
+                    *slot = s;
+                    *n += 1;
+                }
+            }
+            Spans::Heap(v) => v.push(s),
+        }
+    }
+
+    fn as_slice(&self) -> &[(Span, Span)] {
+        match self {
+            Spans::Stack(a, n) => a.get(..*n).unwrap_or(&[]),
+            Spans::Heap(v) => v,
+        }
+    }
+}
+
 /// Offsets of one header inside the head.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Span {
     start: usize,
     len: usize,
@@ -223,7 +261,7 @@ fn parse_with<'b>(
     if line_end.saturating_sub(line_start) > conf.large_size {
         return Err(TOO_LONG_URI);
     }
-    let mut spans: Vec<(Span, Span)> = Vec::with_capacity(req.headers.len());
+    let mut spans = Spans::new(req.headers.len());
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.len() + h.value.len() + 4 > conf.large_size {
@@ -455,4 +493,87 @@ fn encode_target(raw: &[u8]) -> Bytes {
         }
     }
     out.freeze()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn conf() -> ConnConf {
+        let tree: Vec<junction_config::tree::Directive> = Vec::new();
+        ConnConf::from_scope(&Scope::root(&tree), true).unwrap()
+    }
+
+    use junction_config::model::Scope;
+
+    #[test]
+    fn a_head_fed_byte_by_byte_parses_once_complete_and_leaves_the_rest() {
+        let raw =
+            b"\r\nPOST /a?b=c HTTP/1.1\r\nHost: x.test\r\nX_U: 1\r\nContent-Length: 2\r\n\r\nhiGET";
+        let conf = conf();
+        let mut buf = BytesMut::new();
+        let mut head = None;
+        for (i, b) in raw.iter().enumerate() {
+            buf.extend_from_slice(&[*b]);
+            if let Some(h) = parse(&mut buf, &conf).unwrap() {
+                assert_eq!(i, raw.len() - 6, "complete exactly at the blank line");
+                head = Some(h);
+                break;
+            }
+        }
+        let h = head.unwrap();
+        let mut all = BytesMut::from(&raw[..]);
+        assert!(parse(&mut all, &conf).unwrap().is_some());
+        assert_eq!(
+            &all[..],
+            b"hiGET",
+            "body and next request stay in the buffer"
+        );
+        assert_eq!(h.parts.method, Method::POST);
+        assert_eq!(h.parts.uri.path(), "/a");
+        assert_eq!(h.parts.uri.query(), Some("b=c"));
+        assert_eq!(h.framing, Framing::Length(2));
+        assert!(h.keep_alive);
+        assert!(!h.parts.headers.contains_key("x_u"), "underscores ignored");
+        assert_eq!(h.parts.headers.len(), 2);
+    }
+
+    #[test]
+    fn limits_of_the_partial_head() {
+        let conf = conf();
+        let mut line = b"GET /".to_vec();
+        line.extend(std::iter::repeat_n(b'a', 8192));
+        assert_eq!(check_partial(&line, &conf).unwrap_err().status, 414);
+        let mut hdr = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        hdr.extend(std::iter::repeat_n(b'a', 8192));
+        let e = check_partial(&hdr, &conf).unwrap_err();
+        assert!(e.status == 400 && e.too_large);
+        assert!(check_partial(b"GET / HTTP/1.1\r\nHost: a", &conf).is_ok());
+    }
+
+    #[test]
+    fn framing_rules() {
+        let conf = conf();
+        let status = |raw: &[u8]| match parse(&mut BytesMut::from(raw), &conf) {
+            Ok(Some(_)) => 0,
+            Ok(None) => 1,
+            Err(e) => e.status,
+        };
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
+            400
+        );
+        assert_eq!(status(b"GET / HTTP/3.0\r\n\r\n"), 505);
+        assert_eq!(status(b"GET / HTTP/1.5\r\nHost: a\r\n\r\n"), 0);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n"), 400);
+    }
 }
