@@ -296,3 +296,17 @@ fn underscored_and_invalid_header_names_as_nginx() {
     assert_eq!(names(""), ["x-fine"]);
     assert_eq!(names("underscores_in_headers on;"), ["x_under", "x-fine"]);
 }
+
+/// A raw UTF-8 target reaches the backend as sent (`$request_uri` unchanged), and
+/// routes on its decoded form.
+#[test]
+fn a_raw_utf8_target_is_passed_as_sent() {
+    let backend = Peer::python("echo.py", &[]);
+    let proxy = proxy(backend.port);
+    let r = proxy.request(
+        b"GET /caf\xc3\xa9?q=\xc3\xa9 HTTP/1.1\r\nHost: t.test\r\nConnection: close\r\n\r\n",
+    );
+    let e = Echo::from_response(&r);
+    // echo.py reads the target as Latin-1: the two raw bytes of "é" each.
+    assert_eq!(e.path, "/caf\u{c3}\u{a9}?q=\u{c3}\u{a9}");
+}

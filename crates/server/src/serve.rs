@@ -194,9 +194,14 @@ pub(crate) async fn handle(
 ) -> http::Response<Body> {
     let rt = &shared.rt;
     let (parts, incoming) = req.into_parts();
-    let request_uri = match parts.uri.path_and_query() {
-        Some(pq) => pq.as_str().to_string(),
-        None => parts.uri.to_string(),
+    let request_uri = match (
+        parts.extensions.get::<crate::http1::RawTarget>(),
+        parts.uri.path_and_query(),
+    ) {
+        // A target with raw bytes `http::Uri` refuses: `$request_uri` is what was sent.
+        (Some(raw), _) => String::from_utf8_lossy(&raw.0).into_owned(),
+        (None, Some(pq)) => pq.as_str().to_string(),
+        (None, None) => parts.uri.to_string(),
     };
     let mut cx = RequestCtx::new(conn, parts.method, parts.version, request_uri);
     cx.upgrade = upgrade;

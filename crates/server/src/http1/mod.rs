@@ -28,6 +28,11 @@ use junction_config::model::Scope;
 use junction_config::tree::ConfigError;
 use std::time::Duration;
 
+/// A request extension: the request target exactly as sent, when it holds bytes
+/// `http::Uri` refuses (raw UTF-8, `"`, `{` …); the `Uri` has them percent-encoded.
+#[derive(Debug, Clone)]
+pub struct RawTarget(pub bytes::Bytes);
+
 /// `lingering_close`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lingering {

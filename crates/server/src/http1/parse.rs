@@ -365,10 +365,15 @@ fn build(
     spans: &[(Span, Span)],
 ) -> Result<Option<Head>, HeadError> {
     let raw_target = slice(&head, target);
+    let mut raw_kept = None;
     let uri = match Uri::from_maybe_shared(raw_target.clone()) {
         Ok(u) => u,
-        Err(_) => Uri::from_maybe_shared(encode_target(&raw_target))
-            .map_err(|_| bad("client sent invalid request"))?,
+        Err(_) => {
+            let u = Uri::from_maybe_shared(encode_target(&raw_target))
+                .map_err(|_| bad("client sent invalid request"))?;
+            raw_kept = Some(raw_target);
+            u
+        }
     };
     let mut headers = HeaderMap::with_capacity(spans.len());
     let mut length: Option<u64> = None;
@@ -450,6 +455,9 @@ fn build(
     parts.uri = uri;
     parts.version = version;
     parts.headers = headers;
+    if let Some(raw) = raw_kept {
+        parts.extensions.insert(super::RawTarget(raw));
+    }
     Ok(Some(Head {
         parts,
         framing,
