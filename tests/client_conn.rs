@@ -462,3 +462,44 @@ fn reset_timedout_connection_resets_a_timed_out_client() {
         "{r:?}"
     );
 }
+
+/// The server a request chose decides its keep-alive (`keepalive_timeout 0` in a
+/// server that is not the default one closes after its response).
+#[test]
+fn keepalive_settings_of_the_chosen_server_apply() {
+    let proxy = Proxy::start(
+        "server {
+    listen 127.0.0.1:{PORT};
+    server_name a.test;
+    location / { return 200 \"a\"; }
+}
+server {
+    listen 127.0.0.1:{PORT};
+    server_name b.test;
+    keepalive_timeout 0;
+    location / { return 200 \"b\"; }
+}
+",
+    );
+    let s = connect(proxy.port);
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    w.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let (head, body) = read_one(&mut r).expect("a");
+    assert_eq!(body, b"a");
+    assert!(
+        head.iter()
+            .any(|h| h.eq_ignore_ascii_case("Connection: keep-alive")),
+        "{head:?}"
+    );
+    w.write_all(b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n")
+        .unwrap();
+    let (head, body) = read_one(&mut r).expect("b");
+    assert_eq!(body, b"b");
+    assert!(
+        head.iter()
+            .any(|h| h.eq_ignore_ascii_case("Connection: close")),
+        "{head:?}"
+    );
+}

@@ -191,6 +191,7 @@ pub(crate) async fn handle(
     req: http::Request<ReqBody>,
     n: u64,
     upgrade: Option<junction_core::client::OnUpgrade>,
+    chosen: &std::sync::OnceLock<Arc<crate::http1::ConnConf>>,
 ) -> http::Response<Body> {
     let rt = &shared.rt;
     let (parts, incoming) = req.into_parts();
@@ -233,6 +234,7 @@ pub(crate) async fn handle(
         return status_response(StatusCode::INTERNAL_SERVER_ERROR, true);
     };
     cx.server_name = srv.name0.clone();
+    let _ = chosen.set(srv.conn.clone());
     let tokens = srv.base.data.server_tokens;
     let bad = |cx: &RequestCtx, msg: &str, status: StatusCode| {
         tracing::info!(

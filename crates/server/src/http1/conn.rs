@@ -107,10 +107,10 @@ fn stopping(src: &Source) -> bool {
 
 /// What follows a request.
 enum Next {
-    /// Wait for the next request.
-    KeepAlive,
-    /// Close, lingering or not.
-    Close { linger: bool },
+    /// Wait for the next request, this long (`keepalive_timeout`).
+    KeepAlive(Duration),
+    /// Close, lingering or not (under these settings).
+    Close { linger: bool, conf: Arc<ConnConf> },
     /// Drop the connection as it is.
     Drop,
     /// Hand the raw connection over (after a `101`).
@@ -125,6 +125,7 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
     let mut cur: Option<Current> = current(&mut src, &info, None);
     let mut buf = BytesMut::new();
     let mut served = 0u64;
+    let mut idle = Duration::ZERO;
     loop {
         let Some(c) = cur.as_ref() else {
             return;
@@ -135,7 +136,7 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
             let wait = if served == 0 {
                 c.conf.header_timeout
             } else {
-                c.conf.keepalive_timeout
+                idle
             };
             let mut stop = src.stop.clone();
             tokio::select! {
@@ -159,10 +160,13 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
         served += 1;
         let next = Box::pin(exchange(&mut io, &mut buf, &info, c, served, born, &src)).await;
         match next {
-            Next::KeepAlive => continue,
+            Next::KeepAlive(t) => {
+                idle = t;
+                continue;
+            }
             Next::Drop => return,
-            Next::Close { linger } => {
-                close(io, linger, &c.conf).await;
+            Next::Close { linger, conf } => {
+                close(io, linger, &conf).await;
                 return;
             }
             Next::Upgrade(tx) => {
@@ -222,13 +226,6 @@ async fn exchange<S: Socket>(
             Ok(Ok(_)) => {}
         }
     };
-    let mut keep_alive = head.keep_alive
-        && !conf.keepalive_timeout.is_zero()
-        && served < conf.keepalive_requests.max(1)
-        && born.elapsed() < conf.keepalive_time;
-    if served >= conf.keepalive_requests.max(1) {
-        keep_alive = false;
-    }
     let req_info = ReqInfo::new(&head.parts.method, head.parts.version);
     let parts = head.parts;
     let (body, sender, mut decoder) = match head.framing {
@@ -251,8 +248,19 @@ async fn exchange<S: Socket>(
     let req = http::Request::from_parts(parts, body);
     let mut expect = head.expect_continue && req_info.version == http::Version::HTTP_11;
     let mut body_failed = false;
+    // The server the request chose: its keep-alive, send and lingering settings
+    // apply from here on (the head was read under the default server's).
+    let chosen = std::sync::OnceLock::new();
     let resp = {
-        let fut = crate::serve::handle(&c.shared, info.clone(), &c.listen, req, served, upgrade_rx);
+        let fut = crate::serve::handle(
+            &c.shared,
+            info.clone(),
+            &c.listen,
+            req,
+            served,
+            upgrade_rx,
+            &chosen,
+        );
         let mut fut = std::pin::pin!(fut);
         let limit = conf.head_limit();
         let side = client_side(io, buf, &mut decoder, sender, &mut expect, conf, limit);
@@ -281,6 +289,12 @@ async fn exchange<S: Socket>(
     if resp.extensions().get::<NoResponse>().is_some() {
         return Next::Drop;
     }
+    let sconf: Arc<ConnConf> = chosen.get().cloned().unwrap_or_else(|| c.conf.clone());
+    let conf: &ConnConf = &sconf;
+    let mut keep_alive = head.keep_alive
+        && !conf.keepalive_timeout.is_zero()
+        && served < conf.keepalive_requests.max(1)
+        && born.elapsed() < conf.keepalive_time;
     let status = resp.status().as_u16();
     // nginx's special responses that end keep-alive (ngx_http_special_response_handler).
     if matches!(status, 400 | 413 | 414 | 500 | 501)
@@ -333,7 +347,7 @@ async fn exchange<S: Socket>(
         keep_alive = discard(io, buf, &mut decoder, conf).await;
     }
     if keep_alive {
-        return Next::KeepAlive;
+        return Next::KeepAlive(conf.keepalive_timeout);
     }
     let linger = match conf.lingering {
         Lingering::Off => false,
@@ -342,6 +356,7 @@ async fn exchange<S: Socket>(
     };
     Next::Close {
         linger: linger && status != 400,
+        conf: sconf.clone(),
     }
 }
 

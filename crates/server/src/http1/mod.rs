@@ -44,8 +44,9 @@ pub enum Lingering {
     Always,
 }
 
-/// The client connection's settings, from the default server of the listen
-/// socket (as nginx reads them before the request's server is known).
+/// The client connection's settings of one server. The head is read under the
+/// default server's of the listen socket (as nginx, before the request's server
+/// is known); keep-alive, sending and lingering follow the server the request chose.
 #[derive(Debug, Clone)]
 pub struct ConnConf {
     /// `client_header_buffer_size` (1k).
