@@ -310,3 +310,26 @@ fn a_raw_utf8_target_is_passed_as_sent() {
     // echo.py reads the target as Latin-1: the two raw bytes of "é" each.
     assert_eq!(e.path, "/caf\u{c3}\u{a9}?q=\u{c3}\u{a9}");
 }
+
+/// `merge_slashes`: on (the default) `/a//b` is matched as `/a/b`; off, as sent.
+#[test]
+fn merge_slashes_on_and_off() {
+    let conf = |extra: &str| {
+        format!(
+            "server {{
+    listen 127.0.0.1:{{PORT}};
+    server_name m.test;
+    {extra}
+    location = /a//b {{ return 200 \"kept\"; }}
+    location / {{ return 200 \"uri=$uri\"; }}
+}}
+"
+        )
+    };
+    let on = Proxy::start(&conf(""));
+    assert_eq!(on.get("m.test", "/a//b").text(), "uri=/a/b");
+    assert_eq!(on.get("m.test", "//x///y/").text(), "uri=/x/y/");
+    let off = Proxy::start(&conf("merge_slashes off;"));
+    assert_eq!(off.get("m.test", "/a//b").text(), "kept");
+    assert_eq!(off.get("m.test", "/x//y/../z").text(), "uri=/x//z");
+}

@@ -219,6 +219,7 @@ const FLAGS: &[&str] = &[
     "server_name_in_redirect",
     "ignore_invalid_headers",
     "underscores_in_headers",
+    "merge_slashes",
     "fastcgi_keep_conn",
     "autoindex",
     "multi_accept",

@@ -319,7 +319,7 @@ pub(crate) async fn handle(
             &srv.base.data,
         );
     }
-    match route::normalize(parts.uri.path()) {
+    match route::normalize_with(parts.uri.path(), srv.conn.merge_slashes) {
         Ok(u) => cx.uri = u,
         Err(_) => {
             return finish(

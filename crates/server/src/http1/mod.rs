@@ -83,6 +83,8 @@ pub struct ConnConf {
     pub underscores_in_headers: bool,
     /// `server_tokens` of the default server (pages written before a server is chosen).
     pub server_tokens: bool,
+    /// `merge_slashes` (on).
+    pub merge_slashes: bool,
 }
 
 impl ConnConf {
@@ -152,6 +154,7 @@ impl ConnConf {
             ignore_invalid_headers: scope.flag("ignore_invalid_headers", true)?,
             underscores_in_headers: scope.flag("underscores_in_headers", false)?,
             server_tokens,
+            merge_slashes: scope.flag("merge_slashes", true)?,
         })
     }
 
