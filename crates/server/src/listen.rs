@@ -267,6 +267,7 @@ pub async fn serve(
         free: Semaphore::new(cap),
         cap,
         drain: Arc::new(tokio::sync::Notify::new()),
+        cache: Arc::default(),
     });
     for l in listeners {
         let config = config.clone();
@@ -338,6 +339,7 @@ async fn accept_loop(
             stop: stop.clone(),
             unix: None,
             drain: slots.drain.clone(),
+            cache: slots.cache.clone(),
         };
         tracker.spawn(async move {
             start(stream, remote, local, id, src).await;
@@ -351,6 +353,7 @@ async fn accept_loop(
 pub(crate) struct Slots {
     free: Semaphore,
     cap: usize,
+    cache: Arc<std::sync::Mutex<conn::CurrentCache>>,
     drain: Arc<tokio::sync::Notify>,
 }
 
@@ -425,6 +428,7 @@ async fn accept_unix(
             stop: stop.clone(),
             unix: Some(path.clone()),
             drain: slots.drain.clone(),
+            cache: slots.cache.clone(),
         };
         let info = Arc::new(ConnInfo {
             remote: none,

@@ -65,40 +65,68 @@ pub(crate) struct Source {
     /// The worker asks idle keep-alive connections to close when it runs out of
     /// `worker_connections` (nginx's reusable connections), longest idle first.
     pub(crate) drain: Arc<tokio::sync::Notify>,
+    /// The worker's shared per-listen configuration.
+    pub(crate) cache: Arc<std::sync::Mutex<CurrentCache>>,
 }
 
 /// The configuration one request runs under.
-struct Current {
+pub(crate) struct Current {
     shared: Arc<Shared>,
     listen: Arc<crate::build::Listen>,
     conf: Arc<ConnConf>,
 }
 
-fn current(src: &mut Source, info: &ConnInfo, prev: Option<Current>) -> Option<Current> {
+/// A worker's [`Current`] per listen entry, for the runtime it was made from:
+/// connections share them (nothing allocated per connection for its config).
+#[derive(Default)]
+pub(crate) struct CurrentCache {
+    rt: Option<Arc<crate::Runtime>>,
+    by_listen: Vec<Option<Arc<Current>>>,
+}
+
+fn current(src: &mut Source, info: &ConnInfo, prev: Option<Arc<Current>>) -> Option<Arc<Current>> {
     if let Some(p) = prev {
         if !src.config.has_changed().unwrap_or(false) {
             return Some(p);
         }
     }
     let rt = src.config.borrow_and_update().clone();
-    let listen = match &src.unix {
+    let idx = match &src.unix {
         Some(p) => rt
             .listens
             .iter()
-            .find(|l| l.unix.as_deref() == Some(&**p))?
-            .clone(),
-        None => crate::listen::listen_for(&rt, info.local)?.clone(),
+            .position(|l| l.unix.as_deref() == Some(&**p))?,
+        None => {
+            let l = crate::listen::listen_for(&rt, info.local)?;
+            rt.listens.iter().position(|x| std::ptr::eq(x, l))?
+        }
     };
+    let mut cache = src.cache.lock().unwrap_or_else(|e| e.into_inner());
+    if !cache.rt.as_ref().is_some_and(|r| Arc::ptr_eq(r, &rt)) {
+        cache.rt = Some(rt.clone());
+        cache.by_listen.clear();
+    }
+    if let Some(Some(c)) = cache.by_listen.get(idx) {
+        return Some(c.clone());
+    }
+    let listen = rt.listens.get(idx)?.clone();
     let conf = listen
         .servers
         .get(listen.default)
         .and_then(|i| rt.servers.get(*i))
         .map(|s| s.conn.clone())?;
-    Some(Current {
+    let c = Arc::new(Current {
         shared: Arc::new(Shared { rt }),
         listen: Arc::new(listen),
         conf,
-    })
+    });
+    if cache.by_listen.len() <= idx {
+        cache.by_listen.resize(idx + 1, None);
+    }
+    if let Some(slot) = cache.by_listen.get_mut(idx) {
+        *slot = Some(c.clone());
+    }
+    Some(c)
 }
 
 fn stopping(src: &Source) -> bool {
@@ -122,7 +150,7 @@ enum Next {
 /// request's duration only.
 pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: Source) {
     let born = Instant::now();
-    let mut cur: Option<Current> = current(&mut src, &info, None);
+    let mut cur: Option<Arc<Current>> = current(&mut src, &info, None);
     let mut buf = BytesMut::new();
     let mut served = 0u64;
     let mut idle = Duration::ZERO;
