@@ -371,15 +371,19 @@ impl Drop for Slot {
 /// make room (`worker_connections are not enough, reusing connections`), and
 /// accepting waits until some connection closes.
 async fn slot(slots: &Arc<Slots>, stop: &mut watch::Receiver<Stop>) -> Option<Slot> {
+    let mut logged = false;
     loop {
         if let Ok(p) = slots.free.try_acquire() {
             p.forget();
             return Some(Slot(slots.clone()));
         }
-        tracing::warn!(
-            "{} worker_connections are not enough, reusing connections",
-            slots.cap
-        );
+        if !logged {
+            logged = true;
+            tracing::warn!(
+                "{} worker_connections are not enough, reusing connections",
+                slots.cap
+            );
+        }
         slots.drain.notify_one();
         tokio::select! {
             p = slots.free.acquire() => {
