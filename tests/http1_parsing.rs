@@ -333,3 +333,19 @@ fn merge_slashes_on_and_off() {
     assert_eq!(off.get("m.test", "/a//b").text(), "kept");
     assert_eq!(off.get("m.test", "/x//y/../z").text(), "uri=/x//z");
 }
+
+/// HTTP/0.9 (`GET /path` without a version): the body alone, then the close;
+/// another method is a 400 (its page alone too).
+#[test]
+fn http_0_9_gets_the_body_alone() {
+    let backend = Peer::python("echo.py", &[]);
+    let proxy = proxy(backend.port);
+    let all = raw_exchange(proxy.port, b"GET /host\r\n");
+    assert_eq!(String::from_utf8_lossy(&all), "host=t.test uri=/host");
+    let all = raw_exchange(proxy.port, b"POST /host\r\n");
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.starts_with("<html>") && text.contains("400 Bad Request"),
+        "{text}"
+    );
+}

@@ -548,15 +548,21 @@ async fn head_error<S: Socket>(
     conf: &ConnConf,
     buf: &BytesMut,
 ) {
-    let level_info = e.status != 414;
-    if level_info {
-        tracing::info!("*{} {}, client: {}", info.id, e.msg, info.remote.ip());
-    } else {
-        tracing::info!("*{} {}, client: {}", info.id, e.msg, info.remote.ip());
-    }
+    tracing::info!("*{} {}, client: {}", info.id, e.msg, info.remote.ip());
     let method_head = buf.starts_with(b"HEAD ");
     let page = write::error_page(e.status, e.too_large, conf.server_tokens, method_head);
-    let _ = write::write_all(io, &[&page], conf.send_timeout).await;
+    // An HTTP/0.9 request gets the page alone.
+    let page = if parse::is_http09(buf) {
+        page.get(
+            page.windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(0, |p| p + 4)..,
+        )
+        .unwrap_or(&[])
+    } else {
+        &page[..]
+    };
+    let _ = write::write_all(io, &[page], conf.send_timeout).await;
     write::shutdown(io).await;
 }
 

@@ -121,6 +121,9 @@ fn minor_digit(buf: &[u8]) -> Option<usize> {
 }
 
 fn parse_once(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadError> {
+    if let Some(h) = http09(buf)? {
+        return Ok(Some(h));
+    }
     let parsed = {
         let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
         match parse_with(&buf[..], conf, &mut stack) {
@@ -139,6 +142,61 @@ fn parse_once(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadE
     };
     let head = buf.split_to(p.len).freeze();
     build(head, p.method, p.target, p.version, p.spans.as_slice())
+}
+
+/// The method and target of an HTTP/0.9 request line at the start of `buf`
+/// (two words and the line end, no version), with the line's end offset.
+fn line09(buf: &[u8]) -> Option<(&[u8], &[u8], usize)> {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let rest = buf.get(start..)?;
+    let end = memchr(b'\n', rest)?;
+    let line = rest.get(..end)?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    match (words.next(), words.next(), words.next()) {
+        (Some(m), Some(t), None) => Some((m, t, start + end + 1)),
+        _ => None,
+    }
+}
+
+/// Whether `buf` starts with an HTTP/0.9 request line (its errors are sent
+/// without a status line, as nginx).
+pub(crate) fn is_http09(buf: &[u8]) -> bool {
+    line09(buf).is_some()
+}
+
+/// An HTTP/0.9 request line (`GET /path` and the line end, no version): nginx
+/// serves it, GET only, with the body alone.
+fn http09(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
+    let Some((method, target, total)) = line09(buf) else {
+        return Ok(None);
+    };
+    if method != b"GET" {
+        return Err(bad("client sent invalid method in HTTP/0.9 request"));
+    }
+    if !target.starts_with(b"/") {
+        return Err(bad("client sent invalid request"));
+    }
+    let t_off = span_of(&buf[..], target);
+    let head = buf.split_to(total).freeze();
+    let raw_target = slice(&head, t_off);
+    let uri = Uri::from_maybe_shared(raw_target.clone())
+        .or_else(|_| Uri::from_maybe_shared(encode_target(&raw_target)))
+        .map_err(|_| bad("client sent invalid request"))?;
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = Method::GET;
+    parts.uri = uri;
+    parts.version = Version::HTTP_09;
+    Ok(Some(Head {
+        parts,
+        framing: Framing::None,
+        keep_alive: false,
+        expect_continue: false,
+        upgrade: false,
+    }))
 }
 
 /// What the syntax pass found: offsets into the head, nothing borrowed.
