@@ -1,4 +1,5 @@
-//! The request's way through (after `listen` and `http1::conn`): server selection → location → rewrite phase (`set`, `return`, `try_files`) →
+//! The request's way through (after `listen` and `http1::conn`): server
+//! selection → location → rewrite phase (`set`, `return`, `try_files`) →
 //! content (a backend or static files) → `error_page` → output headers
 //! (`Server`, `Date`, `add_header`) → access log when the body ends.
 
