@@ -198,6 +198,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("server_name_in_redirect", HSL, 1, 1),
     d("ignore_invalid_headers", HTTP | SRV, 1, 1),
     d("underscores_in_headers", HTTP | SRV, 1, 1),
+    d("merge_slashes", HTTP | SRV, 1, 1),
     d("ssl_protocols", HTTP | SRV, 1, MANY),
     d("ssl_prefer_server_ciphers", HTTP | SRV, 1, 1),
     d("client_header_buffer_size", HTTP | SRV, 1, 1),

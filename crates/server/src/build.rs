@@ -159,6 +159,8 @@ pub struct MainConf {
     pub error_log: Option<(String, String)>,
     /// `worker_connections` (per worker).
     pub worker_connections: usize,
+    /// `worker_rlimit_nofile` (RLIMIT_NOFILE set at start).
+    pub worker_rlimit_nofile: Option<u64>,
 }
 
 /// Everything the server runs.
@@ -184,7 +186,6 @@ pub struct Runtime {
 /// (listed in docs/directives.md); each use logs a warning at load.
 const NO_EFFECT: &[&str] = &[
     "user",
-    "worker_rlimit_nofile",
     "load_module",
     "env",
     "master_process",
@@ -234,6 +235,7 @@ const FLAGS: &[&str] = &[
     "server_name_in_redirect",
     "ignore_invalid_headers",
     "underscores_in_headers",
+    "merge_slashes",
     "fastcgi_keep_conn",
     "autoindex",
     "multi_accept",
@@ -467,6 +469,11 @@ pub fn build(
                 };
             }
             "pid" => main.pid = d.args.first().map(|a| prefix.join(&a.value)),
+            "worker_rlimit_nofile" => {
+                if let Some(a) = d.args.first() {
+                    main.worker_rlimit_nofile = Some(a.value.parse().map_err(|_| invalid(d, a))?);
+                }
+            }
             "events" => {
                 for e in d.block.iter().flatten() {
                     if let ("worker_connections", Some(a)) = (e.name.as_str(), e.args.first()) {

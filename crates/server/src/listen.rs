@@ -267,6 +267,7 @@ pub async fn serve(
         free: Semaphore::new(cap),
         cap,
         drain: Arc::new(tokio::sync::Notify::new()),
+        cache: Arc::default(),
     });
     for l in listeners {
         let config = config.clone();
@@ -338,6 +339,7 @@ async fn accept_loop(
             stop: stop.clone(),
             unix: None,
             drain: slots.drain.clone(),
+            cache: slots.cache.clone(),
         };
         tracker.spawn(async move {
             start(stream, remote, local, id, src).await;
@@ -351,6 +353,7 @@ async fn accept_loop(
 pub(crate) struct Slots {
     free: Semaphore,
     cap: usize,
+    cache: Arc<std::sync::Mutex<conn::CurrentCache>>,
     drain: Arc<tokio::sync::Notify>,
 }
 
@@ -368,15 +371,19 @@ impl Drop for Slot {
 /// make room (`worker_connections are not enough, reusing connections`), and
 /// accepting waits until some connection closes.
 async fn slot(slots: &Arc<Slots>, stop: &mut watch::Receiver<Stop>) -> Option<Slot> {
+    let mut logged = false;
     loop {
         if let Ok(p) = slots.free.try_acquire() {
             p.forget();
             return Some(Slot(slots.clone()));
         }
-        tracing::warn!(
-            "{} worker_connections are not enough, reusing connections",
-            slots.cap
-        );
+        if !logged {
+            logged = true;
+            tracing::warn!(
+                "{} worker_connections are not enough, reusing connections",
+                slots.cap
+            );
+        }
         slots.drain.notify_one();
         tokio::select! {
             p = slots.free.acquire() => {
@@ -425,6 +432,7 @@ async fn accept_unix(
             stop: stop.clone(),
             unix: Some(path.clone()),
             drain: slots.drain.clone(),
+            cache: slots.cache.clone(),
         };
         let info = Arc::new(ConnInfo {
             remote: none,

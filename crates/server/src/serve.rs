@@ -1,4 +1,5 @@
-//! The request's way through (after `listen` and `http1::conn`): server selection → location → rewrite phase (`set`, `return`, `try_files`) →
+//! The request's way through (after `listen` and `http1::conn`): server
+//! selection → location → rewrite phase (`set`, `return`, `try_files`) →
 //! content (a backend or static files) → `error_page` → output headers
 //! (`Server`, `Date`, `add_header`) → access log when the body ends.
 
@@ -200,12 +201,18 @@ pub(crate) async fn handle(
     req: http::Request<ReqBody>,
     n: u64,
     upgrade: Option<junction_core::client::OnUpgrade>,
+    chosen: &std::sync::OnceLock<Arc<crate::http1::ConnConf>>,
 ) -> http::Response<Body> {
     let rt = &shared.rt;
     let (parts, incoming) = req.into_parts();
-    let request_uri = match parts.uri.path_and_query() {
-        Some(pq) => pq.as_str().to_string(),
-        None => parts.uri.to_string(),
+    let request_uri = match (
+        parts.extensions.get::<crate::http1::RawTarget>(),
+        parts.uri.path_and_query(),
+    ) {
+        // A target with raw bytes `http::Uri` refuses: `$request_uri` is what was sent.
+        (Some(raw), _) => String::from_utf8_lossy(&raw.0).into_owned(),
+        (None, Some(pq)) => pq.as_str().to_string(),
+        (None, None) => parts.uri.to_string(),
     };
     let mut cx = RequestCtx::new(conn, parts.method, parts.version, request_uri);
     cx.in_flight = Some(junction_core::stats::InFlight::start());
@@ -250,6 +257,7 @@ pub(crate) async fn handle(
     if let Some(h) = host.as_deref() {
         crate::rewrite::server_name_captures(&mut cx, &srv.names, h);
     }
+    let _ = chosen.set(srv.conn.clone());
     let tokens = srv.base.data.server_tokens;
     let bad = |cx: &RequestCtx, msg: &str, status: StatusCode| {
         tracing::info!(
@@ -334,7 +342,7 @@ pub(crate) async fn handle(
             &srv.base.data,
         );
     }
-    match route::normalize(parts.uri.path()) {
+    match route::normalize_with(parts.uri.path(), srv.conn.merge_slashes) {
         Ok(u) => cx.uri = u,
         Err(_) => {
             return finish(

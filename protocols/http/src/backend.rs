@@ -495,8 +495,8 @@ impl HttpProxy {
         let up = exchange(conf, cx, head, body, &mk).await?;
         if let Some(upgraded) = up.upgraded {
             // 101 Switching Protocols (WebSocket): answer the client with the
-            // upstream's head, then tunnel bytes both ways once hyper hands over the
-            // client connection.
+            // upstream's head, then tunnel bytes both ways once the client connection
+            // is handed over.
             let Some(client) = cx.upgrade.take() else {
                 return Err(Error::new(
                     junction_core::ErrorKind::InvalidResponse,
