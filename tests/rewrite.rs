@@ -631,3 +631,37 @@ http {
             .unwrap_or_else(|log| panic!("{needle:?} not in the error log:\n{log}"));
     }
 }
+
+/// A `set` variable read before any `set` assigned it is empty and logged, unless
+/// `uninitialized_variable_warn off`.
+#[test]
+fn uninitialized_variable_warn() {
+    let conf = r#"
+error_log {DIR}/error.log info;
+events {}
+http {
+    server {
+        listen 127.0.0.1:{PORT};
+        server_name warn.test;
+        location /on { return 200 "[$never_on]"; set $never_on x; }
+        location /off {
+            uninitialized_variable_warn off;
+            return 200 "[$never_off]";
+            set $never_off x;
+        }
+    }
+}
+"#;
+    let proxy = Proxy::start_files(&[("junction.conf", conf)], "junction.conf");
+    let r = proxy.get("warn.test", "/off");
+    assert_eq!((r.status, r.text().as_str()), (200, "[]"));
+    let r = proxy.get("warn.test", "/on");
+    assert_eq!((r.status, r.text().as_str()), (200, "[]"));
+    let log = proxy
+        .wait_error_log(
+            "using uninitialized \"never_on\" variable",
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap_or_else(|log| panic!("no warning in:\n{log}"));
+    assert!(!log.contains("never_off"), "{log}");
+}

@@ -185,6 +185,8 @@ pub struct RequestCtx {
     pub request_id: std::sync::OnceLock<u128>,
     /// `$request_body`: the body when a `*_pass` read it into memory.
     pub request_body: Option<Bytes>,
+    /// `uninitialized_variable_warn` of the current location.
+    pub uninit_warn: bool,
 }
 
 impl RequestCtx {
@@ -221,6 +223,7 @@ impl RequestCtx {
             map_cache: Vec::new(),
             request_id: std::sync::OnceLock::new(),
             request_body: None,
+            uninit_warn: true,
         }
     }
 
@@ -399,6 +402,20 @@ impl RequestCtx {
                     out.put_slice(b)
                 }
             }
+            Var::SetVar(i, name) => match self.slot(*i) {
+                Some(b) => out.put_slice(b),
+                None if self.uninit_warn => tracing::warn!(
+                    "*{} using uninitialized \"{name}\" variable, client: {}, server: {}, request: \"{} {} {:?}\", host: \"{}\"",
+                    self.conn.id,
+                    self.conn.remote.ip(),
+                    self.server_name,
+                    self.method,
+                    self.request_uri,
+                    self.version,
+                    self.host
+                ),
+                None => {}
+            },
             Var::Map(i) => {
                 let Some(m) = self.maps.as_ref().and_then(|m| m.maps.get(*i)) else {
                     return;

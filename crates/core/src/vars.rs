@@ -115,6 +115,9 @@ pub enum Var {
     Slot(usize),
     /// A `map` variable: index into the configuration's maps.
     Map(usize),
+    /// A `set` variable (slot, name): read before any `set` ran, it is empty and
+    /// logged (`uninitialized_variable_warn`).
+    SetVar(usize, Arc<str>),
 }
 
 /// Variables that are not built in: `set` variables, named captures and module
@@ -124,6 +127,8 @@ pub struct VarTable {
     names: Vec<String>,
     /// `map` target variables, by map index.
     maps: Vec<String>,
+    /// Slots that `set` assigns.
+    set_vars: Vec<usize>,
 }
 
 impl VarTable {
@@ -141,6 +146,13 @@ impl VarTable {
     pub fn find(&self, name: &str) -> Option<usize> {
         let name = name.to_ascii_lowercase();
         self.names.iter().position(|n| *n == name)
+    }
+
+    /// Marks `slot` as a `set` variable.
+    pub fn mark_set(&mut self, slot: usize) {
+        if !self.set_vars.contains(&slot) {
+            self.set_vars.push(slot);
+        }
     }
 
     /// Declares the target variable of `map` number `i` (the order maps are built in).
@@ -272,7 +284,13 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             if let Some(m) = table.find_map(name) {
                 return Some(Var::Map(m));
             }
-            return table.find(name).map(Var::Slot);
+            return table.find(name).map(|i| {
+                if table.set_vars.contains(&i) {
+                    Var::SetVar(i, Arc::from(lower.as_str()))
+                } else {
+                    Var::Slot(i)
+                }
+            });
         }
     };
     Some(v)

@@ -87,6 +87,8 @@ pub struct LocConf {
     pub etag: bool,
     /// Named captures of the location regex: (group index, variable slot).
     pub named_captures: Vec<(usize, usize)>,
+    /// `uninitialized_variable_warn`.
+    pub uninit_warn: bool,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -200,7 +202,6 @@ const NO_EFFECT: &[&str] = &[
     "ssl_prefer_server_ciphers",
     "client_header_buffer_size",
     "if_modified_since",
-    "uninitialized_variable_warn",
     "map_hash_max_size",
     "map_hash_bucket_size",
 ];
@@ -391,7 +392,8 @@ fn declare_vars(tree: &[Directive], bx: &mut BuildCx) {
         if d.name == "set" {
             if let Some(a) = d.args.first() {
                 if let Some(n) = a.value.strip_prefix('$') {
-                    bx.vars.slot(n);
+                    let slot = bx.vars.slot(n);
+                    bx.vars.mark_set(slot);
                 }
             }
         }
@@ -1121,5 +1123,6 @@ fn build_conf(
         name: info.name.clone(),
         etag: scope.flag("etag", true)?,
         named_captures: Vec::new(),
+        uninit_warn: scope.flag("uninitialized_variable_warn", true)?,
     })
 }

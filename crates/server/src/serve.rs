@@ -616,6 +616,7 @@ async fn process(
                 // nginx's server rewrite phase: runs for every URI, before the location is
                 // found (not again after a location's `rewrite … last`).
                 if matches!(step, Step::Find) {
+                    cx.uninit_warn = srv.base.data.uninit_warn;
                     let mut ex = crate::rewrite::Exec::default();
                     pre = crate::rewrite::run(
                         &srv.base.data.script,
@@ -688,6 +689,7 @@ async fn process(
                         None => ReqBody::Empty,
                     });
                     set_paths(&mut cx, c, &loc);
+                    cx.uninit_warn = c.uninit_warn;
                     let mut ex = crate::rewrite::Exec::default();
                     // nginx skips the location rewrite phase for the server's null location.
                     let answer = if Arc::ptr_eq(&loc, &srv.base) {
@@ -697,6 +699,7 @@ async fn process(
                     };
                     if let Some(l) = ex.loc.take() {
                         cur = l;
+                        cx.uninit_warn = cur.data.uninit_warn;
                     }
                     match answer {
                         Some(o) => o,
