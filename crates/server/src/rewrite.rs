@@ -697,6 +697,17 @@ pub(crate) fn server_name_captures(
     names: &[crate::route::ServerName],
     host: &str,
 ) {
+    use crate::route::ServerName;
+    // Chosen by an exact or wildcard name: no regex ran for it.
+    let by_name = names.iter().any(|n| match n {
+        ServerName::Exact(e) => e == host,
+        ServerName::WildFront(suf) => host.ends_with(suf.as_str()),
+        ServerName::WildBack(pre) => host.starts_with(pre.as_str()),
+        ServerName::Regex(..) => false,
+    });
+    if by_name {
+        return;
+    }
     for n in names {
         if let crate::route::ServerName::Regex(re, slots) = n {
             if let Ok(Some(spans)) = re.captures(host.as_bytes()) {
