@@ -298,6 +298,10 @@ server {
         if ($arg_a) { return 200 "var-true"; }
         return 200 "var-false";
     }
+    location /empty/ {
+        if ($arg_a = "") { return 200 "empty"; }
+        if ( $arg_a != "" ) { return 200 "set"; }
+    }
     location /eq/ {
         if ($arg_a = "x") { return 200 "eq"; }
         if ($arg_a != "x") { return 200 "ne"; }
@@ -391,6 +395,8 @@ const IF_ROWS: &[(&str, Want)] = &[
     ("/var/?a=0", Body("var-false")),
     ("/var/?a=", Body("var-false")),
     ("/var/", Body("var-false")),
+    ("/empty/", Body("empty")),
+    ("/empty/?a=1", Body("set")),
     ("/eq/?a=x", Body("eq")),
     ("/eq/?a=y", Body("ne")),
     ("/re/123", Body("digits 123")),

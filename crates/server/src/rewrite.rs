@@ -270,6 +270,10 @@ fn condition(d: &Directive, bx: &mut BuildCx) -> Result<Cond, ConfigError> {
         return Err(invalid_cond(first));
     }
     first.value.remove(0);
+    if first.value.is_empty() {
+        // `( $a …`: the parenthesis was a word of its own
+        words.remove(0);
+    }
     let last = words
         .last_mut()
         .ok_or_else(|| err(&d.span, "invalid condition"))?;
@@ -277,7 +281,10 @@ fn condition(d: &Directive, bx: &mut BuildCx) -> Result<Cond, ConfigError> {
         return Err(invalid_cond(last));
     }
     last.value.pop();
-    words.retain(|w| !w.value.is_empty());
+    if last.value.is_empty() {
+        // `… $b )` or `… "")`: the parenthesis was a word of its own
+        words.pop();
+    }
     let Some(cur) = words.first() else {
         return Err(err(&d.span, "invalid condition \"\""));
     };
