@@ -122,6 +122,12 @@ server {
         rewrite ^ /show/$v-$uri;
     }
 
+    location /rf/ {
+        rewrite ^/rf/(.*)$ /$1;
+        if (-f $request_filename) { return 200 "file $uri"; }
+        return 200 "nofile $uri";
+    }
+
     location /tonamed/ { try_files /nonexistent @rw; }
     location @rw { rewrite ^/tonamed/(.*)$ /show/named-$1; }
 
@@ -214,6 +220,9 @@ const REWRITE_ROWS: &[(&str, Want)] = &[
     // a rewrite that does not match goes on to the next one
     ("/nomatch/q", Body("show uri=/show/second-q args=")),
     ("/setrw/k", Body("show uri=/show/hello-/setrw/k args=")),
+    // $request_filename follows a rewrite made earlier in the script
+    ("/rf/hello.txt", Body("file /hello.txt")),
+    ("/rf/none.txt", Body("nofile /none.txt")),
     // a named location's rewrite searches the locations again
     ("/tonamed/x", Body("show uri=/show/named-x args=")),
     // `break` inside an if: the rewrite before it holds, the request stays (static 404)
@@ -380,6 +389,15 @@ server {
 }
 
 server {
+    listen 127.0.0.1:{PORT};
+    server_name srvif.test;
+    root {ROOT};
+    if (!-e $request_filename) { rewrite ^/(.*)$ /show/$1 last; }
+    location /show/ { return 200 "show uri=$uri"; }
+    location / { return 200 "exists $uri"; }
+}
+
+server {
     listen 127.0.0.1:{PORT2} default_server;
     return 444;
 }
@@ -521,6 +539,18 @@ fn if_and_return_table() {
         r.status == 200 && r.header("X-Outer") == Some("outer"),
         r.describe(),
     );
+    // a server-level front controller: `$request_filename` under the server's root
+    for (target, want) in [
+        ("/files/f.txt", "exists /files/f.txt"),
+        ("/nope/x", "show uri=/show/nope/x"),
+    ] {
+        let r = proxy.get("srvif.test", target);
+        row(
+            &format!("server-level if {target}"),
+            r.status == 200 && r.text() == want,
+            r.describe(),
+        );
+    }
     // return with a text for a status of 400 and up
     let r = proxy.get("if.test", "/ret/418");
     row(

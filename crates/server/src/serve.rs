@@ -618,11 +618,18 @@ async fn process(
                 if matches!(step, Step::Find) {
                     cx.uninit_warn = srv.base.data.uninit_warn;
                     let mut ex = crate::rewrite::Exec::default();
+                    let base = &srv.base;
+                    // `$request_filename` at server level: under the server's root.
+                    let refresh = |cx: &mut RequestCtx| set_paths(cx, &base.data, base);
+                    if !base.data.script.is_empty() {
+                        refresh(&mut cx);
+                    }
                     pre = crate::rewrite::run(
-                        &srv.base.data.script,
+                        &base.data.script,
                         &mut cx,
-                        &srv.base.data,
+                        &base.data,
                         &mut ex,
+                        &refresh,
                     );
                 }
                 if pre.is_some() {
@@ -695,7 +702,8 @@ async fn process(
                     let answer = if Arc::ptr_eq(&loc, &srv.base) {
                         None
                     } else {
-                        crate::rewrite::run(&c.script, &mut cx, c, &mut ex)
+                        let refresh = |cx: &mut RequestCtx| set_paths(cx, c, &loc);
+                        crate::rewrite::run(&c.script, &mut cx, c, &mut ex, &refresh)
                     };
                     if let Some(l) = ex.loc.take() {
                         cur = l;
