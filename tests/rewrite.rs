@@ -128,6 +128,18 @@ server {
         return 200 "nofile $uri";
     }
 
+    location /p1/ { return 302 relative/path; }
+    location /p2/ { rewrite ^ $scheme://secure.test$request_uri? permanent; }
+    location /p3/ {
+        if ($args ~ "(^|&)id=(\d+)") { return 200 "id=$2"; }
+        return 200 "no id";
+    }
+    location ~ ^/p5/(\d+)$ { rewrite ^ /show/[$1]; }
+    location /p6/ {
+        set $args "a=1";
+        rewrite ^/p6/(.*)$ /show/$1;
+    }
+
     location /tonamed/ { try_files /nonexistent @rw; }
     location @rw { rewrite ^/tonamed/(.*)$ /show/named-$1; }
 
@@ -223,6 +235,16 @@ const REWRITE_ROWS: &[(&str, Want)] = &[
     // $request_filename follows a rewrite made earlier in the script
     ("/rf/hello.txt", Body("file /hello.txt")),
     ("/rf/none.txt", Body("nofile /none.txt")),
+    // a return URL not starting with / stays as written
+    ("/p1/x", Redirect(302, "relative/path")),
+    // the http→https idiom: $request_uri carries the arguments, the `?` drops the copy
+    ("/p2/x?q=1", Redirect(301, "http://secure.test/p2/x?q=1")),
+    // captures of an if regex on $args
+    ("/p3/?x=1&id=42", Body("id=42")),
+    // a rewrite's $1 is its own regex's group (none for ^), not the location's
+    ("/p5/7", Body("show uri=/show/[] args=")),
+    // `set $args` before a rewrite: the new arguments are kept
+    ("/p6/x?orig=1", Body("show uri=/show/x args=a=1")),
     // a named location's rewrite searches the locations again
     ("/tonamed/x", Body("show uri=/show/named-x args=")),
     // `break` inside an if: the rewrite before it holds, the request stays (static 404)
