@@ -391,6 +391,16 @@ server {
         if ($arg_tag) { add_header X-Inner inner; }
         if ($arg_plain) { set $x 1; }
     }
+    location /ep/ {
+        error_page 418 = @teapot;
+        if ($arg_t) { return 418; }
+        return 200 "no";
+    }
+    location @teapot { return 200 "teapot handler"; }
+    location /agent/ {
+        if ($http_user_agent ~* (curl|wget)) { return 403; }
+        return 200 "agent ok";
+    }
     location /al/ {
         alias {ROOT}/files/;
         if ($arg_x) { add_header X-If yes; }
@@ -462,6 +472,9 @@ const IF_ROWS: &[(&str, Want)] = &[
     // the script goes on after an if block; if's proxy_pass is only the content handler
     ("/evil/?up=1", Body("the script goes on after the if")),
     ("/ifpass/", Status(404)),
+    // the if-location inherits error_page
+    ("/ep/?t=1", Body("teapot handler")),
+    ("/ep/", Body("no")),
     // an if-location keeps the location's alias …
     ("/al/f.txt", Body("f")),
     ("/al/f.txt?x=1", Body("f")),
@@ -509,6 +522,15 @@ fn if_and_return_table() {
             failures.push(format!("{what}: {got}"));
         }
     };
+    // a regex with parentheses ending the condition
+    let r = proxy.request(b"GET /agent/ HTTP/1.1\r\nHost: if.test\r\nUser-Agent: Wget/1.2\r\nConnection: close\r\n\r\n");
+    row("agent wget → 403", r.status == 403, r.describe());
+    let r = proxy.request(b"GET /agent/ HTTP/1.1\r\nHost: if.test\r\nUser-Agent: Firefox\r\nConnection: close\r\n\r\n");
+    row(
+        "agent firefox",
+        r.status == 200 && r.text() == "agent ok",
+        r.describe(),
+    );
     // server-level if, before any location
     let r = proxy.request(
         b"GET /show/x HTTP/1.1\r\nHost: if.test\r\nX-Block: yes\r\nConnection: close\r\n\r\n",
