@@ -187,6 +187,8 @@ pub struct RequestCtx {
     pub request_body: Option<Bytes>,
     /// `uninitialized_variable_warn` of the current location.
     pub uninit_warn: bool,
+    /// The response was sent whole (`$request_completion`), set when logging.
+    pub completed: bool,
 }
 
 impl RequestCtx {
@@ -224,6 +226,7 @@ impl RequestCtx {
             request_id: std::sync::OnceLock::new(),
             request_body: None,
             uninit_warn: true,
+            completed: false,
         }
     }
 
@@ -371,6 +374,11 @@ impl RequestCtx {
             }
             // hyper does not say whether the next request was already buffered.
             Var::Pipe => out.put_u8(b'.'),
+            Var::RequestCompletion => {
+                if self.completed {
+                    out.put_slice(b"OK")
+                }
+            }
             Var::RequestBody => {
                 if let Some(b) = &self.request_body {
                     out.put_slice(b)

@@ -99,6 +99,8 @@ pub enum Var {
     Pipe,
     /// `$request_body`: the body read into memory for a `*_pass`.
     RequestBody,
+    /// `$request_completion`: `OK` once the response was sent whole.
+    RequestCompletion,
     /// `$http_NAME`: a request header.
     Http(HeaderName),
     /// `$sent_http_NAME`: a response header.
@@ -215,6 +217,7 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "binary_remote_addr" => Var::BinaryRemoteAddr,
         "request_id" => Var::RequestId,
         "pipe" => Var::Pipe,
+        "request_completion" => Var::RequestCompletion,
         "request_body" => {
             REQUEST_BODY_USED.store(true, std::sync::atomic::Ordering::Relaxed);
             Var::RequestBody

@@ -1193,7 +1193,8 @@ struct LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        if let Some(cx) = self.cx.take() {
+        if let Some(mut cx) = self.cx.take() {
+            cx.completed = self.inner.is_end_stream();
             for l in &self.logs {
                 l.log(&cx);
             }
