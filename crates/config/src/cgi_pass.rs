@@ -1,37 +1,15 @@
-//! The location handler of a CGI-style `*_pass` (uwsgi, SCGI; it fits FastCGI too),
-//! written once: the protocols differ only in how the request head is encoded and in
-//! the codec, which they supply through [`CgiProtocol`].
-//!
-//! At load, [`pass_group`] reads the `PREFIX_pass` target (`host:port`, `unix:/path`,
-//! an `upstream` name, optionally behind a scheme such as `uwsgi://`) and
-//! [`CgiPass::new`] reads the `PREFIX_*` family and the `PREFIX_param` array once.
-//! Per request: the body is prepared (buffered when `*_request_buffering on`, or when
-//! chunked, so `CONTENT_LENGTH` is exact), the params are evaluated (`HTTP_*` headers
-//! included), the protocol encodes the head (an encode failure, such as uwsgi vars over
-//! 64 KiB, is an error before anything is sent), the shared [`exchange`] runs with the
-//! protocol's codec, and the response is filtered by [`Family::response`].
+//! Building a CGI-style `*_pass` at load (uwsgi, SCGI; the handler itself,
+//! [`CgiPass`], runs in `junction_core::pass`): [`pass_group`] reads the `PREFIX_pass`
+//! target (`host:port`, `unix:/path`, an `upstream` name, optionally behind a scheme
+//! such as `uwsgi://`), [`cgi_pass`] reads the `PREFIX_*` family and the
+//! `PREFIX_param` array once and registers the protocol's health probe. Nothing here
+//! runs per request.
 
-use crate::model::{err, family, params, BuildCx, Family, Scope};
+use crate::model::{err, family, params, BuildCx, Scope};
 use crate::tree::ConfigError;
-use bytes::Bytes;
-use junction_core::backend::{Backend, BoxFuture, Response};
-use junction_core::body::ReqBody;
-use junction_core::cgi::ParamSet;
-use junction_core::codec::UpstreamCodec;
-use junction_core::ctx::RequestCtx;
-use junction_core::exchange::exchange;
+pub use junction_core::pass::{CgiPass, CgiProtocol};
 use junction_core::upstream::Group;
-use junction_core::Error;
 use std::sync::Arc;
-
-/// What a CGI-style protocol supplies: its request head and its codec.
-pub trait CgiProtocol: Send + Sync + 'static {
-    /// Encodes the request head from the evaluated params and the exact body length.
-    fn encode_head(&self, params: &[(Bytes, Bytes)], body_len: u64) -> Result<Bytes, Error>;
-
-    /// A fresh codec for one attempt; `head_limit` is `*_buffer_size`.
-    fn codec(&self, head_limit: usize) -> Box<dyn UpstreamCodec>;
-}
 
 /// The health probe of a CGI-style protocol: a `GET` of the `health_check uri` encoded
 /// by the protocol, its answer read with the protocol's codec. A head the protocol
@@ -138,68 +116,22 @@ pub fn warn_no_effect(scope: &Scope<'_>, prefix: &str, bx: &mut BuildCx) {
     }
 }
 
-/// The backend of one location's CGI-style `*_pass`.
-#[derive(Debug)]
-pub struct CgiPass<P> {
+/// The backend of one location's CGI-style `*_pass` ([`CgiPass`], run by core): reads
+/// the `PREFIX_*` family and `PREFIX_param` array of the location at `scope` (and
+/// registers the protocol's health probe on the group).
+pub fn cgi_pass<P: CgiProtocol + Clone>(
+    scope: &Scope<'_>,
+    prefix: &str,
+    group: Arc<Group>,
     proto: P,
-    fam: Family,
-    params: ParamSet,
-    hidden: Vec<http::HeaderName>,
-}
-
-impl<P: CgiProtocol> CgiPass<P> {
-    /// Reads the `PREFIX_*` family and `PREFIX_param` array of the location at `scope`
-    /// (and registers the protocol's health probe on the group).
-    pub fn new(
-        scope: &Scope<'_>,
-        prefix: &str,
-        group: Arc<Group>,
-        proto: P,
-        bx: &mut BuildCx,
-    ) -> Result<Self, ConfigError>
-    where
-        P: Clone,
-    {
-        warn_no_effect(scope, prefix, bx);
-        let fam = family(scope, prefix, group, bx)?;
-        bx.probe(&fam.upstream.group, |hc| cgi_probe(&proto, prefix, hc));
-        let mut params = params(scope, &format!("{prefix}_param"), bx)?;
-        params.pass_request_headers = fam.pass_request_headers;
-        let hidden = fam.hidden_headers();
-        Ok(CgiPass {
-            proto,
-            fam,
-            params,
-            hidden,
-        })
-    }
-
-    async fn run(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
-        let body = self.fam.prepare_body(cx, body, true).await?;
-        let params = self.params.build(cx);
-        let head = self
-            .proto
-            .encode_head(&params, body.known_len().unwrap_or(0))?;
-        let bind = self.fam.bind_addr(cx)?;
-        let limit = self.fam.upstream.buffering.buffer_size;
-        let new_codec = || self.proto.codec(limit);
-        let up = exchange(&self.fam.upstream, cx, bind, head, body, &new_codec).await?;
-        Ok(self.fam.response(up, &self.hidden))
-    }
-}
-
-impl<P: CgiProtocol> Backend for CgiPass<P> {
-    fn handle<'a>(
-        &'a self,
-        cx: &'a mut RequestCtx,
-        body: ReqBody,
-    ) -> BoxFuture<'a, Result<Response, Error>> {
-        Box::pin(self.run(cx, body))
-    }
-
-    fn intercept_errors(&self) -> bool {
-        self.fam.intercept_errors
-    }
+    bx: &mut BuildCx,
+) -> Result<CgiPass<P>, ConfigError> {
+    warn_no_effect(scope, prefix, bx);
+    let fam = family(scope, prefix, group, bx)?;
+    bx.probe(&fam.upstream.group, |hc| cgi_probe(&proto, prefix, hc));
+    let mut params = params(scope, &format!("{prefix}_param"), bx)?;
+    params.pass_request_headers = fam.pass_request_headers;
+    Ok(CgiPass::new(proto, fam, params))
 }
 
 #[cfg(test)]

@@ -22,8 +22,8 @@
 //! - [`registry`]: the table of known directives and the context/arity check.
 //! - [`values`]: `on`/`off`, sizes and times with nginx's rules.
 //! - [`model`]: scopes with nginx's inheritance, the shared `*_` directive family.
-//! - [`cgi_pass`]: the CGI-style `*_pass` handler (uwsgi, SCGI) over a protocol's head
-//!   encoder and codec.
+//! - [`cgi_pass`]: builds a CGI-style `*_pass` (uwsgi, SCGI) at load; its handler runs
+//!   in `junction_core::pass`.
 //! - [`upstream`]: `upstream {}` blocks (servers, balancing method, keepalive,
 //!   `health_check`, `queue`) and `match {}` blocks → server groups.
 //!

@@ -9,12 +9,13 @@
 
 use crate::tree::{Arg, ConfigError, Directive, Span};
 use crate::values::{parse_flag, parse_size, parse_time_ms};
+pub use junction_core::exchange::Bind;
 use junction_core::exchange::{NextUpstream, Timeouts, UpstreamConf};
+pub use junction_core::pass::{Family, HIDE_RESPONSE};
 use junction_core::relay::BufferPolicy;
 use junction_core::upstream::{Group, PeerAddr};
 use junction_core::vars::{Template, VarTable};
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -183,6 +184,19 @@ impl BuildCx {
         }
     }
 
+    /// Every group built: `upstream {}` blocks and the implicit groups of `*_pass`
+    /// addresses, by name.
+    pub fn all_groups(&self) -> Vec<Arc<Group>> {
+        let mut v: Vec<Arc<Group>> = self
+            .upstreams
+            .values()
+            .chain(self.implicit.values())
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
     /// The group for a `*_pass` target: an `upstream` name, or `host[:port]` /
     /// `unix:/path` resolved now (all addresses of a host name form the group).
     pub fn group(
@@ -207,64 +221,6 @@ impl BuildCx {
         let g = Group::implicit(target.to_string(), addrs);
         self.implicit.insert(key, g.clone());
         Ok(g)
-    }
-}
-
-/// `*_bind`: off, a literal address, or a template evaluated per request.
-#[derive(Debug, Clone)]
-pub enum Bind {
-    /// No bind.
-    Off,
-    /// A fixed source address.
-    Addr(IpAddr),
-    /// A template (`$var`): evaluated and parsed per request.
-    Dynamic(Template),
-}
-
-/// The shared `PREFIX_*` directive family of one location.
-#[derive(Debug, Clone)]
-pub struct Family {
-    /// The driver's configuration (group, timeouts, buffering, retries).
-    pub upstream: UpstreamConf,
-    /// `*_bind`.
-    pub bind: Bind,
-    /// `*_request_buffering`.
-    pub request_buffering: bool,
-    /// `client_body_buffer_size`.
-    pub client_body_buffer_size: usize,
-    /// Temp path for request bodies.
-    pub body_temp_path: PathBuf,
-    /// `*_hide_header` (lower-case names).
-    pub hide_headers: Vec<String>,
-    /// `*_pass_header` (lower-case names).
-    pub pass_headers: Vec<String>,
-    /// `*_intercept_errors`.
-    pub intercept_errors: bool,
-    /// `*_pass_request_headers`.
-    pub pass_request_headers: bool,
-    /// `*_pass_request_body`.
-    pub pass_request_body: bool,
-}
-
-impl Family {
-    /// The source address for this request.
-    pub fn bind_addr(
-        &self,
-        cx: &junction_core::ctx::RequestCtx,
-    ) -> Result<Option<IpAddr>, junction_core::Error> {
-        match &self.bind {
-            Bind::Off => Ok(None),
-            Bind::Addr(a) => Ok(Some(*a)),
-            Bind::Dynamic(t) => {
-                let v = t.eval_string(cx);
-                if v.is_empty() {
-                    return Ok(None);
-                }
-                v.parse().map(Some).map_err(|_| {
-                    junction_core::Error::internal(format!("invalid local address \"{v}\""))
-                })
-            }
-        }
     }
 }
 
@@ -390,12 +346,12 @@ pub fn family(
     Ok(Family {
         upstream: UpstreamConf {
             group,
+            bind,
             timeouts,
             buffering,
             next,
             keep_conn,
         },
-        bind,
         request_buffering: scope.flag(&n("request_buffering"), true)?,
         client_body_buffer_size: scope.size("client_body_buffer_size", 16 * 1024)? as usize,
         body_temp_path: match scope.arg("client_body_temp_path") {
@@ -445,29 +401,6 @@ fn bytes_of(s: &str) -> bytes::Bytes {
     bytes::Bytes::copy_from_slice(s.as_bytes())
 }
 
-/// Splits a `*_pass` URL into (scheme, host[:port] or unix path, uri part).
-pub fn split_url(url: &str) -> (Option<&str>, &str, Option<&str>) {
-    let (scheme, rest) = match url.find("://") {
-        Some(i) => (url.get(..i), url.get(i + 3..).unwrap_or("")),
-        None => (None, url),
-    };
-    if let Some(unix) = rest.strip_prefix("unix:") {
-        // unix:/path/sock:/uri
-        return match unix.find(':') {
-            Some(i) => (
-                scheme,
-                rest.get(..5 + i).unwrap_or(rest),
-                unix.get(i + 1..).filter(|s| !s.is_empty()),
-            ),
-            None => (scheme, rest, None),
-        };
-    }
-    match rest.find('/') {
-        Some(i) => (scheme, rest.get(..i).unwrap_or(rest), rest.get(i..)),
-        None => (scheme, rest, None),
-    }
-}
-
 /// A peer address for display.
 pub fn peer_display(p: &PeerAddr) -> String {
     p.to_string()
@@ -513,97 +446,6 @@ pub type BuildBackend = fn(
     &mut BuildCx,
 )
     -> Result<Option<Arc<dyn junction_core::backend::Backend>>, ConfigError>;
-
-/// Upstream response headers every protocol hides by default (nginx's
-/// `*_hide_header` defaults) plus hop-by-hop ones; `*_pass_header` lets one through.
-pub const HIDE_RESPONSE: &[&str] = &[
-    "date",
-    "server",
-    "x-pad",
-    "x-accel-expires",
-    "x-accel-redirect",
-    "x-accel-limit-rate",
-    "x-accel-buffering",
-    "x-accel-charset",
-    "status",
-    "connection",
-    "keep-alive",
-    "transfer-encoding",
-    "te",
-    "trailer",
-    "upgrade",
-    "proxy-connection",
-];
-
-impl Family {
-    /// The response headers to hide for this location (defaults + `*_hide_header`
-    /// − `*_pass_header`), computed once at load by the protocol's builder.
-    pub fn hidden_headers(&self) -> Vec<http::HeaderName> {
-        HIDE_RESPONSE
-            .iter()
-            .filter(|h| !self.pass_headers.iter().any(|p| p == *h))
-            .map(|h| http::HeaderName::from_static(h))
-            .chain(
-                self.hide_headers
-                    .iter()
-                    .filter_map(|h| http::HeaderName::from_bytes(h.as_bytes()).ok()),
-            )
-            .collect()
-    }
-
-    /// Reads (buffers) the request body when the protocol needs it whole:
-    /// `*_request_buffering on`, or `need_length` and the client sent no
-    /// Content-Length (chunked) — CGI protocols must send an exact CONTENT_LENGTH.
-    /// After buffering, `Content-Length` in the context is the exact length.
-    pub async fn prepare_body(
-        &self,
-        cx: &mut junction_core::ctx::RequestCtx,
-        body: junction_core::body::ReqBody,
-        need_length: bool,
-    ) -> Result<junction_core::body::ReqBody, junction_core::Error> {
-        use junction_core::body::ReqBody;
-        if !self.pass_request_body {
-            return Ok(ReqBody::Empty);
-        }
-        let must = self.request_buffering || (need_length && body.known_len().is_none());
-        if !must {
-            return Ok(body);
-        }
-        let b = body
-            .buffer(self.client_body_buffer_size, &self.body_temp_path)
-            .await?;
-        if let ReqBody::Buffered(x) = &b {
-            if junction_core::vars::request_body_used() {
-                cx.request_body = x.in_memory();
-            }
-            if !cx.headers.contains_key(http::header::CONTENT_LENGTH)
-                || cx.headers.contains_key(http::header::TRANSFER_ENCODING)
-            {
-                junction_core::cgi::set_content_length(cx, x.len());
-            }
-        }
-        Ok(b)
-    }
-
-    /// Turns an upstream response into the client response: status, headers
-    /// without the hidden ones, the relayed body.
-    pub fn response(
-        &self,
-        up: junction_core::exchange::UpstreamResponse,
-        hidden: &[http::HeaderName],
-    ) -> junction_core::backend::Response {
-        let mut headers = http::HeaderMap::with_capacity(up.head.headers.len());
-        for (k, v) in up.head.headers.iter() {
-            if !hidden.contains(k) {
-                headers.append(k.clone(), v.clone());
-            }
-        }
-        let mut resp = http::Response::new(up.body);
-        *resp.status_mut() = up.head.status;
-        *resp.headers_mut() = headers;
-        resp
-    }
-}
 
 /// The types an nginx build knows without `types {}` (nginx's own default set is
 /// tiny; a bare sites-available file normally sits under Debian's http block,
@@ -664,39 +506,38 @@ pub fn default_type(scope: &Scope<'_>) -> bytes::Bytes {
     )
 }
 
-/// The extension of `uri` as nginx's `ngx_http_set_exten` finds it: after the last
-/// `.` of the last path segment, not for a dot file (`/.htaccess`).
-pub fn uri_extension(uri: &str) -> Option<&str> {
-    let b = uri.as_bytes();
-    let mut i = b.len().checked_sub(1)?;
-    while i > 1 {
-        match b.get(i) {
-            Some(b'.') if b.get(i - 1) != Some(&b'/') => return uri.get(i + 1..),
-            Some(b'/') => return None,
-            _ => {}
-        }
-        i -= 1;
-    }
-    None
-}
-
-/// The `Content-Type` for `uri`: its extension (case-insensitive) in `types`, else
-/// `default_type` — nginx's `ngx_http_set_content_type`.
-pub fn content_type_for(
-    uri: &str,
-    types: &HashMap<String, bytes::Bytes>,
-    default_type: &bytes::Bytes,
-) -> bytes::Bytes {
-    uri_extension(uri)
-        .filter(|e| !e.is_empty())
-        .and_then(|e| match types.get(e) {
-            Some(t) => Some(t.clone()),
-            None if e.bytes().any(|c| c.is_ascii_uppercase()) => {
-                types.get(&e.to_ascii_lowercase()).cloned()
+/// `fastcgi_split_path_info` and `fastcgi_index` as they apply at this level (both
+/// inherited), for `$fastcgi_script_name`/`$fastcgi_path_info`; `None` when neither
+/// is set. The regex must have exactly two captures, as nginx requires.
+pub fn script_split(
+    scope: &Scope<'_>,
+) -> Result<Option<Arc<junction_core::cgi::ScriptSplit>>, ConfigError> {
+    let regex = match scope.arg("fastcgi_split_path_info") {
+        None => None,
+        Some((d, a)) => {
+            let re = junction_core::regex::Regex::compile(&a.value, false)
+                .map_err(|e| err(&d.span, e))?;
+            // capture 0 is the whole match
+            if re.captures_len() != 3 {
+                return Err(err(
+                    &d.span,
+                    format!("pattern \"{}\" must have 2 captures", a.value),
+                ));
             }
-            None => None,
-        })
-        .unwrap_or_else(|| default_type.clone())
+            Some(re)
+        }
+    };
+    let index = scope
+        .arg("fastcgi_index")
+        .map(|(_, a)| bytes::Bytes::copy_from_slice(a.value.as_bytes()))
+        .unwrap_or_default();
+    if regex.is_none() && index.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(junction_core::cgi::ScriptSplit {
+        regex,
+        index,
+    })))
 }
 
 #[cfg(test)]
@@ -705,22 +546,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn extensions_as_nginx() {
-        assert_eq!(uri_extension("/a/b.html"), Some("html"));
-        assert_eq!(uri_extension("/a.b/c"), None);
-        assert_eq!(uri_extension("/a/.htaccess"), None);
-        assert_eq!(uri_extension("/a/x.tar.gz"), Some("gz"));
-        assert_eq!(uri_extension("/file."), Some(""));
-        assert_eq!(uri_extension("/"), None);
-        assert_eq!(uri_extension(""), None);
-        assert_eq!(uri_extension("/.x"), None);
-    }
-
-    #[test]
     fn content_type_lookup() {
         let types = mime_types(&Scope::root(&[]));
         let dflt = bytes::Bytes::from_static(b"text/plain");
-        let ct = |u: &str| content_type_for(u, &types, &dflt);
+        let ct = |u: &str| junction_core::mime::content_type(u, &types, &dflt);
         assert_eq!(ct("/p.html"), "text/html");
         assert_eq!(ct("/P.HTML"), "text/html");
         assert_eq!(ct("/p.css"), "text/css");

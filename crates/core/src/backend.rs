@@ -1,14 +1,11 @@
 //! The `Backend` trait: what a location hands a request to. Built once per
 //! location at config load; called per request with the request context and body.
+//! Implementors write a plain `async fn handle` under `#[junction_core::async_trait]`
+//! (the one boxed future per request a `dyn Backend` costs).
 
 use crate::body::{Body, ReqBody};
 use crate::ctx::RequestCtx;
 use crate::error::Error;
-use std::future::Future;
-use std::pin::Pin;
-
-/// A boxed, type-erased future (the one allocation per request a `dyn Backend` costs).
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The response type backends produce.
 pub type Response = http::Response<Body>;
@@ -22,14 +19,16 @@ pub type Response = http::Response<Body>;
 #[derive(Debug, Clone, Copy)]
 pub struct Generated;
 
+/// A response extension: close the client connection without writing anything
+/// (nginx's `return 444`, `NGX_HTTP_CLOSE`).
+#[derive(Debug, Clone, Copy)]
+pub struct NoResponse;
+
 /// A content handler: HTTP proxy, FastCGI, uwsgi, SCGI, memcached, static files.
+#[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {
     /// Produces the response for the request in `cx`.
-    fn handle<'a>(
-        &'a self,
-        cx: &'a mut RequestCtx,
-        body: ReqBody,
-    ) -> BoxFuture<'a, Result<Response, Error>>;
+    async fn handle(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error>;
 
     /// `*_intercept_errors`: whether upstream statuses >= 300 may be replaced by `error_page`.
     fn intercept_errors(&self) -> bool {

@@ -176,7 +176,17 @@ pub struct RequestCtx {
     /// Number of internal redirects so far.
     pub redirects: u8,
     /// The client connection's upgrade (WebSocket), when the request asked for one.
-    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    pub upgrade: Option<crate::client::OnUpgrade>,
+    /// `fastcgi_split_path_info` / `fastcgi_index` of the current location (`None`:
+    /// neither is set), for `$fastcgi_script_name` and `$fastcgi_path_info`.
+    pub script_split: Option<Arc<crate::cgi::ScriptSplit>>,
+    /// The split once computed (nginx's fastcgi module context): script name without
+    /// the index, path info.
+    script_parts: std::sync::OnceLock<(Bytes, Bytes)>,
+    /// The selected server's counters, recorded into when the request ends.
+    pub stats: Option<Arc<crate::stats::HttpStats>>,
+    /// Counts this request as in progress (`stub_status`'s Writing) while it lives.
+    pub in_flight: Option<crate::stats::InFlight>,
     /// The configuration's `map`s (`$var` of a map is computed on first read).
     pub maps: Option<Arc<crate::map::Maps>>,
     /// Each map's value once computed (not for `volatile` maps).
@@ -221,6 +231,10 @@ impl RequestCtx {
             conn_requests: 1,
             redirects: 0,
             upgrade: None,
+            script_split: None,
+            script_parts: std::sync::OnceLock::new(),
+            stats: None,
+            in_flight: None,
             maps: None,
             map_cache: Vec::new(),
             request_id: std::sync::OnceLock::new(),
@@ -228,6 +242,30 @@ impl RequestCtx {
             uninit_warn: true,
             completed: false,
         }
+    }
+
+    /// The request is over (its response sent or abandoned): records it in its
+    /// server's counters, once.
+    pub fn record_stats(&mut self) {
+        if let Some(s) = self.stats.take() {
+            s.record(self);
+        }
+        self.in_flight = None;
+    }
+
+    /// Forgets the computed `$fastcgi_script_name`/`$fastcgi_path_info`: an internal
+    /// redirect clears nginx's module contexts, and the FastCGI handler starts a new
+    /// one (so they are computed again from the `$uri` of that moment).
+    pub fn reset_script_split(&mut self) {
+        self.script_parts = std::sync::OnceLock::new();
+    }
+
+    /// The script name (without the index) and path info, computed on first read.
+    fn script_parts(&self) -> &(Bytes, Bytes) {
+        self.script_parts.get_or_init(|| match &self.script_split {
+            Some(s) => s.split(&self.uri),
+            None => (Bytes::copy_from_slice(self.uri.as_bytes()), Bytes::new()),
+        })
     }
 
     /// Sets slot `i`.
@@ -424,6 +462,16 @@ impl RequestCtx {
                 ),
                 None => {}
             },
+            Var::FastcgiScriptName => {
+                let name = &self.script_parts().0;
+                out.put_slice(name);
+                if name.ends_with(b"/") {
+                    if let Some(s) = &self.script_split {
+                        out.put_slice(&s.index);
+                    }
+                }
+            }
+            Var::FastcgiPathInfo => out.put_slice(&self.script_parts().1),
             Var::Map(i) => {
                 let Some(m) = self.maps.as_ref().and_then(|m| m.maps.get(*i)) else {
                     return;

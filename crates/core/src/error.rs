@@ -1,6 +1,8 @@
 //! One error type for the whole request path. It records *which side* failed
 //! (client, upstream, internal) and *what* failed, and `Error::status` is the
-//! single place where a failure becomes an HTTP status code.
+//! single place where a failure becomes an HTTP status code. It also carries the
+//! *retry decision* ([`Retry`], after pingora's `RetryType`), set where the failure
+//! happens, and the error it came from ([`std::error::Error::source`]).
 
 use http::StatusCode;
 use std::fmt;
@@ -51,12 +53,35 @@ pub enum ErrorKind {
     Internal,
 }
 
+/// Whether, and how, the upstream exchange may make the request again after this
+/// failure (nginx's `ngx_http_upstream_next`). Set where the failure happens, so the
+/// rule travels with the error instead of a boolean passed beside it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Never made again: a byte of the response reached the client, or the failure is
+    /// the client's or Junction's own.
+    Never,
+    /// `*_next_upstream` (its condition, the tries left, `non_idempotent`) decides
+    /// whether the next server is tried; the attempt uses a try.
+    NextUpstream,
+    /// Nothing of a response arrived (the write failed, or the read met EOF or a reset
+    /// before the first byte). On a connection reused from the keepalive pool this is
+    /// the race with a peer closing an idle connection: the request is made again on a
+    /// fresh connection to the same server without using a try (nginx: `tries++` for a
+    /// cached peer on `NGX_HTTP_UPSTREAM_FT_ERROR`; pingora: `RetryType::ReusedOnly`),
+    /// still only where `*_next_upstream` and `non_idempotent` allow it. On a fresh
+    /// connection, as [`Retry::NextUpstream`].
+    ReusedOnly,
+}
+
 /// The error carried along the request path.
 #[derive(Debug)]
 pub struct Error {
     kind: ErrorKind,
     side: Side,
+    retry: Retry,
     msg: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
@@ -72,11 +97,52 @@ impl Error {
             ErrorKind::Internal => Side::Internal,
             _ => Side::Upstream,
         };
+        let retry = match kind {
+            ErrorKind::Connect
+            | ErrorKind::Timeout
+            | ErrorKind::InvalidResponse
+            | ErrorKind::UpstreamClosed
+            | ErrorKind::UpstreamIo
+            | ErrorKind::TooBigHeader => Retry::NextUpstream,
+            _ => Retry::Never,
+        };
         Error {
             kind,
             side,
+            retry,
             msg: msg.into(),
+            source: None,
         }
+    }
+
+    /// The same error with the retry decision `retry`.
+    #[must_use]
+    pub fn with_retry(mut self, retry: Retry) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The same error, caused by `source`.
+    #[must_use]
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    /// Whether and how the exchange may make the request again ([`Retry`]).
+    pub fn retry(&self) -> Retry {
+        self.retry
+    }
+
+    /// Settles [`Retry::ReusedOnly`] once it is known whether the connection came from
+    /// the keepalive pool (pingora's `decide_reuse`): it stays `ReusedOnly` for a
+    /// reused connection and becomes [`Retry::NextUpstream`] for a fresh one.
+    #[must_use]
+    pub fn decide_reuse(mut self, reused: bool) -> Self {
+        if self.retry == Retry::ReusedOnly && !reused {
+            self.retry = Retry::NextUpstream;
+        }
+        self
     }
 
     /// Upstream sent an invalid response.
@@ -104,18 +170,9 @@ impl Error {
         &self.msg
     }
 
-    /// Whether another upstream server may be tried (nothing reached the client yet is
-    /// the caller's business): connection-level failures and timeouts are retryable.
+    /// Whether the request may be made again at all (see [`Error::retry`]).
     pub fn retryable(&self) -> bool {
-        matches!(
-            self.kind,
-            ErrorKind::Connect
-                | ErrorKind::Timeout
-                | ErrorKind::InvalidResponse
-                | ErrorKind::UpstreamClosed
-                | ErrorKind::UpstreamIo
-                | ErrorKind::TooBigHeader
-        )
+        self.retry != Retry::Never
     }
 
     /// The HTTP status this failure is answered with. The only place that maps.
@@ -146,7 +203,8 @@ impl Error {
             std::io::ErrorKind::UnexpectedEof => ErrorKind::UpstreamClosed,
             _ => ErrorKind::UpstreamIo,
         };
-        Self::new(kind, format!("{what}: {e}"))
+        let msg = format!("{what}: {e}");
+        Self::new(kind, msg).with_source(e)
     }
 }
 
@@ -156,7 +214,13 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -7,9 +7,10 @@
 use crate::body::{Body, ReqBody};
 use crate::codec::{Decoded, ResponseHead, UpstreamCodec};
 use crate::ctx::RequestCtx;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Retry};
 use crate::relay::{BufferPolicy, Spool, SpoolBody};
 use crate::upstream::{Conn, Group, InUse, Outcome};
+use crate::vars::Template;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use std::net::IpAddr;
@@ -77,6 +78,7 @@ impl NextUpstream {
         status != 0 && self.statuses.contains(&status)
     }
 
+    /// Whether the condition of `e` is listed (`error`, `timeout`, `invalid_header`).
     fn allows(&self, e: &Error) -> bool {
         match e.kind() {
             ErrorKind::Connect | ErrorKind::UpstreamClosed | ErrorKind::UpstreamIo => self.error,
@@ -89,11 +91,46 @@ impl NextUpstream {
     }
 }
 
-/// Everything the driver needs from a location's `*_` directives.
+/// `*_bind`: off, a literal address, or a template evaluated per request.
+#[derive(Debug, Clone)]
+pub enum Bind {
+    /// No bind.
+    Off,
+    /// A fixed source address.
+    Addr(IpAddr),
+    /// A template (`$var`): evaluated and parsed per request.
+    Dynamic(Template),
+}
+
+impl Bind {
+    /// The source address for this request (a template is evaluated and parsed).
+    pub fn addr(&self, cx: &RequestCtx) -> Result<Option<IpAddr>, Error> {
+        match self {
+            Bind::Off => Ok(None),
+            Bind::Addr(a) => Ok(Some(*a)),
+            Bind::Dynamic(t) => {
+                let v = t.eval_string(cx);
+                if v.is_empty() {
+                    return Ok(None);
+                }
+                v.parse()
+                    .map(Some)
+                    .map_err(|_| Error::internal(format!("invalid local address \"{v}\"")))
+            }
+        }
+    }
+}
+
+/// Everything the driver needs from a location's `*_` directives: the upstream's own
+/// connection settings (group, source address, timeouts; pingora's `PeerOptions`),
+/// buffering and the retry policy. Read once at load; every protocol's backend hands
+/// it to [`exchange`] as it is.
 #[derive(Debug, Clone)]
 pub struct UpstreamConf {
     /// The server group.
     pub group: Arc<Group>,
+    /// `*_bind`: the source address of connections to it.
+    pub bind: Bind,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Response buffering.
@@ -200,117 +237,148 @@ async fn read_more(
 }
 
 /// Runs the exchange: `head` is the protocol-encoded request head; `new_codec`
-/// makes a fresh codec for each attempt.
+/// makes a fresh codec for each attempt; the source address is `conf.bind`'s for this
+/// request.
 ///
 /// The group's method picks a server ([`Group::select`]: it may wait in the group's
 /// queue); an attempt that fails, or whose status is listed in `*_next_upstream`, goes
-/// to the next server as nginx's `ngx_http_upstream_next` allows: the condition is
-/// listed, tries are left (one per server, and `*_next_upstream_tries`), the
-/// `*_next_upstream_timeout` has not passed, and — once the request was sent — the
-/// method is idempotent (or `non_idempotent` is listed) and the body can be sent again.
+/// to the next server as nginx's `ngx_http_upstream_next` allows: the error's
+/// [`Retry`] is not `Never`, the condition is listed, tries are left (one per server,
+/// and `*_next_upstream_tries`), the `*_next_upstream_timeout` has not passed, and —
+/// once the request was sent — the method is idempotent (or `non_idempotent` is
+/// listed) and the body can be sent again. A connection reused from the keepalive pool
+/// that fails before the first response byte ([`Retry::ReusedOnly`]) is retried on a
+/// fresh connection to the same server under the same rules but without using a try
+/// (so also with a single server) and without counting as a failure of that server.
 /// Nothing is retried once the response head was taken: no byte reached the client
 /// before. With no tries left, a listed status is passed to the client as it is.
 pub async fn exchange(
     conf: &UpstreamConf,
     cx: &mut RequestCtx,
-    bind: Option<IpAddr>,
     head: Bytes,
     mut body: ReqBody,
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
 ) -> Result<UpstreamResponse, Error> {
     let started = Instant::now();
+    let bind = conf.bind.addr(cx)?;
     let group = &conf.group;
     let mut st = group.pick_state(cx);
-    let idempotent = !matches!(cx.method.as_str(), "POST" | "LOCK" | "PATCH");
+    let policy = Policy {
+        next: &conf.next,
+        idempotent: !matches!(cx.method.as_str(), "POST" | "LOCK" | "PATCH"),
+    };
     let total = group.servers.len();
-    loop {
+    'servers: loop {
         let inuse = group.select(&mut st).await?;
         let i = inuse.index();
         let Some(server) = group.servers.get(i).cloned() else {
             return Err(Error::internal("upstream server vanished"));
         };
-        let t0 = Instant::now();
-        let r = attempt(conf, i, bind, &head, &mut body, new_codec).await;
-        let tried = st.tried.len();
-        let tries_left = tried < total
-            && (conf.next.tries == 0 || (tried as u64) < u64::from(conf.next.tries))
-            && (conf.next.timeout_total.is_zero() || started.elapsed() < conf.next.timeout_total);
-        // Once sent, a request goes again only if it may be repeated and its body
-        // can be replayed (a streamed body was consumed).
-        let repeatable = |sent: bool, body: &ReqBody| {
-            !sent
-                || ((idempotent || conf.next.non_idempotent)
-                    && !matches!(body, ReqBody::Incoming(_)))
-        };
-        match r {
-            Ok(h) => {
-                let status = h.head.status.as_u16();
-                cx.upstream.attempt(&server, Some(status), t0.elapsed());
-                if conf.next.retries_status(status) && tries_left && repeatable(true, &body) {
-                    let outcome = if matches!(status, 403 | 404) {
-                        Outcome::Next
-                    } else {
-                        Outcome::Failed
-                    };
-                    group.report(i, outcome);
-                    tracing::debug!(
-                        "upstream {} answered {status} (trying next upstream)",
-                        server.name
-                    );
-                    continue;
+        // A fresh connection after a reused one failed before any response byte.
+        let mut fresh = false;
+        loop {
+            let t0 = Instant::now();
+            let mut sent = false;
+            let r = attempt(conf, i, fresh, bind, &head, &mut body, new_codec, &mut sent).await;
+            let tried = st.tried.len();
+            let tries_left = tried < total
+                && (conf.next.tries == 0 || (tried as u64) < u64::from(conf.next.tries))
+                && (conf.next.timeout_total.is_zero()
+                    || started.elapsed() < conf.next.timeout_total);
+            let h = match r {
+                Ok(h) => h,
+                Err(e) => {
+                    cx.upstream.attempt(&server, None, t0.elapsed());
+                    if e.retry() == Retry::ReusedOnly
+                        && !fresh
+                        && policy.may_repeat(&e, sent, &body)
+                    {
+                        tracing::debug!(
+                            "{} (keepalive connection was closed by the peer: retrying on a new connection)",
+                            e.message()
+                        );
+                        fresh = true;
+                        continue;
+                    }
+                    if !matches!(e.kind(), ErrorKind::Encode | ErrorKind::Internal) {
+                        group.report(i, Outcome::Failed);
+                    }
+                    drop(inuse);
+                    if tries_left && policy.may_repeat(&e, sent, &body) {
+                        tracing::warn!("{} (trying next upstream)", e.message());
+                        continue 'servers;
+                    }
+                    return Err(e);
                 }
-                group.report(i, Outcome::Ok);
-                if crate::vars::upstream_headers_used() {
-                    cx.upstream.headers = h.head.headers.clone();
-                }
-                let Headed {
-                    head: rhead,
-                    conn,
-                    codec,
-                    buf,
-                } = h;
-                if rhead.status == http::StatusCode::SWITCHING_PROTOCOLS {
-                    return Ok(UpstreamResponse {
-                        head: rhead,
-                        body: crate::body::empty(),
-                        upgraded: Some(Upgraded {
-                            stream: conn.stream,
-                            leftover: buf.freeze(),
-                            _inuse: inuse,
-                        }),
-                    });
-                }
-                let body = relay(
-                    conf,
-                    i,
-                    inuse,
-                    conn,
-                    codec,
-                    buf,
-                    &rhead,
-                    &server.name,
-                    &cx.method,
-                )
-                .await?;
+            };
+            let status = h.head.status.as_u16();
+            cx.upstream.attempt(&server, Some(status), t0.elapsed());
+            if conf.next.retries_status(status) && tries_left && policy.repeatable(true, &body) {
+                let outcome = if matches!(status, 403 | 404) {
+                    Outcome::Next
+                } else {
+                    Outcome::Failed
+                };
+                group.report(i, outcome);
+                tracing::debug!(
+                    "upstream {} answered {status} (trying next upstream)",
+                    server.name
+                );
+                continue 'servers;
+            }
+            group.report(i, Outcome::Ok);
+            if crate::vars::upstream_headers_used() {
+                cx.upstream.headers = h.head.headers.clone();
+            }
+            let Headed {
+                head: rhead,
+                conn,
+                codec,
+                buf,
+            } = h;
+            if rhead.status == http::StatusCode::SWITCHING_PROTOCOLS {
                 return Ok(UpstreamResponse {
                     head: rhead,
-                    body,
-                    upgraded: None,
+                    body: crate::body::empty(),
+                    upgraded: Some(Upgraded {
+                        stream: conn.stream,
+                        leftover: buf.freeze(),
+                        _inuse: inuse,
+                    }),
                 });
             }
-            Err((e, sent)) => {
-                cx.upstream.attempt(&server, None, t0.elapsed());
-                if !matches!(e.kind(), ErrorKind::Encode | ErrorKind::Internal) {
-                    group.report(i, Outcome::Failed);
-                }
-                drop(inuse);
-                if conf.next.allows(&e) && tries_left && repeatable(sent, &body) {
-                    tracing::warn!("{} (trying next upstream)", e.message());
-                    continue;
-                }
-                return Err(e);
-            }
+            // From here on nothing is made again: the head is taken.
+            let body = relay(conf, i, inuse, conn, codec, buf, &rhead, &server.name)
+                .await
+                .map_err(|e| e.with_retry(Retry::Never))?;
+            return Ok(UpstreamResponse {
+                head: rhead,
+                body,
+                upgraded: None,
+            });
         }
+    }
+}
+
+/// The part of `ngx_http_upstream_next` that does not depend on the tries left.
+struct Policy<'a> {
+    next: &'a NextUpstream,
+    idempotent: bool,
+}
+
+impl Policy<'_> {
+    /// Once sent, a request goes again only if it may be repeated (idempotent, or
+    /// `non_idempotent` listed) and its body can be replayed (a streamed body,
+    /// `*_request_buffering off`, was consumed: nginx's `request_body_no_buffering`).
+    fn repeatable(&self, sent: bool, body: &ReqBody) -> bool {
+        !sent
+            || ((self.idempotent || self.next.non_idempotent)
+                && !matches!(body, ReqBody::Incoming(_)))
+    }
+
+    /// Whether the request may be made again after `e` (tries aside).
+    fn may_repeat(&self, e: &Error, sent: bool, body: &ReqBody) -> bool {
+        e.retry() != Retry::Never && self.next.allows(e) && self.repeatable(sent, body)
     }
 }
 
@@ -322,58 +390,57 @@ struct Headed {
     buf: BytesMut,
 }
 
-/// One attempt on server `i`: connect (or reuse), send, read the head. On error, tells
-/// whether the request was sent (a connection was made).
+/// One attempt on server `i`: connect (or reuse a pooled connection, unless `fresh`),
+/// send, read the head. `sent` is set once the first byte of the request is about to
+/// be written (nginx's `request_sent`). An error's [`Retry::ReusedOnly`] is settled
+/// here: it stays only when the connection came from the pool.
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     conf: &UpstreamConf,
     i: usize,
+    fresh: bool,
     bind: Option<IpAddr>,
     head: &Bytes,
     body: &mut ReqBody,
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
-) -> Result<Headed, (Error, bool)> {
+    sent: &mut bool,
+) -> Result<Headed, Error> {
     let group = &conf.group;
     let peer = group
         .servers
         .get(i)
         .map(|s| s.name.clone())
         .unwrap_or_default();
-    // A pooled connection may have been closed by the peer meanwhile: one fresh retry.
-    let mut fresh_retry = true;
-    loop {
-        let mut conn = group
-            .get(i, bind, conf.timeouts.connect)
-            .await
-            .map_err(|e| (e, false))?;
-        let reused = conn.reused;
-        let mut codec = new_codec();
-        match send_and_read_head(conf, &mut conn, &peer, head, body, codec.as_mut()).await {
-            Ok((rhead, buf)) => {
-                return Ok(Headed {
-                    head: rhead,
-                    conn,
-                    codec,
-                    buf,
-                })
-            }
-            Err((e, nothing_received)) => {
-                if reused
-                    && nothing_received
-                    && fresh_retry
-                    && !matches!(body, ReqBody::Incoming(_))
-                {
-                    fresh_retry = false;
-                    tracing::debug!("pooled connection to {peer} was stale: {e}");
-                    continue;
-                }
-                return Err((e, true));
-            }
-        }
+    let mut conn = if fresh {
+        group.connect_new(i, bind, conf.timeouts.connect).await?
+    } else {
+        group.get(i, bind, conf.timeouts.connect).await?
+    };
+    let reused = conn.reused;
+    let mut codec = new_codec();
+    *sent = true;
+    match send_and_read_head(conf, &mut conn, &peer, head, body, codec.as_mut()).await {
+        Ok((rhead, buf)) => Ok(Headed {
+            head: rhead,
+            conn,
+            codec,
+            buf,
+        }),
+        Err(e) => Err(e.decide_reuse(reused)),
     }
 }
 
-/// Sends the request and reads the response head. On error, tells whether any byte
-/// of a response had arrived.
+/// A write or read failure before the first response byte: the connection may just
+/// have been closed by the peer while idle in the pool ([`Retry::ReusedOnly`]).
+/// Timeouts are not: a peer that is slow on a reused connection is slow.
+fn before_first_byte(e: Error) -> Error {
+    match e.kind() {
+        ErrorKind::UpstreamClosed | ErrorKind::UpstreamIo => e.with_retry(Retry::ReusedOnly),
+        _ => e,
+    }
+}
+
+/// Sends the request and reads the response head.
 async fn send_and_read_head(
     conf: &UpstreamConf,
     conn: &mut Conn,
@@ -381,7 +448,7 @@ async fn send_and_read_head(
     head: &Bytes,
     body: &mut ReqBody,
     codec: &mut dyn UpstreamCodec,
-) -> Result<(ResponseHead, BytesMut), (Error, bool)> {
+) -> Result<(ResponseHead, BytesMut), Error> {
     let t = conf.timeouts;
     let mut frames = vec![head.clone()];
     match body {
@@ -389,49 +456,51 @@ async fn send_and_read_head(
             codec.encode_end(&mut frames);
             write_frames(conn, &mut frames, t.send, peer)
                 .await
-                .map_err(|e| (e, true))?;
+                .map_err(before_first_byte)?;
         }
         ReqBody::Buffered(b) => {
             // Sent as it is read back: a body spilled to a temp file never sits in
             // memory whole.
             let mut pending = 0;
-            for chunk in b.chunks().map_err(|e| (e, false))? {
-                let chunk = chunk.map_err(|e| (e, false))?;
+            for chunk in b.chunks()? {
+                let chunk = chunk?;
                 pending += chunk.len();
                 codec.encode_body(chunk, &mut frames);
                 if pending >= SEND_CHUNK {
                     write_frames(conn, &mut frames, t.send, peer)
                         .await
-                        .map_err(|e| (e, true))?;
+                        .map_err(before_first_byte)?;
                     pending = 0;
                 }
             }
             codec.encode_end(&mut frames);
             write_frames(conn, &mut frames, t.send, peer)
                 .await
-                .map_err(|e| (e, true))?;
+                .map_err(before_first_byte)?;
         }
         ReqBody::Incoming(inc) => {
+            // The exchange never repeats a streamed body once sent (see `Policy`); the
+            // retry kinds still say what happened.
             write_frames(conn, &mut frames, t.send, peer)
                 .await
-                .map_err(|e| (e, false))?;
-            while let Some(chunk) = inc.next_chunk().await.map_err(|e| (e, false))? {
+                .map_err(before_first_byte)?;
+            while let Some(chunk) = inc.next_chunk().await? {
                 codec.encode_body(chunk, &mut frames);
                 write_frames(conn, &mut frames, t.send, peer)
                     .await
-                    .map_err(|e| (e, false))?;
+                    .map_err(before_first_byte)?;
             }
             codec.encode_end(&mut frames);
             write_frames(conn, &mut frames, t.send, peer)
                 .await
-                .map_err(|e| (e, false))?;
+                .map_err(before_first_byte)?;
         }
     }
     let limit = conf.buffering.buffer_size.max(1);
     let mut buf = BytesMut::with_capacity(limit.max(4096));
     let mut received = false;
     loop {
-        match codec.decode(&mut buf).map_err(|e| (e, received))? {
+        match codec.decode(&mut buf)? {
             Some(Decoded::Head(h)) => return Ok((h, buf)),
             Some(Decoded::Stderr(s)) => {
                 // More records (the head) may already be buffered: decode before reading.
@@ -439,32 +508,30 @@ async fn send_and_read_head(
                 continue;
             }
             Some(Decoded::Data(_)) | Some(Decoded::End { .. }) => {
-                return Err((
-                    Error::invalid(format!(
-                        "upstream {peer} sent data before the response header"
-                    )),
-                    true,
-                ))
+                return Err(Error::invalid(format!(
+                    "upstream {peer} sent data before the response header"
+                )))
             }
             None => {}
         }
         if buf.len() >= limit {
-            return Err((
-                Error::new(ErrorKind::TooBigHeader, format!("upstream sent too big header while reading response header from upstream {peer}")),
-                true,
-            ));
+            return Err(Error::new(ErrorKind::TooBigHeader, format!("upstream sent too big header while reading response header from upstream {peer}")));
         }
-        let n = read_more(conn, &mut buf, t.read, peer)
-            .await
-            .map_err(|e| (e, received))?;
+        let n = match read_more(conn, &mut buf, t.read, peer).await {
+            Ok(n) => n,
+            Err(e) if !received => return Err(before_first_byte(e)),
+            Err(e) => return Err(e),
+        };
         if n == 0 {
-            return match codec.decode_eof(&mut buf) {
-                Ok(Some(Decoded::Head(h))) => Ok((h, buf)),
-                Ok(_) => Err((
-                    Error::new(ErrorKind::UpstreamClosed, format!("upstream prematurely closed connection while reading response header from upstream {peer}")),
-                    received,
-                )),
-                Err(e) => Err((e, received)),
+            let closed = || {
+                Error::new(ErrorKind::UpstreamClosed, format!("upstream prematurely closed connection while reading response header from upstream {peer}"))
+            };
+            if !received {
+                return Err(closed().with_retry(Retry::ReusedOnly));
+            }
+            return match codec.decode_eof(&mut buf)? {
+                Some(Decoded::Head(h)) => Ok((h, buf)),
+                _ => Err(closed()),
             };
         }
         received = true;
@@ -480,14 +547,6 @@ fn log_stderr(s: &[u8], peer: &str) {
     );
 }
 
-/// Whether the response carries a body at all.
-fn has_body(status: u16, method: &http::Method) -> bool {
-    !(method == http::Method::HEAD
-        || status == 204
-        || status == 304
-        || (100..200).contains(&status))
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn relay(
     conf: &UpstreamConf,
@@ -498,9 +557,7 @@ async fn relay(
     mut buf: BytesMut,
     head: &ResponseHead,
     peer: &str,
-    method: &http::Method,
 ) -> Result<Body, Error> {
-    let _ = (has_body(head.status.as_u16(), method), method);
     // Fast path: the whole body is already here.
     let mut pieces: Vec<Bytes> = Vec::new();
     loop {
@@ -611,3 +668,7 @@ async fn relay(
     });
     Ok(SpoolBody { spool }.boxed_unsync())
 }
+
+#[cfg(test)]
+#[path = "exchange_tests.rs"]
+mod tests;

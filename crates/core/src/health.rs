@@ -16,7 +16,6 @@
 //! `match=`, headers and body) decide. Without a registered probe a group's servers
 //! are checked with a TCP connect ([`TcpProbe`]).
 
-use crate::backend::BoxFuture;
 use crate::codec::{Decoded, ResponseHead, UpstreamCodec};
 use crate::regex::Regex;
 use crate::upstream::{connect, lock, Group, Server};
@@ -129,38 +128,30 @@ impl Default for HealthCheck {
 }
 
 /// A health probe: checks one server; `Err` carries the reason for the log.
+#[async_trait::async_trait]
 pub trait Probe: Send + Sync + std::fmt::Debug {
     /// The protocol spoken, for the log.
     fn protocol(&self) -> &'static str;
 
     /// Probes `server` once (the caller bounds it with `hc.timeout`).
-    fn check<'a>(
-        &'a self,
-        server: &'a Server,
-        hc: &'a HealthCheck,
-    ) -> BoxFuture<'a, Result<(), String>>;
+    async fn check(&self, server: &Server, hc: &HealthCheck) -> Result<(), String>;
 }
 
 /// The default probe: the server accepts a connection.
 #[derive(Debug, Clone, Copy)]
 pub struct TcpProbe;
 
+#[async_trait::async_trait]
 impl Probe for TcpProbe {
     fn protocol(&self) -> &'static str {
         "tcp"
     }
 
-    fn check<'a>(
-        &'a self,
-        server: &'a Server,
-        hc: &'a HealthCheck,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            connect(&server.addr, None, hc.timeout)
-                .await
-                .map(drop)
-                .map_err(|e| e.message().to_string())
-        })
+    async fn check(&self, server: &Server, hc: &HealthCheck) -> Result<(), String> {
+        connect(&server.addr, None, hc.timeout)
+            .await
+            .map(drop)
+            .map_err(|e| e.message().to_string())
     }
 }
 
@@ -190,82 +181,77 @@ impl std::fmt::Debug for CodecProbe {
 /// The most of a probe's answer that is read (head and body).
 const PROBE_READ_LIMIT: usize = 64 * 1024;
 
+#[async_trait::async_trait]
 impl Probe for CodecProbe {
     fn protocol(&self) -> &'static str {
         self.protocol
     }
 
-    fn check<'a>(
-        &'a self,
-        server: &'a Server,
-        hc: &'a HealthCheck,
-    ) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let mut conn = connect(&server.addr, None, hc.timeout)
+    async fn check(&self, server: &Server, hc: &HealthCheck) -> Result<(), String> {
+        let mut conn = connect(&server.addr, None, hc.timeout)
+            .await
+            .map_err(|e| e.message().to_string())?;
+        let mut codec = (self.codec)();
+        let mut frames = vec![self.head.clone()];
+        codec.encode_end(&mut frames);
+        for f in frames {
+            conn.write_all(&f)
                 .await
-                .map_err(|e| e.message().to_string())?;
-            let mut codec = (self.codec)();
-            let mut frames = vec![self.head.clone()];
-            codec.encode_end(&mut frames);
-            for f in frames {
-                conn.write_all(&f)
-                    .await
-                    .map_err(|e| format!("{} probe: send failed: {e}", self.protocol))?;
-            }
-            let mut buf = BytesMut::with_capacity(4096);
-            let mut head: Option<ResponseHead> = None;
-            let mut body = Vec::new();
-            let proto = self.protocol;
-            loop {
-                match codec
-                    .decode(&mut buf)
-                    .map_err(|e| format!("{proto} probe: {}", e.message()))?
-                {
-                    Some(Decoded::Head(h)) => {
-                        if !hc.expect.needs_body() {
-                            return hc.expect.check(&h, &[]);
-                        }
-                        head = Some(h);
+                .map_err(|e| format!("{} probe: send failed: {e}", self.protocol))?;
+        }
+        let mut buf = BytesMut::with_capacity(4096);
+        let mut head: Option<ResponseHead> = None;
+        let mut body = Vec::new();
+        let proto = self.protocol;
+        loop {
+            match codec
+                .decode(&mut buf)
+                .map_err(|e| format!("{proto} probe: {}", e.message()))?
+            {
+                Some(Decoded::Head(h)) => {
+                    if !hc.expect.needs_body() {
+                        return hc.expect.check(&h, &[]);
                     }
-                    Some(Decoded::Data(d)) => {
-                        body.extend_from_slice(&d);
-                        if body.len() >= PROBE_READ_LIMIT {
-                            break;
-                        }
+                    head = Some(h);
+                }
+                Some(Decoded::Data(d)) => {
+                    body.extend_from_slice(&d);
+                    if body.len() >= PROBE_READ_LIMIT {
+                        break;
                     }
-                    Some(Decoded::Stderr(_)) => {}
-                    Some(Decoded::End { .. }) => break,
-                    None => {
-                        if buf.len() >= PROBE_READ_LIMIT {
-                            return Err(format!("{proto} probe: answer too big"));
-                        }
-                        buf.reserve(4096);
-                        let n = conn
-                            .read_buf(&mut buf)
-                            .await
-                            .map_err(|e| format!("{proto} probe: recv failed: {e}"))?;
-                        if n == 0 {
-                            match codec.decode_eof(&mut buf) {
-                                Ok(Some(Decoded::Head(h))) if head.is_none() => head = Some(h),
-                                Ok(Some(Decoded::Data(d))) => body.extend_from_slice(&d),
-                                Ok(_) => {}
-                                Err(e) if head.is_none() => {
-                                    return Err(format!("{proto} probe: {}", e.message()))
-                                }
-                                Err(_) => {}
+                }
+                Some(Decoded::Stderr(_)) => {}
+                Some(Decoded::End { .. }) => break,
+                None => {
+                    if buf.len() >= PROBE_READ_LIMIT {
+                        return Err(format!("{proto} probe: answer too big"));
+                    }
+                    buf.reserve(4096);
+                    let n = conn
+                        .read_buf(&mut buf)
+                        .await
+                        .map_err(|e| format!("{proto} probe: recv failed: {e}"))?;
+                    if n == 0 {
+                        match codec.decode_eof(&mut buf) {
+                            Ok(Some(Decoded::Head(h))) if head.is_none() => head = Some(h),
+                            Ok(Some(Decoded::Data(d))) => body.extend_from_slice(&d),
+                            Ok(_) => {}
+                            Err(e) if head.is_none() => {
+                                return Err(format!("{proto} probe: {}", e.message()))
                             }
-                            break;
+                            Err(_) => {}
                         }
+                        break;
                     }
                 }
             }
-            match head {
-                Some(h) => hc.expect.check(&h, &body),
-                None => Err(format!(
-                    "{proto} probe: connection closed before a response"
-                )),
-            }
-        })
+        }
+        match head {
+            Some(h) => hc.expect.check(&h, &body),
+            None => Err(format!(
+                "{proto} probe: connection closed before a response"
+            )),
+        }
     }
 }
 

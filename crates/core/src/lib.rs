@@ -5,8 +5,9 @@
 //! [`backend::Backend`].
 //!
 //! ## Layout
-//! - `error`: the one error type (which side failed, what failed) and its single
-//!   mapping to an HTTP status.
+//! - `error`: the one error type (which side failed, what failed, whether the
+//!   request may be made again: `Retry`, its source) and its single mapping to an
+//!   HTTP status.
 //! - `vars`, `ctx`: variables compiled once into templates; the request context
 //!   they are evaluated against.
 //! - `map`: `map` variables (lookup, lazy per-request cache).
@@ -17,33 +18,56 @@
 //! - `balance`: nginx's balancing methods (round robin, least_conn, ip_hash, hash
 //!   [consistent], random [two]).
 //! - `health`: active health checks (a probe per protocol, one task per group).
-//! - `exchange`: the one upstream driver (send, read head, retry, relay).
+//! - `exchange`: the one upstream driver (send, read head, retry, relay); its retry
+//!   rules are pinned in-process in `exchange_tests.rs` over a scripted loopback peer.
+//! - `pass`: a location's `*_pass` at request time: the shared `PREFIX_*` family as
+//!   data (body preparation, hidden response headers) and the one CGI-style handler
+//!   (uwsgi, SCGI) over a protocol's head encoder and codec.
 //! - `relay`: response buffering (memory → temp file, or unbuffered).
+//! - `mime`: the one Content-Type lookup (extension as nginx finds it → type).
 //! - `regex`: nginx's regular expressions (PCRE2), one type for every user.
 //! - `range`: `Range: bytes=…` as nginx's range filter reads it; cutting a body to it.
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
+//! - `client`: what the client connection hands a request: its body as it is
+//!   read, the raw connection after a `101`.
 //! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI).
+//! - `cgi_head`: the one CGI response-head parser (uwsgi and SCGI: status line or CGI
+//!   headers; FastCGI: a CGI header block).
+//! - `cgi_response`: `ResponseBodyUntilClose`, the codec state of a response whose body
+//!   runs until the upstream closes (uwsgi, SCGI).
+//! - `codec_testing` (tests, or the `testing` feature): drive a codec at every split.
 //! - `time`: log time formats and the `Date` header.
+//! - `stats`: live counters (connections, requests, durations) for `stub_status`
+//!   and `metrics`.
 #![forbid(unsafe_code)]
 
 pub mod backend;
 pub mod balance;
 pub mod body;
 pub mod cgi;
+pub mod cgi_head;
+pub mod cgi_response;
+pub mod client;
 pub mod codec;
+#[cfg(any(test, feature = "testing"))]
+pub mod codec_testing;
 pub mod ctx;
 pub mod error;
 pub mod exchange;
 pub mod health;
 pub mod map;
+pub mod mime;
+pub mod pass;
 pub mod range;
 pub mod regex;
 pub mod relay;
+pub mod stats;
 pub mod time;
 pub mod upstream;
 pub mod vars;
 
-pub use error::{Error, ErrorKind, Result, Side};
+pub use async_trait::async_trait;
+pub use error::{Error, ErrorKind, Result, Retry, Side};
 
 /// The machine's host name (`$hostname`), read once.
 pub fn hostname() -> &'static str {

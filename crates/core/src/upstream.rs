@@ -242,6 +242,24 @@ pub struct ServerStats {
     pub check_fails: AtomicU64,
     /// Consecutive probe results (fails, passes) for the `fails=`/`passes=` thresholds.
     pub(crate) streak: Mutex<(u32, u32)>,
+    /// Responses by status class (`1xx` … `5xx`; no response counts as a 502, as
+    /// `$upstream_status` writes it).
+    pub responses: [AtomicU64; 5],
+    /// Time from the start of the attempt to its response (or failure).
+    pub response_time: crate::stats::Histogram,
+}
+
+impl ServerStats {
+    /// Records one finished attempt (from the request's `$upstream_*` record).
+    pub fn record_attempt(&self, status: Option<u16>, took: Duration) {
+        if let Some(c) = self
+            .responses
+            .get(crate::stats::status_class(status.unwrap_or(502)))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.response_time.observe(took);
+    }
 }
 
 impl Default for ServerStats {
@@ -255,6 +273,8 @@ impl Default for ServerStats {
             checks: AtomicU64::new(0),
             check_fails: AtomicU64::new(0),
             streak: Mutex::new((0, 0)),
+            responses: Default::default(),
+            response_time: crate::stats::Histogram::default(),
         }
     }
 }
@@ -679,6 +699,11 @@ impl Group {
             .collect()
     }
 
+    /// Idle keep-alive connections to server `i` now.
+    pub fn idle_connections(&self, i: usize) -> usize {
+        self.servers.get(i).map_or(0, |s| lock(&s.idle).len())
+    }
+
     /// Takes an idle connection to server `i`, or opens a new one.
     pub async fn get(
         &self,
@@ -703,6 +728,19 @@ impl Group {
                 }
             }
         }
+        self.connect_new(i, bind, timeout).await
+    }
+
+    /// Opens a new connection to server `i`, whatever the pool holds.
+    pub async fn connect_new(
+        &self,
+        i: usize,
+        bind: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Result<Conn, Error> {
+        let Some(server) = self.servers.get(i) else {
+            return Err(Error::internal("no such upstream server"));
+        };
         let stream = connect(&server.addr, bind, timeout).await?;
         Ok(Conn {
             stream,
@@ -819,6 +857,29 @@ fn collect(target: &str, addrs: impl Iterator<Item = SocketAddr>) -> io::Result<
         ));
     }
     Ok(out)
+}
+
+/// Splits a `*_pass` URL into (scheme, host[:port] or unix path, uri part).
+pub fn split_url(url: &str) -> (Option<&str>, &str, Option<&str>) {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => (url.get(..i), url.get(i + 3..).unwrap_or("")),
+        None => (None, url),
+    };
+    if let Some(unix) = rest.strip_prefix("unix:") {
+        // unix:/path/sock:/uri
+        return match unix.find(':') {
+            Some(i) => (
+                scheme,
+                rest.get(..5 + i).unwrap_or(rest),
+                unix.get(i + 1..).filter(|s| !s.is_empty()),
+            ),
+            None => (scheme, rest, None),
+        };
+    }
+    match rest.find('/') {
+        Some(i) => (scheme, rest.get(..i).unwrap_or(rest), rest.get(i..)),
+        None => (scheme, rest, None),
+    }
 }
 
 #[cfg(test)]

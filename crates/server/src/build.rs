@@ -89,6 +89,9 @@ pub struct LocConf {
     pub named_captures: Vec<(usize, usize)>,
     /// `uninitialized_variable_warn`.
     pub uninit_warn: bool,
+    /// `fastcgi_split_path_info` / `fastcgi_index` here, for `$fastcgi_script_name`
+    /// and `$fastcgi_path_info` read in any phase.
+    pub script_split: Option<Arc<junction_core::cgi::ScriptSplit>>,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -106,6 +109,8 @@ pub struct VServer {
     pub names: Vec<ServerName>,
     /// The first name (`$server_name`).
     pub name0: Arc<str>,
+    /// Its counters (`metrics`), shared by its requests.
+    pub stats: Arc<junction_core::stats::HttpStats>,
     /// Server-level settings (used when no location matches).
     pub base: Arc<Loc<LocConf>>,
     /// Named locations.
@@ -118,6 +123,8 @@ pub struct VServer {
     pub header_buffer: usize,
     /// One buffer of `large_client_header_buffers` (request line limit → 414).
     pub large_header_size: usize,
+    /// The client connection's settings (`crate::http1`).
+    pub conn: Arc<crate::http1::ConnConf>,
 }
 
 /// A listening address and the servers on it.
@@ -129,6 +136,10 @@ pub struct Listen {
     pub servers: Vec<usize>,
     /// The default server (index into `servers`'s targets).
     pub default: usize,
+    /// `listen unix:PATH` (then `addr` is only a placeholder, `0.0.0.0:0`).
+    pub unix: Option<PathBuf>,
+    /// The socket parameters (`backlog=`, `so_keepalive=`, `ipv6only=`, `bind` …).
+    pub opts: crate::listen::ListenOpts,
 }
 
 /// Main-context settings.
@@ -140,6 +151,8 @@ pub struct MainConf {
     pub pid: Option<PathBuf>,
     /// `error_log FILE [LEVEL]`.
     pub error_log: Option<(String, String)>,
+    /// `worker_connections` (per worker).
+    pub worker_connections: usize,
 }
 
 /// Everything the server runs.
@@ -170,7 +183,6 @@ const NO_EFFECT: &[&str] = &[
     "env",
     "master_process",
     "daemon",
-    "worker_connections",
     "use",
     "multi_accept",
     "accept_mutex",
@@ -190,17 +202,13 @@ const NO_EFFECT: &[&str] = &[
     "uwsgi_temp_file_write_size",
     "scgi_temp_file_write_size",
     "open_file_cache",
-    "send_timeout",
     "resolver",
     "zone",
     "absolute_redirect",
     "port_in_redirect",
     "server_name_in_redirect",
-    "ignore_invalid_headers",
-    "underscores_in_headers",
     "ssl_protocols",
     "ssl_prefer_server_ciphers",
-    "client_header_buffer_size",
     "if_modified_since",
     "map_hash_max_size",
     "map_hash_bucket_size",
@@ -327,7 +335,7 @@ const UNSUPPORTED: &[&str] = &[
 
 /// Directives accepted without effect that only matter outside `upstream {}`
 /// (inside it they are implemented).
-const NO_EFFECT_OUTSIDE_UPSTREAM: &[&str] = &["keepalive_requests"];
+const NO_EFFECT_OUTSIDE_UPSTREAM: &[&str] = &[];
 
 fn check_unsupported(tree: &[Directive]) -> Result<(), ConfigError> {
     for d in tree {
@@ -436,6 +444,8 @@ pub fn build(
     // nginx.conf, which says `worker_processes auto;` (0 = auto).
     let mut main = MainConf {
         worker_processes: if bare { 0 } else { 1 },
+        // nginx's default 512; a bare sites file runs under Debian's nginx.conf (768).
+        worker_connections: if bare { 768 } else { 512 },
         ..MainConf::default()
     };
     for d in &main_level {
@@ -452,6 +462,13 @@ pub fn build(
                 };
             }
             "pid" => main.pid = d.args.first().map(|a| prefix.join(&a.value)),
+            "events" => {
+                for e in d.block.iter().flatten() {
+                    if let ("worker_connections", Some(a)) = (e.name.as_str(), e.args.first()) {
+                        main.worker_connections = a.value.parse().map_err(|_| invalid(e, a))?;
+                    }
+                }
+            }
             "error_log" => {
                 main.error_log = d.args.first().map(|a| {
                     (
@@ -476,9 +493,6 @@ pub fn build(
     bx.prefix = prefix.to_path_buf();
     // `$memcached_key` exists only if some `set` declares it (nginx: `unknown
     // "memcached_key" variable` otherwise), so it is not declared here.
-    for s in ["fastcgi_script_name", "fastcgi_path_info"] {
-        bx.vars.slot(s);
-    }
     declare_vars(tree, &mut bx);
     crate::map::declare(&http_levels, &mut bx)?;
     let maps = Arc::new(crate::map::build(&http_levels, &bx)?);
@@ -508,7 +522,20 @@ pub fn build(
             for l in sscope.local_all("listen") {
                 any = true;
                 let (addr, default) = parse_listen(l)?;
+                let (unix, opts) = crate::listen::parse_params(l)?;
+                if opts.deferred {
+                    warnings.push(format!(
+                        "the \"deferred\" parameter of \"listen\" is accepted but has no effect in junction in {}",
+                        l.span
+                    ));
+                }
                 add_listen(&mut listens, addr, si, default, l)?;
+                if let Some(last) = listens
+                    .iter_mut()
+                    .find(|x| x.addr == addr && x.unix == unix)
+                {
+                    last.opts.merge(&opts);
+                }
             }
             if !any {
                 add_listen(
@@ -518,17 +545,19 @@ pub fn build(
                     false,
                     d,
                 )?;
+                // (a `server` without `listen` is on *:80, no unix path)
             }
             servers.push(Arc::new(srv));
         }
     }
+    let upstreams = bx.all_groups();
     Ok(Runtime {
         main,
         servers,
         listens,
         warnings: warnings.into_iter().chain(bx.warnings).collect(),
         logs,
-        upstreams: bx.upstreams.values().cloned().collect(),
+        upstreams,
         maps,
     })
 }
@@ -540,7 +569,11 @@ fn add_listen(
     default: bool,
     d: &Directive,
 ) -> Result<(), ConfigError> {
-    match listens.iter_mut().find(|l| l.addr == addr) {
+    let unix = crate::listen::unix_path(d);
+    match listens
+        .iter_mut()
+        .find(|l| l.addr == addr && l.unix == unix)
+    {
         Some(l) => {
             if default {
                 if l.servers.get(l.default).is_some() && l.default != 0 && default {
@@ -559,6 +592,8 @@ fn add_listen(
             addr,
             servers: vec![si],
             default: 0,
+            unix,
+            opts: Default::default(),
         }),
     }
     Ok(())
@@ -589,10 +624,8 @@ fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
             .map_err(|_| invalid(d, a))?;
         SocketAddr::new(IpAddr::V6(ip), 80)
     } else if v.starts_with("unix:") {
-        return Err(err(
-            &a.span,
-            "unix-socket listeners are not supported yet in \"listen\"",
-        ));
+        // Identified by its path (`Listen::unix`); the address is a placeholder.
+        SocketAddr::from(([0, 0, 0, 0], 0))
     } else {
         use std::net::ToSocketAddrs;
         let hp = if v.contains(':') {
@@ -620,13 +653,9 @@ fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
                     "TLS listeners (\"ssl\") are not supported yet",
                 ))
             }
-            "http2" | "reuseport" | "deferred" | "bind" => {}
-            s if s.starts_with("backlog=")
-                || s.starts_with("ipv6only=")
-                || s.starts_with("so_keepalive=")
-                || s.starts_with("rcvbuf=")
-                || s.starts_with("sndbuf=") => {}
-            _ => return Err(invalid(d, p)),
+            "http2" => {}
+            // Socket parameters: `crate::listen::parse_params`.
+            _ => {}
         }
     }
     Ok((addr, default))
@@ -731,7 +760,12 @@ fn build_server(
         None => (4, 8192),
     };
     let keepalive_timeout = scope.time("keepalive_timeout", Duration::from_secs(75))?;
+    let conn = Arc::new(crate::http1::ConnConf::from_scope(
+        scope,
+        base.data.server_tokens,
+    )?);
     Ok(VServer {
+        stats: Arc::default(),
         names,
         name0: Arc::from(name0.as_str()),
         base,
@@ -740,6 +774,7 @@ fn build_server(
         client_header_timeout: scope.time("client_header_timeout", Duration::from_secs(60))?,
         header_buffer: num * size,
         large_header_size: size,
+        conn,
     })
 }
 
@@ -988,6 +1023,20 @@ fn build_conf(
             }
         }
     }
+    for (name, kind) in [
+        ("stub_status", crate::status::Kind::Stub),
+        ("metrics", crate::status::Kind::Metrics),
+    ] {
+        if let Some(d) = scope.local(name) {
+            if backend.is_some() {
+                return Err(err(
+                    &d.span,
+                    format!("\"{name}\" in a location that has another content handler"),
+                ));
+            }
+            backend = Some(Arc::new(crate::status::Status::new(kind)));
+        }
+    }
     let root = match scope.arg("root") {
         Some((_, a)) => bx.template(a)?,
         None => Template::literal(Bytes::from(
@@ -1069,6 +1118,13 @@ fn build_conf(
         }
     };
     let default_type = junction_config::model::default_type(scope);
+    // `types {}` in a server or location replaces the http level's map (shared when equal).
+    let types = junction_config::model::mime_types(scope);
+    let types = if types == *http.types {
+        http.types.clone()
+    } else {
+        Arc::new(types)
+    };
     let script = if info.kind == LocKind::If {
         crate::rewrite::Script::default()
     } else if info.kind == LocKind::Server {
@@ -1118,11 +1174,12 @@ fn build_conf(
         internal: scope.local("internal").is_some(),
         server_tokens: scope.flag("server_tokens", true)?,
         access_logs,
-        types: http.types.clone(),
+        types,
         default_type,
         name: info.name.clone(),
         etag: scope.flag("etag", true)?,
         named_captures: Vec::new(),
         uninit_warn: scope.flag("uninitialized_variable_warn", true)?,
+        script_split: junction_config::model::script_split(scope)?,
     })
 }

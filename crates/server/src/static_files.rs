@@ -140,12 +140,7 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
         .map_or(0, |d| d.as_secs());
     let last_modified = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(mtime));
     let etag = c.etag.then(|| format!("\"{mtime:x}-{len:x}\""));
-    let ctype = cx
-        .uri
-        .rsplit_once('.')
-        .filter(|(_, ext)| !ext.contains('/'))
-        .and_then(|(_, ext)| c.types.get(&ext.to_ascii_lowercase()).cloned())
-        .unwrap_or_else(|| c.default_type.clone());
+    let ctype = junction_core::mime::content_type(&cx.uri, &c.types, &c.default_type);
     let mut builder =
         http::Response::builder().header(http::header::LAST_MODIFIED, last_modified.as_str());
     if let Some(etag) = &etag {

@@ -1,18 +1,12 @@
 //! The CGI response header a FastCGI responder writes at the start of STDOUT
-//! (RFC 3875 §6.2 and §6.3): header lines up to a blank line, `Status:` for the status,
-//! `Location:` alone meaning a redirect.
+//! (RFC 3875 §6.2 and §6.3): collected across STDOUT records up to its blank line, then
+//! parsed by core's one CGI head parser ([`parse_cgi_block`]: `Status:` for the status,
+//! `Location:` alone meaning a redirect).
 
 use bytes::BytesMut;
-use http::header::{HeaderName, HeaderValue, LOCATION};
-use http::{HeaderMap, StatusCode};
+use junction_core::cgi_head::parse_cgi_block;
 use junction_core::codec::ResponseHead;
 use junction_core::error::{Error, ErrorKind};
-
-/// Header slots tried first; a header with more lines is parsed again with enough slots.
-const SMALL_HEADER_COUNT: usize = 64;
-
-/// The shortest header line is `a:\n`: a bound on the number of lines in `len` bytes.
-const MIN_HEADER_LINE_LEN: usize = 3;
 
 /// Where the blank line that ends the header search stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +52,7 @@ impl HeadCollector {
             Some(end) => {
                 let part = src.split_to(end);
                 self.buf.extend_from_slice(&part);
-                let head = parse_head(&self.buf)?;
+                let head = parse_cgi_block(&self.buf)?;
                 self.buf = BytesMut::new();
                 Ok((end, Some(head)))
             }
@@ -91,174 +85,10 @@ impl HeadCollector {
     }
 }
 
-/// Parses a complete CGI header block (ending with its blank line).
-pub(crate) fn parse_head(block: &[u8]) -> Result<ResponseHead, Error> {
-    let mut small = [httparse::EMPTY_HEADER; SMALL_HEADER_COUNT];
-    let mut large: Vec<httparse::Header<'_>>;
-    let parsed = match httparse::parse_headers(block, &mut small) {
-        Err(httparse::Error::TooManyHeaders) => {
-            large = vec![httparse::EMPTY_HEADER; block.len() / MIN_HEADER_LINE_LEN + 1];
-            httparse::parse_headers(block, &mut large)
-        }
-        other => other,
-    };
-    let lines = match parsed {
-        Ok(httparse::Status::Complete((len, lines))) if len == block.len() => lines,
-        Ok(_) => return Err(Error::invalid("upstream sent invalid header")),
-        Err(e) => return Err(Error::invalid(format!("upstream sent invalid header: {e}"))),
-    };
-
-    let mut status = None;
-    let mut headers = HeaderMap::with_capacity(lines.len());
-    for line in lines {
-        if line.name.eq_ignore_ascii_case("status") {
-            if status.is_none() {
-                status = Some(parse_status(line.value)?);
-            } else {
-                // nginx keeps the first one: "upstream sent duplicate header line … ignoring".
-                tracing::warn!(
-                    value = %String::from_utf8_lossy(line.value),
-                    "upstream sent duplicate Status header line, ignoring"
-                );
-            }
-            continue;
-        }
-        let name = HeaderName::from_bytes(line.name.as_bytes()).map_err(|_| {
-            Error::invalid(format!(
-                "upstream sent invalid header name \"{}\"",
-                line.name
-            ))
-        })?;
-        let value = HeaderValue::from_bytes(line.value).map_err(|_| {
-            Error::invalid(format!(
-                "upstream sent invalid value in header \"{}\"",
-                line.name
-            ))
-        })?;
-        headers.append(name, value);
-    }
-
-    // RFC 3875 §6.2.3 / nginx: a Location without a Status is a 302.
-    let status = match status {
-        Some(status) => status,
-        None if headers.contains_key(LOCATION) => StatusCode::FOUND,
-        None => StatusCode::OK,
-    };
-    Ok(ResponseHead { status, headers })
-}
-
-/// `Status: 404 Not Found` (or `Status: 404`): three digits, then nothing or a reason
-/// phrase. The reason phrase is not kept.
-fn parse_status(value: &[u8]) -> Result<StatusCode, Error> {
-    let invalid = || {
-        Error::invalid(format!(
-            "upstream sent invalid status \"{}\"",
-            String::from_utf8_lossy(value)
-        ))
-    };
-    let (code, rest) = match value {
-        [a, b, c, rest @ ..] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => (
-            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0'),
-            rest,
-        ),
-        _ => return Err(invalid()),
-    };
-    if !matches!(rest.first(), None | Some(b' ' | b'\t')) {
-        return Err(invalid());
-    }
-    StatusCode::from_u16(code).map_err(|_| invalid())
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-
-    fn values<'a>(head: &'a ResponseHead, name: &str) -> Vec<&'a [u8]> {
-        head.headers
-            .get_all(name)
-            .iter()
-            .map(|v| v.as_bytes())
-            .collect()
-    }
-
-    #[test]
-    fn status_line_forms() {
-        assert_eq!(
-            parse_status(b"404 Not Found").unwrap(),
-            StatusCode::NOT_FOUND
-        );
-        assert_eq!(parse_status(b"201").unwrap(), StatusCode::CREATED);
-        assert_eq!(parse_status(b"599 Odd").unwrap().as_u16(), 599);
-        assert!(parse_status(b"20").is_err());
-        assert!(parse_status(b"2000").is_err());
-        assert!(parse_status(b"abc").is_err());
-        assert!(parse_status(b"099").is_err());
-        assert!(parse_status(b"").is_err());
-    }
-
-    #[test]
-    fn status_sets_status_and_is_not_passed_on() {
-        let head = parse_head(b"Status: 404 Not Found\r\nContent-Type: text/html\r\n\r\n").unwrap();
-        assert_eq!(head.status, StatusCode::NOT_FOUND);
-        assert!(head.headers.get("status").is_none());
-        assert_eq!(values(&head, "content-type"), vec![&b"text/html"[..]]);
-    }
-
-    #[test]
-    fn first_status_wins() {
-        let head = parse_head(b"Status: 403\r\nStatus: 500\r\n\r\n").unwrap();
-        assert_eq!(head.status, StatusCode::FORBIDDEN);
-    }
-
-    #[test]
-    fn location_without_status_is_302() {
-        let head = parse_head(b"Location: http://example.com/\r\n\r\n").unwrap();
-        assert_eq!(head.status, StatusCode::FOUND);
-        assert_eq!(values(&head, "location"), vec![&b"http://example.com/"[..]]);
-
-        let head = parse_head(b"Status: 301\r\nLocation: /x\r\n\r\n").unwrap();
-        assert_eq!(head.status, StatusCode::MOVED_PERMANENTLY);
-    }
-
-    #[test]
-    fn default_status_is_200_and_empty_header_is_valid() {
-        assert_eq!(parse_head(b"X-A: b\n\n").unwrap().status, StatusCode::OK);
-        let head = parse_head(b"\r\n").unwrap();
-        assert_eq!(head.status, StatusCode::OK);
-        assert!(head.headers.is_empty());
-    }
-
-    #[test]
-    fn duplicates_kept_in_order() {
-        let head =
-            parse_head(b"Set-Cookie: a=1\r\nX-Powered-By: PHP\r\nSet-Cookie: b=2\r\n\r\n").unwrap();
-        assert_eq!(values(&head, "set-cookie"), vec![&b"a=1"[..], &b"b=2"[..]]);
-    }
-
-    #[test]
-    fn many_headers() {
-        let mut block = Vec::new();
-        for i in 0..1000 {
-            block.extend_from_slice(format!("X-H{i}: {i}\r\n").as_bytes());
-        }
-        block.extend_from_slice(b"\r\n");
-        let head = parse_head(&block).unwrap();
-        assert_eq!(head.headers.len(), 1000);
-    }
-
-    #[test]
-    fn invalid_header_is_invalid_response() {
-        for block in [
-            &b"No colon here\r\n\r\n"[..],
-            b"Bad Name: x\r\n\r\n",
-            b"Status: nope\r\n\r\n",
-            b"X: a\x01b\r\n\r\n",
-        ] {
-            let err = parse_head(block).unwrap_err();
-            assert_eq!(err.kind(), ErrorKind::InvalidResponse, "{block:?}");
-        }
-    }
 
     #[test]
     fn collector_finds_blank_line_across_feeds() {

@@ -5,15 +5,14 @@
 use crate::codec::HttpCodec;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
-use junction_config::model::{
-    err, family, invalid, split_url, BuildCx, Family, LocInfo, LocKind, Scope,
-};
+use junction_config::model::{err, family, invalid, BuildCx, Family, LocInfo, LocKind, Scope};
 use junction_config::ConfigError;
-use junction_core::backend::{Backend, BoxFuture, Response};
+use junction_core::backend::{Backend, Response};
 use junction_core::body::ReqBody;
 use junction_core::codec::UpstreamCodec;
 use junction_core::ctx::RequestCtx;
 use junction_core::exchange::{exchange, UpstreamConf};
+use junction_core::upstream::split_url;
 use junction_core::upstream::Group;
 use junction_core::vars::Template;
 use junction_core::Error;
@@ -478,7 +477,6 @@ impl HttpProxy {
         let len = body.known_len();
         let chunked = len.is_none();
         let head = self.request_head(cx, uri_part.as_deref(), len, chunked);
-        let bind = fam.bind_addr(cx)?;
         let limit = fam.upstream.buffering.buffer_size;
         let is_head = cx.method == http::Method::HEAD;
         let mk =
@@ -494,7 +492,7 @@ impl HttpProxy {
             }
             None => &fam.upstream,
         };
-        let up = exchange(conf, cx, bind, head, body, &mk).await?;
+        let up = exchange(conf, cx, head, body, &mk).await?;
         if let Some(upgraded) = up.upgraded {
             // 101 Switching Protocols (WebSocket): answer the client with the
             // upstream's head, then tunnel bytes both ways once hyper hands over the
@@ -553,13 +551,10 @@ async fn resolve_now(hostport: &str) -> Result<Vec<junction_core::upstream::Peer
         })
 }
 
+#[junction_core::async_trait]
 impl Backend for HttpProxy {
-    fn handle<'a>(
-        &'a self,
-        cx: &'a mut RequestCtx,
-        body: ReqBody,
-    ) -> BoxFuture<'a, Result<Response, Error>> {
-        Box::pin(self.run(cx, body))
+    async fn handle(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
+        self.run(cx, body).await
     }
 
     fn intercept_errors(&self) -> bool {

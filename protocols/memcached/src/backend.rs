@@ -18,11 +18,10 @@ use crate::{escape_key, MemcachedCodec};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderValue, Method, StatusCode};
 use junction_config::model::{
-    content_type_for, default_type, err, family, invalid, mime_types, BuildCx, Family, LocInfo,
-    Scope,
+    default_type, err, family, invalid, mime_types, BuildCx, Family, LocInfo, Scope,
 };
 use junction_config::ConfigError;
-use junction_core::backend::{Backend, BoxFuture, Generated, Response};
+use junction_core::backend::{Backend, Generated, Response};
 use junction_core::body::{self, ReqBody};
 use junction_core::codec::UpstreamCodec;
 use junction_core::ctx::RequestCtx;
@@ -149,24 +148,15 @@ impl MemcachedPass {
         head.put_slice(b"get ");
         head.put_slice(&key);
         head.put_slice(b"\r\n");
-        let bind = self.fam.bind_addr(cx)?;
         let gzip_flag = self.gzip_flag;
         let mk = move || -> Box<dyn UpstreamCodec> {
             Box::new(MemcachedCodec::new(key.clone(), gzip_flag))
         };
-        let up = exchange(
-            &self.fam.upstream,
-            cx,
-            bind,
-            head.freeze(),
-            ReqBody::Empty,
-            &mk,
-        )
-        .await?;
+        let up = exchange(&self.fam.upstream, cx, head.freeze(), ReqBody::Empty, &mk).await?;
         if up.head.status == StatusCode::NOT_FOUND {
             return Ok(generated(StatusCode::NOT_FOUND));
         }
-        let ctype = content_type_for(&cx.uri, &self.types, &self.default_type);
+        let ctype = junction_core::mime::content_type(&cx.uri, &self.types, &self.default_type);
         let mut resp = http::Response::new(up.body);
         *resp.status_mut() = up.head.status;
         *resp.headers_mut() = up.head.headers;
@@ -222,13 +212,10 @@ fn ranged(cx: &RequestCtx, mut resp: Response) -> Response {
     }
 }
 
+#[junction_core::async_trait]
 impl Backend for MemcachedPass {
-    fn handle<'a>(
-        &'a self,
-        cx: &'a mut RequestCtx,
-        _body: ReqBody,
-    ) -> BoxFuture<'a, Result<Response, Error>> {
-        Box::pin(self.run(cx))
+    async fn handle(&self, cx: &mut RequestCtx, _body: ReqBody) -> Result<Response, Error> {
+        self.run(cx).await
     }
 
     /// nginx hard-codes `intercept_errors` for memcached; memcached only ever yields

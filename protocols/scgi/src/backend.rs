@@ -3,7 +3,7 @@
 
 use crate::codec::{encode_request_head, ScgiCodec};
 use bytes::Bytes;
-use junction_config::cgi_pass::{pass_group, CgiPass, CgiProtocol};
+use junction_config::cgi_pass::{cgi_pass, pass_group, CgiProtocol};
 use junction_config::model::{BuildCx, LocInfo, Scope};
 use junction_config::ConfigError;
 use junction_core::backend::Backend;
@@ -36,7 +36,5 @@ pub fn build(
     let Some(group) = pass_group(scope, "scgi_pass", &[], bx)? else {
         return Ok(None);
     };
-    Ok(Some(Arc::new(CgiPass::new(
-        scope, "scgi", group, Scgi, bx,
-    )?)))
+    Ok(Some(Arc::new(cgi_pass(scope, "scgi", group, Scgi, bx)?)))
 }

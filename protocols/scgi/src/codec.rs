@@ -8,7 +8,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use junction_uwsgi::ResponseBodyUntilClose;
+use junction_core::cgi_response::ResponseBodyUntilClose;
 
 /// The header that must come first.
 const CONTENT_LENGTH: &[u8] = b"CONTENT_LENGTH";

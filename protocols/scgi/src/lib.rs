@@ -2,8 +2,8 @@
 //!
 //! The SCGI protocol (nginx `ngx_http_scgi_module`, <https://python.ca/scgi/protocol.txt>).
 //! This crate owns only the request framing; the response head parser and the
-//! body-until-close decoding state are shared with uwsgi and live in `junction-uwsgi`
-//! ([`junction_uwsgi::head`], [`junction_uwsgi::response`]).
+//! body-until-close decoding state are shared with uwsgi and FastCGI and live in core
+//! (`junction_core::cgi_head`, `junction_core::cgi_response`).
 //!
 //! ## Layout
 //! - [`codec`]: [`encode_request_head`] (the netstring `len:` + `CONTENT_LENGTH\0n\0` +

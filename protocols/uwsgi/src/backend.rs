@@ -4,7 +4,7 @@
 
 use crate::codec::{encode_request_head, UwsgiCodec};
 use bytes::Bytes;
-use junction_config::cgi_pass::{pass_group, CgiPass, CgiProtocol};
+use junction_config::cgi_pass::{cgi_pass, pass_group, CgiProtocol};
 use junction_config::model::{err, invalid, BuildCx, LocInfo, Scope};
 use junction_config::ConfigError;
 use junction_core::backend::Backend;
@@ -65,9 +65,7 @@ pub fn build(
         modifier1: modifier(scope, "uwsgi_modifier1")?,
         modifier2: modifier(scope, "uwsgi_modifier2")?,
     };
-    Ok(Some(Arc::new(CgiPass::new(
-        scope, "uwsgi", group, proto, bx,
-    )?)))
+    Ok(Some(Arc::new(cgi_pass(scope, "uwsgi", group, proto, bx)?)))
 }
 
 #[cfg(test)]

@@ -6,8 +6,8 @@
 //! (`CONTENT_LENGTH` bytes). The response is an HTTP status line or CGI head and a body
 //! that runs until the upstream closes.
 
-use crate::response::ResponseBodyUntilClose;
 use bytes::{BufMut, Bytes, BytesMut};
+use junction_core::cgi_response::ResponseBodyUntilClose;
 
 use junction_core::{Error, ErrorKind};
 
@@ -65,9 +65,9 @@ pub type UwsgiCodec = ResponseBodyUntilClose;
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::testing::{drive, every_split, Event};
     #[allow(unused_imports)]
     use junction_core::codec::{Decoded, UpstreamCodec};
+    use junction_core::codec_testing::{drive, every_split, Event};
 
     fn params(pairs: &[(&[u8], &[u8])]) -> Vec<(Bytes, Bytes)> {
         pairs

@@ -1,18 +1,14 @@
 //! # junction-uwsgi
 //!
-//! The uwsgi protocol (nginx `ngx_http_uwsgi_module`), and the response-head parsing that
-//! every CGI-style upstream shares: `junction-scgi` uses [`head`] and [`response`] from
-//! here rather than keeping a copy.
+//! The uwsgi protocol (nginx `ngx_http_uwsgi_module`). The response head parser and the
+//! body-until-close decoding state are shared with SCGI and FastCGI and live in core
+//! (`junction_core::cgi_head`, `junction_core::cgi_response`).
 //!
 //! ## Layout
 //! - [`codec`]: the request packet ([`encode_request_head`]: modifier1, u16 LE datasize,
 //!   modifier2, then u16-length-prefixed vars; > 65535 bytes of vars is an
 //!   `ErrorKind::Encode` error) and [`UwsgiCodec`], the per-request [`UpstreamCodec`].
-//! - [`head`]: [`parse_head`], the response head in either form — `HTTP/1.x NNN reason`
-//!   status line + headers, or CGI headers with an optional `Status:` (default 200,
-//!   `Location` alone → 302) — bounded by the `*_buffer_size` limit.
-//! - [`response`]: [`ResponseBodyUntilClose`], the decoding state for a response whose
-//!   body runs until the upstream closes.
+//! - `backend`: the location's `uwsgi_pass` (core's `CgiPass` over the uwsgi packet).
 //!
 //! ## Lifecycle of a request
 //! 1. The backend builds the params (`uwsgi_param`, `HTTP_*` headers, `CONTENT_LENGTH`)
@@ -36,12 +32,6 @@
 #![forbid(unsafe_code)]
 
 pub mod codec;
-pub mod head;
-pub mod response;
-#[cfg(any(test, feature = "testing"))]
-pub mod testing;
 
 pub use codec::{encode_request_head, UwsgiCodec};
-pub use head::parse_head;
-pub use response::ResponseBodyUntilClose;
 pub mod backend;

@@ -1,12 +1,12 @@
-//! Test helpers for codecs built on [`crate::response::ResponseBodyUntilClose`]
+//! Test helpers for codecs built on [`crate::cgi_response::ResponseBodyUntilClose`]
 //! (compiled for this crate's tests and, with the `testing` feature, for other crates'
 //! tests): drive a codec the way the exchange driver does, and check that splitting the
 //! input at every byte position yields the same events.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
+use crate::codec::{Decoded, ResponseHead, UpstreamCodec};
+use crate::error::Error;
 use bytes::BytesMut;
-use junction_core::codec::{Decoded, ResponseHead, UpstreamCodec};
-use junction_core::Error;
 
 /// A comparable form of [`Decoded`]; consecutive `Data` events are merged, since how a
 /// body is cut into pieces depends on how it arrived.

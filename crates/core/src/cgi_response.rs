@@ -1,14 +1,14 @@
 //! Decoding a response whose body runs until the upstream closes (uwsgi, SCGI).
 //!
-//! Neither protocol frames its response: after the head (see [`crate::head`]) every byte
+//! Neither protocol frames its response: after the head (see [`crate::cgi_head`]) every byte
 //! is body, and the upstream closing its side is the only end-of-response signal. So the
 //! connection is never reusable, and an EOF before the head is complete is an upstream
 //! error (`upstream prematurely closed connection`).
 
-use crate::head::parse_head;
+use crate::cgi_head::parse_head;
+use crate::codec::{Decoded, UpstreamCodec};
+use crate::error::{Error, ErrorKind};
 use bytes::{Bytes, BytesMut};
-use junction_core::codec::{Decoded, UpstreamCodec};
-use junction_core::{Error, ErrorKind};
 
 /// Where the decoder is in the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,7 @@ impl UpstreamCodec for ResponseBodyUntilClose {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::testing::{drive, every_split, Event};
+    use crate::codec_testing::{drive, every_split, Event};
 
     fn run(limit: usize, chunks: &[&[u8]]) -> Result<Vec<Event>, Error> {
         drive(ResponseBodyUntilClose::new(limit), chunks)

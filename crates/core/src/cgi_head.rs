@@ -1,4 +1,4 @@
-//! The response head of a CGI-style upstream (uwsgi, SCGI), parsed once for both.
+//! The one parser of a CGI-style response head (uwsgi, SCGI, FastCGI).
 //!
 //! Such an upstream answers in one of two forms (nginx `ngx_http_uwsgi_process_status_line`
 //! / `ngx_http_scgi_process_header`):
@@ -9,15 +9,19 @@
 //!   optional — without it the status is `302` when a `Location` header is present and
 //!   `200` otherwise.
 //!
+//! FastCGI's head (nginx `ngx_http_fastcgi_process_header`) is the CGI form only; its
+//! codec collects the head from STDOUT records and hands the whole block to
+//! [`parse_cgi_block`].
+//!
 //! Lines may end in CRLF or a bare LF. Headers keep their order and duplicates
 //! (`Set-Cookie`); `Status` itself is never passed on. Everything else in the head —
 //! `Date`, `Server`, `X-Accel-*` — is the backend's business, not the parser's.
 
+use crate::codec::ResponseHead;
+use crate::error::{Error, ErrorKind};
 use bytes::{Buf, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
 use http::StatusCode;
-use junction_core::codec::ResponseHead;
-use junction_core::{Error, ErrorKind};
 
 /// What a status line starts with; anything else is the CGI form.
 const STATUS_LINE_PREFIX: &[u8] = b"HTTP/";
@@ -62,6 +66,25 @@ pub fn parse_head(buf: &mut BytesMut, limit: usize) -> Result<Option<ResponseHea
         }
         Attempt::Partial => incomplete(buf.len(), limit),
         Attempt::TooManyHeaders => Err(Error::invalid("upstream sent too many header lines")),
+    }
+}
+
+/// Parses a complete CGI header block (FastCGI: its header lines through the blank
+/// line, nothing after it). A status line (`HTTP/1.1 200 OK`) is not a CGI header and
+/// is invalid here, as in nginx's FastCGI module.
+pub fn parse_cgi_block(block: &[u8]) -> Result<ResponseHead, Error> {
+    let mut inline = [httparse::EMPTY_HEADER; INLINE_HEADERS];
+    let outcome = match attempt(block, Form::Cgi, &mut inline)? {
+        Attempt::TooManyHeaders => {
+            let lines = block.iter().filter(|&&b| b == b'\n').count();
+            let mut slots = vec![httparse::EMPTY_HEADER; lines.saturating_add(1)];
+            attempt(block, Form::Cgi, &mut slots)?
+        }
+        other => other,
+    };
+    match outcome {
+        Attempt::Done(len, head) if len == block.len() => Ok(head),
+        _ => Err(Error::invalid("upstream sent invalid header")),
     }
 }
 
@@ -475,6 +498,54 @@ mod tests {
                     Err(_) => {}
                 }
             }
+        }
+    }
+
+    #[test]
+    fn cgi_block_as_fastcgi_sends_it() {
+        let h =
+            parse_cgi_block(b"Status: 404 Not Found\r\nContent-Type: text/html\r\n\r\n").unwrap();
+        assert_eq!(h.status, StatusCode::NOT_FOUND);
+        assert!(h.headers.get("status").is_none());
+        assert_eq!(values(&h, "content-type"), vec![&b"text/html"[..]]);
+        assert_eq!(
+            parse_cgi_block(b"Status: 403\r\nStatus: 500\r\n\r\n")
+                .unwrap()
+                .status,
+            403
+        );
+        assert_eq!(
+            parse_cgi_block(b"Location: /x\r\n\r\n").unwrap().status,
+            302
+        );
+        assert_eq!(
+            parse_cgi_block(b"Status: 301\r\nLocation: /x\r\n\r\n")
+                .unwrap()
+                .status,
+            301
+        );
+        let empty = parse_cgi_block(b"\r\n").unwrap();
+        assert_eq!((empty.status, empty.headers.len()), (StatusCode::OK, 0));
+        let mut many = Vec::new();
+        for i in 0..1000 {
+            many.extend_from_slice(format!("X-H{i}: {i}\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(parse_cgi_block(&many).unwrap().headers.len(), 1000);
+        // A status line is not a CGI header (nginx's FastCGI module rejects it), nor is
+        // anything but a whole block.
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\n\r\n"[..],
+            b"No colon here\r\n\r\n",
+            b"Bad Name: x\r\n\r\n",
+            b"Status: nope\r\n\r\n",
+            b"Status: 099\r\n\r\n",
+            b"X: a\x01b\r\n\r\n",
+            b"X: a\r\n",
+            b"X: a\r\n\r\nbody",
+        ] {
+            let e = parse_cgi_block(bad).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{bad:?}");
         }
     }
 }
