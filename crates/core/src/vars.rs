@@ -313,7 +313,12 @@ impl Var {
     pub fn found_when_empty(&self) -> bool {
         matches!(
             self,
-            Var::Slot(_) | Var::IsArgs | Var::Https | Var::FastcgiScriptName | Var::FastcgiPathInfo
+            Var::Slot(_)
+                | Var::SetVar(..)
+                | Var::IsArgs
+                | Var::Https
+                | Var::FastcgiScriptName
+                | Var::FastcgiPathInfo
         )
     }
 }
