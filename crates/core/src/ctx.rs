@@ -206,6 +206,10 @@ pub struct RequestCtx {
     pub realip_remote: Option<SocketAddr>,
     /// Held until the response has been sent (limit_conn counts).
     pub held: Vec<Arc<dyn std::any::Any + Send + Sync>>,
+    /// `uninitialized_variable_warn` of the current location.
+    pub uninit_warn: bool,
+    /// The response was sent whole (`$request_completion`), set when logging.
+    pub completed: bool,
 }
 
 impl RequestCtx {
@@ -250,6 +254,8 @@ impl RequestCtx {
             limit_conn_status: None,
             realip_remote: None,
             held: Vec::new(),
+            uninit_warn: true,
+            completed: false,
         }
     }
 
@@ -436,6 +442,11 @@ impl RequestCtx {
             }
             // hyper does not say whether the next request was already buffered.
             Var::Pipe => out.put_u8(b'.'),
+            Var::RequestCompletion => {
+                if self.completed {
+                    out.put_slice(b"OK")
+                }
+            }
             Var::RequestBody => {
                 if let Some(b) = &self.request_body {
                     out.put_slice(b)
@@ -494,6 +505,20 @@ impl RequestCtx {
                     out.put_slice(b)
                 }
             }
+            Var::SetVar(i, name) => match self.slot(*i) {
+                Some(b) => out.put_slice(b),
+                None if self.uninit_warn => tracing::warn!(
+                    "*{} using uninitialized \"{name}\" variable, client: {}, server: {}, request: \"{} {} {:?}\", host: \"{}\"",
+                    self.conn.id,
+                    self.conn.remote.ip(),
+                    self.server_name,
+                    self.method,
+                    self.request_uri,
+                    self.version,
+                    self.host
+                ),
+                None => {}
+            },
             Var::FastcgiScriptName => {
                 let name = &self.script_parts().0;
                 out.put_slice(name);

@@ -117,6 +117,8 @@ pub enum Var {
     Pipe,
     /// `$request_body`: the body read into memory for a `*_pass`.
     RequestBody,
+    /// `$request_completion`: `OK` once the response was sent whole.
+    RequestCompletion,
     /// `$http_NAME`: a request header.
     Http(HeaderName),
     /// `$sent_http_NAME`: a response header.
@@ -140,6 +142,9 @@ pub enum Var {
     FastcgiPathInfo,
     /// A `map` variable: index into the configuration's maps.
     Map(usize),
+    /// A `set` variable (slot, name): read before any `set` ran, it is empty and
+    /// logged (`uninitialized_variable_warn`).
+    SetVar(usize, Arc<str>),
 }
 
 /// Variables that are not built in: `set` variables, named captures and module
@@ -149,6 +154,8 @@ pub struct VarTable {
     names: Vec<String>,
     /// `map` target variables, by map index.
     maps: Vec<String>,
+    /// Slots that `set` assigns.
+    set_vars: Vec<usize>,
 }
 
 impl VarTable {
@@ -166,6 +173,13 @@ impl VarTable {
     pub fn find(&self, name: &str) -> Option<usize> {
         let name = name.to_ascii_lowercase();
         self.names.iter().position(|n| *n == name)
+    }
+
+    /// Marks `slot` as a `set` variable.
+    pub fn mark_set(&mut self, slot: usize) {
+        if !self.set_vars.contains(&slot) {
+            self.set_vars.push(slot);
+        }
     }
 
     /// Declares the target variable of `map` number `i` (the order maps are built in).
@@ -228,6 +242,7 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "binary_remote_addr" => Var::BinaryRemoteAddr,
         "request_id" => Var::RequestId,
         "pipe" => Var::Pipe,
+        "request_completion" => Var::RequestCompletion,
         "request_body" => {
             REQUEST_BODY_USED.store(true, std::sync::atomic::Ordering::Relaxed);
             Var::RequestBody
@@ -310,7 +325,13 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             if let Some(m) = table.find_map(name) {
                 return Some(Var::Map(m));
             }
-            return table.find(name).map(Var::Slot);
+            return table.find(name).map(|i| {
+                if table.set_vars.contains(&i) {
+                    Var::SetVar(i, Arc::from(lower.as_str()))
+                } else {
+                    Var::Slot(i)
+                }
+            });
         }
     };
     Some(v)
@@ -323,7 +344,12 @@ impl Var {
     pub fn found_when_empty(&self) -> bool {
         matches!(
             self,
-            Var::Slot(_) | Var::IsArgs | Var::Https | Var::FastcgiScriptName | Var::FastcgiPathInfo
+            Var::Slot(_)
+                | Var::SetVar(..)
+                | Var::IsArgs
+                | Var::Https
+                | Var::FastcgiScriptName
+                | Var::FastcgiPathInfo
         )
     }
 }
