@@ -41,3 +41,19 @@ if ! python3 -c 'import pymemcache' >/dev/null 2>&1; then
   python3 -m pip install --quiet --disable-pip-version-check pymemcache \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pymemcache
 fi
+
+# Python's brotli module decodes Junction's Brotli output in tests/compression.rs
+# (an implementation other than the one Junction uses).
+if ! python3 -c 'import brotli' >/dev/null 2>&1 && ! /usr/bin/python3 -c 'import brotli' >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+    echo "install-test-deps: apt-get install python3-brotli"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-brotli >/dev/null || true
+  fi
+fi
+if ! python3 -c 'import brotli' >/dev/null 2>&1 && ! /usr/bin/python3 -c 'import brotli' >/dev/null 2>&1; then
+  echo "install-test-deps: pip install brotli"
+  python3 -m pip install --quiet --disable-pip-version-check brotli \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages brotli
+fi

@@ -32,6 +32,18 @@ pub struct Attempt {
     pub took: Duration,
 }
 
+/// Bytes into and out of the response compression (`$gzip_ratio`), counted by the
+/// compressing body as it runs; only a compressed response has them.
+#[derive(Debug, Default)]
+pub struct CompressStats {
+    /// Whether the encoding is gzip (`$gzip_ratio` is empty for Brotli, as nginx's).
+    pub gzip: bool,
+    /// Bytes compressed.
+    pub zin: std::sync::atomic::AtomicU64,
+    /// Bytes the compression gave out.
+    pub zout: std::sync::atomic::AtomicU64,
+}
+
 /// What the upstream exchange recorded, for `$upstream_*` and the access log.
 /// Kept as data and formatted only when a variable is read (no strings per request).
 #[derive(Debug, Default, Clone)]
@@ -177,6 +189,8 @@ pub struct RequestCtx {
     pub redirects: u8,
     /// The client connection's upgrade (WebSocket), when the request asked for one.
     pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    /// Set when the response is compressed (`$gzip_ratio`).
+    pub compress_stats: Option<Arc<CompressStats>>,
 }
 
 impl RequestCtx {
@@ -209,6 +223,7 @@ impl RequestCtx {
             conn_requests: 1,
             redirects: 0,
             upgrade: None,
+            compress_stats: None,
         }
     }
 
@@ -346,6 +361,25 @@ impl RequestCtx {
             Var::ConnectionRequests => put_display(out, self.conn_requests),
             Var::RemoteUser => {}
             Var::NginxVersion => out.put_slice(env!("CARGO_PKG_VERSION").as_bytes()),
+            Var::GzipRatio => {
+                // nginx's ngx_http_gzip_ratio_variable: zin/zout with two rounded decimals.
+                use std::sync::atomic::Ordering::Relaxed;
+                if let Some(s) = self.compress_stats.as_ref().filter(|s| s.gzip) {
+                    let (zin, zout) = (s.zin.load(Relaxed), s.zout.load(Relaxed));
+                    if zin != 0 && zout != 0 {
+                        let mut int = zin / zout;
+                        let mut frac = (zin * 100 / zout) % 100;
+                        if (zin * 1000 / zout) % 10 > 4 {
+                            frac += 1;
+                            if frac > 99 {
+                                int += 1;
+                                frac = 0;
+                            }
+                        }
+                        put_display(out, format_args!("{int}.{frac:02}"));
+                    }
+                }
+            }
             Var::Http(name) => Self::header_into(&self.headers, name, out),
             Var::SentHttp(name) => Self::header_into(&self.sent_headers, name, out),
             Var::UpstreamHttp(name) => Self::header_into(&self.upstream.headers, name, out),

@@ -91,6 +91,8 @@ pub enum Var {
     RemoteUser,
     /// `$nginx_version` (Junction's version, so shipped params files work unchanged)
     NginxVersion,
+    /// `$gzip_ratio`
+    GzipRatio,
     /// `$http_NAME`: a request header.
     Http(HeaderName),
     /// `$sent_http_NAME`: a response header.
@@ -209,6 +211,7 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "connection_requests" => Var::ConnectionRequests,
         "remote_user" => Var::RemoteUser,
         "nginx_version" | "junction_version" => Var::NginxVersion,
+        "gzip_ratio" => Var::GzipRatio,
         _ => {
             if let Some(h) = lower.strip_prefix("http_") {
                 return header_name(h).map(Var::Http);

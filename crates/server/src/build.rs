@@ -89,6 +89,8 @@ pub struct LocConf {
     pub etag: bool,
     /// Named captures of the location regex: (group index, variable slot).
     pub named_captures: Vec<(usize, usize)>,
+    /// Output filters (gzip, …).
+    pub filters: crate::filters::FilterConf,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -179,8 +181,13 @@ const NO_EFFECT: &[&str] = &[
     "server_names_hash_max_size",
     "types_hash_max_size",
     "types_hash_bucket_size",
-    "gzip",
     "charset",
+    "gzip_buffers",
+    "gzip_window",
+    "gzip_hash",
+    "gzip_no_buffer",
+    "postpone_gzipping",
+    "brotli_buffers",
     "proxy_headers_hash_max_size",
     "proxy_headers_hash_bucket_size",
     "proxy_temp_file_write_size",
@@ -208,6 +215,9 @@ const FLAGS: &[&str] = &[
     "tcp_nopush",
     "tcp_nodelay",
     "gzip",
+    "gzip_vary",
+    "brotli",
+    "gunzip",
     "etag",
     "recursive_error_pages",
     "absolute_redirect",
@@ -1116,5 +1126,6 @@ fn build_conf(
         name: info.name.clone(),
         etag: scope.flag("etag", true)?,
         named_captures: Vec::new(),
+        filters: crate::filters::build(scope, bx)?,
     })
 }

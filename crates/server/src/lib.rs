@@ -11,6 +11,8 @@
 //! - `serve`: listeners, hyper HTTP/1.1 connections, the request phases,
 //!   `error_page`, output headers, graceful/fast stop.
 //! - `static_files`: the default content handler.
+//! - `filters`: output filters over every response (gzip/Brotli, …), built per
+//!   location at load.
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
 //! - `error_io`: gives the errors hyper answers by itself (malformed requests)
 //!   nginx's error page and `Server` header.
@@ -18,6 +20,7 @@
 
 pub mod build;
 mod error_io;
+mod filters;
 pub mod log;
 pub mod route;
 pub mod serve;

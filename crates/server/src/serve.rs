@@ -1089,6 +1089,7 @@ fn finish(mut resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> ht
             }
         }
     }
+    let resp = crate::filters::apply(resp, &mut cx, &c.filters);
     cx.status = status;
     if c.access_logs.is_empty() {
         return resp;

@@ -99,7 +99,17 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
     if cx.uri.ends_with('/') {
         return index(cx, c, &path).await;
     }
-    let meta = match tokio::fs::metadata(&path).await {
+    // gzip_static / brotli_static: a precompressed file beside the file goes instead.
+    let mut vary = false;
+    let pre = crate::filters::gzip::static_file(cx, &c.filters.compress, &path, &mut vary).await;
+    let (path, meta, encoding) = match pre {
+        Some((p, m, e)) => (p, Ok(m), Some(e)),
+        None => {
+            let m = tokio::fs::metadata(&path).await;
+            (path, m, None)
+        }
+    };
+    let meta = match meta {
         Ok(m) => m,
         Err(e) => {
             let (s, code) = match e.kind() {
@@ -151,6 +161,9 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
     if let Some(etag) = &etag {
         builder = builder.header(http::header::ETAG, etag.as_str());
     }
+    if vary {
+        builder = builder.extension(crate::filters::gzip::VaryMark);
+    }
     match precondition(cx, mtime, etag.as_deref()) {
         Precondition::Send => {}
         Precondition::Failed => return status(StatusCode::PRECONDITION_FAILED, c),
@@ -168,6 +181,12 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
             HeaderValue::from_maybe_shared(ctype).unwrap_or(HeaderValue::from_static("text/plain")),
         )
         .header(http::header::ACCEPT_RANGES, "bytes");
+    if let Some(e) = encoding {
+        builder = builder.header(
+            http::header::CONTENT_ENCODING,
+            crate::filters::gzip::encoding_value(e),
+        );
+    }
     // Range (one range; If-Range must name this version, else the whole file).
     let mut range: Option<(u64, u64)> = None;
     let if_range_ok = match cx
