@@ -324,7 +324,6 @@ const UNSUPPORTED: &[&str] = &[
     "deny",
     "satisfy",
     "limit_except",
-    "expires",
     "proxy_set_body",
     "proxy_method",
     "proxy_cookie_domain",

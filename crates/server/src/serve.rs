@@ -1074,6 +1074,8 @@ fn finish(mut resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> ht
     let h = resp.headers_mut();
     h.insert(http::header::SERVER, server_header(c.server_tokens));
     h.insert(http::header::DATE, junction_core::time::http_date());
+    crate::filters::headers(&mut resp, &cx, &c.filters);
+    let h = resp.headers_mut();
     let ok_status = matches!(
         status,
         200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
