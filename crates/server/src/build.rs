@@ -91,6 +91,8 @@ pub struct LocConf {
     pub named_captures: Vec<(usize, usize)>,
     /// Output filters (gzip, …).
     pub filters: crate::filters::FilterConf,
+    /// `log_not_found`.
+    pub log_not_found: bool,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -181,7 +183,6 @@ const NO_EFFECT: &[&str] = &[
     "server_names_hash_max_size",
     "types_hash_max_size",
     "types_hash_bucket_size",
-    "charset",
     "gzip_buffers",
     "gzip_window",
     "gzip_hash",
@@ -195,6 +196,15 @@ const NO_EFFECT: &[&str] = &[
     "uwsgi_temp_file_write_size",
     "scgi_temp_file_write_size",
     "open_file_cache",
+    "open_file_cache_valid",
+    "open_file_cache_min_uses",
+    "open_file_cache_errors",
+    "open_file_cache_events",
+    "variables_hash_max_size",
+    "variables_hash_bucket_size",
+    "map_hash_max_size",
+    "map_hash_bucket_size",
+    "log_subrequest",
     "send_timeout",
     "resolver",
     "zone",
@@ -216,6 +226,13 @@ const FLAGS: &[&str] = &[
     "tcp_nodelay",
     "gzip",
     "gzip_vary",
+    "override_charset",
+    "log_not_found",
+    "log_subrequest",
+    "autoindex_exact_size",
+    "autoindex_localtime",
+    "open_file_cache_errors",
+    "open_file_cache_events",
     "brotli",
     "gunzip",
     "etag",
@@ -1090,15 +1107,8 @@ fn build_conf(
                 if a.value == "off" {
                     continue;
                 }
-                let fmt = match d.args.get(1) {
-                    Some(f) if !f.value.contains('=') => {
-                        Some(http.formats.get(&f.value).cloned().ok_or_else(|| {
-                            err(&f.span, format!("unknown log format \"{}\"", f.value))
-                        })?)
-                    }
-                    _ => http.formats.get("combined").cloned(),
-                };
-                v.push(logs.access(&bx.prefix.join(&a.value), fmt));
+                let (fmt, opts) = crate::log::access_log_args(d, &http.formats, bx)?;
+                v.push(logs.access_with(&bx.prefix.join(&a.value), fmt, opts));
             }
             v
         }
@@ -1126,5 +1136,6 @@ fn build_conf(
         etag: scope.flag("etag", true)?,
         named_captures: Vec::new(),
         filters: crate::filters::build(scope, bx)?,
+        log_not_found: scope.flag("log_not_found", true)?,
     })
 }

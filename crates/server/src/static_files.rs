@@ -116,7 +116,9 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
                 std::io::ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, 13),
                 _ => (StatusCode::NOT_FOUND, 2),
             };
-            tracing::error!(
+            // `log_not_found off` silences only a missing file (nginx's NGX_ENOENT).
+            if code == 13 || c.log_not_found {
+                tracing::error!(
                 "*{} open() \"{path}\" failed ({code}: {e}), client: {}, server: {}, request: \"{} {}\"",
                 cx.conn.id,
                 cx.conn.remote.ip(),
@@ -124,6 +126,7 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
                 cx.method,
                 cx.request_uri
             );
+            }
             return status(s, c);
         }
     };
@@ -289,6 +292,7 @@ async fn index(cx: &RequestCtx, c: &LocConf, path: &str) -> Outcome {
             );
             status(StatusCode::FORBIDDEN, c)
         }
+        _ if !c.log_not_found => status(StatusCode::NOT_FOUND, c),
         _ => {
             tracing::error!(
                 "*{} \"{path}{}\" is not found (2: No such file or directory), client: {}, server: {}, request: \"{} {}\"",

@@ -27,10 +27,11 @@
 //! client as soon as it left the upstream, as nginx flushes on each upstream buffer
 //! with `proxy_buffering off`.
 
+use super::Types;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{
     ACCEPT_ENCODING, ACCEPT_RANGES, AUTHORIZATION, CACHE_CONTROL, CONTENT_ENCODING, CONTENT_LENGTH,
-    CONTENT_TYPE, ETAG, EXPIRES, LAST_MODIFIED, USER_AGENT, VARY,
+    ETAG, EXPIRES, LAST_MODIFIED, USER_AGENT, VARY,
 };
 use http::{HeaderMap, HeaderValue, Method, Version};
 use http_body::Frame;
@@ -55,30 +56,6 @@ pub(crate) enum StaticMode {
     On,
     /// Served to every client.
     Always,
-}
-
-/// `gzip_types` / `brotli_types`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Types {
-    /// `*`.
-    Any,
-    /// Lower-case MIME types (`text/html` always among them).
-    List(Vec<String>),
-}
-
-impl Default for Types {
-    fn default() -> Self {
-        Types::List(vec!["text/html".into()])
-    }
-}
-
-impl Types {
-    fn matches(&self, ctype: &str) -> bool {
-        match self {
-            Types::Any => true,
-            Types::List(l) => !ctype.is_empty() && l.iter().any(|t| t == ctype),
-        }
-    }
 }
 
 // `gzip_proxied` bits (nginx's NGX_HTTP_GZIP_PROXIED_*).
@@ -119,7 +96,7 @@ impl Default for CompressConf {
     fn default() -> Self {
         CompressConf {
             gzip: false,
-            gzip_types: Types::default(),
+            gzip_types: Types::List(vec!["text/html".into()]),
             gzip_min_length: 20,
             gzip_level: 1,
             http_version: Version::HTTP_11,
@@ -129,7 +106,7 @@ impl Default for CompressConf {
             disable_msie6: false,
             gzip_static: StaticMode::Off,
             brotli: false,
-            brotli_types: Types::default(),
+            brotli_types: Types::List(vec!["text/html".into()]),
             brotli_min_length: 20,
             brotli_level: 6,
             brotli_lgwin: 19,
@@ -139,21 +116,7 @@ impl Default for CompressConf {
 }
 
 fn types(scope: &Scope<'_>, name: &str) -> Types {
-    let Some(d) = scope.get(name) else {
-        return Types::default();
-    };
-    if d.args.iter().any(|a| a.value == "*") {
-        return Types::Any;
-    }
-    let mut l: Vec<String> = d
-        .args
-        .iter()
-        .map(|a| a.value.to_ascii_lowercase())
-        .collect();
-    if !l.iter().any(|t| t == "text/html") {
-        l.push("text/html".into());
-    }
-    Types::List(l)
+    super::types(scope, name, &["text/html"])
 }
 
 fn num(scope: &Scope<'_>, name: &str, lo: u32, hi: u32, default: u32) -> Result<u32, ConfigError> {
@@ -567,20 +530,6 @@ fn add_vary(h: &mut HeaderMap) {
     h.append(VARY, HeaderValue::from_static("Accept-Encoding"));
 }
 
-/// The type of a response without its parameters, lower case.
-fn base_type(h: &HeaderMap) -> String {
-    h.get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| {
-            s.split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase()
-        })
-        .unwrap_or_default()
-}
-
 /// The gzip (and Brotli) header filter, and the body wrapped for compression.
 pub(crate) fn filter(
     mut resp: http::Response<Body>,
@@ -602,7 +551,7 @@ pub(crate) fn filter(
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse().ok());
     let (gz, br) = if status_ok && !encoded {
-        let t = base_type(h);
+        let t = super::base_type(h);
         let fits = |on: bool, types: &Types, min: u64| {
             on && length.is_none_or(|l| l >= min) && types.matches(&t)
         };
