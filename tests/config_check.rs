@@ -268,7 +268,6 @@ fn unsupported_directives_are_refused_not_ignored() {
         "rewrite ^/old /new last;",
         "allow 127.0.0.1;",
         "deny all;",
-        "autoindex on;",
     ];
     let mut failures = Vec::new();
     for line in cases {

@@ -93,6 +93,8 @@ pub struct LocConf {
     pub filters: crate::filters::FilterConf,
     /// `log_not_found`.
     pub log_not_found: bool,
+    /// `autoindex on` and its settings.
+    pub(crate) autoindex: Option<crate::autoindex::AutoindexConf>,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -362,12 +364,6 @@ fn check_unsupported(tree: &[Directive]) -> Result<(), ConfigError> {
                 format!(
                     "\"{n}\" directive is not supported by junction yet (see docs/directives.md)"
                 ),
-            ));
-        }
-        if n == "autoindex" && d.args.first().is_some_and(|a| a.value != "off") {
-            return Err(err(
-                &d.span,
-                "\"autoindex on\" is not supported by junction yet",
             ));
         }
         if let Some(b) = &d.block {
@@ -1137,5 +1133,6 @@ fn build_conf(
         named_captures: Vec::new(),
         filters: crate::filters::build(scope, bx)?,
         log_not_found: scope.flag("log_not_found", true)?,
+        autoindex: crate::autoindex::AutoindexConf::build(scope)?,
     })
 }

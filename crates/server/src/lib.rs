@@ -11,6 +11,7 @@
 //! - `serve`: listeners, hyper HTTP/1.1 connections, the request phases,
 //!   `error_page`, output headers, graceful/fast stop.
 //! - `static_files`: the default content handler.
+//! - `autoindex`: directory listings (`autoindex on`) in html, json, jsonp, xml.
 //! - `filters`: output filters over every response (gzip/Brotli, …), built per
 //!   location at load.
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
@@ -18,6 +19,7 @@
 //!   nginx's error page and `Server` header.
 #![forbid(unsafe_code)]
 
+mod autoindex;
 pub mod build;
 mod error_io;
 mod filters;

@@ -281,6 +281,14 @@ async fn index(cx: &RequestCtx, c: &LocConf, path: &str) -> Outcome {
         }
     }
     match tokio::fs::metadata(path).await {
+        Ok(m) if m.is_dir() && c.autoindex.is_some() && cx.method != Method::POST => {
+            match &c.autoindex {
+                Some(a) => crate::autoindex::listing(cx, a, path, c.server_tokens)
+                    .await
+                    .unwrap_or_else(|| status(StatusCode::FORBIDDEN, c)),
+                None => status(StatusCode::FORBIDDEN, c),
+            }
+        }
         Ok(m) if m.is_dir() => {
             tracing::error!(
                 "*{} directory index of \"{path}\" is forbidden, client: {}, server: {}, request: \"{} {}\"",
