@@ -75,8 +75,10 @@ pub struct LocConf {
     pub client_body_timeout: Duration,
     /// `internal`.
     pub internal: bool,
-    /// `server_tokens`.
+    /// `server_tokens` (`on`/`build`: with the version).
     pub server_tokens: bool,
+    /// `server_tokens "STRING"` (as nginx Plus): the `Server` value; empty: no header.
+    pub server_tokens_string: Option<Template>,
     /// `access_log` targets (empty: off).
     pub access_logs: Vec<Arc<AccessLog>>,
     /// MIME types.
@@ -285,8 +287,14 @@ fn validate_values(tree: &[Directive]) -> Result<(), ConfigError> {
                 }
             }
         } else if n == "server_tokens" {
+            // on | off | build; a quoted string or one with variables is nginx Plus's
+            // `server_tokens string` (the `Server` value); any other word is a typo, as
+            // nginx OSS says.
             for a in &d.args {
-                if !matches!(a.value.as_str(), "on" | "off" | "build") {
+                if !matches!(a.value.as_str(), "on" | "off" | "build")
+                    && !a.quoted
+                    && !a.value.contains('$')
+                {
                     return Err(invalid(d, a));
                 }
             }
@@ -1124,7 +1132,13 @@ fn build_conf(
         client_max_body_size: scope.size("client_max_body_size", 1024 * 1024)?,
         client_body_timeout: scope.time("client_body_timeout", Duration::from_secs(60))?,
         internal: scope.local("internal").is_some(),
-        server_tokens: scope.flag("server_tokens", true)?,
+        server_tokens: !matches!(scope.arg("server_tokens"), Some((_, a)) if a.value != "on" && a.value != "build"),
+        server_tokens_string: match scope.arg("server_tokens") {
+            Some((_, a)) if !matches!(a.value.as_str(), "on" | "off" | "build") => {
+                Some(bx.template(a)?)
+            }
+            _ => None,
+        },
         access_logs,
         types: http.types.clone(),
         default_type,

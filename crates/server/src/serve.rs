@@ -1073,6 +1073,13 @@ fn finish(mut resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> ht
     let status = resp.status().as_u16();
     let h = resp.headers_mut();
     h.insert(http::header::SERVER, server_header(c.server_tokens));
+    if let Some(t) = &c.server_tokens_string {
+        let s = t.eval(&cx);
+        match HeaderValue::from_maybe_shared(s.clone()) {
+            Ok(v) if !s.is_empty() => h.insert(http::header::SERVER, v),
+            _ => h.remove(http::header::SERVER),
+        };
+    }
     h.insert(http::header::DATE, junction_core::time::http_date());
     crate::filters::headers(&mut resp, &cx, &c.filters);
     let h = resp.headers_mut();
