@@ -322,6 +322,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_method", HSL, 1, 1),
     d("proxy_cookie_domain", HSL, 1, 2),
     d("proxy_cookie_path", HSL, 1, 2),
+    d("proxy_cookie_flags", HSL, 1, MANY),
     d("proxy_headers_hash_max_size", HSL, 1, 1),
     d("proxy_headers_hash_bucket_size", HSL, 1, 1),
     d("proxy_ssl_server_name", HSL, 1, 1),

@@ -122,6 +122,15 @@ pub struct Buffered {
 }
 
 impl Buffered {
+    /// A body of one piece in memory (`proxy_set_body`).
+    pub fn from_bytes(b: Bytes) -> Buffered {
+        Buffered {
+            len: b.len() as u64,
+            mem: if b.is_empty() { Vec::new() } else { vec![b] },
+            file: None,
+        }
+    }
+
     /// Total length.
     pub fn len(&self) -> u64 {
         self.len

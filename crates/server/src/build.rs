@@ -351,10 +351,6 @@ const UNSUPPORTED: &[&str] = &[
     "deny",
     "satisfy",
     "limit_except",
-    "proxy_set_body",
-    "proxy_method",
-    "proxy_cookie_domain",
-    "proxy_cookie_path",
     "proxy_ssl_verify",
     "proxy_ssl_server_name",
 ];
