@@ -30,6 +30,24 @@ pub struct Attempt {
     pub status: Option<u16>,
     /// How long it took.
     pub took: Duration,
+    /// Time to connect (`$upstream_connect_time`; `None`: not connected, `-`).
+    pub connect: Option<Duration>,
+    /// Time to the response head (`$upstream_header_time`; `None`: none, `-`).
+    pub header: Option<Duration>,
+    /// Bytes of the request written (`$upstream_bytes_sent`).
+    pub bytes_sent: u64,
+    /// The relayed body of the attempt that answered (`$upstream_response_length`, and
+    /// the end of `$upstream_response_time`).
+    pub body: Option<Arc<BodyStats>>,
+}
+
+/// What the response body relay counted, updated while the body streams.
+#[derive(Debug, Default)]
+pub struct BodyStats {
+    /// Body bytes relayed.
+    pub bytes: std::sync::atomic::AtomicU64,
+    /// When the body ended, in microseconds after the attempt started (0: not yet).
+    pub end_us: std::sync::atomic::AtomicU64,
 }
 
 /// Bytes into and out of the response compression (`$gzip_ratio`), counted by the
@@ -66,11 +84,23 @@ impl UpstreamLog {
             server: server.clone(),
             status,
             took,
+            connect: None,
+            header: None,
+            bytes_sent: 0,
+            body: None,
         };
         if self.first.is_none() {
             self.first = Some(a);
         } else {
             self.rest.push(a);
+        }
+    }
+
+    /// The last attempt recorded.
+    pub fn last_mut(&mut self) -> Option<&mut Attempt> {
+        match self.rest.last_mut() {
+            Some(a) => Some(a),
+            None => self.first.as_mut(),
         }
     }
 
@@ -342,8 +372,37 @@ impl RequestCtx {
                 .upstream
                 .list_into(out, |a, o| put_display(o, a.status.unwrap_or(502))),
             Var::UpstreamResponseTime => self.upstream.list_into(out, |a, o| {
-                put_display(o, format_args!("{:.3}", a.took.as_secs_f64()))
+                let end = a
+                    .body
+                    .as_ref()
+                    .map(|b| b.end_us.load(std::sync::atomic::Ordering::Relaxed))
+                    .filter(|us| *us != 0)
+                    .map_or(a.took, Duration::from_micros);
+                put_ms(o, Some(end))
             }),
+            Var::UpstreamConnectTime => self.upstream.list_into(out, |a, o| put_ms(o, a.connect)),
+            Var::UpstreamHeaderTime => self.upstream.list_into(out, |a, o| put_ms(o, a.header)),
+            Var::UpstreamResponseLength => self.upstream.list_into(out, |a, o| {
+                let n = a
+                    .body
+                    .as_ref()
+                    .map_or(0, |b| b.bytes.load(std::sync::atomic::Ordering::Relaxed));
+                put_display(o, n)
+            }),
+            Var::UpstreamBytesSent => self
+                .upstream
+                .list_into(out, |a, o| put_display(o, a.bytes_sent)),
+            Var::UpstreamCacheStatus => {}
+            Var::UpstreamCookie(name) => {
+                for h in self.upstream.headers.get_all(http::header::SET_COOKIE) {
+                    let v = h.as_bytes();
+                    let first = v.split(|c| *c == b';').next().unwrap_or(&[]);
+                    if let Some(v) = find_pair(first, name.as_bytes(), b';') {
+                        out.put_slice(v);
+                        return;
+                    }
+                }
+            }
             Var::TimeLocal => out.put_slice(crate::time::local_time(self.start_time).as_bytes()),
             Var::TimeIso8601 => out.put_slice(crate::time::iso8601(self.start_time).as_bytes()),
             Var::Msec => {
@@ -407,6 +466,17 @@ impl RequestCtx {
                 }
             }
         }
+    }
+}
+
+/// nginx's `%T.%03M` for an upstream time, `-` when there is none.
+fn put_ms(out: &mut BytesMut, d: Option<Duration>) {
+    match d {
+        Some(d) => {
+            let ms = d.as_millis();
+            put_display(out, format_args!("{}.{:03}", ms / 1000, ms % 1000))
+        }
+        None => out.put_u8(b'-'),
     }
 }
 

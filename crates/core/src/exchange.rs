@@ -230,7 +230,9 @@ pub async fn exchange(
             return Err(Error::internal("upstream server vanished"));
         };
         let t0 = Instant::now();
-        let r = attempt(conf, i, bind, &head, &mut body, new_codec).await;
+        let mut connect = None;
+        let r = attempt(conf, i, bind, &head, &mut body, new_codec, &mut connect).await;
+        let sent_len = head.len() as u64 + body.known_len().unwrap_or(0);
         let tried = st.tried.len();
         let tries_left = tried < total
             && (conf.next.tries == 0 || (tried as u64) < u64::from(conf.next.tries))
@@ -246,6 +248,9 @@ pub async fn exchange(
             Ok(h) => {
                 let status = h.head.status.as_u16();
                 cx.upstream.attempt(&server, Some(status), t0.elapsed());
+                if let Some(a) = cx.upstream.last_mut() {
+                    (a.connect, a.header, a.bytes_sent) = (connect, Some(a.took), sent_len);
+                }
                 if conf.next.retries_status(status) && tries_left && repeatable(true, &body) {
                     let outcome = if matches!(status, 403 | 404) {
                         Outcome::Next
@@ -292,6 +297,7 @@ pub async fn exchange(
                     &cx.method,
                 )
                 .await?;
+                let body = crate::body::counted(body, cx.upstream.last_mut(), t0);
                 return Ok(UpstreamResponse {
                     head: rhead,
                     body,
@@ -300,6 +306,9 @@ pub async fn exchange(
             }
             Err((e, sent)) => {
                 cx.upstream.attempt(&server, None, t0.elapsed());
+                if let Some(a) = cx.upstream.last_mut() {
+                    (a.connect, a.bytes_sent) = (connect, if sent { sent_len } else { 0 });
+                }
                 if !matches!(e.kind(), ErrorKind::Encode | ErrorKind::Internal) {
                     group.report(i, Outcome::Failed);
                 }
@@ -331,7 +340,9 @@ async fn attempt(
     head: &Bytes,
     body: &mut ReqBody,
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
+    connect_time: &mut Option<Duration>,
 ) -> Result<Headed, (Error, bool)> {
+    let started = Instant::now();
     let group = &conf.group;
     let peer = group
         .servers
@@ -345,6 +356,7 @@ async fn attempt(
             .get(i, bind, conf.timeouts.connect)
             .await
             .map_err(|e| (e, false))?;
+        *connect_time = Some(started.elapsed());
         let reused = conn.reused;
         let mut codec = new_codec();
         match send_and_read_head(conf, &mut conn, &peer, head, body, codec.as_mut()).await {
