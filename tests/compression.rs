@@ -857,3 +857,54 @@ fn brotli_static_serves_the_br_beside_the_file() {
     assert_eq!(r.header("Content-Encoding"), None);
     assert_eq!(r.body, page);
 }
+
+#[test]
+fn gunzip_decompresses_for_clients_without_gzip() {
+    let (site, _page) = static_site();
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    root {ROOT};
+    gzip_vary on;
+    location / { gzip_static always; gunzip on; }
+    location /plain/ { alias {ROOT}/; gzip_static always; }
+}
+",
+        &[("ROOT", &site.path().display())],
+    ));
+    let get = |path: &str, headers: &str| {
+        proxy.request(
+            format!("GET {path} HTTP/1.1\r\nHost: gu.test\r\nConnection: close\r\n{headers}\r\n")
+                .as_bytes(),
+        )
+    };
+    // A client that takes gzip gets the .gz as it is.
+    let r = get("/page.html", &format!("{AE}\r\n"));
+    assert_eq!(
+        r.header("Content-Encoding"),
+        Some("gzip"),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(gunzip(&r.body).unwrap(), b"precompressed copy");
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    // One that does not: decompressed, no Content-Length, weak ETag, Vary.
+    let r = get("/page.html", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Encoding"), None, "{}", r.describe());
+    assert_eq!(r.body, b"precompressed copy");
+    assert_eq!(r.header("Content-Length"), None);
+    assert_eq!(r.header("Accept-Ranges"), None);
+    assert!(
+        r.header("ETag").is_some_and(|e| e.starts_with("W/")),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(r.header("Vary"), Some("Accept-Encoding"));
+    // gzip;q=0 is "does not take gzip".
+    let r = get("/page.html", "Accept-Encoding: gzip;q=0\r\n");
+    assert_eq!(r.body, b"precompressed copy");
+    // Without gunzip the .gz goes to everyone.
+    let r = get("/plain/page.html", "");
+    assert_eq!(r.header("Content-Encoding"), Some("gzip"));
+}

@@ -217,6 +217,8 @@ pub static DIRECTIVES: &[Spec] = &[
     d("gzip_hash", HSL, 1, 1),
     d("gzip_no_buffer", HSL, 1, 1),
     d("postpone_gzipping", HSL, 1, 1),
+    d("gunzip", HSL, 1, 1),
+    d("gunzip_buffers", HSL, 2, 2),
     d("brotli", HSL | LIF, 1, 1),
     d("brotli_types", HSL, 1, MANY),
     d("brotli_comp_level", HSL, 1, 1),

@@ -193,6 +193,7 @@ const NO_EFFECT: &[&str] = &[
     "gzip_no_buffer",
     "postpone_gzipping",
     "brotli_buffers",
+    "gunzip_buffers",
     "proxy_headers_hash_max_size",
     "proxy_headers_hash_bucket_size",
     "proxy_temp_file_write_size",

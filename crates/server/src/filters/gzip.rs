@@ -16,6 +16,11 @@
 //! Compressing drops `Content-Length` and `Accept-Ranges` and makes a strong ETag
 //! weak (`W/"…"`; one that is not quoted is dropped), as `ngx_http_weak_etag`.
 //!
+//! `gunzip on` (ngx_http_gunzip_filter_module, which nginx runs before gzip): a
+//! response with `Content-Encoding: gzip` for a client that does not take gzip (the
+//! same test) is decompressed as it streams, `Content-Length`/`Accept-Ranges`
+//! dropped, the ETag weakened; `Vary` with `gzip_vary on`.
+//!
 //! With `brotli on` too, the client's `Accept-Encoding` preference chooses: `br`
 //! when its quality is at least gzip's (Brotli is the better of the two at equal
 //! preference), else gzip.
@@ -90,6 +95,8 @@ pub(crate) struct CompressConf {
     brotli_lgwin: u32,
     /// `brotli_static`.
     pub(crate) brotli_static: StaticMode,
+    /// `gunzip`: a gzip response is decompressed for a client that does not take gzip.
+    gunzip: bool,
 }
 
 impl Default for CompressConf {
@@ -111,6 +118,7 @@ impl Default for CompressConf {
             brotli_level: 6,
             brotli_lgwin: 19,
             brotli_static: StaticMode::Off,
+            gunzip: false,
         }
     }
 }
@@ -161,6 +169,7 @@ impl CompressConf {
             brotli_min_length: scope.size("brotli_min_length", 20)?,
             brotli_level: num(scope, "brotli_comp_level", 0, 11, 6)?,
             brotli_static: static_mode(scope, "brotli_static")?,
+            gunzip: scope.flag("gunzip", false)?,
             ..CompressConf::default()
         };
         if let Some((d, a)) = scope.arg("brotli_window") {
@@ -223,7 +232,7 @@ impl CompressConf {
     }
 
     fn any(&self) -> bool {
-        self.gzip || self.brotli
+        self.gzip || self.brotli || self.gunzip
     }
 }
 
@@ -543,6 +552,43 @@ pub(crate) fn filter(
         }
         return resp;
     }
+    // ngx_http_gunzip_filter_module (before gzip in nginx's chain): a gzip response
+    // for a client that does not take gzip is decompressed.
+    let is_gzip = resp
+        .headers()
+        .get(CONTENT_ENCODING)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
+    if c.gunzip && is_gzip {
+        if c.vary {
+            add_vary(resp.headers_mut());
+        }
+        let takes_gzip = accept_encoding(cx).is_some_and(|a| accepts_gzip(a.as_bytes()))
+            && client_ok(cx, resp.headers(), c);
+        if takes_gzip {
+            return resp;
+        }
+        let h = resp.headers_mut();
+        h.remove(CONTENT_ENCODING);
+        h.remove(CONTENT_LENGTH);
+        h.remove(ACCEPT_RANGES);
+        weak_etag(h);
+        if cx.method == Method::HEAD {
+            return resp;
+        }
+        let decoder = Encoder::Gunzip(Box::new(flate2::write::MultiGzDecoder::new(
+            BytesMut::new().writer(),
+        )));
+        return resp.map(|inner| {
+            CompressBody {
+                inner,
+                encoder: decoder,
+                unflushed: false,
+                done: false,
+                stats: Arc::new(CompressStats::default()),
+            }
+            .boxed_unsync()
+        });
+    }
     let h = resp.headers();
     let status_ok = matches!(resp.status().as_u16(), 200 | 403 | 404);
     let encoded = h.get(CONTENT_ENCODING).is_some_and(|v| !v.is_empty());
@@ -614,12 +660,15 @@ enum Encoder {
     Gzip(Box<flate2::write::GzEncoder<Sink>>),
     /// `None` once finished (the writer is consumed by its last write).
     Brotli(Option<Box<brotli::CompressorWriter<Sink>>>),
+    /// `gunzip`: the other way.
+    Gunzip(Box<flate2::write::MultiGzDecoder<Sink>>),
 }
 
 impl Encoder {
     fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         match self {
             Encoder::Gzip(e) => e.write_all(data),
+            Encoder::Gunzip(e) => e.write_all(data),
             Encoder::Brotli(Some(e)) => e.write_all(data),
             Encoder::Brotli(None) => Ok(()),
         }
@@ -628,6 +677,7 @@ impl Encoder {
     fn flush(&mut self) -> std::io::Result<()> {
         match self {
             Encoder::Gzip(e) => e.flush(),
+            Encoder::Gunzip(e) => e.flush(),
             Encoder::Brotli(Some(e)) => e.flush(),
             Encoder::Brotli(None) => Ok(()),
         }
@@ -637,6 +687,10 @@ impl Encoder {
     fn finish(&mut self) -> std::io::Result<Bytes> {
         match self {
             Encoder::Gzip(e) => {
+                e.try_finish()?;
+                Ok(self.take())
+            }
+            Encoder::Gunzip(e) => {
                 e.try_finish()?;
                 Ok(self.take())
             }
@@ -651,6 +705,7 @@ impl Encoder {
     fn take(&mut self) -> Bytes {
         match self {
             Encoder::Gzip(e) => e.get_mut().get_mut().split().freeze(),
+            Encoder::Gunzip(e) => e.get_mut().get_mut().split().freeze(),
             Encoder::Brotli(Some(e)) => e.get_mut().get_mut().split().freeze(),
             Encoder::Brotli(None) => Bytes::new(),
         }
