@@ -178,6 +178,7 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
             };
         }
     }
+    let ctype_bytes = ctype.clone();
     builder = builder
         .header(
             http::header::CONTENT_TYPE,
@@ -208,6 +209,16 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
         .get(http::header::RANGE)
         .and_then(|v| v.to_str().ok())
         .filter(|_| if_range_ok)
+        .filter(|_| {
+            encoding.is_some()
+                || !crate::filters::gzip::compresses_file(
+                    cx,
+                    &c.filters.compress,
+                    &ctype_bytes,
+                    len,
+                    etag.is_some(),
+                )
+        })
     {
         match parse_range(r, len) {
             Some(Ok(x)) => range = Some(x),

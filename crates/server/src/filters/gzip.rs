@@ -790,6 +790,39 @@ impl http_body::Body for CompressBody {
     }
 }
 
+/// Whether the filter will compress a static file's 200 of type `ctype` and `len`
+/// bytes: then nginx answers a `Range` request with the whole compressed file (its
+/// range filter runs after gzip has dropped the length), and so does the static handler.
+pub(crate) fn compresses_file(
+    cx: &RequestCtx,
+    c: &CompressConf,
+    ctype: &[u8],
+    len: u64,
+    has_etag: bool,
+) -> bool {
+    if !(c.gzip || c.brotli) {
+        return false;
+    }
+    let t = std::str::from_utf8(ctype)
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let gz = c.gzip && len >= c.gzip_min_length && c.gzip_types.matches(&t);
+    let br = c.brotli && len >= c.brotli_min_length && c.brotli_types.matches(&t);
+    if !(gz || br) {
+        return false;
+    }
+    let mut h = HeaderMap::new();
+    h.insert(LAST_MODIFIED, HeaderValue::from_static("x"));
+    if has_etag {
+        h.insert(ETAG, HeaderValue::from_static("\"x\""));
+    }
+    choose(cx, &h, c, gz, br).is_some()
+}
+
 /// `gzip_static` / `brotli_static` for the static handler: the precompressed file
 /// beside `path` to send instead, if any (`.br` first when the client prefers it),
 /// with its metadata and encoding. Sets `vary` when nginx's `gzip_static on` would
