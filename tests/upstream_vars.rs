@@ -60,6 +60,8 @@ server {
     location /cookie/ { proxy_pass http://127.0.0.1:{R}/; }
     location /retry/ { proxy_pass http://two; }
     location /static/ { return 200 static; }
+    location /fallback/ { proxy_pass http://127.0.0.1:{DEAD}; error_page 502 = @echo; }
+    location @echo { proxy_pass http://127.0.0.1:{E}; }
 }
 ",
             &[("E", &echo.port), ("R", &respond.port), ("DEAD", &dead)],
@@ -120,6 +122,14 @@ server {
     let b = parts(&f[7]);
     assert_eq!(b[0], "0", "{f:?}");
     assert!(b[1].parse::<u64>().unwrap() > 0, "{f:?}");
+
+    // An internal redirect to another upstream: ` : ` between the two requests' lists.
+    let r = proxy.get("uv.test", "/fallback/");
+    assert_eq!(r.status, 200);
+    let f = wait_line(&proxy.dir().join("up.log"), "/fallback/|");
+    assert_eq!(f[1], format!("127.0.0.1:{dead} : 127.0.0.1:{}", echo.port));
+    assert_eq!(f[2], "502 : 200");
+    assert!(f[3].starts_with("- : "), "{f:?}");
 
     // No upstream: every upstream variable is empty (`-`).
     assert_eq!(proxy.get("uv.test", "/static/").status, 200);

@@ -39,6 +39,9 @@ pub struct Attempt {
     /// The relayed body of the attempt that answered (`$upstream_response_length`, and
     /// the end of `$upstream_response_time`).
     pub body: Option<Arc<BodyStats>>,
+    /// The first attempt of a later upstream request of the same client request (after
+    /// an internal redirect): nginx separates it with ` : ` instead of `, `.
+    pub after_redirect: bool,
 }
 
 /// What the response body relay counted, updated while the body streams.
@@ -68,6 +71,8 @@ pub struct CompressStats {
 pub struct UpstreamLog {
     first: Option<Attempt>,
     rest: Vec<Attempt>,
+    /// The next attempt starts a new upstream request ([`UpstreamLog::begin`]).
+    new_request: bool,
     /// Upstream response headers (for `$upstream_http_*`).
     pub headers: HeaderMap,
 }
@@ -88,12 +93,19 @@ impl UpstreamLog {
             header: None,
             bytes_sent: 0,
             body: None,
+            after_redirect: std::mem::take(&mut self.new_request),
         };
         if self.first.is_none() {
             self.first = Some(a);
         } else {
             self.rest.push(a);
         }
+    }
+
+    /// A new upstream request starts (an exchange): after earlier attempts (an internal
+    /// redirect to another `*_pass`), its attempts are listed after ` : `.
+    pub fn begin(&mut self) {
+        self.new_request = !self.is_empty();
     }
 
     /// The last attempt recorded.
@@ -117,7 +129,7 @@ impl UpstreamLog {
     fn list_into(&self, out: &mut BytesMut, f: impl Fn(&Attempt, &mut BytesMut)) {
         for (i, a) in self.attempts().enumerate() {
             if i > 0 {
-                out.put_slice(b", ");
+                out.put_slice(if a.after_redirect { b" : " } else { b", " });
             }
             f(a, out);
         }

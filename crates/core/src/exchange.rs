@@ -219,6 +219,7 @@ pub async fn exchange(
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
 ) -> Result<UpstreamResponse, Error> {
     let started = Instant::now();
+    cx.upstream.begin();
     let group = &conf.group;
     let mut st = group.pick_state(cx);
     let idempotent = !matches!(cx.method.as_str(), "POST" | "LOCK" | "PATCH");
