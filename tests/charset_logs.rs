@@ -246,6 +246,7 @@ fn knobs_and_new_directives_are_accepted() {
     open_file_cache_errors on;
     log_not_found off;
     log_subrequest on;
+    client_body_in_single_buffer on;
     charset utf-8;
     charset_types text/css;
     override_charset off;
