@@ -598,23 +598,22 @@ fn five_mb_proxied_response_is_compressed_and_byte_identical() {
     assert_eq!(big_mismatch(&body, N), None, "first differing byte");
 }
 
-#[test]
-fn unbuffered_sse_first_event_arrives_compressed_before_the_second_is_sent() {
-    let backend = Peer::python("sse.py", &[]);
-    let proxy = Proxy::start(&fill(
-        "server {
-    listen 127.0.0.1:{PORT};
+fn sse_compressed(location: &str, sse_args: &[&str]) {
+    let backend = Peer::python("sse.py", sse_args);
+    let conf = format!(
+        "server {{
+    listen 127.0.0.1:{{PORT}};
     gzip on;
     gzip_min_length 1;
     gzip_types text/event-stream;
-    location / {
-        proxy_buffering off;
-        proxy_pass http://127.0.0.1:{B};
-    }
-}
-",
-        &[("B", &backend.port)],
-    ));
+    location / {{
+        {location}
+        proxy_pass http://127.0.0.1:{{B}};
+    }}
+}}
+"
+    );
+    let proxy = Proxy::start(&fill(&conf, &[("B", &backend.port)]));
     let mut stream = http_stream(
         proxy.port,
         format!("GET /events HTTP/1.1\r\nHost: sse.test\r\nConnection: close\r\n{AE}\r\n\r\n")
@@ -643,6 +642,16 @@ fn unbuffered_sse_first_event_arrives_compressed_before_the_second_is_sent() {
     dec.write_all(&rest).unwrap();
     let all = dec.finish().unwrap();
     assert_eq!(all.as_slice(), b"data: one\n\ndata: two (released)\n\n");
+}
+
+#[test]
+fn unbuffered_sse_first_event_arrives_compressed_before_the_second_is_sent() {
+    sse_compressed("proxy_buffering off;", &[]);
+}
+
+#[test]
+fn x_accel_buffering_no_sse_is_compressed_event_by_event() {
+    sse_compressed("proxy_buffering on;", &["--accel-no"]);
 }
 
 fn static_site() -> (tempfile::TempDir, Vec<u8>) {

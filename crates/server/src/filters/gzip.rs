@@ -26,11 +26,13 @@
 //! preference), else gzip.
 //!
 //! The body is compressed as it is relayed ([`CompressBody`]): each chunk goes into
-//! the encoder at once and whatever the encoder gives out is sent; when the source
-//! has nothing more for now (an unbuffered upstream between two events) the encoder
-//! is flushed (`Z_SYNC_FLUSH`, `BROTLI_OPERATION_FLUSH`), so every event reaches the
-//! client as soon as it left the upstream, as nginx flushes on each upstream buffer
-//! with `proxy_buffering off`.
+//! the encoder at once and whatever the encoder gives out is sent. In a location with
+//! `*_buffering off`, when the source has nothing more for now (between two events)
+//! the encoder is flushed (`Z_SYNC_FLUSH`, `BROTLI_OPERATION_FLUSH`), so every event
+//! reaches the client as soon as it left the upstream, as nginx flushes each upstream
+//! buffer then; elsewhere the flush waits until the source has been idle for 20 ms
+//! (an `X-Accel-Buffering: no` stream, a slow backend), so a fast body is not cut into
+//! flushed blocks between two reads (nginx never flushes there).
 
 use super::Types;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -97,6 +99,9 @@ pub(crate) struct CompressConf {
     pub(crate) brotli_static: StaticMode,
     /// `gunzip`: a gzip response is decompressed for a client that does not take gzip.
     gunzip: bool,
+    /// The location relays its upstream unbuffered (`*_buffering off`): every chunk is
+    /// flushed to the client at once.
+    unbuffered: bool,
 }
 
 impl Default for CompressConf {
@@ -119,6 +124,7 @@ impl Default for CompressConf {
             brotli_lgwin: 19,
             brotli_static: StaticMode::Off,
             gunzip: false,
+            unbuffered: false,
         }
     }
 }
@@ -170,6 +176,9 @@ impl CompressConf {
             brotli_level: num(scope, "brotli_comp_level", 0, 11, 6)?,
             brotli_static: static_mode(scope, "brotli_static")?,
             gunzip: scope.flag("gunzip", false)?,
+            unbuffered: ["proxy", "fastcgi", "uwsgi", "scgi"]
+                .iter()
+                .any(|p| matches!(scope.flag(&format!("{p}_buffering"), true), Ok(false))),
             ..CompressConf::default()
         };
         if let Some((d, a)) = scope.arg("brotli_window") {
@@ -585,6 +594,8 @@ pub(crate) fn filter(
                 unflushed: false,
                 done: false,
                 stats: Arc::new(CompressStats::default()),
+                flush_now: true,
+                idle: None,
             }
             .boxed_unsync()
         });
@@ -649,6 +660,8 @@ pub(crate) fn filter(
             unflushed: false,
             done: false,
             stats,
+            flush_now: c.unbuffered,
+            idle: None,
         }
         .boxed_unsync()
     })
@@ -720,7 +733,18 @@ struct CompressBody {
     unflushed: bool,
     done: bool,
     stats: Arc<CompressStats>,
+    /// Flush as soon as the source waits (an unbuffered upstream), else only after it
+    /// waited [`IDLE_FLUSH`].
+    flush_now: bool,
+    /// The idle timer (armed while the source waits with input not flushed).
+    idle: Option<Pin<Box<tokio::time::Sleep>>>,
 }
+
+/// How long a buffered source may wait, with input not yet flushed, before what came
+/// so far is flushed to the client (a backend that asked for no buffering with
+/// `X-Accel-Buffering: no`, or a slow one): a flush costs compression, so a fast
+/// source is not flushed between its reads.
+const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl CompressBody {
     fn out(&self, b: &Bytes) {
@@ -754,6 +778,7 @@ impl http_body::Body for CompressBody {
                         .fetch_add(data.len() as u64, Ordering::Relaxed);
                     this.encoder.write(&data)?;
                     this.unflushed = true;
+                    this.idle = None;
                     let out = this.encoder.take();
                     if !out.is_empty() {
                         this.out(&out);
@@ -770,6 +795,15 @@ impl http_body::Body for CompressBody {
                 Poll::Pending => {
                     if !this.unflushed {
                         return Poll::Pending;
+                    }
+                    if !this.flush_now {
+                        let idle = this
+                            .idle
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(IDLE_FLUSH)));
+                        if std::future::Future::poll(idle.as_mut(), cx).is_pending() {
+                            return Poll::Pending;
+                        }
+                        this.idle = None;
                     }
                     // The source waits: what came in so far goes out now.
                     this.unflushed = false;
