@@ -642,10 +642,7 @@ pub(crate) fn filter(
     });
     cx.compress_stats = Some(stats.clone());
     let encoder = match enc {
-        Encoding::Gzip => Encoder::Gzip(Box::new(flate2::write::GzEncoder::new(
-            BytesMut::new().writer(),
-            flate2::Compression::new(c.gzip_level),
-        ))),
+        Encoding::Gzip => Encoder::Gzip(Box::new(super::deflate::PooledGzip::new(c.gzip_level))),
         Encoding::Brotli => Encoder::Brotli(Some(Box::new(brotli::CompressorWriter::new(
             BytesMut::new().writer(),
             4096,
@@ -670,7 +667,7 @@ pub(crate) fn filter(
 type Sink = bytes::buf::Writer<BytesMut>;
 
 enum Encoder {
-    Gzip(Box<flate2::write::GzEncoder<Sink>>),
+    Gzip(Box<super::deflate::PooledGzip>),
     /// `None` once finished (the writer is consumed by its last write).
     Brotli(Option<Box<brotli::CompressorWriter<Sink>>>),
     /// `gunzip`: the other way.
@@ -680,7 +677,7 @@ enum Encoder {
 impl Encoder {
     fn write(&mut self, data: &[u8]) -> std::io::Result<()> {
         match self {
-            Encoder::Gzip(e) => e.write_all(data),
+            Encoder::Gzip(e) => e.write(data),
             Encoder::Gunzip(e) => e.write_all(data),
             Encoder::Brotli(Some(e)) => e.write_all(data),
             Encoder::Brotli(None) => Ok(()),
@@ -699,10 +696,7 @@ impl Encoder {
     /// Ends the stream; returns the last output.
     fn finish(&mut self) -> std::io::Result<Bytes> {
         match self {
-            Encoder::Gzip(e) => {
-                e.try_finish()?;
-                Ok(self.take())
-            }
+            Encoder::Gzip(e) => e.finish(),
             Encoder::Gunzip(e) => {
                 e.try_finish()?;
                 Ok(self.take())
@@ -717,7 +711,7 @@ impl Encoder {
     /// What the encoder wrote so far.
     fn take(&mut self) -> Bytes {
         match self {
-            Encoder::Gzip(e) => e.get_mut().get_mut().split().freeze(),
+            Encoder::Gzip(e) => e.take(),
             Encoder::Gunzip(e) => e.get_mut().get_mut().split().freeze(),
             Encoder::Brotli(Some(e)) => e.get_mut().get_mut().split().freeze(),
             Encoder::Brotli(None) => Bytes::new(),
