@@ -50,6 +50,9 @@ ERROR_RATIO_LIMIT = 0.01  # a run with more than 1% failed requests is a failed 
 READY_TIMEOUT = 15.0
 HELLO = b"hello world\n"
 BODY_100K = bytes((i * 7 + 13) % 251 for i in range(100 * 1024))
+# 100 KB of text (compressible like HTML/CSS/JS), for the gzip scenarios.
+TEXT_100K = b"".join(b"<p>line %d of a compressible text response</p>\n" % i
+                     for i in range(3000))[:100 * 1024]
 MEMCACHED_VALUE = bytes(0x61 + (i % 26) for i in range(1024))
 
 
@@ -472,11 +475,13 @@ def parse_wrk(out):
     return d
 
 
-def run_wrk(ctx, port, path, duration, close=False):
+def run_wrk(ctx, port, path, duration, close=False, headers=()):
     cmd = [ctx.wrk, "-t%d" % WRK_THREADS, "-c%d" % WRK_CONNECTIONS, "-d%ds" % duration,
            "--latency", "-s", ctx.wrk_lua]
     if close:
         cmd += ["-H", "Connection: close"]
+    for h in headers:
+        cmd += ["-H", h]
     cmd.append("http://127.0.0.1:%d%s" % (port, path))
     p = PROCS.spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -556,6 +561,8 @@ class StaticNginxBackend(Backend):
             f.write(HELLO)
         with open(os.path.join(www, "100k.bin"), "wb") as f:
             f.write(BODY_100K)
+        with open(os.path.join(www, "100k.txt"), "wb") as f:
+            f.write(TEXT_100K)
         self.port = self.direct_port = free_port()
         conf = os.path.join(self.dir, "backend.conf")
         with open(conf, "w") as f:
@@ -701,9 +708,12 @@ def _params(directive, params, indent):
 
 class Scenario:
     def __init__(self, name, backend, path, expect, desc, close=False, buffering=True,
-                 idle=False):
+                 idle=False, gzip=None):
         self.name, self.backend, self.path, self.expect, self.desc = name, backend, path, expect, desc
         self.close, self.buffering, self.idle = close, buffering, idle
+        # gzip: the gzip_comp_level to compress with (wrk then sends Accept-Encoding: gzip).
+        self.gzip = gzip
+        self.headers = ("Accept-Encoding: gzip",) if gzip else ()
 
     def make_backend(self, ctx, workdir):
         if self.backend == "static":
@@ -730,6 +740,8 @@ class Scenario:
                    "proxy_set_header Connection \"\";\n")
             if not self.buffering:
                 loc += "proxy_buffering off;\n"
+            if self.gzip:
+                loc += "gzip on;\ngzip_comp_level %d;\ngzip_types *;\n" % self.gzip
         elif self.backend == "php":
             loc = ("fastcgi_pass 127.0.0.1:%d;\nfastcgi_param SCRIPT_FILENAME %s;\n" % (b.port, b.script)
                    + _params("fastcgi_param", FASTCGI_PARAMS, ""))
@@ -754,6 +766,10 @@ SCENARIOS = [
              "12-byte file, wrk -H 'Connection: close' (no client keepalive)", close=True),
     Scenario("http-unbuffered", "static", "/100k.bin", BODY_100K,
              "100 KB response with proxy_buffering off", buffering=False),
+    Scenario("gzip-1", "static", "/100k.txt", TEXT_100K,
+             "100 KB text response compressed with gzip_comp_level 1", gzip=1),
+    Scenario("gzip-6", "static", "/100k.txt", TEXT_100K,
+             "100 KB text response compressed with gzip_comp_level 6", gzip=6),
     Scenario("php-fpm", "php", "/index.php", HELLO,
              "PHP hello world, php-fpm pm=static (2 children), same pool for both"),
     Scenario("uwsgi", "uwsgi", "/", HELLO, "uwsgi python3 hello world, --processes 2"),
@@ -1006,13 +1022,13 @@ class Ctx:
 
 def measure_wrk_run(ctx, proxy, scn, port):
     if ctx.warmup:
-        run_wrk(ctx, port, scn.path, ctx.warmup, scn.close)
+        run_wrk(ctx, port, scn.path, ctx.warmup, scn.close, scn.headers)
     sampler = MemorySampler(proxy.root)
     b_cpu0 = ctx.backend.cpu_seconds()
     cpu0 = proxy.cpu()
     sampler.start()
     try:
-        d = run_wrk(ctx, port, scn.path, ctx.duration, scn.close)
+        d = run_wrk(ctx, port, scn.path, ctx.duration, scn.close, scn.headers)
     finally:
         sampler.stop()
     cpu1 = proxy.cpu()

@@ -57,3 +57,6 @@ py_need() { # module debian-package pypi-name
 }
 py_need pymemcache python3-pymemcache pymemcache
 py_need prometheus_client python3-prometheus-client prometheus-client
+# Python's brotli module decodes Junction's Brotli output in tests/compression.rs
+# (an implementation other than the one Junction uses).
+py_need brotli python3-brotli brotli

@@ -26,6 +26,79 @@ pub fn full(b: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
+/// The upstream body of `attempt`, counted as it is relayed for
+/// `$upstream_response_length` and the end of `$upstream_response_time` (`started`:
+/// when the attempt began). Wrapped only when some template reads them.
+pub fn counted(
+    body: Body,
+    attempt: Option<&mut crate::ctx::Attempt>,
+    started: std::time::Instant,
+) -> Body {
+    let Some(attempt) = attempt.filter(|_| crate::vars::upstream_body_stats_used()) else {
+        return body;
+    };
+    let stats = std::sync::Arc::new(crate::ctx::BodyStats::default());
+    attempt.body = Some(stats.clone());
+    Counted {
+        inner: body,
+        stats,
+        started,
+    }
+    .boxed_unsync()
+}
+
+struct Counted {
+    inner: Body,
+    stats: std::sync::Arc<crate::ctx::BodyStats>,
+    started: std::time::Instant,
+}
+
+impl Counted {
+    fn ended(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let _ = self
+            .stats
+            .end_us
+            .compare_exchange(0, us.max(1), Relaxed, Relaxed);
+    }
+}
+
+impl http_body::Body for Counted {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            std::task::Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.stats
+                        .bytes
+                        .fetch_add(d.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                }
+                if self.inner.is_end_stream() {
+                    self.ended();
+                }
+            }
+            std::task::Poll::Ready(_) => self.ended(),
+            std::task::Poll::Pending => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// An unlinked temp file in `dir`, creating the directory when missing (as nginx
 /// creates its `*_temp_path` directories).
 pub fn temp_file(dir: &Path) -> std::io::Result<std::fs::File> {
@@ -126,6 +199,15 @@ impl From<Bytes> for Buffered {
 }
 
 impl Buffered {
+    /// A body of one piece in memory (`proxy_set_body`).
+    pub fn from_bytes(b: Bytes) -> Buffered {
+        Buffered {
+            len: b.len() as u64,
+            mem: if b.is_empty() { Vec::new() } else { vec![b] },
+            file: None,
+        }
+    }
+
     /// Total length.
     pub fn len(&self) -> u64 {
         self.len

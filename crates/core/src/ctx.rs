@@ -32,6 +32,39 @@ pub struct Attempt {
     pub status: Option<u16>,
     /// How long it took.
     pub took: Duration,
+    /// Time to connect (`$upstream_connect_time`; `None`: not connected, `-`).
+    pub connect: Option<Duration>,
+    /// Time to the response head (`$upstream_header_time`; `None`: none, `-`).
+    pub header: Option<Duration>,
+    /// Bytes of the request written (`$upstream_bytes_sent`).
+    pub bytes_sent: u64,
+    /// The relayed body of the attempt that answered (`$upstream_response_length`, and
+    /// the end of `$upstream_response_time`).
+    pub body: Option<Arc<BodyStats>>,
+    /// The first attempt of a later upstream request of the same client request (after
+    /// an internal redirect): nginx separates it with ` : ` instead of `, `.
+    pub after_redirect: bool,
+}
+
+/// What the response body relay counted, updated while the body streams.
+#[derive(Debug, Default)]
+pub struct BodyStats {
+    /// Body bytes relayed.
+    pub bytes: std::sync::atomic::AtomicU64,
+    /// When the body ended, in microseconds after the attempt started (0: not yet).
+    pub end_us: std::sync::atomic::AtomicU64,
+}
+
+/// Bytes into and out of the response compression (`$gzip_ratio`), counted by the
+/// compressing body as it runs; only a compressed response has them.
+#[derive(Debug, Default)]
+pub struct CompressStats {
+    /// Whether the encoding is gzip (`$gzip_ratio` is empty for Brotli, as nginx's).
+    pub gzip: bool,
+    /// Bytes compressed.
+    pub zin: std::sync::atomic::AtomicU64,
+    /// Bytes the compression gave out.
+    pub zout: std::sync::atomic::AtomicU64,
 }
 
 /// What the upstream exchange recorded, for `$upstream_*` and the access log.
@@ -40,6 +73,8 @@ pub struct Attempt {
 pub struct UpstreamLog {
     first: Option<Attempt>,
     rest: Vec<Attempt>,
+    /// The next attempt starts a new upstream request ([`UpstreamLog::begin`]).
+    new_request: bool,
     /// Upstream response headers (for `$upstream_http_*`).
     pub headers: HeaderMap,
 }
@@ -56,11 +91,30 @@ impl UpstreamLog {
             server: server.clone(),
             status,
             took,
+            connect: None,
+            header: None,
+            bytes_sent: 0,
+            body: None,
+            after_redirect: std::mem::take(&mut self.new_request),
         };
         if self.first.is_none() {
             self.first = Some(a);
         } else {
             self.rest.push(a);
+        }
+    }
+
+    /// A new upstream request starts (an exchange): after earlier attempts (an internal
+    /// redirect to another `*_pass`), its attempts are listed after ` : `.
+    pub fn begin(&mut self) {
+        self.new_request = !self.is_empty();
+    }
+
+    /// The last attempt recorded.
+    pub fn last_mut(&mut self) -> Option<&mut Attempt> {
+        match self.rest.last_mut() {
+            Some(a) => Some(a),
+            None => self.first.as_mut(),
         }
     }
 
@@ -77,7 +131,7 @@ impl UpstreamLog {
     fn list_into(&self, out: &mut BytesMut, f: impl Fn(&Attempt, &mut BytesMut)) {
         for (i, a) in self.attempts().enumerate() {
             if i > 0 {
-                out.put_slice(b", ");
+                out.put_slice(if a.after_redirect { b" : " } else { b", " });
             }
             f(a, out);
         }
@@ -210,6 +264,8 @@ pub struct RequestCtx {
     pub uninit_warn: bool,
     /// The response was sent whole (`$request_completion`), set when logging.
     pub completed: bool,
+    /// Set when the response is compressed (`$gzip_ratio`).
+    pub compress_stats: Option<Arc<CompressStats>>,
 }
 
 impl RequestCtx {
@@ -256,6 +312,7 @@ impl RequestCtx {
             held: Vec::new(),
             uninit_warn: true,
             completed: false,
+            compress_stats: None,
         }
     }
 
@@ -413,8 +470,37 @@ impl RequestCtx {
                 .upstream
                 .list_into(out, |a, o| put_display(o, a.status.unwrap_or(502))),
             Var::UpstreamResponseTime => self.upstream.list_into(out, |a, o| {
-                put_display(o, format_args!("{:.3}", a.took.as_secs_f64()))
+                let end = a
+                    .body
+                    .as_ref()
+                    .map(|b| b.end_us.load(std::sync::atomic::Ordering::Relaxed))
+                    .filter(|us| *us != 0)
+                    .map_or(a.took, Duration::from_micros);
+                put_ms(o, Some(end))
             }),
+            Var::UpstreamConnectTime => self.upstream.list_into(out, |a, o| put_ms(o, a.connect)),
+            Var::UpstreamHeaderTime => self.upstream.list_into(out, |a, o| put_ms(o, a.header)),
+            Var::UpstreamResponseLength => self.upstream.list_into(out, |a, o| {
+                let n = a
+                    .body
+                    .as_ref()
+                    .map_or(0, |b| b.bytes.load(std::sync::atomic::Ordering::Relaxed));
+                put_display(o, n)
+            }),
+            Var::UpstreamBytesSent => self
+                .upstream
+                .list_into(out, |a, o| put_display(o, a.bytes_sent)),
+            Var::UpstreamCacheStatus => {}
+            Var::UpstreamCookie(name) => {
+                for h in self.upstream.headers.get_all(http::header::SET_COOKIE) {
+                    let v = h.as_bytes();
+                    let first = v.split(|c| *c == b';').next().unwrap_or(&[]);
+                    if let Some(v) = find_pair(first, name.as_bytes(), b';') {
+                        out.put_slice(v);
+                        return;
+                    }
+                }
+            }
             Var::TimeLocal => out.put_slice(crate::time::local_time(self.start_time).as_bytes()),
             Var::TimeIso8601 => out.put_slice(crate::time::iso8601(self.start_time).as_bytes()),
             Var::Msec => {
@@ -479,6 +565,25 @@ impl RequestCtx {
             }
             Var::LimitReqStatus => out.put_slice(self.limit_req_status.unwrap_or("").as_bytes()),
             Var::LimitConnStatus => out.put_slice(self.limit_conn_status.unwrap_or("").as_bytes()),
+            Var::GzipRatio => {
+                // nginx's ngx_http_gzip_ratio_variable: zin/zout with two rounded decimals.
+                use std::sync::atomic::Ordering::Relaxed;
+                if let Some(s) = self.compress_stats.as_ref().filter(|s| s.gzip) {
+                    let (zin, zout) = (s.zin.load(Relaxed), s.zout.load(Relaxed));
+                    if zin != 0 && zout != 0 {
+                        let mut int = zin / zout;
+                        let mut frac = (zin * 100 / zout) % 100;
+                        if (zin * 1000 / zout) % 10 > 4 {
+                            frac += 1;
+                            if frac > 99 {
+                                int += 1;
+                                frac = 0;
+                            }
+                        }
+                        put_display(out, format_args!("{int}.{frac:02}"));
+                    }
+                }
+            }
             Var::Http(name) => Self::header_into(&self.headers, name, out),
             Var::SentHttp(name) => Self::header_into(&self.sent_headers, name, out),
             Var::UpstreamHttp(name) => Self::header_into(&self.upstream.headers, name, out),
@@ -539,6 +644,17 @@ impl RequestCtx {
                 }
             }
         }
+    }
+}
+
+/// nginx's `%T.%03M` for an upstream time, `-` when there is none.
+fn put_ms(out: &mut BytesMut, d: Option<Duration>) {
+    match d {
+        Some(d) => {
+            let ms = d.as_millis();
+            put_display(out, format_args!("{}.{:03}", ms / 1000, ms % 1000))
+        }
+        None => out.put_u8(b'-'),
     }
 }
 

@@ -260,6 +260,7 @@ pub async fn exchange(
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
 ) -> Result<UpstreamResponse, Error> {
     let started = Instant::now();
+    cx.upstream.begin();
     let bind = conf.bind.addr(cx)?;
     let group = &conf.group;
     let mut st = group.pick_state(cx);
@@ -279,7 +280,20 @@ pub async fn exchange(
         loop {
             let t0 = Instant::now();
             let mut sent = false;
-            let r = attempt(conf, i, fresh, bind, &head, &mut body, new_codec, &mut sent).await;
+            let mut connect = None;
+            let r = attempt(
+                conf,
+                i,
+                fresh,
+                bind,
+                &head,
+                &mut body,
+                new_codec,
+                &mut sent,
+                &mut connect,
+            )
+            .await;
+            let sent_len = head.len() as u64 + body.known_len().unwrap_or(0);
             let tried = st.tried.len();
             let tries_left = tried < total
                 && (conf.next.tries == 0 || (tried as u64) < u64::from(conf.next.tries))
@@ -289,6 +303,9 @@ pub async fn exchange(
                 Ok(h) => h,
                 Err(e) => {
                     cx.upstream.attempt(&server, None, t0.elapsed());
+                    if let Some(a) = cx.upstream.last_mut() {
+                        (a.connect, a.bytes_sent) = (connect, if sent { sent_len } else { 0 });
+                    }
                     if e.retry() == Retry::ReusedOnly
                         && !fresh
                         && policy.may_repeat(&e, sent, &body)
@@ -313,6 +330,9 @@ pub async fn exchange(
             };
             let status = h.head.status.as_u16();
             cx.upstream.attempt(&server, Some(status), t0.elapsed());
+            if let Some(a) = cx.upstream.last_mut() {
+                (a.connect, a.header, a.bytes_sent) = (connect, Some(a.took), sent_len);
+            }
             if conf.next.retries_status(status) && tries_left && policy.repeatable(true, &body) {
                 let outcome = if matches!(status, 403 | 404) {
                     Outcome::Next
@@ -351,6 +371,7 @@ pub async fn exchange(
             let body = relay(conf, i, inuse, conn, codec, buf, &rhead, &server.name)
                 .await
                 .map_err(|e| e.with_retry(Retry::Never))?;
+            let body = crate::body::counted(body, cx.upstream.last_mut(), t0);
             return Ok(UpstreamResponse {
                 head: rhead,
                 body,
@@ -404,7 +425,9 @@ async fn attempt(
     body: &mut ReqBody,
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
     sent: &mut bool,
+    connect_time: &mut Option<Duration>,
 ) -> Result<Headed, Error> {
+    let started = Instant::now();
     let group = &conf.group;
     let peer = group
         .servers
@@ -416,6 +439,7 @@ async fn attempt(
     } else {
         group.get(i, bind, conf.timeouts.connect).await?
     };
+    *connect_time = Some(started.elapsed());
     let reused = conn.reused;
     let mut codec = new_codec();
     *sent = true;

@@ -119,6 +119,20 @@ pub enum Var {
     RequestBody,
     /// `$request_completion`: `OK` once the response was sent whole.
     RequestCompletion,
+    /// `$gzip_ratio`
+    GzipRatio,
+    /// `$upstream_connect_time`
+    UpstreamConnectTime,
+    /// `$upstream_header_time`
+    UpstreamHeaderTime,
+    /// `$upstream_response_length`
+    UpstreamResponseLength,
+    /// `$upstream_bytes_sent`
+    UpstreamBytesSent,
+    /// `$upstream_cache_status` (always empty: there is no cache)
+    UpstreamCacheStatus,
+    /// `$upstream_cookie_NAME`: a cookie the upstream set.
+    UpstreamCookie(Arc<str>),
     /// `$http_NAME`: a request header.
     Http(HeaderName),
     /// `$sent_http_NAME`: a response header.
@@ -224,6 +238,16 @@ pub fn request_body_used() -> bool {
     REQUEST_BODY_USED.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// Set at load when any template reads `$upstream_response_length` or
+/// `$upstream_response_time`: only then is the upstream body counted as it streams.
+static UPSTREAM_BODY_STATS_USED: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// Whether some template reads the upstream body's length or end time.
+pub fn upstream_body_stats_used() -> bool {
+    UPSTREAM_BODY_STATS_USED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Whether some template reads `$request_filename`.
 pub fn request_filename_used() -> bool {
     REQUEST_FILENAME_USED.load(std::sync::atomic::Ordering::Relaxed)
@@ -280,7 +304,10 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "request_length" => Var::RequestLength,
         "upstream_addr" => Var::UpstreamAddr,
         "upstream_status" => Var::UpstreamStatus,
-        "upstream_response_time" => Var::UpstreamResponseTime,
+        "upstream_response_time" => {
+            UPSTREAM_BODY_STATS_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+            Var::UpstreamResponseTime
+        }
         "time_local" => Var::TimeLocal,
         "time_iso8601" => Var::TimeIso8601,
         "msec" => Var::Msec,
@@ -299,6 +326,15 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "nginx_version" | "junction_version" => Var::NginxVersion,
         "fastcgi_script_name" => Var::FastcgiScriptName,
         "fastcgi_path_info" => Var::FastcgiPathInfo,
+        "gzip_ratio" => Var::GzipRatio,
+        "upstream_connect_time" => Var::UpstreamConnectTime,
+        "upstream_header_time" => Var::UpstreamHeaderTime,
+        "upstream_response_length" => {
+            UPSTREAM_BODY_STATS_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+            Var::UpstreamResponseLength
+        }
+        "upstream_bytes_sent" => Var::UpstreamBytesSent,
+        "upstream_cache_status" => Var::UpstreamCacheStatus,
         _ => {
             if let Some(h) = lower.strip_prefix("http_") {
                 return header_name(h).map(Var::Http);
@@ -312,6 +348,10 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             }
             if let Some(t) = lower.strip_prefix("proxy_protocol_tlv_") {
                 return Some(Var::ProxyProtocolTlv(t.into()));
+            }
+            if let Some(c) = lower.strip_prefix("upstream_cookie_") {
+                UPSTREAM_HEADERS_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Some(Var::UpstreamCookie(c.into()));
             }
             if let Some(c) = name.strip_prefix("cookie_") {
                 return Some(Var::Cookie(c.into()));

@@ -73,8 +73,10 @@ pub struct LocConf {
     pub client_body_timeout: Duration,
     /// `internal`.
     pub internal: bool,
-    /// `server_tokens`.
+    /// `server_tokens` (`on`/`build`: with the version).
     pub server_tokens: bool,
+    /// `server_tokens "STRING"` (as nginx Plus): the `Server` value; empty: no header.
+    pub server_tokens_string: Option<Template>,
     /// `access_log` targets (empty: off).
     pub access_logs: Vec<Arc<AccessLog>>,
     /// MIME types.
@@ -98,6 +100,12 @@ pub struct LocConf {
     pub limits: crate::limits::Limits,
     /// `set_real_ip_from`, `real_ip_header`, `real_ip_recursive`.
     pub realip: crate::realip::RealIp,
+    /// Output filters (gzip, …).
+    pub filters: crate::filters::FilterConf,
+    /// `log_not_found`.
+    pub log_not_found: bool,
+    /// `autoindex on` and its settings.
+    pub(crate) autoindex: Option<crate::autoindex::AutoindexConf>,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -202,8 +210,13 @@ const NO_EFFECT: &[&str] = &[
     "server_names_hash_max_size",
     "types_hash_max_size",
     "types_hash_bucket_size",
-    "gzip",
-    "charset",
+    "gzip_buffers",
+    "gzip_window",
+    "gzip_hash",
+    "gzip_no_buffer",
+    "postpone_gzipping",
+    "brotli_buffers",
+    "gunzip_buffers",
     "proxy_headers_hash_max_size",
     "proxy_headers_hash_bucket_size",
     "proxy_temp_file_write_size",
@@ -211,6 +224,16 @@ const NO_EFFECT: &[&str] = &[
     "uwsgi_temp_file_write_size",
     "scgi_temp_file_write_size",
     "open_file_cache",
+    "open_file_cache_valid",
+    "open_file_cache_min_uses",
+    "open_file_cache_errors",
+    "open_file_cache_events",
+    "variables_hash_max_size",
+    "variables_hash_bucket_size",
+    "map_hash_max_size",
+    "map_hash_bucket_size",
+    "log_subrequest",
+    "client_body_in_single_buffer",
     "resolver",
     "zone",
     "absolute_redirect",
@@ -229,6 +252,17 @@ const FLAGS: &[&str] = &[
     "tcp_nopush",
     "tcp_nodelay",
     "gzip",
+    "gzip_vary",
+    "override_charset",
+    "log_not_found",
+    "log_subrequest",
+    "client_body_in_single_buffer",
+    "autoindex_exact_size",
+    "autoindex_localtime",
+    "open_file_cache_errors",
+    "open_file_cache_events",
+    "brotli",
+    "gunzip",
     "etag",
     "recursive_error_pages",
     "absolute_redirect",
@@ -283,8 +317,14 @@ fn validate_values(tree: &[Directive]) -> Result<(), ConfigError> {
                 }
             }
         } else if n == "server_tokens" {
+            // on | off | build; a quoted string or one with variables is nginx Plus's
+            // `server_tokens string` (the `Server` value); any other word is a typo, as
+            // nginx OSS says.
             for a in &d.args {
-                if !matches!(a.value.as_str(), "on" | "off" | "build") {
+                if !matches!(a.value.as_str(), "on" | "off" | "build")
+                    && !a.quoted
+                    && !a.value.contains('$')
+                {
                     return Err(invalid(d, a));
                 }
             }
@@ -332,15 +372,7 @@ fn validate_values(tree: &[Directive]) -> Result<(), ConfigError> {
 /// Directives nginx configs use that Junction does not implement yet and whose
 /// absence would change behaviour (access control, rewriting, headers): an error
 /// at load with `FILE:LINE`, never silently ignored.
-const UNSUPPORTED: &[&str] = &[
-    "expires",
-    "proxy_set_body",
-    "proxy_method",
-    "proxy_cookie_domain",
-    "proxy_cookie_path",
-    "proxy_ssl_verify",
-    "proxy_ssl_server_name",
-];
+const UNSUPPORTED: &[&str] = &["proxy_ssl_verify", "proxy_ssl_server_name"];
 
 /// Directives accepted without effect that only matter outside `upstream {}`
 /// (inside it they are implemented).
@@ -355,12 +387,6 @@ fn check_unsupported(tree: &[Directive]) -> Result<(), ConfigError> {
                 format!(
                     "\"{n}\" directive is not supported by junction yet (see docs/directives.md)"
                 ),
-            ));
-        }
-        if n == "autoindex" && d.args.first().is_some_and(|a| a.value != "off") {
-            return Err(err(
-                &d.span,
-                "\"autoindex on\" is not supported by junction yet",
             ));
         }
         if let Some(b) = &d.block {
@@ -1142,15 +1168,8 @@ fn build_conf(
                 if a.value == "off" {
                     continue;
                 }
-                let fmt = match d.args.get(1) {
-                    Some(f) if !f.value.contains('=') => {
-                        Some(http.formats.get(&f.value).cloned().ok_or_else(|| {
-                            err(&f.span, format!("unknown log format \"{}\"", f.value))
-                        })?)
-                    }
-                    _ => http.formats.get("combined").cloned(),
-                };
-                v.push(logs.access(&bx.prefix.join(&a.value), fmt));
+                let (fmt, opts) = crate::log::access_log_args(d, &http.formats, bx)?;
+                v.push(logs.access_with(&bx.prefix.join(&a.value), fmt, opts));
             }
             v
         }
@@ -1210,7 +1229,13 @@ fn build_conf(
         client_max_body_size: scope.size("client_max_body_size", 1024 * 1024)?,
         client_body_timeout: scope.time("client_body_timeout", Duration::from_secs(60))?,
         internal: scope.local("internal").is_some(),
-        server_tokens: scope.flag("server_tokens", true)?,
+        server_tokens: !matches!(scope.arg("server_tokens"), Some((_, a)) if a.value != "on" && a.value != "build"),
+        server_tokens_string: match scope.arg("server_tokens") {
+            Some((_, a)) if !matches!(a.value.as_str(), "on" | "off" | "build") => {
+                Some(bx.template(a)?)
+            }
+            _ => None,
+        },
         access_logs,
         types,
         default_type,
@@ -1222,5 +1247,8 @@ fn build_conf(
         access: crate::access::Access::build(scope, bx, &http.conf_dir)?,
         limits: crate::limits::Limits::build(scope, &http.zones, bx)?,
         realip: crate::realip::RealIp::build(scope)?,
+        filters: crate::filters::build(scope, bx)?,
+        log_not_found: scope.flag("log_not_found", true)?,
+        autoindex: crate::autoindex::AutoindexConf::build(scope)?,
     })
 }

@@ -24,6 +24,9 @@
 //! - `proxy_protocol`: reads the PROXY protocol header of a `listen … proxy_protocol`
 //!   connection (one call, before HTTP).
 //! - `realip`: the client address from `X-Forwarded-For`/`X-Real-IP` (`set_real_ip_from`).
+//! - `autoindex`: directory listings (`autoindex on`) in html, json, jsonp, xml.
+//! - `filters`: output filters over every response (gzip/Brotli, …), built per
+//!   location at load.
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
 //! - `status`: the `stub_status` and `metrics` handlers (counters in
 //!   `junction_core::stats`).
@@ -31,7 +34,9 @@
 
 mod access;
 mod auth_basic;
+mod autoindex;
 pub mod build;
+mod filters;
 pub mod http1;
 mod limit_conn;
 mod limit_req;

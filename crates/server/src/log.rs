@@ -112,6 +112,81 @@ pub struct AccessLog {
     path: PathBuf,
     format: Option<Arc<Template>>,
     sent_headers: bool,
+    opts: LogOpts,
+}
+
+/// The parameters of an `access_log` line after its format.
+#[derive(Debug, Default, Clone)]
+pub struct LogOpts {
+    /// `if=CONDITION`: no line when it is empty or `0`.
+    pub cond: Option<Template>,
+    /// `gzip[=LEVEL]`: each line is written as a gzip member (the file reads with
+    /// `zcat`); 0 = plain.
+    pub gzip: u32,
+}
+
+/// `access_log PATH [FORMAT [buffer=SIZE] [gzip[=LEVEL]] [flush=TIME] [if=CONDITION]]`
+/// past the path, as `ngx_http_log_set_log` reads it: the third argument is always
+/// the format name (case-insensitive); `buffer=` and `flush=` are checked (lines go to
+/// a writer thread at once, which is the buffer); `flush=` needs a buffer (gzip gives
+/// one).
+pub fn access_log_args(
+    d: &junction_config::Directive,
+    formats: &HashMap<String, Arc<Template>>,
+    bx: &junction_config::model::BuildCx,
+) -> Result<(Option<Arc<Template>>, LogOpts), junction_config::ConfigError> {
+    use junction_config::model::err;
+    let name = d.args.get(1).map_or("combined", |a| a.value.as_str());
+    let fmt = formats
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, f)| f.clone())
+        .ok_or_else(|| {
+            err(
+                d.args.get(1).map_or(&d.span, |a| &a.span),
+                format!("unknown log format \"{name}\""),
+            )
+        })?;
+    let mut opts = LogOpts::default();
+    let (mut buffer, mut flush) = (false, false);
+    for a in d.args.iter().skip(2) {
+        let v = a.value.as_str();
+        if let Some(s) = v.strip_prefix("buffer=") {
+            if junction_config::values::parse_size(s).is_none_or(|n| n == 0) {
+                return Err(err(&a.span, format!("invalid buffer size \"{s}\"")));
+            }
+            buffer = true;
+        } else if let Some(s) = v.strip_prefix("flush=") {
+            if junction_config::values::parse_time_ms(s).is_none_or(|n| n == 0) {
+                return Err(err(&a.span, format!("invalid flush time \"{s}\"")));
+            }
+            flush = true;
+        } else if v == "gzip" {
+            buffer = true;
+            opts.gzip = 1;
+        } else if let Some(s) = v.strip_prefix("gzip=") {
+            buffer = true;
+            opts.gzip = s
+                .parse()
+                .ok()
+                .filter(|l| (1..=9).contains(l))
+                .ok_or_else(|| err(&a.span, format!("invalid compression level \"{s}\"")))?;
+        } else if let Some(s) = v.strip_prefix("if=") {
+            let mut cond = a.clone();
+            cond.value = s.to_string();
+            opts.cond = Some(bx.template(&cond)?);
+        } else {
+            return Err(err(&a.span, format!("invalid parameter \"{v}\"")));
+        }
+    }
+    if flush && !buffer {
+        let path = d.args.first().map_or("", |a| a.value.as_str());
+        return Err(err(
+            &d.span,
+            format!("no buffer is defined for access_log \"{path}\""),
+        ));
+    }
+    Ok((Some(fmt), opts))
 }
 
 impl AccessLog {
@@ -126,9 +201,27 @@ impl AccessLog {
         let (Some(sink), Some(fmt)) = (&self.sink, &self.format) else {
             return;
         };
+        if let Some(cond) = &self.opts.cond {
+            let v = cond.eval(cx);
+            if v.is_empty() || v.as_ref() == b"0" {
+                return;
+            }
+        }
         let mut out = bytes::BytesMut::with_capacity(256);
         fmt.eval_log_into(cx, &mut out);
         out.extend_from_slice(b"\n");
+        if self.opts.gzip > 0 {
+            let mut e = flate2::write::GzEncoder::new(
+                Vec::with_capacity(out.len()),
+                flate2::Compression::new(self.opts.gzip),
+            );
+            if e.write_all(&out).is_ok() {
+                if let Ok(z) = e.finish() {
+                    sink.write(z);
+                }
+            }
+            return;
+        }
         sink.write(out.to_vec());
     }
 }
@@ -143,6 +236,16 @@ pub struct LogWriters {
 impl LogWriters {
     /// An access log target; one writer per distinct path.
     pub fn access(&mut self, path: &Path, format: Option<Arc<Template>>) -> Arc<AccessLog> {
+        self.access_with(path, format, LogOpts::default())
+    }
+
+    /// An access log target with `access_log` parameters.
+    pub fn access_with(
+        &mut self,
+        path: &Path,
+        format: Option<Arc<Template>>,
+        opts: LogOpts,
+    ) -> Arc<AccessLog> {
         let sink = self
             .sinks
             .entry(path.to_path_buf())
@@ -153,8 +256,12 @@ impl LogWriters {
             path: path.to_path_buf(),
             sent_headers: format
                 .as_ref()
-                .is_some_and(|f| f.uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_)))),
+                .is_some_and(|f| f.uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_))))
+                || opts.cond.as_ref().is_some_and(|f| {
+                    f.uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_)))
+                }),
             format,
+            opts,
         });
         self.pending.push(a.clone());
         a

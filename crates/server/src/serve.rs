@@ -991,7 +991,16 @@ fn finish(resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> http::
     let status = resp.status().as_u16();
     let h = resp.headers_mut();
     h.insert(http::header::SERVER, server_header(c.server_tokens));
+    if let Some(t) = &c.server_tokens_string {
+        let s = t.eval(&cx);
+        match HeaderValue::from_maybe_shared(s.clone()) {
+            Ok(v) if !s.is_empty() => h.insert(http::header::SERVER, v),
+            _ => h.remove(http::header::SERVER),
+        };
+    }
     h.insert(http::header::DATE, junction_core::time::http_date());
+    crate::filters::headers(&mut resp, &cx, &c.filters);
+    let h = resp.headers_mut();
     let ok_status = matches!(
         status,
         200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
@@ -1007,6 +1016,7 @@ fn finish(resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> http::
             }
         }
     }
+    let resp = crate::filters::apply(resp, &mut cx, &c.filters);
     cx.status = status;
     if c.access_logs.iter().any(|l| l.needs_sent_headers()) {
         cx.sent_headers = resp.headers().clone();

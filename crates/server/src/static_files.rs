@@ -99,14 +99,26 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
     if cx.uri.ends_with('/') {
         return index(cx, c, &path).await;
     }
-    let meta = match tokio::fs::metadata(&path).await {
+    // gzip_static / brotli_static: a precompressed file beside the file goes instead.
+    let mut vary = false;
+    let pre = crate::filters::gzip::static_file(cx, &c.filters.compress, &path, &mut vary).await;
+    let (path, meta, encoding) = match pre {
+        Some((p, m, e)) => (p, Ok(m), Some(e)),
+        None => {
+            let m = tokio::fs::metadata(&path).await;
+            (path, m, None)
+        }
+    };
+    let meta = match meta {
         Ok(m) => m,
         Err(e) => {
             let (s, code) = match e.kind() {
                 std::io::ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, 13),
                 _ => (StatusCode::NOT_FOUND, 2),
             };
-            tracing::error!(
+            // `log_not_found off` silences only a missing file (nginx's NGX_ENOENT).
+            if code == 13 || c.log_not_found {
+                tracing::error!(
                 "*{} open() \"{path}\" failed ({code}: {e}), client: {}, server: {}, request: \"{} {}\"",
                 cx.conn.id,
                 cx.conn.remote.ip(),
@@ -114,6 +126,7 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
                 cx.method,
                 cx.request_uri
             );
+            }
             return status(s, c);
         }
     };
@@ -146,6 +159,9 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
     if let Some(etag) = &etag {
         builder = builder.header(http::header::ETAG, etag.as_str());
     }
+    if vary {
+        builder = builder.extension(crate::filters::gzip::VaryMark);
+    }
     match precondition(cx, mtime, etag.as_deref()) {
         Precondition::Send => {}
         Precondition::Failed => return status(StatusCode::PRECONDITION_FAILED, c),
@@ -157,12 +173,19 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
             };
         }
     }
+    let ctype_bytes = ctype.clone();
     builder = builder
         .header(
             http::header::CONTENT_TYPE,
             HeaderValue::from_maybe_shared(ctype).unwrap_or(HeaderValue::from_static("text/plain")),
         )
         .header(http::header::ACCEPT_RANGES, "bytes");
+    if let Some(e) = encoding {
+        builder = builder.header(
+            http::header::CONTENT_ENCODING,
+            crate::filters::gzip::encoding_value(e),
+        );
+    }
     // Range (one range; If-Range must name this version, else the whole file).
     let mut range: Option<(u64, u64)> = None;
     let if_range_ok = match cx
@@ -181,6 +204,16 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
         .get(http::header::RANGE)
         .and_then(|v| v.to_str().ok())
         .filter(|_| if_range_ok)
+        .filter(|_| {
+            encoding.is_some()
+                || !crate::filters::gzip::compresses_file(
+                    cx,
+                    &c.filters.compress,
+                    &ctype_bytes,
+                    len,
+                    etag.is_some(),
+                )
+        })
     {
         match parse_range(r, len) {
             Some(Ok(x)) => range = Some(x),
@@ -254,6 +287,14 @@ async fn index(cx: &RequestCtx, c: &LocConf, path: &str) -> Outcome {
         }
     }
     match tokio::fs::metadata(path).await {
+        Ok(m) if m.is_dir() && c.autoindex.is_some() && cx.method != Method::POST => {
+            match &c.autoindex {
+                Some(a) => crate::autoindex::listing(cx, a, path, c.server_tokens)
+                    .await
+                    .unwrap_or_else(|| status(StatusCode::FORBIDDEN, c)),
+                None => status(StatusCode::FORBIDDEN, c),
+            }
+        }
         Ok(m) if m.is_dir() => {
             tracing::error!(
                 "*{} directory index of \"{path}\" is forbidden, client: {}, server: {}, request: \"{} {}\"",
@@ -265,6 +306,7 @@ async fn index(cx: &RequestCtx, c: &LocConf, path: &str) -> Outcome {
             );
             status(StatusCode::FORBIDDEN, c)
         }
+        _ if !c.log_not_found => status(StatusCode::NOT_FOUND, c),
         _ => {
             tracing::error!(
                 "*{} \"{path}{}\" is not found (2: No such file or directory), client: {}, server: {}, request: \"{} {}\"",

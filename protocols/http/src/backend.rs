@@ -78,6 +78,12 @@ pub struct HttpProxy {
     http10: bool,
     redirect: Redirect,
     hide: Vec<HeaderName>,
+    /// `proxy_method`.
+    method: Option<Template>,
+    /// `proxy_set_body`: sent instead of the client's body.
+    set_body: Option<Template>,
+    /// `proxy_cookie_*`.
+    cookies: crate::cookie::CookieRules,
 }
 
 fn header_name(a: &junction_config::Arg) -> Result<HeaderName, ConfigError> {
@@ -261,6 +267,15 @@ pub fn build(
         http10,
         redirect,
         hide,
+        method: scope
+            .arg("proxy_method")
+            .map(|(_, a)| bx.template(a))
+            .transpose()?,
+        set_body: scope
+            .arg("proxy_set_body")
+            .map(|(_, a)| bx.template(a))
+            .transpose()?,
+        cookies: crate::cookie::CookieRules::build(scope, bx)?,
     })))
 }
 
@@ -345,7 +360,10 @@ impl HttpProxy {
         chunked: bool,
     ) -> Bytes {
         let mut out = BytesMut::with_capacity(512);
-        out.put_slice(cx.method.as_str().as_bytes());
+        match &self.method {
+            Some(m) => m.eval_into(cx, &mut out),
+            None => out.put_slice(cx.method.as_str().as_bytes()),
+        }
         out.put_u8(b' ');
         self.upstream_uri(cx, uri_part, &mut out);
         out.put_slice(if self.http10 {
@@ -474,11 +492,19 @@ impl HttpProxy {
             };
         // HTTP/1.0 has no chunked coding: a body of unknown length is read first.
         let body = fam.prepare_body(cx, body, self.http10).await?;
+        // proxy_set_body: this value is the body (the client's is not sent).
+        let body = match &self.set_body {
+            Some(t) => ReqBody::Buffered(junction_core::body::Buffered::from_bytes(t.eval(cx))),
+            None => body,
+        };
         let len = body.known_len();
         let chunked = len.is_none();
         let head = self.request_head(cx, uri_part.as_deref(), len, chunked);
         let limit = fam.upstream.buffering.buffer_size;
-        let is_head = cx.method == http::Method::HEAD;
+        let is_head = match &self.method {
+            Some(m) => m.eval(cx).as_ref() == b"HEAD",
+            None => cx.method == http::Method::HEAD,
+        };
         let mk =
             move || -> Box<dyn UpstreamCodec> { Box::new(HttpCodec::new(limit, is_head, chunked)) };
         let conf_owned;
@@ -529,6 +555,12 @@ impl HttpProxy {
             }
             if last.as_ref() != Some(k) {
                 last = Some(k.clone());
+            }
+            if k == http::header::SET_COOKIE && !self.cookies.is_empty() {
+                if let Some(nv) = self.cookies.rewrite(cx, v) {
+                    headers.append(k.clone(), nv);
+                    continue;
+                }
             }
             if k == http::header::LOCATION || k == http::header::REFRESH {
                 if let Some(nv) = self.rewrite_location(cx, v) {

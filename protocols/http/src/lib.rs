@@ -9,7 +9,9 @@
 //! - `backend`: the `proxy_pass` location handler: the URI rule (NGINX-SEMANTICS
 //!   §4–5), request headers (`proxy_set_header` over the defaults `Host:
 //!   $proxy_host` and no `Connection`, hop-by-hop removal), response filtering
-//!   (hidden headers, `proxy_redirect`).
+//!   (hidden headers, `proxy_redirect`), `proxy_method`, `proxy_set_body`.
+//! - `cookie`: `proxy_cookie_domain`, `proxy_cookie_path`, `proxy_cookie_flags` on
+//!   the upstream's `Set-Cookie`.
 //! - `tunnel`: after `101 Switching Protocols` (WebSocket), bytes both ways between
 //!   the client and the upstream until either closes or both are idle for
 //!   `proxy_read_timeout`.
@@ -22,6 +24,7 @@
 
 pub mod backend;
 pub mod codec;
+mod cookie;
 mod probe;
 mod tunnel;
 
