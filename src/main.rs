@@ -111,6 +111,19 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
+/// The process's error log: nginx's line format, at `level` and above.
+fn install_error_log<W, O>(level: tracing::Level, make_writer: W)
+where
+    W: Fn() -> O + Send + Sync + 'static,
+    O: std::io::Write,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+    let layer = junction_server::error_log::ErrorLog::new(make_writer)
+        .with_filter(tracing_subscriber::filter::LevelFilter::from_level(level));
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+}
+
 fn emerg(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("junction: [emerg] {msg}");
     ExitCode::FAILURE
@@ -253,11 +266,7 @@ fn main() -> ExitCode {
     let stderr_log = elog == Path::new("stderr") || elog.ends_with("stderr");
     let level = junction_server::log::level(&level);
     if stderr_log {
-        tracing_subscriber::fmt()
-            .event_format(junction_server::log::NginxFormat)
-            .with_max_level(level)
-            .with_writer(std::io::stderr)
-            .init();
+        install_error_log(level, std::io::stderr);
     } else {
         if let Some(d) = elog.parent() {
             let _ = std::fs::create_dir_all(d);
@@ -270,11 +279,9 @@ fn main() -> ExitCode {
             return emerg(format!("open() \"{}\" failed ({e})", elog.display()));
         }
         let sink = junction_server::log::Sink::open(&elog);
-        tracing_subscriber::fmt()
-            .event_format(junction_server::log::NginxFormat)
-            .with_max_level(level)
-            .with_writer(move || junction_server::log::SinkWriter(sink.clone()))
-            .init();
+        install_error_log(level, move || {
+            junction_server::log::SinkWriter(sink.clone())
+        });
     }
     for w in &rt.warnings {
         tracing::warn!("{w}");

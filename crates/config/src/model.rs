@@ -334,6 +334,14 @@ pub fn family(
         upstream: UpstreamConf {
             group,
             bind,
+            schema: match prefix {
+                "proxy" => "http://",
+                "fastcgi" => "fastcgi://",
+                "uwsgi" => "uwsgi://",
+                "scgi" => "scgi://",
+                "memcached" => "memcached://",
+                _ => "",
+            },
             timeouts,
             buffering,
             next,

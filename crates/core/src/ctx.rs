@@ -38,6 +38,11 @@ pub struct Attempt {
 pub struct UpstreamLog {
     first: Option<Attempt>,
     rest: Vec<Attempt>,
+    /// How the error log names the protocol (`http://`, `fastcgi://`, …; nginx's
+    /// `u->schema`), set by the exchange.
+    pub schema: &'static str,
+    /// The URI sent upstream (HTTP proxy; empty for the others, as in nginx).
+    pub uri: Bytes,
     /// Upstream response headers (for `$upstream_http_*`).
     pub headers: HeaderMap,
 }
@@ -81,11 +86,65 @@ impl UpstreamLog {
         }
     }
 
+    /// The server tried last as nginx's error log names it (`upstream: "…"`):
+    /// `http://127.0.0.1:8081/x`, `fastcgi://unix:/run/php.sock:`.
+    pub fn current(&self) -> Option<UpstreamName<'_>> {
+        let last = self.rest.last().or(self.first.as_ref())?;
+        Some(UpstreamName {
+            schema: self.schema,
+            peer: &last.server.name,
+            uri: &self.uri,
+        })
+    }
+
+    /// [`UpstreamLog::current`] for a log field: empty when no server was tried.
+    pub fn shown(&self) -> impl std::fmt::Display + '_ {
+        struct Shown<'a>(Option<UpstreamName<'a>>);
+        impl std::fmt::Display for Shown<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match &self.0 {
+                    Some(u) => u.fmt(f),
+                    None => Ok(()),
+                }
+            }
+        }
+        Shown(self.current())
+    }
+
     /// `$upstream_addr` as a string (error-log lines).
     pub fn addr_string(&self) -> String {
         let mut out = BytesMut::new();
         self.list_into(&mut out, |a, o| o.put_slice(a.server.name.as_bytes()));
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// An upstream as nginx's `ngx_http_upstream_log_error` writes it: schema, peer name,
+/// `:` after a unix socket path, and the URI sent (`%V%V%s%V`).
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamName<'a> {
+    /// `http://`, `fastcgi://`, …
+    pub schema: &'static str,
+    /// `127.0.0.1:8081` or `unix:/path`.
+    pub peer: &'a str,
+    /// The URI sent upstream, or empty.
+    pub uri: &'a [u8],
+}
+
+impl std::fmt::Display for UpstreamName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sep = if self.peer.starts_with("unix:") {
+            ":"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "{}{}{sep}{}",
+            self.schema,
+            self.peer,
+            String::from_utf8_lossy(self.uri)
+        )
     }
 }
 

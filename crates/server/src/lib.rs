@@ -12,12 +12,15 @@
 //!   `error_page`, output headers, graceful/fast stop.
 //! - `static_files`: the default content handler.
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
+//! - `error_log`: the error log's `tracing` layer and the one span per request whose
+//!   fields end every line as nginx's do (`client: …, server: …, request: …`).
 //! - `error_io`: gives the errors hyper answers by itself (malformed requests)
 //!   nginx's error page and `Server` header.
 #![forbid(unsafe_code)]
 
 pub mod build;
 mod error_io;
+pub mod error_log;
 pub mod log;
 pub mod route;
 pub mod serve;

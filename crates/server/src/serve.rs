@@ -319,26 +319,13 @@ pub(crate) fn status_response(status: StatusCode, tokens: bool) -> http::Respons
     r
 }
 
+/// Logs `e` in the request's span (`crate::error_log` adds client, server, request and
+/// host), naming the upstream tried last.
 fn log_error(cx: &RequestCtx, e: &Error) {
-    let upstream = if cx.upstream.is_empty() {
-        String::new()
-    } else {
-        format!(", upstream: \"{}\"", cx.upstream.addr_string())
-    };
-    let line = format!(
-        "*{} {}, client: {}, server: {}, request: \"{} {} {:?}\"{upstream}, host: \"{}\"",
-        cx.conn.id,
-        e.message(),
-        cx.conn.remote.ip(),
-        cx.server_name,
-        cx.method,
-        cx.request_uri,
-        cx.version,
-        cx.host
-    );
+    let upstream = cx.upstream.shown();
     match e.side() {
-        junction_core::Side::Client => tracing::info!("{line}"),
-        _ => tracing::error!("{line}"),
+        junction_core::Side::Client => tracing::info!(upstream = %upstream, "{}", e.message()),
+        _ => tracing::error!(upstream = %upstream, "{}", e.message()),
     }
 }
 
@@ -523,7 +510,8 @@ async fn handle(
             Duration::from_secs(60),
         ))
     };
-    process(&srv, cx, body, length).await
+    let span = crate::error_log::request_span(&cx);
+    tracing::Instrument::instrument(process(&srv, cx, body, length), span).await
 }
 
 fn select(rt: &Runtime, listen: &Listen, host: &str) -> usize {
