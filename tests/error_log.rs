@@ -70,7 +70,11 @@ fn a_body_cut_after_the_head_went_out_is_logged_in_the_request_context() {
         proxy.port,
         b"GET /cut HTTP/1.1\r\nHost: log.test\r\nConnection: close\r\n\r\n",
     );
-    assert!(raw.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&raw));
+    assert!(
+        raw.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
     let rest = line_after(
         &proxy,
         "upstream prematurely closed connection while reading upstream",

@@ -342,6 +342,7 @@ pub fn family(
                 "memcached" => "memcached://",
                 _ => "",
             },
+            vars: bx.vars.used(),
             timeouts,
             buffering,
             next,

@@ -133,6 +133,8 @@ pub struct UpstreamConf {
     pub bind: Bind,
     /// How the error log names the protocol (`http://`, `fastcgi://`, …).
     pub schema: &'static str,
+    /// What this configuration's templates read (`$upstream_http_*`).
+    pub vars: Arc<crate::vars::UsedVars>,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Response buffering.
@@ -342,7 +344,7 @@ pub async fn exchange(
                 continue 'servers;
             }
             group.report(i, Outcome::Ok);
-            if crate::vars::upstream_headers_used() {
+            if conf.vars.upstream_headers() {
                 cx.upstream.headers = h.head.headers.clone();
             }
             let Headed {

@@ -6,6 +6,7 @@ use crate::ctx::RequestCtx;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::HeaderName;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// A variable reference, resolved at load time.
@@ -112,9 +113,39 @@ pub enum Var {
 #[derive(Debug, Default, Clone)]
 pub struct VarTable {
     names: Vec<String>,
+    used: Arc<UsedVars>,
+}
+
+/// What the compiled templates of one configuration read that the request path only
+/// computes when some template needs it. Set while templates compile (at load); read
+/// per request through the runtime built from that configuration (a location's
+/// settings, the upstream's), never a process-wide flag.
+#[derive(Debug, Default)]
+pub struct UsedVars {
+    request_filename: AtomicBool,
+    upstream_headers: AtomicBool,
+}
+
+impl UsedVars {
+    /// Whether some template reads `$request_filename`: only then do `*_pass`
+    /// locations compute it per request (static files always do).
+    pub fn request_filename(&self) -> bool {
+        self.request_filename.load(Ordering::Relaxed)
+    }
+
+    /// Whether some template reads `$upstream_http_*`: only then does the exchange
+    /// keep a copy of the upstream response headers in the request context.
+    pub fn upstream_headers(&self) -> bool {
+        self.upstream_headers.load(Ordering::Relaxed)
+    }
 }
 
 impl VarTable {
+    /// What this configuration's templates read ([`UsedVars`]), shared.
+    pub fn used(&self) -> Arc<UsedVars> {
+        self.used.clone()
+    }
+
     /// Returns the slot of `name`, adding it if new.
     pub fn slot(&mut self, name: &str) -> usize {
         let name = name.to_ascii_lowercase();
@@ -142,26 +173,6 @@ impl VarTable {
     }
 }
 
-/// Set at load when any template reads `$upstream_http_*`: only then does the
-/// exchange keep a copy of the upstream response headers in the request context.
-static UPSTREAM_HEADERS_USED: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// Set at load when any template reads `$request_filename`: only then do `*_pass`
-/// locations compute it per request (static files always do).
-static REQUEST_FILENAME_USED: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// Whether some template reads `$request_filename`.
-pub fn request_filename_used() -> bool {
-    REQUEST_FILENAME_USED.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Whether some template reads `$upstream_http_*`.
-pub fn upstream_headers_used() -> bool {
-    UPSTREAM_HEADERS_USED.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// Resolves a variable name (without `$`) to a [`Var`].
 pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
     let lower = name.to_ascii_lowercase();
@@ -187,7 +198,7 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "document_root" => Var::DocumentRoot,
         "realpath_root" => Var::RealpathRoot,
         "request_filename" => {
-            REQUEST_FILENAME_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+            table.used.request_filename.store(true, Ordering::Relaxed);
             Var::RequestFilename
         }
         "proxy_host" => Var::ProxyHost,
@@ -217,7 +228,7 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
                 return header_name(h).map(Var::SentHttp);
             }
             if let Some(h) = lower.strip_prefix("upstream_http_") {
-                UPSTREAM_HEADERS_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+                table.used.upstream_headers.store(true, Ordering::Relaxed);
                 return header_name(h).map(Var::UpstreamHttp);
             }
             if let Some(c) = name.strip_prefix("cookie_") {

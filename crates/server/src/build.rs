@@ -89,6 +89,8 @@ pub struct LocConf {
     pub etag: bool,
     /// Named captures of the location regex: (group index, variable slot).
     pub named_captures: Vec<(usize, usize)>,
+    /// What this configuration's templates read (`$request_filename`).
+    pub vars_used: Arc<junction_core::vars::UsedVars>,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -1123,5 +1125,6 @@ fn build_conf(
         name: info.name.clone(),
         etag: scope.flag("etag", true)?,
         named_captures: Vec::new(),
+        vars_used: bx.vars.used(),
     })
 }

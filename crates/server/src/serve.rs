@@ -886,7 +886,7 @@ fn host_port(cx: &RequestCtx) -> String {
 fn set_paths(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>) {
     // `$request_filename` costs an allocation: a `*_pass` location builds it only
     // when some template reads it (static files always need it).
-    let need_file = c.backend.is_none() || junction_core::vars::request_filename_used();
+    let need_file = c.backend.is_none() || c.vars_used.request_filename();
     if !need_file {
         cx.document_root = match &c.alias {
             Some(alias) => alias.eval(cx),
