@@ -204,106 +204,6 @@ const NO_EFFECT: &[&str] = &[
     "if_modified_since",
 ];
 
-/// Flag directives (`on|off`), checked wherever they appear.
-const FLAGS: &[&str] = &[
-    "sendfile",
-    "tcp_nopush",
-    "tcp_nodelay",
-    "gzip",
-    "etag",
-    "recursive_error_pages",
-    "absolute_redirect",
-    "port_in_redirect",
-    "server_name_in_redirect",
-    "ignore_invalid_headers",
-    "underscores_in_headers",
-    "fastcgi_keep_conn",
-    "autoindex",
-    "multi_accept",
-    "accept_mutex",
-    "master_process",
-    "daemon",
-    "ssl_prefer_server_ciphers",
-];
-
-/// Checks the argument values of every value-typed directive, wherever it is
-/// written (nginx checks at parse time, not only where a value is used).
-fn validate_values(tree: &[Directive]) -> Result<(), ConfigError> {
-    use junction_config::values::{parse_flag, parse_size, parse_time_ms};
-    for d in tree {
-        let n = d.name.as_str();
-        let fam_flag = [
-            "_buffering",
-            "_request_buffering",
-            "_intercept_errors",
-            "_pass_request_headers",
-            "_pass_request_body",
-            "_socket_keepalive",
-            "_force_ranges",
-        ]
-        .iter()
-        .any(|suf| {
-            n.ends_with(suf)
-                && ["proxy", "fastcgi", "uwsgi", "scgi", "memcached"]
-                    .iter()
-                    .any(|p| n.starts_with(p))
-        });
-        if fam_flag || FLAGS.contains(&n) {
-            for a in &d.args {
-                if parse_flag(&a.value).is_none() {
-                    return Err(err(
-                        &d.span,
-                        format!("invalid value \"{}\" in \"{}\" directive, it must be \"on\" or \"off\"", a.value, n),
-                    ));
-                }
-            }
-        } else if n == "server_tokens" {
-            for a in &d.args {
-                if !matches!(a.value.as_str(), "on" | "off" | "build") {
-                    return Err(invalid(d, a));
-                }
-            }
-        } else if n.ends_with("_timeout") || n == "keepalive_time" {
-            for a in &d.args {
-                if parse_time_ms(&a.value).is_none() {
-                    return Err(invalid(d, a));
-                }
-            }
-        } else if n.ends_with("_buffer_size")
-            || n.ends_with("_body_size")
-            || n.ends_with("_busy_buffers_size")
-            || n.ends_with("_max_temp_file_size")
-            || n.ends_with("_temp_file_write_size")
-            || n == "memcached_buffer_size"
-        {
-            for a in &d.args {
-                if parse_size(&a.value).is_none() {
-                    return Err(invalid(d, a));
-                }
-            }
-        } else if n.ends_with("_buffers") && d.block.is_none() {
-            let (Some(num), Some(size)) = (d.args.first(), d.args.get(1)) else {
-                return Err(err(
-                    &d.span,
-                    format!("invalid number of arguments in \"{n}\" directive"),
-                ));
-            };
-            if num.value.parse::<usize>().is_err() {
-                return Err(invalid(d, num));
-            }
-            if parse_size(&size.value).is_none() {
-                return Err(invalid(d, size));
-            }
-        }
-        if let Some(b) = &d.block {
-            if d.name != "types" && d.name != "map" {
-                validate_values(b)?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Directives nginx configs use that Junction does not implement yet and whose
 /// absence would change behaviour (access control, rewriting, headers): an error
 /// at load with `FILE:LINE`, never silently ignored.
@@ -480,8 +380,6 @@ pub fn build(
             _ => {}
         }
     }
-    validate_values(tree)?;
-    validate_values(globals)?;
     check_unsupported(tree)?;
     let mut warnings = Vec::new();
     walk_no_effect(tree, &mut warnings);
