@@ -46,7 +46,10 @@ fn three_mistakes_are_three_lines_with_file_and_line() {
     };
     assert_eq!(emerg.len(), wanted.len(), "{}", out.stderr);
     for (line, want) in emerg.iter().zip(wanted) {
-        assert!(line.ends_with(want.as_str()), "{line:?} does not end with {want:?}");
+        assert!(
+            line.ends_with(want.as_str()),
+            "{line:?} does not end with {want:?}"
+        );
     }
     assert!(out.stderr.contains("test failed"), "{}", out.stderr);
 }

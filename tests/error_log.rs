@@ -88,3 +88,27 @@ fn a_body_cut_after_the_head_went_out_is_logged_in_the_request_context() {
         )
     );
 }
+
+#[test]
+fn a_missing_static_file_is_logged_once_with_the_request_context() {
+    let root = tempfile::tempdir().unwrap();
+    let root_s = root.path().display().to_string();
+    let proxy = Proxy::start(&format!(
+        "server {{
+    listen 127.0.0.1:{{PORT}};
+    server_name log.test;
+    root {root_s};
+}}
+"
+    ));
+    let r = proxy.get("log.test", "/nofile");
+    assert_eq!(r.status, 404, "{}", r.describe());
+    let rest = line_after(
+        &proxy,
+        &format!("open() \"{root_s}/nofile\" failed (2: No such file or directory)"),
+    );
+    assert_eq!(
+        rest,
+        ", client: 127.0.0.1, server: log.test, request: \"GET /nofile HTTP/1.1\", host: \"log.test\""
+    );
+}
