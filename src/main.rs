@@ -221,9 +221,9 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(errs) => return failed(&errs),
     };
-    let rt = match junction_server::build(&loaded.tree, &loaded.globals, &prefix, BACKENDS) {
+    let rt = match junction_server::build_all(&loaded.tree, &loaded.globals, &prefix, BACKENDS) {
         Ok(rt) => rt,
-        Err(e) => return failed(&[e]),
+        Err(errs) => return failed(&errs),
     };
     let pid_file = rt
         .main

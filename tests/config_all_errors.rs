@@ -53,3 +53,51 @@ fn three_mistakes_are_three_lines_with_file_and_line() {
     }
     assert!(out.stderr.contains("test failed"), "{}", out.stderr);
 }
+
+/// Three mistakes the build finds (not the syntax walk), in an `upstream` and two
+/// `server` blocks: each block with an error is left out and the build goes on.
+const BLOCKS: &str = "upstream u {
+    server 127.0.0.1:1 weight=x;
+}
+server {
+    listen 127.0.0.1:8080;
+    location / {
+        add_header X-A $nosuchvar;
+    }
+}
+server {
+    listen 127.0.0.1:8081;
+    location / {
+        fastcgi_pass 127.0.0.1;
+    }
+}
+";
+
+#[test]
+fn a_mistake_in_each_of_three_blocks_is_three_lines() {
+    let (out, dir) = check_config(&[("blocks.conf", BLOCKS)], "blocks.conf");
+    let file = dir.path().join("blocks.conf").display().to_string();
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    let expected = [
+        format!("invalid parameter \"weight=x\" in {file}:2"),
+        format!("unknown \"nosuchvar\" variable in {file}:7"),
+        format!("no port in upstream \"127.0.0.1\" in {file}:13"),
+    ];
+    let emerg: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("[emerg]"))
+        .collect();
+    let wanted = match proxy_kind() {
+        Kind::Junction => &expected[..],
+        // nginx 1.22 stops at the first error.
+        Kind::Nginx => &expected[..1],
+    };
+    assert_eq!(emerg.len(), wanted.len(), "{}", out.stderr);
+    for (line, want) in emerg.iter().zip(wanted) {
+        assert!(
+            line.ends_with(want.as_str()),
+            "{line:?} does not end with {want:?}"
+        );
+    }
+}

@@ -229,11 +229,12 @@ const UNSUPPORTED: &[&str] = &[
 /// (inside it they are implemented).
 const NO_EFFECT_OUTSIDE_UPSTREAM: &[&str] = &["keepalive_requests"];
 
-fn check_unsupported(tree: &[Directive]) -> Result<(), ConfigError> {
+/// Every directive of `tree` that Junction does not support yet, into `errors`.
+fn check_unsupported(tree: &[Directive], errors: &mut Vec<ConfigError>) {
     for d in tree {
         let n = d.name.as_str();
         if UNSUPPORTED.contains(&n) {
-            return Err(err(
+            errors.push(err(
                 &d.span,
                 format!(
                     "\"{n}\" directive is not supported by junction yet (see docs/directives.md)"
@@ -241,18 +242,17 @@ fn check_unsupported(tree: &[Directive]) -> Result<(), ConfigError> {
             ));
         }
         if n == "autoindex" && d.args.first().is_some_and(|a| a.value != "off") {
-            return Err(err(
+            errors.push(err(
                 &d.span,
                 "\"autoindex on\" is not supported by junction yet",
             ));
         }
         if let Some(b) = &d.block {
             if d.name != "types" && d.name != "upstream" {
-                check_unsupported(b)?;
+                check_unsupported(b, errors);
             }
         }
     }
-    Ok(())
 }
 
 fn walk_no_effect(tree: &[Directive], out: &mut Vec<String>) {
@@ -328,12 +328,48 @@ fn named_groups(s: &str) -> Vec<String> {
     out
 }
 
-/// Builds the runtime from a loaded tree plus `-g` directives.
+/// Builds the runtime from a loaded tree plus `-g` directives; the first error.
 pub fn build(
     tree: &[Directive],
     globals: &[Directive],
     prefix: &Path,
     backends: &[BuildBackend],
+) -> Result<Runtime, ConfigError> {
+    build_all(tree, globals, prefix, backends).map_err(|errors| {
+        errors.into_iter().next().unwrap_or_else(|| ConfigError {
+            span: None,
+            msg: "configuration failed".into(),
+        })
+    })
+}
+
+/// Builds the runtime from a loaded tree plus `-g` directives, or reports every error
+/// it can: every unsupported directive, and the first error of each `upstream` and
+/// `server` block (a block with an error is left out and the build goes on), in file
+/// order — for `junction -t`.
+pub fn build_all(
+    tree: &[Directive],
+    globals: &[Directive],
+    prefix: &Path,
+    backends: &[BuildBackend],
+) -> Result<Runtime, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    match build_collecting(tree, globals, prefix, backends, &mut errors) {
+        Ok(rt) if errors.is_empty() => Ok(rt),
+        Ok(_) => Err(errors),
+        Err(e) => {
+            errors.push(e);
+            Err(errors)
+        }
+    }
+}
+
+fn build_collecting(
+    tree: &[Directive],
+    globals: &[Directive],
+    prefix: &Path,
+    backends: &[BuildBackend],
+    errors: &mut Vec<ConfigError>,
 ) -> Result<Runtime, ConfigError> {
     let bare = junction_config::registry::is_bare_http(tree);
     let (main_level, http_levels): (Vec<&Directive>, Vec<&[Directive]>) = if bare {
@@ -380,7 +416,7 @@ pub fn build(
             _ => {}
         }
     }
-    check_unsupported(tree)?;
+    check_unsupported(tree, errors);
     let mut warnings = Vec::new();
     walk_no_effect(tree, &mut warnings);
     walk_no_effect(globals, &mut warnings);
@@ -401,8 +437,12 @@ pub fn build(
         let hscope = Scope::root(http);
         // upstream blocks first: *_pass may name them.
         for d in http.iter().filter(|d| d.name == "upstream") {
-            let g = junction_config::upstream::build_upstream(d, http, &mut bx)?;
-            bx.upstreams.insert(g.name.clone(), g);
+            match junction_config::upstream::build_upstream(d, http, &mut bx) {
+                Ok(g) => {
+                    bx.upstreams.insert(g.name.clone(), g);
+                }
+                Err(e) => errors.push(e),
+            }
         }
         let level = HttpLevel {
             backends,
@@ -413,7 +453,13 @@ pub fn build(
             let block = d.block.as_deref().unwrap_or(&[]);
             let sscope = hscope.child(block);
             let si = servers.len();
-            let srv = build_server(d, &sscope, &mut bx, &mut logs, &level)?;
+            let srv = match build_server(d, &sscope, &mut bx, &mut logs, &level) {
+                Ok(srv) => srv,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
             // listen
             let mut any = false;
             for l in sscope.local_all("listen") {

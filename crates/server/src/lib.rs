@@ -26,5 +26,5 @@ pub mod route;
 pub mod serve;
 mod static_files;
 
-pub use build::{build, Runtime};
+pub use build::{build, build_all, Runtime};
 pub use serve::{bind_all, serve, Stop};
