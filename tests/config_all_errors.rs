@@ -101,3 +101,31 @@ fn a_mistake_in_each_of_three_blocks_is_three_lines() {
         );
     }
 }
+
+#[test]
+fn a_broken_upstream_is_one_error_not_one_more_per_user() {
+    let site = "upstream u {
+    server 127.0.0.1:1 weight=x;
+}
+server {
+    listen 127.0.0.1:8080;
+    location / {
+        proxy_pass http://u;
+    }
+}
+";
+    let (out, dir) = check_config(&[("u.conf", site)], "u.conf");
+    let file = dir.path().join("u.conf").display().to_string();
+    assert_eq!(out.code, Some(1), "{out:#?}");
+    let emerg: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.contains("[emerg]"))
+        .collect();
+    assert_eq!(emerg.len(), 1, "{}", out.stderr);
+    assert!(
+        emerg[0].ends_with(&format!("invalid parameter \"weight=x\" in {file}:2")),
+        "{}",
+        out.stderr
+    );
+}

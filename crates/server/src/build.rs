@@ -441,7 +441,17 @@ fn build_collecting(
                 Ok(g) => {
                     bx.upstreams.insert(g.name.clone(), g);
                 }
-                Err(e) => errors.push(e),
+                Err(e) => {
+                    errors.push(e);
+                    // A stand-in, so `*_pass NAME` does not add "no port in upstream".
+                    if let Some(name) = d.args.first() {
+                        let g = junction_core::upstream::Group::implicit(
+                            name.value.clone(),
+                            Vec::new(),
+                        );
+                        bx.upstreams.insert(name.value.clone(), g);
+                    }
+                }
             }
         }
         let level = HttpLevel {
