@@ -5,7 +5,9 @@
 //!
 //! ## Layout
 //! - `build`: directive tree → [`build::Runtime`] (servers, the location tree
-//!   with compiled settings and backends, listen addresses, logs), once at load.
+//!   with compiled settings and backends, listen addresses, logs), once at load;
+//!   [`build_all`] reports every error it can (one per `upstream`/`server` block, and
+//!   every unsupported directive) for `junction -t`.
 //! - `route`: `server_name` selection, location matching (nginx's order), URI
 //!   normalization.
 //! - `serve`: listeners, hyper HTTP/1.1 connections, the request phases,
