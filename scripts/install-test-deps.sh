@@ -14,6 +14,10 @@ command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# Packaging tests: the systemd unit is checked by systemd-analyze, the logrotate snippet
+# by logrotate.
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
@@ -25,19 +29,23 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   for s in nginx memcached php8.2-fpm uwsgi; do $SUDO service "$s" stop >/dev/null 2>&1 || true; done
 fi
 
-# Python libraries for the test applications, for the python3 the tests run
-# (tests/peers/cache_app.py fills memcached with pymemcache). Debian's own python3
-# is "externally managed": take its package; another python3 (pyenv, venv): pip.
-if ! python3 -c 'import pymemcache' >/dev/null 2>&1; then
+# Python libraries for the tests, for the python3 the tests run: pymemcache
+# (tests/peers/cache_app.py fills memcached), prometheus_client (tests/status.rs parses
+# the metrics with its OpenMetrics parser). Debian's own python3 is "externally
+# managed": take its package; another python3 (pyenv, venv): pip.
+py_need() { # module debian-package pypi-name
+  python3 -c "import $1" >/dev/null 2>&1 && return 0
   if [ "$(command -v python3)" = /usr/bin/python3 ] && command -v apt-get >/dev/null 2>&1; then
     SUDO=""
     if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-    echo "install-test-deps: apt-get install python3-pymemcache"
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-pymemcache >/dev/null || true
+    echo "install-test-deps: apt-get install $2"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$2" >/dev/null || true
   fi
-fi
-if ! python3 -c 'import pymemcache' >/dev/null 2>&1; then
-  echo "install-test-deps: pip install pymemcache"
-  python3 -m pip install --quiet --disable-pip-version-check pymemcache \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages pymemcache
-fi
+  if ! python3 -c "import $1" >/dev/null 2>&1; then
+    echo "install-test-deps: pip install $3"
+    python3 -m pip install --quiet --disable-pip-version-check "$3" \
+      || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$3"
+  fi
+}
+py_need pymemcache python3-pymemcache pymemcache
+py_need prometheus_client python3-prometheus-client prometheus-client

@@ -10,7 +10,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 const DEFAULT_PREFIX: &str = "/usr/local/junction/";
-const DEFAULT_CONF: &str = "conf/junction.conf";
+/// The configuration file without `-c`: the packaged layout's, or `conf/junction.conf`
+/// under an explicit `-p` prefix (nginx's rule).
+const DEFAULT_CONF: &str = "/etc/junction/junction.conf";
+const DEFAULT_CONF_IN_PREFIX: &str = "conf/junction.conf";
 
 /// The protocol backends, in the order they are offered each location.
 const BACKENDS: &[BuildBackend] = &[
@@ -40,7 +43,7 @@ fn usage() -> &'static str {
 Options:\n  -?,-h         : this help\n  -v            : show version and exit\n  -V            : show version and configure options then exit\n  \
 -t            : test configuration and exit\n  -T            : test configuration, dump it and exit\n  -q            : suppress non-error messages during configuration testing\n  \
 -s signal     : send signal to a master process: stop, quit, reopen, reload\n  -p prefix     : set prefix path (default: /usr/local/junction/)\n  \
--e filename   : set error log file (default: logs/error.log)\n  -c filename   : set configuration file (default: conf/junction.conf)\n  \
+-e filename   : set error log file (default: logs/error.log)\n  -c filename   : set configuration file (default: /etc/junction/junction.conf)\n  \
 -g directives : set global directives out of configuration file\n"
 }
 
@@ -200,11 +203,12 @@ fn main() -> ExitCode {
         .prefix
         .clone()
         .unwrap_or_else(|| PathBuf::from(DEFAULT_PREFIX));
-    let conf = prefix.join(
-        args.conf
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONF)),
-    );
+    let conf = prefix.join(args.conf.clone().unwrap_or_else(|| {
+        PathBuf::from(match args.prefix {
+            Some(_) => DEFAULT_CONF_IN_PREFIX,
+            None => DEFAULT_CONF,
+        })
+    }));
     let failed = |errs: &[ConfigError]| {
         for e in errs {
             eprintln!("junction: [emerg] {e}");
@@ -322,6 +326,11 @@ fn main() -> ExitCode {
         return emerg(format!("open() \"{}\" failed ({e})", pid_file.display()));
     }
     let rt = Arc::new(rt);
+    junction_server::status::publish(&rt);
+    notify(&[
+        sd_notify::NotifyState::MainPid(std::process::id()),
+        sd_notify::NotifyState::Ready,
+    ]);
     // Active health checks: one task per group with `health_check`, on the control
     // thread (never for `-t`); they end with it (or with a reload).
     let health = start_health_checks(&control, &rt);
@@ -358,11 +367,20 @@ fn main() -> ExitCode {
         health,
     };
     control.block_on(signals(tx, reload, sigs));
+    notify(&[sd_notify::NotifyState::Stopping]);
     for t in threads {
         let _ = t.join();
     }
     let _ = std::fs::remove_file(&pid_file);
     ExitCode::SUCCESS
+}
+
+/// systemd's readiness protocol (`Type=notify`, `sd_notify(3)`): a datagram to
+/// `$NOTIFY_SOCKET`; nothing at all when that is not set.
+fn notify(states: &[sd_notify::NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(states) {
+        tracing::warn!("sd_notify() failed ({e})");
+    }
 }
 
 fn start_health_checks(
@@ -386,17 +404,35 @@ struct Reload {
 }
 
 impl Reload {
-    /// Loads and builds the configuration again; on success new connections use it
-    /// (open ones finish with the old one). A configuration that fails to load, or
+    /// Loads and builds the configuration again; on success every connection uses it
+    /// from its next request on (open keep-alive connections included). A configuration that fails to load, or
     /// that changes the listen addresses, is refused and the old one stays.
     fn run(&mut self) {
+        // systemd (`Type=notify`) is told a reload began, and READY=1 when it ended,
+        // whether or not the new configuration was taken.
+        let mut begin = vec![sd_notify::NotifyState::Reloading];
+        if let Ok(t) = sd_notify::NotifyState::monotonic_usec_now() {
+            begin.push(t);
+        }
+        notify(&begin);
+        let counter = if self.swap() {
+            &junction_core::stats::PROCESS.reloads_ok
+        } else {
+            &junction_core::stats::PROCESS.reloads_failed
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        notify(&[sd_notify::NotifyState::Ready]);
+    }
+
+    /// Builds and swaps in the new configuration; whether it was taken.
+    fn swap(&mut self) -> bool {
         let loaded = match load(&self.conf, self.globals.as_deref()) {
             Ok(l) => l,
             Err(errs) => {
                 for e in errs {
                     tracing::error!("{e}; reload refused, the configuration stays");
                 }
-                return;
+                return false;
             }
         };
         let rt = match junction_server::build(&loaded.tree, &loaded.globals, &self.prefix, BACKENDS)
@@ -404,7 +440,7 @@ impl Reload {
             Ok(rt) => rt,
             Err(e) => {
                 tracing::error!("{e}; reload refused, the configuration stays");
-                return;
+                return false;
             }
         };
         let old: Vec<_> = self
@@ -419,7 +455,7 @@ impl Reload {
             tracing::error!(
                 "reload changes the listen addresses, which needs a restart; the configuration stays"
             );
-            return;
+            return false;
         }
         for w in &rt.warnings {
             tracing::warn!("{w}");
@@ -434,8 +470,12 @@ impl Reload {
             .filter(|g| g.health.is_some())
             .map(|g| tokio::spawn(junction_core::health::run(g.clone())))
             .collect();
+        junction_server::status::publish(&rt);
         let _ = self.config.send(rt);
-        tracing::info!("reconfiguring: new connections use the new configuration");
+        tracing::info!(
+            "reconfiguring: every connection uses the new configuration from its next request"
+        );
+        true
     }
 }
 

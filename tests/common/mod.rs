@@ -69,7 +69,7 @@ pub fn manifest_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn junction_bin() -> PathBuf {
+pub fn junction_bin() -> PathBuf {
     if let Some(bin) = std::env::var_os("JUNCTION_BIN") {
         return PathBuf::from(bin);
     }

@@ -184,6 +184,19 @@ impl BuildCx {
         }
     }
 
+    /// Every group built: `upstream {}` blocks and the implicit groups of `*_pass`
+    /// addresses, by name.
+    pub fn all_groups(&self) -> Vec<Arc<Group>> {
+        let mut v: Vec<Arc<Group>> = self
+            .upstreams
+            .values()
+            .chain(self.implicit.values())
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
     /// The group for a `*_pass` target: an `upstream` name, or `host[:port]` /
     /// `unix:/path` resolved now (all addresses of a host name form the group).
     pub fn group(
@@ -498,6 +511,44 @@ pub fn default_type(scope: &Scope<'_>) -> bytes::Bytes {
         || bytes::Bytes::from_static(b"text/plain"),
         |(_, a)| bytes_of(&a.value),
     )
+}
+
+/// `fastcgi_split_path_info` and `fastcgi_index` as they apply at this level (both
+/// inherited), for `$fastcgi_script_name`/`$fastcgi_path_info`; `None` when neither
+/// is set. The regex must have exactly two captures, as nginx requires.
+pub fn script_split(
+    scope: &Scope<'_>,
+) -> Result<Option<Arc<junction_core::cgi::ScriptSplit>>, ConfigError> {
+    let regex = match scope.arg("fastcgi_split_path_info") {
+        None => None,
+        Some((d, a)) => {
+            let re = regex::Regex::new(&a.value).map_err(|e| {
+                err(
+                    &d.span,
+                    format!("pcre2_compile() failed: {e} in \"{}\"", a.value),
+                )
+            })?;
+            // capture 0 is the whole match
+            if re.captures_len() != 3 {
+                return Err(err(
+                    &d.span,
+                    format!("pattern \"{}\" must have 2 captures", a.value),
+                ));
+            }
+            Some(re)
+        }
+    };
+    let index = scope
+        .arg("fastcgi_index")
+        .map(|(_, a)| bytes::Bytes::copy_from_slice(a.value.as_bytes()))
+        .unwrap_or_default();
+    if regex.is_none() && index.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Arc::new(junction_core::cgi::ScriptSplit {
+        regex,
+        index,
+    })))
 }
 
 #[cfg(test)]

@@ -200,6 +200,11 @@ pub static DIRECTIVES: &[Spec] = &[
     d("large_client_header_buffers", HTTP | SRV, 2, 2),
     d("client_header_timeout", HTTP | SRV, 1, 1),
     d("client_body_timeout", HSL, 1, 1),
+    d("keepalive_time", HSL, 1, 1),
+    d("lingering_close", HSL, 1, 1),
+    d("lingering_time", HSL, 1, 1),
+    d("lingering_timeout", HSL, 1, 1),
+    d("reset_timedout_connection", HSL, 1, 1),
     d("send_timeout", HSL, 1, 1),
     d("server_names_hash_bucket_size", HTTP, 1, 1),
     d("server_names_hash_max_size", HTTP, 1, 1),
@@ -229,6 +234,9 @@ pub static DIRECTIVES: &[Spec] = &[
     d("server_name", SRV, 1, MANY),
     block("location", SRV | LOC, 1, 2),
     block("limit_except", LOC, 1, MANY),
+    // status handlers: nginx's stub_status; metrics (Prometheus/OpenMetrics, beyond nginx OSS)
+    d("stub_status", SRV | LOC, 0, 1),
+    d("metrics", LOC, 0, 0),
     // rewrite module
     block("if", SRV | LOC, 1, MANY),
     d("set", SRV | SIF | LOC | LIF, 2, 2),

@@ -159,8 +159,8 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// The include files nginx ships next to `nginx.conf`, embedded: an `include` of one of these
-/// bare names that is not found on disk uses this copy (so a config written for a distro
+/// The include files nginx (and Debian's nginx-common) ships next to `nginx.conf`, embedded:
+/// an `include` of one of these relative names that is not found on disk uses this copy (so a config written for a distro
 /// nginx, `include fastcgi_params;`, works anywhere).
 pub fn builtin_include(name: &str) -> Option<&'static str> {
     match name {
@@ -169,6 +169,13 @@ pub fn builtin_include(name: &str) -> Option<&'static str> {
         "fastcgi.conf" => Some(include_str!("../../../config/fastcgi.conf")),
         "uwsgi_params" => Some(include_str!("../../../config/uwsgi_params")),
         "scgi_params" => Some(include_str!("../../../config/scgi_params")),
+        // Debian's and Ubuntu's additions (nginx-common).
+        "proxy_params" => Some(include_str!(
+            "../../../config/debian/etc-nginx/proxy_params"
+        )),
+        "snippets/fastcgi-php.conf" => Some(include_str!(
+            "../../../config/debian/etc-nginx/snippets/fastcgi-php.conf"
+        )),
         _ => None,
     }
 }
@@ -513,7 +520,7 @@ impl Session<'_, '_> {
                 return self.load_file(&path, Some(&d.span), depth + 1);
             }
         }
-        if !pattern.contains('/') {
+        if !Path::new(pattern).is_absolute() {
             if let Some(src) = (self.loader.builtins)(pattern) {
                 let file = Arc::new(Path::new("<builtin>").join(pattern));
                 return self.parse_nginx(src, &file, depth + 1);

@@ -19,6 +19,11 @@ pub type Response = http::Response<Body>;
 #[derive(Debug, Clone, Copy)]
 pub struct Generated;
 
+/// A response extension: close the client connection without writing anything
+/// (nginx's `return 444`, `NGX_HTTP_CLOSE`).
+#[derive(Debug, Clone, Copy)]
+pub struct NoResponse;
+
 /// A content handler: HTTP proxy, FastCGI, uwsgi, SCGI, memcached, static files.
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync + 'static {

@@ -42,7 +42,7 @@ pub fn temp_file(dir: &Path) -> std::io::Result<std::fs::File> {
 /// `client_body_timeout` applied.
 #[derive(Debug)]
 pub struct IncomingBody {
-    inner: hyper::body::Incoming,
+    inner: crate::client::BodyReceiver,
     /// Content-Length, if the client sent one (else chunked).
     pub length: Option<u64>,
     limit: u64,
@@ -51,20 +51,17 @@ pub struct IncomingBody {
 }
 
 impl IncomingBody {
-    /// Wraps hyper's body.
-    pub fn new(
-        inner: hyper::body::Incoming,
-        length: Option<u64>,
-        limit: u64,
-        timeout: Duration,
-    ) -> Self {
-        IncomingBody {
+    /// A body the client connection feeds through the returned sender.
+    pub fn channel(length: Option<u64>, timeout: Duration) -> (Self, crate::client::BodySender) {
+        let (tx, inner) = crate::client::body_channel();
+        let body = IncomingBody {
             inner,
             length,
-            limit,
+            limit: 0,
             timeout,
             read: 0,
-        }
+        };
+        (body, tx)
     }
 
     /// The same body with the location's `client_max_body_size` and `client_body_timeout`.
@@ -77,7 +74,7 @@ impl IncomingBody {
     /// The next chunk, `None` at the end.
     pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
         loop {
-            let frame = match tokio::time::timeout(self.timeout, self.inner.frame()).await {
+            let data = match tokio::time::timeout(self.timeout, self.inner.recv()).await {
                 Err(_) => {
                     return Err(Error::new(
                         ErrorKind::ClientTimeout,
@@ -85,15 +82,10 @@ impl IncomingBody {
                     ))
                 }
                 Ok(None) => return Ok(None),
-                Ok(Some(Err(e))) => {
-                    return Err(Error::new(
-                        ErrorKind::BadRequest,
-                        format!("client sent invalid body: {e}"),
-                    ))
-                }
-                Ok(Some(Ok(f))) => f,
+                Ok(Some(Err(e))) => return Err(e),
+                Ok(Some(Ok(d))) => d,
             };
-            if let Ok(data) = frame.into_data() {
+            {
                 self.read += data.len() as u64;
                 if self.limit != 0 && self.read > self.limit {
                     return Err(Error::new(

@@ -100,3 +100,38 @@ pub fn set_content_length(cx: &mut RequestCtx, len: u64) {
         cx.headers.insert(http::header::CONTENT_LENGTH, v);
     }
 }
+
+/// A location's `fastcgi_split_path_info` regex and `fastcgi_index`: what
+/// `$fastcgi_script_name` and `$fastcgi_path_info` are computed from.
+///
+/// As in nginx (`ngx_http_fastcgi_split` and the two variable handlers), the
+/// variables are computed when first read, from the current `$uri` and the
+/// configuration of the location the request is in at that moment; the split is
+/// kept for the rest of the request until an internal redirect, or until the
+/// FastCGI handler starts (it begins a fresh context, which is why `try_files`
+/// appears to reset `$fastcgi_path_info`: nginx trac #321). The index is appended
+/// at each read to a script name ending in `/`.
+#[derive(Debug, Default)]
+pub struct ScriptSplit {
+    /// `fastcgi_split_path_info`, with exactly two captures.
+    pub regex: Option<regex::Regex>,
+    /// `fastcgi_index`.
+    pub index: Bytes,
+}
+
+impl ScriptSplit {
+    /// Splits `uri` into the script name (before the index is appended) and the
+    /// path info: the regex's two captures, or the whole URI and nothing when the
+    /// regex is absent or does not match.
+    pub fn split(&self, uri: &str) -> (Bytes, Bytes) {
+        let caps = self.regex.as_ref().and_then(|re| re.captures(uri));
+        match caps {
+            Some(c) => {
+                let part =
+                    |i| Bytes::copy_from_slice(c.get(i).map_or("", |m| m.as_str()).as_bytes());
+                (part(1), part(2))
+            }
+            None => (Bytes::copy_from_slice(uri.as_bytes()), Bytes::new()),
+        }
+    }
+}

@@ -235,7 +235,17 @@ pub struct RequestCtx {
     /// Number of internal redirects so far.
     pub redirects: u8,
     /// The client connection's upgrade (WebSocket), when the request asked for one.
-    pub upgrade: Option<hyper::upgrade::OnUpgrade>,
+    pub upgrade: Option<crate::client::OnUpgrade>,
+    /// `fastcgi_split_path_info` / `fastcgi_index` of the current location (`None`:
+    /// neither is set), for `$fastcgi_script_name` and `$fastcgi_path_info`.
+    pub script_split: Option<Arc<crate::cgi::ScriptSplit>>,
+    /// The split once computed (nginx's fastcgi module context): script name without
+    /// the index, path info.
+    script_parts: std::sync::OnceLock<(Bytes, Bytes)>,
+    /// The selected server's counters, recorded into when the request ends.
+    pub stats: Option<Arc<crate::stats::HttpStats>>,
+    /// Counts this request as in progress (`stub_status`'s Writing) while it lives.
+    pub in_flight: Option<crate::stats::InFlight>,
 }
 
 impl RequestCtx {
@@ -268,7 +278,35 @@ impl RequestCtx {
             conn_requests: 1,
             redirects: 0,
             upgrade: None,
+            script_split: None,
+            script_parts: std::sync::OnceLock::new(),
+            stats: None,
+            in_flight: None,
         }
+    }
+
+    /// The request is over (its response sent or abandoned): records it in its
+    /// server's counters, once.
+    pub fn record_stats(&mut self) {
+        if let Some(s) = self.stats.take() {
+            s.record(self);
+        }
+        self.in_flight = None;
+    }
+
+    /// Forgets the computed `$fastcgi_script_name`/`$fastcgi_path_info`: an internal
+    /// redirect clears nginx's module contexts, and the FastCGI handler starts a new
+    /// one (so they are computed again from the `$uri` of that moment).
+    pub fn reset_script_split(&mut self) {
+        self.script_parts = std::sync::OnceLock::new();
+    }
+
+    /// The script name (without the index) and path info, computed on first read.
+    fn script_parts(&self) -> &(Bytes, Bytes) {
+        self.script_parts.get_or_init(|| match &self.script_split {
+            Some(s) => s.split(&self.uri),
+            None => (Bytes::copy_from_slice(self.uri.as_bytes()), Bytes::new()),
+        })
     }
 
     /// Sets slot `i`.
@@ -431,6 +469,16 @@ impl RequestCtx {
                     out.put_slice(b)
                 }
             }
+            Var::FastcgiScriptName => {
+                let name = &self.script_parts().0;
+                out.put_slice(name);
+                if name.ends_with(b"/") {
+                    if let Some(s) = &self.script_split {
+                        out.put_slice(&s.index);
+                    }
+                }
+            }
+            Var::FastcgiPathInfo => out.put_slice(&self.script_parts().1),
         }
     }
 }

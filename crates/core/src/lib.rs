@@ -26,6 +26,8 @@
 //! - `mime`: the one Content-Type lookup (extension as nginx finds it → type).
 //! - `range`: `Range: bytes=…` as nginx's range filter reads it; cutting a body to it.
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
+//! - `client`: what the client connection hands a request: its body as it is
+//!   read, the raw connection after a `101`.
 //! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI).
 //! - `cgi_head`: the one CGI response-head parser (uwsgi and SCGI: status line or CGI
 //!   headers; FastCGI: a CGI header block).
@@ -33,6 +35,8 @@
 //!   runs until the upstream closes (uwsgi, SCGI).
 //! - `codec_testing` (tests, or the `testing` feature): drive a codec at every split.
 //! - `time`: log time formats and the `Date` header.
+//! - `stats`: live counters (connections, requests, durations) for `stub_status`
+//!   and `metrics`.
 #![forbid(unsafe_code)]
 
 pub mod backend;
@@ -41,6 +45,7 @@ pub mod body;
 pub mod cgi;
 pub mod cgi_head;
 pub mod cgi_response;
+pub mod client;
 pub mod codec;
 #[cfg(any(test, feature = "testing"))]
 pub mod codec_testing;
@@ -52,6 +57,7 @@ pub mod mime;
 pub mod pass;
 pub mod range;
 pub mod relay;
+pub mod stats;
 pub mod time;
 pub mod upstream;
 pub mod vars;

@@ -247,6 +247,24 @@ pub struct ServerStats {
     pub check_fails: AtomicU64,
     /// Consecutive probe results (fails, passes) for the `fails=`/`passes=` thresholds.
     pub(crate) streak: Mutex<(u32, u32)>,
+    /// Responses by status class (`1xx` … `5xx`; no response counts as a 502, as
+    /// `$upstream_status` writes it).
+    pub responses: [AtomicU64; 5],
+    /// Time from the start of the attempt to its response (or failure).
+    pub response_time: crate::stats::Histogram,
+}
+
+impl ServerStats {
+    /// Records one finished attempt (from the request's `$upstream_*` record).
+    pub fn record_attempt(&self, status: Option<u16>, took: Duration) {
+        if let Some(c) = self
+            .responses
+            .get(crate::stats::status_class(status.unwrap_or(502)))
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.response_time.observe(took);
+    }
 }
 
 impl Default for ServerStats {
@@ -260,6 +278,8 @@ impl Default for ServerStats {
             checks: AtomicU64::new(0),
             check_fails: AtomicU64::new(0),
             streak: Mutex::new((0, 0)),
+            responses: Default::default(),
+            response_time: crate::stats::Histogram::default(),
         }
     }
 }
@@ -682,6 +702,11 @@ impl Group {
                 check_fails: s.stats.check_fails.load(Ordering::Relaxed),
             })
             .collect()
+    }
+
+    /// Idle keep-alive connections to server `i` now.
+    pub fn idle_connections(&self, i: usize) -> usize {
+        self.servers.get(i).map_or(0, |s| lock(&s.idle).len())
     }
 
     /// Takes an idle connection to server `i`, or opens a new one.

@@ -106,6 +106,11 @@ pub enum Var {
     Capture(usize),
     /// A named regex capture or a `set`/module variable: slot in the request's table.
     Slot(usize),
+    /// `$fastcgi_script_name`: computed when read, from the current `$uri` and the
+    /// current location's `fastcgi_split_path_info` and `fastcgi_index`.
+    FastcgiScriptName,
+    /// `$fastcgi_path_info`: the second capture of that split.
+    FastcgiPathInfo,
 }
 
 /// Variables that are not built in: `set` variables, named captures and module
@@ -220,6 +225,8 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "connection_requests" => Var::ConnectionRequests,
         "remote_user" => Var::RemoteUser,
         "nginx_version" | "junction_version" => Var::NginxVersion,
+        "fastcgi_script_name" => Var::FastcgiScriptName,
+        "fastcgi_path_info" => Var::FastcgiPathInfo,
         _ => {
             if let Some(h) = lower.strip_prefix("http_") {
                 return header_name(h).map(Var::Http);
@@ -244,6 +251,18 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         }
     };
     Some(v)
+}
+
+impl Var {
+    /// Whether an empty value is still a value (nginx's `not_found` unset), which the
+    /// access log writes as nothing rather than `-`: `set` variables and named
+    /// captures, `$is_args`, `$https`, `$fastcgi_script_name`, `$fastcgi_path_info`.
+    pub fn found_when_empty(&self) -> bool {
+        matches!(
+            self,
+            Var::Slot(_) | Var::IsArgs | Var::Https | Var::FastcgiScriptName | Var::FastcgiPathInfo
+        )
+    }
 }
 
 fn header_name(h: &str) -> Option<HeaderName> {
@@ -390,7 +409,8 @@ impl Template {
         }
     }
 
-    /// Evaluates for a log line: an empty variable is written as `-`, as nginx does.
+    /// Evaluates for a log line: a variable without a value is written as `-`, as nginx
+    /// does (an empty value that nginx counts as found stays empty).
     pub fn eval_log_into(&self, cx: &RequestCtx, out: &mut BytesMut) {
         for p in &self.pieces {
             match p {
@@ -398,7 +418,7 @@ impl Template {
                 Piece::Var(v) => {
                     let before = out.len();
                     cx.var_into(v, out);
-                    if out.len() == before {
+                    if out.len() == before && !v.found_when_empty() {
                         out.put_u8(b'-');
                     }
                 }

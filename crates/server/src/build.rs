@@ -91,6 +91,9 @@ pub struct LocConf {
     pub named_captures: Vec<(usize, usize)>,
     /// What this configuration's templates read (`$request_filename`).
     pub vars_used: Arc<junction_core::vars::UsedVars>,
+    /// `fastcgi_split_path_info` / `fastcgi_index` here, for `$fastcgi_script_name`
+    /// and `$fastcgi_path_info` read in any phase.
+    pub script_split: Option<Arc<junction_core::cgi::ScriptSplit>>,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -108,6 +111,8 @@ pub struct VServer {
     pub names: Vec<ServerName>,
     /// The first name (`$server_name`).
     pub name0: Arc<str>,
+    /// Its counters (`metrics`), shared by its requests.
+    pub stats: Arc<junction_core::stats::HttpStats>,
     /// Server-level settings (used when no location matches).
     pub base: Arc<Loc<LocConf>>,
     /// Named locations.
@@ -120,6 +125,8 @@ pub struct VServer {
     pub header_buffer: usize,
     /// One buffer of `large_client_header_buffers` (request line limit → 414).
     pub large_header_size: usize,
+    /// The client connection's settings (`crate::http1`).
+    pub conn: Arc<crate::http1::ConnConf>,
 }
 
 /// A listening address and the servers on it.
@@ -131,6 +138,10 @@ pub struct Listen {
     pub servers: Vec<usize>,
     /// The default server (index into `servers`'s targets).
     pub default: usize,
+    /// `listen unix:PATH` (then `addr` is only a placeholder, `0.0.0.0:0`).
+    pub unix: Option<PathBuf>,
+    /// The socket parameters (`backlog=`, `so_keepalive=`, `ipv6only=`, `bind` …).
+    pub opts: crate::listen::ListenOpts,
 }
 
 /// Main-context settings.
@@ -142,6 +153,8 @@ pub struct MainConf {
     pub pid: Option<PathBuf>,
     /// `error_log FILE [LEVEL]`.
     pub error_log: Option<(String, String)>,
+    /// `worker_connections` (per worker).
+    pub worker_connections: usize,
 }
 
 /// Everything the server runs.
@@ -170,7 +183,6 @@ const NO_EFFECT: &[&str] = &[
     "env",
     "master_process",
     "daemon",
-    "worker_connections",
     "use",
     "multi_accept",
     "accept_mutex",
@@ -190,17 +202,13 @@ const NO_EFFECT: &[&str] = &[
     "uwsgi_temp_file_write_size",
     "scgi_temp_file_write_size",
     "open_file_cache",
-    "send_timeout",
     "resolver",
     "zone",
     "absolute_redirect",
     "port_in_redirect",
     "server_name_in_redirect",
-    "ignore_invalid_headers",
-    "underscores_in_headers",
     "ssl_protocols",
     "ssl_prefer_server_ciphers",
-    "client_header_buffer_size",
     "if_modified_since",
 ];
 
@@ -227,7 +235,7 @@ const UNSUPPORTED: &[&str] = &[
 
 /// Directives accepted without effect that only matter outside `upstream {}`
 /// (inside it they are implemented).
-const NO_EFFECT_OUTSIDE_UPSTREAM: &[&str] = &["keepalive_requests"];
+const NO_EFFECT_OUTSIDE_UPSTREAM: &[&str] = &[];
 
 /// Every directive of `tree` that Junction does not support yet, into `errors`.
 fn check_unsupported(tree: &[Directive], errors: &mut Vec<ConfigError>) {
@@ -387,6 +395,8 @@ fn build_collecting(
     // nginx.conf, which says `worker_processes auto;` (0 = auto).
     let mut main = MainConf {
         worker_processes: if bare { 0 } else { 1 },
+        // nginx's default 512; a bare sites file runs under Debian's nginx.conf (768).
+        worker_connections: if bare { 768 } else { 512 },
         ..MainConf::default()
     };
     for d in &main_level {
@@ -403,6 +413,13 @@ fn build_collecting(
                 };
             }
             "pid" => main.pid = d.args.first().map(|a| prefix.join(&a.value)),
+            "events" => {
+                for e in d.block.iter().flatten() {
+                    if let ("worker_connections", Some(a)) = (e.name.as_str(), e.args.first()) {
+                        main.worker_connections = a.value.parse().map_err(|_| invalid(e, a))?;
+                    }
+                }
+            }
             "error_log" => {
                 main.error_log = d.args.first().map(|a| {
                     (
@@ -425,9 +442,6 @@ fn build_collecting(
     bx.prefix = prefix.to_path_buf();
     // `$memcached_key` exists only if some `set` declares it (nginx: `unknown
     // "memcached_key" variable` otherwise), so it is not declared here.
-    for s in ["fastcgi_script_name", "fastcgi_path_info"] {
-        bx.vars.slot(s);
-    }
     declare_vars(tree, &mut bx);
 
     let mut logs = LogWriters::default();
@@ -475,7 +489,20 @@ fn build_collecting(
             for l in sscope.local_all("listen") {
                 any = true;
                 let (addr, default) = parse_listen(l)?;
+                let (unix, opts) = crate::listen::parse_params(l)?;
+                if opts.deferred {
+                    warnings.push(format!(
+                        "the \"deferred\" parameter of \"listen\" is accepted but has no effect in junction in {}",
+                        l.span
+                    ));
+                }
                 add_listen(&mut listens, addr, si, default, l)?;
+                if let Some(last) = listens
+                    .iter_mut()
+                    .find(|x| x.addr == addr && x.unix == unix)
+                {
+                    last.opts.merge(&opts);
+                }
             }
             if !any {
                 add_listen(
@@ -485,17 +512,19 @@ fn build_collecting(
                     false,
                     d,
                 )?;
+                // (a `server` without `listen` is on *:80, no unix path)
             }
             servers.push(Arc::new(srv));
         }
     }
+    let upstreams = bx.all_groups();
     Ok(Runtime {
         main,
         servers,
         listens,
         warnings: warnings.into_iter().chain(bx.warnings).collect(),
         logs,
-        upstreams: bx.upstreams.values().cloned().collect(),
+        upstreams,
     })
 }
 
@@ -506,7 +535,11 @@ fn add_listen(
     default: bool,
     d: &Directive,
 ) -> Result<(), ConfigError> {
-    match listens.iter_mut().find(|l| l.addr == addr) {
+    let unix = crate::listen::unix_path(d);
+    match listens
+        .iter_mut()
+        .find(|l| l.addr == addr && l.unix == unix)
+    {
         Some(l) => {
             if default {
                 if l.servers.get(l.default).is_some() && l.default != 0 && default {
@@ -525,6 +558,8 @@ fn add_listen(
             addr,
             servers: vec![si],
             default: 0,
+            unix,
+            opts: Default::default(),
         }),
     }
     Ok(())
@@ -555,10 +590,8 @@ fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
             .map_err(|_| invalid(d, a))?;
         SocketAddr::new(IpAddr::V6(ip), 80)
     } else if v.starts_with("unix:") {
-        return Err(err(
-            &a.span,
-            "unix-socket listeners are not supported yet in \"listen\"",
-        ));
+        // Identified by its path (`Listen::unix`); the address is a placeholder.
+        SocketAddr::from(([0, 0, 0, 0], 0))
     } else {
         use std::net::ToSocketAddrs;
         let hp = if v.contains(':') {
@@ -586,13 +619,9 @@ fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
                     "TLS listeners (\"ssl\") are not supported yet",
                 ))
             }
-            "http2" | "reuseport" | "deferred" | "bind" => {}
-            s if s.starts_with("backlog=")
-                || s.starts_with("ipv6only=")
-                || s.starts_with("so_keepalive=")
-                || s.starts_with("rcvbuf=")
-                || s.starts_with("sndbuf=") => {}
-            _ => return Err(invalid(d, p)),
+            "http2" => {}
+            // Socket parameters: `crate::listen::parse_params`.
+            _ => {}
         }
     }
     Ok((addr, default))
@@ -692,7 +721,12 @@ fn build_server(
         None => (4, 8192),
     };
     let keepalive_timeout = scope.time("keepalive_timeout", Duration::from_secs(75))?;
+    let conn = Arc::new(crate::http1::ConnConf::from_scope(
+        scope,
+        base.data.server_tokens,
+    )?);
     Ok(VServer {
+        stats: Arc::default(),
         names,
         name0: Arc::from(name0.as_str()),
         base,
@@ -701,6 +735,7 @@ fn build_server(
         client_header_timeout: scope.time("client_header_timeout", Duration::from_secs(60))?,
         header_buffer: num * size,
         large_header_size: size,
+        conn,
     })
 }
 
@@ -935,6 +970,20 @@ fn build_conf(
             }
         }
     }
+    for (name, kind) in [
+        ("stub_status", crate::status::Kind::Stub),
+        ("metrics", crate::status::Kind::Metrics),
+    ] {
+        if let Some(d) = scope.local(name) {
+            if backend.is_some() {
+                return Err(err(
+                    &d.span,
+                    format!("\"{name}\" in a location that has another content handler"),
+                ));
+            }
+            backend = Some(Arc::new(crate::status::Status::new(kind)));
+        }
+    }
     let root = match scope.arg("root") {
         Some((_, a)) => bx.template(a)?,
         None => Template::literal(Bytes::from(
@@ -1080,5 +1129,6 @@ fn build_conf(
         etag: scope.flag("etag", true)?,
         named_captures: Vec::new(),
         vars_used: bx.vars.used(),
+        script_split: junction_config::model::script_split(scope)?,
     })
 }

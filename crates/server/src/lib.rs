@@ -10,23 +10,29 @@
 //!   every unsupported directive) for `junction -t`.
 //! - `route`: `server_name` selection, location matching (nginx's order), URI
 //!   normalization.
-//! - `serve`: listeners, hyper HTTP/1.1 connections, the request phases,
-//!   `error_page`, output headers, graceful/fast stop.
+//! - `listen`: binding, the accept loop (`worker_connections`), the pre-HTTP
+//!   hook's place, graceful/fast stop.
+//! - `http1`: Junction's own HTTP/1.x client connection (parsing, buffers,
+//!   timers, body on demand, response writing, upgrade handover).
+//! - `serve`: the request phases, `error_page`, status pages, output headers.
 //! - `static_files`: the default content handler.
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
 //! - `error_log`: the error log's `tracing` layer and the one span per request whose
 //!   fields end every line as nginx's do (`client: …, server: …, request: …`).
-//! - `error_io`: gives the errors hyper answers by itself (malformed requests)
-//!   nginx's error page and `Server` header.
+//! - `status`: the `stub_status` and `metrics` handlers (counters in
+//!   `junction_core::stats`).
 #![forbid(unsafe_code)]
 
 pub mod build;
-mod error_io;
 pub mod error_log;
+pub mod http1;
+pub mod listen;
 pub mod log;
 pub mod route;
 pub mod serve;
 mod static_files;
+pub mod status;
 
 pub use build::{build, build_all, Runtime};
-pub use serve::{bind_all, serve, Stop};
+pub use listen::{bind_all, serve};
+pub use serve::Stop;

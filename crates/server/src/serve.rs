@@ -1,5 +1,4 @@
-//! The listener and the request's way through: accept → hyper HTTP/1.1 →
-//! server selection → location → rewrite phase (`set`, `return`, `try_files`) →
+//! The request's way through (after `listen` and `http1::conn`): server selection → location → rewrite phase (`set`, `return`, `try_files`) →
 //! content (a backend or static files) → `error_page` → output headers
 //! (`Server`, `Date`, `add_header`) → access log when the body ends.
 
@@ -7,23 +6,14 @@ use crate::build::{ErrorPage, Listen, LocConf, Runtime, SetVar, VServer};
 use crate::route::{self, Found, Loc};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
-use http_body::Body as _;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use junction_core::backend::Generated;
 use junction_core::body::{self, Body, IncomingBody, ReqBody};
 use junction_core::ctx::{Captures, ConnInfo, RequestCtx};
 use junction_core::Error;
-use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
-use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// How to stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,201 +29,30 @@ pub enum Stop {
 /// The version string in `Server` and error pages.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-struct Shared {
-    rt: Arc<Runtime>,
+/// What every request of a connection shares: the runtime it runs under.
+pub(crate) struct Shared {
+    pub(crate) rt: Arc<Runtime>,
 }
 
-/// Connection serial numbers (`$connection`), unique across workers.
-static CONNS: AtomicU64 = AtomicU64::new(0);
+/// Marks a status page Junction wrote itself (nginx's special responses, some of
+/// which end keep-alive).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnPage;
 
-/// Binds every listen address (a wildcard address covers the specific ones on the
-/// same port, as nginx does), once per worker: each worker gets its own sockets
-/// with SO_REUSEPORT, so the kernel spreads new connections evenly over the workers.
-/// Returns one list of std listeners per worker, to be served by [`serve`].
-pub fn bind_all(rt: &Runtime, workers: usize) -> std::io::Result<Vec<Vec<std::net::TcpListener>>> {
-    let mut out: Vec<Vec<std::net::TcpListener>> =
-        (0..workers.max(1)).map(|_| Vec::new()).collect();
-    for l in &rt.listens {
-        let covered = !l.addr.ip().is_unspecified()
-            && rt.listens.iter().any(|o| {
-                o.addr.port() == l.addr.port()
-                    && o.addr.ip().is_unspecified()
-                    && o.addr.is_ipv4() == l.addr.is_ipv4()
-            });
-        if covered {
-            continue;
-        }
-        for w in out.iter_mut() {
-            w.push(bind_one(l.addr)?);
-        }
-    }
-    Ok(out)
+/// nginx's reason phrase for a status line.
+pub(crate) fn reason_phrase(status: StatusCode) -> &'static str {
+    nginx_reason(status)
+        .or(status.canonical_reason())
+        .unwrap_or("")
 }
 
-fn bind_one(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let sock = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    sock.set_reuse_address(true)?;
-    sock.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        sock.set_only_v6(true)?;
-    }
-    sock.bind(&addr.into())
-        .map_err(|e| std::io::Error::new(e.kind(), format!("bind() to {addr} failed ({e})")))?;
-    sock.listen(511)?;
-    sock.set_nonblocking(true)?;
-    Ok(sock.into())
-}
-
-/// Serves the bound listeners until `stop` says otherwise.
-/// `config` carries the current runtime: a reload sends a new one, which every
-/// connection accepted afterwards uses; connections already open keep theirs.
-pub async fn serve(
-    config: watch::Receiver<Arc<Runtime>>,
-    listeners: Vec<std::net::TcpListener>,
-    mut stop: watch::Receiver<Stop>,
-) {
-    let tracker = tokio_util::task::TaskTracker::new();
-    for l in listeners {
-        let Ok(l) = TcpListener::from_std(l) else {
-            continue;
-        };
-        let config = config.clone();
-        let stop = stop.clone();
-        let tracker2 = tracker.clone();
-        tracker.spawn(accept_loop(config, l, stop, tracker2));
-    }
-    loop {
-        if *stop.borrow() != Stop::Run {
-            break;
-        }
-        if stop.changed().await.is_err() {
-            break;
-        }
-    }
-    if *stop.borrow() == Stop::Graceful {
-        tracker.close();
-        tracker.wait().await;
-    }
-}
-
-async fn accept_loop(
-    mut config: watch::Receiver<Arc<Runtime>>,
-    l: TcpListener,
-    mut stop: watch::Receiver<Stop>,
-    tracker: tokio_util::task::TaskTracker,
-) {
-    let mut shared = Arc::new(Shared {
-        rt: config.borrow_and_update().clone(),
-    });
-    let bound = l.local_addr().ok().filter(|a| !a.ip().is_unspecified());
-    loop {
-        let accepted = tokio::select! {
-            r = l.accept() => r,
-            _ = stop.changed() => return,
-        };
-        let (stream, remote) = match accepted {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::error!("accept() failed ({e})");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        // A listener on a specific address needs no getsockname() per connection.
-        let local = match bound {
-            Some(a) => a,
-            None => stream.local_addr().unwrap_or(remote),
-        };
-        let _ = stream.set_nodelay(true);
-        let id = CONNS.fetch_add(1, Ordering::Relaxed) + 1;
-        if config.has_changed().unwrap_or(false) {
-            shared = Arc::new(Shared {
-                rt: config.borrow_and_update().clone(),
-            });
-        }
-        let shared = shared.clone();
-        let stop = stop.clone();
-        tracker.spawn(connection(shared, stream, remote, local, id, stop));
-    }
-}
-
-fn listen_for(rt: &Runtime, local: SocketAddr) -> Option<&Listen> {
-    rt.listens
-        .iter()
-        .find(|l| l.addr == local)
-        .or_else(|| {
-            rt.listens.iter().find(|l| {
-                l.addr.port() == local.port()
-                    && l.addr.ip().is_unspecified()
-                    && l.addr.is_ipv4() == local.is_ipv4()
-            })
-        })
-        .or_else(|| {
-            // IPv4-mapped on a v6 socket and similar: match by port.
-            rt.listens.iter().find(|l| l.addr.port() == local.port())
-        })
-}
-
-async fn connection(
-    shared: Arc<Shared>,
-    stream: tokio::net::TcpStream,
-    remote: SocketAddr,
-    local: SocketAddr,
-    id: u64,
-    mut stop: watch::Receiver<Stop>,
-) {
-    let Some(listen) = listen_for(&shared.rt, local).cloned() else {
-        return;
-    };
-    let Some(dflt) = listen
-        .servers
-        .get(listen.default)
-        .and_then(|i| shared.rt.servers.get(*i))
-        .cloned()
-    else {
-        return;
-    };
-    let conn = Arc::new(ConnInfo {
-        remote,
-        local,
-        scheme: "http",
-        id,
-    });
-    let listen = Arc::new(listen);
-    let requests = Arc::new(AtomicU64::new(0));
-    let svc = {
-        let shared = shared.clone();
-        hyper::service::service_fn(move |req: http::Request<Incoming>| {
-            let shared = shared.clone();
-            let conn = conn.clone();
-            let listen = listen.clone();
-            let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
-            async move { Ok::<_, Infallible>(handle(&shared, conn, &listen, req, n).await) }
-        })
-    };
-    let mut b = hyper::server::conn::http1::Builder::new();
-    b.timer(TokioTimer::new())
-        .keep_alive(!dflt.keepalive_timeout.is_zero())
-        .title_case_headers(true)
-        .header_read_timeout(dflt.client_header_timeout)
-        .max_buf_size(dflt.header_buffer.max(8192));
-    let io = crate::error_io::ErrorPageIo::new(stream, dflt.base.data.server_tokens);
-    let conn = b.serve_connection(TokioIo::new(io), svc).with_upgrades();
-    tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!("client {remote} connection error: {e}");
-            }
-        }
-        _ = stop.changed() => {
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
-        }
+/// The server signature, written once for the `Server` header and every page Junction
+/// makes itself: `junction/VERSION`, or `junction` under `server_tokens off`.
+pub(crate) fn server_header_value(tokens: bool) -> &'static str {
+    if tokens {
+        concat!("junction/", env!("CARGO_PKG_VERSION"))
+    } else {
+        "junction"
     }
 }
 
@@ -244,18 +63,8 @@ pub(crate) enum Outcome {
     Named(String),
 }
 
-/// The server signature, written once for the `Server` header and every page Junction
-/// makes itself: `junction/VERSION`, or `junction` under `server_tokens off`.
-pub(crate) fn signature(tokens: bool) -> &'static str {
-    if tokens {
-        concat!("junction/", env!("CARGO_PKG_VERSION"))
-    } else {
-        "junction"
-    }
-}
-
 fn server_header(tokens: bool) -> HeaderValue {
-    HeaderValue::from_static(signature(tokens))
+    HeaderValue::from_static(server_header_value(tokens))
 }
 
 /// nginx's small error page.
@@ -289,7 +98,7 @@ pub(crate) fn error_page_body(status: StatusCode, tokens: bool) -> Bytes {
         status.as_u16(),
         reason.or(status.canonical_reason()).unwrap_or("")
     );
-    let sig = signature(tokens);
+    let sig = server_header_value(tokens);
     Bytes::from(format!(
         "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>{sig}</center>\r\n</body>\r\n</html>\r\n"
     ))
@@ -304,6 +113,7 @@ pub(crate) fn status_response(status: StatusCode, tokens: bool) -> http::Respons
     };
     let mut r = http::Response::new(body::full(body.clone()));
     *r.status_mut() = status;
+    r.extensions_mut().insert(OwnPage);
     if let Some(reason) = nginx_reason(status) {
         r.extensions_mut()
             .insert(hyper::ext::ReasonPhrase::from_static(reason.as_bytes()));
@@ -354,12 +164,13 @@ fn parse_host(raw: &str) -> Option<String> {
     Some(h)
 }
 
-async fn handle(
+pub(crate) async fn handle(
     shared: &Shared,
     conn: Arc<ConnInfo>,
     listen: &Listen,
-    req: http::Request<Incoming>,
+    req: http::Request<ReqBody>,
     n: u64,
+    upgrade: Option<junction_core::client::OnUpgrade>,
 ) -> http::Response<Body> {
     let rt = &shared.rt;
     let (parts, incoming) = req.into_parts();
@@ -367,12 +178,15 @@ async fn handle(
         Some(pq) => pq.as_str().to_string(),
         None => parts.uri.to_string(),
     };
-    let mut parts = parts;
-    let upgrade = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
     let mut cx = RequestCtx::new(conn, parts.method, parts.version, request_uri);
+    cx.in_flight = Some(junction_core::stats::InFlight::start());
     cx.upgrade = upgrade;
     cx.conn_requests = n;
     cx.headers = parts.headers;
+    cx.request_length = parts
+        .extensions
+        .get::<junction_core::client::HeadLength>()
+        .map_or(0, |h| h.0 as u64);
     // Host
     let raw_host = parts
         .uri
@@ -381,8 +195,7 @@ async fn handle(
         .or_else(|| {
             cx.headers
                 .get(http::header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
+                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
         });
     let host = match raw_host.as_deref().map(parse_host) {
         Some(Some(h)) => Some(h),
@@ -400,6 +213,7 @@ async fn handle(
         return status_response(StatusCode::INTERNAL_SERVER_ERROR, true);
     };
     cx.server_name = srv.name0.clone();
+    cx.stats = Some(srv.stats.clone());
     let tokens = srv.base.data.server_tokens;
     let bad = |cx: &RequestCtx, msg: &str, status: StatusCode| {
         tracing::info!(
@@ -500,18 +314,11 @@ async fn handle(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|s| s.trim().parse::<u64>().ok());
-    let body = if incoming.is_end_stream() {
-        ReqBody::Empty
-    } else {
-        ReqBody::Incoming(IncomingBody::new(
-            incoming,
-            length,
-            0,
-            Duration::from_secs(60),
-        ))
-    };
+    // `$request_length`: the head, and the body as announced (a chunked body counts
+    // only its head here).
+    cx.request_length += length.unwrap_or(0);
     let span = crate::error_log::request_span(&cx);
-    tracing::Instrument::instrument(process(&srv, cx, body, length), span).await
+    tracing::Instrument::instrument(process(&srv, cx, incoming, length), span).await
 }
 
 fn select(rt: &Runtime, listen: &Listen, host: &str) -> usize {
@@ -567,7 +374,9 @@ async fn process(
             Step::Named(l) => l,
             Step::Done(r) => return finish(r, cx, &srv.base.data),
             Step::Find => {
-                // nginx's server rewrite phase: runs for every URI, before the location is found.
+                // nginx's server rewrite phase: runs for every URI, before the location
+                // is found, under the server's own settings.
+                cx.script_split.clone_from(&srv.base.data.script_split);
                 run_sets(&mut cx, &srv.base.data.sets);
                 match route::find(&srv.base.statics, &srv.base.regexes, &cx.uri) {
                     Found::Loc(l, caps) => {
@@ -626,6 +435,7 @@ async fn process(
                         None => ReqBody::Empty,
                     });
                     set_paths(&mut cx, c, &loc);
+                    cx.script_split.clone_from(&c.script_split);
                     if !Arc::ptr_eq(&loc, &srv.base) {
                         run_sets(&mut cx, &c.sets);
                     }
@@ -749,6 +559,8 @@ fn redirect_uri(
         cx.args = a;
     }
     cx.uri_changed = true;
+    // nginx clears the modules' request contexts on an internal redirect.
+    cx.reset_script_split();
     Step::Find
 }
 
@@ -769,7 +581,10 @@ fn named(
         return s;
     }
     match srv.named.get(name) {
-        Some(l) => Step::Named(l.clone()),
+        Some(l) => {
+            cx.reset_script_split();
+            Step::Named(l.clone())
+        }
         None => {
             let e = Error::internal(format!("could not find named location \"{name}\""));
             log_error(cx, &e);
@@ -1080,9 +895,6 @@ fn finish(mut resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> ht
         }
     }
     cx.status = status;
-    if c.access_logs.is_empty() {
-        return resp;
-    }
     if c.access_logs.iter().any(|l| l.needs_sent_headers()) {
         cx.sent_headers = resp.headers().clone();
     }
@@ -1096,7 +908,8 @@ fn finish(mut resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> ht
     http::Response::from_parts(parts, body.boxed_unsync())
 }
 
-/// Counts body bytes and writes the access log line when the body ends or is dropped.
+/// Counts body bytes, records the request's counters and writes the access log lines
+/// when the body ends or is dropped.
 struct LoggedBody {
     inner: Body,
     cx: Option<RequestCtx>,
@@ -1105,7 +918,8 @@ struct LoggedBody {
 
 impl Drop for LoggedBody {
     fn drop(&mut self) {
-        if let Some(cx) = self.cx.take() {
+        if let Some(mut cx) = self.cx.take() {
+            cx.record_stats();
             for l in &self.logs {
                 l.log(&cx);
             }

@@ -1,7 +1,7 @@
 //! The `fastcgi_pass` location handler: built once per location from its `fastcgi_*`
-//! directives, then per request: split the URI (`$fastcgi_script_name`,
-//! `$fastcgi_path_info`), read the body whole when CONTENT_LENGTH must be exact,
-//! evaluate the params, encode BEGIN_REQUEST + PARAMS, and run the shared exchange
+//! directives, then per request: start a fresh `$fastcgi_script_name` /
+//! `$fastcgi_path_info` split (computed from `$uri` when read), read the body whole
+//! when CONTENT_LENGTH must be exact, evaluate the params, encode BEGIN_REQUEST + PARAMS, and run the shared exchange
 //! with a [`FastcgiCodec`].
 //!
 //! Directives read here: `fastcgi_pass` (`host:port`, `unix:/path`, an `upstream`
@@ -14,7 +14,6 @@
 //! accepted with a warning.
 
 use crate::codec::{encode_request_head, FastcgiCodec};
-use bytes::{Bytes, BytesMut};
 use http::HeaderName;
 use junction_config::cgi_pass::{has_port, warn_no_effect};
 use junction_config::model::{err, family, params, BuildCx, Family, LocInfo, Scope};
@@ -28,7 +27,6 @@ use junction_core::exchange::{exchange, UpstreamConf};
 use junction_core::upstream::Group;
 use junction_core::vars::Template;
 use junction_core::{Error, ErrorKind};
-use regex::Regex;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -54,14 +52,6 @@ pub struct Fastcgi {
     target: Target,
     fam: Family,
     params: ParamSet,
-    /// `fastcgi_index`, appended to a script name ending in `/`.
-    index: Option<Bytes>,
-    /// `fastcgi_split_path_info`, with exactly two captures.
-    split: Option<Regex>,
-    /// Slot of `$fastcgi_script_name`.
-    script_name_slot: usize,
-    /// Slot of `$fastcgi_path_info`.
-    path_info_slot: usize,
     /// Response headers not passed to the client.
     hidden: Vec<HeaderName>,
 }
@@ -119,69 +109,18 @@ fn build_fastcgi(
     bx.probe(&fam.upstream.group, crate::probe::probe);
     let mut params = params(scope, "fastcgi_param", bx)?;
     params.pass_request_headers = fam.pass_request_headers;
-    let index = scope
-        .arg("fastcgi_index")
-        .map(|(_, a)| Bytes::copy_from_slice(a.value.as_bytes()));
-    let split = match scope.arg("fastcgi_split_path_info") {
-        None => None,
-        Some((d, a)) => {
-            let re = Regex::new(&a.value).map_err(|e| {
-                err(
-                    &d.span,
-                    format!("pcre2_compile() failed: {e} in \"{}\"", a.value),
-                )
-            })?;
-            // capture 0 is the whole match
-            if re.captures_len() != 3 {
-                return Err(err(
-                    &d.span,
-                    format!("pattern \"{}\" must have 2 captures", a.value),
-                ));
-            }
-            Some(re)
-        }
-    };
+    // Checked here too, so a bad split regex names this location's directive.
+    junction_config::model::script_split(scope)?;
     let hidden = fam.hidden_headers();
     Ok(Some(Fastcgi {
         target,
         params,
-        index,
-        split,
-        script_name_slot: bx.vars.slot("fastcgi_script_name"),
-        path_info_slot: bx.vars.slot("fastcgi_path_info"),
         hidden,
         fam,
     }))
 }
 
 impl Fastcgi {
-    /// Sets `$fastcgi_script_name` and `$fastcgi_path_info` from the current `$uri`,
-    /// as nginx's `ngx_http_fastcgi_split` and script-name variable do.
-    fn split_uri(&self, cx: &mut RequestCtx) {
-        let (script, path_info) = {
-            let uri = cx.uri.as_str();
-            let caps = self.split.as_ref().and_then(|re| re.captures(uri));
-            match caps {
-                Some(c) => (
-                    c.get(1).map_or("", |m| m.as_str()),
-                    c.get(2).map_or("", |m| m.as_str()),
-                ),
-                None => (uri, ""),
-            }
-        };
-        let mut name =
-            BytesMut::with_capacity(script.len() + self.index.as_ref().map_or(0, Bytes::len));
-        name.extend_from_slice(script.as_bytes());
-        if let Some(index) = &self.index {
-            if script.ends_with('/') {
-                name.extend_from_slice(index);
-            }
-        }
-        let path_info = Bytes::copy_from_slice(path_info.as_bytes());
-        cx.set_slot(self.script_name_slot, name.freeze());
-        cx.set_slot(self.path_info_slot, path_info);
-    }
-
     /// The group for this request when `fastcgi_pass` has variables.
     async fn dynamic_group(
         cx: &RequestCtx,
@@ -222,7 +161,10 @@ impl Fastcgi {
         };
         // CGI needs an exact CONTENT_LENGTH: a chunked body is read first.
         let body = fam.prepare_body(cx, body, true).await?;
-        self.split_uri(cx);
+        // nginx's handler starts a fresh module context: `$fastcgi_script_name` and
+        // `$fastcgi_path_info` are split again from the current `$uri` (after
+        // try_files changed it, the path info is gone: trac #321).
+        cx.reset_script_split();
         let params = self.params.build(cx);
         let keep_conn = conf.keep_conn;
         let head = encode_request_head(REQUEST_ID, keep_conn, &params);
@@ -279,34 +221,36 @@ mod tests {
         c
     }
 
-    fn split(f: &Fastcgi, uri: &str) -> (String, String) {
+    /// `$fastcgi_script_name` and `$fastcgi_path_info` for `uri` in a location made
+    /// of `directives`.
+    fn split(directives: &str, uri: &str) -> (String, String) {
+        let tree =
+            junction_config::parse_nginx_str(directives, std::path::Path::new("t.conf")).unwrap();
         let mut c = cx(uri);
-        f.split_uri(&mut c);
-        let s = |i| String::from_utf8(c.slot(i).cloned().unwrap_or_default().to_vec()).unwrap();
-        (s(f.script_name_slot), s(f.path_info_slot))
+        c.script_split = junction_config::model::script_split(&Scope::root(&tree)).unwrap();
+        let t = junction_core::vars::VarTable::default();
+        let eval = |s: &str| Template::compile(s, &t).unwrap().eval_string(&c);
+        (eval("$fastcgi_script_name"), eval("$fastcgi_path_info"))
     }
 
     #[test]
     fn script_name_and_path_info() {
-        let f = backend("fastcgi_pass 127.0.0.1:9000;");
-        assert_eq!(split(&f, "/a/b.php"), ("/a/b.php".into(), "".into()));
-        assert_eq!(split(&f, "/dir/"), ("/dir/".into(), "".into()));
+        let f = "fastcgi_pass 127.0.0.1:9000;";
+        backend(f);
+        assert_eq!(split(f, "/a/b.php"), ("/a/b.php".into(), "".into()));
+        assert_eq!(split(f, "/dir/"), ("/dir/".into(), "".into()));
 
-        let f = backend("fastcgi_pass 127.0.0.1:9000; fastcgi_index index.php;");
-        assert_eq!(split(&f, "/dir/"), ("/dir/index.php".into(), "".into()));
-        assert_eq!(split(&f, "/x.php"), ("/x.php".into(), "".into()));
+        let f = "fastcgi_pass 127.0.0.1:9000; fastcgi_index index.php;";
+        assert_eq!(split(f, "/dir/"), ("/dir/index.php".into(), "".into()));
+        assert_eq!(split(f, "/x.php"), ("/x.php".into(), "".into()));
 
-        let f = backend(
-            "fastcgi_pass 127.0.0.1:9000; fastcgi_index index.php; \
-             fastcgi_split_path_info ^(.+\\.php)(/.+)$;",
-        );
-        assert_eq!(
-            split(&f, "/app.php/a/b"),
-            ("/app.php".into(), "/a/b".into())
-        );
+        let f = "fastcgi_pass 127.0.0.1:9000; fastcgi_index index.php; \
+             fastcgi_split_path_info ^(.+\\.php)(/.+)$;";
+        backend(f);
+        assert_eq!(split(f, "/app.php/a/b"), ("/app.php".into(), "/a/b".into()));
         // No match: the whole URI, no path info; the index still applies.
-        assert_eq!(split(&f, "/app.php"), ("/app.php".into(), "".into()));
-        assert_eq!(split(&f, "/d/"), ("/d/index.php".into(), "".into()));
+        assert_eq!(split(f, "/app.php"), ("/app.php".into(), "".into()));
+        assert_eq!(split(f, "/d/"), ("/d/index.php".into(), "".into()));
     }
 
     #[test]

@@ -1,32 +1,34 @@
 //! The WebSocket (any `Upgrade`) tunnel: once the upstream answered `101
-//! Switching Protocols` and hyper handed over the client connection, bytes are
+//! Switching Protocols` and the client connection was handed over, bytes are
 //! copied both ways until one side closes or nothing moved for the idle timeout
 //! (`proxy_read_timeout`, as nginx applies it to upgraded connections).
 
-use hyper_util::rt::TokioIo;
+use junction_core::client::OnUpgrade;
 use junction_core::exchange::Upgraded;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 const CHUNK: usize = 16 * 1024;
 
-pub(crate) async fn run(client: hyper::upgrade::OnUpgrade, upstream: Upgraded, idle: Duration) {
-    let client = match client.await {
-        Ok(c) => TokioIo::new(c),
-        Err(e) => {
-            tracing::debug!("client upgrade failed: {e}");
-            return;
-        }
+pub(crate) async fn run(client: OnUpgrade, upstream: Upgraded, idle: Duration) {
+    let Ok(client) = client.await else {
+        tracing::debug!("client upgrade failed: the connection ended before the 101");
+        return;
     };
     let Upgraded {
-        stream, leftover, ..
+        mut stream,
+        leftover,
+        ..
     } = upstream;
     // `upstream` is destructured: its connection slot stays held by this scope.
-    let mut client = client;
-    if !leftover.is_empty() && client.write_all(&leftover).await.is_err() {
+    let mut io = client.io;
+    if !leftover.is_empty() && io.write_all(&leftover).await.is_err() {
         return;
     }
-    copy_both(client, stream, idle).await;
+    if !client.leftover.is_empty() && stream.write_all(&client.leftover).await.is_err() {
+        return;
+    }
+    copy_both(io, stream, idle).await;
 }
 
 async fn copy_both<A, B>(mut a: A, mut b: B, idle: Duration)

@@ -1,0 +1,633 @@
+//! One client connection: read a head (nginx's buffers and timers), run the
+//! request (`serve::handle`) while feeding its body on demand, write the
+//! response, then keep the connection (holding no buffer while it idles), hand
+//! it over after a `101`, or close it (lingering while the client may still be
+//! sending).
+
+use super::body::Decoder;
+use super::parse::{self, Framing, HeadError};
+use super::write::{self, Out, ReqInfo};
+use super::{ConnConf, Lingering};
+use crate::serve::{Shared, Stop};
+use bytes::BytesMut;
+use futures_util::FutureExt;
+use http_body_util::BodyExt;
+use junction_core::backend::NoResponse;
+use junction_core::body::{Body, IncomingBody, ReqBody};
+use junction_core::client::{BodySender, ClientUpgraded};
+use junction_core::ctx::ConnInfo;
+use junction_core::{Error, ErrorKind};
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// What a body read asks for at once.
+const BODY_READ: usize = 16 * 1024;
+
+/// A client socket: readable-readiness (so an idle connection holds no buffer)
+/// and an abortive close (`reset_timedout_connection`).
+pub(crate) trait Socket: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
+    fn reset(&self);
+}
+
+impl Socket for tokio::net::TcpStream {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+    fn reset(&self) {
+        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+}
+
+impl Socket for tokio::net::UnixStream {
+    fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.poll_read_ready(cx)
+    }
+    fn reset(&self) {}
+}
+
+fn readable<S: Socket>(io: &S) -> impl Future<Output = std::io::Result<()>> + '_ {
+    std::future::poll_fn(move |cx| io.poll_readable(cx))
+}
+
+/// Where a connection takes its configuration from: the current runtime at the
+/// start of each request (a reload reaches connections already open).
+pub(crate) struct Source {
+    pub(crate) config: watch::Receiver<Arc<crate::Runtime>>,
+    pub(crate) stop: watch::Receiver<Stop>,
+    /// The path of a `listen unix:` socket (its listen is found by path).
+    pub(crate) unix: Option<Arc<std::path::Path>>,
+    /// The worker asks idle keep-alive connections to close when it runs out of
+    /// `worker_connections` (nginx's reusable connections), longest idle first.
+    pub(crate) drain: Arc<tokio::sync::Notify>,
+}
+
+/// The configuration one request runs under.
+struct Current {
+    shared: Arc<Shared>,
+    listen: Arc<crate::build::Listen>,
+    conf: Arc<ConnConf>,
+}
+
+fn current(src: &mut Source, info: &ConnInfo, prev: Option<Current>) -> Option<Current> {
+    if let Some(p) = prev {
+        if !src.config.has_changed().unwrap_or(false) {
+            return Some(p);
+        }
+    }
+    let rt = src.config.borrow_and_update().clone();
+    let listen = match &src.unix {
+        Some(p) => rt
+            .listens
+            .iter()
+            .find(|l| l.unix.as_deref() == Some(&**p))?
+            .clone(),
+        None => crate::listen::listen_for(&rt, info.local)?.clone(),
+    };
+    let conf = listen
+        .servers
+        .get(listen.default)
+        .and_then(|i| rt.servers.get(*i))
+        .map(|s| s.conn.clone())?;
+    Some(Current {
+        shared: Arc::new(Shared { rt }),
+        listen: Arc::new(listen),
+        conf,
+    })
+}
+
+fn stopping(src: &Source) -> bool {
+    *src.stop.borrow() != Stop::Run
+}
+
+/// What follows a request.
+enum Next {
+    /// Wait for the next request.
+    KeepAlive,
+    /// Close, lingering or not.
+    Close { linger: bool },
+    /// Drop the connection as it is.
+    Drop,
+    /// Hand the raw connection over (after a `101`).
+    Upgrade(tokio::sync::oneshot::Sender<ClientUpgraded>),
+}
+
+/// Serves one client connection until it closes. While it idles, its state is
+/// this function's few locals: the request's own state lives in a box for the
+/// request's duration only.
+pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: Source) {
+    let _open = junction_core::stats::OpenConnection::open();
+    let born = Instant::now();
+    let mut cur: Option<Current> = current(&mut src, &info, None);
+    let mut buf = BytesMut::new();
+    let mut served = 0u64;
+    loop {
+        let Some(c) = cur.as_ref() else {
+            return;
+        };
+        // Idle (before the first byte of a request): no buffer is held.
+        if buf.is_empty() {
+            buf = BytesMut::new();
+            let wait = if served == 0 {
+                c.conf.header_timeout
+            } else {
+                c.conf.keepalive_timeout
+            };
+            let mut stop = src.stop.clone();
+            tokio::select! {
+                r = tokio::time::timeout(wait, readable(&io)) => match r {
+                    Ok(Ok(())) => {}
+                    _ => return,
+                },
+                _ = stop.changed() => return,
+                _ = src.drain.notified(), if served > 0 => return,
+            }
+            if stopping(&src) && served > 0 {
+                return;
+            }
+        }
+        // The configuration current when the request starts (a reload reaches
+        // connections opened before it).
+        cur = current(&mut src, &info, cur.take());
+        let Some(c) = cur.as_ref() else {
+            return;
+        };
+        served += 1;
+        let next = Box::pin(exchange(&mut io, &mut buf, &info, c, served, born, &src)).await;
+        match next {
+            Next::KeepAlive => continue,
+            Next::Drop => return,
+            Next::Close { linger } => {
+                if !linger {
+                    // nginx counts the connection closed before its close(2).
+                    drop(_open);
+                }
+                close(io, linger, &c.conf).await;
+                return;
+            }
+            Next::Upgrade(tx) => {
+                let _ = tx.send(ClientUpgraded {
+                    io: Box::new(io),
+                    leftover: buf.freeze(),
+                });
+                return;
+            }
+        }
+    }
+}
+
+/// One request: its head, the request run with its body fed on demand, the response.
+async fn exchange<S: Socket>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    info: &Arc<ConnInfo>,
+    c: &Current,
+    served: u64,
+    born: Instant,
+    src: &Source,
+) -> Next {
+    let conf = &c.conf;
+    // The head, within client_header_timeout from its first byte.
+    let deadline = Instant::now() + conf.header_timeout;
+    let reading = junction_core::stats::ReadingHead::start();
+    let head = loop {
+        if !buf.is_empty() {
+            match parse::parse(buf, conf) {
+                Ok(Some(h)) => break h,
+                Ok(None) => {}
+                Err(e) => {
+                    head_error(io, e, info, conf, buf).await;
+                    return Next::Drop;
+                }
+            }
+        }
+        let room = if buf.len() < conf.header_buffer {
+            conf.header_buffer
+        } else {
+            conf.large_size
+        };
+        buf.reserve(room.saturating_sub(buf.len()).max(1024));
+        match tokio::time::timeout_at(deadline, io.read_buf(buf)).await {
+            Err(_) => {
+                tracing::info!(
+                    "*{} client timed out while reading client request headers, client: {}",
+                    info.id,
+                    info.remote.ip()
+                );
+                if conf.reset_timedout {
+                    io.reset();
+                }
+                return Next::Drop;
+            }
+            Ok(Ok(0)) | Ok(Err(_)) => return Next::Drop,
+            Ok(Ok(_)) => {}
+        }
+    };
+    drop(reading);
+    let mut keep_alive = head.keep_alive
+        && !conf.keepalive_timeout.is_zero()
+        && served < conf.keepalive_requests.max(1)
+        && born.elapsed() < conf.keepalive_time;
+    if served >= conf.keepalive_requests.max(1) {
+        keep_alive = false;
+    }
+    let req_info = ReqInfo::new(&head.parts.method, head.parts.version);
+    let mut parts = head.parts;
+    parts
+        .extensions
+        .insert(junction_core::client::HeadLength(head.len));
+    let (body, sender, mut decoder) = match head.framing {
+        Framing::None => (ReqBody::Empty, None, Decoder::length(0)),
+        Framing::Length(l) => {
+            let (b, s) = IncomingBody::channel(Some(l), conf.body_timeout);
+            (ReqBody::Incoming(b), Some(s), Decoder::length(l))
+        }
+        Framing::Chunked => {
+            let (b, s) = IncomingBody::channel(None, conf.body_timeout);
+            (ReqBody::Incoming(b), Some(s), Decoder::chunked())
+        }
+    };
+    let (upgrade_tx, upgrade_rx) = if head.upgrade {
+        let (tx, rx) = tokio::sync::oneshot::channel::<ClientUpgraded>();
+        (Some(tx), Some(rx))
+    } else {
+        (None, None)
+    };
+    let req = http::Request::from_parts(parts, body);
+    let mut expect = head.expect_continue && req_info.version == http::Version::HTTP_11;
+    let mut body_failed = false;
+    let resp = {
+        let fut = crate::serve::handle(&c.shared, info.clone(), &c.listen, req, served, upgrade_rx);
+        let mut fut = std::pin::pin!(fut);
+        let limit = conf.head_limit();
+        let side = client_side(io, buf, &mut decoder, sender, &mut expect, conf, limit);
+        let mut side = std::pin::pin!(side);
+        tokio::select! {
+            r = &mut fut => Some(r),
+            ended = &mut side => match ended {
+                Ended::BodyError => {
+                    body_failed = true;
+                    Some(fut.await)
+                }
+                Ended::Gone => None,
+            },
+        }
+    };
+    let Some(resp) = resp else {
+        // nginx's broken-connection check: the client left while the request ran.
+        tracing::info!(
+            "*{} client prematurely closed connection, client: {}",
+            info.id,
+            info.remote.ip()
+        );
+        return Next::Drop;
+    };
+    if resp.extensions().get::<NoResponse>().is_some() {
+        return Next::Drop;
+    }
+    let status = resp.status().as_u16();
+    // nginx's special responses that end keep-alive (ngx_http_special_response_handler).
+    if matches!(status, 400 | 413 | 414 | 500 | 501)
+        && resp.extensions().get::<crate::serve::OwnPage>().is_some()
+    {
+        keep_alive = false;
+    }
+    if stopping(src) {
+        keep_alive = false;
+    }
+    if body_failed {
+        keep_alive = false;
+    }
+    let unread_body = !decoder.is_done();
+    if unread_body && expect {
+        if status == 413 {
+            // The body is too large: no 100, the client is not to send it
+            // (nginx sets `expect_tested` before discarding).
+            keep_alive = false;
+        } else {
+            // nginx discards the body it did not read (`ngx_http_discard_request_body`
+            // tests Expect first): the 100 goes out before the response.
+            if write::write_all(io, &[b"HTTP/1.1 100 Continue\r\n\r\n"], conf.send_timeout)
+                .await
+                .is_err()
+            {
+                return Next::Drop;
+            }
+        }
+    }
+    let upgrading = status == 101 && upgrade_tx.is_some();
+    let wrote = write_response(io, buf, resp, &req_info, &mut keep_alive, conf).await;
+    if let Err(e) = wrote {
+        tracing::info!(
+            "*{} {e} while sending response to client, client: {}",
+            info.id,
+            info.remote.ip()
+        );
+        if e.kind() == std::io::ErrorKind::TimedOut && conf.reset_timedout {
+            io.reset();
+        }
+        return Next::Drop;
+    }
+    if upgrading {
+        if let Some(tx) = upgrade_tx {
+            return Next::Upgrade(tx);
+        }
+    }
+    if keep_alive && unread_body {
+        keep_alive = discard(io, buf, &mut decoder, conf).await;
+    }
+    if keep_alive {
+        return Next::KeepAlive;
+    }
+    let linger = match conf.lingering {
+        Lingering::Off => false,
+        Lingering::Always => true,
+        Lingering::On => unread_body || !buf.is_empty(),
+    };
+    Next::Close {
+        linger: linger && status != 400,
+    }
+}
+
+/// How the client side of a running request ended.
+enum Ended {
+    /// The body was invalid or cut (the request side got the error).
+    BodyError,
+    /// The client closed the connection.
+    Gone,
+}
+
+/// The client side while a request runs: feeds its body as the request side asks
+/// for it (the `100 Continue` first), then watches the connection: bytes that
+/// arrive are kept (pipelined requests), EOF means the client left. Never ends
+/// otherwise.
+async fn client_side<S: Socket>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+    sender: Option<BodySender>,
+    expect: &mut bool,
+    conf: &ConnConf,
+    limit: usize,
+) -> Ended {
+    if let Some(sender) = sender {
+        if !feed(io, buf, decoder, sender, expect, conf).await {
+            return Ended::BodyError;
+        }
+    }
+    client_gone(io, buf, limit).await;
+    Ended::Gone
+}
+
+/// Resolves when the client closes the connection; what it sends meanwhile is
+/// kept in `buf` (up to `limit`; past it the socket is not read).
+async fn client_gone<S: Socket>(io: &mut S, buf: &mut BytesMut, limit: usize) {
+    loop {
+        if buf.len() >= limit || readable(io).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        buf.reserve(1024);
+        match io.read_buf(buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Feeds the request body to the request side as it asks for it; `false` on a
+/// body error (sent to the request side too).
+async fn feed<S: Socket>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+    sender: BodySender,
+    expect: &mut bool,
+    conf: &ConnConf,
+) -> bool {
+    loop {
+        sender.wanted().await;
+        if *expect {
+            *expect = false;
+            if write::write_all(io, &[b"HTTP/1.1 100 Continue\r\n\r\n"], conf.send_timeout)
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+        loop {
+            match decoder.decode(buf) {
+                Ok(Some(chunk)) if !chunk.is_empty() => {
+                    if !sender.send(Ok(chunk)).await {
+                        return true;
+                    }
+                    break;
+                }
+                Ok(Some(_)) => continue,
+                Ok(None) if decoder.is_done() => return true,
+                Ok(None) => {}
+                Err(msg) => {
+                    let _ = sender
+                        .send(Err(Error::new(ErrorKind::BadRequest, msg)))
+                        .await;
+                    return false;
+                }
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(BODY_READ);
+            }
+            match io.read_buf(buf).await {
+                Ok(0) | Err(_) => {
+                    let _ = sender
+                        .send(Err(Error::new(
+                            ErrorKind::BadRequest,
+                            "client prematurely closed connection",
+                        )))
+                        .await;
+                    return false;
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+/// Reads and drops the rest of a body nobody read (nginx's
+/// `ngx_http_discard_request_body`); `false` when the connection cannot be kept.
+async fn discard<S: Socket>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    decoder: &mut Decoder,
+    conf: &ConnConf,
+) -> bool {
+    loop {
+        match decoder.decode(buf) {
+            Ok(Some(_)) => continue,
+            Ok(None) if decoder.is_done() => return true,
+            Ok(None) => {}
+            Err(_) => return false,
+        }
+        if buf.capacity() - buf.len() < 1024 {
+            buf.reserve(BODY_READ);
+        }
+        match tokio::time::timeout(conf.lingering_timeout, io.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Closes the connection; with lingering, the write side first, then what the
+/// client still sends is read and dropped for up to `lingering_time`, as long as
+/// each read comes within `lingering_timeout` (so a client still sending its
+/// body reads the response instead of a reset).
+async fn close<S: Socket>(mut io: S, linger: bool, conf: &ConnConf) {
+    write::shutdown(&mut io).await;
+    if !linger {
+        return;
+    }
+    let end = Instant::now() + conf.lingering_time;
+    let mut scratch = vec![0u8; 4096];
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        let wait = conf.lingering_timeout.min(end - now);
+        match tokio::time::timeout(wait, io.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
+}
+
+/// A head that cannot be parsed: nginx's page, then close.
+async fn head_error<S: Socket>(
+    io: &mut S,
+    e: HeadError,
+    info: &ConnInfo,
+    conf: &ConnConf,
+    buf: &BytesMut,
+) {
+    let level_info = e.status != 414;
+    if level_info {
+        tracing::info!("*{} {}, client: {}", info.id, e.msg, info.remote.ip());
+    } else {
+        tracing::info!("*{} {}, client: {}", info.id, e.msg, info.remote.ip());
+    }
+    let method_head = buf.starts_with(b"HEAD ");
+    let page = write::error_page(e.status, e.too_large, conf.server_tokens, method_head);
+    let _ = write::write_all(io, &[&page], conf.send_timeout).await;
+    write::shutdown(io).await;
+}
+
+/// Writes the head and the body; the body (and with it the request's access log
+/// entry) is dropped when this returns.
+async fn write_response<S: Socket>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    resp: http::Response<Body>,
+    req: &ReqInfo,
+    keep_alive: &mut bool,
+    conf: &ConnConf,
+) -> std::io::Result<()> {
+    let (parts, mut body) = resp.into_parts();
+    let hint = http_body::Body::size_hint(&body);
+    let len = if http_body::Body::is_end_stream(&body) {
+        Some(0)
+    } else {
+        hint.exact()
+    };
+    let mut head = BytesMut::new();
+    let out = write::head(
+        &mut head,
+        &parts,
+        len,
+        req,
+        keep_alive,
+        conf.keepalive_header,
+    );
+    let t = conf.send_timeout;
+    let limit = conf.head_limit();
+    if out == Out::Nothing {
+        // The request is over before its last byte goes out, as nginx frees it
+        // (access log, counters) in the same step as its last write.
+        drop(body);
+        return write::write_all(io, &[&head], t).await;
+    }
+    let mut pending: Option<&[u8]> = Some(&head[..]);
+    loop {
+        // The first frame goes out with the head when it is there already; else the
+        // head goes alone at once (an unbuffered relay's head is not held back).
+        let frame = match pending {
+            Some(h) => match body.frame().now_or_never() {
+                Some(f) => f,
+                None => {
+                    write::write_all(io, &[h], t).await?;
+                    pending = None;
+                    next_frame(io, buf, &mut body, limit).await?
+                }
+            },
+            None => next_frame(io, buf, &mut body, limit).await?,
+        };
+        match frame {
+            None => break,
+            Some(Err(e)) => {
+                // The body broke off (an upstream error after the head): nginx closes.
+                if let Some(h) = pending.take() {
+                    write::write_all(io, &[h], t).await?;
+                }
+                *keep_alive = false;
+                return Err(std::io::Error::other(e));
+            }
+            Some(Ok(f)) => {
+                let Ok(data) = f.into_data() else { continue };
+                let h = pending.take().unwrap_or(&[]);
+                if http_body::Body::is_end_stream(&body) {
+                    // The last frame: the request ends before its last write.
+                    drop(body);
+                    if out == Out::Chunked {
+                        write::write_chunk(io, h, &data, t).await?;
+                        return write::write_all(io, &[b"0\r\n\r\n"], t).await;
+                    }
+                    return write::write_all(io, &[h, &data], t).await;
+                }
+                if out == Out::Chunked {
+                    write::write_chunk(io, h, &data, t).await?;
+                } else {
+                    write::write_all(io, &[h, &data], t).await?;
+                }
+            }
+        }
+    }
+    drop(body);
+    let h = pending.take().unwrap_or(&[]);
+    if out == Out::Chunked {
+        write::write_all(io, &[h, b"0\r\n\r\n"], t).await?;
+    } else if !h.is_empty() {
+        write::write_all(io, &[h], t).await?;
+    }
+    Ok(())
+}
+
+/// The body's next frame, unless the client leaves first (then the body is
+/// dropped: an upstream waited for is released at once).
+async fn next_frame<S: Socket>(
+    io: &mut S,
+    buf: &mut BytesMut,
+    body: &mut Body,
+    limit: usize,
+) -> std::io::Result<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+    tokio::select! {
+        f = body.frame() => Ok(f),
+        _ = client_gone(io, buf, limit) => Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "client prematurely closed connection",
+        )),
+    }
+}

@@ -1,0 +1,326 @@
+//! The response as nginx's `ngx_http_header_filter` writes it: `HTTP/1.1`, the
+//! reason phrase, the headers in title case, `Connection` (and `Keep-Alive:
+//! timeout=N`); the body with `Content-Length`, chunked for HTTP/1.1 when the
+//! length is unknown, or until close for HTTP/1.0. Writes go out with `writev`:
+//! the head and a body that is already there in one call.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{Method, StatusCode, Version};
+use std::io::IoSlice;
+use std::time::Duration;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+/// How the body goes out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Out {
+    /// No body bytes at all (HEAD, 1xx, 204, 304).
+    Nothing,
+    /// As is: `Content-Length` framing, or until close.
+    Raw,
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+}
+
+/// The request facts the head depends on.
+pub(crate) struct ReqInfo {
+    pub(crate) method_head: bool,
+    pub(crate) version: Version,
+}
+
+impl ReqInfo {
+    pub(crate) fn new(method: &Method, version: Version) -> ReqInfo {
+        ReqInfo {
+            method_head: *method == Method::HEAD,
+            version,
+        }
+    }
+}
+
+/// Writes the head of `parts` into `out`; decides the body framing and whether the
+/// connection can stay open (`keep_alive` is cleared when the body runs to close).
+pub(crate) fn head(
+    out: &mut BytesMut,
+    parts: &http::response::Parts,
+    body_len: Option<u64>,
+    req: &ReqInfo,
+    keep_alive: &mut bool,
+    keepalive_header: Option<u64>,
+) -> Out {
+    let status = parts.status;
+    let code = status.as_u16();
+    out.reserve(256);
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.as_str().as_bytes());
+    out.put_u8(b' ');
+    match parts.extensions.get::<hyper::ext::ReasonPhrase>() {
+        Some(r) => out.put_slice(r.as_bytes()),
+        None => out.put_slice(status.canonical_reason().unwrap_or("").as_bytes()),
+    }
+    out.put_slice(b"\r\n");
+    let no_body = (100..200).contains(&code) || code == 204 || code == 304;
+    let has_len = parts.headers.contains_key(http::header::CONTENT_LENGTH);
+    let has_conn = parts.headers.contains_key(http::header::CONNECTION);
+    for (k, v) in &parts.headers {
+        if no_body && (*k == http::header::CONTENT_LENGTH || *k == http::header::TRANSFER_ENCODING)
+        {
+            continue;
+        }
+        if *k == http::header::TRANSFER_ENCODING {
+            // Framing is this layer's: the body is re-framed below.
+            continue;
+        }
+        title_case(out, k.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(v.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    let framing = if no_body {
+        Out::Nothing
+    } else if has_len {
+        if req.method_head {
+            Out::Nothing
+        } else {
+            Out::Raw
+        }
+    } else if let Some(len) = body_len {
+        if !req.method_head || len > 0 {
+            out.put_slice(b"Content-Length: ");
+            out.put_slice(itoa(len).as_bytes());
+            out.put_slice(b"\r\n");
+        }
+        if req.method_head {
+            Out::Nothing
+        } else {
+            Out::Raw
+        }
+    } else if req.method_head {
+        Out::Nothing
+    } else if req.version == Version::HTTP_11 {
+        out.put_slice(b"Transfer-Encoding: chunked\r\n");
+        Out::Chunked
+    } else {
+        *keep_alive = false;
+        Out::Raw
+    };
+    if code == 101 {
+        *keep_alive = false;
+    } else if !has_conn {
+        if *keep_alive {
+            out.put_slice(b"Connection: keep-alive\r\n");
+            if let Some(t) = keepalive_header {
+                out.put_slice(b"Keep-Alive: timeout=");
+                out.put_slice(itoa(t).as_bytes());
+                out.put_slice(b"\r\n");
+            }
+        } else {
+            out.put_slice(b"Connection: close\r\n");
+        }
+    }
+    out.put_slice(b"\r\n");
+    framing
+}
+
+/// Decimal digits of `n` into a stack buffer (no allocation per response).
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn new(mut n: u64, radix: u64) -> Digits {
+        let mut buf = [0u8; 20];
+        let mut i = buf.len();
+        loop {
+            i -= 1;
+            let d = (n % radix) as u8;
+            if let Some(b) = buf.get_mut(i) {
+                *b = if d < 10 { b'0' + d } else { b'a' + d - 10 };
+            }
+            n /= radix;
+            if n == 0 || i == 0 {
+                break;
+            }
+        }
+        Digits { buf, start: i }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or(&[])
+    }
+}
+
+fn itoa(n: u64) -> Digits {
+    Digits::new(n, 10)
+}
+
+/// `content-type` → `Content-Type`.
+fn title_case(out: &mut BytesMut, name: &[u8]) {
+    let mut up = true;
+    for &b in name {
+        out.put_u8(if up { b.to_ascii_uppercase() } else { b });
+        up = b == b'-';
+    }
+}
+
+/// The head of a status Junction answers before any server is chosen (a head it
+/// cannot parse), with nginx's page and `Connection: close`.
+pub(crate) fn error_page(
+    status: u16,
+    too_large: bool,
+    tokens: bool,
+    method_head: bool,
+) -> BytesMut {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let body = if too_large {
+        too_large_page(tokens)
+    } else {
+        crate::serve::error_page_body(status, tokens)
+    };
+    let mut out = BytesMut::with_capacity(256 + body.len());
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(status.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(crate::serve::reason_phrase(status).as_bytes());
+    out.put_slice(b"\r\nServer: ");
+    out.put_slice(crate::serve::server_header_value(tokens).as_bytes());
+    out.put_slice(b"\r\nDate: ");
+    out.put_slice(junction_core::time::http_date().as_bytes());
+    out.put_slice(b"\r\nContent-Type: text/html\r\nContent-Length: ");
+    out.put_slice(itoa(body.len() as u64).as_bytes());
+    out.put_slice(b"\r\nConnection: close\r\n\r\n");
+    if !method_head {
+        out.put_slice(&body);
+    }
+    out
+}
+
+/// nginx's page for its internal 494 (`ngx_http_error_494_page`), sent as 400.
+fn too_large_page(tokens: bool) -> Bytes {
+    let sig = crate::serve::server_header_value(tokens);
+    Bytes::from(format!(
+        "<html>\r\n<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>\r\n<hr><center>{sig}</center>\r\n</body>\r\n</html>\r\n"
+    ))
+}
+
+/// Writes all of `bufs` with `writev`, each call within `timeout` (nginx's
+/// `send_timeout` is between two writes, not for the whole response).
+pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    bufs: &[&[u8]],
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let mut idx = 0usize;
+    let mut off = 0usize;
+    loop {
+        while bufs.get(idx).is_some_and(|b| off >= b.len()) {
+            idx += 1;
+            off = 0;
+        }
+        let Some(first) = bufs.get(idx) else {
+            return Ok(());
+        };
+        let mut slices: [IoSlice<'_>; 6] = [IoSlice::new(&[]); 6];
+        let mut k = 0usize;
+        if let Some(s) = slices.get_mut(0) {
+            *s = IoSlice::new(first.get(off..).unwrap_or(&[]));
+            k = 1;
+        }
+        for b in bufs.iter().skip(idx + 1) {
+            if let Some(s) = slices.get_mut(k) {
+                *s = IoSlice::new(b);
+                k += 1;
+            }
+        }
+        let n =
+            match tokio::time::timeout(timeout, w.write_vectored(slices.get(..k).unwrap_or(&[])))
+                .await
+            {
+                Err(_) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "client timed out",
+                    ))
+                }
+                Ok(r) => r?,
+            };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let mut n = n;
+        while n > 0 {
+            let Some(b) = bufs.get(idx) else { break };
+            let left = b.len() - off;
+            if n >= left {
+                n -= left;
+                idx += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
+}
+
+/// Writes one chunk of a chunked body (size line, data, CRLF) in one `writev`,
+/// after `prefix` (the head, for the first chunk).
+pub(crate) async fn write_chunk<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    prefix: &[u8],
+    data: &[u8],
+    timeout: Duration,
+) -> std::io::Result<()> {
+    if data.is_empty() {
+        return write_all(w, &[prefix], timeout).await;
+    }
+    let size = Digits::new(data.len() as u64, 16);
+    write_all(
+        w,
+        &[prefix, size.as_bytes(), b"\r\n", data, b"\r\n"],
+        timeout,
+    )
+    .await
+}
+
+/// Flushes and ends the write side.
+pub(crate) async fn shutdown<W: AsyncWrite + Unpin>(w: &mut W) {
+    let _ = w.shutdown().await;
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digits() {
+        assert_eq!(itoa(0).as_bytes(), b"0");
+        assert_eq!(itoa(1234567890).as_bytes(), b"1234567890");
+        assert_eq!(itoa(u64::MAX).as_bytes(), b"18446744073709551615");
+        assert_eq!(Digits::new(255, 16).as_bytes(), b"ff");
+    }
+
+    #[test]
+    fn head_frames_as_nginx() {
+        let mut out = BytesMut::new();
+        let mut r = http::Response::new(());
+        r.headers_mut()
+            .insert("x-my-header", http::HeaderValue::from_static("1"));
+        let (parts, _) = r.into_parts();
+        let mut ka = true;
+        let req = ReqInfo::new(&Method::GET, Version::HTTP_11);
+        assert_eq!(
+            head(&mut out, &parts, None, &req, &mut ka, Some(60)),
+            Out::Chunked
+        );
+        assert_eq!(
+            &out[..],
+            b"HTTP/1.1 200 OK\r\nX-My-Header: 1\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\n"
+        );
+        let mut out = BytesMut::new();
+        let req = ReqInfo::new(&Method::GET, Version::HTTP_10);
+        assert_eq!(head(&mut out, &parts, None, &req, &mut ka, None), Out::Raw);
+        assert!(!ka);
+        assert!(out.ends_with(b"Connection: close\r\n\r\n"));
+    }
+}
