@@ -433,6 +433,8 @@ pub enum LocKind {
     Named,
     /// Server level (no location).
     Server,
+    /// An `if` block inside a location (a location of its own, nested).
+    If,
 }
 
 /// What a backend builder knows of its location.
@@ -522,12 +524,8 @@ pub fn script_split(
     let regex = match scope.arg("fastcgi_split_path_info") {
         None => None,
         Some((d, a)) => {
-            let re = regex::Regex::new(&a.value).map_err(|e| {
-                err(
-                    &d.span,
-                    format!("pcre2_compile() failed: {e} in \"{}\"", a.value),
-                )
-            })?;
+            let re = junction_core::regex::Regex::compile(&a.value, false)
+                .map_err(|e| err(&d.span, e))?;
             // capture 0 is the whole match
             if re.captures_len() != 3 {
                 return Err(err(

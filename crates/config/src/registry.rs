@@ -14,8 +14,9 @@
 //! flags (`if` blocks are their own contexts, as `NGX_HTTP_SIF_CONF`/`NGX_HTTP_LIF_CONF`:
 //! only the directives nginx allows there pass). A name may have several lines for different
 //! contexts (`server` is a block in `http`, an address in `upstream`). The entries of
-//! `types {}` (`mime/type ext…;`, at least one extension) and `map {}` (`key value;`, or
-//! `hostnames;`/`volatile;`) are free-form.
+//! `types {}` (`mime/type ext…;`, at least one extension) and `map {}`, `geo {}`,
+//! `split_clients {}` (`key value;`, or `hostnames;`/`volatile;`/`ranges;`/
+//! `proxy_recursive;`) are free-form.
 //!
 //! The same walk checks the values of value-typed directives (`crate::value_check`):
 //! every error of the file is collected, not only the first (nginx stops at the first).
@@ -45,7 +46,7 @@ pub enum Context {
     Upstream,
     /// `types {}`: free-form `type ext…;` entries.
     Types,
-    /// `map {}`: free-form `key value;` entries.
+    /// `map {}`, `geo {}`, `split_clients {}`: free-form `key value;` entries.
     Map,
     /// `match {}`: what a healthy `health_check` answer looks like.
     Match,
@@ -70,7 +71,7 @@ impl Context {
             (_, "limit_except") => Context::LimitExcept,
             (_, "upstream") => Context::Upstream,
             (_, "types") => Context::Types,
-            (_, "map") => Context::Map,
+            (_, "map" | "geo" | "split_clients") => Context::Map,
             (_, "match") => Context::Match,
             _ => return None,
         })
@@ -177,6 +178,10 @@ pub static DIRECTIVES: &[Spec] = &[
     block("upstream", HTTP, 1, 1),
     block("types", HSL, 0, 0),
     block("map", HTTP, 2, 2),
+    block("geo", HTTP, 1, 2),
+    block("split_clients", HTTP, 2, 2),
+    d("map_hash_max_size", HTTP, 1, 1),
+    d("map_hash_bucket_size", HTTP, 1, 1),
     d("default_type", HSL, 1, 1),
     d("log_format", HTTP, 2, MANY),
     d("access_log", HSL | LIF | LMT, 1, MANY),
@@ -243,6 +248,8 @@ pub static DIRECTIVES: &[Spec] = &[
     d("return", SRV | SIF | LOC | LIF, 1, 2),
     d("rewrite", SRV | SIF | LOC | LIF, 2, 3),
     d("break", SRV | SIF | LOC | LIF, 0, 0),
+    d("rewrite_log", HSL | SIF | LIF, 1, 1),
+    d("uninitialized_variable_warn", HSL | SIF | LIF, 1, 1),
     // upstream block
     d("server", UPS, 1, MANY),
     d("keepalive", UPS, 1, 1),
@@ -462,7 +469,14 @@ fn check_entry(d: &Directive, ctx: Context, errors: &mut Vec<ConfigError>) {
     }
     let n = d.args.len();
     let ok = match ctx {
-        Context::Map => n == 1 || (n == 0 && (d.name == "hostnames" || d.name == "volatile")),
+        Context::Map => {
+            n == 1
+                || (n == 0
+                    && matches!(
+                        d.name.as_str(),
+                        "hostnames" | "volatile" | "ranges" | "proxy_recursive"
+                    ))
+        }
         _ => n >= 1,
     };
     if !ok {

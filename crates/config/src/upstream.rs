@@ -24,8 +24,8 @@ use crate::tree::{Arg, ConfigError, Directive};
 use crate::values::parse_time_ms;
 use junction_core::balance::Balance;
 use junction_core::health::{Expect, HealthCheck};
+use junction_core::regex::Regex;
 use junction_core::upstream::{Group, GroupSpec, KeepaliveConf, QueueConf, Server};
-use regex::bytes::Regex;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -333,12 +333,8 @@ fn status_ranges<'a>(
 }
 
 fn regex(d: &Directive, a: &Arg) -> Result<Regex, ConfigError> {
-    Regex::new(&a.value).map_err(|e| {
-        err(
-            &a.span,
-            format!("invalid regex \"{}\" in \"{}\": {e}", a.value, d.name),
-        )
-    })
+    let _ = d;
+    Regex::compile(&a.value, false).map_err(|e| err(&a.span, e))
 }
 
 /// A `match NAME { … }` block.
@@ -369,7 +365,7 @@ fn match_block(m: &Directive) -> Result<Expect, ConfigError> {
                     (None, None) => None,
                     (Some(op), Some(v)) if op.value == "~" => Some(regex(d, v)?),
                     (Some(op), Some(v)) if op.value == "=" => Some(
-                        Regex::new(&format!("^{}$", regex::escape(&v.value)))
+                        Regex::compile(&format!("^{}$", regex::escape(&v.value)), false)
                             .map_err(|_| invalid_value(d, v))?,
                     ),
                     (Some(op), _) => return Err(invalid_value(d, op)),

@@ -28,6 +28,8 @@ const FLAGS: &[&str] = &[
     "master_process",
     "daemon",
     "ssl_prefer_server_ciphers",
+    "rewrite_log",
+    "uninitialized_variable_warn",
 ];
 
 /// The upstream directive families (`proxy_*`, `fastcgi_*`, …).

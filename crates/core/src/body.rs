@@ -136,6 +136,19 @@ impl Buffered {
         self.len == 0
     }
 
+    /// The whole body when it is all in memory (`$request_body`); `None` when part of
+    /// it went to the temp file.
+    pub fn in_memory(&self) -> Option<Bytes> {
+        if self.file.is_some() {
+            return None;
+        }
+        match self.mem.as_slice() {
+            [] => Some(Bytes::new()),
+            [one] => Some(one.clone()),
+            many => Some(Bytes::from(many.concat())),
+        }
+    }
+
     /// Calls `f` with each chunk in order (memory first, then the file in 64 KiB reads).
     pub fn for_each_chunk(&self, mut f: impl FnMut(Bytes)) -> Result<(), Error> {
         for chunk in self.chunks()? {

@@ -114,7 +114,7 @@ pub fn set_content_length(cx: &mut RequestCtx, len: u64) {
 #[derive(Debug, Default)]
 pub struct ScriptSplit {
     /// `fastcgi_split_path_info`, with exactly two captures.
-    pub regex: Option<regex::Regex>,
+    pub regex: Option<crate::regex::Regex>,
     /// `fastcgi_index`.
     pub index: Bytes,
 }
@@ -124,11 +124,21 @@ impl ScriptSplit {
     /// path info: the regex's two captures, or the whole URI and nothing when the
     /// regex is absent or does not match.
     pub fn split(&self, uri: &str) -> (Bytes, Bytes) {
-        let caps = self.regex.as_ref().and_then(|re| re.captures(uri));
+        // A failed match (PCRE2's limits) counts as no match.
+        let caps = self
+            .regex
+            .as_ref()
+            .and_then(|re| re.captures(uri.as_bytes()).ok().flatten());
         match caps {
-            Some(c) => {
-                let part =
-                    |i| Bytes::copy_from_slice(c.get(i).map_or("", |m| m.as_str()).as_bytes());
+            Some(spans) => {
+                let part = |i: usize| {
+                    spans
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .and_then(|(s, e)| uri.get(s..e))
+                        .map_or_else(Bytes::new, |p| Bytes::copy_from_slice(p.as_bytes()))
+                };
                 (part(1), part(2))
             }
             None => (Bytes::copy_from_slice(uri.as_bytes()), Bytes::new()),

@@ -246,6 +246,14 @@ pub struct RequestCtx {
     pub stats: Option<Arc<crate::stats::HttpStats>>,
     /// Counts this request as in progress (`stub_status`'s Writing) while it lives.
     pub in_flight: Option<crate::stats::InFlight>,
+    /// The configuration's `map`s (`$var` of a map is computed on first read).
+    pub maps: Option<Arc<crate::map::Maps>>,
+    /// Each map's value once computed (not for `volatile` maps).
+    pub map_cache: Vec<std::sync::OnceLock<Bytes>>,
+    /// `$request_id`, drawn when first read.
+    pub request_id: std::sync::OnceLock<u128>,
+    /// `$request_body`: the body when a `*_pass` read it into memory.
+    pub request_body: Option<Bytes>,
 }
 
 impl RequestCtx {
@@ -282,6 +290,10 @@ impl RequestCtx {
             script_parts: std::sync::OnceLock::new(),
             stats: None,
             in_flight: None,
+            maps: None,
+            map_cache: Vec::new(),
+            request_id: std::sync::OnceLock::new(),
+            request_body: None,
         }
     }
 
@@ -443,6 +455,21 @@ impl RequestCtx {
             Var::ConnectionRequests => put_display(out, self.conn_requests),
             Var::RemoteUser => {}
             Var::NginxVersion => out.put_slice(env!("CARGO_PKG_VERSION").as_bytes()),
+            Var::BinaryRemoteAddr => match self.conn.remote.ip() {
+                std::net::IpAddr::V4(a) => out.put_slice(&a.octets()),
+                std::net::IpAddr::V6(a) => out.put_slice(&a.octets()),
+            },
+            Var::RequestId => {
+                let id = self.request_id.get_or_init(|| fastrand::u128(..));
+                put_display(out, format_args!("{id:032x}"))
+            }
+            // hyper does not say whether the next request was already buffered.
+            Var::Pipe => out.put_u8(b'.'),
+            Var::RequestBody => {
+                if let Some(b) = &self.request_body {
+                    out.put_slice(b)
+                }
+            }
             Var::Http(name) => Self::header_into(&self.headers, name, out),
             Var::SentHttp(name) => Self::header_into(&self.sent_headers, name, out),
             Var::UpstreamHttp(name) => Self::header_into(&self.upstream.headers, name, out),
@@ -479,6 +506,15 @@ impl RequestCtx {
                 }
             }
             Var::FastcgiPathInfo => out.put_slice(&self.script_parts().1),
+            Var::Map(i) => {
+                let Some(m) = self.maps.as_ref().and_then(|m| m.maps.get(*i)) else {
+                    return;
+                };
+                match self.map_cache.get(*i) {
+                    Some(cell) if !m.volatile() => out.put_slice(cell.get_or_init(|| m.eval(self))),
+                    _ => out.put_slice(&m.eval(self)),
+                }
+            }
         }
     }
 }

@@ -17,11 +17,11 @@
 //! are checked with a TCP connect ([`TcpProbe`]).
 
 use crate::codec::{Decoded, ResponseHead, UpstreamCodec};
+use crate::regex::Regex;
 use crate::upstream::{connect, lock, Group, Server};
 use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
 use http::HeaderName;
-use regex::bytes::Regex;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,14 +69,25 @@ impl Expect {
             let Some(v) = head.headers.get(name) else {
                 return Err(format!("no \"{name}\" header"));
             };
-            if re.as_ref().is_some_and(|re| !re.is_match(v.as_bytes())) {
+            if re
+                .as_ref()
+                .is_some_and(|re| !re.is_match(v.as_bytes()).unwrap_or(false))
+            {
                 return Err(format!("header \"{name}\" does not match"));
             }
         }
-        if self.body.as_ref().is_some_and(|re| !re.is_match(body)) {
+        if self
+            .body
+            .as_ref()
+            .is_some_and(|re| !re.is_match(body).unwrap_or(false))
+        {
             return Err("body does not match".into());
         }
-        if self.body_not.as_ref().is_some_and(|re| re.is_match(body)) {
+        if self
+            .body_not
+            .as_ref()
+            .is_some_and(|re| re.is_match(body).unwrap_or(true))
+        {
             return Err("body matches the excluded pattern".into());
         }
         Ok(())
@@ -371,7 +382,7 @@ mod tests {
         assert!(e.check(&head(500), b"").is_err());
         let m = Expect {
             status: vec![(200, 200)],
-            body: Some(Regex::new("pong").unwrap()),
+            body: Some(Regex::compile("pong", false).unwrap()),
             ..Expect::default()
         };
         assert!(m.check(&head(200), b"pong\n").is_ok());

@@ -10,6 +10,7 @@
 //!   HTTP status.
 //! - `vars`, `ctx`: variables compiled once into templates; the request context
 //!   they are evaluated against.
+//! - `map`: `map` variables (lookup, lazy per-request cache).
 //! - `backend`: the `Backend` trait a location dispatches to.
 //! - `codec`: the `UpstreamCodec` trait each protocol implements (framing only).
 //! - `upstream`: addresses, connect with bind and timeout, keepalive pools,
@@ -24,6 +25,7 @@
 //!   (uwsgi, SCGI) over a protocol's head encoder and codec.
 //! - `relay`: response buffering (memory → temp file, or unbuffered).
 //! - `mime`: the one Content-Type lookup (extension as nginx finds it → type).
+//! - `regex`: nginx's regular expressions (PCRE2), one type for every user.
 //! - `range`: `Range: bytes=…` as nginx's range filter reads it; cutting a body to it.
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
 //! - `client`: what the client connection hands a request: its body as it is
@@ -53,9 +55,11 @@ pub mod ctx;
 pub mod error;
 pub mod exchange;
 pub mod health;
+pub mod map;
 pub mod mime;
 pub mod pass;
 pub mod range;
+pub mod regex;
 pub mod relay;
 pub mod stats;
 pub mod time;

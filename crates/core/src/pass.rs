@@ -103,6 +103,9 @@ impl Family {
             .buffer(self.client_body_buffer_size, &self.body_temp_path)
             .await?;
         if let ReqBody::Buffered(x) = &b {
+            if self.upstream.vars.request_body() {
+                cx.request_body = x.in_memory();
+            }
             if !cx.headers.contains_key(http::header::CONTENT_LENGTH)
                 || cx.headers.contains_key(http::header::TRANSFER_ENCODING)
             {

@@ -92,6 +92,14 @@ pub enum Var {
     RemoteUser,
     /// `$nginx_version` (Junction's version, so shipped params files work unchanged)
     NginxVersion,
+    /// `$binary_remote_addr`: the client address as 4 or 16 raw bytes.
+    BinaryRemoteAddr,
+    /// `$request_id`: 32 hex digits, random per request.
+    RequestId,
+    /// `$pipe`: `p` if the request was pipelined, else `.`.
+    Pipe,
+    /// `$request_body`: the body read into memory for a `*_pass`.
+    RequestBody,
     /// `$http_NAME`: a request header.
     Http(HeaderName),
     /// `$sent_http_NAME`: a response header.
@@ -111,6 +119,8 @@ pub enum Var {
     FastcgiScriptName,
     /// `$fastcgi_path_info`: the second capture of that split.
     FastcgiPathInfo,
+    /// A `map` variable: index into the configuration's maps.
+    Map(usize),
 }
 
 /// Variables that are not built in: `set` variables, named captures and module
@@ -118,6 +128,8 @@ pub enum Var {
 #[derive(Debug, Default, Clone)]
 pub struct VarTable {
     names: Vec<String>,
+    /// `map` target variables, by map index.
+    maps: Vec<String>,
     used: Arc<UsedVars>,
 }
 
@@ -129,6 +141,7 @@ pub struct VarTable {
 pub struct UsedVars {
     request_filename: AtomicBool,
     upstream_headers: AtomicBool,
+    request_body: AtomicBool,
 }
 
 impl UsedVars {
@@ -142,6 +155,12 @@ impl UsedVars {
     /// keep a copy of the upstream response headers in the request context.
     pub fn upstream_headers(&self) -> bool {
         self.upstream_headers.load(Ordering::Relaxed)
+    }
+
+    /// Whether some template reads `$request_body`: only then is a body read into
+    /// memory kept in the request context.
+    pub fn request_body(&self) -> bool {
+        self.request_body.load(Ordering::Relaxed)
     }
 }
 
@@ -167,6 +186,18 @@ impl VarTable {
         self.names.iter().position(|n| *n == name)
     }
 
+    /// Declares the target variable of `map` number `i` (the order maps are built in).
+    pub fn declare_map(&mut self, name: &str) -> usize {
+        self.maps.push(name.to_ascii_lowercase());
+        self.maps.len() - 1
+    }
+
+    /// The map index of a `map` variable (the last map of that name, as nginx).
+    pub fn find_map(&self, name: &str) -> Option<usize> {
+        let name = name.to_ascii_lowercase();
+        self.maps.iter().rposition(|n| *n == name)
+    }
+
     /// Number of slots.
     pub fn len(&self) -> usize {
         self.names.len()
@@ -182,7 +213,14 @@ impl VarTable {
 pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
     let lower = name.to_ascii_lowercase();
     let v = match lower.as_str() {
-        "remote_addr" | "binary_remote_addr" => Var::RemoteAddr,
+        "remote_addr" => Var::RemoteAddr,
+        "binary_remote_addr" => Var::BinaryRemoteAddr,
+        "request_id" => Var::RequestId,
+        "pipe" => Var::Pipe,
+        "request_body" => {
+            table.used.request_body.store(true, Ordering::Relaxed);
+            Var::RequestBody
+        }
         "remote_port" => Var::RemotePort,
         "server_addr" => Var::ServerAddr,
         "server_port" => Var::ServerPort,
@@ -246,6 +284,9 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             }
             if !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()) {
                 return name.parse().ok().map(Var::Capture);
+            }
+            if let Some(m) = table.find_map(name) {
+                return Some(Var::Map(m));
             }
             return table.find(name).map(Var::Slot);
         }
@@ -405,6 +446,26 @@ impl Template {
             match p {
                 Piece::Lit(b) => out.put_slice(b),
                 Piece::Var(v) => cx.var_into(v, out),
+            }
+        }
+    }
+
+    /// Evaluates into `out` with `caps` (a map's regex key) for `$1…` when given.
+    pub fn eval_into_with(
+        &self,
+        cx: &RequestCtx,
+        caps: Option<&crate::ctx::Captures>,
+        out: &mut BytesMut,
+    ) {
+        for p in &self.pieces {
+            match (p, caps) {
+                (Piece::Lit(b), _) => out.put_slice(b),
+                (Piece::Var(Var::Capture(n)), Some(c)) => {
+                    if let Some(s) = c.get(*n) {
+                        out.put_slice(s.as_bytes())
+                    }
+                }
+                (Piece::Var(v), _) => cx.var_into(v, out),
             }
         }
     }

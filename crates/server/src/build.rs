@@ -58,11 +58,9 @@ pub struct LocConf {
     pub index: Vec<Template>,
     /// `try_files`.
     pub try_files: Vec<Template>,
-    /// `return`.
-    pub ret: Option<Return>,
-    /// `set $var value` of this level only (rewrite-module directives are not
-    /// inherited), in order.
-    pub sets: Vec<(SetVar, Template)>,
+    /// `set`/`rewrite`/`return`/`break`/`if` of this level only (rewrite-module
+    /// directives are not inherited), in order.
+    pub script: crate::rewrite::Script,
     /// `add_header NAME VALUE [always]`.
     pub add_headers: Vec<(HeaderName, Template, bool)>,
     /// `error_page`.
@@ -172,6 +170,8 @@ pub struct Runtime {
     pub logs: LogWriters,
     /// The `upstream {}` groups (their `health_check` tasks are started by the binary).
     pub upstreams: Vec<Arc<Group>>,
+    /// The `map {}` variables.
+    pub maps: Arc<junction_core::map::Maps>,
 }
 
 /// Directives accepted for nginx compatibility that have no effect in Junction
@@ -210,16 +210,15 @@ const NO_EFFECT: &[&str] = &[
     "ssl_protocols",
     "ssl_prefer_server_ciphers",
     "if_modified_since",
+    "uninitialized_variable_warn",
+    "map_hash_max_size",
+    "map_hash_bucket_size",
 ];
 
 /// Directives nginx configs use that Junction does not implement yet and whose
 /// absence would change behaviour (access control, rewriting, headers): an error
 /// at load with `FILE:LINE`, never silently ignored.
 const UNSUPPORTED: &[&str] = &[
-    "if",
-    "break",
-    "rewrite",
-    "map",
     "allow",
     "deny",
     "satisfy",
@@ -304,9 +303,12 @@ fn declare_vars(tree: &[Directive], bx: &mut BuildCx) {
                 }
             }
         }
-        if d.name == "location" || d.name == "server_name" || d.name == "rewrite" {
+        if matches!(
+            d.name.as_str(),
+            "location" | "server_name" | "rewrite" | "if"
+        ) {
             for a in &d.args {
-                for cap in named_groups(&a.value) {
+                for cap in crate::rewrite::named_groups(&a.value) {
                     bx.vars.slot(&cap);
                 }
             }
@@ -315,25 +317,6 @@ fn declare_vars(tree: &[Directive], bx: &mut BuildCx) {
             declare_vars(b, bx);
         }
     }
-}
-
-fn named_groups(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while let Some(i) = rest.find("(?") {
-        let after = rest.get(i + 2..).unwrap_or("");
-        let after = after.strip_prefix('P').unwrap_or(after);
-        if let Some(name) = after.strip_prefix('<') {
-            if let Some(end) = name.find('>') {
-                let n = name.get(..end).unwrap_or("");
-                if !n.is_empty() && !n.starts_with('=') && !n.starts_with('!') {
-                    out.push(n.to_string());
-                }
-            }
-        }
-        rest = rest.get(i + 2..).unwrap_or("");
-    }
-    out
 }
 
 /// Builds the runtime from a loaded tree plus `-g` directives; the first error.
@@ -443,6 +426,8 @@ fn build_collecting(
     // `$memcached_key` exists only if some `set` declares it (nginx: `unknown
     // "memcached_key" variable` otherwise), so it is not declared here.
     declare_vars(tree, &mut bx);
+    crate::map::declare(&http_levels, &mut bx)?;
+    let maps = Arc::new(crate::map::build(&http_levels, &bx)?);
 
     let mut logs = LogWriters::default();
     let mut servers: Vec<Arc<VServer>> = Vec::new();
@@ -525,6 +510,7 @@ fn build_collecting(
         warnings: warnings.into_iter().chain(bx.warnings).collect(),
         logs,
         upstreams,
+        maps,
     })
 }
 
@@ -693,7 +679,12 @@ fn build_server(
             if a.value.is_empty() || a.value == "_" {
                 continue;
             }
-            names.extend(ServerName::parse(&a.value).map_err(|m| err(&a.span, m))?);
+            for mut n in ServerName::parse(&a.value).map_err(|m| err(&a.span, m))? {
+                if let ServerName::Regex(re, slots) = &mut n {
+                    *slots = re.names().map(|(i, n)| (i, bx.vars.slot(n))).collect();
+                }
+                names.push(n);
+            }
         }
     }
     let info = LocInfo {
@@ -801,21 +792,10 @@ fn build_location(
         let child_scope = scope.child(block);
         let mut loc = build_location(&child_scope, &child_info, bx, logs, http, named)?;
         if let LocKind::Regex { caseless } = kind {
-            let re = regex::RegexBuilder::new(&name)
-                .case_insensitive(caseless)
-                .build()
-                .map_err(|e| {
-                    err(
-                        &d.span,
-                        format!("pcre2_compile() failed: {e} in \"{name}\""),
-                    )
-                })?;
+            let re = junction_core::regex::Regex::compile(&name, caseless)
+                .map_err(|e| err(&d.span, e))?;
             if let Some(l) = Arc::get_mut(&mut loc) {
-                l.data.named_captures = re
-                    .capture_names()
-                    .enumerate()
-                    .filter_map(|(i, n)| n.map(|n| (i, bx.vars.slot(n))))
-                    .collect();
+                l.data.named_captures = re.names().map(|(i, n)| (i, bx.vars.slot(n))).collect();
                 l.regex = Some(re);
             }
         }
@@ -949,6 +929,31 @@ fn parse_error_page(d: &Directive, bx: &BuildCx) -> Result<Vec<ErrorPage>, Confi
     Ok(out)
 }
 
+/// `return CODE [TEXT]` / `return URL` (`ngx_http_rewrite_return`).
+fn parse_return(d: &Directive, bx: &BuildCx) -> Result<Return, ConfigError> {
+    let a = d
+        .args
+        .first()
+        .ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
+    match a.value.parse::<u16>() {
+        Ok(code) if code <= 999 && a.value.bytes().all(|b| b.is_ascii_digit()) => Ok(Return {
+            code,
+            text: d.args.get(1).map(|t| bx.template(t)).transpose()?,
+        }),
+        _ if d.args.len() == 1
+            && (a.value.starts_with("http://")
+                || a.value.starts_with("https://")
+                || a.value.starts_with("$scheme")) =>
+        {
+            Ok(Return {
+                code: 302,
+                text: Some(bx.template(a)?),
+            })
+        }
+        _ => Err(err(&a.span, format!("invalid return code \"{}\"", a.value))),
+    }
+}
+
 fn build_conf(
     scope: &Scope<'_>,
     info: &LocInfo,
@@ -1016,41 +1021,6 @@ fn build_conf(
             .collect::<Result<_, _>>()?,
         None => Vec::new(),
     };
-    let ret = match scope.local("return") {
-        None => None,
-        Some(d) => {
-            let a = d
-                .args
-                .first()
-                .ok_or_else(|| err(&d.span, "invalid number of arguments"))?;
-            match a.value.parse::<u16>() {
-                Ok(code) if code <= 999 => Some(Return {
-                    code,
-                    text: d.args.get(1).map(|t| bx.template(t)).transpose()?,
-                }),
-                _ if a.value.starts_with("http://")
-                    || a.value.starts_with("https://")
-                    || a.value.starts_with('$') =>
-                {
-                    Some(Return {
-                        code: 302,
-                        text: Some(bx.template(a)?),
-                    })
-                }
-                _ => return Err(err(&a.span, format!("invalid return code \"{}\"", a.value))),
-            }
-        }
-    };
-    let mut sets = Vec::new();
-    for d in scope.local_all("set") {
-        let (Some(n), Some(v)) = (d.args.first(), d.args.get(1)) else {
-            return Err(err(
-                &d.span,
-                "invalid number of arguments in \"set\" directive",
-            ));
-        };
-        sets.push((set_target(n, bx)?, bx.template(v)?));
-    }
     let mut add_headers = Vec::new();
     for d in scope.array("add_header") {
         let (Some(n), Some(v)) = (d.args.first(), d.args.get(1)) else {
@@ -1107,14 +1077,47 @@ fn build_conf(
     } else {
         Arc::new(types)
     };
+    let script = if info.kind == LocKind::If {
+        crate::rewrite::Script::default()
+    } else if info.kind == LocKind::Server {
+        crate::rewrite::compile(scope, bx, None, set_target, parse_return)?
+    } else {
+        // An `if` is a location of its own inheriting this one (and its handler).
+        let parent = backend.clone();
+        let parent_alias = alias.clone();
+        let mut build_if = |inner: &Scope<'_>, d: &Directive, bx: &mut BuildCx| {
+            let if_info = LocInfo {
+                kind: LocKind::If,
+                name: info.name.clone(),
+                span: d.span.clone(),
+            };
+            let mut conf = build_conf(inner, &if_info, bx, logs, http)?;
+            if conf.backend.is_none() {
+                conf.backend = parent.clone();
+            }
+            // nginx's merge: an `if` without its own `root` keeps the location's `alias`.
+            if inner.local("root").is_none() {
+                conf.alias = parent_alias.clone();
+            }
+            Ok(Arc::new(Loc {
+                kind: info.kind.clone(),
+                name: info.name.clone(),
+                regex: None,
+                statics: Vec::new(),
+                regexes: Vec::new(),
+                auto_redirect: false,
+                data: conf,
+            }))
+        };
+        crate::rewrite::compile(scope, bx, Some(&mut build_if), set_target, parse_return)?
+    };
     Ok(LocConf {
         backend,
         root,
         alias,
         index,
         try_files,
-        ret,
-        sets,
+        script,
         add_headers,
         error_pages,
         recursive_error_pages: scope.flag("recursive_error_pages", false)?,

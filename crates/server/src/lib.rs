@@ -15,6 +15,9 @@
 //! - `http1`: Junction's own HTTP/1.x client connection (parsing, buffers,
 //!   timers, body on demand, response writing, upgrade handover).
 //! - `serve`: the request phases, `error_page`, status pages, output headers.
+//! - `map`: `map {}` blocks → the runtime maps of `core::map`, once at load.
+//! - `rewrite`: ngx_http_rewrite_module (`set`, `rewrite`, `return`, `break`,
+//!   `if`): compiled scripts per server/location, run in nginx's phase order.
 //! - `static_files`: the default content handler.
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
 //! - `error_log`: the error log's `tracing` layer and the one span per request whose
@@ -28,6 +31,8 @@ pub mod error_log;
 pub mod http1;
 pub mod listen;
 pub mod log;
+mod map;
+pub mod rewrite;
 pub mod route;
 pub mod serve;
 mod static_files;

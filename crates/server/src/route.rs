@@ -2,7 +2,7 @@
 //! (NGINX-SEMANTICS §1–3), and normalizing the request URI.
 
 use junction_config::model::LocKind;
-use regex::Regex;
+use junction_core::regex::Regex;
 use std::sync::Arc;
 
 /// A `server_name` entry.
@@ -14,17 +14,18 @@ pub enum ServerName {
     WildFront(String),
     /// `mail.*` (stored as `mail.`)
     WildBack(String),
-    /// `~regex`
-    Regex(Regex),
+    /// `~regex`, with its named captures: (group, variable slot), filled at build.
+    Regex(Regex, Vec<(usize, usize)>),
 }
 
 impl ServerName {
     /// Parses one `server_name` argument (lower-cased).
     pub fn parse(s: &str) -> Result<Vec<ServerName>, String> {
         if let Some(re) = s.strip_prefix('~') {
-            let r =
-                Regex::new(re).map_err(|e| format!("invalid server name regex \"{re}\": {e}"))?;
-            return Ok(vec![ServerName::Regex(r)]);
+            // nginx: caseless when the pattern has an upper-case letter (the host is
+            // lower-cased already).
+            let r = Regex::compile(re, re.bytes().any(|b| b.is_ascii_uppercase()))?;
+            return Ok(vec![ServerName::Regex(r, Vec::new())]);
         }
         let s = s.to_ascii_lowercase();
         if let Some(rest) = s.strip_prefix("*.") {
@@ -84,7 +85,7 @@ pub fn select_server<'a>(
         return i;
     }
     all()
-        .find(|(_, n)| matches!(n, ServerName::Regex(r) if r.is_match(host)))
+        .find(|(_, n)| matches!(n, ServerName::Regex(r, _) if r.is_match(host.as_bytes()).unwrap_or(false)))
         .map_or(default, |(i, _)| i)
 }
 
@@ -195,8 +196,8 @@ fn find_level<T>(
     if !noregex {
         for l in regexes {
             if let Some(re) = &l.regex {
-                if let Some(c) = re.captures(uri) {
-                    *caps = Some(c.iter().map(|m| m.map(|m| (m.start(), m.end()))).collect());
+                if let Ok(Some(c)) = re.captures(uri.as_bytes()) {
+                    *caps = Some(c);
                     *cur = Some(l.clone());
                     let _ = find_level(&l.statics, &l.regexes, uri, cur, caps);
                     return Rc::Ok;
@@ -289,12 +290,7 @@ mod tests {
     fn loc(kind: LocKind, name: &str) -> Arc<Loc<&'static str>> {
         Arc::new(Loc {
             regex: match kind {
-                LocKind::Regex { caseless } => Some(
-                    regex::RegexBuilder::new(name)
-                        .case_insensitive(caseless)
-                        .build()
-                        .unwrap(),
-                ),
+                LocKind::Regex { caseless } => Some(Regex::compile(name, caseless).unwrap()),
                 _ => None,
             },
             kind,

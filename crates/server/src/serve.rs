@@ -2,11 +2,12 @@
 //! content (a backend or static files) → `error_page` → output headers
 //! (`Server`, `Date`, `add_header`) → access log when the body ends.
 
-use crate::build::{ErrorPage, Listen, LocConf, Runtime, SetVar, VServer};
+use crate::build::{ErrorPage, Listen, LocConf, Runtime, VServer};
 use crate::route::{self, Found, Loc};
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
+use junction_config::model::LocKind;
 use junction_core::backend::Generated;
 use junction_core::body::{self, Body, IncomingBody, ReqBody};
 use junction_core::ctx::{Captures, ConnInfo, RequestCtx};
@@ -61,6 +62,8 @@ pub(crate) enum Outcome {
     Response(http::Response<Body>, bool),
     Redirect(String),
     Named(String),
+    /// `rewrite` changed the URI: search the locations again (server script not rerun).
+    Relocate,
 }
 
 fn server_header(tokens: bool) -> HeaderValue {
@@ -129,6 +132,10 @@ pub(crate) fn status_response(status: StatusCode, tokens: bool) -> http::Respons
     r
 }
 
+pub(crate) fn log_error_pub(cx: &RequestCtx, e: &Error) {
+    log_error(cx, e)
+}
+
 /// Logs `e` in the request's span (`crate::error_log` adds client, server, request and
 /// host), naming the upstream tried last.
 fn log_error(cx: &RequestCtx, e: &Error) {
@@ -181,6 +188,10 @@ pub(crate) async fn handle(
     let mut cx = RequestCtx::new(conn, parts.method, parts.version, request_uri);
     cx.in_flight = Some(junction_core::stats::InFlight::start());
     cx.upgrade = upgrade;
+    if !rt.maps.maps.is_empty() {
+        cx.maps = Some(rt.maps.clone());
+        cx.map_cache = rt.maps.maps.iter().map(|_| Default::default()).collect();
+    }
     cx.conn_requests = n;
     cx.headers = parts.headers;
     cx.request_length = parts
@@ -214,6 +225,9 @@ pub(crate) async fn handle(
     };
     cx.server_name = srv.name0.clone();
     cx.stats = Some(srv.stats.clone());
+    if let Some(h) = host.as_deref() {
+        crate::rewrite::server_name_captures(&mut cx, &srv.names, h);
+    }
     let tokens = srv.base.data.server_tokens;
     let bad = |cx: &RequestCtx, msg: &str, status: StatusCode| {
         tracing::info!(
@@ -342,6 +356,8 @@ enum Step {
     Done(http::Response<Body>),
     /// Find the location for `cx.uri` again (after an internal redirect).
     Find,
+    /// Find the location again after `rewrite … last` (no server rewrites first).
+    Relocate,
     /// Enter a named location (its own phases; server-level `set` does not run again).
     Named(Arc<Loc<LocConf>>),
 }
@@ -370,45 +386,61 @@ async fn process(
     let mut err = ErrorState::default();
     let mut next = Step::Find;
     loop {
+        let mut pre = None;
         let loc = match std::mem::replace(&mut next, Step::Find) {
             Step::Named(l) => l,
             Step::Done(r) => return finish(r, cx, &srv.base.data),
-            Step::Find => {
-                // nginx's server rewrite phase: runs for every URI, before the location
-                // is found, under the server's own settings.
-                cx.script_split.clone_from(&srv.base.data.script_split);
-                run_sets(&mut cx, &srv.base.data.sets);
-                match route::find(&srv.base.statics, &srv.base.regexes, &cx.uri) {
-                    Found::Loc(l, caps) => {
-                        if let Some(spans) = caps {
-                            let subject: Arc<str> = Arc::from(cx.uri.as_str());
-                            cx.captures = Captures { subject, spans };
-                            set_named_captures(&mut cx, &l.data.named_captures);
+            step @ (Step::Find | Step::Relocate) => {
+                // nginx's server rewrite phase: runs for every URI, before the location is
+                // found (not again after a location's `rewrite … last`).
+                if matches!(step, Step::Find) {
+                    cx.script_split.clone_from(&srv.base.data.script_split);
+                    let mut ex = crate::rewrite::Exec::default();
+                    pre = crate::rewrite::run(
+                        &srv.base.data.script,
+                        &mut cx,
+                        &srv.base.data,
+                        &mut ex,
+                    );
+                }
+                if pre.is_some() {
+                    srv.base.clone()
+                } else {
+                    match route::find(&srv.base.statics, &srv.base.regexes, &cx.uri) {
+                        Found::Loc(l, caps) => {
+                            if let Some(spans) = caps {
+                                let subject: Arc<str> = Arc::from(cx.uri.as_str());
+                                cx.captures = Captures { subject, spans };
+                                set_named_captures(&mut cx, &l.data.named_captures);
+                            }
+                            l
                         }
-                        l
+                        Found::SlashRedirect => {
+                            let mut loc = format!("http://{}{}/", host_port(&cx), cx.uri);
+                            if !cx.args.is_empty() {
+                                loc.push('?');
+                                loc.push_str(&cx.args);
+                            }
+                            let mut r = status_response(
+                                StatusCode::MOVED_PERMANENTLY,
+                                srv.base.data.server_tokens,
+                            );
+                            if let Ok(v) = HeaderValue::from_str(&loc) {
+                                r.headers_mut().insert(http::header::LOCATION, v);
+                            }
+                            return finish(r, cx, &srv.base.data);
+                        }
+                        Found::None => srv.base.clone(),
                     }
-                    Found::SlashRedirect => {
-                        let mut loc = format!("http://{}{}/", host_port(&cx), cx.uri);
-                        if !cx.args.is_empty() {
-                            loc.push('?');
-                            loc.push_str(&cx.args);
-                        }
-                        let mut r = status_response(
-                            StatusCode::MOVED_PERMANENTLY,
-                            srv.base.data.server_tokens,
-                        );
-                        if let Ok(v) = HeaderValue::from_str(&loc) {
-                            r.headers_mut().insert(http::header::LOCATION, v);
-                        }
-                        return finish(r, cx, &srv.base.data);
-                    }
-                    Found::None => srv.base.clone(),
                 }
             }
         };
+        let mut cur = loc.clone();
         let c = &loc.data;
         let tokens = c.server_tokens;
-        let outcome = if c.internal && cx.redirects == 0 {
+        let outcome = if let Some(o) = pre {
+            o
+        } else if c.internal && cx.redirects == 0 {
             // nginx: an `internal` location reached from outside is a 404 of that location.
             Outcome::Response(status_response(StatusCode::NOT_FOUND, tokens), true)
         } else {
@@ -436,14 +468,37 @@ async fn process(
                     });
                     set_paths(&mut cx, c, &loc);
                     cx.script_split.clone_from(&c.script_split);
-                    if !Arc::ptr_eq(&loc, &srv.base) {
-                        run_sets(&mut cx, &c.sets);
+                    let mut ex = crate::rewrite::Exec::default();
+                    // nginx skips the location rewrite phase for the server's null location.
+                    let answer = if Arc::ptr_eq(&loc, &srv.base) {
+                        None
+                    } else {
+                        crate::rewrite::run(&c.script, &mut cx, c, &mut ex)
+                    };
+                    if let Some(l) = ex.loc.take() {
+                        // An `if` block's own settings apply from here on.
+                        cx.script_split.clone_from(&l.data.script_split);
+                        cur = l;
                     }
-                    content(&mut cx, c, &loc, &mut body).await
+                    match answer {
+                        Some(o) => o,
+                        None if ex.uri_changed => Outcome::Relocate,
+                        None => {
+                            if ex.touched {
+                                set_paths(&mut cx, &cur.data, &cur);
+                            }
+                            content(&mut cx, &cur.data, &cur, &mut body).await
+                        }
+                    }
                 }
             }
         };
+        let c = &cur.data;
         let step = match outcome {
+            Outcome::Relocate => {
+                let what = format!("processing \"{}\"", cx.uri);
+                uri_change(&mut cx, c, &mut err, &what).unwrap_or(Step::Relocate)
+            }
             Outcome::Redirect(uri) => {
                 // try_files / index: arguments kept unless the target has its own.
                 let (u, a) = match uri.split_once('?') {
@@ -508,17 +563,6 @@ async fn process(
                 return finish(resp, cx, c);
             }
             other => next = other,
-        }
-    }
-}
-
-/// Runs `set` directives in order.
-fn run_sets(cx: &mut RequestCtx, sets: &[(SetVar, junction_core::vars::Template)]) {
-    for (var, t) in sets {
-        let v = t.eval(cx);
-        match var {
-            SetVar::Slot(slot) => cx.set_slot(*slot, v),
-            SetVar::Args => cx.args = String::from_utf8_lossy(&v).into_owned(),
         }
     }
 }
@@ -715,7 +759,7 @@ fn set_paths(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>) {
             let a = alias.eval(cx);
             cx.document_root = a.clone();
             file.extend_from_slice(&a);
-            let rest = if loc.regex.is_some() {
+            let rest = if matches!(loc.kind, LocKind::Regex { .. }) {
                 ""
             } else {
                 cx.uri.get(loc.name.len().min(cx.uri.len())..).unwrap_or("")
@@ -738,9 +782,6 @@ async fn content(
     loc: &Loc<LocConf>,
     body: &mut Option<ReqBody>,
 ) -> Outcome {
-    if let Some(ret) = &c.ret {
-        return do_return(cx, c, ret);
-    }
     if let Some((last, tries)) = c.try_files.split_last() {
         if !try_files(cx, c, loc, tries).await {
             let last = last.eval_string(cx);
@@ -822,7 +863,7 @@ async fn try_files(
 fn fs_path(cx: &RequestCtx, c: &LocConf, loc: &Loc<LocConf>, uri: &str) -> std::path::PathBuf {
     let mut p = String::new();
     match &c.alias {
-        Some(a) if loc.regex.is_none() => {
+        Some(a) if !matches!(loc.kind, LocKind::Regex { .. }) => {
             p.push_str(&a.eval_string(cx));
             p.push_str(uri.get(loc.name.len().min(uri.len())..).unwrap_or(""));
         }
@@ -835,8 +876,17 @@ fn fs_path(cx: &RequestCtx, c: &LocConf, loc: &Loc<LocConf>, uri: &str) -> std::
     std::path::PathBuf::from(p)
 }
 
-fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return) -> Outcome {
+pub(crate) fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return) -> Outcome {
     let code = ret.code;
+    if code == 444 {
+        let mut r = status_response(
+            StatusCode::from_u16(444).unwrap_or(StatusCode::BAD_REQUEST),
+            c.server_tokens,
+        );
+        r.extensions_mut()
+            .insert(junction_core::backend::NoResponse);
+        return Outcome::Response(r, false);
+    }
     let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let text = ret.text.as_ref().map(|t| t.eval(cx));
     if matches!(code, 301 | 302 | 303 | 307 | 308) {

@@ -57,7 +57,15 @@ enum Target {
 #[derive(Debug, Clone)]
 enum Redirect {
     Off,
-    Rules(Vec<(String, Template)>),
+    Rules(Vec<(RedirectFrom, Template)>),
+}
+
+/// What a `proxy_redirect` rule matches: a prefix (the rest is kept), or a regex
+/// (`~`/`~*`, PCRE2) on the whole value, whose captures the replacement may use.
+#[derive(Debug, Clone)]
+enum RedirectFrom {
+    Prefix(String),
+    Regex(junction_core::regex::Regex),
 }
 
 /// The HTTP proxy backend of one location.
@@ -197,7 +205,23 @@ pub fn build(
                             }
                         }
                         (Some(a), None) if a.value == "off" => {}
-                        (Some(f), Some(t)) => rules.push((f.value.clone(), bx.template(t)?)),
+                        (Some(f), Some(t)) => {
+                            let rule = match f.value.strip_prefix('~') {
+                                Some(p) => {
+                                    let (p, caseless) = match p.strip_prefix('*') {
+                                        Some(p) => (p, true),
+                                        None => (p, false),
+                                    };
+                                    let re = junction_core::regex::Regex::compile(p, caseless)
+                                        .map_err(|e| err(&f.span, e))?;
+                                    let to = Template::compile(&re.positional(&t.value), &bx.vars)
+                                        .map_err(|e| err(&t.span, e.to_string()))?;
+                                    (RedirectFrom::Regex(re), to)
+                                }
+                                None => (RedirectFrom::Prefix(f.value.clone()), bx.template(t)?),
+                            };
+                            rules.push(rule)
+                        }
                         _ => {
                             return Err(err(
                                 &r.span,
@@ -260,7 +284,10 @@ fn default_redirect(target: &Target, loc: &LocInfo, bx: &BuildCx) -> Redirect {
                 _ => (format!("http://{host}/"), "/".to_string()),
             };
             let _ = bx;
-            Redirect::Rules(vec![(pattern, Template::literal(Bytes::from(replacement)))])
+            Redirect::Rules(vec![(
+                RedirectFrom::Prefix(pattern),
+                Template::literal(Bytes::from(replacement)),
+            )])
         }
         Target::Dynamic { .. } => Redirect::Off,
     }
@@ -367,10 +394,29 @@ impl HttpProxy {
         };
         let s = v.to_str().ok()?;
         for (from, to) in rules {
-            if let Some(rest) = s.strip_prefix(from.as_str()) {
-                let mut out = BytesMut::new();
-                to.eval_into(cx, &mut out);
-                out.put_slice(rest.as_bytes());
+            let mut out = BytesMut::new();
+            let hit = match from {
+                RedirectFrom::Prefix(p) => match s.strip_prefix(p.as_str()) {
+                    Some(rest) => {
+                        to.eval_into(cx, &mut out);
+                        out.put_slice(rest.as_bytes());
+                        true
+                    }
+                    None => false,
+                },
+                RedirectFrom::Regex(re) => match re.captures(s.as_bytes()) {
+                    Ok(Some(spans)) => {
+                        let caps = junction_core::ctx::Captures {
+                            subject: std::sync::Arc::from(s),
+                            spans,
+                        };
+                        to.eval_into_with(cx, Some(&caps), &mut out);
+                        true
+                    }
+                    _ => false,
+                },
+            };
+            if hit {
                 // A replacement starting with `/` becomes absolute, as nginx does
                 // (absolute_redirect: scheme, the request's host, the port if not 80).
                 if out.starts_with(b"/") {
