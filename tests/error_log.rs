@@ -112,3 +112,31 @@ fn a_missing_static_file_is_logged_once_with_the_request_context() {
         ", client: 127.0.0.1, server: log.test, request: \"GET /nofile HTTP/1.1\", host: \"log.test\""
     );
 }
+
+#[test]
+fn rewrite_log_lines_carry_the_context_once() {
+    // A full nginx.conf, for a main-level `error_log … info` (nginx logs these at notice).
+    let conf = r#"
+error_log {DIR}/error.log info;
+events {}
+http {
+    server {
+        listen 127.0.0.1:{PORT};
+        server_name log.test;
+        rewrite_log on;
+        location /show/ { return 200 "show $uri"; }
+        location /logme/ {
+            rewrite ^/logme/(.*)$ /show/$1;
+        }
+    }
+}
+"#;
+    let proxy = Proxy::start_files(&[("junction.conf", conf)], "junction.conf");
+    let r = proxy.get("log.test", "/logme/x");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let rest = line_after(&proxy, "\"^/logme/(.*)$\" matches \"/logme/x\"");
+    assert_eq!(
+        rest,
+        ", client: 127.0.0.1, server: log.test, request: \"GET /logme/x HTTP/1.1\", host: \"log.test\""
+    );
+}
