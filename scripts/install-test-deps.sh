@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers Junction's tests run against: nginx (the reference),
 # php-fpm, uwsgi with the python3 plugin (also the SCGI server), memcached,
-# wrk (benchmark smoke test) and the Python client libraries the test apps use.
+# wrk (benchmark smoke test), htpasswd (apache2-utils), mkpasswd (whois) and openssl (auth_basic files),
+# haproxy (PROXY protocol) and the Python client libraries the test apps use.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -18,6 +19,13 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # by logrotate.
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# htpasswd: the auth_basic tests make their user files with Apache's own tool.
+command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
+# mkpasswd (whois): yescrypt (`$y$`) lines for the auth_basic tests.
+command -v mkpasswd >/dev/null 2>&1 || need_apt+=(whois)
+# haproxy: the PROXY protocol test runs Junction behind a real L4 load balancer.
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
@@ -26,7 +34,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
   # Debian starts the services it installs; the tests start their own.
-  for s in nginx memcached php8.2-fpm uwsgi; do $SUDO service "$s" stop >/dev/null 2>&1 || true; done
+  for s in nginx memcached php8.2-fpm uwsgi haproxy; do $SUDO service "$s" stop >/dev/null 2>&1 || true; done
 fi
 
 # Python libraries for the tests, for the python3 the tests run: pymemcache

@@ -291,6 +291,16 @@ fn main() -> ExitCode {
         tracing::warn!("{w}");
     }
 
+    if let Some(n) = rt.main.worker_rlimit_nofile {
+        // nginx's worker_rlimit_nofile: both limits, as its workers set them.
+        let lim = rustix::process::Rlimit {
+            current: Some(n),
+            maximum: Some(n),
+        };
+        if let Err(e) = rustix::process::setrlimit(rustix::process::Resource::Nofile, lim) {
+            tracing::error!("setrlimit(RLIMIT_NOFILE, {n}) failed ({e})");
+        }
+    }
     let workers = match rt.main.worker_processes {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
@@ -448,9 +458,13 @@ impl Reload {
             .borrow()
             .listens
             .iter()
-            .map(|l| l.addr)
+            .map(|l| (l.addr, l.unix.clone()))
             .collect();
-        let new: Vec<_> = rt.listens.iter().map(|l| l.addr).collect();
+        let new: Vec<_> = rt
+            .listens
+            .iter()
+            .map(|l| (l.addr, l.unix.clone()))
+            .collect();
         if old != new {
             tracing::error!(
                 "reload changes the listen addresses, which needs a restart; the configuration stays"

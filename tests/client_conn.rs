@@ -367,3 +367,139 @@ fn past_worker_connections_idle_keepalive_connections_make_room() {
         "the newest connection still serves"
     );
 }
+
+/// `worker_rlimit_nofile` sets the open-file limit of the process.
+#[test]
+fn worker_rlimit_nofile_sets_the_open_file_limit() {
+    if product() == "nginx" {
+        return; // nginx sets it in its worker processes, not the process the test started
+    }
+    let conf = "worker_rlimit_nofile 4321;\nevents {}\nhttp {\n".to_string() + &site("") + "}\n";
+    let proxy = Proxy::start_files(&[("nginx.conf", &conf)], "nginx.conf");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", proxy.pid())).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap()
+        .to_string();
+    let nums: Vec<&str> = line.split_whitespace().skip(3).take(2).collect();
+    assert_eq!(nums, ["4321", "4321"], "{line}");
+}
+
+/// `send_timeout`: a client that stops reading is given up after that long
+/// between two writes; the rest of the response never comes.
+#[test]
+fn send_timeout_gives_up_on_a_client_that_stops_reading() {
+    let proxy = Proxy::start(
+        "server {
+    listen 127.0.0.1:{PORT};
+    server_name c.test;
+    send_timeout 1s;
+    root {DIR}/www;
+}
+",
+    );
+    let www = proxy.dir().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let size = 32 * 1024 * 1024;
+    std::fs::write(www.join("big.bin"), vec![b'b'; size]).unwrap();
+    let s = connect(proxy.port);
+    s.set_nodelay(true).unwrap();
+    (&s).write_all(b"GET /big.bin HTTP/1.1\r\nHost: c.test\r\n\r\n")
+        .unwrap();
+    // Not reading: the server's writes stall; send_timeout (1s) passes meanwhile.
+    std::thread::sleep(Duration::from_secs(4));
+    let mut got = 0usize;
+    let mut r = s;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(
+        got < size,
+        "the whole {size} bytes arrived ({got}): send_timeout did not apply"
+    );
+    assert!(got > 0, "the response began");
+}
+
+/// `keepalive_timeout 65 60` sends `Keep-Alive: timeout=60`; `keepalive_time`
+/// ends keep-alive on a connection older than it.
+#[test]
+fn keepalive_header_and_keepalive_time() {
+    let proxy = Proxy::start(&site("keepalive_timeout 65 60; keepalive_time 1s;"));
+    let s = connect(proxy.port);
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    w.write_all(b"GET / HTTP/1.1\r\nHost: c.test\r\n\r\n")
+        .unwrap();
+    let (head, _) = read_one(&mut r).expect("response");
+    let has = |head: &[String], want: &str| head.iter().any(|h| h.eq_ignore_ascii_case(want));
+    assert!(has(&head, "Keep-Alive: timeout=60"), "{head:?}");
+    assert!(has(&head, "Connection: keep-alive"), "{head:?}");
+    // The connection's age passes keepalive_time: the next response closes it.
+    std::thread::sleep(Duration::from_millis(1300));
+    w.write_all(b"GET / HTTP/1.1\r\nHost: c.test\r\n\r\n")
+        .unwrap();
+    let (head, _) = read_one(&mut r).expect("second response");
+    assert!(has(&head, "Connection: close"), "{head:?}");
+}
+
+/// `reset_timedout_connection on`: a client that times out is reset, not closed.
+#[test]
+fn reset_timedout_connection_resets_a_timed_out_client() {
+    let proxy = Proxy::start(&site(
+        "client_header_timeout 1s; reset_timedout_connection on;",
+    ));
+    let mut s = connect(proxy.port);
+    s.write_all(b"GET / HTTP/1.1\r\nHost: c.t").unwrap();
+    let mut b = [0u8; 64];
+    let r = s.read(&mut b);
+    assert!(
+        matches!(&r, Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset),
+        "{r:?}"
+    );
+}
+
+/// The server a request chose decides its keep-alive (`keepalive_timeout 0` in a
+/// server that is not the default one closes after its response).
+#[test]
+fn keepalive_settings_of_the_chosen_server_apply() {
+    let proxy = Proxy::start(
+        "server {
+    listen 127.0.0.1:{PORT};
+    server_name a.test;
+    location / { return 200 \"a\"; }
+}
+server {
+    listen 127.0.0.1:{PORT};
+    server_name b.test;
+    keepalive_timeout 0;
+    location / { return 200 \"b\"; }
+}
+",
+    );
+    let s = connect(proxy.port);
+    let mut w = s.try_clone().unwrap();
+    let mut r = BufReader::new(s);
+    w.write_all(b"GET / HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        .unwrap();
+    let (head, body) = read_one(&mut r).expect("a");
+    assert_eq!(body, b"a");
+    assert!(
+        head.iter()
+            .any(|h| h.eq_ignore_ascii_case("Connection: keep-alive")),
+        "{head:?}"
+    );
+    w.write_all(b"GET / HTTP/1.1\r\nHost: b.test\r\n\r\n")
+        .unwrap();
+    let (head, body) = read_one(&mut r).expect("b");
+    assert_eq!(body, b"b");
+    assert!(
+        head.iter()
+            .any(|h| h.eq_ignore_ascii_case("Connection: close")),
+        "{head:?}"
+    );
+}

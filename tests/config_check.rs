@@ -264,8 +264,8 @@ fn unsupported_directives_are_refused_not_ignored() {
         return; // nginx implements them all
     }
     let cases = [
-        "allow 127.0.0.1;",
-        "deny all;",
+        "proxy_ssl_verify on;",
+        "proxy_ssl_server_name on;",
         "expires 1h;",
         "autoindex on;",
     ];

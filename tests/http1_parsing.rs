@@ -127,6 +127,17 @@ fn malformed_and_tricky_requests_as_nginx() {
     let h = "Host: t.test\r\n";
     let long_line = format!("GET /{} HTTP/1.1\r\n{h}\r\n", big(9000));
     let long_header = format!("GET / HTTP/1.1\r\n{h}X-Big: {}\r\n\r\n", big(64 * 1024));
+    let many_headers = format!(
+        "GET / HTTP/1.1\r\n{h}{}\r\n",
+        (0..5)
+            .map(|i| format!("X-H{i}: {}\r\n", big(7000)))
+            .collect::<String>()
+    );
+    let fits_large = format!(
+        "GET /{} HTTP/1.1\r\n{h}X-A: {}\r\n\r\n",
+        big(3000),
+        big(6000)
+    );
     let cases: Vec<(&str, Vec<u8>, u16, bool)> = vec![
         ("plain GET", format!("GET / HTTP/1.1\r\n{h}\r\n").into(), 200, true),
         ("leading empty line", format!("\r\nGET / HTTP/1.1\r\n{h}\r\n").into(), 200, true),
@@ -159,6 +170,8 @@ fn malformed_and_tricky_requests_as_nginx() {
         ("underscore header ignored", format!("GET / HTTP/1.1\r\n{h}X_Under: 1\r\n\r\n").into(), 200, true),
         ("request line over large_client_header_buffers", long_line.into(), 414, false),
         ("64 KB header", long_header.into(), 400, false),
+        ("five 7 KB headers: over 4 x 8k in all", many_headers.into(), 400, false),
+        ("a 3 KB line and a 6 KB header fit the large buffers", fits_large.into(), 200, true),
         ("body on a return location is discarded", format!("POST /host HTTP/1.1\r\n{h}Content-Length: 5\r\n\r\nhello").into(), 200, true),
         ("raw UTF-8 in the target", b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: t.test\r\n\r\n".to_vec(), 200, true),
         ("raw UTF-8 in the Host", b"GET /host HTTP/1.1\r\nHost: caf\xc3\xa9.test\r\n\r\n".to_vec(), 200, true),
@@ -252,4 +265,87 @@ fn absolute_form_target_sets_host() {
     let text = String::from_utf8_lossy(&all);
     assert!(text.starts_with("HTTP/1.1 200 "), "{text}");
     assert!(text.ends_with("host=abs.test uri=/host"), "{text}");
+}
+
+/// `underscores_in_headers` and `ignore_invalid_headers` decide which header
+/// lines reach the backend.
+#[test]
+fn underscored_and_invalid_header_names_as_nginx() {
+    let backend = Peer::python("echo.py", &[]);
+    let names = |extra: &str| {
+        let proxy = Proxy::start(&fill(
+            "server {
+    listen 127.0.0.1:{PORT};
+    server_name t.test;
+    {EXTRA}
+    location / { proxy_pass http://127.0.0.1:{BACKEND}; }
+}
+",
+            &[("BACKEND", &backend.port), ("EXTRA", &extra)],
+        ));
+        let r = proxy.request(
+            b"GET / HTTP/1.1\r\nHost: t.test\r\nX_Under: 1\r\nX@At: 2\r\nX-Fine: 3\r\nConnection: close\r\n\r\n",
+        );
+        let e = Echo::from_response(&r);
+        e.headers
+            .iter()
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .filter(|k| k.starts_with('x'))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names(""), ["x-fine"]);
+    assert_eq!(names("underscores_in_headers on;"), ["x_under", "x-fine"]);
+}
+
+/// A raw UTF-8 target reaches the backend as sent (`$request_uri` unchanged), and
+/// routes on its decoded form.
+#[test]
+fn a_raw_utf8_target_is_passed_as_sent() {
+    let backend = Peer::python("echo.py", &[]);
+    let proxy = proxy(backend.port);
+    let r = proxy.request(
+        b"GET /caf\xc3\xa9?q=\xc3\xa9 HTTP/1.1\r\nHost: t.test\r\nConnection: close\r\n\r\n",
+    );
+    let e = Echo::from_response(&r);
+    // echo.py reads the target as Latin-1: the two raw bytes of "é" each.
+    assert_eq!(e.path, "/caf\u{c3}\u{a9}?q=\u{c3}\u{a9}");
+}
+
+/// `merge_slashes`: on (the default) `/a//b` is matched as `/a/b`; off, as sent.
+#[test]
+fn merge_slashes_on_and_off() {
+    let conf = |extra: &str| {
+        format!(
+            "server {{
+    listen 127.0.0.1:{{PORT}};
+    server_name m.test;
+    {extra}
+    location = /a//b {{ return 200 \"kept\"; }}
+    location / {{ return 200 \"uri=$uri\"; }}
+}}
+"
+        )
+    };
+    let on = Proxy::start(&conf(""));
+    assert_eq!(on.get("m.test", "/a//b").text(), "uri=/a/b");
+    assert_eq!(on.get("m.test", "//x///y/").text(), "uri=/x/y/");
+    let off = Proxy::start(&conf("merge_slashes off;"));
+    assert_eq!(off.get("m.test", "/a//b").text(), "kept");
+    assert_eq!(off.get("m.test", "/x//y/../z").text(), "uri=/x//z");
+}
+
+/// HTTP/0.9 (`GET /path` without a version): the body alone, then the close;
+/// another method is a 400 (its page alone too).
+#[test]
+fn http_0_9_gets_the_body_alone() {
+    let backend = Peer::python("echo.py", &[]);
+    let proxy = proxy(backend.port);
+    let all = raw_exchange(proxy.port, b"GET /host\r\n");
+    assert_eq!(String::from_utf8_lossy(&all), "host=t.test uri=/host");
+    let all = raw_exchange(proxy.port, b"POST /host\r\n");
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.starts_with("<html>") && text.contains("400 Bad Request"),
+        "{text}"
+    );
 }

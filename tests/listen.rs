@@ -85,3 +85,26 @@ server {
         "no keepalive timer on the accepted socket: {text}"
     );
 }
+
+/// `ipv6only=off` on `[::]:PORT`: one socket takes IPv4 clients too; the default
+/// (`on`) leaves IPv4 to an IPv4 socket of its own.
+#[test]
+fn ipv6only_off_takes_ipv4_clients() {
+    let proxy = Proxy::start(
+        "server {
+    listen 127.0.0.1:{PORT};
+    listen [::]:{PORT2} ipv6only=off;
+    server_name v6.test;
+    location / { return 200 \"dual $server_port\"; }
+}
+",
+    );
+    let port2 = proxy.ports[1];
+    let v4 = http_request(port2, get_request("v6.test", "/").as_bytes());
+    assert_eq!(v4.text(), format!("dual {port2}"));
+    let v6 = http_request_to(
+        std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, port2)),
+        get_request("v6.test", "/").as_bytes(),
+    );
+    assert_eq!(v6.text(), format!("dual {port2}"));
+}

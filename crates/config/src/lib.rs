@@ -121,7 +121,9 @@
 //! A bare file is `[[server]]` tables at the top level. TOML fixes one thing nginx syntax
 //! leaves open: all occurrences of a directive in one block are written together (one array),
 //! so they keep their order relative to each other but not to other directives — which no
-//! nginx directive depends on except `location` (all regex locations are one array, in order).
+//! nginx directive depends on except `location` (all regex locations are one array, in order)
+//! and `allow`/`deny` (one run of `allow` then one of `deny`, or the reverse, as the keys are
+//! written; a rule list that alternates them more often needs nginx syntax).
 //! Keys keep the order they are written in. Every directive and argument has line and column;
 //! a TOML syntax error is reported as `invalid TOML: … in FILE:LINE:COL`.
 //!

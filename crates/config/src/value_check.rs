@@ -21,6 +21,7 @@ const FLAGS: &[&str] = &[
     "server_name_in_redirect",
     "ignore_invalid_headers",
     "underscores_in_headers",
+    "merge_slashes",
     "fastcgi_keep_conn",
     "autoindex",
     "multi_accept",
@@ -30,6 +31,9 @@ const FLAGS: &[&str] = &[
     "ssl_prefer_server_ciphers",
     "rewrite_log",
     "uninitialized_variable_warn",
+    "limit_req_dry_run",
+    "limit_conn_dry_run",
+    "real_ip_recursive",
 ];
 
 /// The upstream directive families (`proxy_*`, `fastcgi_*`, …).

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// Facts about the client connection, shared by its requests.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// Client address.
     pub remote: SocketAddr,
@@ -19,6 +19,8 @@ pub struct ConnInfo {
     pub scheme: &'static str,
     /// Connection serial number (`$connection`).
     pub id: u64,
+    /// What the PROXY protocol header said (`listen … proxy_protocol`).
+    pub proxy_protocol: Option<Arc<crate::proxy_protocol::ProxyProtocol>>,
 }
 
 /// One try of an upstream server.
@@ -254,6 +256,15 @@ pub struct RequestCtx {
     pub request_id: std::sync::OnceLock<u128>,
     /// `$request_body`: the body when a `*_pass` read it into memory.
     pub request_body: Option<Bytes>,
+    /// `$limit_req_status` (nginx's `r->main->limit_req_status`: set once per request).
+    pub limit_req_status: Option<&'static str>,
+    /// `$limit_conn_status` (set once per request).
+    pub limit_conn_status: Option<&'static str>,
+    /// The connection's own client address once realip replaced `conn.remote`
+    /// (`$realip_remote_addr`, `$realip_remote_port`).
+    pub realip_remote: Option<SocketAddr>,
+    /// Held until the response has been sent (limit_conn counts).
+    pub held: Vec<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl RequestCtx {
@@ -294,6 +305,10 @@ impl RequestCtx {
             map_cache: Vec::new(),
             request_id: std::sync::OnceLock::new(),
             request_body: None,
+            limit_req_status: None,
+            limit_conn_status: None,
+            realip_remote: None,
+            held: Vec::new(),
         }
     }
 
@@ -357,7 +372,22 @@ impl RequestCtx {
     pub fn var_into(&self, v: &Var, out: &mut BytesMut) {
         match v {
             Var::RemoteAddr => put_display(out, self.conn.remote.ip()),
-            Var::RemotePort => put_display(out, self.conn.remote.port()),
+            Var::BinaryRemoteAddr => match self.conn.remote.ip() {
+                std::net::IpAddr::V4(a) => out.put_slice(&a.octets()),
+                std::net::IpAddr::V6(a) => out.put_slice(&a.octets()),
+            },
+            Var::RemotePort => {
+                // realip from an address without a port: empty, as nginx
+                if self.conn.remote.port() != 0 {
+                    put_display(out, self.conn.remote.port())
+                }
+            }
+            Var::RealipRemoteAddr => {
+                put_display(out, self.realip_remote.unwrap_or(self.conn.remote).ip())
+            }
+            Var::RealipRemotePort => {
+                put_display(out, self.realip_remote.unwrap_or(self.conn.remote).port())
+            }
             Var::ServerAddr => put_display(out, self.conn.local.ip()),
             Var::ServerPort => put_display(out, self.conn.local.port()),
             Var::ServerName => out.put_slice(self.server_name.as_bytes()),
@@ -453,12 +483,12 @@ impl RequestCtx {
             Var::Pid => put_display(out, std::process::id()),
             Var::Connection => put_display(out, self.conn.id),
             Var::ConnectionRequests => put_display(out, self.conn_requests),
-            Var::RemoteUser => {}
+            Var::RemoteUser => {
+                if let Some(c) = crate::basic_auth::credentials(&self.headers) {
+                    out.put_slice(c.user());
+                }
+            }
             Var::NginxVersion => out.put_slice(env!("CARGO_PKG_VERSION").as_bytes()),
-            Var::BinaryRemoteAddr => match self.conn.remote.ip() {
-                std::net::IpAddr::V4(a) => out.put_slice(&a.octets()),
-                std::net::IpAddr::V6(a) => out.put_slice(&a.octets()),
-            },
             Var::RequestId => {
                 let id = self.request_id.get_or_init(|| fastrand::u128(..));
                 put_display(out, format_args!("{id:032x}"))
@@ -470,6 +500,33 @@ impl RequestCtx {
                     out.put_slice(b)
                 }
             }
+            Var::ProxyProtocolTlv(name) => {
+                if let Some(v) = self.conn.proxy_protocol.as_ref().and_then(|p| p.tlv(name)) {
+                    out.put_slice(&v);
+                }
+            }
+            Var::ProxyProtocolAddr => {
+                if let Some(p) = &self.conn.proxy_protocol {
+                    out.put_slice(p.src_addr.as_bytes());
+                }
+            }
+            Var::ProxyProtocolPort => {
+                if let Some(p) = &self.conn.proxy_protocol {
+                    put_display(out, p.src_port);
+                }
+            }
+            Var::ProxyProtocolServerAddr => {
+                if let Some(p) = &self.conn.proxy_protocol {
+                    out.put_slice(p.dst_addr.as_bytes());
+                }
+            }
+            Var::ProxyProtocolServerPort => {
+                if let Some(p) = &self.conn.proxy_protocol {
+                    put_display(out, p.dst_port);
+                }
+            }
+            Var::LimitReqStatus => out.put_slice(self.limit_req_status.unwrap_or("").as_bytes()),
+            Var::LimitConnStatus => out.put_slice(self.limit_conn_status.unwrap_or("").as_bytes()),
             Var::Http(name) => Self::header_into(&self.headers, name, out),
             Var::SentHttp(name) => Self::header_into(&self.sent_headers, name, out),
             Var::UpstreamHttp(name) => Self::header_into(&self.upstream.headers, name, out),
@@ -553,6 +610,7 @@ mod tests {
             local: "127.0.0.1:8080".parse().unwrap(),
             scheme: "http",
             id: 3,
+            proxy_protocol: None,
         });
         let mut c = RequestCtx::new(conn, Method::GET, Version::HTTP_11, "/a?x=1&Y=2".into());
         c.uri = "/a".into();
@@ -570,6 +628,21 @@ mod tests {
         let c = cx();
         let eval = |s: &str| Template::compile(s, &t).unwrap().eval_string(&c);
         assert_eq!(eval("$remote_addr:$remote_port"), "10.0.0.7:5555");
+        let bin = Template::compile("$binary_remote_addr", &t)
+            .unwrap()
+            .eval(&c);
+        assert_eq!(&bin[..], &[10, 0, 0, 7]);
+        // a log line escapes what could break it, as nginx's default escaping
+        let mut c2 = cx();
+        c2.headers.insert(
+            "x-v",
+            http::HeaderValue::from_bytes(b"a\"b\\c\xff").unwrap(),
+        );
+        let mut out = BytesMut::new();
+        Template::compile("[$binary_remote_addr] \"$http_x_v\" $http_none", &t)
+            .unwrap()
+            .eval_log_into(&c2, &mut out);
+        assert_eq!(&out[..], &br#"[\x0A\x00\x00\x07] "a\x22b\x5Cc\xFF" -"#[..]);
         assert_eq!(eval("$proxy_add_x_forwarded_for"), "1.2.3.4, 10.0.0.7");
         assert_eq!(eval("$uri$is_args$args"), "/a?x=1&Y=2");
         assert_eq!(eval("$arg_y/$arg_x/$arg_z"), "2/1/");

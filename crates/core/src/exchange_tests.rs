@@ -194,6 +194,7 @@ fn cx(method: Method) -> RequestCtx {
         local: a,
         scheme: "http",
         id: 1,
+        proxy_protocol: None,
     });
     RequestCtx::new(conn, method, Version::HTTP_11, "/".into())
 }

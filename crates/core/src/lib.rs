@@ -39,10 +39,13 @@
 //! - `time`: log time formats and the `Date` header.
 //! - `stats`: live counters (connections, requests, durations) for `stub_status`
 //!   and `metrics`.
+//! - `proxy_protocol`: the PROXY protocol header (v1 text, v2 binary), a pure parser.
+//! - `basic_auth`: `Authorization: Basic` credentials (`$remote_user`, auth_basic).
 #![forbid(unsafe_code)]
 
 pub mod backend;
 pub mod balance;
+pub mod basic_auth;
 pub mod body;
 pub mod cgi;
 pub mod cgi_head;
@@ -58,6 +61,7 @@ pub mod health;
 pub mod map;
 pub mod mime;
 pub mod pass;
+pub mod proxy_protocol;
 pub mod range;
 pub mod regex;
 pub mod relay;

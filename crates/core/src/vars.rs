@@ -14,6 +14,9 @@ use std::sync::Arc;
 pub enum Var {
     /// `$remote_addr`
     RemoteAddr,
+    /// `$binary_remote_addr`: the client address in binary, 4 bytes for IPv4, 16 for
+    /// IPv6 (the usual `limit_req_zone`/`limit_conn_zone` key).
+    BinaryRemoteAddr,
     /// `$remote_port`
     RemotePort,
     /// `$server_addr`
@@ -88,12 +91,27 @@ pub enum Var {
     Connection,
     /// `$connection_requests`
     ConnectionRequests,
-    /// `$remote_user` (always empty: no auth module yet)
+    /// `$remote_user`: the user name of `Authorization: Basic` (as nginx, with or without
+    /// `auth_basic`)
     RemoteUser,
+    /// `$proxy_protocol_addr`: the client address the PROXY protocol header gave.
+    ProxyProtocolAddr,
+    /// `$proxy_protocol_port`.
+    ProxyProtocolPort,
+    /// `$proxy_protocol_server_addr`.
+    ProxyProtocolServerAddr,
+    /// `$proxy_protocol_server_port`.
+    ProxyProtocolServerPort,
+    /// `$realip_remote_addr`: the connection's own client address.
+    RealipRemoteAddr,
+    /// `$realip_remote_port`.
+    RealipRemotePort,
+    /// `$limit_req_status`: PASSED, DELAYED, REJECTED, DELAYED_DRY_RUN, REJECTED_DRY_RUN.
+    LimitReqStatus,
+    /// `$limit_conn_status`: PASSED, REJECTED, REJECTED_DRY_RUN.
+    LimitConnStatus,
     /// `$nginx_version` (Junction's version, so shipped params files work unchanged)
     NginxVersion,
-    /// `$binary_remote_addr`: the client address as 4 or 16 raw bytes.
-    BinaryRemoteAddr,
     /// `$request_id`: 32 hex digits, random per request.
     RequestId,
     /// `$pipe`: `p` if the request was pipelined, else `.`.
@@ -108,6 +126,8 @@ pub enum Var {
     UpstreamHttp(HeaderName),
     /// `$cookie_NAME`
     Cookie(Arc<str>),
+    /// `$proxy_protocol_tlv_NAME`: a TLV of the PROXY protocol v2 header.
+    ProxyProtocolTlv(Arc<str>),
     /// `$arg_NAME`
     Arg(Arc<str>),
     /// `$1` … `$9` (and `$0`): positional regex captures.
@@ -262,6 +282,14 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "connection" => Var::Connection,
         "connection_requests" => Var::ConnectionRequests,
         "remote_user" => Var::RemoteUser,
+        "proxy_protocol_addr" => Var::ProxyProtocolAddr,
+        "proxy_protocol_port" => Var::ProxyProtocolPort,
+        "proxy_protocol_server_addr" => Var::ProxyProtocolServerAddr,
+        "proxy_protocol_server_port" => Var::ProxyProtocolServerPort,
+        "realip_remote_addr" => Var::RealipRemoteAddr,
+        "realip_remote_port" => Var::RealipRemotePort,
+        "limit_req_status" => Var::LimitReqStatus,
+        "limit_conn_status" => Var::LimitConnStatus,
         "nginx_version" | "junction_version" => Var::NginxVersion,
         "fastcgi_script_name" => Var::FastcgiScriptName,
         "fastcgi_path_info" => Var::FastcgiPathInfo,
@@ -275,6 +303,9 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             if let Some(h) = lower.strip_prefix("upstream_http_") {
                 table.used.upstream_headers.store(true, Ordering::Relaxed);
                 return header_name(h).map(Var::UpstreamHttp);
+            }
+            if let Some(t) = lower.strip_prefix("proxy_protocol_tlv_") {
+                return Some(Var::ProxyProtocolTlv(t.into()));
             }
             if let Some(c) = name.strip_prefix("cookie_") {
                 return Some(Var::Cookie(c.into()));
@@ -470,9 +501,13 @@ impl Template {
         }
     }
 
-    /// Evaluates for a log line: a variable without a value is written as `-`, as nginx
-    /// does (an empty value that nginx counts as found stays empty).
+    /// Evaluates for a log line: a variable without a value is written as `-` (an
+    /// empty value that nginx counts as found stays empty), and `"`, `\`, control bytes
+    /// and bytes from 0x7f as `\xHH`, as nginx's default log escaping
+    /// (`ngx_http_log_escape`) does, so a value cannot break the line.
     pub fn eval_log_into(&self, cx: &RequestCtx, out: &mut BytesMut) {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let needs = |b: u8| b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b);
         for p in &self.pieces {
             match p {
                 Piece::Lit(b) => out.put_slice(b),
@@ -481,6 +516,21 @@ impl Template {
                     cx.var_into(v, out);
                     if out.len() == before && !v.found_when_empty() {
                         out.put_u8(b'-');
+                    } else if out
+                        .get(before..)
+                        .is_some_and(|s| s.iter().any(|&b| needs(b)))
+                    {
+                        let value = out.split_off(before);
+                        for &b in value.iter() {
+                            if needs(b) {
+                                out.put_slice(b"\\x");
+                                let hex = |n: u8| HEX.get(usize::from(n)).copied().unwrap_or(b'0');
+                                out.put_u8(hex(b >> 4));
+                                out.put_u8(hex(b & 0x0f));
+                            } else {
+                                out.put_u8(b);
+                            }
+                        }
                     }
                 }
             }

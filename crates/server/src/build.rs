@@ -92,6 +92,12 @@ pub struct LocConf {
     /// `fastcgi_split_path_info` / `fastcgi_index` here, for `$fastcgi_script_name`
     /// and `$fastcgi_path_info` read in any phase.
     pub script_split: Option<Arc<junction_core::cgi::ScriptSplit>>,
+    /// The access phase: `allow`/`deny`, `auth_basic`, `satisfy`, `limit_except`.
+    pub access: crate::access::Access,
+    /// The preaccess phase (`limit_req`, `limit_conn`) and `limit_rate`.
+    pub limits: crate::limits::Limits,
+    /// `set_real_ip_from`, `real_ip_header`, `real_ip_recursive`.
+    pub realip: crate::realip::RealIp,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -140,6 +146,8 @@ pub struct Listen {
     pub unix: Option<PathBuf>,
     /// The socket parameters (`backlog=`, `so_keepalive=`, `ipv6only=`, `bind` …).
     pub opts: crate::listen::ListenOpts,
+    /// `proxy_protocol`: connections start with a PROXY protocol header.
+    pub proxy_protocol: bool,
 }
 
 /// Main-context settings.
@@ -153,6 +161,8 @@ pub struct MainConf {
     pub error_log: Option<(String, String)>,
     /// `worker_connections` (per worker).
     pub worker_connections: usize,
+    /// `worker_rlimit_nofile` (RLIMIT_NOFILE set at start).
+    pub worker_rlimit_nofile: Option<u64>,
 }
 
 /// Everything the server runs.
@@ -178,7 +188,6 @@ pub struct Runtime {
 /// (listed in docs/directives.md); each use logs a warning at load.
 const NO_EFFECT: &[&str] = &[
     "user",
-    "worker_rlimit_nofile",
     "load_module",
     "env",
     "master_process",
@@ -219,10 +228,6 @@ const NO_EFFECT: &[&str] = &[
 /// absence would change behaviour (access control, rewriting, headers): an error
 /// at load with `FILE:LINE`, never silently ignored.
 const UNSUPPORTED: &[&str] = &[
-    "allow",
-    "deny",
-    "satisfy",
-    "limit_except",
     "expires",
     "proxy_set_body",
     "proxy_method",
@@ -396,6 +401,11 @@ fn build_collecting(
                 };
             }
             "pid" => main.pid = d.args.first().map(|a| prefix.join(&a.value)),
+            "worker_rlimit_nofile" => {
+                if let Some(a) = d.args.first() {
+                    main.worker_rlimit_nofile = Some(a.value.parse().map_err(|_| invalid(d, a))?);
+                }
+            }
             "events" => {
                 for e in d.block.iter().flatten() {
                     if let ("worker_connections", Some(a)) = (e.name.as_str(), e.args.first()) {
@@ -420,6 +430,7 @@ fn build_collecting(
     let mut warnings = Vec::new();
     walk_no_effect(tree, &mut warnings);
     walk_no_effect(globals, &mut warnings);
+    crate::access::low_bits_warnings(tree, &mut warnings);
 
     let mut bx = BuildCx::default();
     bx.prefix = prefix.to_path_buf();
@@ -457,6 +468,8 @@ fn build_collecting(
             backends,
             types: Arc::new(junction_config::model::mime_types(&hscope)),
             formats: log_formats(http, &bx)?,
+            conf_dir: conf_dir(tree, prefix),
+            zones: crate::limits::Zones::build(http, &bx)?,
         };
         for d in http.iter().filter(|d| d.name == "server") {
             let block = d.block.as_deref().unwrap_or(&[]);
@@ -487,6 +500,14 @@ fn build_collecting(
                     .find(|x| x.addr == addr && x.unix == unix)
                 {
                     last.opts.merge(&opts);
+                }
+                if l.args.iter().skip(1).any(|a| a.value == "proxy_protocol") {
+                    if let Some(x) = listens
+                        .iter_mut()
+                        .find(|x| x.addr == addr && x.unix == unix)
+                    {
+                        x.proxy_protocol = true;
+                    }
                 }
             }
             if !any {
@@ -546,6 +567,7 @@ fn add_listen(
             default: 0,
             unix,
             opts: Default::default(),
+            proxy_protocol: false,
         }),
     }
     Ok(())
@@ -605,7 +627,7 @@ fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
                     "TLS listeners (\"ssl\") are not supported yet",
                 ))
             }
-            "http2" => {}
+            "http2" | "proxy_protocol" => {}
             // Socket parameters: `crate::listen::parse_params`.
             _ => {}
         }
@@ -656,6 +678,18 @@ struct HttpLevel<'a> {
     types: Arc<HashMap<String, Bytes>>,
     /// `log_format`s of the level (and `combined`).
     formats: HashMap<String, Arc<Template>>,
+    /// nginx's conf prefix (relative `auth_basic_user_file` paths).
+    conf_dir: PathBuf,
+    /// `limit_req_zone`s and `limit_conn_zone`s of the level.
+    zones: crate::limits::Zones,
+}
+
+/// nginx's conf prefix: the directory of the main configuration file (the file of
+/// the tree's first directive), else the `-p` prefix.
+fn conf_dir(tree: &[Directive], prefix: &Path) -> PathBuf {
+    tree.first()
+        .and_then(|d| d.span.file.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| prefix.to_path_buf())
 }
 
 fn build_server(
@@ -1133,5 +1167,8 @@ fn build_conf(
         named_captures: Vec::new(),
         vars_used: bx.vars.used(),
         script_split: junction_config::model::script_split(scope)?,
+        access: crate::access::Access::build(scope, bx, &http.conf_dir)?,
+        limits: crate::limits::Limits::build(scope, &http.zones, bx)?,
+        realip: crate::realip::RealIp::build(scope)?,
     })
 }

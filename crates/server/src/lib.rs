@@ -19,6 +19,13 @@
 //! - `rewrite`: ngx_http_rewrite_module (`set`, `rewrite`, `return`, `break`,
 //!   `if`): compiled scripts per server/location, run in nginx's phase order.
 //! - `static_files`: the default content handler.
+//! - `access`, `auth_basic`: the access phase (`allow`/`deny`, `auth_basic`, `satisfy`,
+//!   `limit_except`).
+//! - `limits`, `limit_req`, `limit_conn`: the preaccess phase (`limit_req`, `limit_conn`)
+//!   and `limit_rate` on the response body.
+//! - `proxy_protocol`: reads the PROXY protocol header of a `listen … proxy_protocol`
+//!   connection (one call, before HTTP).
+//! - `realip`: the client address from `X-Forwarded-For`/`X-Real-IP` (`set_real_ip_from`).
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
 //! - `error_log`: the error log's `tracing` layer and the one span per request whose
 //!   fields end every line as nginx's do (`client: …, server: …, request: …`).
@@ -26,12 +33,19 @@
 //!   `junction_core::stats`).
 #![forbid(unsafe_code)]
 
+mod access;
+mod auth_basic;
 pub mod build;
 pub mod error_log;
 pub mod http1;
+mod limit_conn;
+mod limit_req;
+mod limits;
 pub mod listen;
 pub mod log;
 mod map;
+mod proxy_protocol;
+mod realip;
 pub mod rewrite;
 pub mod route;
 pub mod serve;

@@ -92,7 +92,7 @@ pub(crate) fn parse_params(d: &Directive) -> Result<(Option<PathBuf>, ListenOpts
         let v = p.value.as_str();
         let bad = || invalid(d, p);
         match v {
-            "default_server" | "default" | "http2" | "ssl" | "quic" => {}
+            "default_server" | "default" | "http2" | "ssl" | "quic" | "proxy_protocol" => {}
             "bind" => o.bind = true,
             "reuseport" => o.reuseport = true,
             "deferred" => o.deferred = true,
@@ -267,6 +267,7 @@ pub async fn serve(
         free: Semaphore::new(cap),
         cap,
         drain: Arc::new(tokio::sync::Notify::new()),
+        cache: Arc::default(),
     });
     for l in listeners {
         let config = config.clone();
@@ -338,6 +339,7 @@ async fn accept_loop(
             stop: stop.clone(),
             unix: None,
             drain: slots.drain.clone(),
+            cache: slots.cache.clone(),
         };
         tracker.spawn(async move {
             start(stream, remote, local, id, src).await;
@@ -351,6 +353,7 @@ async fn accept_loop(
 pub(crate) struct Slots {
     free: Semaphore,
     cap: usize,
+    cache: Arc<std::sync::Mutex<conn::CurrentCache>>,
     drain: Arc<tokio::sync::Notify>,
 }
 
@@ -368,15 +371,19 @@ impl Drop for Slot {
 /// make room (`worker_connections are not enough, reusing connections`), and
 /// accepting waits until some connection closes.
 async fn slot(slots: &Arc<Slots>, stop: &mut watch::Receiver<Stop>) -> Option<Slot> {
+    let mut logged = false;
     loop {
         if let Ok(p) = slots.free.try_acquire() {
             p.forget();
             return Some(Slot(slots.clone()));
         }
-        tracing::warn!(
-            "{} worker_connections are not enough, reusing connections",
-            slots.cap
-        );
+        if !logged {
+            logged = true;
+            tracing::warn!(
+                "{} worker_connections are not enough, reusing connections",
+                slots.cap
+            );
+        }
         slots.drain.notify_one();
         tokio::select! {
             p = slots.free.acquire() => {
@@ -425,12 +432,14 @@ async fn accept_unix(
             stop: stop.clone(),
             unix: Some(path.clone()),
             drain: slots.drain.clone(),
+            cache: slots.cache.clone(),
         };
         let info = Arc::new(ConnInfo {
             remote: none,
             local: none,
             scheme: "http",
             id,
+            proxy_protocol: None,
         });
         tracker.spawn(async move {
             conn::serve(stream, info, src).await;
@@ -441,17 +450,50 @@ async fn accept_unix(
 
 /// One accepted TCP connection: the pre-HTTP hook's place, then HTTP/1.
 async fn start(
-    stream: tokio::net::TcpStream,
+    mut stream: tokio::net::TcpStream,
     remote: SocketAddr,
     local: SocketAddr,
     id: u64,
     src: Source,
 ) {
+    // `listen … proxy_protocol`: the header comes before HTTP, within the default
+    // server's client_header_timeout.
+    let wants = {
+        let rt = src.config.borrow();
+        listen_for(&rt, local)
+            .filter(|l| l.proxy_protocol)
+            .map(|l| {
+                l.servers
+                    .get(l.default)
+                    .and_then(|i| rt.servers.get(*i))
+                    .map_or(Duration::from_secs(60), |s| s.client_header_timeout)
+            })
+    };
+    let proxy_protocol = match wants {
+        None => None,
+        // Boxed: its buffers live only while the header is read, not in every
+        // connection's task.
+        Some(timeout) => match Box::pin(crate::proxy_protocol::read(&mut stream, timeout)).await {
+            Ok(p) => p.map(Arc::new),
+            Err(crate::proxy_protocol::Failure::Invalid(msg)) => {
+                tracing::error!(
+                    "*{id} {msg} while reading PROXY protocol, client: {}, server: {local}",
+                    remote.ip()
+                );
+                return;
+            }
+            Err(crate::proxy_protocol::Failure::Gone(msg)) => {
+                tracing::info!("*{id} {msg}, client: {}, server: {local}", remote.ip());
+                return;
+            }
+        },
+    };
     let info = Arc::new(ConnInfo {
         remote,
         local,
         scheme: "http",
         id,
+        proxy_protocol,
     });
     conn::serve(stream, info, src).await;
 }

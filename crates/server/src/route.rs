@@ -215,6 +215,12 @@ pub struct BadUri;
 /// Normalizes a request path as nginx does: percent-decoding, merging slashes,
 /// resolving `.` and `..` (above the root is an error), rejecting NUL.
 pub fn normalize(path: &str) -> Result<String, BadUri> {
+    normalize_with(path, true)
+}
+
+/// [`normalize`], with `merge_slashes off` when `merge` is false (empty segments
+/// inside the path are kept).
+pub fn normalize_with(path: &str, merge: bool) -> Result<String, BadUri> {
     if !path.starts_with('/') {
         return Err(BadUri);
     }
@@ -246,8 +252,10 @@ pub fn normalize(path: &str) -> Result<String, BadUri> {
     }
     let mut out: Vec<&[u8]> = Vec::new();
     let trailing = dec.ends_with(b"/") || dec.ends_with(b"/.") || dec.ends_with(b"/..");
-    for seg in dec.split(|c| *c == b'/') {
+    let segs = dec.split(|c| *c == b'/').count();
+    for (i, seg) in dec.split(|c| *c == b'/').enumerate() {
         match seg {
+            b"" if !merge && i > 0 && i + 1 < segs => out.push(seg),
             b"" | b"." => {}
             b".." => {
                 if out.pop().is_none() {

@@ -1,4 +1,5 @@
-//! The request's way through (after `listen` and `http1::conn`): server selection → location → rewrite phase (`set`, `return`, `try_files`) →
+//! The request's way through (after `listen` and `http1::conn`): server
+//! selection → location → rewrite phase (`set`, `return`, `try_files`) →
 //! content (a backend or static files) → `error_page` → output headers
 //! (`Server`, `Date`, `add_header`) → access log when the body ends.
 
@@ -178,12 +179,18 @@ pub(crate) async fn handle(
     req: http::Request<ReqBody>,
     n: u64,
     upgrade: Option<junction_core::client::OnUpgrade>,
+    chosen: &std::sync::OnceLock<Arc<crate::http1::ConnConf>>,
 ) -> http::Response<Body> {
     let rt = &shared.rt;
     let (parts, incoming) = req.into_parts();
-    let request_uri = match parts.uri.path_and_query() {
-        Some(pq) => pq.as_str().to_string(),
-        None => parts.uri.to_string(),
+    let request_uri = match (
+        parts.extensions.get::<crate::http1::RawTarget>(),
+        parts.uri.path_and_query(),
+    ) {
+        // A target with raw bytes `http::Uri` refuses: `$request_uri` is what was sent.
+        (Some(raw), _) => String::from_utf8_lossy(&raw.0).into_owned(),
+        (None, Some(pq)) => pq.as_str().to_string(),
+        (None, None) => parts.uri.to_string(),
     };
     let mut cx = RequestCtx::new(conn, parts.method, parts.version, request_uri);
     cx.in_flight = Some(junction_core::stats::InFlight::start());
@@ -228,6 +235,7 @@ pub(crate) async fn handle(
     if let Some(h) = host.as_deref() {
         crate::rewrite::server_name_captures(&mut cx, &srv.names, h);
     }
+    let _ = chosen.set(srv.conn.clone());
     let tokens = srv.base.data.server_tokens;
     let bad = |cx: &RequestCtx, msg: &str, status: StatusCode| {
         tracing::info!(
@@ -312,7 +320,7 @@ pub(crate) async fn handle(
             &srv.base.data,
         );
     }
-    match route::normalize(parts.uri.path()) {
+    match route::normalize_with(parts.uri.path(), srv.conn.merge_slashes) {
         Ok(u) => cx.uri = u,
         Err(_) => {
             return finish(
@@ -331,6 +339,8 @@ pub(crate) async fn handle(
     // `$request_length`: the head, and the body as announced (a chunked body counts
     // only its head here).
     cx.request_length += length.unwrap_or(0);
+    // nginx's post-read phase: realip with the server's settings.
+    srv.base.data.realip.apply(&mut cx);
     let span = crate::error_log::request_span(&cx);
     tracing::Instrument::instrument(process(&srv, cx, incoming, length), span).await
 }
@@ -369,6 +379,9 @@ enum Step {
 struct ErrorState {
     used: bool,
     status: Option<u16>,
+    /// auth_basic's `WWW-Authenticate`, kept through `error_page` (nginx's
+    /// `headers_out` survive the internal redirect).
+    auth: Option<HeaderValue>,
 }
 
 /// The request's way through the locations: server-level `set`, location match,
@@ -560,6 +573,11 @@ async fn process(
                 if let Some(s) = err.status.and_then(|s| StatusCode::from_u16(s).ok()) {
                     *resp.status_mut() = s;
                 }
+                if let Some(v) = err.auth.take() {
+                    resp.headers_mut()
+                        .entry(http::header::WWW_AUTHENTICATE)
+                        .or_insert(v);
+                }
                 return finish(resp, cx, c);
             }
             other => next = other,
@@ -656,6 +674,9 @@ fn special_response(
 ) -> Step {
     let status = resp.status().as_u16();
     err.status = Some(status);
+    if let Some(v) = resp.headers().get(http::header::WWW_AUTHENTICATE) {
+        err.auth = Some(v.clone());
+    }
     if !err.used && !c.error_pages.is_empty() && cx.redirects <= MAX_URI_CHANGES {
         // nginx marks the request as soon as the location has error pages at all.
         if !c.recursive_error_pages {
@@ -782,6 +803,15 @@ async fn content(
     loc: &Loc<LocConf>,
     body: &mut Option<ReqBody>,
 ) -> Outcome {
+    // nginx's preaccess and access phases: after the rewrite phase, before try_files
+    // and content.
+    c.realip.apply(cx);
+    if let Some(r) = c.limits.preaccess(cx, c.server_tokens).await {
+        return Outcome::Response(r, true);
+    }
+    if let Some(r) = c.access.check(cx, c.server_tokens).await {
+        return Outcome::Response(r, true);
+    }
     if let Some((last, tries)) = c.try_files.split_last() {
         if !try_files(cx, c, loc, tries).await {
             let last = last.eval_string(cx);
@@ -924,7 +954,8 @@ pub(crate) fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return
 }
 
 /// Output headers, then the access log once the body ends.
-fn finish(mut resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> http::Response<Body> {
+fn finish(resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> http::Response<Body> {
+    let mut resp = c.limits.output(resp, &mut cx);
     let status = resp.status().as_u16();
     let h = resp.headers_mut();
     h.insert(http::header::SERVER, server_header(c.server_tokens));

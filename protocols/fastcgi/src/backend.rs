@@ -215,6 +215,7 @@ mod tests {
             local: "127.0.0.1:80".parse().unwrap(),
             scheme: "http",
             id: 1,
+            proxy_protocol: None,
         });
         let mut c = RequestCtx::new(conn, http::Method::GET, http::Version::HTTP_11, uri.into());
         c.uri = uri.into();

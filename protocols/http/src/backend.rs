@@ -497,8 +497,8 @@ impl HttpProxy {
         let up = exchange(conf, cx, head, body, &mk).await?;
         if let Some(upgraded) = up.upgraded {
             // 101 Switching Protocols (WebSocket): answer the client with the
-            // upstream's head, then tunnel bytes both ways once hyper hands over the
-            // client connection.
+            // upstream's head, then tunnel bytes both ways once the client connection
+            // is handed over.
             let Some(client) = cx.upgrade.take() else {
                 return Err(Error::new(
                     junction_core::ErrorKind::InvalidResponse,
@@ -506,7 +506,13 @@ impl HttpProxy {
                 ));
             };
             let idle = fam.upstream.timeouts.read;
-            tokio::spawn(crate::tunnel::run(client, upgraded, idle));
+            // limit_conn counts stay taken for the tunnel's life (nginx ends the
+            // request, and gives them back, when the upgraded connection closes).
+            let held = std::mem::take(&mut cx.held);
+            tokio::spawn(async move {
+                crate::tunnel::run(client, upgraded, idle).await;
+                drop(held);
+            });
             let mut resp = http::Response::new(junction_core::body::empty());
             *resp.status_mut() = up.head.status;
             for (k, v) in up.head.headers.iter() {

@@ -65,40 +65,68 @@ pub(crate) struct Source {
     /// The worker asks idle keep-alive connections to close when it runs out of
     /// `worker_connections` (nginx's reusable connections), longest idle first.
     pub(crate) drain: Arc<tokio::sync::Notify>,
+    /// The worker's shared per-listen configuration.
+    pub(crate) cache: Arc<std::sync::Mutex<CurrentCache>>,
 }
 
 /// The configuration one request runs under.
-struct Current {
+pub(crate) struct Current {
     shared: Arc<Shared>,
     listen: Arc<crate::build::Listen>,
     conf: Arc<ConnConf>,
 }
 
-fn current(src: &mut Source, info: &ConnInfo, prev: Option<Current>) -> Option<Current> {
+/// A worker's [`Current`] per listen entry, for the runtime it was made from:
+/// connections share them (nothing allocated per connection for its config).
+#[derive(Default)]
+pub(crate) struct CurrentCache {
+    rt: Option<Arc<crate::Runtime>>,
+    by_listen: Vec<Option<Arc<Current>>>,
+}
+
+fn current(src: &mut Source, info: &ConnInfo, prev: Option<Arc<Current>>) -> Option<Arc<Current>> {
     if let Some(p) = prev {
         if !src.config.has_changed().unwrap_or(false) {
             return Some(p);
         }
     }
     let rt = src.config.borrow_and_update().clone();
-    let listen = match &src.unix {
+    let idx = match &src.unix {
         Some(p) => rt
             .listens
             .iter()
-            .find(|l| l.unix.as_deref() == Some(&**p))?
-            .clone(),
-        None => crate::listen::listen_for(&rt, info.local)?.clone(),
+            .position(|l| l.unix.as_deref() == Some(&**p))?,
+        None => {
+            let l = crate::listen::listen_for(&rt, info.local)?;
+            rt.listens.iter().position(|x| std::ptr::eq(x, l))?
+        }
     };
+    let mut cache = src.cache.lock().unwrap_or_else(|e| e.into_inner());
+    if !cache.rt.as_ref().is_some_and(|r| Arc::ptr_eq(r, &rt)) {
+        cache.rt = Some(rt.clone());
+        cache.by_listen.clear();
+    }
+    if let Some(Some(c)) = cache.by_listen.get(idx) {
+        return Some(c.clone());
+    }
+    let listen = rt.listens.get(idx)?.clone();
     let conf = listen
         .servers
         .get(listen.default)
         .and_then(|i| rt.servers.get(*i))
         .map(|s| s.conn.clone())?;
-    Some(Current {
+    let c = Arc::new(Current {
         shared: Arc::new(Shared { rt }),
         listen: Arc::new(listen),
         conf,
-    })
+    });
+    if cache.by_listen.len() <= idx {
+        cache.by_listen.resize(idx + 1, None);
+    }
+    if let Some(slot) = cache.by_listen.get_mut(idx) {
+        *slot = Some(c.clone());
+    }
+    Some(c)
 }
 
 fn stopping(src: &Source) -> bool {
@@ -107,10 +135,10 @@ fn stopping(src: &Source) -> bool {
 
 /// What follows a request.
 enum Next {
-    /// Wait for the next request.
-    KeepAlive,
-    /// Close, lingering or not.
-    Close { linger: bool },
+    /// Wait for the next request, this long (`keepalive_timeout`).
+    KeepAlive(Duration),
+    /// Close, lingering or not (under these settings).
+    Close { linger: bool, conf: Arc<ConnConf> },
     /// Drop the connection as it is.
     Drop,
     /// Hand the raw connection over (after a `101`).
@@ -123,9 +151,10 @@ enum Next {
 pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: Source) {
     let _open = junction_core::stats::OpenConnection::open();
     let born = Instant::now();
-    let mut cur: Option<Current> = current(&mut src, &info, None);
+    let mut cur: Option<Arc<Current>> = current(&mut src, &info, None);
     let mut buf = BytesMut::new();
     let mut served = 0u64;
+    let mut idle = Duration::ZERO;
     loop {
         let Some(c) = cur.as_ref() else {
             return;
@@ -136,10 +165,11 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
             let wait = if served == 0 {
                 c.conf.header_timeout
             } else {
-                c.conf.keepalive_timeout
+                idle
             };
             let mut stop = src.stop.clone();
             tokio::select! {
+                biased;
                 r = tokio::time::timeout(wait, readable(&io)) => match r {
                     Ok(Ok(())) => {}
                     _ => return,
@@ -160,14 +190,17 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
         served += 1;
         let next = Box::pin(exchange(&mut io, &mut buf, &info, c, served, born, &src)).await;
         match next {
-            Next::KeepAlive => continue,
+            Next::KeepAlive(t) => {
+                idle = t;
+                continue;
+            }
             Next::Drop => return,
-            Next::Close { linger } => {
+            Next::Close { linger, conf } => {
                 if !linger {
                     // nginx counts the connection closed before its close(2).
                     drop(_open);
                 }
-                close(io, linger, &c.conf).await;
+                close(io, linger, &conf).await;
                 return;
             }
             Next::Upgrade(tx) => {
@@ -229,13 +262,6 @@ async fn exchange<S: Socket>(
         }
     };
     drop(reading);
-    let mut keep_alive = head.keep_alive
-        && !conf.keepalive_timeout.is_zero()
-        && served < conf.keepalive_requests.max(1)
-        && born.elapsed() < conf.keepalive_time;
-    if served >= conf.keepalive_requests.max(1) {
-        keep_alive = false;
-    }
     let req_info = ReqInfo::new(&head.parts.method, head.parts.version);
     let mut parts = head.parts;
     parts
@@ -261,13 +287,25 @@ async fn exchange<S: Socket>(
     let req = http::Request::from_parts(parts, body);
     let mut expect = head.expect_continue && req_info.version == http::Version::HTTP_11;
     let mut body_failed = false;
+    // The server the request chose: its keep-alive, send and lingering settings
+    // apply from here on (the head was read under the default server's).
+    let chosen = std::sync::OnceLock::new();
     let resp = {
-        let fut = crate::serve::handle(&c.shared, info.clone(), &c.listen, req, served, upgrade_rx);
+        let fut = crate::serve::handle(
+            &c.shared,
+            info.clone(),
+            &c.listen,
+            req,
+            served,
+            upgrade_rx,
+            &chosen,
+        );
         let mut fut = std::pin::pin!(fut);
         let limit = conf.head_limit();
         let side = client_side(io, buf, &mut decoder, sender, &mut expect, conf, limit);
         let mut side = std::pin::pin!(side);
         tokio::select! {
+            biased;
             r = &mut fut => Some(r),
             ended = &mut side => match ended {
                 Ended::BodyError => {
@@ -290,6 +328,12 @@ async fn exchange<S: Socket>(
     if resp.extensions().get::<NoResponse>().is_some() {
         return Next::Drop;
     }
+    let sconf: Arc<ConnConf> = chosen.get().cloned().unwrap_or_else(|| c.conf.clone());
+    let conf: &ConnConf = &sconf;
+    let mut keep_alive = head.keep_alive
+        && !conf.keepalive_timeout.is_zero()
+        && served < conf.keepalive_requests.max(1)
+        && born.elapsed() < conf.keepalive_time;
     let status = resp.status().as_u16();
     // nginx's special responses that end keep-alive (ngx_http_special_response_handler).
     if matches!(status, 400 | 413 | 414 | 500 | 501)
@@ -342,7 +386,7 @@ async fn exchange<S: Socket>(
         keep_alive = discard(io, buf, &mut decoder, conf).await;
     }
     if keep_alive {
-        return Next::KeepAlive;
+        return Next::KeepAlive(conf.keepalive_timeout);
     }
     let linger = match conf.lingering {
         Lingering::Off => false,
@@ -351,6 +395,7 @@ async fn exchange<S: Socket>(
     };
     Next::Close {
         linger: linger && status != 400,
+        conf: sconf.clone(),
     }
 }
 
@@ -514,15 +559,21 @@ async fn head_error<S: Socket>(
     conf: &ConnConf,
     buf: &BytesMut,
 ) {
-    let level_info = e.status != 414;
-    if level_info {
-        tracing::info!("*{} {}, client: {}", info.id, e.msg, info.remote.ip());
-    } else {
-        tracing::info!("*{} {}, client: {}", info.id, e.msg, info.remote.ip());
-    }
+    tracing::info!("*{} {}, client: {}", info.id, e.msg, info.remote.ip());
     let method_head = buf.starts_with(b"HEAD ");
     let page = write::error_page(e.status, e.too_large, conf.server_tokens, method_head);
-    let _ = write::write_all(io, &[&page], conf.send_timeout).await;
+    // An HTTP/0.9 request gets the page alone.
+    let page = if parse::is_http09(buf) {
+        page.get(
+            page.windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(0, |p| p + 4)..,
+        )
+        .unwrap_or(&[])
+    } else {
+        &page[..]
+    };
+    let _ = write::write_all(io, &[page], conf.send_timeout).await;
     write::shutdown(io).await;
 }
 
@@ -624,6 +675,7 @@ async fn next_frame<S: Socket>(
     limit: usize,
 ) -> std::io::Result<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
     tokio::select! {
+        biased;
         f = body.frame() => Ok(f),
         _ = client_gone(io, buf, limit) => Err(std::io::Error::new(
             std::io::ErrorKind::ConnectionAborted,

@@ -28,6 +28,11 @@ use junction_config::model::Scope;
 use junction_config::tree::ConfigError;
 use std::time::Duration;
 
+/// A request extension: the request target exactly as sent, when it holds bytes
+/// `http::Uri` refuses (raw UTF-8, `"`, `{` …); the `Uri` has them percent-encoded.
+#[derive(Debug, Clone)]
+pub struct RawTarget(pub bytes::Bytes);
+
 /// `lingering_close`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lingering {
@@ -39,8 +44,9 @@ pub enum Lingering {
     Always,
 }
 
-/// The client connection's settings, from the default server of the listen
-/// socket (as nginx reads them before the request's server is known).
+/// The client connection's settings of one server. The head is read under the
+/// default server's of the listen socket (as nginx, before the request's server
+/// is known); keep-alive, sending and lingering follow the server the request chose.
 #[derive(Debug, Clone)]
 pub struct ConnConf {
     /// `client_header_buffer_size` (1k).
@@ -77,6 +83,8 @@ pub struct ConnConf {
     pub underscores_in_headers: bool,
     /// `server_tokens` of the default server (pages written before a server is chosen).
     pub server_tokens: bool,
+    /// `merge_slashes` (on).
+    pub merge_slashes: bool,
 }
 
 impl ConnConf {
@@ -146,6 +154,7 @@ impl ConnConf {
             ignore_invalid_headers: scope.flag("ignore_invalid_headers", true)?,
             underscores_in_headers: scope.flag("underscores_in_headers", false)?,
             server_tokens,
+            merge_slashes: scope.flag("merge_slashes", true)?,
         })
     }
 

@@ -123,6 +123,9 @@ fn minor_digit(buf: &[u8]) -> Option<usize> {
 }
 
 fn parse_once(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadError> {
+    if let Some(h) = http09(buf)? {
+        return Ok(Some(h));
+    }
     let parsed = {
         let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
         match parse_with(&buf[..], conf, &mut stack) {
@@ -141,8 +144,64 @@ fn parse_once(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadE
     };
     let len = p.len;
     let head = buf.split_to(len).freeze();
-    let built = build(head, p.method, p.target, p.version, &p.spans)?;
+    let built = build(head, p.method, p.target, p.version, p.spans.as_slice())?;
     Ok(built.map(|h| Head { len, ..h }))
+}
+
+/// The method and target of an HTTP/0.9 request line at the start of `buf`
+/// (two words and the line end, no version), with the line's end offset.
+fn line09(buf: &[u8]) -> Option<(&[u8], &[u8], usize)> {
+    let start = buf
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(buf.len());
+    let rest = buf.get(start..)?;
+    let end = memchr(b'\n', rest)?;
+    let line = rest.get(..end)?;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut words = line.split(|&b| b == b' ').filter(|w| !w.is_empty());
+    match (words.next(), words.next(), words.next()) {
+        (Some(m), Some(t), None) => Some((m, t, start + end + 1)),
+        _ => None,
+    }
+}
+
+/// Whether `buf` starts with an HTTP/0.9 request line (its errors are sent
+/// without a status line, as nginx).
+pub(crate) fn is_http09(buf: &[u8]) -> bool {
+    line09(buf).is_some()
+}
+
+/// An HTTP/0.9 request line (`GET /path` and the line end, no version): nginx
+/// serves it, GET only, with the body alone.
+fn http09(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
+    let Some((method, target, total)) = line09(buf) else {
+        return Ok(None);
+    };
+    if method != b"GET" {
+        return Err(bad("client sent invalid method in HTTP/0.9 request"));
+    }
+    if !target.starts_with(b"/") {
+        return Err(bad("client sent invalid request"));
+    }
+    let t_off = span_of(&buf[..], target);
+    let head = buf.split_to(total).freeze();
+    let raw_target = slice(&head, t_off);
+    let uri = Uri::from_maybe_shared(raw_target.clone())
+        .or_else(|_| Uri::from_maybe_shared(encode_target(&raw_target)))
+        .map_err(|_| bad("client sent invalid request"))?;
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = Method::GET;
+    parts.uri = uri;
+    parts.version = Version::HTTP_09;
+    Ok(Some(Head {
+        parts,
+        framing: Framing::None,
+        keep_alive: false,
+        expect_continue: false,
+        upgrade: false,
+        len: total,
+    }))
 }
 
 /// What the syntax pass found: offsets into the head, nothing borrowed.
@@ -151,13 +210,51 @@ struct Parsed {
     method: Method,
     target: Span,
     version: Version,
-    spans: Vec<(Span, Span)>,
+    spans: Spans,
 }
 
 const MANY: &str = "too many headers";
 
+/// The (name, value) offsets of a head's headers: on the stack for the usual
+/// head, on the heap past [`STACK_HEADERS`] (the size difference is the point:
+/// no allocation for an ordinary request).
+#[allow(clippy::large_enum_variant)]
+enum Spans {
+    Stack([(Span, Span); STACK_HEADERS], usize),
+    Heap(Vec<(Span, Span)>),
+}
+
+impl Spans {
+    fn new(n: usize) -> Spans {
+        if n <= STACK_HEADERS {
+            Spans::Stack([(Span::default(), Span::default()); STACK_HEADERS], 0)
+        } else {
+            Spans::Heap(Vec::with_capacity(n))
+        }
+    }
+
+    fn push(&mut self, s: (Span, Span)) {
+        match self {
+            Spans::Stack(a, n) => {
+                if let Some(slot) = a.get_mut(*n) {
+                    *slot = s;
+                    *n += 1;
+                }
+            }
+            Spans::Heap(v) => v.push(s),
+        }
+    }
+
+    fn as_slice(&self) -> &[(Span, Span)] {
+        match self {
+            Spans::Stack(a, n) => a.get(..*n).unwrap_or(&[]),
+            Spans::Heap(v) => v,
+        }
+    }
+}
+
 /// Offsets of one header inside the head.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 struct Span {
     start: usize,
     len: usize,
@@ -227,7 +324,7 @@ fn parse_with<'b>(
     if line_end.saturating_sub(line_start) > conf.large_size {
         return Err(TOO_LONG_URI);
     }
-    let mut spans: Vec<(Span, Span)> = Vec::with_capacity(req.headers.len());
+    let mut spans = Spans::new(req.headers.len());
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.len() + h.value.len() + 4 > conf.large_size {
@@ -331,10 +428,15 @@ fn build(
     spans: &[(Span, Span)],
 ) -> Result<Option<Head>, HeadError> {
     let raw_target = slice(&head, target);
+    let mut raw_kept = None;
     let uri = match Uri::from_maybe_shared(raw_target.clone()) {
         Ok(u) => u,
-        Err(_) => Uri::from_maybe_shared(encode_target(&raw_target))
-            .map_err(|_| bad("client sent invalid request"))?,
+        Err(_) => {
+            let u = Uri::from_maybe_shared(encode_target(&raw_target))
+                .map_err(|_| bad("client sent invalid request"))?;
+            raw_kept = Some(raw_target);
+            u
+        }
     };
     let mut headers = HeaderMap::with_capacity(spans.len());
     let mut length: Option<u64> = None;
@@ -416,6 +518,9 @@ fn build(
     parts.uri = uri;
     parts.version = version;
     parts.headers = headers;
+    if let Some(raw) = raw_kept {
+        parts.extensions.insert(super::RawTarget(raw));
+    }
     Ok(Some(Head {
         parts,
         framing,
@@ -460,4 +565,87 @@ fn encode_target(raw: &[u8]) -> Bytes {
         }
     }
     out.freeze()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn conf() -> ConnConf {
+        let tree: Vec<junction_config::tree::Directive> = Vec::new();
+        ConnConf::from_scope(&Scope::root(&tree), true).unwrap()
+    }
+
+    use junction_config::model::Scope;
+
+    #[test]
+    fn a_head_fed_byte_by_byte_parses_once_complete_and_leaves_the_rest() {
+        let raw =
+            b"\r\nPOST /a?b=c HTTP/1.1\r\nHost: x.test\r\nX_U: 1\r\nContent-Length: 2\r\n\r\nhiGET";
+        let conf = conf();
+        let mut buf = BytesMut::new();
+        let mut head = None;
+        for (i, b) in raw.iter().enumerate() {
+            buf.extend_from_slice(&[*b]);
+            if let Some(h) = parse(&mut buf, &conf).unwrap() {
+                assert_eq!(i, raw.len() - 6, "complete exactly at the blank line");
+                head = Some(h);
+                break;
+            }
+        }
+        let h = head.unwrap();
+        let mut all = BytesMut::from(&raw[..]);
+        assert!(parse(&mut all, &conf).unwrap().is_some());
+        assert_eq!(
+            &all[..],
+            b"hiGET",
+            "body and next request stay in the buffer"
+        );
+        assert_eq!(h.parts.method, Method::POST);
+        assert_eq!(h.parts.uri.path(), "/a");
+        assert_eq!(h.parts.uri.query(), Some("b=c"));
+        assert_eq!(h.framing, Framing::Length(2));
+        assert!(h.keep_alive);
+        assert!(!h.parts.headers.contains_key("x_u"), "underscores ignored");
+        assert_eq!(h.parts.headers.len(), 2);
+    }
+
+    #[test]
+    fn limits_of_the_partial_head() {
+        let conf = conf();
+        let mut line = b"GET /".to_vec();
+        line.extend(std::iter::repeat_n(b'a', 8192));
+        assert_eq!(check_partial(&line, &conf).unwrap_err().status, 414);
+        let mut hdr = b"GET / HTTP/1.1\r\nX: ".to_vec();
+        hdr.extend(std::iter::repeat_n(b'a', 8192));
+        let e = check_partial(&hdr, &conf).unwrap_err();
+        assert!(e.status == 400 && e.too_large);
+        assert!(check_partial(b"GET / HTTP/1.1\r\nHost: a", &conf).is_ok());
+    }
+
+    #[test]
+    fn framing_rules() {
+        let conf = conf();
+        let status = |raw: &[u8]| match parse(&mut BytesMut::from(raw), &conf) {
+            Ok(Some(_)) => 0,
+            Ok(None) => 1,
+            Err(e) => e.status,
+        };
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            501
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status(b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n"),
+            400
+        );
+        assert_eq!(status(b"GET / HTTP/3.0\r\n\r\n"), 505);
+        assert_eq!(status(b"GET / HTTP/1.5\r\nHost: a\r\n\r\n"), 0);
+        assert_eq!(status(b"GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n"), 400);
+    }
 }

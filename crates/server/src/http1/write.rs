@@ -48,6 +48,11 @@ pub(crate) fn head(
 ) -> Out {
     let status = parts.status;
     let code = status.as_u16();
+    if req.version == Version::HTTP_09 {
+        // HTTP/0.9: the body alone, then the close.
+        *keep_alive = false;
+        return Out::Raw;
+    }
     out.reserve(256);
     out.put_slice(b"HTTP/1.1 ");
     out.put_slice(status.as_str().as_bytes());
