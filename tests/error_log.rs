@@ -140,3 +140,24 @@ http {
         ", client: 127.0.0.1, server: log.test, request: \"GET /logme/x HTTP/1.1\", host: \"log.test\""
     );
 }
+
+#[test]
+fn an_access_denial_is_logged_with_the_context_once() {
+    let proxy = Proxy::start(
+        "server {
+    listen 127.0.0.1:{PORT};
+    server_name log.test;
+    location / {
+        deny all;
+    }
+}
+",
+    );
+    let r = proxy.get("log.test", "/x");
+    assert_eq!(r.status, 403, "{}", r.describe());
+    let rest = line_after(&proxy, "access forbidden by rule");
+    assert_eq!(
+        rest,
+        ", client: 127.0.0.1, server: log.test, request: \"GET /x HTTP/1.1\", host: \"log.test\""
+    );
+}
