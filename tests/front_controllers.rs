@@ -171,10 +171,14 @@ fn drupal() {
     let fpm = PhpFpm::start_tcp("");
     let root = docroot();
     let proxy = start("drupal.conf", &fpm, root.path());
-    // The rows through the PHP location (`try_files $fastcgi_script_name =404`) need
-    // `$fastcgi_script_name` before the handler runs (issue 10's lazily computed variable);
-    // these cover the rest of the recipe.
     let rows: &[(&str, Want)] = &[
+        // the front controller: `try_files $uri /index.php?$query_string`, then the PHP
+        // location's `try_files $fastcgi_script_name =404`
+        ("/node/1?x=1", Want::Front("/node/1?x=1", "x=1")),
+        ("/composer.json", Want::Front("/composer.json", "")),
+        // a missing image goes through `@rewrite` (`rewrite ^ /index.php;`)
+        ("/missing.png", Want::Front("/missing.png", "")),
+        ("/missing.php", Want::Status(404)),
         ("/style.css", Want::Body("body{}\n")),
         ("/.git/config", Want::Status(403)),
         ("/sites/default/private/x", Want::Status(403)),

@@ -27,6 +27,13 @@ map $http_host $site {
     www.example.*      "tail-www";
 }
 
+map $http_host $late {
+    *.late.test  "mask";
+    hostnames;
+    .after.test  "after";
+    default      "none";
+}
+
 map $uri $re {
     default                              "none";
     ~^/user/(\d+)/(\w+)$                 "user $1 $2";
@@ -64,6 +71,7 @@ server {
 
     location /exact { return 200 "$exact"; }
     location /site { return 200 "$site"; }
+    location /late { return 200 "$late"; }
     location /user/ { return 200 "$re"; }
     location /post/ { return 200 "$re"; }
     location /img/ { return 200 "$re|$chained"; }
@@ -98,6 +106,9 @@ const ROWS: &[(&str, &str, &str)] = &[
     ("www.example.net", "/site", "tail-www"),
     ("www.example.com", "/site", "wild-example"),
     ("nothing.test", "/site", "other"),
+    // `hostnames` applies to the masks after it; one before it is an exact key
+    ("a.late.test", "/late", "none"),
+    ("a.after.test", "/late", "after"),
     // regexes in order, captures in the value (positional and named)
     ("map.test", "/user/42/bob", "user 42 bob"),
     ("map.test", "/user/x", "user-other"),

@@ -75,6 +75,12 @@ server {
 
 server {
     listen 127.0.0.1:{PORT};
+    server_name exact.re.test "~^(?<who>[a-z]+)\.re\.test$";
+    return 200 "who=$who";
+}
+
+server {
+    listen 127.0.0.1:{PORT};
     server_name ~^(\w+)\.pos\.test$;
     location / { return 200 "pos $1"; }
 }
@@ -146,6 +152,9 @@ fn regex_table() {
         ("wwwxq.test", "none"),
         ("alice.eu.names.test", "user=alice zone=eu"),
         ("bob.pos.test", "pos bob"),
+        // chosen by its exact name, the server's regex sets nothing
+        ("exact.re.test", "who="),
+        ("other.re.test", "who=other"),
     ];
     for (host, want) in hosts {
         let r = proxy.get(host, "/");

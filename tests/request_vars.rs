@@ -54,7 +54,7 @@ fn request_body_in_the_access_log() {
     let backend = Peer::python("echo.py", &[]);
     let conf = fill(
         r#"
-log_format body '$request_method $uri [$request_body]';
+log_format body '$request_method $uri [$request_body] $request_completion';
 server {
     listen 127.0.0.1:{PORT};
     server_name body.test;
@@ -81,7 +81,7 @@ server {
     }
     let r = proxy.get("body.test", "/mem");
     assert_eq!(r.status, 200, "{}", r.describe());
-    let want = "POST /mem [hello=world]\nPOST /file [-]\nGET /mem [-]\n";
+    let want = "POST /mem [hello=world] OK\nPOST /file [-] OK\nGET /mem [-] OK\n";
     let log = proxy.dir().join("body.log");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let mut got = String::new();

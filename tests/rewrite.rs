@@ -122,6 +122,24 @@ server {
         rewrite ^ /show/$v-$uri;
     }
 
+    location /rf/ {
+        rewrite ^/rf/(.*)$ /$1;
+        if (-f $request_filename) { return 200 "file $uri"; }
+        return 200 "nofile $uri";
+    }
+
+    location /p1/ { return 302 relative/path; }
+    location /p2/ { rewrite ^ $scheme://secure.test$request_uri? permanent; }
+    location /p3/ {
+        if ($args ~ "(^|&)id=(\d+)") { return 200 "id=$2"; }
+        return 200 "no id";
+    }
+    location ~ ^/p5/(\d+)$ { rewrite ^ /show/[$1]; }
+    location /p6/ {
+        set $args "a=1";
+        rewrite ^/p6/(.*)$ /show/$1;
+    }
+
     location /tonamed/ { try_files /nonexistent @rw; }
     location @rw { rewrite ^/tonamed/(.*)$ /show/named-$1; }
 
@@ -214,6 +232,19 @@ const REWRITE_ROWS: &[(&str, Want)] = &[
     // a rewrite that does not match goes on to the next one
     ("/nomatch/q", Body("show uri=/show/second-q args=")),
     ("/setrw/k", Body("show uri=/show/hello-/setrw/k args=")),
+    // $request_filename follows a rewrite made earlier in the script
+    ("/rf/hello.txt", Body("file /hello.txt")),
+    ("/rf/none.txt", Body("nofile /none.txt")),
+    // a return URL not starting with / stays as written
+    ("/p1/x", Redirect(302, "relative/path")),
+    // the http→https idiom: $request_uri carries the arguments, the `?` drops the copy
+    ("/p2/x?q=1", Redirect(301, "http://secure.test/p2/x?q=1")),
+    // captures of an if regex on $args
+    ("/p3/?x=1&id=42", Body("id=42")),
+    // a rewrite's $1 is its own regex's group (none for ^), not the location's
+    ("/p5/7", Body("show uri=/show/[] args=")),
+    // `set $args` before a rewrite: the new arguments are kept
+    ("/p6/x?orig=1", Body("show uri=/show/x args=a=1")),
     // a named location's rewrite searches the locations again
     ("/tonamed/x", Body("show uri=/show/named-x args=")),
     // `break` inside an if: the rewrite before it holds, the request stays (static 404)
@@ -298,6 +329,10 @@ server {
         if ($arg_a) { return 200 "var-true"; }
         return 200 "var-false";
     }
+    location /empty/ {
+        if ($arg_a = "") { return 200 "empty"; }
+        if ( $arg_a != "" ) { return 200 "set"; }
+    }
     location /eq/ {
         if ($arg_a = "x") { return 200 "eq"; }
         if ($arg_a != "x") { return 200 "ne"; }
@@ -356,6 +391,16 @@ server {
         if ($arg_tag) { add_header X-Inner inner; }
         if ($arg_plain) { set $x 1; }
     }
+    location /ep/ {
+        error_page 418 = @teapot;
+        if ($arg_t) { return 418; }
+        return 200 "no";
+    }
+    location @teapot { return 200 "teapot handler"; }
+    location /agent/ {
+        if ($http_user_agent ~* (curl|wget)) { return 403; }
+        return 200 "agent ok";
+    }
     location /al/ {
         alias {ROOT}/files/;
         if ($arg_x) { add_header X-If yes; }
@@ -376,6 +421,15 @@ server {
 }
 
 server {
+    listen 127.0.0.1:{PORT};
+    server_name srvif.test;
+    root {ROOT};
+    if (!-e $request_filename) { rewrite ^/(.*)$ /show/$1 last; }
+    location /show/ { return 200 "show uri=$uri"; }
+    location / { return 200 "exists $uri"; }
+}
+
+server {
     listen 127.0.0.1:{PORT2} default_server;
     return 444;
 }
@@ -391,6 +445,8 @@ const IF_ROWS: &[(&str, Want)] = &[
     ("/var/?a=0", Body("var-false")),
     ("/var/?a=", Body("var-false")),
     ("/var/", Body("var-false")),
+    ("/empty/", Body("empty")),
+    ("/empty/?a=1", Body("set")),
     ("/eq/?a=x", Body("eq")),
     ("/eq/?a=y", Body("ne")),
     ("/re/123", Body("digits 123")),
@@ -416,6 +472,9 @@ const IF_ROWS: &[(&str, Want)] = &[
     // the script goes on after an if block; if's proxy_pass is only the content handler
     ("/evil/?up=1", Body("the script goes on after the if")),
     ("/ifpass/", Status(404)),
+    // the if-location inherits error_page
+    ("/ep/?t=1", Body("teapot handler")),
+    ("/ep/", Body("no")),
     // an if-location keeps the location's alias …
     ("/al/f.txt", Body("f")),
     ("/al/f.txt?x=1", Body("f")),
@@ -463,6 +522,15 @@ fn if_and_return_table() {
             failures.push(format!("{what}: {got}"));
         }
     };
+    // a regex with parentheses ending the condition
+    let r = proxy.request(b"GET /agent/ HTTP/1.1\r\nHost: if.test\r\nUser-Agent: Wget/1.2\r\nConnection: close\r\n\r\n");
+    row("agent wget → 403", r.status == 403, r.describe());
+    let r = proxy.request(b"GET /agent/ HTTP/1.1\r\nHost: if.test\r\nUser-Agent: Firefox\r\nConnection: close\r\n\r\n");
+    row(
+        "agent firefox",
+        r.status == 200 && r.text() == "agent ok",
+        r.describe(),
+    );
     // server-level if, before any location
     let r = proxy.request(
         b"GET /show/x HTTP/1.1\r\nHost: if.test\r\nX-Block: yes\r\nConnection: close\r\n\r\n",
@@ -515,6 +583,18 @@ fn if_and_return_table() {
         r.status == 200 && r.header("X-Outer") == Some("outer"),
         r.describe(),
     );
+    // a server-level front controller: `$request_filename` under the server's root
+    for (target, want) in [
+        ("/files/f.txt", "exists /files/f.txt"),
+        ("/nope/x", "show uri=/show/nope/x"),
+    ] {
+        let r = proxy.get("srvif.test", target);
+        row(
+            &format!("server-level if {target}"),
+            r.status == 200 && r.text() == want,
+            r.describe(),
+        );
+    }
     // return with a text for a status of 400 and up
     let r = proxy.get("if.test", "/ret/418");
     row(
@@ -630,4 +710,38 @@ http {
             .wait_error_log(needle, std::time::Duration::from_secs(5))
             .unwrap_or_else(|log| panic!("{needle:?} not in the error log:\n{log}"));
     }
+}
+
+/// A `set` variable read before any `set` assigned it is empty and logged, unless
+/// `uninitialized_variable_warn off`.
+#[test]
+fn uninitialized_variable_warn() {
+    let conf = r#"
+error_log {DIR}/error.log info;
+events {}
+http {
+    server {
+        listen 127.0.0.1:{PORT};
+        server_name warn.test;
+        location /on { return 200 "[$never_on]"; set $never_on x; }
+        location /off {
+            uninitialized_variable_warn off;
+            return 200 "[$never_off]";
+            set $never_off x;
+        }
+    }
+}
+"#;
+    let proxy = Proxy::start_files(&[("junction.conf", conf)], "junction.conf");
+    let r = proxy.get("warn.test", "/off");
+    assert_eq!((r.status, r.text().as_str()), (200, "[]"));
+    let r = proxy.get("warn.test", "/on");
+    assert_eq!((r.status, r.text().as_str()), (200, "[]"));
+    let log = proxy
+        .wait_error_log(
+            "using uninitialized \"never_on\" variable",
+            std::time::Duration::from_secs(5),
+        )
+        .unwrap_or_else(|log| panic!("no warning in:\n{log}"));
+    assert!(!log.contains("never_off"), "{log}");
 }

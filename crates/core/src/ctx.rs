@@ -121,6 +121,14 @@ impl UpstreamLog {
     }
 }
 
+/// Whether the current span is a request's (`junction_server::error_log` names it
+/// `request` and writes the request's context after each of its events).
+fn in_request_span() -> bool {
+    tracing::Span::current()
+        .metadata()
+        .is_some_and(|m| m.name() == "request")
+}
+
 /// An upstream as nginx's `ngx_http_upstream_log_error` writes it: schema, peer name,
 /// `:` after a unix socket path, and the URI sent (`%V%V%s%V`).
 #[derive(Debug, Clone, Copy)]
@@ -265,6 +273,10 @@ pub struct RequestCtx {
     pub realip_remote: Option<SocketAddr>,
     /// Held until the response has been sent (limit_conn counts).
     pub held: Vec<Arc<dyn std::any::Any + Send + Sync>>,
+    /// `uninitialized_variable_warn` of the current location.
+    pub uninit_warn: bool,
+    /// The response was sent whole (`$request_completion`), set when logging.
+    pub completed: bool,
 }
 
 impl RequestCtx {
@@ -309,6 +321,8 @@ impl RequestCtx {
             limit_conn_status: None,
             realip_remote: None,
             held: Vec::new(),
+            uninit_warn: true,
+            completed: false,
         }
     }
 
@@ -495,6 +509,11 @@ impl RequestCtx {
             }
             // hyper does not say whether the next request was already buffered.
             Var::Pipe => out.put_u8(b'.'),
+            Var::RequestCompletion => {
+                if self.completed {
+                    out.put_slice(b"OK")
+                }
+            }
             Var::RequestBody => {
                 if let Some(b) = &self.request_body {
                     out.put_slice(b)
@@ -553,6 +572,24 @@ impl RequestCtx {
                     out.put_slice(b)
                 }
             }
+            Var::SetVar(i, name) => match self.slot(*i) {
+                Some(b) => out.put_slice(b),
+                // Inside the request's span the error log adds the context itself.
+                None if self.uninit_warn && in_request_span() => {
+                    tracing::warn!("using uninitialized \"{name}\" variable")
+                }
+                None if self.uninit_warn => tracing::warn!(
+                    "*{} using uninitialized \"{name}\" variable, client: {}, server: {}, request: \"{} {} {:?}\", host: \"{}\"",
+                    self.conn.id,
+                    self.conn.remote.ip(),
+                    self.server_name,
+                    self.method,
+                    self.request_uri,
+                    self.version,
+                    self.host
+                ),
+                None => {}
+            },
             Var::FastcgiScriptName => {
                 let name = &self.script_parts().0;
                 out.put_slice(name);

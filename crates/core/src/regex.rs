@@ -90,6 +90,11 @@ impl Regex {
 
     /// The capture spans of the first match, if any.
     pub fn captures(&self, subject: &[u8]) -> Result<Option<Spans>, MatchError> {
+        // A miss (most regex locations, for most requests) runs on the crate's pooled
+        // match data; only a hit pays for capture locations of its own.
+        if !self.is_match(subject)? {
+            return Ok(None);
+        }
         let mut locs = self.inner.capture_locations();
         match self.inner.captures_read(&mut locs, subject) {
             Ok(Some(_)) => Ok(Some((0..locs.len()).map(|i| locs.get(i)).collect())),

@@ -118,6 +118,8 @@ pub enum Var {
     Pipe,
     /// `$request_body`: the body read into memory for a `*_pass`.
     RequestBody,
+    /// `$request_completion`: `OK` once the response was sent whole.
+    RequestCompletion,
     /// `$http_NAME`: a request header.
     Http(HeaderName),
     /// `$sent_http_NAME`: a response header.
@@ -141,6 +143,9 @@ pub enum Var {
     FastcgiPathInfo,
     /// A `map` variable: index into the configuration's maps.
     Map(usize),
+    /// A `set` variable (slot, name): read before any `set` ran, it is empty and
+    /// logged (`uninitialized_variable_warn`).
+    SetVar(usize, Arc<str>),
 }
 
 /// Variables that are not built in: `set` variables, named captures and module
@@ -150,6 +155,8 @@ pub struct VarTable {
     names: Vec<String>,
     /// `map` target variables, by map index.
     maps: Vec<String>,
+    /// Slots that `set` assigns.
+    set_vars: Vec<usize>,
     used: Arc<UsedVars>,
 }
 
@@ -206,6 +213,13 @@ impl VarTable {
         self.names.iter().position(|n| *n == name)
     }
 
+    /// Marks `slot` as a `set` variable.
+    pub fn mark_set(&mut self, slot: usize) {
+        if !self.set_vars.contains(&slot) {
+            self.set_vars.push(slot);
+        }
+    }
+
     /// Declares the target variable of `map` number `i` (the order maps are built in).
     pub fn declare_map(&mut self, name: &str) -> usize {
         self.maps.push(name.to_ascii_lowercase());
@@ -237,6 +251,7 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "binary_remote_addr" => Var::BinaryRemoteAddr,
         "request_id" => Var::RequestId,
         "pipe" => Var::Pipe,
+        "request_completion" => Var::RequestCompletion,
         "request_body" => {
             table.used.request_body.store(true, Ordering::Relaxed);
             Var::RequestBody
@@ -319,7 +334,13 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             if let Some(m) = table.find_map(name) {
                 return Some(Var::Map(m));
             }
-            return table.find(name).map(Var::Slot);
+            return table.find(name).map(|i| {
+                if table.set_vars.contains(&i) {
+                    Var::SetVar(i, Arc::from(lower.as_str()))
+                } else {
+                    Var::Slot(i)
+                }
+            });
         }
     };
     Some(v)
@@ -332,7 +353,12 @@ impl Var {
     pub fn found_when_empty(&self) -> bool {
         matches!(
             self,
-            Var::Slot(_) | Var::IsArgs | Var::Https | Var::FastcgiScriptName | Var::FastcgiPathInfo
+            Var::Slot(_)
+                | Var::SetVar(..)
+                | Var::IsArgs
+                | Var::Https
+                | Var::FastcgiScriptName
+                | Var::FastcgiPathInfo
         )
     }
 }

@@ -89,6 +89,8 @@ pub struct LocConf {
     pub named_captures: Vec<(usize, usize)>,
     /// What this configuration's templates read (`$request_filename`).
     pub vars_used: Arc<junction_core::vars::UsedVars>,
+    /// `uninitialized_variable_warn`.
+    pub uninit_warn: bool,
     /// `fastcgi_split_path_info` / `fastcgi_index` here, for `$fastcgi_script_name`
     /// and `$fastcgi_path_info` read in any phase.
     pub script_split: Option<Arc<junction_core::cgi::ScriptSplit>>,
@@ -219,7 +221,6 @@ const NO_EFFECT: &[&str] = &[
     "ssl_protocols",
     "ssl_prefer_server_ciphers",
     "if_modified_since",
-    "uninitialized_variable_warn",
     "map_hash_max_size",
     "map_hash_bucket_size",
 ];
@@ -304,7 +305,8 @@ fn declare_vars(tree: &[Directive], bx: &mut BuildCx) {
         if d.name == "set" {
             if let Some(a) = d.args.first() {
                 if let Some(n) = a.value.strip_prefix('$') {
-                    bx.vars.slot(n);
+                    let slot = bx.vars.slot(n);
+                    bx.vars.mark_set(slot);
                 }
             }
         }
@@ -1166,6 +1168,7 @@ fn build_conf(
         etag: scope.flag("etag", true)?,
         named_captures: Vec::new(),
         vars_used: bx.vars.used(),
+        uninit_warn: scope.flag("uninitialized_variable_warn", true)?,
         script_split: junction_config::model::script_split(scope)?,
         access: crate::access::Access::build(scope, bx, &http.conf_dir)?,
         limits: crate::limits::Limits::build(scope, &http.zones, bx)?,

@@ -89,14 +89,17 @@ pub(crate) fn build(levels: &[&[Directive]], bx: &BuildCx) -> Result<Maps, Confi
             volatile: false,
         };
         let entries = d.block.as_deref().unwrap_or(&[]);
-        m.hostnames = entries
-            .iter()
-            .any(|e| e.name == "hostnames" && e.args.is_empty());
+        // As in nginx, `hostnames` applies to the masks written after it.
+        let mut masks = false;
         for e in entries {
             let key = e.name.as_str();
             let Some(v) = e.args.first() else {
                 match key {
-                    "hostnames" => continue,
+                    "hostnames" => {
+                        masks = true;
+                        m.hostnames = true;
+                        continue;
+                    }
                     "volatile" => {
                         m.volatile = true;
                         continue;
@@ -129,14 +132,14 @@ pub(crate) fn build(levels: &[&[Directive]], bx: &BuildCx) -> Result<Maps, Confi
             let key = key.strip_prefix('\\').unwrap_or(key).to_ascii_lowercase();
             let idx = m.values.len();
             let conflict = || err(&e.span, format!("conflicting parameter \"{key}\""));
-            if m.hostnames && (key.starts_with("*.") || key.starts_with('.')) {
+            if masks && (key.starts_with("*.") || key.starts_with('.')) {
                 let bare = key.starts_with('.');
                 let suffix = key.trim_start_matches('*').as_bytes().to_vec();
                 if m.heads.iter().any(|(s, _, _)| *s == suffix) {
                     return Err(conflict());
                 }
                 m.heads.push((suffix, idx, bare));
-            } else if m.hostnames && key.ends_with(".*") {
+            } else if masks && key.ends_with(".*") {
                 let prefix = key.trim_end_matches('*').as_bytes().to_vec();
                 if m.tails.iter().any(|(p, _)| *p == prefix) {
                     return Err(conflict());

@@ -270,6 +270,10 @@ fn condition(d: &Directive, bx: &mut BuildCx) -> Result<Cond, ConfigError> {
         return Err(invalid_cond(first));
     }
     first.value.remove(0);
+    if first.value.is_empty() {
+        // `( $a …`: the parenthesis was a word of its own
+        words.remove(0);
+    }
     let last = words
         .last_mut()
         .ok_or_else(|| err(&d.span, "invalid condition"))?;
@@ -277,7 +281,10 @@ fn condition(d: &Directive, bx: &mut BuildCx) -> Result<Cond, ConfigError> {
         return Err(invalid_cond(last));
     }
     last.value.pop();
-    words.retain(|w| !w.value.is_empty());
+    if last.value.is_empty() {
+        // `… $b )` or `… "")`: the parenthesis was a word of its own
+        words.pop();
+    }
     let Some(cur) = words.first() else {
         return Err(err(&d.span, "invalid condition \"\""));
     };
@@ -353,6 +360,8 @@ pub(crate) struct Exec {
     pub loc: Option<Arc<Loc<LocConf>>>,
     /// Whether the URI or the location changed (the paths need computing again).
     pub touched: bool,
+    /// Internal rewrites done so far.
+    rewrites: u32,
 }
 
 enum Flow {
@@ -362,23 +371,32 @@ enum Flow {
 }
 
 /// Runs `script` (the server's or a location's) against the request. `Some`: an
-/// answer (`return`, a redirect, an error); else `ex` says what changed.
+/// answer (`return`, a redirect, an error); else `ex` says what changed. `refresh`
+/// computes `$request_filename` again after a rewrite (nginx computes it when read).
 pub(crate) fn run(
     script: &Script,
     cx: &mut RequestCtx,
     conf: &LocConf,
     ex: &mut Exec,
+    refresh: &dyn Fn(&mut RequestCtx),
 ) -> Option<Outcome> {
     if script.ops.is_empty() {
         return None;
     }
-    match run_ops(&script.ops, script.log, cx, conf, ex) {
+    match run_ops(&script.ops, script.log, cx, conf, ex, refresh) {
         Flow::Answer(o) => Some(o),
         Flow::Go | Flow::Stop => None,
     }
 }
 
-fn run_ops(ops: &[Op], log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: &mut Exec) -> Flow {
+fn run_ops(
+    ops: &[Op],
+    log: bool,
+    cx: &mut RequestCtx,
+    conf: &LocConf,
+    ex: &mut Exec,
+    refresh: &dyn Fn(&mut RequestCtx),
+) -> Flow {
     for op in ops {
         match op {
             Op::Set(var, t) => {
@@ -397,10 +415,17 @@ fn run_ops(ops: &[Op], log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: &mut 
                 let c = ex.loc.as_ref().map_or(conf, |l| &l.data);
                 return Flow::Answer(crate::serve::do_return(cx, c, r));
             }
-            Op::Rewrite(rw) => match do_rewrite(rw, log, cx, conf, ex) {
-                Flow::Go => {}
-                f => return f,
-            },
+            Op::Rewrite(rw) => {
+                let before = ex.rewrites;
+                let f = do_rewrite(rw, log, cx, conf, ex);
+                if ex.rewrites != before {
+                    refresh(cx);
+                }
+                match f {
+                    Flow::Go => {}
+                    f => return f,
+                }
+            }
             Op::If(b) => {
                 let holds = match test(&b.cond, log, cx) {
                     Ok(h) => h,
@@ -411,7 +436,7 @@ fn run_ops(ops: &[Op], log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: &mut 
                         ex.loc = Some(l.clone());
                         ex.touched = true;
                     }
-                    match run_ops(&b.ops, log, cx, conf, ex) {
+                    match run_ops(&b.ops, log, cx, conf, ex, refresh) {
                         Flow::Go => {}
                         f => return f,
                     }
@@ -512,6 +537,7 @@ fn do_rewrite(rw: &Rewrite, log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: 
     cx.uri = uri;
     cx.uri_changed = true;
     ex.touched = true;
+    ex.rewrites += 1;
     match rw.flag {
         Flag::Break => {
             ex.uri_changed = false;
@@ -678,6 +704,17 @@ pub(crate) fn server_name_captures(
     names: &[crate::route::ServerName],
     host: &str,
 ) {
+    use crate::route::ServerName;
+    // Chosen by an exact or wildcard name: no regex ran for it.
+    let by_name = names.iter().any(|n| match n {
+        ServerName::Exact(e) => e == host,
+        ServerName::WildFront(suf) => host.ends_with(suf.as_str()),
+        ServerName::WildBack(pre) => host.starts_with(pre.as_str()),
+        ServerName::Regex(..) => false,
+    });
+    if by_name {
+        return;
+    }
     for n in names {
         if let crate::route::ServerName::Regex(re, slots) = n {
             if let Ok(Some(spans)) = re.captures(host.as_bytes()) {

@@ -407,13 +407,21 @@ async fn process(
                 // nginx's server rewrite phase: runs for every URI, before the location is
                 // found (not again after a location's `rewrite … last`).
                 if matches!(step, Step::Find) {
+                    cx.uninit_warn = srv.base.data.uninit_warn;
                     cx.script_split.clone_from(&srv.base.data.script_split);
                     let mut ex = crate::rewrite::Exec::default();
+                    let base = &srv.base;
+                    // `$request_filename` at server level: under the server's root.
+                    let refresh = |cx: &mut RequestCtx| set_paths(cx, &base.data, base);
+                    if !base.data.script.is_empty() {
+                        refresh(&mut cx);
+                    }
                     pre = crate::rewrite::run(
-                        &srv.base.data.script,
+                        &base.data.script,
                         &mut cx,
-                        &srv.base.data,
+                        &base.data,
                         &mut ex,
+                        &refresh,
                     );
                 }
                 if pre.is_some() {
@@ -480,18 +488,21 @@ async fn process(
                         None => ReqBody::Empty,
                     });
                     set_paths(&mut cx, c, &loc);
+                    cx.uninit_warn = c.uninit_warn;
                     cx.script_split.clone_from(&c.script_split);
                     let mut ex = crate::rewrite::Exec::default();
                     // nginx skips the location rewrite phase for the server's null location.
                     let answer = if Arc::ptr_eq(&loc, &srv.base) {
                         None
                     } else {
-                        crate::rewrite::run(&c.script, &mut cx, c, &mut ex)
+                        let refresh = |cx: &mut RequestCtx| set_paths(cx, c, &loc);
+                        crate::rewrite::run(&c.script, &mut cx, c, &mut ex, &refresh)
                     };
                     if let Some(l) = ex.loc.take() {
                         // An `if` block's own settings apply from here on.
                         cx.script_split.clone_from(&l.data.script_split);
                         cur = l;
+                        cx.uninit_warn = cur.data.uninit_warn;
                     }
                     match answer {
                         Some(o) => o,
@@ -1000,6 +1011,7 @@ struct LoggedBody {
 impl Drop for LoggedBody {
     fn drop(&mut self) {
         if let Some(mut cx) = self.cx.take() {
+            cx.completed = http_body::Body::is_end_stream(&self.inner);
             cx.record_stats();
             for l in &self.logs {
                 l.log(&cx);
