@@ -114,6 +114,19 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
+/// The process's error log: nginx's line format, at `level` and above.
+fn install_error_log<W, O>(level: tracing::Level, make_writer: W)
+where
+    W: Fn() -> O + Send + Sync + 'static,
+    O: std::io::Write,
+{
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::Layer;
+    let layer = junction_server::error_log::ErrorLog::new(make_writer)
+        .with_filter(tracing_subscriber::filter::LevelFilter::from_level(level));
+    let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
+}
+
 fn emerg(msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("junction: [emerg] {msg}");
     ExitCode::FAILURE
@@ -212,9 +225,9 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(errs) => return failed(&errs),
     };
-    let rt = match junction_server::build(&loaded.tree, &loaded.globals, &prefix, BACKENDS) {
+    let rt = match junction_server::build_all(&loaded.tree, &loaded.globals, &prefix, BACKENDS) {
         Ok(rt) => rt,
-        Err(e) => return failed(&[e]),
+        Err(errs) => return failed(&errs),
     };
     let pid_file = rt
         .main
@@ -257,11 +270,7 @@ fn main() -> ExitCode {
     let stderr_log = elog == Path::new("stderr") || elog.ends_with("stderr");
     let level = junction_server::log::level(&level);
     if stderr_log {
-        tracing_subscriber::fmt()
-            .event_format(junction_server::log::NginxFormat)
-            .with_max_level(level)
-            .with_writer(std::io::stderr)
-            .init();
+        install_error_log(level, std::io::stderr);
     } else {
         if let Some(d) = elog.parent() {
             let _ = std::fs::create_dir_all(d);
@@ -274,11 +283,9 @@ fn main() -> ExitCode {
             return emerg(format!("open() \"{}\" failed ({e})", elog.display()));
         }
         let sink = junction_server::log::Sink::open(&elog);
-        tracing_subscriber::fmt()
-            .event_format(junction_server::log::NginxFormat)
-            .with_max_level(level)
-            .with_writer(move || junction_server::log::SinkWriter(sink.clone()))
-            .init();
+        install_error_log(level, move || {
+            junction_server::log::SinkWriter(sink.clone())
+        });
     }
     for w in &rt.warnings {
         tracing::warn!("{w}");

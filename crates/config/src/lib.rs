@@ -21,6 +21,8 @@
 //! - `toml_syntax` (private): the TOML mapping below.
 //! - [`registry`]: the table of known directives and the context/arity check.
 //! - [`values`]: `on`/`off`, sizes and times with nginx's rules.
+//! - [`value_check`]: those values checked wherever a directive is written, in the
+//!   registry's walk (every bad value of a file reported, each with `FILE:LINE`).
 //! - [`model`]: scopes with nginx's inheritance, the shared `*_` directive family.
 //! - [`cgi_pass`]: builds a CGI-style `*_pass` (uwsgi, SCGI) at load; its handler runs
 //!   in `junction_core::pass`.
@@ -137,6 +139,7 @@ pub mod registry;
 mod toml_syntax;
 pub mod tree;
 pub mod upstream;
+pub mod value_check;
 pub mod values;
 
 pub use tree::{

@@ -347,6 +347,15 @@ pub fn family(
         upstream: UpstreamConf {
             group,
             bind,
+            schema: match prefix {
+                "proxy" => "http://",
+                "fastcgi" => "fastcgi://",
+                "uwsgi" => "uwsgi://",
+                "scgi" => "scgi://",
+                "memcached" => "memcached://",
+                _ => "",
+            },
+            vars: bx.vars.used(),
             timeouts,
             buffering,
             next,

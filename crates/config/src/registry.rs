@@ -18,7 +18,8 @@
 //! `split_clients {}` (`key value;`, or `hostnames;`/`volatile;`/`ranges;`/
 //! `proxy_recursive;`) are free-form.
 //!
-//! This is the syntax-level check only; values are checked by the typed model.
+//! The same walk checks the values of value-typed directives (`crate::value_check`):
+//! every error of the file is collected, not only the first (nginx stops at the first).
 
 use crate::tree::{ConfigError, Directive};
 
@@ -561,7 +562,7 @@ fn check_directive(d: &Directive, ctx: Context, errors: &mut Vec<ConfigError>) {
         Some(s) if !s.accepts(d.args.len()) => errors.push(d.error(format!(
             "invalid number of arguments in \"{name}\" directive"
         ))),
-        Some(_) => {}
+        Some(_) => crate::value_check::check_values(d, errors),
     }
     // Check inside a block even when the block itself is misplaced, so one run reports all.
     if let Some(block) = &d.block {

@@ -349,7 +349,7 @@ worker_connections = 1024
 sendfile = true
 keepalive_timeout = "65s"
 proxy_buffers = "8 2k"
-client_max_body_size = 0.5
+types_hash_max_size = 0.5
 
 [[http.upstream]]
 args = "app"
@@ -386,7 +386,7 @@ http {
     sendfile on;
     keepalive_timeout 65s;
     proxy_buffers 8 2k;
-    client_max_body_size 0.5;
+    types_hash_max_size 0.5;
     upstream app {
         server 127.0.0.1:9000;
         server 127.0.0.1:9001 backup;

@@ -33,8 +33,9 @@ pub fn counted(
     body: Body,
     attempt: Option<&mut crate::ctx::Attempt>,
     started: std::time::Instant,
+    used: &crate::vars::UsedVars,
 ) -> Body {
-    let Some(attempt) = attempt.filter(|_| crate::vars::upstream_body_stats_used()) else {
+    let Some(attempt) = attempt.filter(|_| used.upstream_body_stats()) else {
         return body;
     };
     let stats = std::sync::Arc::new(crate::ctx::BodyStats::default());

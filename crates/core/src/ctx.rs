@@ -75,6 +75,11 @@ pub struct UpstreamLog {
     rest: Vec<Attempt>,
     /// The next attempt starts a new upstream request ([`UpstreamLog::begin`]).
     new_request: bool,
+    /// How the error log names the protocol (`http://`, `fastcgi://`, …; nginx's
+    /// `u->schema`), set by the exchange.
+    pub schema: &'static str,
+    /// The URI sent upstream (HTTP proxy; empty for the others, as in nginx).
+    pub uri: Bytes,
     /// Upstream response headers (for `$upstream_http_*`).
     pub headers: HeaderMap,
 }
@@ -137,11 +142,73 @@ impl UpstreamLog {
         }
     }
 
+    /// The server tried last as nginx's error log names it (`upstream: "…"`):
+    /// `http://127.0.0.1:8081/x`, `fastcgi://unix:/run/php.sock:`.
+    pub fn current(&self) -> Option<UpstreamName<'_>> {
+        let last = self.rest.last().or(self.first.as_ref())?;
+        Some(UpstreamName {
+            schema: self.schema,
+            peer: &last.server.name,
+            uri: &self.uri,
+        })
+    }
+
+    /// [`UpstreamLog::current`] for a log field: empty when no server was tried.
+    pub fn shown(&self) -> impl std::fmt::Display + '_ {
+        struct Shown<'a>(Option<UpstreamName<'a>>);
+        impl std::fmt::Display for Shown<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match &self.0 {
+                    Some(u) => u.fmt(f),
+                    None => Ok(()),
+                }
+            }
+        }
+        Shown(self.current())
+    }
+
     /// `$upstream_addr` as a string (error-log lines).
     pub fn addr_string(&self) -> String {
         let mut out = BytesMut::new();
         self.list_into(&mut out, |a, o| o.put_slice(a.server.name.as_bytes()));
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Whether the current span is a request's (`junction_server::error_log` names it
+/// `request` and writes the request's context after each of its events).
+fn in_request_span() -> bool {
+    tracing::Span::current()
+        .metadata()
+        .is_some_and(|m| m.name() == "request")
+}
+
+/// An upstream as nginx's `ngx_http_upstream_log_error` writes it: schema, peer name,
+/// `:` after a unix socket path, and the URI sent (`%V%V%s%V`).
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamName<'a> {
+    /// `http://`, `fastcgi://`, …
+    pub schema: &'static str,
+    /// `127.0.0.1:8081` or `unix:/path`.
+    pub peer: &'a str,
+    /// The URI sent upstream, or empty.
+    pub uri: &'a [u8],
+}
+
+impl std::fmt::Display for UpstreamName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sep = if self.peer.starts_with("unix:") {
+            ":"
+        } else {
+            ""
+        };
+        write!(
+            f,
+            "{}{}{sep}{}",
+            self.schema,
+            self.peer,
+            String::from_utf8_lossy(self.uri)
+        )
     }
 }
 
@@ -612,6 +679,10 @@ impl RequestCtx {
             }
             Var::SetVar(i, name) => match self.slot(*i) {
                 Some(b) => out.put_slice(b),
+                // Inside the request's span the error log adds the context itself.
+                None if self.uninit_warn && in_request_span() => {
+                    tracing::warn!("using uninitialized \"{name}\" variable")
+                }
                 None if self.uninit_warn => tracing::warn!(
                     "*{} using uninitialized \"{name}\" variable, client: {}, server: {}, request: \"{} {} {:?}\", host: \"{}\"",
                     self.conn.id,

@@ -196,14 +196,15 @@ impl Error {
         }
     }
 
-    /// Wraps an I/O error that happened while talking to the upstream.
-    pub fn upstream_io(e: std::io::Error, what: &str) -> Self {
+    /// Wraps an I/O error that happened while talking to the upstream, in nginx's words:
+    /// `CALL failed (CODE: TEXT) while DOING`.
+    pub fn upstream_io(e: std::io::Error, call: &str, doing: &str) -> Self {
         let kind = match e.kind() {
             std::io::ErrorKind::TimedOut => ErrorKind::Timeout,
             std::io::ErrorKind::UnexpectedEof => ErrorKind::UpstreamClosed,
             _ => ErrorKind::UpstreamIo,
         };
-        let msg = format!("{what}: {e}");
+        let msg = format!("{call} failed ({}) while {doing}", os_error_text(&e));
         Self::new(kind, msg).with_source(e)
     }
 }

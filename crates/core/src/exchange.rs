@@ -6,7 +6,7 @@
 
 use crate::body::{Body, ReqBody};
 use crate::codec::{Decoded, ResponseHead, UpstreamCodec};
-use crate::ctx::RequestCtx;
+use crate::ctx::{RequestCtx, UpstreamName};
 use crate::error::{Error, ErrorKind, Retry};
 use crate::relay::{BufferPolicy, Spool, SpoolBody};
 use crate::upstream::{Conn, Group, InUse, Outcome};
@@ -131,6 +131,10 @@ pub struct UpstreamConf {
     pub group: Arc<Group>,
     /// `*_bind`: the source address of connections to it.
     pub bind: Bind,
+    /// How the error log names the protocol (`http://`, `fastcgi://`, …).
+    pub schema: &'static str,
+    /// What this configuration's templates read (`$upstream_http_*`).
+    pub vars: Arc<crate::vars::UsedVars>,
     /// Timeouts.
     pub timeouts: Timeouts,
     /// Response buffering.
@@ -166,50 +170,57 @@ pub struct Upgraded {
 /// How much of a buffered request body is framed before it is written.
 const SEND_CHUNK: usize = 64 * 1024;
 
-/// Where a write or read failed, for error-log lines like nginx's.
-fn io_err(e: std::io::Error, what: &str, peer: &str) -> Error {
-    Error::upstream_io(e, &format!("{what} upstream {peer}"))
+/// A failed write or read, in nginx's words (`recv() failed (104: Connection reset by
+/// peer) while reading response header from upstream`); the peer is the log line's
+/// `upstream:` field.
+fn io_err(e: std::io::Error, call: &str, doing: &str) -> Error {
+    Error::upstream_io(e, call, doing)
 }
+
+/// What the exchange is doing when a read fails, for the log.
+const READING_HEAD: &str = "reading response header from upstream";
+/// The same while the body is relayed.
+const READING_BODY: &str = "reading upstream";
 
 async fn write_frames(
     conn: &mut Conn,
     frames: &mut Vec<Bytes>,
     timeout: Duration,
-    peer: &str,
 ) -> Result<(), Error> {
     // Coalesce small frames into one write; send large ones as they are.
     let mut small = BytesMut::new();
     for f in frames.drain(..) {
         if f.len() >= 16 * 1024 {
             if !small.is_empty() {
-                send(conn, &small, timeout, peer).await?;
+                send(conn, &small, timeout).await?;
                 small.clear();
             }
-            send(conn, &f, timeout, peer).await?;
+            send(conn, &f, timeout).await?;
         } else {
             small.extend_from_slice(&f);
         }
     }
     if !small.is_empty() {
-        send(conn, &small, timeout, peer).await?;
+        send(conn, &small, timeout).await?;
     }
     Ok(())
 }
 
-async fn send(conn: &mut Conn, data: &[u8], timeout: Duration, peer: &str) -> Result<(), Error> {
+async fn send(conn: &mut Conn, data: &[u8], timeout: Duration) -> Result<(), Error> {
     let mut off = 0;
     while off < data.len() {
         let rest = data.get(off..).unwrap_or(&[]);
         match tokio::time::timeout(timeout, conn.stream.write(rest)).await {
-            Err(_) => {
-                return Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!("upstream timed out (110: Connection timed out) while sending request to upstream {peer}"),
-                ))
-            }
-            Ok(Err(e)) => return Err(io_err(e, "writev() failed while sending request to", peer)),
+            Err(_) => return Err(Error::new(
+                ErrorKind::Timeout,
+                "upstream timed out (110: Connection timed out) while sending request to upstream",
+            )),
+            Ok(Err(e)) => return Err(io_err(e, "writev()", "sending request to upstream")),
             Ok(Ok(0)) => {
-                return Err(Error::new(ErrorKind::UpstreamClosed, format!("upstream {peer} closed while sending request")))
+                return Err(Error::new(
+                    ErrorKind::UpstreamClosed,
+                    "upstream closed the connection while sending request to upstream",
+                ))
             }
             Ok(Ok(n)) => off += n,
         }
@@ -221,7 +232,7 @@ async fn read_more(
     conn: &mut Conn,
     buf: &mut BytesMut,
     timeout: Duration,
-    peer: &str,
+    doing: &str,
 ) -> Result<usize, Error> {
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(16 * 1024);
@@ -229,9 +240,9 @@ async fn read_more(
     match tokio::time::timeout(timeout, conn.stream.read_buf(buf)).await {
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,
-            format!("upstream timed out (110: Connection timed out) while reading response header from upstream {peer}"),
+            format!("upstream timed out (110: Connection timed out) while {doing}"),
         )),
-        Ok(Err(e)) => Err(io_err(e, "recv() failed while reading response from", peer)),
+        Ok(Err(e)) => Err(io_err(e, "recv()", doing)),
         Ok(Ok(n)) => Ok(n),
     }
 }
@@ -262,6 +273,7 @@ pub async fn exchange(
     let started = Instant::now();
     cx.upstream.begin();
     let bind = conf.bind.addr(cx)?;
+    cx.upstream.schema = conf.schema;
     let group = &conf.group;
     let mut st = group.pick_state(cx);
     let policy = Policy {
@@ -311,6 +323,7 @@ pub async fn exchange(
                         && policy.may_repeat(&e, sent, &body)
                     {
                         tracing::debug!(
+                            upstream = %cx.upstream.shown(),
                             "{} (keepalive connection was closed by the peer: retrying on a new connection)",
                             e.message()
                         );
@@ -322,7 +335,11 @@ pub async fn exchange(
                     }
                     drop(inuse);
                     if tries_left && policy.may_repeat(&e, sent, &body) {
-                        tracing::warn!("{} (trying next upstream)", e.message());
+                        tracing::warn!(
+                            upstream = %cx.upstream.shown(),
+                            "{} (trying next upstream)",
+                            e.message()
+                        );
                         continue 'servers;
                     }
                     return Err(e);
@@ -347,7 +364,7 @@ pub async fn exchange(
                 continue 'servers;
             }
             group.report(i, Outcome::Ok);
-            if crate::vars::upstream_headers_used() {
+            if conf.vars.upstream_headers() {
                 cx.upstream.headers = h.head.headers.clone();
             }
             let Headed {
@@ -368,10 +385,20 @@ pub async fn exchange(
                 });
             }
             // From here on nothing is made again: the head is taken.
-            let body = relay(conf, i, inuse, conn, codec, buf, &rhead, &server.name)
-                .await
-                .map_err(|e| e.with_retry(Retry::Never))?;
-            let body = crate::body::counted(body, cx.upstream.last_mut(), t0);
+            let body = relay(
+                conf,
+                i,
+                inuse,
+                conn,
+                codec,
+                buf,
+                &rhead,
+                &server.name,
+                cx.upstream.uri.clone(),
+            )
+            .await
+            .map_err(|e| e.with_retry(Retry::Never))?;
+            let body = crate::body::counted(body, cx.upstream.last_mut(), t0, &conf.vars);
             return Ok(UpstreamResponse {
                 head: rhead,
                 body,
@@ -478,7 +505,7 @@ async fn send_and_read_head(
     match body {
         ReqBody::Empty => {
             codec.encode_end(&mut frames);
-            write_frames(conn, &mut frames, t.send, peer)
+            write_frames(conn, &mut frames, t.send)
                 .await
                 .map_err(before_first_byte)?;
         }
@@ -491,31 +518,31 @@ async fn send_and_read_head(
                 pending += chunk.len();
                 codec.encode_body(chunk, &mut frames);
                 if pending >= SEND_CHUNK {
-                    write_frames(conn, &mut frames, t.send, peer)
+                    write_frames(conn, &mut frames, t.send)
                         .await
                         .map_err(before_first_byte)?;
                     pending = 0;
                 }
             }
             codec.encode_end(&mut frames);
-            write_frames(conn, &mut frames, t.send, peer)
+            write_frames(conn, &mut frames, t.send)
                 .await
                 .map_err(before_first_byte)?;
         }
         ReqBody::Incoming(inc) => {
             // The exchange never repeats a streamed body once sent (see `Policy`); the
             // retry kinds still say what happened.
-            write_frames(conn, &mut frames, t.send, peer)
+            write_frames(conn, &mut frames, t.send)
                 .await
                 .map_err(before_first_byte)?;
             while let Some(chunk) = inc.next_chunk().await? {
                 codec.encode_body(chunk, &mut frames);
-                write_frames(conn, &mut frames, t.send, peer)
+                write_frames(conn, &mut frames, t.send)
                     .await
                     .map_err(before_first_byte)?;
             }
             codec.encode_end(&mut frames);
-            write_frames(conn, &mut frames, t.send, peer)
+            write_frames(conn, &mut frames, t.send)
                 .await
                 .map_err(before_first_byte)?;
         }
@@ -528,27 +555,37 @@ async fn send_and_read_head(
             Some(Decoded::Head(h)) => return Ok((h, buf)),
             Some(Decoded::Stderr(s)) => {
                 // More records (the head) may already be buffered: decode before reading.
-                log_stderr(&s, peer);
+                log_stderr(
+                    &s,
+                    UpstreamName {
+                        schema: conf.schema,
+                        peer,
+                        uri: &[],
+                    },
+                );
                 continue;
             }
             Some(Decoded::Data(_)) | Some(Decoded::End { .. }) => {
-                return Err(Error::invalid(format!(
-                    "upstream {peer} sent data before the response header"
-                )))
+                return Err(Error::invalid(
+                    "upstream sent data before the response header",
+                ))
             }
             None => {}
         }
         if buf.len() >= limit {
-            return Err(Error::new(ErrorKind::TooBigHeader, format!("upstream sent too big header while reading response header from upstream {peer}")));
+            return Err(Error::new(
+                ErrorKind::TooBigHeader,
+                "upstream sent too big header while reading response header from upstream",
+            ));
         }
-        let n = match read_more(conn, &mut buf, t.read, peer).await {
+        let n = match read_more(conn, &mut buf, t.read, READING_HEAD).await {
             Ok(n) => n,
             Err(e) if !received => return Err(before_first_byte(e)),
             Err(e) => return Err(e),
         };
         if n == 0 {
             let closed = || {
-                Error::new(ErrorKind::UpstreamClosed, format!("upstream prematurely closed connection while reading response header from upstream {peer}"))
+                Error::new(ErrorKind::UpstreamClosed, "upstream prematurely closed connection while reading response header from upstream")
             };
             if !received {
                 return Err(closed().with_retry(Retry::ReusedOnly));
@@ -564,9 +601,10 @@ async fn send_and_read_head(
 
 /// FastCGI stderr text: logged at `error`, trailing newlines, dots and spaces cut, as
 /// nginx does (`NGX_LOG_ERR`), so PHP warnings show with the default log level.
-fn log_stderr(s: &[u8], peer: &str) {
+fn log_stderr(s: &[u8], upstream: UpstreamName<'_>) {
     tracing::error!(
-        "FastCGI sent in stderr: \"{}\" while reading response header from upstream {peer}",
+        upstream = %upstream,
+        "FastCGI sent in stderr: \"{}\" while reading response header from upstream",
         String::from_utf8_lossy(s).trim_end_matches(['\r', '\n', '.', ' '])
     );
 }
@@ -581,13 +619,21 @@ async fn relay(
     mut buf: BytesMut,
     head: &ResponseHead,
     peer: &str,
+    uri: Bytes,
 ) -> Result<Body, Error> {
     // Fast path: the whole body is already here.
     let mut pieces: Vec<Bytes> = Vec::new();
     loop {
         match codec.decode(&mut buf)? {
             Some(Decoded::Data(d)) => pieces.push(d),
-            Some(Decoded::Stderr(s)) => log_stderr(&s, peer),
+            Some(Decoded::Stderr(s)) => log_stderr(
+                &s,
+                UpstreamName {
+                    schema: conf.schema,
+                    peer,
+                    uri: &uri,
+                },
+            ),
             Some(Decoded::End { reusable }) => {
                 conf.group
                     .put(i, conn, reusable && conf.keep_conn && buf.is_empty());
@@ -605,11 +651,7 @@ async fn relay(
                 };
                 return Ok(body);
             }
-            Some(Decoded::Head(_)) => {
-                return Err(Error::invalid(format!(
-                    "upstream {peer} sent a second header"
-                )))
-            }
+            Some(Decoded::Head(_)) => return Err(Error::invalid("upstream sent a second header")),
             None => break,
         }
     }
@@ -624,7 +666,23 @@ async fn relay(
     let keep = conf.keep_conn;
     let peer = peer.to_string();
     let writer = spool.clone();
-    tokio::spawn(async move {
+    let schema = conf.schema;
+    // Errors of the body read out here are logged in the request's span, naming the
+    // upstream as nginx does.
+    let span = tracing::Span::current();
+    let task = async move {
+        let failed = |msg: &str| {
+            let upstream = UpstreamName {
+                schema,
+                peer: &peer,
+                uri: &uri,
+            };
+            if msg.contains(" while ") {
+                tracing::error!(upstream = %upstream, "{msg}");
+            } else {
+                tracing::error!(upstream = %upstream, "{msg} while reading upstream");
+            }
+        };
         // Counted in the server's connections until the upstream side is done (or the
         // client went away): dropped with this task on every path.
         let _inuse = inuse;
@@ -638,7 +696,7 @@ async fn relay(
                 Ok(Some(ev)) => ev,
                 Ok(None) => {
                     let read = tokio::select! {
-                        r = read_more(&mut conn, &mut buf, read_timeout, &peer) => r,
+                        r = read_more(&mut conn, &mut buf, read_timeout, READING_BODY) => r,
                         // The client went away while the upstream is silent: give up the
                         // upstream connection now (and with it the server's slot).
                         () = writer.reader_closed() => return,
@@ -646,9 +704,8 @@ async fn relay(
                     let n = match read {
                         Ok(n) => n,
                         Err(e) => {
-                            let msg = e.message().replace("response header", "upstream");
-                            tracing::error!("{msg}");
-                            writer.finish(Err(msg));
+                            failed(e.message());
+                            writer.finish(Err(e.message().to_string()));
                             return;
                         }
                     };
@@ -659,14 +716,14 @@ async fn relay(
                         Ok(Some(ev)) => ev,
                         Ok(None) => Decoded::End { reusable: false },
                         Err(e) => {
-                            tracing::error!("{} while reading upstream {peer}", e.message());
+                            failed(e.message());
                             writer.finish(Err(e.message().to_string()));
                             return;
                         }
                     }
                 }
                 Err(e) => {
-                    tracing::error!("{} while reading upstream {peer}", e.message());
+                    failed(e.message());
                     writer.finish(Err(e.message().to_string()));
                     return;
                 }
@@ -677,19 +734,28 @@ async fn relay(
                         return; // client gone: drop the upstream connection
                     }
                 }
-                Decoded::Stderr(s) => log_stderr(&s, &peer),
+                Decoded::Stderr(s) => log_stderr(
+                    &s,
+                    UpstreamName {
+                        schema,
+                        peer: &peer,
+                        uri: &uri,
+                    },
+                ),
                 Decoded::End { reusable } => {
                     group.put(i, conn, reusable && keep && buf.is_empty());
                     writer.finish(Ok(()));
                     return;
                 }
                 Decoded::Head(_) => {
+                    failed("upstream sent a second header");
                     writer.finish(Err("upstream sent a second header".into()));
                     return;
                 }
             }
         }
-    });
+    };
+    tokio::spawn(tracing::Instrument::instrument(task, span));
     Ok(SpoolBody { spool }.boxed_unsync())
 }
 

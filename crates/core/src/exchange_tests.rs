@@ -174,6 +174,8 @@ fn conf(servers: &[SocketAddr], next: NextUpstream) -> UpstreamConf {
     UpstreamConf {
         group: Group::implicit("test".into(), addrs),
         bind: Bind::Off,
+        schema: "test://",
+        vars: Default::default(),
         timeouts: Timeouts {
             connect: Duration::from_secs(5),
             send: Duration::from_secs(5),

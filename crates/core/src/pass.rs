@@ -103,7 +103,7 @@ impl Family {
             .buffer(self.client_body_buffer_size, &self.body_temp_path)
             .await?;
         if let ReqBody::Buffered(x) = &b {
-            if crate::vars::request_body_used() {
+            if self.upstream.vars.request_body() {
                 cx.request_body = x.in_memory();
             }
             if !cx.headers.contains_key(http::header::CONTENT_LENGTH)

@@ -147,11 +147,16 @@ pub async fn connect(
         Ok(Ok(s)) => Ok(s),
         Ok(Err(e)) => Err(Error::new(
             ErrorKind::Connect,
-            format!("connect() to {addr} failed ({})", crate::error::os_error_text(&e)),
+            // nginx's words; the peer is the log line's `upstream:` field.
+            format!(
+                "connect() failed ({}) while connecting to upstream",
+                crate::error::os_error_text(&e)
+            ),
         )),
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,
-            format!("upstream timed out (110: Connection timed out) while connecting to upstream {addr}"),
+            "upstream timed out (110: Connection timed out) while connecting to upstream"
+                .to_string(),
         )),
     }
 }

@@ -6,6 +6,7 @@ use crate::ctx::RequestCtx;
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::HeaderName;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// A variable reference, resolved at load time.
@@ -170,9 +171,53 @@ pub struct VarTable {
     maps: Vec<String>,
     /// Slots that `set` assigns.
     set_vars: Vec<usize>,
+    used: Arc<UsedVars>,
+}
+
+/// What the compiled templates of one configuration read that the request path only
+/// computes when some template needs it. Set while templates compile (at load); read
+/// per request through the runtime built from that configuration (a location's
+/// settings, the upstream's), never a process-wide flag.
+#[derive(Debug, Default)]
+pub struct UsedVars {
+    request_filename: AtomicBool,
+    upstream_headers: AtomicBool,
+    request_body: AtomicBool,
+    upstream_body_stats: AtomicBool,
+}
+
+impl UsedVars {
+    /// Whether some template reads `$request_filename`: only then do `*_pass`
+    /// locations compute it per request (static files always do).
+    pub fn request_filename(&self) -> bool {
+        self.request_filename.load(Ordering::Relaxed)
+    }
+
+    /// Whether some template reads `$upstream_http_*`: only then does the exchange
+    /// keep a copy of the upstream response headers in the request context.
+    pub fn upstream_headers(&self) -> bool {
+        self.upstream_headers.load(Ordering::Relaxed)
+    }
+
+    /// Whether some template reads `$request_body`: only then is a body read into
+    /// memory kept in the request context.
+    pub fn request_body(&self) -> bool {
+        self.request_body.load(Ordering::Relaxed)
+    }
+
+    /// Whether some template reads `$upstream_response_length` or
+    /// `$upstream_response_time`: only then is the upstream body counted as it streams.
+    pub fn upstream_body_stats(&self) -> bool {
+        self.upstream_body_stats.load(Ordering::Relaxed)
+    }
 }
 
 impl VarTable {
+    /// What this configuration's templates read ([`UsedVars`]), shared.
+    pub fn used(&self) -> Arc<UsedVars> {
+        self.used.clone()
+    }
+
     /// Returns the slot of `name`, adding it if new.
     pub fn slot(&mut self, name: &str) -> usize {
         let name = name.to_ascii_lowercase();
@@ -219,45 +264,6 @@ impl VarTable {
     }
 }
 
-/// Set at load when any template reads `$upstream_http_*`: only then does the
-/// exchange keep a copy of the upstream response headers in the request context.
-static UPSTREAM_HEADERS_USED: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// Set at load when any template reads `$request_filename`: only then do `*_pass`
-/// locations compute it per request (static files always do).
-static REQUEST_FILENAME_USED: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// Set at load when any template reads `$request_body`: only then is a body read into
-/// memory kept in the request context.
-static REQUEST_BODY_USED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether some template reads `$request_body`.
-pub fn request_body_used() -> bool {
-    REQUEST_BODY_USED.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Set at load when any template reads `$upstream_response_length` or
-/// `$upstream_response_time`: only then is the upstream body counted as it streams.
-static UPSTREAM_BODY_STATS_USED: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// Whether some template reads the upstream body's length or end time.
-pub fn upstream_body_stats_used() -> bool {
-    UPSTREAM_BODY_STATS_USED.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Whether some template reads `$request_filename`.
-pub fn request_filename_used() -> bool {
-    REQUEST_FILENAME_USED.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Whether some template reads `$upstream_http_*`.
-pub fn upstream_headers_used() -> bool {
-    UPSTREAM_HEADERS_USED.load(std::sync::atomic::Ordering::Relaxed)
-}
-
 /// Resolves a variable name (without `$`) to a [`Var`].
 pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
     let lower = name.to_ascii_lowercase();
@@ -268,7 +274,7 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "pipe" => Var::Pipe,
         "request_completion" => Var::RequestCompletion,
         "request_body" => {
-            REQUEST_BODY_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+            table.used.request_body.store(true, Ordering::Relaxed);
             Var::RequestBody
         }
         "remote_port" => Var::RemotePort,
@@ -291,7 +297,7 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "document_root" => Var::DocumentRoot,
         "realpath_root" => Var::RealpathRoot,
         "request_filename" => {
-            REQUEST_FILENAME_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+            table.used.request_filename.store(true, Ordering::Relaxed);
             Var::RequestFilename
         }
         "proxy_host" => Var::ProxyHost,
@@ -305,7 +311,10 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "upstream_addr" => Var::UpstreamAddr,
         "upstream_status" => Var::UpstreamStatus,
         "upstream_response_time" => {
-            UPSTREAM_BODY_STATS_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+            table
+                .used
+                .upstream_body_stats
+                .store(true, Ordering::Relaxed);
             Var::UpstreamResponseTime
         }
         "time_local" => Var::TimeLocal,
@@ -330,7 +339,10 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "upstream_connect_time" => Var::UpstreamConnectTime,
         "upstream_header_time" => Var::UpstreamHeaderTime,
         "upstream_response_length" => {
-            UPSTREAM_BODY_STATS_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+            table
+                .used
+                .upstream_body_stats
+                .store(true, Ordering::Relaxed);
             Var::UpstreamResponseLength
         }
         "upstream_bytes_sent" => Var::UpstreamBytesSent,
@@ -343,14 +355,14 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
                 return header_name(h).map(Var::SentHttp);
             }
             if let Some(h) = lower.strip_prefix("upstream_http_") {
-                UPSTREAM_HEADERS_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+                table.used.upstream_headers.store(true, Ordering::Relaxed);
                 return header_name(h).map(Var::UpstreamHttp);
             }
             if let Some(t) = lower.strip_prefix("proxy_protocol_tlv_") {
                 return Some(Var::ProxyProtocolTlv(t.into()));
             }
             if let Some(c) = lower.strip_prefix("upstream_cookie_") {
-                UPSTREAM_HEADERS_USED.store(true, std::sync::atomic::Ordering::Relaxed);
+                table.used.upstream_headers.store(true, Ordering::Relaxed);
                 return Some(Var::UpstreamCookie(c.into()));
             }
             if let Some(c) = name.strip_prefix("cookie_") {

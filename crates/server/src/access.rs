@@ -413,25 +413,16 @@ fn unauthorized(realm: &[u8], tokens: bool) -> http::Response<Body> {
     r
 }
 
-/// An error-log line with nginx's request context (`*N MSG, client: …, server: …,
-/// request: "…", host: "…"`): `error` level, `warn` level, else `info`.
-pub(crate) fn log(cx: &RequestCtx, msg: &str, error: bool, warn: bool) {
-    let line = format!(
-        "*{} {msg}, client: {}, server: {}, request: \"{} {} {:?}\", host: \"{}\"",
-        cx.conn.id,
-        cx.conn.remote.ip(),
-        cx.server_name,
-        cx.method,
-        cx.request_uri,
-        cx.version,
-        cx.host
-    );
+/// An error-log line: `error` level, `warn` level, else `info`. It is logged in the
+/// request's span, so `crate::error_log` writes nginx's request context after it
+/// (`*N MSG, client: …, server: …, request: "…", host: "…"`).
+pub(crate) fn log(_cx: &RequestCtx, msg: &str, error: bool, warn: bool) {
     if error {
-        tracing::error!("{line}");
+        tracing::error!("{msg}");
     } else if warn {
-        tracing::warn!("{line}");
+        tracing::warn!("{msg}");
     } else {
-        tracing::info!("{line}");
+        tracing::info!("{msg}");
     }
 }
 

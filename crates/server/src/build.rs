@@ -89,6 +89,8 @@ pub struct LocConf {
     pub etag: bool,
     /// Named captures of the location regex: (group index, variable slot).
     pub named_captures: Vec<(usize, usize)>,
+    /// What this configuration's templates read (`$request_filename`).
+    pub vars_used: Arc<junction_core::vars::UsedVars>,
     /// `uninitialized_variable_warn`.
     pub uninit_warn: bool,
     /// `fastcgi_split_path_info` / `fastcgi_index` here, for `$fastcgi_script_name`
@@ -246,129 +248,6 @@ const NO_EFFECT: &[&str] = &[
     "map_hash_bucket_size",
 ];
 
-/// Flag directives (`on|off`), checked wherever they appear.
-const FLAGS: &[&str] = &[
-    "sendfile",
-    "tcp_nopush",
-    "tcp_nodelay",
-    "gzip",
-    "gzip_vary",
-    "override_charset",
-    "log_not_found",
-    "log_subrequest",
-    "client_body_in_single_buffer",
-    "autoindex_exact_size",
-    "autoindex_localtime",
-    "open_file_cache_errors",
-    "open_file_cache_events",
-    "brotli",
-    "gunzip",
-    "etag",
-    "recursive_error_pages",
-    "absolute_redirect",
-    "port_in_redirect",
-    "server_name_in_redirect",
-    "ignore_invalid_headers",
-    "underscores_in_headers",
-    "merge_slashes",
-    "fastcgi_keep_conn",
-    "autoindex",
-    "multi_accept",
-    "accept_mutex",
-    "master_process",
-    "daemon",
-    "ssl_prefer_server_ciphers",
-    "rewrite_log",
-    "uninitialized_variable_warn",
-    "limit_req_dry_run",
-    "limit_conn_dry_run",
-    "real_ip_recursive",
-];
-
-/// Checks the argument values of every value-typed directive, wherever it is
-/// written (nginx checks at parse time, not only where a value is used).
-fn validate_values(tree: &[Directive]) -> Result<(), ConfigError> {
-    use junction_config::values::{parse_flag, parse_size, parse_time_ms};
-    for d in tree {
-        let n = d.name.as_str();
-        let fam_flag = [
-            "_buffering",
-            "_request_buffering",
-            "_intercept_errors",
-            "_pass_request_headers",
-            "_pass_request_body",
-            "_socket_keepalive",
-            "_force_ranges",
-        ]
-        .iter()
-        .any(|suf| {
-            n.ends_with(suf)
-                && ["proxy", "fastcgi", "uwsgi", "scgi", "memcached"]
-                    .iter()
-                    .any(|p| n.starts_with(p))
-        });
-        if fam_flag || FLAGS.contains(&n) {
-            for a in &d.args {
-                if parse_flag(&a.value).is_none() {
-                    return Err(err(
-                        &d.span,
-                        format!("invalid value \"{}\" in \"{}\" directive, it must be \"on\" or \"off\"", a.value, n),
-                    ));
-                }
-            }
-        } else if n == "server_tokens" {
-            // on | off | build; a quoted string or one with variables is nginx Plus's
-            // `server_tokens string` (the `Server` value); any other word is a typo, as
-            // nginx OSS says.
-            for a in &d.args {
-                if !matches!(a.value.as_str(), "on" | "off" | "build")
-                    && !a.quoted
-                    && !a.value.contains('$')
-                {
-                    return Err(invalid(d, a));
-                }
-            }
-        } else if n.ends_with("_timeout") || n == "keepalive_time" {
-            for a in &d.args {
-                if parse_time_ms(&a.value).is_none() {
-                    return Err(invalid(d, a));
-                }
-            }
-        } else if n.ends_with("_buffer_size")
-            || n.ends_with("_body_size")
-            || n.ends_with("_busy_buffers_size")
-            || n.ends_with("_max_temp_file_size")
-            || n.ends_with("_temp_file_write_size")
-            || n == "memcached_buffer_size"
-        {
-            for a in &d.args {
-                if parse_size(&a.value).is_none() {
-                    return Err(invalid(d, a));
-                }
-            }
-        } else if n.ends_with("_buffers") && d.block.is_none() {
-            let (Some(num), Some(size)) = (d.args.first(), d.args.get(1)) else {
-                return Err(err(
-                    &d.span,
-                    format!("invalid number of arguments in \"{n}\" directive"),
-                ));
-            };
-            if num.value.parse::<usize>().is_err() {
-                return Err(invalid(d, num));
-            }
-            if parse_size(&size.value).is_none() {
-                return Err(invalid(d, size));
-            }
-        }
-        if let Some(b) = &d.block {
-            if d.name != "types" && d.name != "map" {
-                validate_values(b)?;
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Directives nginx configs use that Junction does not implement yet and whose
 /// absence would change behaviour (access control, rewriting, headers): an error
 /// at load with `FILE:LINE`, never silently ignored.
@@ -378,11 +257,12 @@ const UNSUPPORTED: &[&str] = &["proxy_ssl_verify", "proxy_ssl_server_name"];
 /// (inside it they are implemented).
 const NO_EFFECT_OUTSIDE_UPSTREAM: &[&str] = &[];
 
-fn check_unsupported(tree: &[Directive]) -> Result<(), ConfigError> {
+/// Every directive of `tree` that Junction does not support yet, into `errors`.
+fn check_unsupported(tree: &[Directive], errors: &mut Vec<ConfigError>) {
     for d in tree {
         let n = d.name.as_str();
         if UNSUPPORTED.contains(&n) {
-            return Err(err(
+            errors.push(err(
                 &d.span,
                 format!(
                     "\"{n}\" directive is not supported by junction yet (see docs/directives.md)"
@@ -391,11 +271,10 @@ fn check_unsupported(tree: &[Directive]) -> Result<(), ConfigError> {
         }
         if let Some(b) = &d.block {
             if d.name != "types" && d.name != "upstream" {
-                check_unsupported(b)?;
+                check_unsupported(b, errors);
             }
         }
     }
-    Ok(())
 }
 
 fn walk_no_effect(tree: &[Directive], out: &mut Vec<String>) {
@@ -456,12 +335,48 @@ fn declare_vars(tree: &[Directive], bx: &mut BuildCx) {
     }
 }
 
-/// Builds the runtime from a loaded tree plus `-g` directives.
+/// Builds the runtime from a loaded tree plus `-g` directives; the first error.
 pub fn build(
     tree: &[Directive],
     globals: &[Directive],
     prefix: &Path,
     backends: &[BuildBackend],
+) -> Result<Runtime, ConfigError> {
+    build_all(tree, globals, prefix, backends).map_err(|errors| {
+        errors.into_iter().next().unwrap_or_else(|| ConfigError {
+            span: None,
+            msg: "configuration failed".into(),
+        })
+    })
+}
+
+/// Builds the runtime from a loaded tree plus `-g` directives, or reports every error
+/// it can: every unsupported directive, and the first error of each `upstream` and
+/// `server` block (a block with an error is left out and the build goes on), in file
+/// order — for `junction -t`.
+pub fn build_all(
+    tree: &[Directive],
+    globals: &[Directive],
+    prefix: &Path,
+    backends: &[BuildBackend],
+) -> Result<Runtime, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    match build_collecting(tree, globals, prefix, backends, &mut errors) {
+        Ok(rt) if errors.is_empty() => Ok(rt),
+        Ok(_) => Err(errors),
+        Err(e) => {
+            errors.push(e);
+            Err(errors)
+        }
+    }
+}
+
+fn build_collecting(
+    tree: &[Directive],
+    globals: &[Directive],
+    prefix: &Path,
+    backends: &[BuildBackend],
+    errors: &mut Vec<ConfigError>,
 ) -> Result<Runtime, ConfigError> {
     let bare = junction_config::registry::is_bare_http(tree);
     let (main_level, http_levels): (Vec<&Directive>, Vec<&[Directive]>) = if bare {
@@ -522,9 +437,7 @@ pub fn build(
             _ => {}
         }
     }
-    validate_values(tree)?;
-    validate_values(globals)?;
-    check_unsupported(tree)?;
+    check_unsupported(tree, errors);
     let mut warnings = Vec::new();
     walk_no_effect(tree, &mut warnings);
     walk_no_effect(globals, &mut warnings);
@@ -545,8 +458,22 @@ pub fn build(
         let hscope = Scope::root(http);
         // upstream blocks first: *_pass may name them.
         for d in http.iter().filter(|d| d.name == "upstream") {
-            let g = junction_config::upstream::build_upstream(d, http, &mut bx)?;
-            bx.upstreams.insert(g.name.clone(), g);
+            match junction_config::upstream::build_upstream(d, http, &mut bx) {
+                Ok(g) => {
+                    bx.upstreams.insert(g.name.clone(), g);
+                }
+                Err(e) => {
+                    errors.push(e);
+                    // A stand-in, so `*_pass NAME` does not add "no port in upstream".
+                    if let Some(name) = d.args.first() {
+                        let g = junction_core::upstream::Group::implicit(
+                            name.value.clone(),
+                            Vec::new(),
+                        );
+                        bx.upstreams.insert(name.value.clone(), g);
+                    }
+                }
+            }
         }
         let level = HttpLevel {
             backends,
@@ -559,7 +486,13 @@ pub fn build(
             let block = d.block.as_deref().unwrap_or(&[]);
             let sscope = hscope.child(block);
             let si = servers.len();
-            let srv = build_server(d, &sscope, &mut bx, &mut logs, &level)?;
+            let srv = match build_server(d, &sscope, &mut bx, &mut logs, &level) {
+                Ok(srv) => srv,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            };
             // listen
             let mut any = false;
             for l in sscope.local_all("listen") {
@@ -1242,6 +1175,7 @@ fn build_conf(
         name: info.name.clone(),
         etag: scope.flag("etag", true)?,
         named_captures: Vec::new(),
+        vars_used: bx.vars.used(),
         uninit_warn: scope.flag("uninitialized_variable_warn", true)?,
         script_split: junction_config::model::script_split(scope)?,
         access: crate::access::Access::build(scope, bx, &http.conf_dir)?,

@@ -5,7 +5,9 @@
 //!
 //! ## Layout
 //! - `build`: directive tree → [`build::Runtime`] (servers, the location tree
-//!   with compiled settings and backends, listen addresses, logs), once at load.
+//!   with compiled settings and backends, listen addresses, logs), once at load;
+//!   [`build_all`] reports every error it can (one per `upstream`/`server` block, and
+//!   every unsupported directive) for `junction -t`.
 //! - `route`: `server_name` selection, location matching (nginx's order), URI
 //!   normalization.
 //! - `listen`: binding, the accept loop (`worker_connections`), the pre-HTTP
@@ -28,6 +30,8 @@
 //! - `filters`: output filters over every response (gzip/Brotli, …), built per
 //!   location at load.
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
+//! - `error_log`: the error log's `tracing` layer and the one span per request whose
+//!   fields end every line as nginx's do (`client: …, server: …, request: …`).
 //! - `status`: the `stub_status` and `metrics` handlers (counters in
 //!   `junction_core::stats`).
 #![forbid(unsafe_code)]
@@ -36,6 +40,7 @@ mod access;
 mod auth_basic;
 mod autoindex;
 pub mod build;
+pub mod error_log;
 mod filters;
 pub mod http1;
 mod limit_conn;
@@ -52,6 +57,6 @@ pub mod serve;
 mod static_files;
 pub mod status;
 
-pub use build::{build, Runtime};
+pub use build::{build, build_all, Runtime};
 pub use listen::{bind_all, serve};
 pub use serve::Stop;

@@ -1,6 +1,6 @@
 //! Logs, written off the request path: each log file has one writer thread fed
-//! by a channel, so a request never waits on disk. The error log uses nginx's
-//! line format (`2026/11/29 22:54:50 [error] PID#0: message`).
+//! by a channel, so a request never waits on disk. The error log's lines are made by
+//! `crate::error_log` (nginx's format, with the request's context).
 
 use junction_core::ctx::RequestCtx;
 use junction_core::vars::Template;
@@ -284,38 +284,6 @@ impl Write for SinkWriter {
     }
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
-    }
-}
-
-/// Formats events like nginx's error log.
-pub struct NginxFormat;
-
-impl<S, N> tracing_subscriber::fmt::FormatEvent<S, N> for NginxFormat
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-    N: for<'a> tracing_subscriber::fmt::FormatFields<'a> + 'static,
-{
-    fn format_event(
-        &self,
-        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, N>,
-        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
-        event: &tracing::Event<'_>,
-    ) -> std::fmt::Result {
-        let level = match *event.metadata().level() {
-            tracing::Level::ERROR => "error",
-            tracing::Level::WARN => "warn",
-            tracing::Level::INFO => "info",
-            tracing::Level::DEBUG => "debug",
-            tracing::Level::TRACE => "debug",
-        };
-        write!(
-            writer,
-            "{} [{level}] {}#0: ",
-            junction_core::time::error_log_time(std::time::SystemTime::now()),
-            std::process::id()
-        )?;
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
     }
 }
 

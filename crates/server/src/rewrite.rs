@@ -477,14 +477,8 @@ fn do_rewrite(rw: &Rewrite, log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: 
         Ok(Some(s)) => s,
         Ok(None) => {
             if log {
-                tracing::info!(
-                    "*{} \"{}\" does not match \"{}\", client: {}, server: {}",
-                    cx.conn.id,
-                    rw.re.as_str(),
-                    cx.uri,
-                    cx.conn.remote.ip(),
-                    cx.server_name
-                );
+                // The request's span adds `*N` and client, server, request, host.
+                tracing::info!("\"{}\" does not match \"{}\"", rw.re.as_str(), cx.uri);
             }
             // nginx: `r->ncaptures = 0`.
             cx.captures = Captures::default();
@@ -493,14 +487,7 @@ fn do_rewrite(rw: &Rewrite, log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: 
         Err(e) => return Flow::Answer(internal_error(cx, conf, e.0)),
     };
     if log {
-        tracing::info!(
-            "*{} \"{}\" matches \"{}\", client: {}, server: {}",
-            cx.conn.id,
-            rw.re.as_str(),
-            cx.uri,
-            cx.conn.remote.ip(),
-            cx.server_name
-        );
+        tracing::info!("\"{}\" matches \"{}\"", rw.re.as_str(), cx.uri);
     }
     let subject: Arc<str> = Arc::from(cx.uri.as_str());
     set_captures(cx, subject, spans, &rw.names);
@@ -511,7 +498,7 @@ fn do_rewrite(rw: &Rewrite, log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: 
             url.push_str(&cx.args);
         }
         if log {
-            tracing::info!("*{} rewritten redirect: \"{url}\"", cx.conn.id);
+            tracing::info!("rewritten redirect: \"{url}\"");
         }
         let c = ex.loc.as_ref().map_or(conf, |l| &l.data);
         let r = Return {
@@ -538,11 +525,7 @@ fn do_rewrite(rw: &Rewrite, log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: 
         }
     }
     if log {
-        tracing::info!(
-            "*{} rewritten data: \"{uri}\", args: \"{}\"",
-            cx.conn.id,
-            cx.args
-        );
+        tracing::info!("rewritten data: \"{uri}\", args: \"{}\"", cx.args);
     }
     if uri.is_empty() {
         return Flow::Answer(internal_error(
@@ -670,8 +653,7 @@ fn test(cond: &Cond, log: bool, cx: &mut RequestCtx) -> Result<bool, String> {
                 Ok(Some(spans)) => {
                     if log {
                         tracing::info!(
-                            "*{} \"{}\" matches \"{}\"",
-                            cx.conn.id,
+                            "\"{}\" matches \"{}\"",
                             re.as_str(),
                             String::from_utf8_lossy(&v)
                         );
@@ -683,8 +665,7 @@ fn test(cond: &Cond, log: bool, cx: &mut RequestCtx) -> Result<bool, String> {
                 Ok(None) => {
                     if log {
                         tracing::info!(
-                            "*{} \"{}\" does not match \"{}\"",
-                            cx.conn.id,
+                            "\"{}\" does not match \"{}\"",
                             re.as_str(),
                             String::from_utf8_lossy(&v)
                         );

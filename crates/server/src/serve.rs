@@ -48,7 +48,8 @@ pub(crate) fn reason_phrase(status: StatusCode) -> &'static str {
         .unwrap_or("")
 }
 
-/// The `Server` header's value.
+/// The server signature, written once for the `Server` header and every page Junction
+/// makes itself: `junction/VERSION`, or `junction` under `server_tokens off`.
 pub(crate) fn server_header_value(tokens: bool) -> &'static str {
     if tokens {
         concat!("junction/", env!("CARGO_PKG_VERSION"))
@@ -66,18 +67,8 @@ pub(crate) enum Outcome {
     Relocate,
 }
 
-/// The server signature, written once for the `Server` header and every page Junction
-/// makes itself: `junction/VERSION`, or `junction` under `server_tokens off`.
-pub(crate) fn signature(tokens: bool) -> &'static str {
-    if tokens {
-        concat!("junction/", env!("CARGO_PKG_VERSION"))
-    } else {
-        "junction"
-    }
-}
-
 fn server_header(tokens: bool) -> HeaderValue {
-    HeaderValue::from_static(signature(tokens))
+    HeaderValue::from_static(server_header_value(tokens))
 }
 
 /// nginx's small error page.
@@ -111,7 +102,7 @@ pub(crate) fn error_page_body(status: StatusCode, tokens: bool) -> Bytes {
         status.as_u16(),
         reason.or(status.canonical_reason()).unwrap_or("")
     );
-    let sig = signature(tokens);
+    let sig = server_header_value(tokens);
     Bytes::from(format!(
         "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>{sig}</center>\r\n</body>\r\n</html>\r\n"
     ))
@@ -146,26 +137,13 @@ pub(crate) fn log_error_pub(cx: &RequestCtx, e: &Error) {
     log_error(cx, e)
 }
 
+/// Logs `e` in the request's span (`crate::error_log` adds client, server, request and
+/// host), naming the upstream tried last.
 fn log_error(cx: &RequestCtx, e: &Error) {
-    let upstream = if cx.upstream.is_empty() {
-        String::new()
-    } else {
-        format!(", upstream: \"{}\"", cx.upstream.addr_string())
-    };
-    let line = format!(
-        "*{} {}, client: {}, server: {}, request: \"{} {} {:?}\"{upstream}, host: \"{}\"",
-        cx.conn.id,
-        e.message(),
-        cx.conn.remote.ip(),
-        cx.server_name,
-        cx.method,
-        cx.request_uri,
-        cx.version,
-        cx.host
-    );
+    let upstream = cx.upstream.shown();
     match e.side() {
-        junction_core::Side::Client => tracing::info!("{line}"),
-        _ => tracing::error!("{line}"),
+        junction_core::Side::Client => tracing::info!(upstream = %upstream, "{}", e.message()),
+        _ => tracing::error!(upstream = %upstream, "{}", e.message()),
     }
 }
 
@@ -363,7 +341,8 @@ pub(crate) async fn handle(
     cx.request_length += length.unwrap_or(0);
     // nginx's post-read phase: realip with the server's settings.
     srv.base.data.realip.apply(&mut cx);
-    process(&srv, cx, incoming, length).await
+    let span = crate::error_log::request_span(&cx);
+    tracing::Instrument::instrument(process(&srv, cx, incoming, length), span).await
 }
 
 fn select(rt: &Runtime, listen: &Listen, host: &str) -> usize {
@@ -798,7 +777,7 @@ fn host_port(cx: &RequestCtx) -> String {
 fn set_paths(cx: &mut RequestCtx, c: &LocConf, loc: &Loc<LocConf>) {
     // `$request_filename` costs an allocation: a `*_pass` location builds it only
     // when some template reads it (static files always need it).
-    let need_file = c.backend.is_none() || junction_core::vars::request_filename_used();
+    let need_file = c.backend.is_none() || c.vars_used.request_filename();
     if !need_file {
         cx.document_root = match &c.alias {
             Some(alias) => alias.eval(cx),

@@ -116,16 +116,14 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
                 std::io::ErrorKind::PermissionDenied => (StatusCode::FORBIDDEN, 13),
                 _ => (StatusCode::NOT_FOUND, 2),
             };
+            // The request's span adds client, server, request and host.
             // `log_not_found off` silences only a missing file (nginx's NGX_ENOENT).
             if code == 13 || c.log_not_found {
-                tracing::error!(
-                "*{} open() \"{path}\" failed ({code}: {e}), client: {}, server: {}, request: \"{} {}\"",
-                cx.conn.id,
-                cx.conn.remote.ip(),
-                cx.server_name,
-                cx.method,
-                cx.request_uri
-            );
+                let why = match e.raw_os_error() {
+                    Some(_) => junction_core::error::os_error_text(&e),
+                    None => format!("{code}: {e}"),
+                };
+                tracing::error!("open() \"{path}\" failed ({why})");
             }
             return status(s, c);
         }
@@ -296,26 +294,17 @@ async fn index(cx: &RequestCtx, c: &LocConf, path: &str) -> Outcome {
             }
         }
         Ok(m) if m.is_dir() => {
-            tracing::error!(
-                "*{} directory index of \"{path}\" is forbidden, client: {}, server: {}, request: \"{} {}\"",
-                cx.conn.id,
-                cx.conn.remote.ip(),
-                cx.server_name,
-                cx.method,
-                cx.request_uri
-            );
+            tracing::error!("directory index of \"{path}\" is forbidden");
             status(StatusCode::FORBIDDEN, c)
         }
         _ if !c.log_not_found => status(StatusCode::NOT_FOUND, c),
         _ => {
             tracing::error!(
-                "*{} \"{path}{}\" is not found (2: No such file or directory), client: {}, server: {}, request: \"{} {}\"",
-                cx.conn.id,
-                c.index.first().map(|t| t.eval_string(cx)).unwrap_or_default(),
-                cx.conn.remote.ip(),
-                cx.server_name,
-                cx.method,
-                cx.request_uri
+                "\"{path}{}\" is not found (2: No such file or directory)",
+                c.index
+                    .first()
+                    .map(|t| t.eval_string(cx))
+                    .unwrap_or_default()
             );
             status(StatusCode::NOT_FOUND, c)
         }

@@ -500,6 +500,8 @@ impl HttpProxy {
         let len = body.known_len();
         let chunked = len.is_none();
         let head = self.request_head(cx, uri_part.as_deref(), len, chunked);
+        // The URI as sent, for the error log's `upstream: "http://peer/uri"` (no copy).
+        cx.upstream.uri = head_uri(&head);
         let limit = fam.upstream.buffering.buffer_size;
         let is_head = match &self.method {
             Some(m) => m.eval(cx).as_ref() == b"HEAD",
@@ -587,6 +589,19 @@ async fn resolve_now(hostport: &str) -> Result<Vec<junction_core::upstream::Peer
                 format!("{hostport} could not be resolved ({e})"),
             )
         })
+}
+
+/// The request-target of an encoded request head (`METHOD SP target SP …`).
+fn head_uri(head: &Bytes) -> Bytes {
+    let mut spaces = head
+        .iter()
+        .enumerate()
+        .filter(|(_, &b)| b == b' ')
+        .map(|(i, _)| i);
+    match (spaces.next(), spaces.next()) {
+        (Some(a), Some(b)) => head.slice(a + 1..b),
+        _ => Bytes::new(),
+    }
 }
 
 #[junction_core::async_trait]
