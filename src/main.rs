@@ -329,30 +329,24 @@ fn main() -> ExitCode {
             Err(e) => return emerg(format!("cannot install signal handlers: {e}")),
         }
     };
-    if let Some(d) = pid_file.parent() {
-        let _ = std::fs::create_dir_all(d);
-    }
-    if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
-        return emerg(format!("open() \"{}\" failed ({e})", pid_file.display()));
-    }
     let rt = Arc::new(rt);
     junction_server::status::publish(&rt);
-    notify(&[
-        sd_notify::NotifyState::MainPid(std::process::id()),
-        sd_notify::NotifyState::Ready,
-    ]);
     // Active health checks: one task per group with `health_check`, on the control
     // thread (never for `-t`); they end with it (or with a reload).
     let health = start_health_checks(&control, &rt);
     let (tx, rx) = tokio::sync::watch::channel(Stop::Run);
     let (config_tx, config_rx) = tokio::sync::watch::channel(rt.clone());
     let mut threads = Vec::with_capacity(workers);
+    // Every worker thread is running before the pid file says the process is ready.
+    let started = Arc::new(std::sync::Barrier::new(per_worker.len() + 1));
     for (n, ls) in per_worker.into_iter().enumerate() {
         let rt = config_rx.clone();
         let rx = rx.clone();
+        let started = started.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("junction-worker-{n}"))
             .spawn(move || {
+                started.wait();
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -369,6 +363,17 @@ fn main() -> ExitCode {
             Err(e) => return emerg(format!("cannot start worker thread: {e}")),
         }
     }
+    started.wait();
+    if let Some(d) = pid_file.parent() {
+        let _ = std::fs::create_dir_all(d);
+    }
+    if let Err(e) = std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+        return emerg(format!("open() \"{}\" failed ({e})", pid_file.display()));
+    }
+    notify(&[
+        sd_notify::NotifyState::MainPid(std::process::id()),
+        sd_notify::NotifyState::Ready,
+    ]);
     let reload = Reload {
         conf: conf.clone(),
         globals: args.globals.clone(),
