@@ -15,7 +15,6 @@
 mod common;
 
 use common::*;
-use std::time::{Duration, Instant};
 
 fn debian(name: &str) -> String {
     let path = manifest_dir().join("config/debian/etc-nginx").join(name);
@@ -42,23 +41,6 @@ fn fpm_with_access_log(log: &std::path::Path) -> PhpFpm {
         "access.log = {}\naccess.format = \"%m %r%Q%q %s\"",
         log.display()
     ))
-}
-
-/// Waits until `path` contains `needle`; returns the text.
-fn wait_for(path: &std::path::Path, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{needle:?} never reached {}:\n{text}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Debian's nginx.conf and default site, with the paths moved into the test's dir,
@@ -172,7 +154,7 @@ fn debian_stock_site_serves_php() {
     assert_eq!(r.status, 200, "{}", r.describe());
 
     php(&proxy, "/index.php?last=1");
-    let served = wait_for(&fpm_log, "last=1");
+    let served = wait_file_contains(&fpm_log, "last=1");
     assert!(
         !served.contains("missing"),
         "php-fpm must not see /missing.php:\n{served}"
@@ -212,7 +194,7 @@ fn debian_snippet_passes_path_info() {
 
     assert_eq!(proxy.get("localhost", "/missing.php/a/b").status, 404);
     php(&proxy, "/index.php?last=1");
-    let served = wait_for(&fpm_log, "last=1");
+    let served = wait_file_contains(&fpm_log, "last=1");
     assert!(!served.contains("missing"), "{served}");
 }
 
@@ -345,7 +327,7 @@ fn fastcgi_script_name_and_path_info_in_every_phase() {
     }
     // The access log reads them after the response, as add_header did.
     let log_path = proxy.dir().join("vars.log");
-    let log = wait_for(&log_path, "[/index.php/extra/path?x=1&last=1]");
+    let log = wait_file_contains(&log_path, "[/index.php/extra/path?x=1&last=1]");
     for (path, _, vars) in rows {
         let want = format!("[{path}] {vars}");
         if !log.lines().any(|l| l == want) {

@@ -75,23 +75,8 @@ fn sigusr1_reopens_the_logs_after_rotation() {
 ",
     );
     let log = proxy.dir().join("rotate.log");
-    let wait_for = |path: &std::path::Path, needle: &str| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        loop {
-            let text = std::fs::read_to_string(path).unwrap_or_default();
-            if text.contains(needle) {
-                return text;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{needle:?} never reached {}",
-                path.display()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
     assert_eq!(proxy.get("log.test", "/first").status, 200);
-    wait_for(&log, "GET /first");
+    wait_file_contains(&log, "GET /first");
     let rotated = proxy.dir().join("rotate.log.1");
     std::fs::rename(&log, &rotated).unwrap();
     proxy.signal("USR1");
@@ -108,7 +93,7 @@ fn sigusr1_reopens_the_logs_after_rotation() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(proxy.get("log.test", "/second").status, 200);
-    let fresh = wait_for(&log, "GET /second");
+    let fresh = wait_file_contains(&log, "GET /second");
     assert!(
         !fresh.contains("GET /first"),
         "the new file starts empty: {fresh}"

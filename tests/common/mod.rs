@@ -524,6 +524,24 @@ fn nginx_wrapper(dir: &str, site: &str) -> String {
     )
 }
 
+/// Waits (up to 5 s) until the file at `path` contains `needle` (a log line written by
+/// a background thread); returns its text, or panics with what it holds.
+pub fn wait_file_contains(path: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{needle:?} never reached {}:\n{text}",
+            path.display()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Peak (`VmHWM`) and current (`VmRSS`) resident memory of a process, in KiB.
 #[derive(Clone, Copy, Debug)]
 pub struct Rss {
