@@ -313,7 +313,8 @@ pub struct RequestCtx {
     /// The configuration's `map`s (`$var` of a map is computed on first read).
     pub maps: Option<Arc<crate::map::Maps>>,
     /// Each map's value once computed (not for `volatile` maps).
-    pub map_cache: Vec<std::sync::OnceLock<Bytes>>,
+    /// (Allocated when a map variable is first read, not for every request.)
+    pub map_cache: std::sync::OnceLock<Box<[std::sync::OnceLock<Bytes>]>>,
     /// `$request_id`, drawn when first read.
     pub request_id: std::sync::OnceLock<u128>,
     /// `$request_body`: the body when a `*_pass` read it into memory.
@@ -370,7 +371,7 @@ impl RequestCtx {
             stats: None,
             in_flight: None,
             maps: None,
-            map_cache: Vec::new(),
+            map_cache: std::sync::OnceLock::new(),
             request_id: std::sync::OnceLock::new(),
             request_body: None,
             limit_req_status: None,
@@ -709,7 +710,11 @@ impl RequestCtx {
                 let Some(m) = self.maps.as_ref().and_then(|m| m.maps.get(*i)) else {
                     return;
                 };
-                match self.map_cache.get(*i) {
+                let cache = self.map_cache.get_or_init(|| {
+                    let n = self.maps.as_ref().map_or(0, |m| m.maps.len());
+                    (0..n).map(|_| std::sync::OnceLock::new()).collect()
+                });
+                match cache.get(*i) {
                     Some(cell) if !m.volatile() => out.put_slice(cell.get_or_init(|| m.eval(self))),
                     _ => out.put_slice(&m.eval(self)),
                 }

@@ -197,7 +197,6 @@ pub(crate) async fn handle(
     cx.upgrade = upgrade;
     if !rt.maps.maps.is_empty() {
         cx.maps = Some(rt.maps.clone());
-        cx.map_cache = rt.maps.maps.iter().map(|_| Default::default()).collect();
     }
     cx.conn_requests = n;
     cx.headers = parts.headers;
