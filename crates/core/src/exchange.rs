@@ -274,7 +274,8 @@ pub async fn exchange(
     cx.upstream.begin();
     let bind = conf.bind.addr(cx)?;
     cx.upstream.schema = conf.schema;
-    let group = &conf.group;
+    // A resolving group (`server … resolve`): its servers now, for every try.
+    let group = &conf.group.current_ready().await;
     let mut st = group.pick_state(cx);
     let policy = Policy {
         next: &conf.next,
@@ -295,6 +296,7 @@ pub async fn exchange(
             let mut connect = None;
             let r = attempt(
                 conf,
+                group,
                 i,
                 fresh,
                 bind,
@@ -387,6 +389,7 @@ pub async fn exchange(
             // From here on nothing is made again: the head is taken.
             let body = relay(
                 conf,
+                group,
                 i,
                 inuse,
                 conn,
@@ -445,6 +448,7 @@ struct Headed {
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     conf: &UpstreamConf,
+    group: &Arc<Group>,
     i: usize,
     fresh: bool,
     bind: Option<IpAddr>,
@@ -455,7 +459,6 @@ async fn attempt(
     connect_time: &mut Option<Duration>,
 ) -> Result<Headed, Error> {
     let started = Instant::now();
-    let group = &conf.group;
     let peer = group
         .servers
         .get(i)
@@ -612,6 +615,7 @@ fn log_stderr(s: &[u8], upstream: UpstreamName<'_>) {
 #[allow(clippy::too_many_arguments)]
 async fn relay(
     conf: &UpstreamConf,
+    group: &Arc<Group>,
     i: usize,
     inuse: InUse,
     mut conn: Conn,
@@ -635,8 +639,7 @@ async fn relay(
                 },
             ),
             Some(Decoded::End { reusable }) => {
-                conf.group
-                    .put(i, conn, reusable && conf.keep_conn && buf.is_empty());
+                group.put(i, conn, reusable && conf.keep_conn && buf.is_empty());
                 drop(inuse);
                 let body = match pieces.len() {
                     0 => crate::body::empty(),
@@ -661,7 +664,7 @@ async fn relay(
             .get("x-accel-buffering")
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"));
     let spool = Spool::new(&conf.buffering, buffered);
-    let group = conf.group.clone();
+    let group = group.clone();
     let read_timeout = conf.timeouts.read;
     let keep = conf.keep_conn;
     let peer = peer.to_string();

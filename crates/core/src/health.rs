@@ -329,7 +329,7 @@ pub async fn run(group: Arc<Group>) {
     };
     let probe: Arc<dyn Probe> = group.probe().unwrap_or_else(|| Arc::new(TcpProbe));
     if hc.mandatory {
-        for s in &group.servers {
+        for s in &group.current().servers {
             s.stats.healthy.store(false, Ordering::Release);
         }
     }
@@ -337,7 +337,9 @@ pub async fn run(group: Arc<Group>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let rounds = group.servers.iter().filter(|s| !s.down).map(|s| {
+        // A resolving group: the servers of this moment (new ones join the next round).
+        let now = group.current();
+        let rounds = now.servers.iter().filter(|s| !s.down).map(|s| {
             let probe = probe.clone();
             let hc = &hc;
             async move {

@@ -18,6 +18,10 @@
 //! - `balance`: nginx's balancing methods (round robin, least_conn, ip_hash, hash
 //!   [consistent], random [two]).
 //! - `health`: active health checks (a probe per protocol, one task per group).
+//! - `resolver`: nginx's `resolver` (hickory-resolver on the configured servers, its
+//!   own TTL/`valid=` cache, nginx's error codes); `*_pass` with variables uses it.
+//! - `discovery`: `server NAME … resolve`: a group whose servers follow DNS while
+//!   running (generations swapped in the background, health state kept).
 //! - `exchange`: the one upstream driver (send, read head, retry, relay); its retry
 //!   rules are pinned in-process in `exchange_tests.rs` over a scripted loopback peer.
 //! - `pass`: a location's `*_pass` at request time: the shared `PREFIX_*` family as
@@ -55,6 +59,7 @@ pub mod codec;
 #[cfg(any(test, feature = "testing"))]
 pub mod codec_testing;
 pub mod ctx;
+pub mod discovery;
 pub mod error;
 pub mod exchange;
 pub mod health;
@@ -65,6 +70,7 @@ pub mod proxy_protocol;
 pub mod range;
 pub mod regex;
 pub mod relay;
+pub mod resolver;
 pub mod stats;
 pub mod time;
 pub mod upstream;

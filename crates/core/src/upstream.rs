@@ -223,6 +223,9 @@ pub struct Server {
     /// `max_conns` (0: unlimited).
     pub max_conns: usize,
     idle: Mutex<VecDeque<Conn>>,
+    /// Removed from its group by a DNS change (`server … resolve`): its connections
+    /// are not pooled any more.
+    pub(crate) retired: AtomicBool,
     /// The counters (one place, for the error log now and a metrics endpoint later).
     pub stats: ServerStats,
 }
@@ -299,8 +302,30 @@ impl Server {
             down: false,
             max_conns: 0,
             idle: Mutex::new(VecDeque::new()),
+            retired: AtomicBool::new(false),
             stats: ServerStats::default(),
         }
+    }
+
+    /// A server at `addr` with the `server` line parameters of `proto` (the addresses
+    /// of one name share its line).
+    pub fn like(proto: &Server, addr: PeerAddr) -> Server {
+        let mut s = Server::new(addr);
+        s.label = proto.label.clone();
+        s.weight = proto.weight;
+        s.max_fails = proto.max_fails;
+        s.fail_timeout = proto.fail_timeout;
+        s.max_conns = proto.max_conns;
+        s.backup = proto.backup;
+        s.down = proto.down;
+        s
+    }
+
+    /// Takes it out for good (its address left the DNS answer): idle keep-alive
+    /// connections are closed now, and none is pooled again.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        lock(&self.idle).clear();
     }
 
     /// Connections in use now.
@@ -393,13 +418,16 @@ pub struct Group {
     pub health: Option<HealthCheck>,
     /// The queue for requests that find every server at `max_conns`.
     pub queue: Option<QueueConf>,
-    /// Group-wide counters.
-    pub stats: GroupStats,
+    /// Group-wide counters (shared by every generation of a resolving group).
+    pub stats: Arc<GroupStats>,
+    /// `server … resolve`: the servers found by DNS, re-resolved in the background;
+    /// requests use [`Group::current`].
+    live: Option<Arc<crate::discovery::Discovery>>,
     primaries: usize,
     total_weight: u64,
     labels: Vec<usize>,
     points: Vec<(u32, usize)>,
-    state: Mutex<Vec<PeerState>>,
+    pub(crate) state: Mutex<Vec<PeerState>>,
     released: Notify,
     probe: OnceLock<Arc<dyn Probe>>,
 }
@@ -439,8 +467,75 @@ impl Drop for InUse {
 impl Group {
     /// Builds a group: backups go last, the hash ring and weights are computed once.
     pub fn new(spec: GroupSpec) -> Arc<Group> {
-        let (mut servers, backups): (Vec<Server>, Vec<Server>) =
-            spec.servers.into_iter().partition(|s| !s.backup);
+        let parts = Parts {
+            name: spec.name,
+            keepalive: spec.keepalive,
+            balance: spec.balance,
+            health: spec.health,
+            queue: spec.queue,
+            stats: Arc::default(),
+        };
+        Arc::new(Group::assemble(
+            parts,
+            spec.servers.into_iter().map(Arc::new).collect(),
+            None,
+            None,
+        ))
+    }
+
+    /// A group whose servers change while running (`server … resolve`): `spec` holds
+    /// the method, keepalive and health settings, `discovery` the server lines. Until
+    /// the first resolution its servers are the lines that need none.
+    pub fn resolving(spec: GroupSpec, discovery: crate::discovery::Discovery) -> Arc<Group> {
+        let parts = Parts {
+            name: spec.name,
+            keepalive: spec.keepalive,
+            balance: spec.balance,
+            health: spec.health,
+            queue: spec.queue,
+            stats: Arc::default(),
+        };
+        let first = Arc::new(Group::assemble(
+            parts.clone(),
+            discovery.servers(),
+            None,
+            None,
+        ));
+        discovery.install(first);
+        Arc::new(Group::assemble(
+            parts,
+            Vec::new(),
+            Some(Arc::new(discovery)),
+            None,
+        ))
+    }
+
+    /// The settings a generation of a resolving group copies.
+    pub(crate) fn parts(&self) -> Parts {
+        Parts {
+            name: self.name.clone(),
+            keepalive: self.keepalive,
+            balance: self.balance.clone(),
+            health: self.health.clone(),
+            queue: self.queue,
+            stats: self.stats.clone(),
+        }
+    }
+
+    /// A new generation with `servers`, keeping the passive-health state of the servers
+    /// of `prev` that stay.
+    pub(crate) fn generation(parts: Parts, servers: Vec<Arc<Server>>, prev: &Group) -> Arc<Group> {
+        Arc::new(Group::assemble(parts, servers, None, Some(prev)))
+    }
+
+    fn assemble(
+        parts: Parts,
+        all: Vec<Arc<Server>>,
+        live: Option<Arc<crate::discovery::Discovery>>,
+        prev: Option<&Group>,
+    ) -> Group {
+        let (mut servers, backups): (Vec<Arc<Server>>, Vec<Arc<Server>>) =
+            all.into_iter().partition(|s| !s.backup);
         let primaries = servers.len();
         servers.extend(backups);
         let total_weight = servers
@@ -461,7 +556,7 @@ impl Group {
             .collect();
         let mut points: Vec<(u32, usize)> = Vec::new();
         if matches!(
-            spec.balance,
+            parts.balance,
             Balance::Hash {
                 consistent: true,
                 ..
@@ -477,15 +572,28 @@ impl Group {
             points.sort_by_key(|p| p.0);
             points.dedup_by_key(|p| p.0);
         }
-        let state = servers.iter().map(|s| PeerState::new(s.weight)).collect();
-        Arc::new(Group {
-            name: spec.name,
-            servers: servers.into_iter().map(Arc::new).collect(),
-            keepalive: spec.keepalive,
-            balance: spec.balance,
-            health: spec.health,
-            queue: spec.queue,
-            stats: GroupStats::default(),
+        let old = prev.map(|p| (lock(&p.state).clone(), &p.servers));
+        let state = servers
+            .iter()
+            .map(|s| {
+                old.as_ref()
+                    .and_then(|(st, olds)| {
+                        olds.iter()
+                            .position(|o| Arc::ptr_eq(o, s))
+                            .and_then(|i| st.get(i).cloned())
+                    })
+                    .unwrap_or_else(|| PeerState::new(s.weight))
+            })
+            .collect();
+        Group {
+            name: parts.name,
+            servers,
+            keepalive: parts.keepalive,
+            balance: parts.balance,
+            health: parts.health,
+            queue: parts.queue,
+            stats: parts.stats,
+            live,
             primaries,
             total_weight,
             labels,
@@ -493,7 +601,33 @@ impl Group {
             state: Mutex::new(state),
             released: Notify::new(),
             probe: OnceLock::new(),
-        })
+        }
+    }
+
+    /// The servers requests use now: the group itself, or for a resolving group its
+    /// latest generation.
+    pub fn current(self: &Arc<Self>) -> Arc<Group> {
+        match &self.live {
+            Some(d) => d.current(),
+            None => self.clone(),
+        }
+    }
+
+    /// Like [`Group::current`], but a resolving group not resolved yet (just started
+    /// or reloaded) is waited for, up to its `resolver_timeout`.
+    pub async fn current_ready(self: &Arc<Self>) -> Arc<Group> {
+        match &self.live {
+            Some(d) => {
+                d.ready().await;
+                d.current()
+            }
+            None => self.clone(),
+        }
+    }
+
+    /// The DNS side of a resolving group (`server … resolve`), if it is one.
+    pub fn discovery(&self) -> Option<&Arc<crate::discovery::Discovery>> {
+        self.live.as_ref()
     }
 
     /// An implicit group (one or more resolved addresses of one `*_pass` target).
@@ -777,8 +911,23 @@ impl Group {
         }
         c.idle_since = Instant::now();
         c.reused = false;
+        if server.retired.load(Ordering::Acquire) {
+            return;
+        }
         idle.push_back(c);
     }
+}
+
+/// What every generation of a group shares: name, method, keepalive, health, queue
+/// settings and the group-wide counters.
+#[derive(Debug, Clone)]
+pub(crate) struct Parts {
+    name: String,
+    keepalive: KeepaliveConf,
+    balance: Balance,
+    health: Option<HealthCheck>,
+    queue: Option<QueueConf>,
+    stats: Arc<GroupStats>,
 }
 
 /// One server's counters at one moment.
@@ -827,7 +976,7 @@ pub async fn resolve_async(target: &str, default_port: u16) -> io::Result<Vec<Pe
 }
 
 /// A unix path or a literal socket address as is; else the `host:port` to look up.
-fn literal(target: &str, default_port: u16) -> Result<Vec<PeerAddr>, String> {
+pub(crate) fn literal(target: &str, default_port: u16) -> Result<Vec<PeerAddr>, String> {
     if let Some(p) = target.strip_prefix("unix:") {
         return Ok(vec![PeerAddr::Unix(PathBuf::from(p))]);
     }
