@@ -2,7 +2,7 @@
 # Installs the real peers Junction's tests run against: nginx (the reference),
 # php-fpm, uwsgi with the python3 plugin (also the SCGI server), memcached,
 # wrk (benchmark smoke test), htpasswd (apache2-utils), mkpasswd (whois) and openssl (auth_basic files),
-# haproxy (PROXY protocol) and the Python client libraries the test apps use.
+# haproxy (PROXY protocol), dnsmasq (resolver) and the Python client libraries the test apps use.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -26,6 +26,9 @@ command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 command -v mkpasswd >/dev/null 2>&1 || need_apt+=(whois)
 # haproxy: the PROXY protocol test runs Junction behind a real L4 load balancer.
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+# dnsmasq: the resolver tests run a real DNS server whose records they change
+# (dnsmasq-base: the binary without the system service).
+command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

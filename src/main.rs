@@ -406,6 +406,13 @@ fn start_health_checks(
         .iter()
         .filter(|g| g.health.is_some())
         .map(|g| control.spawn(junction_core::health::run(g.clone())))
+        // `server … resolve`: the groups that follow DNS while running.
+        .chain(
+            rt.upstreams
+                .iter()
+                .filter(|g| g.discovery().is_some())
+                .map(|g| control.spawn(junction_core::discovery::run(g.clone()))),
+        )
         .collect()
 }
 
@@ -488,6 +495,12 @@ impl Reload {
             .iter()
             .filter(|g| g.health.is_some())
             .map(|g| tokio::spawn(junction_core::health::run(g.clone())))
+            .chain(
+                rt.upstreams
+                    .iter()
+                    .filter(|g| g.discovery().is_some())
+                    .map(|g| tokio::spawn(junction_core::discovery::run(g.clone()))),
+            )
             .collect();
         junction_server::status::publish(&rt);
         let _ = self.config.send(rt);

@@ -11,13 +11,17 @@ import threading
 
 
 def listen(argv):
-    """Parses `--bind ADDR` from argv, binds ADDR:0 and announces the port."""
+    """Parses `--bind ADDR` (and `--port N`, default 0: OS-chosen) from argv, binds
+    ADDR:PORT and announces the port."""
     addr = "127.0.0.1"
     if "--bind" in argv:
         addr = argv[argv.index("--bind") + 1]
+    port = 0
+    if "--port" in argv:
+        port = int(argv[argv.index("--port") + 1])
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    srv.bind((addr, 0))
+    srv.bind((addr, port))
     srv.listen(128)
     return srv
 

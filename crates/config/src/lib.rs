@@ -27,7 +27,9 @@
 //! - [`cgi_pass`]: builds a CGI-style `*_pass` (uwsgi, SCGI) at load; its handler runs
 //!   in `junction_core::pass`.
 //! - [`upstream`]: `upstream {}` blocks (servers, balancing method, keepalive,
-//!   `health_check`, `queue`) and `match {}` blocks → server groups.
+//!   `health_check`, `queue`, `server … resolve`) and `match {}` blocks → server groups.
+//! - [`resolver`]: `resolver` / `resolver_timeout` → the core's resolver, one per
+//!   directive, shared where inherited.
 //!
 //! # nginx syntax
 //! Exactly nginx's lexer: words separated by whitespace, `;` ends a directive, `{ … }` a
@@ -136,6 +138,7 @@ pub mod cgi_pass;
 mod lexer;
 pub mod model;
 pub mod registry;
+pub mod resolver;
 mod toml_syntax;
 pub mod tree;
 pub mod upstream;

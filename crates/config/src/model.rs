@@ -160,6 +160,9 @@ pub struct BuildCx {
     pub prefix: PathBuf,
     /// Warnings to log once the logger is up (accepted directives without effect).
     pub warnings: Vec<String>,
+    /// One resolver per `resolver` directive (keyed by the directive), shared by the
+    /// places that inherit it.
+    pub resolvers: HashMap<usize, Arc<junction_core::resolver::Resolver>>,
 }
 
 impl BuildCx {

@@ -1,7 +1,9 @@
 //! `upstream NAME { … }` blocks → [`Group`]s, with nginx's parameters and messages:
 //!
 //! ```text
-//! server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down] [max_conns=N];
+//! server ADDR [weight=N] [max_fails=N] [fail_timeout=T] [backup] [down] [max_conns=N]
+//!             [resolve];
+//! resolver ADDRESS … [valid=T] [ipv4=on|off] [ipv6=on|off]; resolver_timeout T;
 //! least_conn; | ip_hash; | hash KEY [consistent]; | random [two [least_conn]];
 //! keepalive N; keepalive_timeout T; keepalive_requests N; keepalive_time T;
 //! zone NAME [SIZE];                      (accepted, no effect: groups are always shared)
@@ -18,11 +20,18 @@
 //! An ADDR that is a host name resolving to several addresses gives one server per
 //! address (all with the line's parameters, one "server line" for `hash … consistent`).
 //! `backup` is refused with `ip_hash`, `hash` and `random`, as nginx does.
+//!
+//! `resolve` (nginx 1.27.3+): a host name on that line is not looked up at load but by
+//! the group's resolver while running (`junction_core::discovery`); it needs `zone`
+//! and a `resolver` (the block's own, else the http level's), as nginx says at load.
+//! A name that does not resolve then is no error: the line starts with no server.
+//! `service=` (SRV records) is refused at load.
 
 use crate::model::{err, BuildCx};
 use crate::tree::{Arg, ConfigError, Directive};
 use crate::values::parse_time_ms;
 use junction_core::balance::Balance;
+use junction_core::discovery::{Discovery, Line};
 use junction_core::health::{Expect, HealthCheck};
 use junction_core::regex::Regex;
 use junction_core::upstream::{Group, GroupSpec, KeepaliveConf, QueueConf, Server};
@@ -169,51 +178,136 @@ pub fn build_upstream(
         ))
     );
     let mut servers = Vec::new();
+    let mut lines = Vec::new();
     for s in items.iter().filter(|s| s.name == "server") {
-        servers.extend(server_line(s, hashed)?);
+        match server_line(s, hashed)? {
+            ServerLine::Fixed(v) => {
+                if lines.is_empty() {
+                    servers.extend(v);
+                } else {
+                    lines.push(Line::fixed(v));
+                }
+            }
+            ServerLine::Resolve(host, port, proto) => {
+                if lines.is_empty() {
+                    // The fixed lines before the first `resolve` one.
+                    lines.push(Line::fixed(std::mem::take(&mut servers)));
+                }
+                lines.push(Line::resolve(host, port, *proto));
+            }
+        }
     }
-    if servers.is_empty() {
+    if servers.is_empty() && lines.is_empty() {
         return Err(err(
             &d.span,
             format!("no servers are inside upstream \"{name}\""),
         ));
     }
-    if queue.is_some() && servers.iter().all(|s| s.max_conns == 0) {
+    if queue.is_some() && servers.iter().all(|s| s.max_conns == 0) && lines.is_empty() {
         bx.warnings.push(format!(
             "\"queue\" has no effect without \"max_conns\" on a server in upstream \"{name}\" in {}",
             d.span
         ));
     }
-    Ok(Group::new(GroupSpec {
+    let spec = GroupSpec {
         name,
         servers,
         keepalive,
         balance: balance.map(|(b, _)| b).unwrap_or_default(),
         health,
         queue,
-    }))
+    };
+    if lines.is_empty() {
+        return Ok(Group::new(spec));
+    }
+    let name = &spec.name;
+    if !items.iter().any(|z| z.name == "zone") {
+        return Err(err(
+            &d.span,
+            format!(
+                "resolving names at run time requires upstream \"{name}\" to be in shared memory"
+            ),
+        ));
+    }
+    let here = crate::model::Scope::root(http).child(items);
+    let resolver = crate::resolver::resolver_at(&here, bx)?;
+    if resolver.resolver.is_none() {
+        return Err(err(
+            &d.span,
+            format!("no resolver defined to resolve names at run time in upstream \"{name}\""),
+        ));
+    }
+    Ok(Group::resolving(spec, Discovery::new(resolver, lines)))
 }
 
-/// One `server` line: one server per resolved address.
-fn server_line(s: &Directive, hashed: bool) -> Result<Vec<Server>, ConfigError> {
+/// What one `server` line gives.
+enum ServerLine {
+    /// Its addresses, found at load: one server each.
+    Fixed(Vec<Server>),
+    /// `resolve` with a host name: (host, port, the line's parameters).
+    Resolve(String, u16, Box<Server>),
+}
+
+/// One `server` line: one server per resolved address, or a name to resolve later.
+fn server_line(s: &Directive, hashed: bool) -> Result<ServerLine, ConfigError> {
     let a = s.args.first().ok_or_else(|| {
         err(
             &s.span,
             "invalid number of arguments in \"server\" directive",
         )
     })?;
-    let addrs = junction_core::upstream::resolve(&a.value, 80).map_err(|e| {
-        err(
-            &a.span,
-            format!("host not found in upstream \"{}\" ({e})", a.value),
-        )
-    })?;
-    let mut proto = Server::new(addrs.first().cloned().ok_or_else(|| {
-        err(
-            &a.span,
-            format!("host not found in upstream \"{}\"", a.value),
-        )
-    })?);
+    let resolve = s.args.iter().skip(1).any(|p| p.value == "resolve");
+    if let Some(p) = s
+        .args
+        .iter()
+        .skip(1)
+        .find(|p| p.value.starts_with("service="))
+    {
+        return Err(err(
+            &p.span,
+            format!(
+                "\"{}\": SRV records (\"service=\") are not supported by junction",
+                p.value
+            ),
+        ));
+    }
+    let literal = junction_core::upstream::literal(&a.value, 80).ok();
+    let later = match literal {
+        Some(_) => None,
+        None if resolve => {
+            let (h, port) = junction_core::resolver::split_host_port(&a.value, 80)
+                .ok_or_else(|| err(&a.span, format!("invalid port in upstream \"{}\"", a.value)))?;
+            match h.parse::<std::net::IpAddr>() {
+                Ok(_) => None,
+                Err(_) => Some((h.to_string(), port)),
+            }
+        }
+        None => None,
+    };
+    let addrs = match (&later, literal) {
+        (Some(_), _) => Vec::new(),
+        (None, Some(l)) => l,
+        (None, None) => junction_core::upstream::resolve(&a.value, 80).map_err(|e| {
+            err(
+                &a.span,
+                format!("host not found in upstream \"{}\" ({e})", a.value),
+            )
+        })?,
+    };
+    let first = match (&later, addrs.first()) {
+        (_, Some(f)) => f.clone(),
+        (Some(_), None) => {
+            junction_core::upstream::PeerAddr::Tcp(std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+        }
+        (None, None) => {
+            return Err(err(
+                &a.span,
+                format!("host not found in upstream \"{}\"", a.value),
+            ))
+        }
+    };
+    let mut proto = Server::new(first);
+    proto.label = a.value.clone();
     for p in s.args.iter().skip(1) {
         let (k, v) = p.value.split_once('=').unwrap_or((p.value.as_str(), ""));
         match k {
@@ -228,23 +322,19 @@ fn server_line(s: &Directive, hashed: bool) -> Result<Vec<Server>, ConfigError> 
             "max_conns" => proto.max_conns = num_of(v, p)?,
             "backup" if v.is_empty() && !hashed => proto.backup = true,
             "down" if v.is_empty() => proto.down = true,
+            "resolve" if v.is_empty() => {}
             _ => return Err(bad_param(p)),
         }
     }
-    Ok(addrs
-        .into_iter()
-        .map(|addr| {
-            let mut srv = Server::new(addr);
-            srv.label = a.value.clone();
-            srv.weight = proto.weight;
-            srv.max_fails = proto.max_fails;
-            srv.fail_timeout = proto.fail_timeout;
-            srv.max_conns = proto.max_conns;
-            srv.backup = proto.backup;
-            srv.down = proto.down;
-            srv
-        })
-        .collect())
+    if let Some((host, port)) = later {
+        return Ok(ServerLine::Resolve(host, port, Box::new(proto)));
+    }
+    Ok(ServerLine::Fixed(
+        addrs
+            .into_iter()
+            .map(|addr| Server::like(&proto, addr))
+            .collect(),
+    ))
 }
 
 /// `queue N [timeout=T]` (default timeout 60s, as NGINX Plus).

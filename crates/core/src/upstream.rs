@@ -976,7 +976,7 @@ pub async fn resolve_async(target: &str, default_port: u16) -> io::Result<Vec<Pe
 }
 
 /// A unix path or a literal socket address as is; else the `host:port` to look up.
-pub(crate) fn literal(target: &str, default_port: u16) -> Result<Vec<PeerAddr>, String> {
+pub fn literal(target: &str, default_port: u16) -> Result<Vec<PeerAddr>, String> {
     if let Some(p) = target.strip_prefix("unix:") {
         return Ok(vec![PeerAddr::Unix(PathBuf::from(p))]);
     }

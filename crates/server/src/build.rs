@@ -236,7 +236,6 @@ const NO_EFFECT: &[&str] = &[
     "map_hash_bucket_size",
     "log_subrequest",
     "client_body_in_single_buffer",
-    "resolver",
     "zone",
     "absolute_redirect",
     "port_in_redirect",
@@ -438,6 +437,7 @@ fn build_collecting(
         }
     }
     check_unsupported(tree, errors);
+    junction_config::resolver::check_all(tree, errors);
     let mut warnings = Vec::new();
     walk_no_effect(tree, &mut warnings);
     walk_no_effect(globals, &mut warnings);

@@ -341,6 +341,7 @@ impl prometheus_client::collector::Collector for Collector {
         let mut no_live = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for g in &src.groups {
+            let g = &g.current(); // a resolving group: its servers now
             if !seen.insert(g.name.clone()) {
                 continue; // one series per group name
             }

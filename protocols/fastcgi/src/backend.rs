@@ -24,9 +24,10 @@ use junction_core::cgi::ParamSet;
 use junction_core::codec::UpstreamCodec;
 use junction_core::ctx::RequestCtx;
 use junction_core::exchange::{exchange, UpstreamConf};
+use junction_core::resolver::ResolverRef;
 use junction_core::upstream::Group;
 use junction_core::vars::Template;
-use junction_core::{Error, ErrorKind};
+use junction_core::Error;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -43,6 +44,8 @@ enum Target {
     Dynamic {
         target: Template,
         upstreams: HashMap<String, Arc<Group>>,
+        /// `resolver` / `resolver_timeout` for a host that is not an upstream.
+        resolver: ResolverRef,
     },
 }
 
@@ -100,6 +103,7 @@ fn build_fastcgi(
             Target::Dynamic {
                 target: value,
                 upstreams: bx.upstreams.clone(),
+                resolver: junction_config::resolver::resolver_at(scope, bx)?,
             },
             // The family needs a group: a placeholder, replaced per request.
             Group::implicit(String::new(), Vec::new()),
@@ -126,6 +130,7 @@ impl Fastcgi {
         cx: &RequestCtx,
         target: &Template,
         upstreams: &HashMap<String, Arc<Group>>,
+        resolver: &ResolverRef,
     ) -> Result<Arc<Group>, Error> {
         let t = target.eval_string(cx);
         let t = t.strip_prefix("fastcgi://").unwrap_or(&t);
@@ -135,14 +140,7 @@ impl Fastcgi {
         if !t.starts_with("unix:") && !has_port(t) {
             return Err(Error::internal(format!("no port in upstream \"{t}\"")));
         }
-        let addrs = junction_core::upstream::resolve_async(t, 9000)
-            .await
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Connect,
-                    format!("{t} could not be resolved ({e})"),
-                )
-            })?;
+        let addrs = resolver.pass_addrs(t, 9000).await?;
         Ok(Group::implicit(t.to_string(), addrs))
     }
 
@@ -151,9 +149,13 @@ impl Fastcgi {
         let conf_owned;
         let conf: &UpstreamConf = match &self.target {
             Target::Static => &fam.upstream,
-            Target::Dynamic { target, upstreams } => {
+            Target::Dynamic {
+                target,
+                upstreams,
+                resolver,
+            } => {
                 conf_owned = UpstreamConf {
-                    group: Self::dynamic_group(cx, target, upstreams).await?,
+                    group: Self::dynamic_group(cx, target, upstreams, resolver).await?,
                     ..fam.upstream.clone()
                 };
                 &conf_owned

@@ -12,6 +12,7 @@ use junction_core::body::ReqBody;
 use junction_core::codec::UpstreamCodec;
 use junction_core::ctx::RequestCtx;
 use junction_core::exchange::{exchange, UpstreamConf};
+use junction_core::resolver::ResolverRef;
 use junction_core::upstream::split_url;
 use junction_core::upstream::Group;
 use junction_core::vars::Template;
@@ -51,6 +52,8 @@ enum Target {
         url: Template,
         fam: Box<Family>,
         upstreams: HashMap<String, Arc<Group>>,
+        /// `resolver` / `resolver_timeout` for a host that is not an upstream.
+        resolver: ResolverRef,
     },
 }
 
@@ -164,6 +167,7 @@ pub fn build(
             url: url_t,
             fam: Box::new(family(scope, "proxy", placeholder, bx)?),
             upstreams: bx.upstreams.clone(),
+            resolver: junction_config::resolver::resolver_at(scope, bx)?,
         }
     };
 
@@ -472,6 +476,7 @@ impl HttpProxy {
                     url,
                     fam,
                     upstreams,
+                    resolver,
                 } => {
                     let url = url.eval_string(cx);
                     let (scheme, hostport, uri_part) = split_url(&url);
@@ -481,7 +486,7 @@ impl HttpProxy {
                     let group = match upstreams.get(hostport) {
                         Some(g) => g.clone(),
                         None => {
-                            let addrs = resolve_now(hostport).await?;
+                            let addrs = resolver.pass_addrs(hostport, 80).await?;
                             Group::implicit(hostport.to_string(), addrs)
                         }
                     };
@@ -577,18 +582,6 @@ impl HttpProxy {
         *resp.headers_mut() = headers;
         Ok(resp)
     }
-}
-
-/// The addresses of a `proxy_pass` host resolved per request (variables).
-async fn resolve_now(hostport: &str) -> Result<Vec<junction_core::upstream::PeerAddr>, Error> {
-    junction_core::upstream::resolve_async(hostport, 80)
-        .await
-        .map_err(|e| {
-            Error::new(
-                junction_core::ErrorKind::Connect,
-                format!("{hostport} could not be resolved ({e})"),
-            )
-        })
 }
 
 /// The request-target of an encoded request head (`METHOD SP target SP …`).

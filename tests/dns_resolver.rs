@@ -1,0 +1,596 @@
+//! DNS-discovered upstreams against a real DNS server this test controls: `dnsmasq`
+//! (Debian's `dnsmasq-base`) on a free UDP port of 127.0.0.1, answering only from a
+//! hosts file (`--no-resolv --no-hosts --addn-hosts=FILE --local=/test/`: a `*.test`
+//! name it does not know is NXDOMAIN), with its TTL set by `--local-ttl` and every
+//! query logged (`--log-queries`), so the tests count the lookups. A record change is
+//! the file rewritten and SIGHUP (dnsmasq rereads it and logs `read FILE`: the
+//! readiness signal of the change).
+//!
+//! Backends are `echo.py` peers on one port of 127.0.0.2, 127.0.0.3, … (its `local`
+//! field says which one answered).
+//!
+//! Rows: `proxy_pass` with a variable host resolves through `resolver` and caches for
+//! the TTL, `valid=` overrides the TTL, an unknown name is 502 with nginx's log line, no
+//! `resolver` is 502 `no resolver defined`, a server that never answers is 502 after
+//! `resolver_timeout`, a dead first server does not fail the lookup — each also against
+//! nginx in the reference mode. `server NAME … resolve` (nginx 1.27.3+; nginx 1.22 has
+//! no `resolve` parameter, so those rows are Junction-only): the group follows a record
+//! change without a reload, a staying address keeps its passive health state, a name
+//! unknown at start is no load error and gets servers once it resolves, `/metrics`
+//! follows the servers, and the load errors nginx gives (`zone`, `resolver` needed).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::net::UdpSocket;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A dnsmasq answering from its own hosts file.
+struct Dns {
+    port: u16,
+    child: Child,
+    dir: tempfile::TempDir,
+    reads: std::cell::Cell<usize>,
+}
+
+fn dnsmasq_bin() -> PathBuf {
+    for p in ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq", "/sbin/dnsmasq"] {
+        if std::path::Path::new(p).exists() {
+            return PathBuf::from(p);
+        }
+    }
+    panic!(
+        "dnsmasq is needed for the DNS tests and was not found: install it with \
+         `apt-get install -y dnsmasq-base` (scripts/install-test-deps.sh does)"
+    );
+}
+
+fn hosts_text(records: &[(&str, &str)]) -> String {
+    records
+        .iter()
+        .map(|(name, ip)| format!("{ip} {name}\n"))
+        .collect()
+}
+
+impl Dns {
+    /// Starts dnsmasq with `records` (name, IPv4) and answers' TTL `ttl` seconds.
+    fn start(records: &[(&str, &str)], ttl: u32) -> Dns {
+        let bin = dnsmasq_bin();
+        let user = String::from_utf8(
+            Command::new("id")
+                .arg("-un")
+                .output()
+                .expect("id -un")
+                .stdout,
+        )
+        .expect("utf-8 user name");
+        let mut last = String::new();
+        for _ in 0..5 {
+            let dir = tempfile::Builder::new()
+                .prefix("junction-dns-")
+                .tempdir()
+                .expect("temp dir");
+            let hosts = dir.path().join("hosts");
+            fs::write(&hosts, hosts_text(records)).expect("hosts");
+            // A free UDP port: bound by us, then released for dnsmasq.
+            let port = UdpSocket::bind("127.0.0.1:0")
+                .and_then(|s| s.local_addr())
+                .expect("udp port")
+                .port();
+            let log = dir.path().join("dns.log");
+            let child = Command::new(&bin)
+                .args([
+                    "--keep-in-foreground",
+                    "--conf-file=/dev/null",
+                    "--pid-file=",
+                    "--bind-interfaces",
+                    "--listen-address=127.0.0.1",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--local=/test/",
+                    "--log-queries",
+                ])
+                .arg(format!("--user={}", user.trim()))
+                .arg(format!("--port={port}"))
+                .arg(format!("--addn-hosts={}", hosts.display()))
+                .arg(format!("--local-ttl={ttl}"))
+                .arg(format!("--log-facility={}", log.display()))
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+            let mut dns = Dns {
+                port,
+                child,
+                dir,
+                reads: std::cell::Cell::new(0),
+            };
+            match dns.wait_reads(1) {
+                Ok(()) => return dns,
+                Err(e) => last = e,
+            }
+            if !last.contains("in use") {
+                break;
+            }
+        }
+        panic!("dnsmasq did not start: {last}");
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("dns.log")).unwrap_or_default()
+    }
+
+    /// Waits until dnsmasq logged its `n`-th read of the hosts file.
+    fn wait_reads(&mut self, n: usize) -> Result<(), String> {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            let reads = self.log().matches("read ").count();
+            if reads >= n {
+                self.reads.set(reads);
+                return Ok(());
+            }
+            if let Ok(Some(st)) = self.child.try_wait() {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    use std::io::Read;
+                    let _ = e.read_to_string(&mut err);
+                }
+                return Err(format!("dnsmasq exited ({st}): {err}{}", self.log()));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("dnsmasq not ready:\n{}", self.log()));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Replaces the records and waits until dnsmasq reread them.
+    fn set(&mut self, records: &[(&str, &str)]) {
+        fs::write(self.dir.path().join("hosts"), hosts_text(records)).expect("hosts");
+        let n = self.reads.get() + 1;
+        let _ = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status();
+        self.wait_reads(n).expect("dnsmasq reread its hosts file");
+    }
+
+    /// How many `A` queries for `name` dnsmasq answered.
+    fn a_queries(&self, name: &str) -> usize {
+        self.log().matches(&format!("query[A] {name} from")).count()
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An echo peer on `ip` (port `port`, or OS-chosen when 0).
+fn echo_on(ip: &str, port: u16) -> Peer {
+    let p = port.to_string();
+    if port == 0 {
+        Peer::python("echo.py", &["--bind", ip])
+    } else {
+        Peer::python("echo.py", &["--bind", ip, "--port", &p])
+    }
+}
+
+/// Which backend (`IP:PORT`) answered.
+fn who(r: &Response) -> String {
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let j = Json::parse(&r.text()).unwrap_or_else(|e| panic!("{e}: {}", r.describe()));
+    j.get("local")
+        .and_then(Json::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn junction_only(what: &str) -> bool {
+    if proxy_kind() == Kind::Nginx {
+        eprintln!("{what}: Junction-only (`server … resolve` is nginx 1.27.3+; nginx 1.22 lacks it): skipped on nginx");
+        return true;
+    }
+    false
+}
+
+/// Polls `f` until it is true or `within` passes (a DNS change is time-driven: TTL,
+/// `valid=`).
+fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn proxy_pass_with_a_variable_host_resolves_and_caches_for_the_ttl() {
+    let a = echo_on("127.0.0.2", 0);
+    let dns = Dns::start(&[("app.test", "127.0.0.2")], 600);
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    resolver {DNS} ipv6=off;
+    location / { set $h app.test; proxy_pass http://$h:{BACKEND}; }
+}
+",
+        &[("DNS", &dns.addr()), ("BACKEND", &a.port)],
+    ));
+    for _ in 0..3 {
+        assert_eq!(who(&proxy.get("x", "/")), format!("127.0.0.2:{}", a.port));
+    }
+    assert_eq!(
+        dns.a_queries("app.test"),
+        1,
+        "one lookup, then the cached answer (TTL 600 s):\n{}",
+        dns.log()
+    );
+}
+
+#[test]
+fn valid_overrides_the_ttl_and_traffic_follows_a_change() {
+    let a = echo_on("127.0.0.2", 0);
+    let b = echo_on("127.0.0.3", a.port);
+    let mut dns = Dns::start(&[("app.test", "127.0.0.2")], 600);
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    resolver {DNS} valid=1s ipv6=off;
+    location / { set $h app.test; proxy_pass http://$h:{BACKEND}; }
+}
+",
+        &[("DNS", &dns.addr()), ("BACKEND", &a.port)],
+    ));
+    assert_eq!(who(&proxy.get("x", "/")), format!("127.0.0.2:{}", a.port));
+    dns.set(&[("app.test", "127.0.0.3")]);
+    let want = format!("127.0.0.3:{}", b.port);
+    assert!(
+        eventually(Duration::from_secs(8), || who(&proxy.get("x", "/")) == want),
+        "traffic did not move to the new address within valid=1s:\n{}",
+        dns.log()
+    );
+    assert!(dns.a_queries("app.test") >= 2);
+}
+
+#[test]
+fn an_unknown_name_is_502_with_nginx_log_line() {
+    let dns = Dns::start(&[("app.test", "127.0.0.2")], 600);
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    resolver {DNS} ipv6=off;
+    location / { set $h nope.test; proxy_pass http://$h:8000; }
+}
+",
+        &[("DNS", &dns.addr())],
+    ));
+    let r = proxy.get("x", "/");
+    assert_eq!(r.status, 502, "{}", r.describe());
+    let log = proxy
+        .wait_error_log(
+            "nope.test could not be resolved (3: Host not found)",
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|l| panic!("no resolve error in the log:\n{l}"));
+    assert!(log.contains("[error]"), "{log}");
+}
+
+#[test]
+fn without_resolver_a_name_is_502_no_resolver_defined() {
+    let a = echo_on("127.0.0.1", 0);
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    location /name { set $h localhost; proxy_pass http://$h:{BACKEND}; }
+    location /ip { set $h 127.0.0.1; proxy_pass http://$h:{BACKEND}; }
+}
+",
+        &[("BACKEND", &a.port)],
+    ));
+    // A literal address needs no resolver.
+    assert_eq!(who(&proxy.get("x", "/ip")), format!("127.0.0.1:{}", a.port));
+    let r = proxy.get("x", "/name");
+    assert_eq!(r.status, 502, "{}", r.describe());
+    proxy
+        .wait_error_log(
+            "no resolver defined to resolve localhost",
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|l| panic!("{l}"));
+}
+
+#[test]
+fn a_server_that_never_answers_is_502_after_resolver_timeout() {
+    // Bound and never read: queries vanish, as with a dead DNS server behind a firewall.
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    resolver {DNS} ipv6=off;
+    resolver_timeout 1500ms;
+    location / { set $h app.test; proxy_pass http://$h:8000; }
+}
+",
+        &[("DNS", &silent.local_addr().unwrap())],
+    ));
+    let t0 = Instant::now();
+    let r = proxy.get("x", "/");
+    let took = t0.elapsed();
+    assert_eq!(r.status, 502, "{}", r.describe());
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(10),
+        "answered after {took:?}, resolver_timeout is 1.5s"
+    );
+    proxy
+        .wait_error_log(
+            "app.test could not be resolved (110: Operation timed out)",
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|l| panic!("{l}"));
+}
+
+#[test]
+fn a_dead_first_server_does_not_fail_the_lookup() {
+    let a = echo_on("127.0.0.2", 0);
+    let dns = Dns::start(&[("app.test", "127.0.0.2")], 600);
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    resolver {SILENT} {DNS} ipv6=off;
+    location / { set $h app.test; proxy_pass http://$h:{BACKEND}; }
+}
+",
+        &[
+            ("SILENT", &silent.local_addr().unwrap()),
+            ("DNS", &dns.addr()),
+            ("BACKEND", &a.port),
+        ],
+    ));
+    // nginx asks the next server after its 5 s resend timeout; Junction asks two at once.
+    assert_eq!(who(&proxy.get("x", "/")), format!("127.0.0.2:{}", a.port));
+}
+
+/// The value of the first sample of `name` (a counter's `_total` too) for `server`.
+fn metric(text: &str, name: &str, server: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l.contains(&format!("server=\"{server}\"")))
+        .find_map(|l| l.rsplit(' ').next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn resolving_config(dns: &Dns, port: u16, params: &str) -> String {
+    fill(
+        "resolver {DNS} valid=1s ipv6=off;
+upstream app {
+    zone app 64k;
+    server app.test:{BACKEND} resolve {PARAMS};
+}
+server {
+    listen 127.0.0.1:{PORT};
+    location / { proxy_pass http://app; }
+    location = /metrics { metrics; }
+}
+",
+        &[
+            ("DNS", &dns.addr()),
+            ("BACKEND", &port),
+            ("PARAMS", &params),
+        ],
+    )
+}
+
+#[test]
+fn server_resolve_follows_a_record_change_without_reload() {
+    if junction_only("server_resolve_follows_a_record_change_without_reload") {
+        return;
+    }
+    let a = echo_on("127.0.0.2", 0);
+    let b = echo_on("127.0.0.3", a.port);
+    let mut dns = Dns::start(&[("app.test", "127.0.0.2")], 600);
+    let proxy = Proxy::start(&resolving_config(&dns, a.port, ""));
+    let (wa, wb) = (
+        format!("127.0.0.2:{}", a.port),
+        format!("127.0.0.3:{}", b.port),
+    );
+    // The first request waits for the first answer rather than failing.
+    for _ in 0..3 {
+        assert_eq!(who(&proxy.get("x", "/")), wa);
+    }
+    let metrics = proxy.get("x", "/metrics").text();
+    assert!(metrics.contains(&format!("server=\"{wa}\"")), "{metrics}");
+    dns.set(&[("app.test", "127.0.0.3")]);
+    assert!(
+        eventually(Duration::from_secs(8), || who(&proxy.get("x", "/")) == wb),
+        "the group did not follow the change:\n{}\n{}",
+        dns.log(),
+        proxy.error_log()
+    );
+    // The old address gets nothing any more.
+    for _ in 0..5 {
+        assert_eq!(who(&proxy.get("x", "/")), wb);
+    }
+    let metrics = proxy.get("x", "/metrics").text();
+    assert!(metrics.contains(&format!("server=\"{wb}\"")), "{metrics}");
+    assert!(
+        !metrics.contains(&format!("server=\"{wa}\"")),
+        "a removed server leaves the metrics:\n{metrics}"
+    );
+    assert!(!proxy.error_log().contains("reconfiguring"));
+}
+
+#[test]
+fn server_resolve_keeps_the_health_state_of_a_staying_address() {
+    if junction_only("server_resolve_keeps_the_health_state_of_a_staying_address") {
+        return;
+    }
+    let a = echo_on("127.0.0.2", 0);
+    let c = echo_on("127.0.0.4", a.port);
+    // 127.0.0.3:PORT: nothing listens there.
+    let mut dns = Dns::start(&[("app.test", "127.0.0.2"), ("app.test", "127.0.0.3")], 600);
+    let proxy = Proxy::start(&resolving_config(
+        &dns,
+        a.port,
+        "max_fails=1 fail_timeout=60s",
+    ));
+    let wa = format!("127.0.0.2:{}", a.port);
+    let dead = format!("127.0.0.3:{}", a.port);
+    // Round robin reaches the dead address within two requests; the request goes on
+    // to the live one, and the dead one is out for fail_timeout.
+    for _ in 0..4 {
+        assert_eq!(who(&proxy.get("x", "/")), wa);
+    }
+    // Requests sent to the dead address, from /metrics.
+    let tried = || {
+        let m = proxy.get("x", "/metrics").text();
+        metric(&m, "junction_upstream_requests", &dead)
+    };
+    let before = tried();
+    assert!(before >= 1.0, "the dead address was never tried");
+    // A new address joins; the dead one stays in the answer.
+    dns.set(&[
+        ("app.test", "127.0.0.2"),
+        ("app.test", "127.0.0.3"),
+        ("app.test", "127.0.0.4"),
+    ]);
+    let wc = format!("127.0.0.4:{}", c.port);
+    assert!(
+        eventually(Duration::from_secs(8), || who(&proxy.get("x", "/")) == wc),
+        "the new address got no traffic:\n{}",
+        proxy.error_log()
+    );
+    for _ in 0..6 {
+        let w = who(&proxy.get("x", "/"));
+        assert!(w == wa || w == wc, "{w}");
+    }
+    assert_eq!(
+        tried(),
+        before,
+        "the staying dead address was tried again: its failure was forgotten"
+    );
+    let m = proxy.get("x", "/metrics").text();
+    assert!(
+        m.lines()
+            .any(|l| l.contains("junction_upstream_server_state")
+                && l.contains(&format!("server=\"{dead}\""))
+                && l.contains("state=\"unhealthy\"")),
+        "{m}"
+    );
+}
+
+#[test]
+fn server_resolve_with_a_name_unknown_at_start_is_no_load_error() {
+    if junction_only("server_resolve_with_a_name_unknown_at_start_is_no_load_error") {
+        return;
+    }
+    let a = echo_on("127.0.0.2", 0);
+    let mut dns = Dns::start(&[("other.test", "127.0.0.9")], 600);
+    let proxy = Proxy::start(&resolving_config(&dns, a.port, ""));
+    let r = proxy.get("x", "/");
+    assert_eq!(r.status, 502, "{}", r.describe());
+    proxy
+        .wait_error_log(
+            "app.test could not be resolved (3: Host not found)",
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|l| panic!("{l}"));
+    dns.set(&[("app.test", "127.0.0.2")]);
+    let wa = format!("127.0.0.2:{}", a.port);
+    // NXDOMAIN is asked again after valid= (1 s) + 1 s.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let r = proxy.get("x", "/");
+            r.status == 200 && who(&r) == wa
+        }),
+        "the name was not resolved again:\n{}",
+        proxy.error_log()
+    );
+}
+
+#[test]
+fn server_resolve_load_errors_as_nginx() {
+    if junction_only("server_resolve_load_errors_as_nginx") {
+        return;
+    }
+    let check = |text: &str| {
+        let (out, _dir) = check_config(&[("junction.conf", text)], "junction.conf");
+        assert_eq!(out.code, Some(1), "{}", out.stderr);
+        out.stderr
+    };
+    let e = check(
+        "upstream app { server app.test:80 resolve; }
+         server { listen 127.0.0.1:1; resolver 127.0.0.1; location / { proxy_pass http://app; } }",
+    );
+    assert!(
+        e.contains("resolving names at run time requires upstream \"app\"")
+            && e.contains("to be in shared memory"),
+        "{e}"
+    );
+    let e = check(
+        "upstream app { zone app 64k; server app.test:80 resolve; }
+         server { listen 127.0.0.1:1; location / { proxy_pass http://app; } }",
+    );
+    assert!(
+        e.contains("no resolver defined to resolve names at run time in upstream \"app\""),
+        "{e}"
+    );
+    let e = check(
+        "upstream app { zone app 64k; resolver 127.0.0.1; server app.test service=http resolve; }
+         server { listen 127.0.0.1:1; location / { proxy_pass http://app; } }",
+    );
+    assert!(e.contains("not supported"), "{e}");
+    // A resolver inside the upstream block (1.27.3) is enough; the name is not looked up.
+    let (out, _dir) = check_config(
+        &[(
+            "junction.conf",
+            "upstream app { zone app 64k; resolver 127.0.0.1 valid=5s; resolver_timeout 2s;
+               server no-such-name.test:80 resolve; }
+             server { listen 127.0.0.1:1; location / { proxy_pass http://app; } }",
+        )],
+        "junction.conf",
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+#[test]
+fn resolver_parameters_are_checked_at_load() {
+    let (out, _dir) = check_config(
+        &[(
+            "junction.conf",
+            "server { listen 127.0.0.1:1; resolver 127.0.0.1 valid=bad; }",
+        )],
+        "junction.conf",
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("invalid parameter: valid=bad"),
+        "{}",
+        out.stderr
+    );
+    let (out, _dir) = check_config(
+        &[(
+            "junction.conf",
+            "server { listen 127.0.0.1:1; resolver 127.0.0.1:5353 [::1] valid=30s ipv6=off; resolver_timeout 5s; }",
+        )],
+        "junction.conf",
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
