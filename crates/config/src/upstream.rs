@@ -6,7 +6,7 @@
 //! resolver ADDRESS … [valid=T] [ipv4=on|off] [ipv6=on|off]; resolver_timeout T;
 //! least_conn; | ip_hash; | hash KEY [consistent]; | random [two [least_conn]];
 //! keepalive N; keepalive_timeout T; keepalive_requests N; keepalive_time T;
-//! zone NAME [SIZE];                      (accepted, no effect: groups are always shared)
+//! zone NAME [SIZE];                      (needed by `resolve`; else no effect: groups are always shared)
 //! health_check [interval=T] [fails=N] [passes=N] [uri=/path] [timeout=T]
 //!              [match=NAME] [mandatory];  (beyond nginx OSS)
 //! queue N [timeout=T];                    (beyond nginx OSS)
@@ -217,11 +217,19 @@ pub fn build_upstream(
         health,
         queue,
     };
+    let zone = items.iter().find(|z| z.name == "zone");
     if lines.is_empty() {
+        // Groups are always shared by every worker: a zone only matters for `resolve`.
+        if let Some(z) = zone {
+            bx.warnings.push(format!(
+                "\"zone\" directive is accepted but has no effect in junction in {}",
+                z.span
+            ));
+        }
         return Ok(Group::new(spec));
     }
     let name = &spec.name;
-    if !items.iter().any(|z| z.name == "zone") {
+    if zone.is_none() {
         return Err(err(
             &d.span,
             format!(
