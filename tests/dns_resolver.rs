@@ -594,3 +594,116 @@ fn resolver_parameters_are_checked_at_load() {
     );
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 }
+
+/// Established TCP connections of this machine to `ip:port` (`/proc/net/tcp`, the
+/// connecting side's rows).
+fn established_to(ip: [u8; 4], port: u16) -> usize {
+    let want = format!(
+        "{:02X}{:02X}{:02X}{:02X}:{:04X}",
+        ip[3], ip[2], ip[1], ip[0], port
+    );
+    fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(2) == Some(&want.as_str()) && f.get(3) == Some(&"01")
+        })
+        .count()
+}
+
+#[test]
+fn server_resolve_closes_keepalive_connections_to_a_removed_address() {
+    if junction_only("server_resolve_closes_keepalive_connections_to_a_removed_address") {
+        return;
+    }
+    let a = echo_on("127.0.0.2", 0);
+    let b = echo_on("127.0.0.3", a.port);
+    let mut dns = Dns::start(&[("app.test", "127.0.0.2")], 600);
+    let proxy = Proxy::start(&fill(
+        "resolver {DNS} valid=1s ipv6=off;
+upstream app {
+    zone app 64k;
+    keepalive 4;
+    server app.test:{BACKEND} resolve;
+}
+server {
+    listen 127.0.0.1:{PORT};
+    location / { proxy_pass http://app; }
+}
+",
+        &[("DNS", &dns.addr()), ("BACKEND", &a.port)],
+    ));
+    assert_eq!(who(&proxy.get("x", "/")), format!("127.0.0.2:{}", a.port));
+    assert_eq!(
+        established_to([127, 0, 0, 2], a.port),
+        1,
+        "the upstream connection is kept alive in the pool"
+    );
+    dns.set(&[("app.test", "127.0.0.3")]);
+    let wb = format!("127.0.0.3:{}", b.port);
+    assert!(eventually(Duration::from_secs(8), || who(
+        &proxy.get("x", "/")
+    ) == wb));
+    assert!(
+        eventually(Duration::from_secs(3), || established_to(
+            [127, 0, 0, 2],
+            a.port
+        ) == 0),
+        "the idle connection to the removed address stays open"
+    );
+    assert_eq!(established_to([127, 0, 0, 3], b.port), 1);
+}
+
+#[test]
+fn server_resolve_new_addresses_are_health_checked_before_traffic() {
+    if junction_only("server_resolve_new_addresses_are_health_checked_before_traffic") {
+        return;
+    }
+    let a = echo_on("127.0.0.2", 0);
+    let mut dns = Dns::start(&[("app.test", "127.0.0.2")], 600);
+    let proxy = Proxy::start(&fill(
+        "resolver {DNS} valid=1s ipv6=off;
+upstream app {
+    zone app 64k;
+    server app.test:{BACKEND} resolve;
+    health_check interval=200ms mandatory;
+}
+server {
+    listen 127.0.0.1:{PORT};
+    location / { proxy_pass http://app; }
+    location = /metrics { metrics; }
+}
+",
+        &[("DNS", &dns.addr()), ("BACKEND", &a.port)],
+    ));
+    let wa = format!("127.0.0.2:{}", a.port);
+    // `mandatory`: a server found by DNS takes traffic once its first probe passed.
+    assert!(eventually(Duration::from_secs(5), || {
+        let r = proxy.get("x", "/");
+        r.status == 200 && who(&r) == wa
+    }));
+    // A new address where nothing listens: probed, found down, never sent a request.
+    let dead = format!("127.0.0.3:{}", a.port);
+    dns.set(&[("app.test", "127.0.0.2"), ("app.test", "127.0.0.3")]);
+    let scrape = || proxy.get("x", "/metrics").text();
+    assert!(
+        eventually(Duration::from_secs(8), || metric(
+            &scrape(),
+            "junction_upstream_health_check_failures",
+            &dead
+        ) >= 1.0),
+        "the new address was not probed:\n{}",
+        scrape()
+    );
+    for _ in 0..10 {
+        assert_eq!(who(&proxy.get("x", "/")), wa);
+    }
+    assert_eq!(
+        metric(&scrape(), "junction_upstream_requests", &dead),
+        0.0,
+        "{}",
+        scrape()
+    );
+}

@@ -27,7 +27,10 @@ pub fn resolver_conf(d: &Directive) -> Result<ResolverConf, ConfigError> {
     for a in &d.args {
         let bad = || err(&a.span, format!("invalid parameter: {}", a.value));
         if let Some(v) = a.value.strip_prefix("valid=") {
-            // nginx parses it in seconds (`ngx_parse_time(&s, 1)`).
+            // nginx parses it in seconds (`ngx_parse_time(&s, 1)`: no `ms`).
+            if v.contains("ms") {
+                return Err(bad());
+            }
             let ms = parse_time_ms(v).ok_or_else(bad)?;
             c.valid = Some(Duration::from_secs(ms / 1000));
         } else if let Some(v) = a.value.strip_prefix("ipv4=") {
@@ -165,6 +168,10 @@ mod tests {
         assert_eq!(
             conf("resolver 127.0.0.1 valid=x;").unwrap_err(),
             "invalid parameter: valid=x"
+        );
+        assert_eq!(
+            conf("resolver 127.0.0.1 valid=500ms;").unwrap_err(),
+            "invalid parameter: valid=500ms"
         );
         assert_eq!(
             conf("resolver 127.0.0.1 ipv4=maybe;").unwrap_err(),

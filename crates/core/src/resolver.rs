@@ -178,11 +178,16 @@ impl Resolver {
         let slot = {
             let mut cache = crate::upstream::lock(&self.cache);
             if cache.len() >= CACHE_PRUNE_AT {
+                // Names may come from requests (`proxy_pass http://$http_host`): expired
+                // answers go first, and past four times the mark every settled one.
                 let now = Instant::now();
                 cache.retain(|_, s| {
                     s.try_lock()
                         .map_or(true, |g| g.as_ref().is_some_and(|(_, until)| *until > now))
                 });
+                if cache.len() >= 4 * CACHE_PRUNE_AT {
+                    cache.retain(|_, s| s.try_lock().is_err());
+                }
             }
             cache.entry(key.clone()).or_default().clone()
         };
