@@ -707,3 +707,76 @@ server {
         scrape()
     );
 }
+
+#[test]
+fn concurrent_lookups_of_one_name_make_one_query() {
+    let a = echo_on("127.0.0.2", 0);
+    let dns = Dns::start(&[("app.test", "127.0.0.2")], 600);
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    resolver {DNS} ipv6=off;
+    location / { set $h app.test; proxy_pass http://$h:{BACKEND}; }
+}
+",
+        &[("DNS", &dns.addr()), ("BACKEND", &a.port)],
+    ));
+    let port = proxy.port;
+    let want = format!("127.0.0.2:{}", a.port);
+    let clients: Vec<_> = (0..8)
+        .map(|_| thread::spawn(move || who(&http_request(port, get_request("x", "/").as_bytes()))))
+        .collect();
+    for c in clients {
+        assert_eq!(c.join().unwrap(), want);
+    }
+    assert_eq!(dns.a_queries("app.test"), 1, "{}", dns.log());
+}
+
+#[test]
+fn a_refused_query_is_502_operation_refused() {
+    // dnsmasq answers REFUSED for a name outside its local domains (it has no upstream).
+    let dns = Dns::start(&[("app.test", "127.0.0.2")], 600);
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    resolver {DNS} ipv6=off;
+    resolver_timeout 5s;
+    location / { set $h example.com; proxy_pass http://$h:8000; }
+}
+",
+        &[("DNS", &dns.addr())],
+    ));
+    let r = proxy.get("x", "/");
+    assert_eq!(r.status, 502, "{}", r.describe());
+    proxy
+        .wait_error_log(
+            "example.com could not be resolved (5: Operation refused)",
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|l| panic!("{l}"));
+}
+
+#[test]
+fn server_resolve_follows_the_ttl_without_valid() {
+    if junction_only("server_resolve_follows_the_ttl_without_valid") {
+        return;
+    }
+    let a = echo_on("127.0.0.2", 0);
+    let b = echo_on("127.0.0.3", a.port);
+    let mut dns = Dns::start(&[("app.test", "127.0.0.2")], 1);
+    let proxy = Proxy::start(&fill(
+        "resolver {DNS} ipv6=off;
+upstream app { zone app 64k; server app.test:{BACKEND} resolve; }
+server { listen 127.0.0.1:{PORT}; location / { proxy_pass http://app; } }
+",
+        &[("DNS", &dns.addr()), ("BACKEND", &a.port)],
+    ));
+    assert_eq!(who(&proxy.get("x", "/")), format!("127.0.0.2:{}", a.port));
+    dns.set(&[("app.test", "127.0.0.3")]);
+    let wb = format!("127.0.0.3:{}", b.port);
+    assert!(
+        eventually(Duration::from_secs(8), || who(&proxy.get("x", "/")) == wb),
+        "TTL 1 s: the name is asked again within 2 s:\n{}",
+        dns.log()
+    );
+}
