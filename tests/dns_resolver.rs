@@ -12,7 +12,8 @@
 //! Rows: `proxy_pass` with a variable host resolves through `resolver` and caches for
 //! the TTL, `valid=` overrides the TTL, an unknown name is 502 with nginx's log line, no
 //! `resolver` is 502 `no resolver defined`, a server that never answers is 502 after
-//! `resolver_timeout`, a dead first server does not fail the lookup — each also against
+//! `resolver_timeout`, a dead first server does not fail the lookup, `uwsgi_pass` and
+//! `scgi_pass` with variables resolve the same way (a real uWSGI) — each also against
 //! nginx in the reference mode. `server NAME … resolve` (nginx 1.27.3+; nginx 1.22 has
 //! no `resolve` parameter, so those rows are Junction-only): the group follows a record
 //! change without a reload, a staying address keeps its passive health state, a name
@@ -21,6 +22,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
+#[allow(unused_macros)]
+mod uwsgi_kit;
 
 use common::*;
 use std::fs;
@@ -779,4 +782,44 @@ server { listen 127.0.0.1:{PORT}; location / { proxy_pass http://app; } }
         "TTL 1 s: the name is asked again within 2 s:\n{}",
         dns.log()
     );
+}
+
+#[test]
+fn uwsgi_and_scgi_pass_with_a_variable_host_resolve() {
+    use uwsgi_kit::{Protocol, Uwsgi};
+    for protocol in [Protocol::Uwsgi, Protocol::Scgi] {
+        let app = Uwsgi::start(protocol, false);
+        let dns = Dns::start(&[("app.test", "127.0.0.1")], 600);
+        let p = protocol.prefix();
+        let params_name = format!("{p}_params");
+        let params = fs::read_to_string(manifest_dir().join("config").join(&params_name))
+            .expect("config/*_params");
+        let config = fill(
+            "server {
+    listen 127.0.0.1:{PORT};
+    resolver {DNS} ipv6=off;
+    location / { include {P}_params; set $h app.test; {P}_pass $h:{APP}; }
+    location /nx { include {P}_params; set $h nope.test; {P}_pass $h:{APP}; }
+}
+",
+            &[("DNS", &dns.addr()), ("P", &p), ("APP", &app.port())],
+        );
+        let proxy = Proxy::start_files(
+            &[("site.conf", &config), (&params_name, &params)],
+            "site.conf",
+        );
+        for _ in 0..2 {
+            let r = proxy.get("app.test", "/");
+            assert_eq!(r.status, 200, "{p}: {}", r.describe());
+        }
+        assert_eq!(dns.a_queries("app.test"), 1, "{p}: {}", dns.log());
+        let r = proxy.get("app.test", "/nx");
+        assert_eq!(r.status, 502, "{p}: {}", r.describe());
+        proxy
+            .wait_error_log(
+                "nope.test could not be resolved (3: Host not found)",
+                Duration::from_secs(5),
+            )
+            .unwrap_or_else(|l| panic!("{p}: {l}"));
+    }
 }

@@ -1,7 +1,7 @@
 //! Building a CGI-style `*_pass` at load (uwsgi, SCGI; the handler itself,
 //! [`CgiPass`], runs in `junction_core::pass`): [`pass_group`] reads the `PREFIX_pass`
 //! target (`host:port`, `unix:/path`, an `upstream` name, optionally behind a scheme
-//! such as `uwsgi://`), [`cgi_pass`] reads the `PREFIX_*` family and the
+//! such as `uwsgi://`; with variables, a stand-in group that each request evaluates), [`cgi_pass`] reads the `PREFIX_*` family and the
 //! `PREFIX_param` array once and registers the protocol's health probe. Nothing here
 //! runs per request.
 
@@ -40,12 +40,7 @@ fn cgi_probe<P: CgiProtocol + Clone>(
 /// Whether a `*_pass` target names a port (`host:port`, `[v6]:port`): CGI-style
 /// protocols have no default port, so nginx requires one.
 pub fn has_port(target: &str) -> bool {
-    target.rsplit_once(':').is_some_and(|(host, port)| {
-        !host.is_empty()
-            && !port.is_empty()
-            && port.bytes().all(|c| c.is_ascii_digit())
-            && (!host.contains(':') || host.ends_with(']'))
-    })
+    junction_core::resolver::has_port(target)
 }
 
 /// The server group of the location's `directive` (`uwsgi_pass`, `scgi_pass`, …), or
@@ -67,11 +62,17 @@ pub fn pass_group(
             format!("invalid number of arguments in \"{directive}\" directive"),
         )
     })?;
-    if bx.template(a)?.as_literal().is_none() {
-        return Err(err(
-            &a.span,
-            format!("variables in \"{directive}\" are not supported yet"),
-        ));
+    let value = bx.template(a)?;
+    if value.as_literal().is_none() {
+        // Evaluated per request: an upstream, an address, or a name to resolve.
+        return Ok(Some(Group::per_request(
+            junction_core::resolver::VarTarget {
+                target: value,
+                schemes: schemes.iter().map(|s| s.to_ascii_lowercase()).collect(),
+                upstreams: bx.upstreams.clone(),
+                resolver: crate::resolver::resolver_at(scope, bx)?,
+            },
+        )));
     }
     let url = a.value.as_str();
     let target = schemes
@@ -246,6 +247,10 @@ mod tests {
             e("scgi_pass uwsgi://127.0.0.1:1;", &[]),
             "invalid host in upstream \"uwsgi://127.0.0.1:1\""
         );
-        assert!(e("scgi_pass $host:9000;", &[]).contains("not supported"));
+        // Variables: evaluated per request (a stand-in group with no servers).
+        let g = group_of("scgi_pass $host:9000;", &[], &mut BuildCx::default())
+            .unwrap()
+            .unwrap();
+        assert!(g.servers.is_empty());
     }
 }

@@ -274,8 +274,9 @@ pub async fn exchange(
     cx.upstream.begin();
     let bind = conf.bind.addr(cx)?;
     cx.upstream.schema = conf.schema;
-    // A resolving group (`server … resolve`): its servers now, for every try.
-    let group = &conf.group.current_ready().await;
+    // A resolving group (`server … resolve`): its servers now, for every try; a
+    // `*_pass` with variables: the group its value names.
+    let group = &conf.group.for_request(cx).await?;
     let mut st = group.pick_state(cx);
     let policy = Policy {
         next: &conf.next,

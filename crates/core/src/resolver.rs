@@ -337,6 +337,66 @@ impl ResolverRef {
     }
 }
 
+/// A CGI-style `*_pass` with variables (uwsgi, SCGI), evaluated per request: the
+/// value, without one of `schemes` (`uwsgi://`), names an `upstream`, a `unix:/path`
+/// or a `host:port` (a port is required, as nginx says: `no port in upstream`).
+#[derive(Debug)]
+pub struct VarTarget {
+    /// The `*_pass` value.
+    pub target: crate::vars::Template,
+    /// The URL prefixes accepted (lower case).
+    pub schemes: Vec<String>,
+    /// The `upstream {}` groups by name.
+    pub upstreams: HashMap<String, Arc<crate::upstream::Group>>,
+    /// `resolver` / `resolver_timeout` where the `*_pass` is.
+    pub resolver: ResolverRef,
+}
+
+impl VarTarget {
+    /// The group of this request.
+    pub async fn group(
+        &self,
+        cx: &crate::ctx::RequestCtx,
+    ) -> Result<Arc<crate::upstream::Group>, crate::Error> {
+        let v = self.target.eval_string(cx);
+        let t = self
+            .schemes
+            .iter()
+            .find_map(|s| {
+                v.get(..s.len())
+                    .filter(|p| p.eq_ignore_ascii_case(s))
+                    .and_then(|_| v.get(s.len()..))
+            })
+            .unwrap_or(&v);
+        if let Some(g) = self.upstreams.get(t) {
+            return Ok(g.current_ready().await);
+        }
+        if t.contains("://") {
+            return Err(crate::Error::internal(format!(
+                "invalid host in upstream \"{v}\""
+            )));
+        }
+        if !t.starts_with("unix:") && !has_port(t) {
+            return Err(crate::Error::internal(format!(
+                "no port in upstream \"{t}\""
+            )));
+        }
+        let addrs = self.resolver.pass_addrs(t, 0).await?;
+        Ok(crate::upstream::Group::implicit(t.to_string(), addrs))
+    }
+}
+
+/// Whether a `*_pass` target names a port (`host:port`, `[v6]:port`): CGI-style
+/// protocols have no default port, so nginx requires one.
+pub fn has_port(target: &str) -> bool {
+    target.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !port.is_empty()
+            && port.bytes().all(|c| c.is_ascii_digit())
+            && (!host.contains(':') || host.ends_with(']'))
+    })
+}
+
 /// `host[:port]` (IPv6 in brackets) → (host, port); `None` for a bad port.
 pub fn split_host_port(target: &str, default_port: u16) -> Option<(&str, u16)> {
     if let Some(rest) = target.strip_prefix('[') {

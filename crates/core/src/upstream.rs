@@ -420,9 +420,9 @@ pub struct Group {
     pub queue: Option<QueueConf>,
     /// Group-wide counters (shared by every generation of a resolving group).
     pub stats: Arc<GroupStats>,
-    /// `server … resolve`: the servers found by DNS, re-resolved in the background;
-    /// requests use [`Group::current`].
-    live: Option<Arc<crate::discovery::Discovery>>,
+    /// `server … resolve` (requests use [`Group::current`]) or a `*_pass` with
+    /// variables (requests use [`Group::for_request`]).
+    live: Option<Live>,
     primaries: usize,
     total_weight: u64,
     labels: Vec<usize>,
@@ -505,7 +505,26 @@ impl Group {
         Arc::new(Group::assemble(
             parts,
             Vec::new(),
-            Some(Arc::new(discovery)),
+            Some(Live::Resolving(Arc::new(discovery))),
+            None,
+        ))
+    }
+
+    /// The stand-in group of a `*_pass` with variables: each request evaluates
+    /// `target` into the group it uses ([`Group::for_request`]).
+    pub fn per_request(target: crate::resolver::VarTarget) -> Arc<Group> {
+        let parts = Parts {
+            name: String::new(),
+            keepalive: KeepaliveConf::default(),
+            balance: Balance::default(),
+            health: None,
+            queue: None,
+            stats: Arc::default(),
+        };
+        Arc::new(Group::assemble(
+            parts,
+            Vec::new(),
+            Some(Live::PerRequest(Arc::new(target))),
             None,
         ))
     }
@@ -531,7 +550,7 @@ impl Group {
     fn assemble(
         parts: Parts,
         all: Vec<Arc<Server>>,
-        live: Option<Arc<crate::discovery::Discovery>>,
+        live: Option<Live>,
         prev: Option<&Group>,
     ) -> Group {
         let (mut servers, backups): (Vec<Arc<Server>>, Vec<Arc<Server>>) =
@@ -608,8 +627,8 @@ impl Group {
     /// latest generation.
     pub fn current(self: &Arc<Self>) -> Arc<Group> {
         match &self.live {
-            Some(d) => d.current(),
-            None => self.clone(),
+            Some(Live::Resolving(d)) => d.current(),
+            _ => self.clone(),
         }
     }
 
@@ -617,17 +636,33 @@ impl Group {
     /// or reloaded) is waited for, up to its `resolver_timeout`.
     pub async fn current_ready(self: &Arc<Self>) -> Arc<Group> {
         match &self.live {
-            Some(d) => {
+            Some(Live::Resolving(d)) => {
                 d.ready().await;
                 d.current()
             }
-            None => self.clone(),
+            _ => self.clone(),
+        }
+    }
+
+    /// The group one request uses: [`Group::current_ready`], or for the stand-in of a
+    /// `*_pass` with variables the group its value names (an upstream, or the
+    /// addresses of a literal or resolved host).
+    pub async fn for_request(
+        self: &Arc<Self>,
+        cx: &crate::ctx::RequestCtx,
+    ) -> Result<Arc<Group>, Error> {
+        match &self.live {
+            Some(Live::PerRequest(t)) => t.group(cx).await,
+            _ => Ok(self.current_ready().await),
         }
     }
 
     /// The DNS side of a resolving group (`server … resolve`), if it is one.
     pub fn discovery(&self) -> Option<&Arc<crate::discovery::Discovery>> {
-        self.live.as_ref()
+        match &self.live {
+            Some(Live::Resolving(d)) => Some(d),
+            _ => None,
+        }
     }
 
     /// An implicit group (one or more resolved addresses of one `*_pass` target).
@@ -916,6 +951,14 @@ impl Group {
         }
         idle.push_back(c);
     }
+}
+
+/// What makes a group's servers change: DNS (`server … resolve`), or each request
+/// (`*_pass` with variables).
+#[derive(Debug, Clone)]
+enum Live {
+    Resolving(Arc<crate::discovery::Discovery>),
+    PerRequest(Arc<crate::resolver::VarTarget>),
 }
 
 /// What every generation of a group shares: name, method, keepalive, health, queue
