@@ -174,22 +174,35 @@ impl Resolver {
     /// The addresses of `host` (a name; literal addresses are the caller's), from the
     /// cache while it is valid, else asked within `timeout`. A failure is cached too.
     pub async fn resolve(&self, host: &str, timeout: Duration) -> Answer {
-        let key = host.to_ascii_lowercase();
+        let lower;
+        let key = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower = host.to_ascii_lowercase();
+            lower.as_str()
+        } else {
+            host
+        };
         let slot = {
             let mut cache = crate::upstream::lock(&self.cache);
-            if cache.len() >= CACHE_PRUNE_AT {
-                // Names may come from requests (`proxy_pass http://$http_host`): expired
-                // answers go first, and past four times the mark every settled one.
-                let now = Instant::now();
-                cache.retain(|_, s| {
-                    s.try_lock()
-                        .map_or(true, |g| g.as_ref().is_some_and(|(_, until)| *until > now))
-                });
-                if cache.len() >= 4 * CACHE_PRUNE_AT {
-                    cache.retain(|_, s| s.try_lock().is_err());
+            // The usual case: a known name (no allocation).
+            match cache.get(key) {
+                Some(slot) => slot.clone(),
+                None => {
+                    if cache.len() >= CACHE_PRUNE_AT {
+                        // Names may come from requests (`proxy_pass http://$http_host`):
+                        // expired answers go first, past four times the mark every
+                        // settled one.
+                        let now = Instant::now();
+                        cache.retain(|_, s| {
+                            s.try_lock()
+                                .map_or(true, |g| g.as_ref().is_some_and(|(_, until)| *until > now))
+                        });
+                        if cache.len() >= 4 * CACHE_PRUNE_AT {
+                            cache.retain(|_, s| s.try_lock().is_err());
+                        }
+                    }
+                    cache.entry(key.to_string()).or_default().clone()
                 }
             }
-            cache.entry(key.clone()).or_default().clone()
         };
         let deadline = tokio::time::Instant::now() + timeout;
         let Ok(mut entry) = tokio::time::timeout_at(deadline, slot.lock()).await else {
@@ -200,7 +213,7 @@ impl Resolver {
                 return answer.clone();
             }
         }
-        let answer = self.query(&key, deadline).await;
+        let answer = self.query(key, deadline).await;
         let until = match &answer {
             Ok(r) => r.valid_until,
             Err(_) => Instant::now() + self.conf.valid.unwrap_or(ERROR_VALID),
