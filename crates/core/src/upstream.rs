@@ -12,6 +12,15 @@
 //!
 //! Per request: [`Group::select`] returns an [`InUse`] (the server's `active` count is
 //! held until it is dropped), the exchange reports the outcome with [`Group::report`].
+//!
+//! Two kinds of group change their servers while running, and the exchange asks
+//! [`Group::for_request`] for the group to use: a *resolving* group (`server … resolve`,
+//! `discovery.rs`) is a shell whose current *generation* — an ordinary group, rebuilt
+//! when DNS answers change, sharing the [`Server`]s that stay and carrying over their
+//! balancing state — serves each request (all of its tries); the stand-in of a `*_pass`
+//! with variables ([`Group::per_request`]) evaluates its value into an `upstream` or
+//! the addresses of a host (`resolver.rs`). Anything that lists servers (health
+//! checks, metrics) reads [`Group::current`].
 
 use crate::balance::{failed, select, Balance, PeerState, Pick, PickState};
 use crate::error::{Error, ErrorKind};
