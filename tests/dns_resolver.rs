@@ -13,7 +13,9 @@
 //! the TTL, `valid=` overrides the TTL, an unknown name is 502 with nginx's log line, no
 //! `resolver` is 502 `no resolver defined`, a server that never answers is 502 after
 //! `resolver_timeout`, a dead first server does not fail the lookup, `uwsgi_pass` and
-//! `scgi_pass` with variables resolve the same way (a real uWSGI) — each also against
+//! `scgi_pass` with variables resolve the same way (a real uWSGI), `fastcgi_pass` too (a
+//! real php-fpm), concurrent lookups share one query, REFUSED and AAAA/`ipv6=off`
+//! answers read as nginx — each also against
 //! nginx in the reference mode. `server NAME … resolve` (nginx 1.27.3+; nginx 1.22 has
 //! no `resolve` parameter, so those rows are Junction-only): the group follows a record
 //! change without a reload, a staying address keeps its passive health state, a name
@@ -900,4 +902,37 @@ fn fastcgi_pass_with_a_variable_host_resolves() {
         assert_eq!(r.text(), "php via dns");
     }
     assert_eq!(dns.a_queries("php.test"), 1, "{}", dns.log());
+}
+
+#[test]
+fn aaaa_records_are_asked_unless_ipv6_is_off() {
+    let dns = Dns::start(&[("six.test", "::1")], 600);
+    let port = closed_port();
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    location /on { resolver {DNS}; set $h six.test; proxy_pass http://$h:{UP}; }
+    location /off { resolver {DNS} ipv6=off; set $h six.test; proxy_pass http://$h:{UP}; }
+}
+",
+        &[("DNS", &dns.addr()), ("UP", &port)],
+    ));
+    // ipv6=on (the default): the AAAA answer is used (nothing listens there: 502).
+    let r = proxy.get("x", "/on");
+    assert_eq!(r.status, 502, "{}", r.describe());
+    proxy
+        .wait_error_log(
+            &format!("upstream: \"http://[::1]:{port}/on\""),
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|l| panic!("{l}"));
+    // ipv6=off: only A is asked, and there is none.
+    let r = proxy.get("x", "/off");
+    assert_eq!(r.status, 502, "{}", r.describe());
+    proxy
+        .wait_error_log(
+            "six.test could not be resolved (3: Host not found)",
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|l| panic!("{l}"));
 }
