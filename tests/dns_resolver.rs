@@ -936,3 +936,37 @@ fn aaaa_records_are_asked_unless_ipv6_is_off() {
         )
         .unwrap_or_else(|l| panic!("{l}"));
 }
+
+#[test]
+fn an_unreachable_server_is_502_after_resolver_timeout() {
+    // Nobody on this UDP port: the kernel refuses each query (ICMP port unreachable);
+    // the query is sent again until resolver_timeout, as nginx resends it.
+    let port = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .unwrap()
+        .port();
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    resolver 127.0.0.1:{DNS} ipv6=off;
+    resolver_timeout 1s;
+    location / { set $h app.test; proxy_pass http://$h:8000; }
+}
+",
+        &[("DNS", &port)],
+    ));
+    let t0 = Instant::now();
+    let r = proxy.get("x", "/");
+    let took = t0.elapsed();
+    assert_eq!(r.status, 502, "{}", r.describe());
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
+        "answered after {took:?}, resolver_timeout is 1s"
+    );
+    proxy
+        .wait_error_log(
+            "app.test could not be resolved (110: Operation timed out)",
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|l| panic!("{l}"));
+}

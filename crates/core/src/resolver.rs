@@ -327,8 +327,9 @@ impl ResolverRef {
         if let Ok(done) = crate::upstream::literal(target, default_port) {
             return Ok(done);
         }
-        let (host, port) = split_host_port(target, default_port)
-            .ok_or_else(|| crate::Error::internal(format!("invalid port in \"{target}\"")))?;
+        let (host, port) = split_host_port(target, default_port).ok_or_else(|| {
+            crate::Error::internal(format!("invalid port in upstream \"{target}\""))
+        })?;
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![PeerAddr::Tcp(SocketAddr::new(ip, port))]);
         }
