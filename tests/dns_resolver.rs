@@ -970,3 +970,33 @@ fn an_unreachable_server_is_502_after_resolver_timeout() {
         )
         .unwrap_or_else(|l| panic!("{l}"));
 }
+
+#[test]
+fn a_name_with_several_addresses_spreads_requests_over_them() {
+    let a = echo_on("127.0.0.2", 0);
+    let b = echo_on("127.0.0.3", a.port);
+    let dns = Dns::start(&[("app.test", "127.0.0.2"), ("app.test", "127.0.0.3")], 600);
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    resolver {DNS} ipv6=off;
+    location / { set $h app.test; proxy_pass http://$h:{BACKEND}; }
+}
+",
+        &[("DNS", &dns.addr()), ("BACKEND", &a.port)],
+    ));
+    let mut seen = std::collections::HashMap::new();
+    for _ in 0..40 {
+        *seen.entry(who(&proxy.get("x", "/"))).or_insert(0) += 1;
+    }
+    let (wa, wb) = (
+        format!("127.0.0.2:{}", a.port),
+        format!("127.0.0.3:{}", b.port),
+    );
+    // nginx starts each request at a random address of the cached answer.
+    assert!(
+        seen.get(&wa).copied().unwrap_or(0) >= 5 && seen.get(&wb).copied().unwrap_or(0) >= 5,
+        "{seen:?}"
+    );
+    assert_eq!(dns.a_queries("app.test"), 1);
+}

@@ -343,9 +343,20 @@ impl ResolverRef {
             .resolve(host, self.timeout)
             .await
             .map_err(|e| pass_error(host, e))?;
+        // As nginx hands out a cached answer (`ngx_resolver_export` with rotation):
+        // starting at a random address, so requests spread over all of them.
+        let n = found.addrs.len();
+        let start = if n > 1 {
+            (crate::balance::random_u64() % n as u64) as usize
+        } else {
+            0
+        };
         Ok(found
             .addrs
             .iter()
+            .cycle()
+            .skip(start)
+            .take(n)
             .map(|ip| PeerAddr::Tcp(SocketAddr::new(*ip, port)))
             .collect())
     }
