@@ -86,7 +86,7 @@ fn get(proxy: &Proxy, path: &str) -> Response {
 
 fn json(r: &Response) -> Json {
     assert_eq!(r.status, 200, "{}", r.describe());
-    Json::parse(r.text().trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", r.describe()))
+    parse_json(r.text().trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", r.describe()))
 }
 
 fn field<'a>(j: &'a Json, k: &str) -> &'a str {

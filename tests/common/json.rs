@@ -1,0 +1,9 @@
+//! JSON answers of the peers, read with `serde_json`.
+
+/// A JSON value.
+pub use serde_json::Value as Json;
+
+/// Parses `text` as JSON.
+pub fn parse_json(text: &str) -> Result<Json, String> {
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
