@@ -72,6 +72,15 @@ impl<'a> Scope<'a> {
         self.here().iter().filter(move |d| d.name == name)
     }
 
+    /// Whether one of `names` is set at a level at or below `depth` (1: the outermost
+    /// level of the scope; e.g. `http` → `server` → `location` has depths 1, 2, 3).
+    pub fn set_below(&self, depth: usize, names: &[&str]) -> bool {
+        self.levels
+            .iter()
+            .skip(depth.saturating_sub(1))
+            .any(|l| l.iter().any(|d| names.contains(&d.name.as_str())))
+    }
+
     /// `name` from the innermost level that sets it.
     pub fn get(&self, name: &str) -> Option<&'a Directive> {
         self.levels

@@ -48,6 +48,9 @@ pub struct Return {
 
 /// A location's compiled settings (inherited values already resolved).
 pub struct LocConf {
+    /// The connection settings a location sets itself (`keepalive_timeout`,
+    /// `send_timeout`, `lingering_*`, …): they apply after a request that ends here.
+    pub conn: Option<Arc<crate::http1::ConnConf>>,
     /// `proxy_pass` / `fastcgi_pass` / … handler.
     pub backend: Option<Arc<dyn Backend>>,
     /// `root` (default `html` under the prefix).
@@ -1149,7 +1152,15 @@ fn build_conf(
         };
         crate::rewrite::compile(scope, bx, Some(&mut build_if), set_target, parse_return)?
     };
+    // nginx applies a location's keep-alive, send and lingering settings to the
+    // connection after a request that ends there.
+    let conn = if info.kind != LocKind::Server && scope.set_below(3, crate::http1::LOCATION_CONN) {
+        Some(Arc::new(crate::http1::ConnConf::from_scope(scope, true)?))
+    } else {
+        None
+    };
     Ok(LocConf {
+        conn,
         backend,
         root,
         alias,

@@ -967,8 +967,15 @@ pub(crate) fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return
 }
 
 /// Output headers, then the access log once the body ends.
+/// A response's location-level connection settings ([`LocConf::conn`]).
+#[derive(Clone)]
+pub(crate) struct LocConn(pub(crate) Arc<crate::http1::ConnConf>);
+
 fn finish(resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> http::Response<Body> {
     let mut resp = c.limits.output(resp, &mut cx);
+    if let Some(conn) = &c.conn {
+        resp.extensions_mut().insert(LocConn(conn.clone()));
+    }
     let status = resp.status().as_u16();
     let h = resp.headers_mut();
     h.insert(http::header::SERVER, server_header(c.server_tokens));

@@ -333,7 +333,10 @@ async fn exchange<S: Socket>(
     if resp.extensions().get::<NoResponse>().is_some() {
         return Next::Drop;
     }
-    let sconf: Arc<ConnConf> = chosen.get().cloned().unwrap_or_else(|| c.conf.clone());
+    let sconf: Arc<ConnConf> = match resp.extensions().get::<crate::serve::LocConn>() {
+        Some(l) => l.0.clone(),
+        None => chosen.get().cloned().unwrap_or_else(|| c.conf.clone()),
+    };
     let conf: &ConnConf = &sconf;
     let mut keep_alive = head.keep_alive
         && !conf.keepalive_timeout.is_zero()
