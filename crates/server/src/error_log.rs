@@ -31,7 +31,7 @@ pub fn request_span(cx: &RequestCtx) -> tracing::Span {
     tracing::error_span!(
         REQUEST_SPAN,
         conn = cx.conn.id,
-        client = %cx.conn.remote.ip(),
+        client = %cx.conn.client(),
         server = %cx.server_name,
         request = %format_args!("{} {} {:?}", cx.method, cx.request_uri, cx.version),
         host = %cx.host,

@@ -243,7 +243,7 @@ pub(crate) async fn handle(
         tracing::info!(
             "*{} {msg}, client: {}, server: {}",
             cx.conn.id,
-            cx.conn.remote.ip(),
+            cx.conn.client(),
             cx.server_name
         );
         status_response(status, tokens)

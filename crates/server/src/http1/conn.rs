@@ -255,7 +255,7 @@ async fn exchange<S: Socket>(
                 tracing::info!(
                     "*{} client timed out while reading client request headers, client: {}",
                     info.id,
-                    info.remote.ip()
+                    info.client()
                 );
                 if conf.reset_timedout {
                     io.reset();
@@ -326,7 +326,7 @@ async fn exchange<S: Socket>(
         tracing::info!(
             "*{} client prematurely closed connection, client: {}",
             info.id,
-            info.remote.ip()
+            info.client()
         );
         return Next::Drop;
     };
@@ -378,7 +378,7 @@ async fn exchange<S: Socket>(
         tracing::info!(
             "*{} {e} while sending response to client, client: {}",
             info.id,
-            info.remote.ip()
+            info.client()
         );
         if e.kind() == std::io::ErrorKind::TimedOut && conf.reset_timedout {
             io.reset();
@@ -567,7 +567,7 @@ async fn head_error<S: Socket>(
     conf: &ConnConf,
     buf: &BytesMut,
 ) {
-    tracing::info!("*{} {}, client: {}", info.id, e.msg, info.remote.ip());
+    tracing::info!("*{} {}, client: {}", info.id, e.msg, info.client());
     let method_head = buf.starts_with(b"HEAD ");
     let page = write::error_page(e.status, e.too_large, conf.server_tokens, method_head);
     // An HTTP/0.9 request gets the page alone.
