@@ -652,33 +652,8 @@ const COMBINED: &str =
 fn log_formats(
     http: &[Directive],
     bx: &BuildCx,
-) -> Result<HashMap<String, Arc<Template>>, ConfigError> {
-    let mut m = HashMap::new();
-    m.insert(
-        "combined".to_string(),
-        Arc::new(
-            Template::compile(COMBINED, &bx.vars).map_err(|e| ConfigError {
-                span: None,
-                msg: e.to_string(),
-            })?,
-        ),
-    );
-    for d in http.iter().filter(|d| d.name == "log_format") {
-        let name = d.args.first().map(|a| a.value.clone()).unwrap_or_default();
-        let mut s = String::new();
-        let mut escape = None;
-        for a in d.args.iter().skip(1) {
-            if let Some(e) = a.value.strip_prefix("escape=") {
-                escape = Some(e.to_string());
-                continue;
-            }
-            s.push_str(&a.value);
-        }
-        let _ = escape;
-        let t = Template::compile(&s, &bx.vars).map_err(|e| err(&d.span, e.to_string()))?;
-        m.insert(name, Arc::new(t));
-    }
-    Ok(m)
+) -> Result<HashMap<String, Arc<crate::log_format::LogFormat>>, ConfigError> {
+    crate::log_format::formats(http, COMBINED, &bx.vars)
 }
 
 /// What every server and location of one `http {}` level shares while it is built.
@@ -688,7 +663,7 @@ struct HttpLevel<'a> {
     /// MIME types of the level.
     types: Arc<HashMap<String, Bytes>>,
     /// `log_format`s of the level (and `combined`).
-    formats: HashMap<String, Arc<Template>>,
+    formats: HashMap<String, Arc<crate::log_format::LogFormat>>,
     /// nginx's conf prefix (relative `auth_basic_user_file` paths).
     conf_dir: PathBuf,
     /// `limit_req_zone`s and `limit_conn_zone`s of the level.

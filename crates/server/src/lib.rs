@@ -30,6 +30,8 @@
 //! - `filters`: output filters over every response (gzip/Brotli, …), built per
 //!   location at load.
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
+//! - `log_format`: `log_format … escape=default|json|none`, compiled at load; the
+//!   escaping of variable values into a log line.
 //! - `error_log`: the error log's `tracing` layer and the one span per request whose
 //!   fields end every line as nginx's do (`client: …, server: …, request: …`).
 //! - `status`: the `stub_status` and `metrics` handlers (counters in
@@ -48,6 +50,7 @@ mod limit_req;
 mod limits;
 pub mod listen;
 pub mod log;
+pub mod log_format;
 mod map;
 mod proxy_protocol;
 mod realip;

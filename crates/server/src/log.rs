@@ -2,6 +2,7 @@
 //! by a channel, so a request never waits on disk. The error log's lines are made by
 //! `crate::error_log` (nginx's format, with the request's context).
 
+use crate::log_format::LogFormat;
 use junction_core::ctx::RequestCtx;
 use junction_core::vars::Template;
 use std::collections::HashMap;
@@ -110,7 +111,7 @@ pub fn reopen_all() {
 pub struct AccessLog {
     sink: Option<Sink>,
     path: PathBuf,
-    format: Option<Arc<Template>>,
+    format: Option<Arc<LogFormat>>,
     sent_headers: bool,
     opts: LogOpts,
 }
@@ -132,9 +133,9 @@ pub struct LogOpts {
 /// one).
 pub fn access_log_args(
     d: &junction_config::Directive,
-    formats: &HashMap<String, Arc<Template>>,
+    formats: &HashMap<String, Arc<LogFormat>>,
     bx: &junction_config::model::BuildCx,
-) -> Result<(Option<Arc<Template>>, LogOpts), junction_config::ConfigError> {
+) -> Result<(Option<Arc<LogFormat>>, LogOpts), junction_config::ConfigError> {
     use junction_config::model::err;
     let name = d.args.get(1).map_or("combined", |a| a.value.as_str());
     let fmt = formats
@@ -208,7 +209,7 @@ impl AccessLog {
             }
         }
         let mut out = bytes::BytesMut::with_capacity(256);
-        fmt.eval_log_into(cx, &mut out);
+        fmt.write(cx, &mut out);
         out.extend_from_slice(b"\n");
         if self.opts.gzip > 0 {
             let mut e = flate2::write::GzEncoder::new(
@@ -235,7 +236,7 @@ pub struct LogWriters {
 
 impl LogWriters {
     /// An access log target; one writer per distinct path.
-    pub fn access(&mut self, path: &Path, format: Option<Arc<Template>>) -> Arc<AccessLog> {
+    pub fn access(&mut self, path: &Path, format: Option<Arc<LogFormat>>) -> Arc<AccessLog> {
         self.access_with(path, format, LogOpts::default())
     }
 
@@ -243,7 +244,7 @@ impl LogWriters {
     pub fn access_with(
         &mut self,
         path: &Path,
-        format: Option<Arc<Template>>,
+        format: Option<Arc<LogFormat>>,
         opts: LogOpts,
     ) -> Arc<AccessLog> {
         let sink = self
@@ -254,12 +255,13 @@ impl LogWriters {
         let a = Arc::new(AccessLog {
             sink: Some(sink),
             path: path.to_path_buf(),
-            sent_headers: format
+            sent_headers: format.as_ref().is_some_and(|f| {
+                f.template()
+                    .uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_)))
+            }) || opts
+                .cond
                 .as_ref()
-                .is_some_and(|f| f.uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_))))
-                || opts.cond.as_ref().is_some_and(|f| {
-                    f.uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_)))
-                }),
+                .is_some_and(|f| f.uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_)))),
             format,
             opts,
         });
