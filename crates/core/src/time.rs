@@ -58,6 +58,16 @@ pub fn error_log_time(t: SystemTime) -> String {
     format!("{y}/{m:02}/{d:02} {hh:02}:{mm:02}:{ss:02}")
 }
 
+/// `Nov  9 22:54:50` (syslog's RFC 3164 header: the day padded with a space)
+pub fn syslog_time(t: SystemTime) -> String {
+    let (_, m, d, hh, mm, ss) = civil(t);
+    let mon = MONTHS
+        .get(m.saturating_sub(1) as usize)
+        .copied()
+        .unwrap_or("Jan");
+    format!("{mon} {d:>2} {hh:02}:{mm:02}:{ss:02}")
+}
+
 static DATE: Mutex<(u64, Option<http::HeaderValue>)> = Mutex::new((0, None));
 
 /// The `Date` header value, formatted at most once a second.

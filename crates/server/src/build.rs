@@ -169,6 +169,8 @@ pub struct MainConf {
     pub pid: Option<PathBuf>,
     /// `error_log FILE [LEVEL]`.
     pub error_log: Option<(String, String)>,
+    /// Every main-level `error_log` (`crate::error_log::parse_error_log`).
+    pub error_logs: Vec<crate::error_log::ErrorTarget>,
     /// `worker_connections` (per worker).
     pub worker_connections: usize,
     /// `worker_rlimit_nofile` (RLIMIT_NOFILE set at start).
@@ -425,6 +427,8 @@ fn build_collecting(
                 }
             }
             "error_log" => {
+                main.error_logs
+                    .push(crate::error_log::parse_error_log(d, prefix)?);
                 main.error_log = d.args.first().map(|a| {
                     (
                         a.value.clone(),
@@ -441,6 +445,7 @@ fn build_collecting(
     let mut warnings = Vec::new();
     walk_no_effect(tree, &mut warnings);
     walk_no_effect(globals, &mut warnings);
+    crate::error_log::nested_warnings(&http_levels, &mut warnings);
     crate::access::low_bits_warnings(tree, &mut warnings);
 
     let mut bx = BuildCx::default();
@@ -1077,6 +1082,14 @@ fn build_conf(
                     continue;
                 }
                 let (fmt, opts) = crate::log::access_log_args(d, &http.formats, bx)?;
+                if let Some(spec) = a.value.strip_prefix("syslog:") {
+                    v.push(logs.syslog(
+                        crate::syslog::SyslogPeer::parse(spec, &a.span)?,
+                        fmt,
+                        opts,
+                    ));
+                    continue;
+                }
                 v.push(logs.access_with(&bx.prefix.join(&a.value), fmt, opts));
             }
             v

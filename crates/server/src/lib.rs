@@ -34,6 +34,8 @@
 //!   escaping of variable values into a log line.
 //! - `error_log`: the error log's `tracing` layer and the one span per request whose
 //!   fields end every line as nginx's do (`client: …, server: …, request: …`).
+//! - `syslog`: `syslog:server=…` targets of `error_log` and `access_log` (RFC 3164
+//!   datagrams over UDP or a unix socket, as nginx's `ngx_syslog.c`).
 //! - `status`: the `stub_status` and `metrics` handlers (counters in
 //!   `junction_core::stats`).
 #![forbid(unsafe_code)]
@@ -59,6 +61,7 @@ pub mod route;
 pub mod serve;
 mod static_files;
 pub mod status;
+pub mod syslog;
 
 pub use build::{build, build_all, Runtime};
 pub use listen::{bind_all, serve};

@@ -110,6 +110,8 @@ pub fn reopen_all() {
 #[derive(Debug)]
 pub struct AccessLog {
     sink: Option<Sink>,
+    /// `access_log syslog:…`: each line is a datagram (then `sink` is `None`).
+    syslog: Option<Arc<crate::syslog::SyslogPeer>>,
     path: PathBuf,
     format: Option<Arc<LogFormat>>,
     sent_headers: bool,
@@ -180,6 +182,13 @@ pub fn access_log_args(
             return Err(err(&a.span, format!("invalid parameter \"{v}\"")));
         }
     }
+    if buffer
+        && d.args
+            .first()
+            .is_some_and(|a| a.value.starts_with("syslog:"))
+    {
+        return Err(err(&d.span, "logs to syslog cannot be buffered"));
+    }
     if flush && !buffer {
         let path = d.args.first().map_or("", |a| a.value.as_str());
         return Err(err(
@@ -199,7 +208,7 @@ impl AccessLog {
 
     /// Writes the line for a finished request.
     pub fn log(&self, cx: &RequestCtx) {
-        let (Some(sink), Some(fmt)) = (&self.sink, &self.format) else {
+        let Some(fmt) = &self.format else {
             return;
         };
         if let Some(cond) = &self.opts.cond {
@@ -208,6 +217,18 @@ impl AccessLog {
                 return;
             }
         }
+        if let Some(peer) = &self.syslog {
+            // `<PRI>TIME HOST TAG: LINE`, no newline (ngx_http_log_handler).
+            let mut msg = Vec::with_capacity(320);
+            peer.header(peer.severity(), &mut msg);
+            let mut out = bytes::BytesMut::from(&msg[..]);
+            fmt.write(cx, &mut out);
+            peer.send(&out);
+            return;
+        }
+        let Some(sink) = &self.sink else {
+            return;
+        };
         let mut out = bytes::BytesMut::with_capacity(256);
         fmt.write(cx, &mut out);
         out.extend_from_slice(b"\n");
@@ -254,6 +275,7 @@ impl LogWriters {
             .clone();
         let a = Arc::new(AccessLog {
             sink: Some(sink),
+            syslog: None,
             path: path.to_path_buf(),
             sent_headers: format.as_ref().is_some_and(|f| {
                 f.template()
@@ -269,9 +291,39 @@ impl LogWriters {
         a
     }
 
+    /// An `access_log syslog:…` target.
+    pub fn syslog(
+        &mut self,
+        peer: crate::syslog::SyslogPeer,
+        format: Option<Arc<LogFormat>>,
+        opts: LogOpts,
+    ) -> Arc<AccessLog> {
+        let sent_headers = format.as_ref().is_some_and(|f| {
+            f.template()
+                .uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_)))
+        }) || opts
+            .cond
+            .as_ref()
+            .is_some_and(|f| f.uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_))));
+        let a = Arc::new(AccessLog {
+            sink: None,
+            syslog: Some(Arc::new(peer)),
+            path: PathBuf::from("syslog"),
+            sent_headers,
+            format,
+            opts,
+        });
+        self.pending.push(a.clone());
+        a
+    }
+
     /// Paths of all access logs.
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.pending.iter().map(|a| a.path.clone()).collect()
+        self.pending
+            .iter()
+            .filter(|a| a.sink.is_some())
+            .map(|a| a.path.clone())
+            .collect()
     }
 }
 
