@@ -52,6 +52,15 @@ pub fn iso8601(t: SystemTime) -> String {
     format!("{y}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}+00:00")
 }
 
+/// `2026-11-29T22:54:50.123Z` (the JSON status API's timestamps)
+pub fn iso8601_ms_utc(t: SystemTime) -> String {
+    let (y, m, d, hh, mm, ss) = civil(t);
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
+    format!("{y}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z")
+}
+
 /// `2026/11/29 22:54:50` (error log)
 pub fn error_log_time(t: SystemTime) -> String {
     let (y, m, d, hh, mm, ss) = civil(t);

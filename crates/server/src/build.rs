@@ -1014,6 +1014,9 @@ fn build_conf(
             backend = Some(Arc::new(crate::status::Status::new(kind)));
         }
     }
+    if let Some(d) = scope.local("api") {
+        backend = Some(crate::api::build(d, info, backend.is_some())?);
+    }
     let root = match scope.arg("root") {
         Some((_, a)) => bx.template(a)?,
         None => Template::literal(Bytes::from(

@@ -36,11 +36,14 @@
 //!   fields end every line as nginx's do (`client: …, server: …, request: …`).
 //! - `syslog`: `syslog:server=…` targets of `error_log` and `access_log` (RFC 3164
 //!   datagrams over UDP or a unix socket, as nginx's `ngx_syslog.c`).
+//! - `api`: the `api` handler, a read-only JSON status API in nginx Plus's shape
+//!   (version 9) over the same counters as `status`.
 //! - `status`: the `stub_status` and `metrics` handlers (counters in
 //!   `junction_core::stats`).
 #![forbid(unsafe_code)]
 
 mod access;
+pub mod api;
 mod auth_basic;
 mod autoindex;
 pub mod build;
