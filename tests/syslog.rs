@@ -154,13 +154,6 @@ fn error_log_and_access_log_to_syslog() {
     assert_eq!(proxy.get("log.test", "/missing").status, 404);
     assert_eq!(proxy.get("log.test", "/u/").status, 200);
 
-    let got = wait_datagrams(&rec, |d| {
-        let has = |s: &str| {
-            d.iter()
-                .any(|(_, b)| String::from_utf8_lossy(b).contains(s))
-        };
-        has("\"u\":\"/u/\"") && d.iter().filter(|(k, _)| k == "unix").count() >= 3
-    });
     let host = hostname();
     let ctx = |uri: &str| {
         format!(
@@ -208,6 +201,13 @@ fn error_log_and_access_log_to_syslog() {
             "<189>TIME acc: {\"s\":200,\"u\":\"/u/\"}".to_string(),
         ),
     ];
+    // Wait until every wanted datagram is in (or the time is up).
+    let got = wait_datagrams(&rec, |d| {
+        want.iter().all(|(kind, w)| {
+            d.iter()
+                .any(|(k, b)| k == kind && normalize(&String::from_utf8_lossy(b), &host) == *w)
+        })
+    });
     // Only the datagrams of these two requests (a proxy may log other lines at start).
     let ours: Vec<(String, String)> = got
         .iter()
@@ -337,4 +337,82 @@ fn error_log_stderr_at_its_own_level() {
         err.contains("[error]") && err.contains("/missing\" failed"),
         "{err}"
     );
+}
+
+const LEVELS_SITE: &str = r#"
+server {
+    listen 127.0.0.1:{PORT};
+    server_name a.test;
+    root {WWW};
+    error_log {DIR}/server.log warn;
+    location /own/ { error_log {DIR}/loc.log error; }
+    location /ownu/ { error_log {DIR}/loc.log error; return 200 "[$never]"; }
+    location /u/ { return 200 "[$never]"; }
+    location /set/ { set $never x; return 200 "$never"; }
+}
+server {
+    listen 127.0.0.1:{PORT};
+    server_name b.test;
+    root {WWW};
+}
+"#;
+
+/// `error_log` in a server and in a location: a request's lines go to the nearest
+/// level's targets (each at its level) instead of the main level's, as nginx does.
+#[test]
+fn server_and_location_error_logs() {
+    let www = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(&fill(LEVELS_SITE, &[("WWW", &www.path().display())]));
+    for (host, path, status) in [
+        ("a.test", "/missing", 404),
+        ("a.test", "/own/missing", 404),
+        ("a.test", "/u/", 200),
+        ("a.test", "/ownu/", 200),
+        ("b.test", "/missing2", 404),
+    ] {
+        assert_eq!(proxy.get(host, path).status, status, "{host}{path}");
+    }
+    let dir = proxy.dir();
+    let server = wait_file_contains(&dir.join("server.log"), "uninitialized");
+    let loc = wait_file_contains(&dir.join("loc.log"), "/own/missing\" failed");
+    let main = proxy
+        .wait_error_log("/missing2\" failed", Duration::from_secs(5))
+        .unwrap_or_else(|l| panic!("no /missing2 line in the main error log:\n{l}"));
+    let mut failures = Vec::new();
+    let mut row = |what: &str, ok: bool, text: &str| {
+        if !ok {
+            failures.push(format!("{what}:\n{text}"));
+        }
+    };
+    row(
+        "server.log has the server's error",
+        server.contains("/missing\" failed"),
+        &server,
+    );
+    row(
+        "server.log has the server's warning",
+        server.contains("\"GET /u/ HTTP/1.1\""),
+        &server,
+    );
+    row(
+        "server.log has nothing of the location with its own error_log",
+        !server.contains("/own/") && !server.contains("/ownu/"),
+        &server,
+    );
+    row(
+        "loc.log (error) has no warning",
+        !loc.contains("uninitialized"),
+        &loc,
+    );
+    row(
+        "loc.log has nothing of the server's other locations",
+        !loc.contains("GET /missing ") && !loc.contains("GET /u/"),
+        &loc,
+    );
+    row(
+        "the main log has nothing of a.test",
+        !main.contains("a.test"),
+        &main,
+    );
+    assert_table("error_log levels", &failures, 6);
 }

@@ -79,6 +79,9 @@ pub struct LocConf {
     pub server_tokens_string: Option<Template>,
     /// `access_log` targets (empty: off).
     pub access_logs: Vec<Arc<AccessLog>>,
+    /// `error_log` of the location, server or http level (0: the main-level ones;
+    /// `crate::error_log::level_targets`).
+    pub error_log: u64,
     /// MIME types.
     pub types: Arc<HashMap<String, Bytes>>,
     /// `default_type`.
@@ -445,7 +448,6 @@ fn build_collecting(
     let mut warnings = Vec::new();
     walk_no_effect(tree, &mut warnings);
     walk_no_effect(globals, &mut warnings);
-    crate::error_log::nested_warnings(&http_levels, &mut warnings);
     crate::access::low_bits_warnings(tree, &mut warnings);
 
     let mut bx = BuildCx::default();
@@ -1161,6 +1163,7 @@ fn build_conf(
             _ => None,
         },
         access_logs,
+        error_log: crate::error_log::level_targets(scope, &bx.prefix)?,
         types,
         default_type,
         name: info.name.clone(),

@@ -17,8 +17,13 @@
 //! line's own level as severity, as `ngx_syslog_writer`). When no main-level
 //! `error_log` names a file or `stderr`, the default file (`-e`, else
 //! `logs/error.log`) is added at `error`, as `ngx_log_open_default` does.
-//! `error_log` inside `http`, `server` or `location` is accepted with a warning and
-//! without effect: every request's lines go to the main-level targets.
+//! `error_log` inside `http`, `server` or `location` applies to the requests there,
+//! inherited as nginx does (the nearest level with any): each such set is opened at
+//! load ([`level_targets`]) and named by an index in the location's settings, and the
+//! request's span records the index of the location it is in ([`enter`]), so its
+//! lines (also from a backend or the body relay) go to that set instead of the main
+//! level's. The layer's level filter is set at start from every set then loaded: a
+//! reload cannot make the log more verbose than that.
 //!
 //! [`on_new_span`]: tracing_subscriber::Layer::on_new_span
 //! [`Sink`]: crate::log::Sink
@@ -29,7 +34,7 @@ use junction_config::{ConfigError, Directive};
 use junction_core::ctx::RequestCtx;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
@@ -48,6 +53,7 @@ pub fn request_span(cx: &RequestCtx) -> tracing::Span {
         server = %cx.server_name,
         request = %format_args!("{} {} {:?}", cx.method, cx.request_uri, cx.version),
         host = %cx.host,
+        elog = tracing::field::Empty,
     )
 }
 
@@ -59,12 +65,16 @@ struct RequestFields {
     server: String,
     request: String,
     host: String,
+    /// The level set its lines go to (`enter`; 0: the main level's).
+    elog: u64,
 }
 
 impl Visit for RequestFields {
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if field.name() == "conn" {
-            self.conn = value;
+        match field.name() {
+            "conn" => self.conn = value,
+            "elog" => self.elog = value,
+            _ => {}
         }
     }
 
@@ -206,25 +216,61 @@ pub fn parse_error_log(d: &Directive, prefix: &Path) -> Result<ErrorTarget, Conf
     })
 }
 
-/// A warning for each `error_log` inside `http`, `server` or `location` (the
-/// blocks of `http`), which has no effect in Junction; its arguments are checked.
-pub fn nested_warnings(http_levels: &[&[Directive]], out: &mut Vec<String>) {
-    fn walk(ds: &[Directive], out: &mut Vec<String>) {
-        for d in ds {
-            if d.name == "error_log" {
-                out.push(format!(
-                    "\"error_log\" inside \"http\", \"server\" or \"location\" is accepted but has no effect in junction (the main-level error_log gets every line) in {}",
-                    d.span
-                ));
-            }
-            if let Some(b) = &d.block {
-                walk(b, out);
-            }
-        }
+/// The `error_log` sets of `http`, `server` and `location` levels, opened at load;
+/// a request's span names one by its index + 1 ([`enter`]). Equal sets (the same
+/// destinations and levels) share one entry, also across reloads.
+#[allow(clippy::type_complexity)]
+static LEVEL_SETS: RwLock<Vec<(Vec<(String, String)>, Arc<[Target]>)>> = RwLock::new(Vec::new());
+
+/// The `error_log` lines that apply at `scope` (a location, or a server's own level),
+/// inherited as nginx does (the nearest level that has any), opened and registered;
+/// 0 when no `http`/`server`/`location` level has one (the main-level targets).
+pub fn level_targets(
+    scope: &junction_config::model::Scope<'_>,
+    prefix: &Path,
+) -> Result<u64, ConfigError> {
+    let list = scope.array("error_log");
+    if list.is_empty() {
+        return Ok(0);
     }
-    for http in http_levels {
-        walk(http, out);
+    let key: Vec<(String, String)> = list
+        .iter()
+        .map(|d| {
+            let arg = |i: usize| d.args.get(i).map_or("", |a| a.value.as_str()).to_string();
+            (arg(0), arg(1))
+        })
+        .collect();
+    let mut sets = match LEVEL_SETS.write() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    if let Some(i) = sets.iter().position(|(k, _)| *k == key) {
+        return Ok(i as u64 + 1);
     }
+    let mut targets = Vec::with_capacity(list.len());
+    for d in &list {
+        let t = parse_error_log(d, prefix)?;
+        targets.push(Target::open(&t).map_err(|e| err(&d.span, e))?);
+    }
+    sets.push((key, targets.into()));
+    Ok(sets.len() as u64)
+}
+
+/// The most verbose level of every registered level set.
+fn level_sets_max() -> Option<tracing::Level> {
+    let sets = match LEVEL_SETS.read() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    sets.iter()
+        .flat_map(|(_, t)| t.iter().map(|t| t.level))
+        .max()
+}
+
+/// Makes the current request's error-log lines go to level set `id` (0: the main
+/// level's), from the location (or server) its request is in now.
+pub fn enter(id: u64) {
+    tracing::Span::current().record("elog", id);
 }
 
 /// What a [`Target`] writes to.
@@ -333,11 +379,13 @@ impl ErrorLog {
         ErrorLog { targets }
     }
 
-    /// The most verbose level of its targets (for the layer's filter).
+    /// The most verbose level of its targets and of the `http`/`server`/`location`
+    /// levels' ones loaded so far (for the layer's filter, set at start).
     pub fn max_level(&self) -> tracing::Level {
         self.targets
             .iter()
             .map(|t| t.level)
+            .chain(level_sets_max())
             .max()
             .unwrap_or(tracing::Level::ERROR)
     }
@@ -358,10 +406,38 @@ where
         }
     }
 
+    fn on_record(&self, id: &Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if let Some(f) = span.extensions_mut().get_mut::<RequestFields>() {
+                values.record(f);
+            }
+        }
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let ev_level = *event.metadata().level();
         let ev_sev = event_severity(ev_level);
-        if !self.targets.iter().any(|t| ev_sev <= t.severity) {
+        let request = ctx
+            .event_scope(event)
+            .and_then(|mut scope| scope.find(|s| s.name() == REQUEST_SPAN));
+        let elog = request
+            .as_ref()
+            .and_then(|s| s.extensions().get::<RequestFields>().map(|f| f.elog))
+            .unwrap_or(0);
+        // The request's level set, else the main level's targets.
+        let set = (elog > 0)
+            .then(|| {
+                let sets = match LEVEL_SETS.read() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                usize::try_from(elog - 1)
+                    .ok()
+                    .and_then(|i| sets.get(i).map(|(_, t)| t.clone()))
+            })
+            .flatten();
+        let targets: &[Target] = set.as_deref().unwrap_or(&self.targets);
+        if !targets.iter().any(|t| ev_sev <= t.severity) {
             return;
         }
         let level = match ev_level {
@@ -377,9 +453,6 @@ where
             junction_core::time::error_log_time(std::time::SystemTime::now()),
             std::process::id()
         );
-        let request = ctx
-            .event_scope(event)
-            .and_then(|mut scope| scope.find(|s| s.name() == REQUEST_SPAN));
         match request {
             Some(span) => {
                 let ext = span.extensions();
@@ -401,7 +474,7 @@ where
             None => line.push_str(&ev.message),
         }
         line.push('\n');
-        for t in &self.targets {
+        for t in targets {
             if ev_sev <= t.severity {
                 t.write(ev_level, &line);
             }
