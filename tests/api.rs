@@ -101,6 +101,8 @@ def check(shape, o):
       need(o, ["request_id", "href"], str)
       assert len(o["request_id"]) == 32 and int(o["request_id"], 16) >= 0, o
       assert o["href"] == "https://nginx.org/en/docs/http/ngx_http_api_module.html", o
+  elif shape == "fields":
+      assert isinstance(o, dict), o
   else:
       assert isinstance(o, list), o
 for i, (shape, text) in enumerate(json.loads(sys.stdin.read())):
@@ -583,6 +585,24 @@ fn api_lists_and_errors_as_plus() {
         != Some("path not found")
     {
         failures.push(format!("404 text: {}", r.text()));
+    }
+    // `?fields=`: only those fields (of each group of a collection).
+    let r = proxy.get("status.local", "/api/9/nginx?fields=version,pid");
+    seen.borrow_mut().push(("fields".to_string(), r.text()));
+    match Json::parse(&r.text()) {
+        Ok(Json::Obj(m))
+            if m.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>() == ["pid", "version"] => {}
+        _ => failures.push(format!("?fields=version,pid: {}", r.text())),
+    }
+    let r = proxy.get("status.local", "/api/9/http/upstreams?fields=zone");
+    seen.borrow_mut().push(("fields".to_string(), r.text()));
+    match Json::parse(&r.text()) {
+        Ok(Json::Obj(groups))
+            if groups.len() == 2
+                && groups.iter().all(|(name, g)| {
+                    matches!(g, Json::Obj(f) if f.len() == 1 && f[0].1.as_str() == Some(name.as_str()))
+                }) => {}
+        _ => failures.push(format!("upstreams?fields=zone: {}", r.text())),
     }
     // HEAD: the headers only.
     let r = proxy

@@ -334,6 +334,8 @@ fn control_bytes_in_the_decoded_uri() {
             b"{\"uri\":\"/q\\\"\\\\\xc3\xa9\"}",
             b"/q\"\\\xc3\xa9",
         ),
+        // an argument given empty is a value (not `-`)
+        ("/e?x=", b"/e|", b"{\"uri\":\"/e\"}", b"/e"),
     ];
     for (path, ..) in rows {
         let r = proxy.get("t", path);

@@ -24,7 +24,8 @@
 //!
 //! Counters Junction does not keep are left out rather than reported as 0: a zone's
 //! `processing`/`discarded`, a peer's `sent`/`received`, `header_time`, `selected`,
-//! `downtime`. `?fields=` is not read.
+//! `downtime`. `?fields=a,b` keeps only those fields (of each group or zone of a
+//! collection), as Plus does.
 //!
 //! Errors are Plus's objects: 404 `PathNotFound` / `UnknownVersion` /
 //! `UpstreamNotFound` / `ServerZoneNotFound`, 405 `MethodDisabled` for the write
@@ -273,6 +274,37 @@ impl Api {
     }
 }
 
+/// `fields=a,b` of the query (Plus's `fields` argument), if any.
+fn fields_arg(args: &str) -> Option<Vec<String>> {
+    args.split('&').find_map(|p| {
+        let v = p.strip_prefix("fields=")?;
+        let v = percent_encoding::percent_decode_str(v).decode_utf8_lossy();
+        Some(
+            v.split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_string)
+                .collect(),
+        )
+    })
+}
+
+/// Keeps only `fields` of an object (of each member of a collection, `/upstreams`
+/// and `/server_zones`, as Plus does).
+fn keep_fields(v: &mut Value, fields: &[String], collection: bool) {
+    let keep = |o: &mut Map<String, Value>| o.retain(|k, _| fields.iter().any(|f| f == k));
+    match v {
+        Value::Object(o) if collection => {
+            for m in o.values_mut() {
+                if let Value::Object(mo) = m {
+                    keep(mo);
+                }
+            }
+        }
+        Value::Object(o) => keep(o),
+        _ => {}
+    }
+}
+
 #[junction_core::async_trait]
 impl Backend for Api {
     async fn handle(&self, cx: &mut RequestCtx, _body: ReqBody) -> Result<Response, Error> {
@@ -280,7 +312,17 @@ impl Backend for Api {
             Method::GET | Method::HEAD => {
                 let uri = cx.uri.clone();
                 let segs = self.segments(&uri);
-                self.answer(cx, &segs)
+                let (status, mut v) = self.answer(cx, &segs);
+                if status == StatusCode::OK {
+                    if let Some(fields) = fields_arg(&cx.args) {
+                        let collection = matches!(
+                            segs.as_slice(),
+                            [_, "http", "server_zones"] | [_, "http", "upstreams"]
+                        );
+                        keep_fields(&mut v, &fields, collection);
+                    }
+                }
+                (status, v)
             }
             Method::POST | Method::PATCH | Method::DELETE | Method::PUT => {
                 error(cx, 405, "method disabled", "MethodDisabled")

@@ -219,9 +219,11 @@ impl AccessLog {
         }
         if let Some(peer) = &self.syslog {
             // `<PRI>TIME HOST TAG: LINE`, no newline (ngx_http_log_handler).
-            let mut msg = Vec::with_capacity(320);
-            peer.header(peer.severity(), &mut msg);
-            let mut out = bytes::BytesMut::from(&msg[..]);
+            let mut out = bytes::BytesMut::with_capacity(320);
+            {
+                use bytes::BufMut;
+                peer.header(peer.severity(), &mut (&mut out).writer());
+            }
             fmt.write(cx, &mut out);
             peer.send(&out);
             return;

@@ -128,12 +128,26 @@ impl LogFormat {
 }
 
 /// Whether a variable with an empty value has one (nginx's `not_found` unset): a
-/// header sent empty is a value (`""`), a header not sent is none (`-`).
+/// header sent empty is a value (`""`), a header not sent is none (`-`); the same for
+/// an argument (`?x=`) and a cookie (`x=`). Only asked for empty values.
 fn found_when_empty(cx: &RequestCtx, v: &Var) -> bool {
     match v {
         Var::Http(name) => cx.headers.contains_key(name),
         Var::SentHttp(name) => cx.sent_headers.contains_key(name),
         Var::UpstreamHttp(name) => cx.upstream.headers.contains_key(name),
+        // `?x=` and `?x` (`ngx_http_arg`): found, empty.
+        Var::Arg(name) => cx.args.split('&').any(|part| {
+            let n = part.split_once('=').map_or(part, |(n, _)| n);
+            n.eq_ignore_ascii_case(name)
+        }),
+        Var::Cookie(name) => cx.headers.get_all(http::header::COOKIE).iter().any(|h| {
+            h.as_bytes().split(|&b| b == b';').any(|part| {
+                let part = part.trim_ascii_start();
+                part.split(|&b| b == b'=').next().is_some_and(|n| {
+                    part.contains(&b'=') && n.eq_ignore_ascii_case(name.as_bytes())
+                })
+            })
+        }),
         _ => v.found_when_empty(),
     }
 }

@@ -142,8 +142,7 @@ impl SyslogPeer {
     }
 
     /// `<PRI>Mmm dd hh:mm:ss HOST TAG: ` with `severity` (`ngx_syslog_add_header`).
-    pub fn header(&self, severity: u8, out: &mut Vec<u8>) {
-        use std::io::Write;
+    pub fn header(&self, severity: u8, out: &mut impl std::io::Write) {
         let pri = u32::from(self.facility) * 8 + u32::from(severity.min(7));
         let time = junction_core::time::syslog_time(std::time::SystemTime::now());
         let _ = match &self.hostname {
