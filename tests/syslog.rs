@@ -416,3 +416,32 @@ fn server_and_location_error_logs() {
     );
     assert_table("error_log levels", &failures, 6);
 }
+
+/// A main level whose only `error_log` is syslog still writes the default file (here
+/// the `-e` one; nginx: `ngx_log_open_default`), at `error`.
+#[test]
+fn syslog_only_keeps_the_default_file_log() {
+    let sink_dir = tempfile::tempdir().unwrap();
+    let rec = sink_dir.path().join("datagrams");
+    let sink = Peer::python("syslog_sink.py", &[rec.to_str().unwrap()]);
+    let www = tempfile::tempdir().unwrap();
+    let conf = format!(
+        "error_log syslog:server=127.0.0.1:{};\nevents {{}}\nhttp {{\n    server {{\n        listen 127.0.0.1:{{PORT}};\n        server_name log.test;\n        root {};\n    }}\n}}\n",
+        sink.port,
+        www.path().display()
+    );
+    let proxy = Proxy::start_files(&[("junction.conf", &conf)], "junction.conf");
+    assert_eq!(proxy.get("log.test", "/gone").status, 404);
+    let got = wait_datagrams(&rec, |d| {
+        d.iter()
+            .any(|(_, b)| String::from_utf8_lossy(b).contains("/gone\" failed"))
+    });
+    assert!(
+        got.iter()
+            .any(|(k, d)| k == "udp" && d.starts_with("<187>") && d.contains("/gone\" failed")),
+        "{got:?}"
+    );
+    proxy
+        .wait_error_log("/gone\" failed", Duration::from_secs(5))
+        .unwrap_or_else(|l| panic!("the default error log did not get the line:\n{l}"));
+}
