@@ -94,6 +94,10 @@ def check(shape, o):
               assert p["state"] in ["up", "down", "unavail", "unhealthy"], p
               need(p["responses"], classes, int)
               need(p["health_checks"], ["checks", "fails"], int)
+              need(p, ["sent"], int)
+              if "selected" in p:
+                  import datetime
+                  datetime.datetime.strptime(p["selected"], "%Y-%m-%dT%H:%M:%S.%fZ")
   elif shape == "error":
       need(o, ["error"], dict)
       need(o["error"], ["status"], int)
@@ -239,7 +243,10 @@ fn api_reports_the_traffic_and_the_peers() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let ups = loop {
         let ups = api(&seen, &proxy, "/api/9/http/upstreams", "upstreams");
-        if state(peer(&ups, "hc", dead)) == "unhealthy" || Instant::now() > deadline {
+        // (a request is counted when the server is done with it, a moment after the
+        // client read its last byte)
+        let settled = num(peer(&ups, "app", a.port), &["responses", "2xx"]) == 7;
+        if (settled && state(peer(&ups, "hc", dead)) == "unhealthy") || Instant::now() > deadline {
             break ups;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -261,6 +268,17 @@ fn api_reports_the_traffic_and_the_peers() {
         "7",
     );
     check(&mut failures, "A state", state(pa).into(), "up");
+    // The request heads written to A.
+    if num(pa, &["sent"]) < 7 * 20 {
+        failures.push(format!("A sent: {:?}", pa.get("sent")));
+    }
+    for (what, p) in [("A", pa), ("B", pb)] {
+        if p.get("header_time").and_then(Json::as_u64).is_none()
+            || p.get("selected").and_then(Json::as_str).is_none()
+        {
+            failures.push(format!("{what}: no header_time/selected: {p:?}"));
+        }
+    }
     check(
         &mut failures,
         "A weight",

@@ -19,12 +19,14 @@
 //!   `backup`, `weight`, `state` = `up`/`down`/`unavail` (`max_fails` reached)/
 //!   `unhealthy` (failed its health checks), `active`, `max_conns`, `requests`,
 //!   `responses`, `fails`, `unavail` (times `max_fails` took it out),
-//!   `health_checks` (`checks`, `fails`, `last_passed`), `response_time` (average
-//!   ms)), `keepalive` (idle connections), `zombies` (0), `zone` (the name).
+//!   `health_checks` (`checks`, `fails`, `last_passed`), `sent` (request bytes),
+//!   `header_time` and `response_time` (average ms), `selected` (the start of its
+//!   latest attempt)),
+//!   `keepalive` (idle connections), `zombies` (0), `zone` (the name).
 //!
 //! Counters Junction does not keep are left out rather than reported as 0: a zone's
-//! `processing`/`discarded`, a peer's `sent`/`received`, `header_time`, `selected`,
-//! `downtime`. `?fields=a,b` keeps only those fields (of each group or zone of a
+//! `processing`/`discarded`, a peer's `received` (the body relay counts bytes only
+//! when a template reads `$upstream_response_length`), `downtime`/`downstart`. `?fields=a,b` keeps only those fields (of each group or zone of a
 //! collection), as Plus does.
 //!
 //! Errors are Plus's objects: 404 `PathNotFound` / `UnknownVersion` /
@@ -199,6 +201,17 @@ fn upstream(g: &Group) -> Value {
             if count > 0 {
                 let avg_ms = (sum * 1000.0 / count as f64).round() as u64;
                 o.insert("response_time".into(), avg_ms.into());
+            }
+            let t = &s.stats.traffic;
+            o.insert("sent".into(), t.sent.load(Ordering::Relaxed).into());
+            let heads = t.headers.load(Ordering::Relaxed);
+            if let Some(avg_us) = t.header_us.load(Ordering::Relaxed).checked_div(heads) {
+                o.insert("header_time".into(), (avg_us / 1000).into());
+            }
+            let sel = t.selected_ms.load(Ordering::Relaxed);
+            if sel > 0 {
+                let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(sel);
+                o.insert("selected".into(), timestamp(at).into());
             }
         }
         peers.push(p);
