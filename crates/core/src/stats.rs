@@ -8,6 +8,8 @@
 //!   duration histogram, bytes in and out.
 //! - [`Histogram`]: fixed buckets, used for request durations and upstream response
 //!   times (`upstream::ServerStats`).
+//! - [`PeerTraffic`]: per upstream server, request bytes, header times and the last
+//!   selection, for the JSON API (`junction_server::api`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
