@@ -21,6 +21,7 @@ upstream app {
     server 127.0.0.1:{B} weight=2;
     server 127.0.0.1:{SPARE} down;
     server 127.0.0.1:{BK} backup;
+    queue 5 timeout=1s;
 }
 upstream hc {
     server 127.0.0.1:{A};
@@ -367,6 +368,19 @@ fn api_reports_the_traffic_and_the_peers() {
         "zone name",
         format!("{:?}", ups.get("app").and_then(|g| g.get("zone"))),
         "Some(Str(\"app\"))",
+    );
+    // `queue 5`: nothing waited (no max_conns here), none refused.
+    check(
+        &mut failures,
+        "app queue",
+        format!("{:?}", ups.get("app").and_then(|g| g.get("queue"))),
+        "Some(Obj([(\"max_size\", Num(5.0)), (\"overflows\", Num(0.0)), (\"size\", Num(0.0))]))",
+    );
+    check(
+        &mut failures,
+        "hc has no queue",
+        format!("{:?}", ups.get("hc").and_then(|g| g.get("queue"))),
+        "None",
     );
     // peer ids are the order of the servers in the block
     check(&mut failures, "A id", num(pa, &["id"]).to_string(), "0");

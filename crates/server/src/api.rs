@@ -22,7 +22,8 @@
 //!   `health_checks` (`checks`, `fails`, `last_passed`), `sent` (request bytes),
 //!   `header_time` and `response_time` (average ms), `selected` (the start of its
 //!   latest attempt)),
-//!   `keepalive` (idle connections), `zombies` (0), `zone` (the name).
+//!   `keepalive` (idle connections), `zombies` (0), `zone` (the name), and with
+//!   `queue`: `queue` (`size` waiting now, `max_size`, `overflows` = refused).
 //!
 //! Counters Junction does not keep are left out rather than reported as 0: a zone's
 //! `processing`/`discarded`, a peer's `received` (the body relay counts bytes only
@@ -216,12 +217,23 @@ fn upstream(g: &Group) -> Value {
         }
         peers.push(p);
     }
-    json!({
+    let mut u = json!({
         "peers": peers,
         "keepalive": idle,
         "zombies": 0,
         "zone": g.name,
-    })
+    });
+    if let (Some(q), Some(o)) = (&g.queue, u.as_object_mut()) {
+        o.insert(
+            "queue".into(),
+            json!({
+                "size": g.stats.queued.load(Ordering::Relaxed),
+                "max_size": q.max,
+                "overflows": g.stats.queue_rejected.load(Ordering::Relaxed),
+            }),
+        );
+    }
+    u
 }
 
 impl Api {
