@@ -30,7 +30,7 @@ fn skip_on_nginx() -> bool {
 /// A full config around an http-level `body`, logging at info (health transitions are
 /// warn and info lines).
 fn start_full(body: &str, files: &[(&str, &str)]) -> Proxy {
-    let main = format!("error_log logs/error.log info;\nevents {{}}\nhttp {{\n{body}\n}}\n");
+    let main = format!("error_log error.log info;\nevents {{}}\nhttp {{\n{body}\n}}\n");
     let mut all: Vec<(&str, &str)> = vec![("junction.conf", &main)];
     all.extend_from_slice(files);
     Proxy::start_files(&all, "junction.conf")

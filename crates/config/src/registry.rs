@@ -298,6 +298,8 @@ pub static DIRECTIVES: &[Spec] = &[
     // status handlers: nginx's stub_status; metrics (Prometheus/OpenMetrics, beyond nginx OSS)
     d("stub_status", SRV | LOC, 0, 1),
     d("metrics", LOC, 0, 0),
+    // nginx Plus's JSON status API (read-only)
+    d("api", LOC, 0, 1),
     // rewrite module
     block("if", SRV | LOC, 1, MANY),
     d("set", SRV | SIF | LOC | LIF, 2, 2),

@@ -252,6 +252,8 @@ pub struct ServerStats {
     pub responses: [AtomicU64; 5],
     /// Time from the start of the attempt to its response (or failure).
     pub response_time: crate::stats::Histogram,
+    /// Bytes to and from it, header times, last selection (the JSON API's peers).
+    pub traffic: crate::stats::PeerTraffic,
 }
 
 impl ServerStats {
@@ -280,6 +282,7 @@ impl Default for ServerStats {
             streak: Mutex::new((0, 0)),
             responses: Default::default(),
             response_time: crate::stats::Histogram::default(),
+            traffic: crate::stats::PeerTraffic::default(),
         }
     }
 }

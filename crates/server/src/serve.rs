@@ -397,6 +397,7 @@ async fn process(
     body: ReqBody,
     length: Option<u64>,
 ) -> http::Response<Body> {
+    crate::error_log::enter(srv.base.data.error_log);
     let mut body = Some(body);
     let mut err = ErrorState::default();
     let mut next = Step::Find;
@@ -458,6 +459,7 @@ async fn process(
                 }
             }
         };
+        crate::error_log::enter(loc.data.error_log);
         let mut cur = loc.clone();
         let c = &loc.data;
         let tokens = c.server_tokens;
