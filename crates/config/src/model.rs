@@ -160,6 +160,8 @@ pub struct BuildCx {
     pub prefix: PathBuf,
     /// Warnings to log once the logger is up (accepted directives without effect).
     pub warnings: Vec<String>,
+    /// Upstream TLS clients by their settings (`upstream_tls`): one per distinct set.
+    pub tls_clients: HashMap<String, Arc<junction_core::upstream_tls::TlsClient>>,
 }
 
 impl BuildCx {
@@ -360,6 +362,7 @@ pub fn family(
             buffering,
             next,
             keep_conn,
+            tls: None,
         },
         request_buffering: scope.flag(&n("request_buffering"), true)?,
         client_body_buffer_size: scope.size("client_body_buffer_size", 16 * 1024)? as usize,

@@ -143,6 +143,8 @@ pub struct UpstreamConf {
     pub next: NextUpstream,
     /// Whether connections may be kept alive at all (FastCGI: `fastcgi_keep_conn`).
     pub keep_conn: bool,
+    /// TLS to the upstream (`proxy_pass https://…`, `proxy_ssl_*`).
+    pub tls: Option<crate::upstream_tls::UpstreamTls>,
 }
 
 /// An upstream response: its head and the body being relayed.
@@ -203,7 +205,15 @@ async fn write_frames(
     if !small.is_empty() {
         send(conn, &small, timeout).await?;
     }
-    Ok(())
+    // TLS keeps what it could not write yet in its own buffer (TCP: nothing to do).
+    match tokio::time::timeout(timeout, conn.stream.flush()).await {
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            "upstream timed out (110: Connection timed out) while sending request to upstream",
+        )),
+        Ok(Err(e)) => Err(io_err(e, "writev()", "sending request to upstream")),
+        Ok(Ok(())) => Ok(()),
+    }
 }
 
 async fn send(conn: &mut Conn, data: &[u8], timeout: Duration) -> Result<(), Error> {
@@ -273,6 +283,7 @@ pub async fn exchange(
     let started = Instant::now();
     cx.upstream.begin();
     let bind = conf.bind.addr(cx)?;
+    let tls = conf.tls.as_ref().map(|t| t.target(cx));
     cx.upstream.schema = conf.schema;
     let group = &conf.group;
     let mut st = group.pick_state(cx);
@@ -298,6 +309,7 @@ pub async fn exchange(
                 i,
                 fresh,
                 bind,
+                tls.as_ref(),
                 &head,
                 &mut body,
                 new_codec,
@@ -448,6 +460,7 @@ async fn attempt(
     i: usize,
     fresh: bool,
     bind: Option<IpAddr>,
+    tls: Option<&crate::upstream_tls::TlsTarget>,
     head: &Bytes,
     body: &mut ReqBody,
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
@@ -462,9 +475,11 @@ async fn attempt(
         .map(|s| s.name.clone())
         .unwrap_or_default();
     let mut conn = if fresh {
-        group.connect_new(i, bind, conf.timeouts.connect).await?
+        group
+            .connect_new(i, bind, conf.timeouts.connect, tls)
+            .await?
     } else {
-        group.get(i, bind, conf.timeouts.connect).await?
+        group.get(i, bind, conf.timeouts.connect, tls).await?
     };
     *connect_time = Some(started.elapsed());
     let reused = conn.reused;

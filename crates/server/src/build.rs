@@ -251,7 +251,7 @@ const NO_EFFECT: &[&str] = &[
 /// Directives nginx configs use that Junction does not implement yet and whose
 /// absence would change behaviour (access control, rewriting, headers): an error
 /// at load with `FILE:LINE`, never silently ignored.
-const UNSUPPORTED: &[&str] = &["proxy_ssl_verify", "proxy_ssl_server_name"];
+const UNSUPPORTED: &[&str] = &[];
 
 /// Directives accepted without effect that only matter outside `upstream {}`
 /// (inside it they are implemented).
