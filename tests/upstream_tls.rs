@@ -641,3 +641,54 @@ fn load_errors_are_nginx_s() {
     let (out, _dir) = check_config(&[("site.conf", &ok)], "site.conf");
     assert_eq!(out.code, Some(0), "{out:?}");
 }
+
+/// Active health checks (beyond nginx OSS) of a group behind `proxy_pass https://`
+/// probe over TLS with the location's settings: the TLS server stays up, a server that
+/// speaks plain HTTP on the port is taken down (its handshake fails), and requests keep
+/// answering 200 from the TLS one. Skipped on nginx (no `health_check` in OSS).
+#[test]
+fn health_checks_probe_over_tls() {
+    if proxy_kind() == Kind::Nginx {
+        eprintln!("health_check is beyond nginx OSS: skipped on nginx");
+        return;
+    }
+    let up = TlsUpstream::start();
+    let body = fill(
+        "upstream hc.test {\n    server 127.0.0.1:{UP};\n    server 127.0.0.1:{PLAIN};\n    \
+         health_check interval=200ms fails=1 passes=1 uri=/;\n}\n\
+         server {\n    listen 127.0.0.1:{PORT};\n    location / { proxy_pass https://hc.test; }\n}\n",
+        &[("UP", &up.port), ("PLAIN", &up.plain)],
+    );
+    let main = format!("error_log logs/error.log info;\nevents {{}}\nhttp {{\n{body}\n}}\n");
+    let proxy = Proxy::start_files(&[("junction.conf", &main)], "junction.conf");
+    let plain = format!("127.0.0.1:{}", up.plain);
+    let log = proxy
+        .wait_error_log(
+            &format!("{plain} in upstream \"hc.test\" is down"),
+            Duration::from_secs(10),
+        )
+        .unwrap_or_else(|log| panic!("the plain-HTTP server was never taken down:\n{log}"));
+    assert!(
+        !log.contains(&format!(
+            "127.0.0.1:{} in upstream \"hc.test\" is down",
+            up.port
+        )),
+        "the TLS server failed its probes:\n{log}"
+    );
+    for i in 0..6 {
+        let r = proxy.get("hc.test", "/");
+        assert_eq!(
+            r.status,
+            200,
+            "request {i}: {}\n{}",
+            r.describe(),
+            proxy.error_log()
+        );
+        assert_eq!(
+            seen(&r.text(), "proto").get(..4),
+            Some("TLSv"),
+            "{}",
+            r.text()
+        );
+    }
+}

@@ -208,6 +208,19 @@ pub struct UpstreamTls {
 }
 
 impl UpstreamTls {
+    /// The target of an active health probe (no request: a name with variables falls
+    /// back to the `proxy_pass` host).
+    pub fn probe_target(&self, host: &str) -> TlsTarget {
+        let name = match &self.name {
+            SslName::Fixed(n) => n.clone(),
+            SslName::ProxyHost | SslName::Template(_) => Arc::new(TlsName::new(host)),
+        };
+        TlsTarget {
+            client: self.client.clone(),
+            name,
+        }
+    }
+
     /// The target of this request's connections.
     pub fn target(&self, cx: &crate::ctx::RequestCtx) -> TlsTarget {
         let name = match &self.name {

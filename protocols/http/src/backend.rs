@@ -131,7 +131,6 @@ pub fn build(
             ));
         }
         let group = bx.group(hostport, if https { 443 } else { 80 }, &a.span)?;
-        bx.probe(&group, |hc| crate::probe::probe(hc, hostport));
         let mut fam = family(scope, "proxy", group, bx)?;
         let (proxy_host, proxy_port) = if let Some(p) = hostport.strip_prefix("unix:") {
             (Bytes::from_static(b"localhost"), Bytes::from(p.to_string()))
@@ -166,6 +165,10 @@ pub fn build(
                 bx,
             )?);
         }
+        let tls = fam.upstream.tls.as_ref();
+        bx.probe(&fam.upstream.group, |hc| {
+            crate::probe::probe(hc, hostport, tls)
+        });
         Target::Static {
             fam: Box::new(fam),
             proxy_host,
