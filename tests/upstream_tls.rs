@@ -109,7 +109,11 @@ fn make_leaf(dir: &Path, name: &str, ca: &str, subj: &str, ext: &str) {
             "-CAkey",
             &format!("{ca}.key"),
             "-set_serial",
-            "0x1234",
+            // A serial of its own per certificate (the CRL revokes one by serial).
+            &format!(
+                "0x{:x}",
+                0x1000 + name.bytes().map(u32::from).sum::<u32>() * 7
+            ),
             "-out",
             &format!("{name}.crt"),
             "-days",
@@ -139,6 +143,78 @@ fn pki() -> &'static Pki {
             "subjectAltName=DNS:backend.test,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
              keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
         );
+        let server_ext = "subjectAltName=DNS:backend.test\nbasicConstraints=CA:FALSE\n\
+                          keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n";
+        // Self-signed (its own issuer), for backend.test.
+        std::fs::write(dir.join("selfsigned.ext"), server_ext).expect("write ext");
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "selfsigned.key",
+                "-out",
+                "selfsigned.csr",
+                "-subj",
+                "/CN=backend.test",
+            ],
+        );
+        openssl(
+            &dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "selfsigned.csr",
+                "-signkey",
+                "selfsigned.key",
+                "-out",
+                "selfsigned.crt",
+                "-days",
+                "30",
+                "-extfile",
+                "selfsigned.ext",
+            ],
+        );
+        // A leaf under an intermediate CA under the test CA; the server sends both.
+        make_leaf(
+            &dir,
+            "int",
+            "ca",
+            "/CN=Junction Intermediate CA",
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+        );
+        make_leaf(&dir, "leaf", "int", "/CN=backend.test", server_ext);
+        let chain = format!(
+            "{}{}",
+            std::fs::read_to_string(dir.join("leaf.crt")).expect("leaf.crt"),
+            std::fs::read_to_string(dir.join("int.crt")).expect("int.crt")
+        );
+        std::fs::write(dir.join("chain.crt"), chain).expect("chain.crt");
+        // A certificate of the test CA that its CRL revokes.
+        make_leaf(&dir, "revoked", "ca", "/CN=backend.test", server_ext);
+        std::fs::write(
+            dir.join("ca.cnf"),
+            "[ca]\ndefault_ca = d\n[d]\ndatabase = index.txt\ncrlnumber = crlnumber\n\
+             default_md = sha256\ndefault_crl_days = 30\n",
+        )
+        .expect("ca.cnf");
+        std::fs::write(dir.join("index.txt"), "").expect("index.txt");
+        std::fs::write(dir.join("crlnumber"), "01\n").expect("crlnumber");
+        let ca = ["-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.crt"];
+        openssl(
+            &dir,
+            &[&["ca"][..], &ca, &["-revoke", "revoked.crt"]].concat(),
+        );
+        openssl(
+            &dir,
+            &[&["ca"][..], &ca, &["-gencrl", "-out", "ca.crl"]].concat(),
+        );
         make_leaf(
             &dir,
             "client",
@@ -159,10 +235,15 @@ fn pki() -> &'static Pki {
 const SEEN: &str = "sni=$ssl_server_name proto=$ssl_protocol dn=$ssl_client_s_dn \
                     conn=$connection reqs=$connection_requests reused=$ssl_session_reused";
 
-/// nginx serving TLS on `port` (and plain HTTP on `plain`), killed on drop.
+/// nginx serving TLS on `port` (and plain HTTP on `plain`; the same answer with a
+/// self-signed certificate on `selfsigned`, with a leaf + intermediate chain on `chain`,
+/// with a revoked certificate on `revoked`), killed on drop.
 struct TlsUpstream {
     port: u16,
     plain: u16,
+    selfsigned: u16,
+    chain: u16,
+    revoked: u16,
     child: Child,
     dir: tempfile::TempDir,
 }
@@ -184,6 +265,21 @@ impl TlsUpstream {
                 .expect("temp dir");
             let d = dir.path().display().to_string();
             let (port, plain) = (free_port(), free_port());
+            let (selfsigned, chain, revoked) = (free_port(), free_port(), free_port());
+            let more = |port: u16, crt: &str, key: &str| {
+                format!(
+                    "server {{\n listen 127.0.0.1:{port} ssl;\n ssl_certificate {};\n \
+                     ssl_certificate_key {};\n location / {{ return 200 \"{SEEN}\\n\"; }}\n}}\n",
+                    pki.path(crt),
+                    pki.path(key)
+                )
+            };
+            let more = [
+                more(selfsigned, "selfsigned.crt", "selfsigned.key"),
+                more(chain, "chain.crt", "leaf.key"),
+                more(revoked, "revoked.crt", "revoked.key"),
+            ]
+            .concat();
             let conf = format!(
                 "pid {d}/nginx.pid;\nerror_log {d}/error.log info;\nevents {{}}\nhttp {{\n\
                  access_log off;\nclient_body_temp_path {d}/cb;\nproxy_temp_path {d}/pt;\n\
@@ -203,6 +299,7 @@ impl TlsUpstream {
                    listen 127.0.0.1:{plain};\n\
                    location / {{ return 200 \"plain\\n\"; }}\n\
                  }}\n\
+                 {more}\
                  }}\n",
                 crt = pki.path("server.crt"),
                 key = pki.path("server.key"),
@@ -224,6 +321,9 @@ impl TlsUpstream {
             let mut up = TlsUpstream {
                 port,
                 plain,
+                selfsigned,
+                chain,
+                revoked,
                 child,
                 dir,
             };
@@ -242,7 +342,16 @@ impl TlsUpstream {
                 return Err(format!("nginx exited with {st}:\n{}", self.log()));
             }
             let up = |p: u16| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok();
-            if up(self.port) && up(self.plain) {
+            if [
+                self.port,
+                self.plain,
+                self.selfsigned,
+                self.chain,
+                self.revoked,
+            ]
+            .into_iter()
+            .all(up)
+            {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -310,6 +419,11 @@ fn start_proxy(up: &TlsUpstream, server_level: &str, locations: &str) -> Proxy {
             ("CLIENTKEY", &pki.path("client.key")),
             ("UP", &up.port),
             ("PLAIN", &up.plain),
+            ("SELF", &up.selfsigned),
+            ("CHAIN", &up.chain),
+            ("REVOKED", &up.revoked),
+            ("SELFCRT", &pki.path("selfsigned.crt")),
+            ("CRL", &pki.path("ca.crl")),
         ],
     );
     Proxy::start(&site)
@@ -691,4 +805,92 @@ fn health_checks_probe_over_tls() {
             r.text()
         );
     }
+}
+
+/// Certificate chains under `proxy_ssl_verify on`: a self-signed certificate (accepted
+/// without verification, refused with nginx's `18` unless trusted itself), a leaf sent
+/// with its intermediate (fine at the default `proxy_ssl_verify_depth 1`, too long at
+/// 0), and `proxy_ssl_crl` (the good certificate passes, a revoked one is `23`).
+#[test]
+fn chains_depth_self_signed_and_crl() {
+    let up = TlsUpstream::start();
+    let verify = "proxy_ssl_verify on;\n        proxy_ssl_name backend.test;";
+    let locations = fill(
+        r#"
+    location /self-off/ { proxy_pass https://127.0.0.1:{SELF}/; }
+    location /self-ca/ {
+        proxy_pass https://127.0.0.1:{SELF}/;
+        {V} proxy_ssl_trusted_certificate {CA};
+    }
+    location /self-trusted/ {
+        proxy_pass https://127.0.0.1:{SELF}/;
+        {V} proxy_ssl_trusted_certificate {SELFCRT};
+    }
+    location /chain/ {
+        proxy_pass https://127.0.0.1:{CHAIN}/;
+        {V} proxy_ssl_trusted_certificate {CA};
+    }
+    location /chain-depth0/ {
+        proxy_pass https://127.0.0.1:{CHAIN}/;
+        {V} proxy_ssl_trusted_certificate {CA};
+        proxy_ssl_verify_depth 0;
+    }
+    location /crl-good/ {
+        proxy_pass https://127.0.0.1:{UP}/;
+        {V} proxy_ssl_trusted_certificate {CA};
+        proxy_ssl_crl {CRL};
+    }
+    location /crl-revoked/ {
+        proxy_pass https://127.0.0.1:{REVOKED}/;
+        {V} proxy_ssl_trusted_certificate {CA};
+        proxy_ssl_crl {CRL};
+    }
+    location /revoked-no-crl/ {
+        proxy_pass https://127.0.0.1:{REVOKED}/;
+        {V} proxy_ssl_trusted_certificate {CA};
+    }
+"#,
+        &[("V", &verify)],
+    );
+    let proxy = start_proxy(&up, "proxy_ssl_session_reuse off;", &locations);
+    let rows: [(&str, u16, Option<&str>); 8] = [
+        ("/self-off/", 200, None),
+        ("/self-ca/", 502, Some("(18:self-signed certificate)")),
+        ("/self-trusted/", 200, None),
+        ("/chain/", 200, None),
+        // OpenSSL looks no further than the depth: the issuer is "missing".
+        (
+            "/chain-depth0/",
+            502,
+            Some("(20:unable to get local issuer certificate)"),
+        ),
+        ("/crl-good/", 200, None),
+        ("/crl-revoked/", 502, Some("(23:certificate revoked)")),
+        ("/revoked-no-crl/", 200, None),
+    ];
+    let mut failures = Vec::new();
+    for (path, status, needle) in rows {
+        let r = proxy.get("tls.test", path);
+        if r.status != status {
+            failures.push(format!(
+                "{path}: {} (want {status}): {}",
+                r.status,
+                r.text()
+            ));
+            continue;
+        }
+        if let Some(n) = needle {
+            let want = format!(
+                "upstream SSL certificate verify error: {n} while SSL handshaking to upstream"
+            );
+            let req = format!("request: \"GET {path} HTTP/1.1\"");
+            let found = proxy
+                .wait_error_log(&want, Duration::from_secs(5))
+                .map(|log| log.lines().any(|l| l.contains(&want) && l.contains(&req)));
+            if found != Ok(true) {
+                failures.push(format!("{path}: no {want:?} line:\n{}", proxy.error_log()));
+            }
+        }
+    }
+    assert_table("chains", &failures, rows.len());
 }
