@@ -394,7 +394,8 @@ fn seen_dn(text: &str) -> &str {
 /// (nginx 1.22 needs it said; it is Junction's default).
 const PREAMBLE: &str = "proxy_http_version 1.1;\n    proxy_set_header Connection \"\";";
 
-/// The proxy under test: `upstream backend.test` (keepalive 4) to the TLS upstream, a
+/// The proxy under test: `upstream backend.test` (keepalive 4) and `sni.test` to the TLS
+/// upstream, `mixed` (the plain-HTTP port first, then the TLS one), a
 /// server with `server_level` directives and `locations`. Placeholders: `{UP}`, `{PLAIN}`
 /// (the upstream's ports), `{CA}`, `{OTHERCA}`, `{CLIENTCRT}`, `{CLIENTKEY}`.
 fn start_proxy(up: &TlsUpstream, server_level: &str, locations: &str) -> Proxy {
@@ -402,9 +403,11 @@ fn start_proxy(up: &TlsUpstream, server_level: &str, locations: &str) -> Proxy {
     let site = fill(
         "upstream backend.test {\n    server 127.0.0.1:{UP};\n    keepalive 4;\n}\n\
          upstream sni.test {\n    server 127.0.0.1:{UP};\n}\n\
+         upstream mixed {\n    server 127.0.0.1:{PLAIN} max_fails=0;\n    server 127.0.0.1:{UP};\n}\n\
          server {\n    listen 127.0.0.1:{PORT};\n    server_name tls.test;\n    {PRE}\n    {SRV}\n{LOCS}\n}\n",
         &[
             ("UP", &up.port),
+            ("PLAIN", &up.plain),
             ("PRE", &PREAMBLE),
             ("SRV", &server_level),
             ("LOCS", &locations),
@@ -893,4 +896,59 @@ fn chains_depth_self_signed_and_crl() {
         }
     }
     assert_table("chains", &failures, rows.len());
+}
+
+/// A handshake that fails is an `error` for `proxy_next_upstream`: with a server that
+/// answers plain HTTP first in the group, every request still gets the TLS server's 200
+/// (and the failure is logged); a peer that never answers the ClientHello is a 504 after
+/// `proxy_connect_timeout`, `upstream timed out … while SSL handshaking to upstream`. A
+/// `proxy_pass https://` with variables speaks TLS too.
+#[test]
+fn handshake_failures_follow_next_upstream() {
+    let up = TlsUpstream::start();
+    let silent = Peer::python("silent.py", &[]);
+    let locations = fill(
+        r#"
+    location /mixed/ {
+        proxy_pass https://mixed/;
+        add_header X-Up "$upstream_addr $upstream_status" always;
+    }
+    location /silent/ {
+        proxy_pass https://127.0.0.1:{SILENT}/;
+        proxy_connect_timeout 1s;
+    }
+    location /dyn/ {
+        set $backend "127.0.0.1:{UP}";
+        proxy_pass https://$backend;
+    }
+"#,
+        &[("SILENT", &silent.port)],
+    );
+    let proxy = start_proxy(&up, "", &locations);
+    let both = format!("127.0.0.1:{}, 127.0.0.1:{} 502, 200", up.plain, up.port);
+    let mut ups = Vec::new();
+    for i in 0..4 {
+        let r = proxy.get("tls.test", "/mixed/");
+        assert_eq!(r.status, 200, "request {i}: {}", r.describe());
+        assert!(r.text().starts_with("sni="), "{}", r.text());
+        ups.push(r.header("X-Up").unwrap_or("").to_string());
+    }
+    assert!(ups.contains(&both), "no request went plain → TLS: {ups:?}");
+    let t0 = Instant::now();
+    let r = proxy.get("tls.test", "/silent/");
+    assert_eq!(r.status, 504, "{}", r.describe());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t0.elapsed()
+    );
+    proxy
+        .wait_error_log(
+            "upstream timed out (110: Connection timed out) while SSL handshaking to upstream",
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|l| panic!("no handshake timeout logged:\n{l}"));
+    let r = proxy.get("tls.test", "/dyn/");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert!(seen(&r.text(), "proto").starts_with("TLSv"), "{}", r.text());
 }
