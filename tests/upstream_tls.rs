@@ -952,3 +952,79 @@ fn handshake_failures_follow_next_upstream() {
     assert_eq!(r.status, 200, "{}", r.describe());
     assert!(seen(&r.text(), "proto").starts_with("TLSv"), "{}", r.text());
 }
+
+/// What rustls cannot do is said at load (Junction only: nginx on OpenSSL has it all):
+/// old protocols and cipher names rustls lacks are warnings, `proxy_ssl_conf_command`
+/// is accepted without effect, `proxy_ssl_password_file` and an encrypted key are errors.
+#[test]
+fn what_rustls_lacks_is_said_at_load() {
+    if proxy_kind() == Kind::Nginx {
+        eprintln!("rustls' limits: nothing to compare on nginx");
+        return;
+    }
+    let pki = pki();
+    let site = |line: &str| {
+        format!(
+            "server {{\n    listen 127.0.0.1:8080;\n    location / {{\n        proxy_pass https://127.0.0.1:8443;\n        {line}\n    }}\n}}\n"
+        )
+    };
+    let (out, _dir) = check_config(
+        &[(
+            "site.conf",
+            &site(
+                "proxy_ssl_protocols TLSv1 TLSv1.2;\n        \
+                 proxy_ssl_ciphers \"ECDHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-SHA\";\n        \
+                 proxy_ssl_conf_command Options PrioritizeChaCha;",
+            ),
+        )],
+        "site.conf",
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    for needle in [
+        "\"TLSv1\" in \"proxy_ssl_protocols\" is not supported by rustls and is ignored in",
+        "cipher \"DHE-RSA-AES256-SHA\" in \"proxy_ssl_ciphers\" is not supported by rustls",
+        "\"proxy_ssl_conf_command\" directive is accepted but has no effect in junction in",
+    ] {
+        assert!(
+            out.stderr.contains(needle),
+            "no {needle:?} in {:?}",
+            out.stderr
+        );
+    }
+    openssl(
+        &pki.dir,
+        &[
+            "pkey",
+            "-in",
+            "client.key",
+            "-aes256",
+            "-passout",
+            "pass:secret",
+            "-out",
+            "client-enc.key",
+        ],
+    );
+    let rows = [
+        (
+            "proxy_ssl_password_file /dev/null;".to_string(),
+            "\"proxy_ssl_password_file\" is not supported by junction",
+        ),
+        (
+            format!(
+                "proxy_ssl_certificate {};\n        proxy_ssl_certificate_key {};",
+                pki.path("client.crt"),
+                pki.path("client-enc.key")
+            ),
+            "the key is encrypted",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (line, needle) in &rows {
+        let (out, dir) = check_config(&[("site.conf", &site(line))], "site.conf");
+        let at = format!("{}:", dir.path().join("site.conf").display());
+        if out.code != Some(1) || !out.stderr.contains(needle) || !out.stderr.contains(&at) {
+            failures.push(format!("{line:?} → {:?} {:?}", out.code, out.stderr));
+        }
+    }
+    assert_table("unsupported by rustls", &failures, rows.len());
+}
