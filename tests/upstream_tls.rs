@@ -757,6 +757,23 @@ fn load_errors_are_nginx_s() {
     ));
     let (out, _dir) = check_config(&[("site.conf", &ok)], "site.conf");
     assert_eq!(out.code, Some(0), "{out:?}");
+    // A relative certificate path is under the conf prefix (the main file's directory),
+    // also when written in an included file elsewhere.
+    let ca = std::fs::read_to_string(pki.dir.join("ca.crt")).expect("ca.crt");
+    let included = site("proxy_ssl_verify on;\n        proxy_ssl_trusted_certificate ca.crt;");
+    let (out, _dir) = check_config(
+        &[
+            // (Junction takes the conf prefix from the file of the first directive.)
+            (
+                "main.conf",
+                "proxy_ssl_verify_depth 1;\ninclude {DIR}/sites/site.conf;\n",
+            ),
+            ("sites/site.conf", &included),
+            ("ca.crt", &ca),
+        ],
+        "main.conf",
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
 }
 
 /// Active health checks (beyond nginx OSS) of a group behind `proxy_pass https://`

@@ -160,6 +160,9 @@ pub struct BuildCx {
     pub prefix: PathBuf,
     /// Warnings to log once the logger is up (accepted directives without effect).
     pub warnings: Vec<String>,
+    /// nginx's conf prefix (the main file's directory): where relative certificate paths
+    /// (`proxy_ssl_certificate`, …) are resolved.
+    pub conf_dir: PathBuf,
     /// Upstream TLS clients by their settings (`upstream_tls`): one per distinct set.
     pub tls_clients: HashMap<String, Arc<junction_core::upstream_tls::TlsClient>>,
 }

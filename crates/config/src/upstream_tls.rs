@@ -12,7 +12,7 @@
 //! with variables are errors.
 
 use crate::model::{err, invalid, BuildCx, Scope};
-use crate::tree::{ConfigError, Directive, Span};
+use crate::tree::{ConfigError, Span};
 use junction_core::upstream_tls::{
     load_certs, load_crls, load_key, map_ciphers, SslName, TlsClient, TlsName, TlsSettings,
     UpstreamTls, VerifySettings,
@@ -20,17 +20,14 @@ use junction_core::upstream_tls::{
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// A file named by directive `d`: absolute, or relative to the directory of the file
-/// the directive is written in.
-fn path_of(d: &Directive, value: &str) -> PathBuf {
+/// A file named by a directive: absolute, or relative to nginx's conf prefix (the main
+/// configuration file's directory, `ngx_conf_full_name`).
+fn path_of(bx: &BuildCx, value: &str) -> PathBuf {
     let p = Path::new(value);
     if p.is_absolute() {
         return p.to_path_buf();
     }
-    d.span
-        .file
-        .parent()
-        .map_or_else(|| p.to_path_buf(), |dir| dir.join(p))
+    bx.conf_dir.join(p)
 }
 
 fn warn(bx: &mut BuildCx, msg: String) {
@@ -114,7 +111,7 @@ pub fn build(
     // proxy_ssl_verify, _trusted_certificate, _verify_depth, _crl.
     let verify = scope.flag(&n("verify"), false)?;
     let verify = if verify {
-        let Some((td, ta)) = scope
+        let Some((_, ta)) = scope
             .arg(&n("trusted_certificate"))
             .filter(|(_, a)| !a.value.is_empty())
         else {
@@ -128,12 +125,12 @@ pub fn build(
             None => 1,
             Some((d, a)) => a.value.parse::<usize>().map_err(|_| invalid(d, a))?,
         };
-        let roots_path = path_of(td, &ta.value);
+        let roots_path = path_of(bx, &ta.value);
         let roots = load_certs(&roots_path).map_err(|e| err(&ta.span, e))?;
         let crls = match scope.arg(&n("crl")).filter(|(_, a)| !a.value.is_empty()) {
             None => Vec::new(),
-            Some((d, a)) => {
-                let p = path_of(d, &a.value);
+            Some((_, a)) => {
+                let p = path_of(bx, &a.value);
                 key.push_str(&p.display().to_string());
                 load_crls(&p).map_err(|e| err(&a.span, e))?
             }
@@ -185,8 +182,8 @@ pub fn build(
                     ));
                 }
             }
-            let cp = path_of(cd, &ca.value);
-            let kp = path_of(kd, &ka.value);
+            let cp = path_of(bx, &ca.value);
+            let kp = path_of(bx, &ka.value);
             let chain = load_certs(&cp).map_err(|e| err(&ca.span, e))?;
             let k = load_key(&kp).map_err(|e| err(&ka.span, e))?;
             key.push_str(&format!("{}|{}", cp.display(), kp.display()));

@@ -445,6 +445,7 @@ fn build_collecting(
 
     let mut bx = BuildCx::default();
     bx.prefix = prefix.to_path_buf();
+    bx.conf_dir = conf_dir(tree, prefix);
     // `$memcached_key` exists only if some `set` declares it (nginx: `unknown
     // "memcached_key" variable` otherwise), so it is not declared here.
     declare_vars(tree, &mut bx);
