@@ -1045,3 +1045,50 @@ fn what_rustls_lacks_is_said_at_load() {
     }
     assert_table("unsupported by rustls", &failures, rows.len());
 }
+
+/// `$upstream_connect_time` includes the TLS handshake, as nginx counts it: behind a
+/// relay that holds each ClientHello for 300 ms (the TCP connect itself is immediate),
+/// a new connection's connect time is at least 0.3 s and its header time no less; the
+/// next request on the kept-alive connection connects in no time.
+#[test]
+fn connect_time_includes_the_handshake() {
+    let up = TlsUpstream::start();
+    let relay = Peer::python(
+        "slow_relay.py",
+        &["--to", &format!("127.0.0.1:{}", up.port), "--delay", "300"],
+    );
+    let locations = fill(
+        r#"
+    location /slow/ {
+        proxy_pass https://127.0.0.1:{RELAY}/;
+        add_header X-Times "$upstream_connect_time $upstream_header_time" always;
+    }
+"#,
+        &[("RELAY", &relay.port)],
+    );
+    let proxy = start_proxy(&up, "", &locations);
+    let times = |r: &Response| -> (f64, f64) {
+        let v = r.header("X-Times").unwrap_or("");
+        let mut it = v.split(' ').map(|x| x.parse::<f64>().unwrap_or(-1.0));
+        (it.next().unwrap_or(-1.0), it.next().unwrap_or(-1.0))
+    };
+    let first = proxy.get("tls.test", "/slow/");
+    assert_eq!(first.status, 200, "{}", first.describe());
+    let (connect, header) = times(&first);
+    assert!(
+        connect >= 0.3,
+        "connect time {connect} (X-Times {:?})",
+        first.header("X-Times")
+    );
+    assert!(
+        header >= connect,
+        "header time {header} < connect time {connect}"
+    );
+    // The implicit group keeps the connection only in Junction (nginx 1.22 needs a
+    // `keepalive` in an `upstream` block): the reuse row is Junction's.
+    if proxy_kind() == Kind::Junction {
+        let second = proxy.get("tls.test", "/slow/");
+        let (connect, _) = times(&second);
+        assert!(connect < 0.3, "a reused connection connected in {connect}");
+    }
+}
