@@ -116,11 +116,12 @@ impl TlsClient {
         let verifier: Arc<dyn ServerCertVerifier> = match &s.verify {
             None => Arc::new(AcceptAny { algs }),
             Some(v) => {
+                // A system bundle may hold a certificate webpki cannot read: it is
+                // skipped (OpenSSL loads what it can too); none usable is an error.
                 let mut store = rustls::RootCertStore::empty();
-                for c in &v.roots {
-                    store
-                        .add(c.clone())
-                        .map_err(|e| format!("invalid trusted certificate ({e})"))?;
+                let (added, _skipped) = store.add_parsable_certificates(v.roots.iter().cloned());
+                if added == 0 {
+                    return Err("no usable certificate in the trusted certificates".into());
                 }
                 let inner =
                     WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
