@@ -399,13 +399,24 @@ const PREAMBLE: &str = "proxy_http_version 1.1;\n    proxy_set_header Connection
 /// server with `server_level` directives and `locations`. Placeholders: `{UP}`, `{PLAIN}`
 /// (the upstream's ports), `{CA}`, `{OTHERCA}`, `{CLIENTCRT}`, `{CLIENTKEY}`.
 fn start_proxy(up: &TlsUpstream, server_level: &str, locations: &str) -> Proxy {
+    start_proxy_with(up, "", server_level, locations)
+}
+
+/// [`start_proxy`] with `http_level` text (more `upstream` blocks) before the server.
+fn start_proxy_with(
+    up: &TlsUpstream,
+    http_level: &str,
+    server_level: &str,
+    locations: &str,
+) -> Proxy {
     let pki = pki();
     let site = fill(
-        "upstream backend.test {\n    server 127.0.0.1:{UP};\n    keepalive 4;\n}\n\
+        "{HTTP}\nupstream backend.test {\n    server 127.0.0.1:{UP};\n    keepalive 4;\n}\n\
          upstream sni.test {\n    server 127.0.0.1:{UP};\n}\n\
          upstream mixed {\n    server 127.0.0.1:{PLAIN} max_fails=0;\n    server 127.0.0.1:{UP};\n}\n\
          server {\n    listen 127.0.0.1:{PORT};\n    server_name tls.test;\n    {PRE}\n    {SRV}\n{LOCS}\n}\n",
         &[
+            ("HTTP", &http_level),
             ("UP", &up.port),
             ("PLAIN", &up.plain),
             ("PRE", &PREAMBLE),
@@ -1091,4 +1102,38 @@ fn connect_time_includes_the_handshake() {
         let (connect, _) = times(&second);
         assert!(connect < 0.3, "a reused connection connected in {connect}");
     }
+}
+
+/// A kept-alive TLS connection that the upstream closes just as the next request
+/// reaches it is the keep-alive race of `tests/keepalive_retry.rs`, over TLS: the
+/// request is made again on a new connection (a new handshake) and the client never
+/// sees it. `close_idle.py` closes each connection at its first request after a pause.
+#[test]
+fn a_tls_connection_closed_by_the_upstream_is_retried_on_a_new_one() {
+    let up = TlsUpstream::start();
+    let relay = Peer::python(
+        "close_idle.py",
+        &["--to", &format!("127.0.0.1:{}", up.port), "--gap", "150"],
+    );
+    let http = format!(
+        "upstream relay.test {{\n    server 127.0.0.1:{} max_fails=0;\n    keepalive 4;\n}}",
+        relay.port
+    );
+    let locations = "    location /r/ { proxy_pass https://relay.test/; }\n";
+    let proxy = start_proxy_with(&up, &http, "", locations);
+    let mut bad = Vec::new();
+    for i in 0..6 {
+        let r = proxy.get("tls.test", "/r/");
+        if r.status != 200 || !r.text().starts_with("sni=") {
+            bad.push(format!("GET {i}: {}", r.describe()));
+        }
+        // The pause is the scenario: the relay drops a connection quiet for 150 ms.
+        thread::sleep(Duration::from_millis(250));
+    }
+    let drops = relay.stderr().lines().filter(|l| *l == "DROP").count();
+    assert!(bad.is_empty(), "{bad:?}\n{}", proxy.error_log());
+    assert!(
+        drops >= 3,
+        "the relay dropped {drops} requests: the race never happened"
+    );
 }
