@@ -4,8 +4,10 @@
 //! certificate for `backend.test` and 127.0.0.1, a client CA and client certificate,
 //! and an unrelated CA). The upstream answers with what it saw of the TLS connection:
 //! `$ssl_server_name` (SNI), `$ssl_protocol`, `$ssl_client_s_dn` (the client
-//! certificate), `$connection`/`$connection_requests` (keep-alive reuse) and
-//! `$ssl_session_reused` (session resumption on a new connection).
+//! certificate), `$connection`/`$connection_requests` (keep-alive reuse),
+//! `$ssl_session_reused` (session resumption on a new connection) and
+//! `$ssl_alpn_protocol` (none is offered, as nginx's HTTP/1 proxy). The chain rows add a
+//! self-signed certificate, a leaf with an intermediate, and a revoked one (a CRL).
 //!
 //! Every row runs the same against nginx with `JUNCTION_TEST_PROXY=nginx` (the proxy
 //! under test is then nginx itself; the upstream is nginx in both modes).
@@ -233,7 +235,8 @@ fn pki() -> &'static Pki {
 
 /// What the upstream answers: one line of `key=value` of what it saw.
 const SEEN: &str = "sni=$ssl_server_name proto=$ssl_protocol dn=$ssl_client_s_dn \
-                    conn=$connection reqs=$connection_requests reused=$ssl_session_reused";
+                    conn=$connection reqs=$connection_requests reused=$ssl_session_reused \
+                    alpn=$ssl_alpn_protocol";
 
 /// nginx serving TLS on `port` (and plain HTTP on `plain`; the same answer with a
 /// self-signed certificate on `selfsigned`, with a leaf + intermediate chain on `chain`,
@@ -520,7 +523,14 @@ fn verify_names_sni_and_client_certificates() {
     type Check = fn(&str) -> Result<(), String>;
     let ok_any: Check = |_| Ok(());
     let rows: Vec<(&str, &str, u16, Check, Option<&str>)> = vec![
-        ("/off/", "", 200, |t| expect(seen(t, "sni"), ""), None),
+        // No SNI by default, and no ALPN (nginx's HTTP/1 proxy offers none).
+        (
+            "/off/",
+            "",
+            200,
+            |t| expect(&format!("{}|{}", seen(t, "sni"), seen(t, "alpn")), "|"),
+            None,
+        ),
         ("/ca/", "", 200, |t| expect(seen(t, "dn"), ""), None),
         ("/group/", "", 200, ok_any, None),
         (

@@ -779,9 +779,13 @@ impl Group {
         let Some(server) = self.servers.get(i) else {
             return Err(Error::internal("no such upstream server"));
         };
+        let started = Instant::now();
         let mut stream = connect(&server.addr, bind, timeout).await?;
         if let Some(t) = tls {
-            stream = crate::upstream_tls::handshake(stream, t, timeout).await?;
+            // One `*_connect_timeout` for the connect and the handshake together, as
+            // nginx's connect timer still runs while it shakes hands.
+            let left = timeout.saturating_sub(started.elapsed());
+            stream = crate::upstream_tls::handshake(stream, t, left).await?;
         }
         Ok(Conn {
             stream,
