@@ -236,7 +236,7 @@ fn pki() -> &'static Pki {
 /// What the upstream answers: one line of `key=value` of what it saw.
 const SEEN: &str = "sni=$ssl_server_name proto=$ssl_protocol dn=$ssl_client_s_dn \
                     conn=$connection reqs=$connection_requests reused=$ssl_session_reused \
-                    alpn=$ssl_alpn_protocol";
+                    alpn=$ssl_alpn_protocol cipher=$ssl_cipher";
 
 /// nginx serving TLS on `port` (and plain HTTP on `plain`; the same answer with a
 /// self-signed certificate on `selfsigned`, with a leaf + intermediate chain on `chain`,
@@ -513,6 +513,16 @@ fn verify_names_sni_and_client_certificates() {
         proxy_ssl_protocols TLSv1.3;
     }
     location /plain/ { proxy_pass https://127.0.0.1:{PLAIN}/; }
+    location /chacha/ {
+        proxy_pass https://127.0.0.1:{UP}/;
+        proxy_ssl_protocols TLSv1.2;
+        proxy_ssl_ciphers ECDHE-ECDSA-CHACHA20-POLY1305;
+    }
+    location /aes128/ {
+        proxy_pass https://127.0.0.1:{UP}/;
+        proxy_ssl_protocols TLSv1.2;
+        proxy_ssl_ciphers "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384";
+    }
 "#;
     // nginx keeps one TLS session per upstream server whatever the location's
     // settings, so a session made by /off/ would be resumed by /cert/ (no client
@@ -573,6 +583,21 @@ fn verify_names_sni_and_client_certificates() {
         ),
         ("/tls12/", "", 200, |t| expect(seen(t, "proto"), "TLSv1.2"), None),
         ("/tls13/", "", 200, |t| expect(seen(t, "proto"), "TLSv1.3"), None),
+        (
+            "/chacha/",
+            "",
+            200,
+            |t| expect(seen(t, "cipher"), "ECDHE-ECDSA-CHACHA20-POLY1305"),
+            None,
+        ),
+        (
+            // The list's order is the offer's (rustls' own puts AES-256 first).
+            "/aes128/",
+            "",
+            200,
+            |t| expect(seen(t, "cipher"), "ECDHE-ECDSA-AES128-GCM-SHA256"),
+            None,
+        ),
         (
             "/plain/",
             "",

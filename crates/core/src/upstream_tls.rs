@@ -87,9 +87,11 @@ impl fmt::Debug for TlsClient {
 fn provider(tls12_suites: Option<&[rustls::SupportedCipherSuite]>) -> CryptoProvider {
     let mut p = rustls::crypto::ring::default_provider();
     if let Some(keep) = tls12_suites {
-        p.cipher_suites.retain(|s| {
-            s.version() == &rustls::version::TLS13 || keep.iter().any(|k| k.suite() == s.suite())
-        });
+        // TLS 1.3's suites as rustls orders them, then the list's, in its order (the
+        // order offered).
+        p.cipher_suites
+            .retain(|s| s.version() == &rustls::version::TLS13);
+        p.cipher_suites.extend(keep.iter().copied());
     }
     p
 }
