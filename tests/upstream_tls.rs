@@ -253,6 +253,11 @@ struct TlsUpstream {
 
 impl TlsUpstream {
     fn start() -> TlsUpstream {
+        TlsUpstream::start_with("")
+    }
+
+    /// With `extra` (more locations) in its main TLS server.
+    fn start_with(extra: &str) -> TlsUpstream {
         let bin = ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -297,6 +302,7 @@ impl TlsUpstream {
                    ssl_session_cache shared:up:1m;\n\
                    keepalive_requests 1000;\n\
                    location / {{ return 200 \"{SEEN}\\n\"; }}\n\
+                   {extra}\n\
                  }}\n\
                  server {{\n\
                    listen 127.0.0.1:{plain};\n\
@@ -1171,4 +1177,51 @@ fn a_tls_connection_closed_by_the_upstream_is_retried_on_a_new_one() {
         drops >= 3,
         "the relay dropped {drops} requests: the race never happened"
     );
+}
+
+/// WebSocket over a TLS upstream: the 101 reaches the client and bytes are tunnelled
+/// both ways through the TLS connection (small and 100 KB messages). The TLS upstream
+/// passes `/switch` to `echo.py`.
+#[test]
+fn websocket_tunnels_through_a_tls_upstream() {
+    use std::io::{Read, Write};
+    let echo = Peer::python("echo.py", &[]);
+    let up = TlsUpstream::start_with(&format!(
+        "location /switch {{ proxy_pass http://127.0.0.1:{}; proxy_http_version 1.1; \
+         proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection upgrade; }}",
+        echo.port
+    ));
+    let locations = r#"
+    location /switch {
+        proxy_pass https://127.0.0.1:{UP};
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";
+    }
+"#;
+    let proxy = start_proxy(&up, "", locations);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(
+        b"GET /switch HTTP/1.1\r\nHost: tls.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(
+            s.read(&mut b).unwrap(),
+            1,
+            "closed inside the head: {head:?}"
+        );
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    for msg in [&b"hi"[..], &[0u8, 0x81, 0xff][..], &vec![7u8; 100_000][..]] {
+        s.write_all(msg).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(got, msg, "echo through the TLS tunnel");
+    }
 }
