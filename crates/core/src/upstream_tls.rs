@@ -714,6 +714,50 @@ mod tests {
         assert_eq!(l.unwrap().len(), 5);
     }
 
+    fn settings() -> TlsSettings {
+        TlsSettings {
+            tls12: true,
+            tls13: true,
+            tls12_suites: None,
+            verify: None,
+            server_name: false,
+            session_reuse: true,
+            client_cert: None,
+        }
+    }
+
+    #[test]
+    fn clients_and_targets() {
+        let a = TlsClient::build(&settings()).unwrap();
+        let b = TlsClient::build(&settings()).unwrap();
+        let name = Arc::new(TlsName::new("backend.test:443"));
+        let t = |c: &Arc<TlsClient>, n: &Arc<TlsName>| TlsTarget {
+            client: c.clone(),
+            name: n.clone(),
+        };
+        // The same client and an equal name: reusable; another client (other settings)
+        // or another name: not.
+        assert!(t(&a, &name).same(&t(&a, &Arc::new(TlsName::new("backend.test")))));
+        assert!(!t(&a, &name).same(&t(&b, &name)));
+        assert!(!t(&a, &name).same(&t(&a, &Arc::new(TlsName::new("other.test")))));
+        // Nothing rustls can speak, or verification without a usable root: errors.
+        let none = TlsSettings {
+            tls12: false,
+            tls13: false,
+            ..settings()
+        };
+        assert!(TlsClient::build(&none).is_err());
+        let no_roots = TlsSettings {
+            verify: Some(VerifySettings {
+                roots: vec![CertificateDer::from(vec![0x30, 0x00])],
+                crls: Vec::new(),
+                depth: 1,
+            }),
+            ..settings()
+        };
+        assert!(TlsClient::build(&no_roots).is_err());
+    }
+
     #[test]
     fn der_items_are_bounded() {
         assert!(der_item(&[0x30, 0x85, 1, 1, 1, 1, 1]).is_none());
