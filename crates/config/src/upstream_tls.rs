@@ -8,14 +8,14 @@
 //! What rustls cannot do is said at load: SSLv2/SSLv3/TLSv1/TLSv1.1 in
 //! `proxy_ssl_protocols` and cipher names rustls does not have are warnings (skipped);
 //! `proxy_ssl_conf_command` and `proxy_ssl_certificate_cache` are accepted without
-//! effect (warning); `proxy_ssl_password_file` (encrypted keys) and certificates named
-//! with variables are errors.
+//! effect (warning); certificates named with variables are errors.
+//! `proxy_ssl_password_file` decrypts PKCS#8 keys (PBES2).
 
 use crate::model::{err, invalid, BuildCx, Scope};
 use crate::tree::{ConfigError, Span};
 use junction_core::upstream_tls::{
-    load_certs, load_crls, load_key, map_ciphers, SslName, TlsClient, TlsName, TlsSettings,
-    UpstreamTls, VerifySettings,
+    load_certs, load_crls, load_key, load_passwords, map_ciphers, SslName, TlsClient, TlsName,
+    TlsSettings, UpstreamTls, VerifySettings,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -147,15 +147,15 @@ pub fn build(
     key.push_str(&format!("{server_name}{session_reuse}|"));
 
     // proxy_ssl_certificate / _key: the client certificate sent to the upstream.
-    if let Some(d) = scope.get(&n("password_file")) {
-        return Err(err(
-            &d.span,
-            format!(
-                "\"{}\" is not supported by junction (encrypted keys): decrypt the key with `openssl pkey` instead",
-                d.name
-            ),
-        ));
-    }
+    // proxy_ssl_password_file: the passwords of an encrypted key.
+    let passwords = match scope.arg(&n("password_file")) {
+        None => Vec::new(),
+        Some((_, a)) => {
+            let p = path_of(bx, &a.value);
+            key.push_str(&format!("{}|", p.display()));
+            load_passwords(&p).map_err(|e| err(&a.span, e))?
+        }
+    };
     let client_cert = match scope
         .arg(&n("certificate"))
         .filter(|(_, a)| !a.value.is_empty())
@@ -185,7 +185,7 @@ pub fn build(
             let cp = path_of(bx, &ca.value);
             let kp = path_of(bx, &ka.value);
             let chain = load_certs(&cp).map_err(|e| err(&ca.span, e))?;
-            let k = load_key(&kp).map_err(|e| err(&ka.span, e))?;
+            let k = load_key(&kp, &passwords).map_err(|e| err(&ka.span, e))?;
             key.push_str(&format!("{}|{}", cp.display(), kp.display()));
             Some((chain, Arc::new(k)))
         }

@@ -626,24 +626,61 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
-/// The private key of a PEM file (`proxy_ssl_certificate_key`). An encrypted key is
-/// refused: `proxy_ssl_password_file` is not supported.
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+/// The private key of a PEM file (`proxy_ssl_certificate_key`). An encrypted PKCS#8
+/// key (`BEGIN ENCRYPTED PRIVATE KEY`, PBES2 as `openssl pkey -aes256` writes it) is
+/// decrypted with the first of `passwords` (`proxy_ssl_password_file`) that fits, as
+/// nginx tries each line of the file; the old OpenSSL form (`Proc-Type: 4,ENCRYPTED`)
+/// is refused with the command that converts it.
+pub fn load_key(path: &Path, passwords: &[String]) -> Result<PrivateKeyDer<'static>, String> {
     let data = read(path)?;
-    if data.windows(b"ENCRYPTED".len()).any(|w| w == b"ENCRYPTED") {
-        return Err(format!(
-            "cannot load certificate key \"{}\": the key is encrypted, and junction does not support \"proxy_ssl_password_file\" (decrypt it with `openssl pkey`)",
-            path.display()
+    let fail = |why: &str| format!("cannot load certificate key \"{}\": {why}", path.display());
+    let has = |needle: &[u8]| data.windows(needle.len()).any(|w| w == needle);
+    if has(b"Proc-Type: 4,ENCRYPTED") {
+        return Err(fail(
+            "a legacy encrypted PEM key is not supported (convert it: `openssl pkcs8 -topk8 -v2 aes-256-cbc`)",
+        ));
+    }
+    if has(b"-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        if passwords.is_empty() {
+            return Err(fail(
+                "the key is encrypted and no \"proxy_ssl_password_file\" is set",
+            ));
+        }
+        let start = data
+            .windows(b"-----BEGIN ENCRYPTED".len())
+            .position(|w| w == b"-----BEGIN ENCRYPTED")
+            .unwrap_or(0);
+        let (_, der) = pkcs8::der::pem::decode_vec(data.get(start..).unwrap_or(&[]))
+            .map_err(|e| fail(&format!("bad PEM ({e})")))?;
+        let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice())
+            .map_err(|e| fail(&format!("bad encrypted key ({e})")))?;
+        for pw in passwords {
+            if let Ok(doc) = info.decrypt(pw.as_bytes()) {
+                return Ok(PrivateKeyDer::Pkcs8(doc.as_bytes().to_vec().into()));
+            }
+        }
+        return Err(fail(
+            "no password of \"proxy_ssl_password_file\" decrypts it (bad password read)",
         ));
     }
     rustls_pemfile::private_key(&mut data.as_slice())
-        .map_err(|e| format!("cannot load certificate key \"{}\": {e}", path.display()))?
-        .ok_or_else(|| {
-            format!(
-                "cannot load certificate key \"{}\": no private key in the file",
-                path.display()
-            )
-        })
+        .map_err(|e| fail(&e.to_string()))?
+        .ok_or_else(|| fail("no private key in the file"))
+}
+
+/// The passwords of a `*_ssl_password_file`: one a line, as nginx reads it.
+pub fn load_passwords(path: &Path) -> Result<Vec<String>, String> {
+    let data = read(path)?;
+    let text = String::from_utf8_lossy(&data);
+    let pw: Vec<String> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l).to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if pw.is_empty() {
+        return Err(format!("no passwords in \"{}\"", path.display()));
+    }
+    Ok(pw)
 }
 
 /// Every CRL of a PEM file (`proxy_ssl_crl`).
