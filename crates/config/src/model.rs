@@ -169,6 +169,11 @@ pub struct BuildCx {
     pub prefix: PathBuf,
     /// Warnings to log once the logger is up (accepted directives without effect).
     pub warnings: Vec<String>,
+    /// nginx's conf prefix (the main file's directory): where relative certificate paths
+    /// (`proxy_ssl_certificate`, …) are resolved.
+    pub conf_dir: PathBuf,
+    /// Upstream TLS clients by their settings (`upstream_tls`): one per distinct set.
+    pub tls_clients: HashMap<String, Arc<junction_core::upstream_tls::TlsClient>>,
 }
 
 impl BuildCx {
@@ -375,6 +380,7 @@ pub fn family(
                 .filter_map(|d| d.args.first())
                 .map(|a| bytes::Bytes::from(a.value.clone().into_bytes()))
                 .collect(),
+            tls: None,
         },
         request_buffering: scope.flag(&n("request_buffering"), true)?,
         client_body_buffer_size: scope.size("client_body_buffer_size", 16 * 1024)? as usize,

@@ -259,7 +259,7 @@ const NO_EFFECT: &[&str] = &[
 /// Directives nginx configs use that Junction does not implement yet and whose
 /// absence would change behaviour (access control, rewriting, headers): an error
 /// at load with `FILE:LINE`, never silently ignored.
-const UNSUPPORTED: &[&str] = &["proxy_ssl_verify", "proxy_ssl_server_name"];
+const UNSUPPORTED: &[&str] = &[];
 
 /// Directives accepted without effect that only matter outside `upstream {}`
 /// (inside it they are implemented).
@@ -455,6 +455,7 @@ fn build_collecting(
 
     let mut bx = BuildCx::default();
     bx.prefix = prefix.to_path_buf();
+    bx.conf_dir = conf_dir(tree, prefix);
     // `$memcached_key` exists only if some `set` declares it (nginx: `unknown
     // "memcached_key" variable` otherwise), so it is not declared here.
     declare_vars(tree, &mut bx);
