@@ -845,7 +845,7 @@ fn health_checks_probe_over_tls() {
          server {\n    listen 127.0.0.1:{PORT};\n    location / { proxy_pass https://hc.test; }\n}\n",
         &[("UP", &up.port), ("PLAIN", &up.plain)],
     );
-    let main = format!("error_log logs/error.log info;\nevents {{}}\nhttp {{\n{body}\n}}\n");
+    let main = format!("error_log error.log info;\nevents {{}}\nhttp {{\n{body}\n}}\n");
     let proxy = Proxy::start_files(&[("junction.conf", &main)], "junction.conf");
     let plain = format!("127.0.0.1:{}", up.plain);
     let log = proxy
