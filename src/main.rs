@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+mod upgrade;
+
 const DEFAULT_PREFIX: &str = "/usr/local/junction/";
 /// The configuration file without `-c`: the packaged layout's, or `conf/junction.conf`
 /// under an explicit `-p` prefix (nginx's rule).
@@ -305,16 +307,32 @@ fn main() -> ExitCode {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     };
+    let exe = upgrade::Exe::current();
+    let (inherited, inherit_err) = upgrade::take_inherited();
+    if let Some(e) = inherit_err {
+        tracing::error!("{e}");
+    }
+    if !inherited.is_empty() {
+        tracing::info!(
+            "using inherited sockets from \"{}\" ({} sockets)",
+            upgrade::ENV,
+            inherited.len()
+        );
+    }
+    let upgraded_from = (!inherited.is_empty())
+        .then(rustix::process::getppid)
+        .flatten();
     // One single-threaded runtime per worker (nginx's worker model, in threads): no
     // work stealing and no cross-thread wakeups on the request path; each worker has
     // its own SO_REUSEPORT sockets, so the kernel spreads connections over them.
-    let per_worker = match junction_server::bind_all(&rt, workers) {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::error!("{e}");
-            return emerg(e);
-        }
-    };
+    let (sockets, per_worker) =
+        match junction_server::listeners::Sockets::open(&rt, workers, inherited) {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("{e}");
+                return emerg(e);
+            }
+        };
     let control = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -334,36 +352,12 @@ fn main() -> ExitCode {
     // Active health checks: one task per group with `health_check`, on the control
     // thread (never for `-t`); they end with it (or with a reload).
     let health = start_health_checks(&control, &rt);
-    let (tx, rx) = tokio::sync::watch::channel(Stop::Run);
     let (config_tx, config_rx) = tokio::sync::watch::channel(rt.clone());
-    let mut threads = Vec::with_capacity(workers);
     // Every worker thread is running before the pid file says the process is ready.
-    let started = Arc::new(std::sync::Barrier::new(per_worker.len() + 1));
-    for (n, ls) in per_worker.into_iter().enumerate() {
-        let rt = config_rx.clone();
-        let rx = rx.clone();
-        let started = started.clone();
-        let spawned = std::thread::Builder::new()
-            .name(format!("junction-worker-{n}"))
-            .spawn(move || {
-                started.wait();
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => {
-                        runtime.block_on(junction_server::serve(rt, ls, rx));
-                        runtime.shutdown_timeout(std::time::Duration::from_millis(100));
-                    }
-                    Err(e) => tracing::error!("cannot start worker runtime: {e}"),
-                }
-            });
-        match spawned {
-            Ok(t) => threads.push(t),
-            Err(e) => return emerg(format!("cannot start worker thread: {e}")),
-        }
-    }
-    started.wait();
+    let workers = match Workers::spawn(per_worker, &config_rx) {
+        Ok(w) => w,
+        Err(e) => return emerg(e),
+    };
     if let Some(d) = pid_file.parent() {
         let _ = std::fs::create_dir_all(d);
     }
@@ -374,23 +368,32 @@ fn main() -> ExitCode {
         sd_notify::NotifyState::MainPid(std::process::id()),
         sd_notify::NotifyState::Ready,
     ]);
-    let reload = Reload {
-        conf: conf.clone(),
-        globals: args.globals.clone(),
-        prefix: prefix.clone(),
-        config: config_tx,
-        health,
+    let mut master = Master {
+        reload: Reload {
+            conf: conf.clone(),
+            globals: args.globals.clone(),
+            prefix: prefix.clone(),
+            config: config_tx,
+            health,
+        },
+        sockets,
+        workers: Some(workers),
+        draining: Vec::new(),
+        exe,
+        pid_file: pid_file.clone(),
+        new_binary: None,
+        upgraded_from,
     };
-    control.block_on(signals(tx, reload, sigs));
-    notify(&[sd_notify::NotifyState::Stopping]);
-    for t in threads {
-        let _ = t.join();
+    control.block_on(master.run(sigs));
+    // The old binary of an upgrade is no longer the service's main process.
+    if master.new_binary.is_none() {
+        notify(&[sd_notify::NotifyState::Stopping]);
     }
-    let _ = std::fs::remove_file(&pid_file);
+    master.join();
+    let _ = std::fs::remove_file(master.pid_path());
     ExitCode::SUCCESS
 }
 
-/// systemd's readiness protocol (`Type=notify`, `sd_notify(3)`): a datagram to
 /// `$NOTIFY_SOCKET`; nothing at all when that is not set.
 fn notify(states: &[sd_notify::NotifyState<'_>]) {
     if let Err(e) = sd_notify::notify(states) {
@@ -409,6 +412,248 @@ fn start_health_checks(
         .collect()
 }
 
+/// The worker threads of one generation, with what the master sends them.
+struct Workers {
+    threads: Vec<std::thread::JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<Stop>,
+    changes: Vec<tokio::sync::mpsc::UnboundedSender<junction_server::listeners::Change>>,
+}
+
+impl Workers {
+    /// Starts one thread per socket list and returns once every one is running
+    /// (its runtime built).
+    fn spawn(
+        per_worker: Vec<junction_server::listeners::Assigned>,
+        config: &tokio::sync::watch::Receiver<Arc<junction_server::Runtime>>,
+    ) -> Result<Workers, String> {
+        let (stop, rx) = tokio::sync::watch::channel(Stop::Run);
+        let (started_tx, started) = std::sync::mpsc::channel::<()>();
+        let mut w = Workers {
+            threads: Vec::with_capacity(per_worker.len()),
+            stop,
+            changes: Vec::with_capacity(per_worker.len()),
+        };
+        for (n, ls) in per_worker.into_iter().enumerate() {
+            let rt = config.clone();
+            let rx = rx.clone();
+            let started = started_tx.clone();
+            let (ctx, crx) = tokio::sync::mpsc::unbounded_channel();
+            let spawned = std::thread::Builder::new()
+                .name(format!("junction-worker-{n}"))
+                .spawn(move || {
+                    match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(runtime) => {
+                            let _ = started.send(());
+                            runtime.block_on(junction_server::listeners::serve(rt, ls, rx, crx));
+                            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+                        }
+                        Err(e) => {
+                            tracing::error!("cannot start worker runtime: {e}");
+                            let _ = started.send(());
+                        }
+                    }
+                });
+            match spawned {
+                Ok(t) => w.threads.push(t),
+                Err(e) => {
+                    // The threads started so far stop at once.
+                    let _ = w.stop.send(Stop::Fast);
+                    return Err(format!("cannot start worker thread: {e}"));
+                }
+            }
+            w.changes.push(ctx);
+        }
+        drop(started_tx);
+        for _ in 0..w.threads.len() {
+            let _ = started.recv();
+        }
+        Ok(w)
+    }
+}
+
+/// The master: signals, reload, binary upgrade, the worker threads.
+struct Master {
+    reload: Reload,
+    sockets: junction_server::listeners::Sockets,
+    /// The running workers; `None` after `WINCH`.
+    workers: Option<Workers>,
+    /// Worker threads of earlier generations still finishing their connections.
+    draining: Vec<std::thread::JoinHandle<()>>,
+    exe: upgrade::Exe,
+    pid_file: PathBuf,
+    /// The new binary started by `USR2`, while it runs.
+    new_binary: Option<upgrade::NewBinary>,
+    /// This process is the new binary of an upgrade, started by this parent.
+    upgraded_from: Option<rustix::process::Pid>,
+}
+
+impl Master {
+    /// The pid file's name now: `PID.oldbin` while a new binary runs.
+    fn pid_path(&self) -> PathBuf {
+        match self.new_binary {
+            Some(_) => upgrade::oldbin(&self.pid_file),
+            None => self.pid_file.clone(),
+        }
+    }
+
+    /// Handles signals until the process is to exit.
+    async fn run(&mut self, sigs: Signals) {
+        let Signals {
+            mut term,
+            mut int,
+            mut quit,
+            mut hup,
+            mut usr1,
+            mut usr2,
+            mut winch,
+        } = sigs;
+        loop {
+            tokio::select! {
+                _ = term.recv() => { tracing::info!("signal 15 (SIGTERM) received, exiting"); self.stop(Stop::Fast); return; }
+                _ = int.recv() => { tracing::info!("signal 2 (SIGINT) received, exiting"); self.stop(Stop::Fast); return; }
+                _ = quit.recv() => { tracing::info!("signal 3 (SIGQUIT) received, shutting down gracefully"); self.stop(Stop::Graceful); return; }
+                _ = hup.recv() => {
+                    tracing::info!("signal 1 (SIGHUP) received, reconfiguring");
+                    self.hup();
+                }
+                _ = usr1.recv() => {
+                    tracing::info!("signal 10 (SIGUSR1) received, reopening logs");
+                    junction_server::log::reopen_all();
+                }
+                _ = usr2.recv() => self.usr2(),
+                _ = winch.recv() => self.winch(),
+                status = wait_new_binary(&mut self.new_binary) => self.new_binary_exited(status),
+            }
+        }
+    }
+
+    /// A stop: the workers are told, and the master's copies of the listening
+    /// sockets close at once (nginx's `ngx_close_listening_sockets`), so the addresses
+    /// refuse connections as soon as the workers stop accepting.
+    fn stop(&mut self, how: Stop) {
+        if let Some(w) = &self.workers {
+            let _ = w.stop.send(how);
+        }
+        self.sockets.close(self.new_binary.is_some());
+    }
+
+    /// Waits for every worker thread (of every generation).
+    fn join(&mut self) {
+        if let Some(w) = self.workers.take() {
+            self.draining.extend(w.threads);
+        }
+        for t in self.draining.drain(..) {
+            let _ = t.join();
+        }
+    }
+
+    /// SIGHUP: a reload; with the workers stopped by `WINCH`, new workers on the
+    /// configuration as it is (nginx: the old binary takes over again when the new
+    /// one is to be rolled back).
+    fn hup(&mut self) {
+        if self.workers.is_none() {
+            if self.new_binary.is_none() {
+                self.reload.run(&mut self.sockets, None);
+            }
+            self.respawn();
+            return;
+        }
+        self.reload.run(&mut self.sockets, self.workers.as_ref());
+    }
+
+    fn respawn(&mut self) {
+        tracing::info!("start worker processes");
+        let per_worker = match self.sockets.for_workers() {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!("cannot start worker processes ({e})");
+                return;
+            }
+        };
+        match Workers::spawn(per_worker, &self.reload.config.subscribe()) {
+            Ok(w) => self.workers = Some(w),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    /// SIGUSR2: start the new binary with the listening sockets.
+    fn usr2(&mut self) {
+        let ignore = self.new_binary.is_some()
+            || self
+                .upgraded_from
+                .is_some_and(|p| rustix::process::getppid() == Some(p));
+        if ignore {
+            // nginx: the old binary's process is still running (in the new one), or a
+            // new binary already runs (in the old one).
+            tracing::info!("signal 12 (SIGUSR2) received, ignoring");
+            return;
+        }
+        tracing::info!("signal 12 (SIGUSR2) received, changing binary");
+        let fds = self.sockets.fds();
+        match upgrade::exec_new_binary(&self.exe, &fds, &self.pid_file) {
+            Ok(nb) => {
+                tracing::info!("start new binary process {}", nb.pid);
+                self.new_binary = Some(nb);
+                self.upgraded_from = None;
+            }
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+
+    /// SIGWINCH: the workers stop accepting and finish their connections; the master
+    /// stays (for `QUIT`, or `HUP` to start workers again). Ignored on a terminal,
+    /// where it means the window changed size (nginx ignores it unless daemonized).
+    fn winch(&mut self) {
+        use std::io::IsTerminal;
+        if std::io::stderr().is_terminal() {
+            tracing::info!("signal 28 (SIGWINCH) received, ignoring: running on a terminal");
+            return;
+        }
+        tracing::info!("signal 28 (SIGWINCH) received, gracefully shutting down worker processes");
+        if let Some(w) = self.workers.take() {
+            let _ = w.stop.send(Stop::Graceful);
+            self.draining.extend(w.threads);
+        }
+    }
+
+    /// The new binary exited while this process runs: the pid file is this
+    /// process's again, and workers start again if `WINCH` had stopped them.
+    fn new_binary_exited(&mut self, status: std::io::Result<std::process::ExitStatus>) {
+        let pid = self.new_binary.take().map_or(0, |n| n.pid);
+        match status {
+            Ok(s) => match s.code() {
+                Some(c) => tracing::info!("new binary process {pid} exited with code {c}"),
+                None => tracing::info!("new binary process {pid} exited ({s})"),
+            },
+            Err(e) => tracing::error!("waitpid() for new binary process {pid} failed ({e})"),
+        }
+        let old = upgrade::oldbin(&self.pid_file);
+        if let Err(e) = std::fs::rename(&old, &self.pid_file) {
+            tracing::error!(
+                "rename() {} back to {} failed after the new binary process exited ({e})",
+                old.display(),
+                self.pid_file.display()
+            );
+        }
+        notify(&[sd_notify::NotifyState::MainPid(std::process::id())]);
+        if self.workers.is_none() {
+            self.respawn();
+        }
+    }
+}
+
+async fn wait_new_binary(
+    nb: &mut Option<upgrade::NewBinary>,
+) -> std::io::Result<std::process::ExitStatus> {
+    match nb {
+        Some(n) => n.child.wait().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// What `-s reload` (SIGHUP) needs: read the same file again, build, swap.
 struct Reload {
     conf: PathBuf,
@@ -420,9 +665,15 @@ struct Reload {
 
 impl Reload {
     /// Loads and builds the configuration again; on success every connection uses it
-    /// from its next request on (open keep-alive connections included). A configuration that fails to load, or
-    /// that changes the listen addresses, is refused and the old one stays.
-    fn run(&mut self) {
+    /// from its next request on (open keep-alive connections included). Listen
+    /// addresses that stay keep their sockets, new ones are bound, removed ones are
+    /// closed (their connections finish). A configuration that fails to load or to
+    /// bind is refused and the old one stays.
+    fn run(
+        &mut self,
+        sockets: &mut junction_server::listeners::Sockets,
+        workers: Option<&Workers>,
+    ) {
         // systemd (`Type=notify`) is told a reload began, and READY=1 when it ended,
         // whether or not the new configuration was taken.
         let mut begin = vec![sd_notify::NotifyState::Reloading];
@@ -430,7 +681,7 @@ impl Reload {
             begin.push(t);
         }
         notify(&begin);
-        let counter = if self.swap() {
+        let counter = if self.swap(sockets, workers) {
             &junction_core::stats::PROCESS.reloads_ok
         } else {
             &junction_core::stats::PROCESS.reloads_failed
@@ -440,7 +691,12 @@ impl Reload {
     }
 
     /// Builds and swaps in the new configuration; whether it was taken.
-    fn swap(&mut self) -> bool {
+    fn swap(
+        &mut self,
+        sockets: &mut junction_server::listeners::Sockets,
+        workers: Option<&Workers>,
+    ) -> bool {
+        use junction_server::listeners::Change;
         let loaded = match load(&self.conf, self.globals.as_deref()) {
             Ok(l) => l,
             Err(errs) => {
@@ -458,24 +714,14 @@ impl Reload {
                 return false;
             }
         };
-        let old: Vec<_> = self
-            .config
-            .borrow()
-            .listens
-            .iter()
-            .map(|l| (l.addr, l.unix.clone()))
-            .collect();
-        let new: Vec<_> = rt
-            .listens
-            .iter()
-            .map(|l| (l.addr, l.unix.clone()))
-            .collect();
-        if old != new {
-            tracing::error!(
-                "reload changes the listen addresses, which needs a restart; the configuration stays"
-            );
-            return false;
-        }
+        // nginx's ngx_init_cycle: new addresses bound before anything changes.
+        let update = match sockets.update(&rt) {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::error!("{e}; reload refused, the configuration stays");
+                return false;
+            }
+        };
         for w in &rt.warnings {
             tracing::warn!("{w}");
         }
@@ -490,7 +736,32 @@ impl Reload {
             .map(|g| tokio::spawn(junction_core::health::run(g.clone())))
             .collect();
         junction_server::status::publish(&rt);
+        // The configuration changes first, then the removed addresses stop accepting
+        // (their connections finish under the configuration they had), then the
+        // workers accept on the new addresses (already listening: nothing is lost).
+        let (mut adds, mut removes) = (Vec::new(), Vec::new());
+        for (n, changes) in update.per_worker.into_iter().enumerate() {
+            for c in changes {
+                match c {
+                    Change::Remove(_) => removes.push((n, c)),
+                    Change::Add(..) => adds.push((n, c)),
+                }
+            }
+        }
+        let send = |(n, c): (usize, Change)| {
+            if let Some(tx) = workers.and_then(|w| w.changes.get(n)) {
+                let _ = tx.send(c);
+            }
+        };
         let _ = self.config.send(rt);
+        removes.into_iter().for_each(send);
+        adds.into_iter().for_each(send);
+        for k in &update.removed {
+            tracing::info!("reconfiguring: stopped listening on {k}");
+        }
+        for k in &update.added {
+            tracing::info!("reconfiguring: listening on {k}");
+        }
         tracing::info!(
             "reconfiguring: every connection uses the new configuration from its next request"
         );
@@ -506,6 +777,8 @@ struct Signals {
     quit: tokio::signal::unix::Signal,
     hup: tokio::signal::unix::Signal,
     usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+    winch: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -518,31 +791,8 @@ impl Signals {
             quit: signal(SignalKind::quit())?,
             hup: signal(SignalKind::hangup())?,
             usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+            winch: signal(SignalKind::window_change())?,
         })
-    }
-}
-
-async fn signals(tx: tokio::sync::watch::Sender<Stop>, mut reload: Reload, sigs: Signals) {
-    let Signals {
-        mut term,
-        mut int,
-        mut quit,
-        mut hup,
-        mut usr1,
-    } = sigs;
-    loop {
-        tokio::select! {
-            _ = term.recv() => { tracing::info!("signal 15 (SIGTERM) received, exiting"); let _ = tx.send(Stop::Fast); return; }
-            _ = int.recv() => { tracing::info!("signal 2 (SIGINT) received, exiting"); let _ = tx.send(Stop::Fast); return; }
-            _ = quit.recv() => { tracing::info!("signal 3 (SIGQUIT) received, shutting down gracefully"); let _ = tx.send(Stop::Graceful); return; }
-            _ = hup.recv() => {
-                tracing::info!("signal 1 (SIGHUP) received, reconfiguring");
-                reload.run();
-            }
-            _ = usr1.recv() => {
-                tracing::info!("signal 10 (SIGUSR1) received, reopening logs");
-                junction_server::log::reopen_all();
-            }
-        }
     }
 }

@@ -185,7 +185,7 @@ pub fn bind_all(rt: &Runtime, workers: usize) -> std::io::Result<Vec<Vec<Bound>>
     Ok(out)
 }
 
-fn bind_unix(
+pub(crate) fn bind_unix(
     path: &Path,
     backlog: Option<i32>,
 ) -> std::io::Result<std::os::unix::net::UnixListener> {
@@ -209,7 +209,10 @@ fn bind_unix(
     Ok(sock.into())
 }
 
-fn bind_one(addr: SocketAddr, opts: &ListenOpts) -> std::io::Result<std::net::TcpListener> {
+pub(crate) fn bind_one(
+    addr: SocketAddr,
+    opts: &ListenOpts,
+) -> std::io::Result<std::net::TcpListener> {
     let sock = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -302,7 +305,7 @@ pub async fn serve(
     }
 }
 
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     config: watch::Receiver<Arc<Runtime>>,
     l: TcpListener,
     mut stop: watch::Receiver<Stop>,
@@ -360,6 +363,18 @@ pub(crate) struct Slots {
 /// A held slot.
 pub(crate) struct Slot(Arc<Slots>);
 
+impl Slots {
+    /// A worker's `worker_connections` slots.
+    pub(crate) fn new(cap: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            free: Semaphore::new(cap.max(1)),
+            cap: cap.max(1),
+            drain: Arc::new(tokio::sync::Notify::new()),
+            cache: Arc::default(),
+        })
+    }
+}
+
 impl Drop for Slot {
     fn drop(&mut self) {
         self.0.free.add_permits(1);
@@ -398,7 +413,7 @@ async fn slot(slots: &Arc<Slots>, stop: &mut watch::Receiver<Stop>) -> Option<Sl
 }
 
 /// The accept loop of a `listen unix:PATH` socket.
-async fn accept_unix(
+pub(crate) async fn accept_unix(
     config: watch::Receiver<Arc<Runtime>>,
     l: tokio::net::UnixListener,
     path: PathBuf,

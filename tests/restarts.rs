@@ -1,0 +1,213 @@
+//! Restarts that lose nothing (issue 17): a reload that changes the `listen` addresses
+//! (new ones bound, kept ones untouched, removed ones closed once their requests
+//! finish, a failed bind refusing the reload) and nginx's binary upgrade (`USR2`, then
+//! `WINCH` and `QUIT` to the old master; a new binary that fails to start leaves the
+//! old one running with its pid file). Every test runs against nginx too
+//! (`JUNCTION_TEST_PROXY=nginx`, nginx with a master process); lines Junction adds to
+//! the error log are checked on Junction only.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+mod restart_kit;
+
+use common::*;
+use restart_kit::*;
+use std::time::Duration;
+
+/// A location answering `BODY`, and `/events` streamed from the sse peer (a request
+/// that stays in flight until the test releases it).
+fn servers(listens: &[&str], body: &str) -> String {
+    let listens: String = listens
+        .iter()
+        .map(|l| format!("    listen 127.0.0.1:{{{l}}};\n"))
+        .collect();
+    format!(
+        "server {{\n{listens}    location / {{ return 200 \"{body}\"; }}\n    \
+         location /events {{ proxy_buffering off; proxy_pass http://127.0.0.1:{{BACKEND}}; }}\n}}"
+    )
+}
+
+fn in_flight(port: u16) -> StreamingResponse {
+    let mut s = http_stream(port, get_request("sse.test", "/events").as_bytes());
+    s.set_read_timeout(Duration::from_secs(20));
+    assert_eq!(s.head.status, 200);
+    let first = s.read_until(b"\n\n").expect("event one");
+    assert_eq!(String::from_utf8_lossy(&first), "data: one\n\n");
+    s
+}
+
+fn finish(backend: &Peer, mut s: StreamingResponse) {
+    let release = backend.request(get_request("sse", "/release").as_bytes());
+    assert_eq!(release.text(), "released");
+    let second = s.read_until(b"\n\n").expect("event two");
+    assert_eq!(String::from_utf8_lossy(&second), "data: two (released)\n\n");
+}
+
+#[test]
+fn reload_adding_a_listen_binds_it_and_keeps_the_others() {
+    let backend = Peer::python("sse.py", &[]);
+    let m = Master::start(&servers(&["PORT"], "one"), &[("BACKEND", &backend.port)]);
+    let (p1, p2) = (m.ports[0], m.ports[1]);
+    assert!(refused(p2));
+    assert_eq!(body(p1, "/").unwrap(), "one");
+    let stream = in_flight(p1);
+
+    m.write(&servers(&["PORT", "PORT2"], "two"));
+    m.reload();
+    wait_until("the added port serves the new configuration", SLOW, || {
+        body(p2, "/").is_ok_and(|b| b == "two")
+    });
+    // The kept port: new connections get the new configuration (nginx: once the old
+    // worker has closed its listening sockets).
+    wait_until("the kept port serves the new configuration", SLOW, || {
+        body(p1, "/").is_ok_and(|b| b == "two")
+    });
+    // The request in flight on the kept port through the reload completes.
+    finish(&backend, stream);
+    if m.kind == Kind::Junction {
+        let log = m.wait_log(&format!("listening on 127.0.0.1:{p2}"));
+        assert!(!log.contains("stopped listening"), "{log}");
+    }
+}
+
+#[test]
+fn reload_removing_a_listen_closes_it_after_its_requests_finish() {
+    let backend = Peer::python("sse.py", &[]);
+    let m = Master::start(
+        &servers(&["PORT", "PORT2"], "one"),
+        &[("BACKEND", &backend.port)],
+    );
+    let (p1, p2) = (m.ports[0], m.ports[1]);
+    assert_eq!(body(p2, "/").unwrap(), "one");
+    let stream = in_flight(p2);
+
+    m.write(&servers(&["PORT"], "two"));
+    m.reload();
+    wait_until("the removed port refuses connections", SLOW, || refused(p2));
+    assert_eq!(body(p1, "/").unwrap(), "two", "{}", m.logs());
+    // The request accepted on the removed port still completes.
+    finish(&backend, stream);
+    assert!(refused(p2));
+    if m.kind == Kind::Junction {
+        m.wait_log(&format!("stopped listening on 127.0.0.1:{p2}"));
+    }
+}
+
+#[test]
+fn reload_whose_bind_fails_is_refused_and_the_old_configuration_stays() {
+    let backend = Peer::python("sse.py", &[]);
+    // Someone else holds the port the new configuration wants.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = holder.local_addr().unwrap().port();
+    let m = Master::start(
+        &servers(&["PORT"], "one"),
+        &[("BACKEND", &backend.port), ("TAKEN", &taken)],
+    );
+    let p1 = m.ports[0];
+    let mut conf = servers(&["PORT"], "two");
+    conf = conf.replace(
+        "    location / ",
+        "    listen 127.0.0.1:{TAKEN};\n    location / ",
+    );
+    m.write(&conf);
+    m.reload();
+    let log = m.wait_log(&format!("bind() to 127.0.0.1:{taken} failed"));
+    assert!(log.contains("Address already in use"), "{log}");
+    // nginx tries the bind five times, half a second apart, before it gives up.
+    m.wait_log(match m.kind {
+        Kind::Junction => "reload refused",
+        Kind::Nginx => "still could not bind()",
+    });
+    for _ in 0..3 {
+        assert_eq!(body(p1, "/").unwrap(), "one", "the old configuration runs");
+    }
+    assert!(!m.error_log().contains("listening on 127.0.0.1"));
+    drop(holder);
+}
+
+#[test]
+fn usr2_starts_the_new_binary_and_winch_quit_retire_the_old_one() {
+    let backend = Peer::python("sse.py", &[]);
+    let conf = "server {\n    listen 127.0.0.1:{PORT};\n    location / { return 200 \"$pid\"; }\n    \
+                location /events { proxy_buffering off; proxy_pass http://127.0.0.1:{BACKEND}; }\n}";
+    let mut m = Master::start(conf, &[("BACKEND", &backend.port)]);
+    let p = m.ports[0];
+    let old = m.pid();
+    let before = body(p, "/").unwrap();
+    let stream = in_flight(p);
+
+    let new = m.upgrade();
+    assert_ne!(new, old);
+    // Both serve on the same socket now.
+    assert!(body(p, "/").is_ok());
+    if m.kind == Kind::Junction {
+        let log = m.wait_log("using inherited sockets");
+        assert!(
+            log.contains(&format!("start new binary process {new}")),
+            "{log}"
+        );
+        // Junction's `$pid` is the master's: the new one answers some requests.
+        wait_until("the new binary answers", SLOW, || {
+            body(p, "/").is_ok_and(|b| b == new.to_string())
+        });
+    }
+
+    // The old master's workers stop accepting and finish.
+    m.signal("WINCH");
+    m.wait_log(match m.kind {
+        Kind::Junction => "gracefully shutting down worker processes",
+        Kind::Nginx => "gracefully shutting down",
+    });
+    if m.kind == Kind::Junction {
+        for _ in 0..5 {
+            assert_eq!(
+                body(p, "/").unwrap(),
+                new.to_string(),
+                "only the new one accepts"
+            );
+        }
+    }
+    // The request the old binary had in flight completes.
+    finish(&backend, stream);
+    m.signal("QUIT");
+    let status = m.wait_exit(SLOW).expect("the old master exits on QUIT");
+    if let Some(s) = status {
+        assert!(s.success(), "{s}");
+    }
+    assert!(
+        !m.oldbin().exists(),
+        "PID.oldbin is removed by the old master"
+    );
+    assert_eq!(m.read_pid(&m.pid_file()), Some(new));
+    assert!(alive(new));
+    let after = body(p, "/").unwrap();
+    assert_ne!(after, before, "another process answers");
+    if m.kind == Kind::Junction {
+        assert_eq!(after, new.to_string());
+    }
+}
+
+#[test]
+fn usr2_with_a_new_binary_that_fails_keeps_the_old_one_and_its_pid_file() {
+    let m = Master::start(
+        "server { listen 127.0.0.1:{PORT}; location / { return 200 \"one\"; } }",
+        &[],
+    );
+    let p = m.ports[0];
+    let old = m.pid();
+    // The new binary reads the configuration again: a broken one stops it.
+    m.write("server { listen 127.0.0.1:{PORT}; bogus_directive on; }");
+    m.signal("USR2");
+    let log = m.wait_log("new binary process ");
+    let log = if log.contains("exited with code") {
+        log
+    } else {
+        m.wait_log("exited with code")
+    };
+    assert!(log.contains("exited with code 1"), "{log}");
+    wait_until("the pid file is renamed back", SLOW, || {
+        m.read_pid(&m.pid_file()) == Some(old) && !m.oldbin().exists()
+    });
+    assert_eq!(body(p, "/").unwrap(), "one");
+    assert!(alive(old));
+}
