@@ -1,5 +1,11 @@
 //! `junction`: command line (nginx's flags), config loading, logging, signals,
 //! and the wiring of the protocol crates into the server.
+//!
+//! The process is nginx's master and workers in one: the master (the control
+//! thread: [`Master`]) handles the signals, reloads (the listening sockets kept,
+//! bound and closed by `junction_server::listeners`) and the binary upgrade
+//! (`upgrade`); the workers are threads, one single-threaded runtime each, started
+//! again by the master after `WINCH` + `HUP` (a rollback).
 #![forbid(unsafe_code)]
 
 use junction_config::model::BuildBackend;
@@ -537,7 +543,15 @@ impl Master {
         if let Some(w) = &self.workers {
             let _ = w.stop.send(how);
         }
-        self.sockets.close(self.new_binary.is_some());
+        // Unix socket files stay while another binary of an upgrade serves them.
+        let shared = self.new_binary.is_some() || self.old_binary_runs();
+        self.sockets.close(shared);
+    }
+
+    /// This process is the new binary of an upgrade and the old one still runs.
+    fn old_binary_runs(&self) -> bool {
+        self.upgraded_from
+            .is_some_and(|p| rustix::process::getppid() == Some(p))
     }
 
     /// Waits for every worker thread (of every generation).
@@ -581,10 +595,7 @@ impl Master {
 
     /// SIGUSR2: start the new binary with the listening sockets.
     fn usr2(&mut self) {
-        let ignore = self.new_binary.is_some()
-            || self
-                .upgraded_from
-                .is_some_and(|p| rustix::process::getppid() == Some(p));
+        let ignore = self.new_binary.is_some() || self.old_binary_runs();
         if ignore {
             // nginx: the old binary's process is still running (in the new one), or a
             // new binary already runs (in the old one).
@@ -612,7 +623,7 @@ impl Master {
             tracing::info!("signal 28 (SIGWINCH) received, ignoring: running on a terminal");
             return;
         }
-        tracing::info!("signal 28 (SIGWINCH) received, gracefully shutting down worker processes");
+        tracing::info!("signal 28 (SIGWINCH) received, stop accepting connections");
         if let Some(w) = self.workers.take() {
             let _ = w.stop.send(Stop::Graceful);
             self.draining.extend(w.threads);

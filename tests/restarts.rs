@@ -154,10 +154,8 @@ fn usr2_starts_the_new_binary_and_winch_quit_retire_the_old_one() {
 
     // The old master's workers stop accepting and finish.
     m.signal("WINCH");
-    m.wait_log(match m.kind {
-        Kind::Junction => "gracefully shutting down worker processes",
-        Kind::Nginx => "gracefully shutting down",
-    });
+    // The old workers' line once they stopped accepting (nginx's too).
+    m.wait_log("gracefully shutting down");
     if m.kind == Kind::Junction {
         for _ in 0..5 {
             assert_eq!(
@@ -210,4 +208,87 @@ fn usr2_with_a_new_binary_that_fails_keeps_the_old_one_and_its_pid_file() {
     });
     assert_eq!(body(p, "/").unwrap(), "one");
     assert!(alive(old));
+}
+
+#[test]
+fn rollback_hup_to_the_old_master_takes_over_again_and_quit_retires_the_new_one() {
+    let mut m = Master::start(
+        "server { listen 127.0.0.1:{PORT}; location / { return 200 \"$pid\"; } }",
+        &[],
+    );
+    let p = m.ports[0];
+    let old = m.pid();
+    let new = m.upgrade();
+    m.signal("WINCH");
+    let starts = |m: &Master| m.error_log().matches("start worker processes").count();
+    let before = starts(&m);
+    // The old workers' line once they stopped accepting (nginx's too).
+    m.wait_log("gracefully shutting down");
+    // The new binary misbehaves: the old master starts workers again (on the
+    // configuration it has), and the new one is told to quit.
+    m.signal("HUP");
+    wait_until("the old master's new workers", SLOW, || starts(&m) > before);
+    kill(new, "QUIT");
+    wait_until("the new master exits", SLOW, || !alive(new));
+    wait_until("the pid file names the old master again", SLOW, || {
+        m.read_pid(&m.pid_file()) == Some(old) && !m.oldbin().exists()
+    });
+    let b = body(p, "/").unwrap();
+    if m.kind == Kind::Junction {
+        assert_eq!(b, old.to_string());
+    }
+    assert!(
+        m.wait_exit(Duration::from_millis(100)).is_none(),
+        "the old master runs on"
+    );
+}
+
+/// systemd (`Type=notify`, `NotifyAccess=all`): the new master of an upgrade says it is
+/// the main process and ready; the old one, exiting after it, does not say STOPPING=1.
+#[test]
+fn upgrade_under_systemd_notify_hands_over_the_main_pid() {
+    if product() == "nginx" {
+        eprintln!("nginx 1.22 has no sd_notify support: Junction-only test");
+        return;
+    }
+    let sock_dir = tempfile::tempdir().unwrap();
+    let sock_path = sock_dir.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(SLOW)).unwrap();
+    let recv = || {
+        let mut buf = [0u8; 4096];
+        let n = sock.recv(&mut buf).expect("an sd_notify message");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut m = Master::start_env(
+        "server { listen 127.0.0.1:{PORT}; location / { return 200 \"$pid\"; } }",
+        &[],
+        &[("NOTIFY_SOCKET", &sock_path)],
+    );
+    let old = m.pid();
+    let first = recv();
+    assert!(
+        first.contains(&format!("MAINPID={old}")) && first.contains("READY=1"),
+        "{first}"
+    );
+    let new = m.upgrade();
+    let mut msg = recv();
+    while !msg.contains("MAINPID=") {
+        msg = recv();
+    }
+    assert!(
+        msg.contains(&format!("MAINPID={new}")) && msg.contains("READY=1"),
+        "{msg}"
+    );
+    m.signal("WINCH");
+    m.signal("QUIT");
+    m.wait_exit(SLOW).expect("the old master exits");
+    // Whatever the old master sent is queued by now.
+    sock.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        let rest = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(!rest.contains("STOPPING=1"), "the old master said {rest:?}");
+    }
+    assert_eq!(body(m.ports[0], "/").unwrap(), new.to_string());
 }

@@ -99,6 +99,15 @@ impl Master {
     /// Starts on `http` (the inside of `http {}`), with `{PORT}`…`{PORT4}`, `{DIR}`
     /// and `vars` filled in.
     pub fn start(http: &str, vars: &[(&str, &dyn std::fmt::Display)]) -> Master {
+        Master::start_env(http, vars, &[])
+    }
+
+    /// [`Master::start`] with more environment variables.
+    pub fn start_env(
+        http: &str,
+        vars: &[(&str, &dyn std::fmt::Display)],
+        env: &[(&str, &Path)],
+    ) -> Master {
         let kind = proxy_kind();
         let dir = tempfile::Builder::new()
             .prefix("junction-restart-")
@@ -152,6 +161,9 @@ impl Master {
             .arg(m.path("error.log"));
         if kind == Kind::Nginx {
             cmd.arg("-g").arg("master_process on;");
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
         }
         let child = cmd
             .current_dir(m.dir.path())

@@ -324,34 +324,40 @@ pub async fn serve(
     // Each socket's own stop: the process's, or a graceful one of its own when its
     // address is removed (its connections then finish as in a graceful stop).
     let mut active: Vec<(SockKey, watch::Sender<Stop>)> = Vec::new();
+    // The accept loops, to know when every one has stopped accepting.
+    let mut loops: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     // Senders of removed sockets stay alive: a dropped sender would wake their
     // connections' waits as if stopped again.
     let mut retired: Vec<watch::Sender<Stop>> = Vec::new();
-    let start = |key: SockKey, b: Bound, active: &mut Vec<(SockKey, watch::Sender<Stop>)>| {
+    let start = |key: SockKey,
+                 b: Bound,
+                 active: &mut Vec<(SockKey, watch::Sender<Stop>)>,
+                 loops: &mut Vec<tokio::task::JoinHandle<()>>| {
         let (tx, rx) = watch::channel(Stop::Run);
+        loops.retain(|h| !h.is_finished());
         match b {
             Bound::Tcp(l) => match TcpListener::from_std(l) {
                 Ok(l) => {
-                    tracker.spawn(listen::accept_loop(
+                    loops.push(tracker.spawn(listen::accept_loop(
                         config.clone(),
                         l,
                         rx,
                         tracker.clone(),
                         slots.clone(),
-                    ));
+                    )));
                 }
                 Err(e) => tracing::error!("cannot serve {key}: {e}"),
             },
             Bound::Unix(l, path) => match tokio::net::UnixListener::from_std(l) {
                 Ok(l) => {
-                    tracker.spawn(listen::accept_unix(
+                    loops.push(tracker.spawn(listen::accept_unix(
                         config.clone(),
                         l,
                         path,
                         rx,
                         tracker.clone(),
                         slots.clone(),
-                    ));
+                    )));
                 }
                 Err(e) => tracing::error!("cannot serve {key}: {e}"),
             },
@@ -359,7 +365,7 @@ pub async fn serve(
         active.push((key, tx));
     };
     for (key, b) in initial {
-        start(key, b, &mut active);
+        start(key, b, &mut active, &mut loops);
     }
     let mut open = true;
     let how = loop {
@@ -373,7 +379,7 @@ pub async fn serve(
                 None => open = false,
                 Some(Change::Add(key, socks)) => {
                     for b in socks {
-                        start(key.clone(), b, &mut active);
+                        start(key.clone(), b, &mut active, &mut loops);
                     }
                 }
                 Some(Change::Remove(key)) => {
@@ -398,7 +404,13 @@ pub async fn serve(
         let _ = tx.send(how);
     }
     if how == Stop::Graceful {
+        // nginx's worker lines: once no socket accepts any more, and at the end.
+        for h in loops {
+            let _ = h.await;
+        }
+        tracing::info!("gracefully shutting down");
         tracker.close();
         tracker.wait().await;
+        tracing::info!("exiting");
     }
 }
