@@ -261,6 +261,7 @@ fn upgrade_under_systemd_notify_hands_over_the_main_pid() {
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
     let mut m = Master::start_env(
+        "worker_processes 1;",
         "server { listen 127.0.0.1:{PORT}; location / { return 200 \"$pid\"; } }",
         &[],
         &[("NOTIFY_SOCKET", &sock_path)],
@@ -291,4 +292,111 @@ fn upgrade_under_systemd_notify_hands_over_the_main_pid() {
         assert!(!rest.contains("STOPPING=1"), "the old master said {rest:?}");
     }
     assert_eq!(body(m.ports[0], "/").unwrap(), new.to_string());
+}
+
+/// `GET /` over a unix socket: the body of a 200, or why not.
+fn unix_body(path: &std::path::Path) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"GET / HTTP/1.0\r\nHost: unix.test\r\n\r\n")
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    match text.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.1 200") => Ok(body.to_string()),
+        _ => Err(text),
+    }
+}
+
+#[test]
+fn reload_adds_and_removes_a_unix_listen_and_deletes_its_file() {
+    let conf = |unix: bool, body: &str| {
+        let extra = if unix {
+            "    listen unix:{DIR}/app.sock;\n"
+        } else {
+            ""
+        };
+        format!(
+            "server {{\n    listen 127.0.0.1:{{PORT}};\n{extra}    location / {{ return 200 \"{body}\"; }}\n}}"
+        )
+    };
+    let m = Master::start(&conf(false, "one"), &[]);
+    let sock = m.path("app.sock");
+    m.write(&conf(true, "two"));
+    m.reload();
+    wait_until("the unix socket serves", SLOW, || {
+        unix_body(&sock).is_ok_and(|b| b == "two")
+    });
+    m.write(&conf(false, "three"));
+    m.reload();
+    wait_until("the unix socket's file is deleted", SLOW, || !sock.exists());
+    assert!(unix_body(&sock).is_err());
+    wait_until("the TCP port serves the last configuration", SLOW, || {
+        body(m.ports[0], "/").is_ok_and(|b| b == "three")
+    });
+    m.wait_log(&format!("deleting socket {}", sock.display()));
+}
+
+#[test]
+fn a_unix_listen_serves_through_a_binary_upgrade() {
+    let mut m = Master::start(
+        "server {\n    listen 127.0.0.1:{PORT};\n    listen unix:{DIR}/app.sock;\n    \
+         location / { return 200 \"$pid\"; }\n}",
+        &[],
+    );
+    let sock = m.path("app.sock");
+    let before = unix_body(&sock).unwrap();
+    let new = m.upgrade();
+    assert!(unix_body(&sock).is_ok());
+    m.signal("WINCH");
+    m.wait_log("gracefully shutting down");
+    m.signal("QUIT");
+    m.wait_exit(SLOW).expect("the old master exits");
+    // The old master leaves the socket file to the new one.
+    let after = unix_body(&sock).unwrap();
+    assert_ne!(after, before);
+    if m.kind == Kind::Junction {
+        assert_eq!(after, new.to_string());
+        assert!(m.error_log().contains(&format!(
+            "using 1 inherited socket(s) for unix:{}",
+            sock.display()
+        )));
+    }
+}
+
+/// Each worker has its own `SO_REUSEPORT` socket per address: the new binary keeps all
+/// of the old one's (fewer workers: some serve two), so none is left with connections
+/// that nobody accepts once the old master is gone.
+#[test]
+fn an_upgrade_to_fewer_workers_serves_every_inherited_socket() {
+    let conf = "server { listen 127.0.0.1:{PORT}; location / { return 200 \"$pid\"; } }";
+    let mut m = Master::start_env("worker_processes 3;", conf, &[], &[]);
+    let p = m.ports[0];
+    m.set_main("worker_processes 2;");
+    m.write(conf);
+    let new = m.upgrade();
+    m.signal("WINCH");
+    m.wait_log("gracefully shutting down");
+    m.signal("QUIT");
+    m.wait_exit(SLOW).expect("the old master exits");
+    if m.kind == Kind::Junction {
+        assert!(m
+            .error_log()
+            .contains(&format!("using 3 inherited socket(s) for 127.0.0.1:{p}")));
+    }
+    // New connections spread over the three sockets by the kernel's hash: each
+    // is answered (a socket nobody accepts on would leave its share hanging).
+    for i in 0..60 {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], p));
+        let mut s = http_stream_to(addr, get_request("w.test", "/").as_bytes())
+            .unwrap_or_else(|e| panic!("connection {i}: {e}"));
+        s.set_read_timeout(Duration::from_secs(5));
+        assert_eq!(s.head.status, 200, "connection {i}");
+        let b = s.read_to_end().unwrap();
+        if m.kind == Kind::Junction {
+            assert_eq!(String::from_utf8_lossy(&b), new.to_string());
+        }
+    }
 }

@@ -93,17 +93,21 @@ pub struct Master {
     first: u32,
     /// `{NAME}` → value, for [`Master::write`].
     vars: Vec<(String, String)>,
+    /// The main-context directives (`worker_processes 1;`).
+    main: std::cell::RefCell<String>,
 }
 
 impl Master {
     /// Starts on `http` (the inside of `http {}`), with `{PORT}`…`{PORT4}`, `{DIR}`
     /// and `vars` filled in.
     pub fn start(http: &str, vars: &[(&str, &dyn std::fmt::Display)]) -> Master {
-        Master::start_env(http, vars, &[])
+        Master::start_env("worker_processes 1;", http, vars, &[])
     }
 
-    /// [`Master::start`] with more environment variables.
+    /// [`Master::start`] with the main-context directives and more environment
+    /// variables.
     pub fn start_env(
+        main: &str,
         http: &str,
         vars: &[(&str, &dyn std::fmt::Display)],
         env: &[(&str, &Path)],
@@ -141,6 +145,7 @@ impl Master {
             child: None,
             first: 0,
             vars: all,
+            main: std::cell::RefCell::new(main.to_string()),
         };
         m.write(http);
         let mut cmd = match kind {
@@ -208,13 +213,19 @@ impl Master {
     /// Writes the configuration file (for the next reload or upgrade).
     pub fn write(&self, http: &str) {
         let mut text = format!(
-            "worker_processes 1;\nerror_log {{DIR}}/error.log info;\npid {{DIR}}/run.pid;\n\
-             events {{ worker_connections 1024; }}\nhttp {{\naccess_log off;\n{http}\n}}\n"
+            "{}\nerror_log {{DIR}}/error.log info;\npid {{DIR}}/run.pid;\n\
+             events {{ worker_connections 1024; }}\nhttp {{\naccess_log off;\n{http}\n}}\n",
+            self.main.borrow()
         );
         for (k, v) in &self.vars {
             text = text.replace(&format!("{{{k}}}"), v);
         }
         std::fs::write(self.conf(), text).unwrap();
+    }
+
+    /// Sets the main-context directives for the next [`Master::write`].
+    pub fn set_main(&self, main: &str) {
+        *self.main.borrow_mut() = main.to_string();
     }
 
     pub fn path(&self, name: &str) -> PathBuf {

@@ -266,6 +266,7 @@ impl Sockets {
             }
             drop(socks);
             if let SockKey::Unix(p) = &key {
+                tracing::warn!("deleting socket {}", p.display());
                 let _ = std::fs::remove_file(p);
             }
             up.removed.push(key);
