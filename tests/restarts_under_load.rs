@@ -1,6 +1,6 @@
 //! Zero loss (issue 17): under a running `wrk` load (keep-alive clients, and clients
-//! sending `Connection: close`) on a proxy to a python3 backend, two reloads (one adding
-//! a listen address, one removing it) and a binary upgrade (`USR2` → the new pid file →
+//! sending `Connection: close`) on a proxy to a python3 backend, five reloads (one adding
+//! a listen address, one removing it, three changing a header) and a binary upgrade (`USR2` → the new pid file →
 //! `WINCH` → `QUIT` to the old master) fail no request: wrk counts no socket error and
 //! no non-2xx response, and afterwards another process answers.
 //! Runs against nginx too (`JUNCTION_TEST_PROXY=nginx`, with a master process).
@@ -79,14 +79,15 @@ fn summary(text: &str) -> Summary {
 fn reloads_and_a_binary_upgrade_under_load_lose_no_request() {
     let app = seed_app_dir();
     let backend = Peer::http_server(app.path());
-    let conf = |extra: &str| {
+    let conf = |extra: &str, generation: u32| {
         format!(
             "upstream app {{ server 127.0.0.1:{{BACKEND}}; }}\n\
              server {{\n    listen 127.0.0.1:{{PORT}};\n{extra}    \
-             location / {{ proxy_pass http://app; add_header X-Pid $pid always; }}\n}}"
+             location / {{ proxy_pass http://app; add_header X-Pid $pid always; \
+             add_header X-Generation {generation} always; }}\n}}"
         )
     };
-    let mut m = Master::start(&conf(""), &[("BACKEND", &backend.port)]);
+    let mut m = Master::start(&conf("", 0), &[("BACKEND", &backend.port)]);
     let (p, p2) = (m.ports[0], m.ports[1]);
     let pid_of = |port: u16| {
         let r = http_request(port, get_request("load.test", "/index.html").as_bytes());
@@ -107,15 +108,23 @@ fn reloads_and_a_binary_upgrade_under_load_lose_no_request() {
         backend.stderr().matches("GET /index.html").count() > 20
     });
 
-    // A reload adding a listen address, then one removing it.
-    m.write(&conf("    listen 127.0.0.1:{PORT2};\n"));
+    // A reload adding a listen address, one removing it, three changing a header.
+    m.write(&conf("    listen 127.0.0.1:{PORT2};\n", 1));
     m.reload();
     wait_until("the added port serves", SLOW, || {
         body(p2, "/index.html").is_ok_and(|b| b == "hello world\n")
     });
-    m.write(&conf(""));
+    m.write(&conf("", 2));
     m.reload();
     wait_until("the removed port refuses", SLOW, || refused(p2));
+    for generation in 3..=5 {
+        m.write(&conf("", generation));
+        m.reload();
+        wait_until("the reloaded configuration answers", SLOW, || {
+            let r = http_request(p, get_request("load.test", "/index.html").as_bytes());
+            r.header("X-Generation") == Some(generation.to_string().as_str())
+        });
+    }
 
     // The binary upgrade.
     let new = m.upgrade();
@@ -135,6 +144,10 @@ fn reloads_and_a_binary_upgrade_under_load_lose_no_request() {
     for (name, out) in [("keep-alive", &keep_out), ("Connection: close", &close_out)] {
         let text = std::fs::read_to_string(out).unwrap();
         let w = summary(&text);
+        eprintln!(
+            "{name}: {} requests, {} refused, {} reset, {} timed out, {} non-2xx",
+            w.requests, w.connect, w.reset, w.timeout, w.non2xx
+        );
         let failed = |what: &str| format!("{name}: {what}\n{text}\n{}", m.logs());
         assert!(w.requests > 0, "{}", failed("no request"));
         assert_eq!(w.connect, 0, "{}", failed("connections refused"));
