@@ -487,7 +487,7 @@ struct Master {
     /// The running workers; `None` after `WINCH`.
     workers: Option<Workers>,
     /// Worker threads of earlier generations still finishing their connections.
-    draining: Vec<std::thread::JoinHandle<()>>,
+    draining: Vec<Workers>,
     exe: upgrade::Exe,
     pid_file: PathBuf,
     /// The new binary started by `USR2`, while it runs.
@@ -540,7 +540,8 @@ impl Master {
     /// sockets close at once (nginx's `ngx_close_listening_sockets`), so the addresses
     /// refuse connections as soon as the workers stop accepting.
     fn stop(&mut self, how: Stop) {
-        if let Some(w) = &self.workers {
+        // Workers still draining after `WINCH` are told too (a fast stop ends them).
+        for w in self.workers.iter().chain(&self.draining) {
             let _ = w.stop.send(how);
         }
         // Unix socket files stay while another binary of an upgrade serves them.
@@ -557,10 +558,12 @@ impl Master {
     /// Waits for every worker thread (of every generation).
     fn join(&mut self) {
         if let Some(w) = self.workers.take() {
-            self.draining.extend(w.threads);
+            self.draining.push(w);
         }
-        for t in self.draining.drain(..) {
-            let _ = t.join();
+        for w in self.draining.drain(..) {
+            for t in w.threads {
+                let _ = t.join();
+            }
         }
     }
 
@@ -626,8 +629,10 @@ impl Master {
         tracing::info!("signal 28 (SIGWINCH) received, stop accepting connections");
         if let Some(w) = self.workers.take() {
             let _ = w.stop.send(Stop::Graceful);
-            self.draining.extend(w.threads);
+            self.draining.push(w);
         }
+        self.draining
+            .retain(|w| w.threads.iter().any(|t| !t.is_finished()));
     }
 
     /// The new binary exited while this process runs: the pid file is this

@@ -411,7 +411,20 @@ pub async fn serve(
         }
         tracing::info!("gracefully shutting down");
         tracker.close();
-        tracker.wait().await;
-        tracing::info!("exiting");
+        // A fast stop while draining ends it (the runtime's shutdown drops the rest).
+        let fast = async {
+            loop {
+                if stop.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                if *stop.borrow() == Stop::Fast {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tracker.wait() => tracing::info!("exiting"),
+            _ = fast => {}
+        }
     }
 }
