@@ -400,3 +400,36 @@ fn an_upgrade_to_fewer_workers_serves_every_inherited_socket() {
         }
     }
 }
+
+/// The backlog of a listening socket on 127.0.0.1:port, as `ss` shows it (Send-Q).
+fn backlog(port: u16) -> Option<u32> {
+    let out = std::process::Command::new("ss")
+        .args(["-ltnH", &format!("sport = :{port}")])
+        .output()
+        .expect("ss is needed for this test (apt-get install -y iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.lines()
+        .find(|l| l.contains(&format!("127.0.0.1:{port}")))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok())
+}
+
+#[test]
+fn reload_applies_a_new_backlog_to_the_kept_socket() {
+    let conf = |n: u32| {
+        format!(
+            "server {{ listen 127.0.0.1:{{PORT}} backlog={n}; location / {{ return 200 \"{n}\"; }} }}"
+        )
+    };
+    let m = Master::start(&conf(100), &[]);
+    let p = m.ports[0];
+    assert_eq!(backlog(p), Some(100));
+    m.write(&conf(200));
+    m.reload();
+    wait_until("the new configuration answers", SLOW, || {
+        body(p, "/").is_ok_and(|b| b == "200")
+    });
+    wait_until("the kept socket's backlog is 200", SLOW, || {
+        backlog(p) == Some(200)
+    });
+}

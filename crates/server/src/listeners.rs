@@ -19,8 +19,9 @@
 //!   keep-alive ends). A removed unix socket's file is deleted, as nginx does.
 //! - **Binary upgrade**: [`Sockets::fds`] are the sockets handed to the new binary.
 //!
-//! Options written on a `listen` that stays (`backlog=`, `rcvbuf=` …) are not applied
-//! again to its kept socket.
+//! A `listen` that stays with other options: `backlog=`, `rcvbuf=`, `sndbuf=` and
+//! `so_keepalive=` are applied to its kept sockets (as nginx does); `ipv6only=`,
+//! `reuseport` and `bind` would need a new socket and keep their old values.
 
 use crate::build::Runtime;
 use crate::listen::{self, Bound, ListenOpts, Slots};
@@ -79,6 +80,8 @@ pub struct Update {
 pub struct Sockets {
     workers: usize,
     sets: Vec<(SockKey, Vec<Bound>)>,
+    /// The options each address was last configured with.
+    opts: Vec<(SockKey, ListenOpts)>,
 }
 
 /// The sockets a configuration wants, in its order: a wildcard address covers the
@@ -146,6 +149,58 @@ fn adopt(fd: OwnedFd) -> Option<(SockKey, Bound)> {
     ))
 }
 
+/// Applies changed options to the kept sockets of an address; a failure is logged
+/// and ignored, as nginx does.
+fn reconfigure(key: &SockKey, socks: &[Bound], old: &ListenOpts, new: &ListenOpts) {
+    for b in socks {
+        let s = match b {
+            Bound::Tcp(l) => socket2::SockRef::from(l),
+            Bound::Unix(l, _) => socket2::SockRef::from(l),
+        };
+        let warn = |what: &str, e: std::io::Error| {
+            tracing::warn!("{what} {key} failed ({e}), ignored");
+        };
+        if new.backlog != old.backlog {
+            if let Err(e) = s.listen(new.backlog.unwrap_or(511)) {
+                warn("listen() to", e);
+            }
+        }
+        if let (Some(n), true) = (new.rcvbuf, new.rcvbuf != old.rcvbuf) {
+            if let Err(e) = s.set_recv_buffer_size(n) {
+                warn("setsockopt(SO_RCVBUF) for", e);
+            }
+        }
+        if let (Some(n), true) = (new.sndbuf, new.sndbuf != old.sndbuf) {
+            if let Err(e) = s.set_send_buffer_size(n) {
+                warn("setsockopt(SO_SNDBUF) for", e);
+            }
+        }
+        if let (Bound::Tcp(_), true) = (b, new.so_keepalive != old.so_keepalive) {
+            let on = matches!(new.so_keepalive, Some(listen::KeepaliveOpt::On { .. }));
+            if let Err(e) = s.set_keepalive(on) {
+                warn("setsockopt(SO_KEEPALIVE) for", e);
+            }
+            if let Some(listen::KeepaliveOpt::On { idle, intvl, cnt }) = new.so_keepalive {
+                let mut k = socket2::TcpKeepalive::new();
+                if let Some(t) = idle {
+                    k = k.with_time(std::time::Duration::from_secs(t));
+                }
+                if let Some(t) = intvl {
+                    k = k.with_interval(std::time::Duration::from_secs(t));
+                }
+                if let Some(c) = cnt {
+                    k = k.with_retries(c);
+                }
+                if idle.is_some() || intvl.is_some() || cnt.is_some() {
+                    if let Err(e) = s.set_tcp_keepalive(&k) {
+                        warn("setsockopt(TCP_KEEP*) for", e);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Binds one address's sockets: `n` for TCP (`SO_REUSEPORT` siblings), one for unix.
 fn bind(key: &SockKey, opts: &ListenOpts, n: usize) -> std::io::Result<Vec<Bound>> {
     match key {
@@ -196,7 +251,11 @@ impl Sockets {
         for (key, _) in &pool {
             tracing::info!("closing inherited socket {key}: not in the configuration");
         }
-        let s = Sockets { workers, sets };
+        let s = Sockets {
+            workers,
+            sets,
+            opts: wanted(rt),
+        };
         let per_worker = s.for_workers()?;
         Ok((s, per_worker))
     }
@@ -282,7 +341,19 @@ impl Sockets {
         }
         // The configuration's order (it does not matter to the kernel, only to logs).
         kept.sort_by_key(|(k, _)| want.iter().position(|(w, _)| w == k));
+        // Kept sockets take the options that can change on a listening socket
+        // (nginx's ngx_configure_listening_sockets): backlog, buffers, keep-alive.
+        for (key, socks) in &kept {
+            let old = self.opts.iter().find(|(k, _)| k == key).map(|(_, o)| o);
+            let new = want.iter().find(|(k, _)| k == key).map(|(_, o)| o);
+            if let (Some(old), Some(new)) = (old, new) {
+                if old != new {
+                    reconfigure(key, socks, old, new);
+                }
+            }
+        }
         self.sets = kept;
+        self.opts = want;
         Ok(up)
     }
 
