@@ -309,10 +309,7 @@ fn main() -> ExitCode {
             tracing::error!("setrlimit(RLIMIT_NOFILE, {n}) failed ({e})");
         }
     }
-    let workers = match rt.main.worker_processes {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-        n => n,
-    };
+    let workers = worker_count(&rt);
     let exe = upgrade::Exe::current();
     let (inherited, inherit_err) = upgrade::take_inherited();
     if let Some(e) = inherit_err {
@@ -416,6 +413,14 @@ fn start_health_checks(
         .filter(|g| g.health.is_some())
         .map(|g| control.spawn(junction_core::health::run(g.clone())))
         .collect()
+}
+
+/// `worker_processes` (`auto`: one per CPU).
+fn worker_count(rt: &junction_server::Runtime) -> usize {
+    match rt.main.worker_processes {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
 }
 
 /// The worker threads of one generation, with what the master sends them.
@@ -578,7 +583,19 @@ impl Master {
             self.respawn();
             return;
         }
-        self.reload.run(&mut self.sockets, self.workers.as_ref());
+        if self.reload.run(&mut self.sockets, self.workers.as_ref()) {
+            // `worker_processes` changed: a new generation of workers on the new
+            // count, the old one finishing gracefully (nginx's reload, in threads).
+            let old = self.workers.take();
+            self.respawn();
+            match (old, self.workers.is_some()) {
+                (Some(w), true) => {
+                    let _ = w.stop.send(Stop::Graceful);
+                    self.draining.push(w);
+                }
+                (old, _) => self.workers = old,
+            }
+        }
     }
 
     fn respawn(&mut self) {
@@ -684,12 +701,13 @@ impl Reload {
     /// from its next request on (open keep-alive connections included). Listen
     /// addresses that stay keep their sockets, new ones are bound, removed ones are
     /// closed (their connections finish). A configuration that fails to load or to
-    /// bind is refused and the old one stays.
+    /// bind is refused and the old one stays. Whether the worker count changed (the
+    /// workers are to be started again).
     fn run(
         &mut self,
         sockets: &mut junction_server::listeners::Sockets,
         workers: Option<&Workers>,
-    ) {
+    ) -> bool {
         // systemd (`Type=notify`) is told a reload began, and READY=1 when it ended,
         // whether or not the new configuration was taken.
         let mut begin = vec![sd_notify::NotifyState::Reloading];
@@ -697,6 +715,7 @@ impl Reload {
             begin.push(t);
         }
         notify(&begin);
+        let before = sockets.workers();
         let counter = if self.swap(sockets, workers) {
             &junction_core::stats::PROCESS.reloads_ok
         } else {
@@ -704,6 +723,7 @@ impl Reload {
         };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         notify(&[sd_notify::NotifyState::Ready]);
+        sockets.workers() != before
     }
 
     /// Builds and swaps in the new configuration; whether it was taken.
@@ -738,6 +758,16 @@ impl Reload {
                 return false;
             }
         };
+        let count = worker_count(&rt);
+        if count != sockets.workers() {
+            match sockets.resize(count) {
+                Ok(()) => tracing::info!("reconfiguring: {count} worker processes"),
+                Err(e) => tracing::error!(
+                    "{e}; worker_processes {count} not applied, {} workers stay",
+                    sockets.workers()
+                ),
+            }
+        }
         for w in &rt.warnings {
             tracing::warn!("{w}");
         }

@@ -433,3 +433,40 @@ fn reload_applies_a_new_backlog_to_the_kept_socket() {
         backlog(p) == Some(200)
     });
 }
+
+/// A reload that changes `worker_processes` starts that many workers and retires the
+/// old ones gracefully (nginx starts new worker processes; Junction's are threads).
+#[test]
+fn reload_changing_worker_processes_starts_the_new_count() {
+    if product() == "nginx" {
+        return; // nginx runs worker processes, not threads: Junction-only
+    }
+    let conf = "server { listen 127.0.0.1:{PORT}; location / { return 200 \"ok\"; } }";
+    let m = Master::start_env("worker_processes 1;", conf, &[], &[]);
+    let workers = || {
+        std::fs::read_dir(format!("/proc/{}/task", m.pid()))
+            .unwrap()
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|c| c.starts_with("junction-worker"))
+            .count()
+    };
+    assert_eq!(workers(), 1);
+    m.set_main("worker_processes 3;");
+    m.write(conf);
+    m.reload();
+    m.wait_log("reconfiguring: 3 worker processes");
+    wait_until("three worker threads, the old one gone", SLOW, || {
+        workers() == 3
+    });
+    for _ in 0..20 {
+        assert_eq!(body(m.ports[0], "/").unwrap(), "ok");
+    }
+    m.set_main("worker_processes 2;");
+    m.write(conf);
+    m.reload();
+    wait_until("two worker threads", SLOW, || workers() == 2);
+    // Three sockets, two workers: every socket is served.
+    for i in 0..60 {
+        assert_eq!(body(m.ports[0], "/").unwrap(), "ok", "connection {i}");
+    }
+}

@@ -369,6 +369,39 @@ impl Sockets {
         }
     }
 
+    /// The number of workers the sockets are shared over.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Shares the sockets over `workers` workers from now on ([`Sockets::for_workers`]),
+    /// binding more `SO_REUSEPORT` siblings where a TCP address has fewer sockets; an
+    /// error leaves the count as it was.
+    pub fn resize(&mut self, workers: usize) -> std::io::Result<()> {
+        let workers = workers.max(1);
+        let mut more: Vec<(usize, Vec<Bound>)> = Vec::new();
+        for (i, (key, socks)) in self.sets.iter().enumerate() {
+            if let SockKey::Tcp(_) = key {
+                if socks.len() < workers {
+                    let opts = self
+                        .opts
+                        .iter()
+                        .find(|(k, _)| k == key)
+                        .map(|(_, o)| o.clone())
+                        .unwrap_or_default();
+                    more.push((i, bind(key, &opts, workers - socks.len())?));
+                }
+            }
+        }
+        for (i, socks) in more {
+            if let Some((_, set)) = self.sets.get_mut(i) {
+                set.extend(socks);
+            }
+        }
+        self.workers = workers;
+        Ok(())
+    }
+
     /// Every socket, for handing over to a new binary.
     pub fn fds(&self) -> Vec<BorrowedFd<'_>> {
         self.sets
