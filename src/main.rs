@@ -600,6 +600,8 @@ impl Master {
 
     fn respawn(&mut self) {
         tracing::info!("start worker processes");
+        self.draining
+            .retain(|w| w.threads.iter().any(|t| !t.is_finished()));
         let per_worker = match self.sockets.for_workers() {
             Ok(p) => p,
             Err(e) => {

@@ -112,7 +112,12 @@ fn reload_whose_bind_fails_is_refused_and_the_old_configuration_stays() {
     m.write(&conf);
     m.reload();
     let log = m.wait_log(&format!("bind() to 127.0.0.1:{taken} failed"));
-    assert!(log.contains("Address already in use"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "bind() to 127.0.0.1:{taken} failed (98: Address already in use)"
+        )),
+        "{log}"
+    );
     // nginx tries the bind five times, half a second apart, before it gives up.
     m.wait_log(match m.kind {
         Kind::Junction => "reload refused",
@@ -469,4 +474,37 @@ fn reload_changing_worker_processes_starts_the_new_count() {
     for i in 0..60 {
         assert_eq!(body(m.ports[0], "/").unwrap(), "ok", "connection {i}");
     }
+}
+
+/// TERM to an old master whose workers are still finishing after WINCH stops it at once:
+/// the request it had in flight is cut, the new binary serves on.
+#[test]
+fn term_after_winch_stops_the_old_master_at_once() {
+    let backend = Peer::python("sse.py", &[]);
+    let mut m = Master::start(
+        "server {\n    listen 127.0.0.1:{PORT};\n    location / { return 200 \"$pid\"; }\n    \
+         location /events { proxy_buffering off; proxy_pass http://127.0.0.1:{BACKEND}; }\n}",
+        &[("BACKEND", &backend.port)],
+    );
+    let mut stream = in_flight(m.ports[0]);
+    m.upgrade();
+    m.signal("WINCH");
+    m.wait_log("gracefully shutting down");
+    m.signal("TERM");
+    // The backend holds the response for 5 s: the old master does not wait for it.
+    m.wait_exit(Duration::from_secs(4))
+        .expect("the old master exits on TERM without finishing the request");
+    let release = backend.request(get_request("sse", "/release").as_bytes());
+    assert_eq!(
+        release.text(),
+        "released",
+        "event two was not sent before the exit"
+    );
+    let rest = stream.read_to_end().unwrap_or_default();
+    assert!(
+        !contains(&rest, b"data: two"),
+        "the request was cut: {:?}",
+        String::from_utf8_lossy(&rest)
+    );
+    assert!(body(m.ports[0], "/").is_ok(), "the new binary serves");
 }

@@ -201,7 +201,7 @@ pub(crate) fn bind_unix(
     sock.bind(&addr).map_err(|e| {
         std::io::Error::new(
             e.kind(),
-            format!("bind() to unix:{} failed ({e})", path.display()),
+            format!("bind() to unix:{} failed ({})", path.display(), errno(&e)),
         )
     })?;
     sock.listen(backlog.unwrap_or(511))?;
@@ -249,11 +249,24 @@ pub(crate) fn bind_one(
             }
         }
     }
-    sock.bind(&addr.into())
-        .map_err(|e| std::io::Error::new(e.kind(), format!("bind() to {addr} failed ({e})")))?;
+    sock.bind(&addr.into()).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("bind() to {addr} failed ({})", errno(&e)))
+    })?;
     sock.listen(opts.backlog.unwrap_or(511))?;
     sock.set_nonblocking(true)?;
     Ok(sock.into())
+}
+
+/// An OS error as nginx writes it: `98: Address already in use`.
+pub(crate) fn errno(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            let text = e.to_string();
+            let suffix = format!(" (os error {n})");
+            format!("{n}: {}", text.strip_suffix(&suffix).unwrap_or(&text))
+        }
+        None => e.to_string(),
+    }
 }
 
 /// Serves the bound listeners until `stop` says otherwise.
