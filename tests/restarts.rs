@@ -508,3 +508,42 @@ fn term_after_winch_stops_the_old_master_at_once() {
     );
     assert!(body(m.ports[0], "/").is_ok(), "the new binary serves");
 }
+
+/// A second upgrade, from the binary the first one started (once its old master is
+/// gone), works the same way; while the old master runs, the new one ignores USR2.
+#[test]
+fn a_second_upgrade_from_the_new_binary_works() {
+    let mut m = Master::start(
+        "server { listen 127.0.0.1:{PORT}; location / { return 200 \"$pid\"; } }",
+        &[],
+    );
+    let p = m.ports[0];
+    let second = m.upgrade();
+    // The new master ignores USR2 while the old one runs (nginx: "the changing binary
+    // signal is ignored").
+    kill(second, "USR2");
+    let log = m.wait_log(", ignoring");
+    assert!(log.contains("(SIGUSR2) received"), "{log}");
+    m.signal("WINCH");
+    m.signal("QUIT");
+    m.wait_exit(SLOW).expect("the first master exits");
+    assert_eq!(m.read_pid(&m.pid_file()), Some(second));
+    assert!(!m.oldbin().exists(), "the ignored USR2 renamed nothing");
+    kill(second, "USR2");
+    let mut third = None;
+    wait_until("the third master's pid file", SLOW, || {
+        third = m.read_pid(&m.pid_file()).filter(|p| *p != second);
+        third.is_some()
+    });
+    let third = third.unwrap();
+    assert_eq!(m.read_pid(&m.oldbin()), Some(second));
+    kill(second, "WINCH");
+    kill(second, "QUIT");
+    wait_until("the second master exits", SLOW, || !alive(second));
+    assert!(!m.oldbin().exists());
+    assert_eq!(m.read_pid(&m.pid_file()), Some(third));
+    let b = body(p, "/").unwrap();
+    if m.kind == Kind::Junction {
+        assert_eq!(b, third.to_string());
+    }
+}
