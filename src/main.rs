@@ -378,12 +378,12 @@ fn main() -> ExitCode {
             prefix: prefix.clone(),
             config: config_tx,
             health,
+            pid_file: pid_file.clone(),
         },
         sockets,
         workers: Some(workers),
         draining: Vec::new(),
         exe,
-        pid_file: pid_file.clone(),
         new_binary: None,
         upgraded_from,
     };
@@ -494,7 +494,6 @@ struct Master {
     /// Worker threads of earlier generations still finishing their connections.
     draining: Vec<Workers>,
     exe: upgrade::Exe,
-    pid_file: PathBuf,
     /// The new binary started by `USR2`, while it runs.
     new_binary: Option<upgrade::NewBinary>,
     /// This process is the new binary of an upgrade, started by this parent.
@@ -505,8 +504,8 @@ impl Master {
     /// The pid file's name now: `PID.oldbin` while a new binary runs.
     fn pid_path(&self) -> PathBuf {
         match self.new_binary {
-            Some(_) => upgrade::oldbin(&self.pid_file),
-            None => self.pid_file.clone(),
+            Some(_) => upgrade::oldbin(&self.reload.pid_file),
+            None => self.reload.pid_file.clone(),
         }
     }
 
@@ -626,7 +625,7 @@ impl Master {
         }
         tracing::info!("signal 12 (SIGUSR2) received, changing binary");
         let fds = self.sockets.fds();
-        match upgrade::exec_new_binary(&self.exe, &fds, &self.pid_file) {
+        match upgrade::exec_new_binary(&self.exe, &fds, &self.reload.pid_file) {
             Ok(nb) => {
                 tracing::info!("start new binary process {}", nb.pid);
                 self.new_binary = Some(nb);
@@ -665,12 +664,12 @@ impl Master {
             },
             Err(e) => tracing::error!("waitpid() for new binary process {pid} failed ({e})"),
         }
-        let old = upgrade::oldbin(&self.pid_file);
-        if let Err(e) = std::fs::rename(&old, &self.pid_file) {
+        let old = upgrade::oldbin(&self.reload.pid_file);
+        if let Err(e) = std::fs::rename(&old, &self.reload.pid_file) {
             tracing::error!(
                 "rename() {} back to {} failed after the new binary process exited ({e})",
                 old.display(),
-                self.pid_file.display()
+                self.reload.pid_file.display()
             );
         }
         notify(&[sd_notify::NotifyState::MainPid(std::process::id())]);
@@ -696,6 +695,8 @@ struct Reload {
     prefix: PathBuf,
     config: tokio::sync::watch::Sender<Arc<junction_server::Runtime>>,
     health: Vec<tokio::task::JoinHandle<()>>,
+    /// The `pid` path of the configuration last taken.
+    pid_file: PathBuf,
 }
 
 impl Reload {
@@ -760,6 +761,28 @@ impl Reload {
                 return false;
             }
         };
+        // nginx: a new `pid` path gets the pid file, and the old one is removed.
+        let pid_file = rt
+            .main
+            .pid
+            .clone()
+            .unwrap_or_else(|| self.prefix.join("logs/junction.pid"));
+        if pid_file != self.pid_file {
+            if let Some(d) = pid_file.parent() {
+                let _ = std::fs::create_dir_all(d);
+            }
+            match std::fs::write(&pid_file, format!("{}\n", std::process::id())) {
+                Ok(()) => {
+                    let _ = std::fs::remove_file(&self.pid_file);
+                    self.pid_file = pid_file;
+                }
+                Err(e) => tracing::error!(
+                    "open() \"{}\" failed ({e}); the pid file stays \"{}\"",
+                    pid_file.display(),
+                    self.pid_file.display()
+                ),
+            }
+        }
         let count = worker_count(&rt);
         if count != sockets.workers() {
             match sockets.resize(count) {

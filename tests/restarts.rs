@@ -547,3 +547,25 @@ fn a_second_upgrade_from_the_new_binary_works() {
         assert_eq!(b, third.to_string());
     }
 }
+
+/// A reload with another `pid` path writes the pid file there and removes the old one
+/// (nginx's ngx_init_cycle).
+#[test]
+fn reload_with_another_pid_path_moves_the_pid_file() {
+    let conf = "server { listen 127.0.0.1:{PORT}; location / { return 200 \"ok\"; } }";
+    let m = Master::start(conf, &[]);
+    let moved = m.path("moved.pid");
+    // The main context's `pid` comes from the template: point it elsewhere.
+    let text = std::fs::read_to_string(m.conf()).unwrap().replace(
+        &format!("pid {};", m.pid_file().display()),
+        &format!("pid {};", moved.display()),
+    );
+    std::fs::write(m.conf(), text).unwrap();
+    // `-s reload` would look for the master in the new path: signal it directly.
+    m.signal("HUP");
+    wait_until("the pid file at the new path", SLOW, || {
+        m.read_pid(&moved) == Some(m.pid())
+    });
+    wait_until("the old pid file removed", SLOW, || !m.pid_file().exists());
+    assert_eq!(body(m.ports[0], "/").unwrap(), "ok");
+}

@@ -196,7 +196,13 @@ impl Master {
                     // The starting process exits once the daemon runs.
                     if let Some(s) = m.child.as_mut().unwrap().try_wait().unwrap() {
                         assert!(s.success(), "nginx failed to start\n{}", m.logs());
-                        if let Some(p) = pid.filter(|_| !refused(m.ports[0])) {
+                        // nginx acts on signals once its master loop runs: after
+                        // it started its workers (a signal before is held back).
+                        let looping = |p: u32| {
+                            m.error_log()
+                                .contains(&format!("{p}#{p}: start worker processes"))
+                        };
+                        if let Some(p) = pid.filter(|p| !refused(m.ports[0]) && looping(*p)) {
                             m.first = p;
                             m.child = None;
                             break;
@@ -297,12 +303,19 @@ impl Master {
 
     /// Waits until the error log contains `needle` (returns the log).
     pub fn wait_log(&self, needle: &str) -> String {
-        let mut log = String::new();
-        wait_until(&format!("{needle:?} in the error log"), SLOW, || {
-            log = self.error_log();
-            log.contains(needle)
-        });
-        log
+        let deadline = Instant::now() + SLOW;
+        loop {
+            let log = self.error_log();
+            if log.contains(needle) {
+                return log;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{needle:?} not in the error log within {SLOW:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits for the first master to exit (its exit status, when it is our child).
@@ -334,17 +347,33 @@ impl Master {
     pub fn upgrade(&self) -> u32 {
         let old = self.pid();
         self.signal("USR2");
-        let mut new = None;
-        wait_until("the new binary's pid file", SLOW, || {
-            new = self.read_pid(&self.pid_file()).filter(|p| *p != old);
-            new.is_some()
-        });
+        let deadline = Instant::now() + SLOW;
+        let new = loop {
+            let looping = |p: u32| {
+                self.kind == Kind::Junction
+                    || self
+                        .error_log()
+                        .contains(&format!("{p}#{p}: start worker processes"))
+            };
+            if let Some(p) = self
+                .read_pid(&self.pid_file())
+                .filter(|p| *p != old && looping(*p))
+            {
+                break p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the new binary's pid file: not within {SLOW:?}\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
         assert_eq!(
             self.read_pid(&self.oldbin()),
             Some(old),
             "PID.oldbin names the old master"
         );
-        new.unwrap()
+        new
     }
 
     pub fn logs(&self) -> String {
