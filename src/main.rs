@@ -575,10 +575,19 @@ impl Master {
     /// configuration as it is (nginx: the old binary takes over again when the new
     /// one is to be rolled back).
     fn hup(&mut self) {
-        if self.workers.is_none() {
-            if self.new_binary.is_none() {
-                self.reload.run(&mut self.sockets, None);
+        if self.new_binary.is_some() {
+            // nginx: the old master of an upgrade does not read the configuration
+            // again; it only takes over with workers of its own.
+            match self.workers {
+                None => self.respawn(),
+                Some(_) => {
+                    tracing::info!("the configuration is not read again while a new binary runs")
+                }
             }
+            return;
+        }
+        if self.workers.is_none() {
+            self.reload.run(&mut self.sockets, None);
             self.respawn();
             return;
         }
