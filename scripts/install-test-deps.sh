@@ -28,6 +28,8 @@ command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 command -v mkpasswd >/dev/null 2>&1 || need_apt+=(whois)
 # haproxy: the PROXY protocol test runs Junction behind a real L4 load balancer.
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+# ss (iproute2): the restart tests read a listening socket's backlog.
+command -v ss >/dev/null 2>&1 || [ -x /usr/bin/ss ] || need_apt+=(iproute2)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

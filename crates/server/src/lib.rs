@@ -12,6 +12,9 @@
 //!   normalization.
 //! - `listen`: binding, the accept loop (`worker_connections`), the pre-HTTP
 //!   hook's place, graceful/fast stop.
+//! - `listeners`: the process's listening sockets across reloads (kept, bound, closed
+//!   by address) and binary upgrades (inherited by address), and the worker loop that
+//!   takes sockets added and removed while it runs.
 //! - `http1`: Junction's own HTTP/1.x client connection (parsing, buffers,
 //!   timers, body on demand, response writing, upgrade handover).
 //! - `serve`: the request phases, `error_page`, status pages, output headers.
@@ -54,6 +57,7 @@ mod limit_conn;
 mod limit_req;
 mod limits;
 pub mod listen;
+pub mod listeners;
 pub mod log;
 pub mod log_format;
 mod map;

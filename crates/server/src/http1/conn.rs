@@ -27,6 +27,9 @@ use tokio::time::Instant;
 
 /// What a body read asks for at once.
 const BODY_READ: usize = 16 * 1024;
+/// How long an idle connection waits for a request already on its way when a
+/// graceful stop (or the removal of its listen address) begins.
+const GRACEFUL_IDLE: Duration = Duration::from_secs(1);
 
 /// A client socket: readable-readiness (so an idle connection holds no buffer)
 /// and an abortive close (`reset_timedout_connection`).
@@ -88,21 +91,22 @@ pub(crate) struct CurrentCache {
 }
 
 fn current(src: &mut Source, info: &ConnInfo, prev: Option<Arc<Current>>) -> Option<Arc<Current>> {
-    if let Some(p) = prev {
-        if !src.config.has_changed().unwrap_or(false) {
-            return Some(p);
-        }
+    if prev.is_some() && !src.config.has_changed().unwrap_or(false) {
+        return prev;
     }
     let rt = src.config.borrow_and_update().clone();
     let idx = match &src.unix {
         Some(p) => rt
             .listens
             .iter()
-            .position(|l| l.unix.as_deref() == Some(&**p))?,
-        None => {
-            let l = crate::listen::listen_for(&rt, info.local)?;
-            rt.listens.iter().position(|x| std::ptr::eq(x, l))?
-        }
+            .position(|l| l.unix.as_deref() == Some(&**p)),
+        None => crate::listen::listen_for(&rt, info.local)
+            .and_then(|l| rt.listens.iter().position(|x| std::ptr::eq(x, l))),
+    };
+    // A reload removed this connection's listen address: it finishes under the
+    // configuration it had (it is draining).
+    let Some(idx) = idx else {
+        return prev;
     };
     let mut cache = src.cache.lock().unwrap_or_else(|e| e.into_inner());
     if !cache.rt.as_ref().is_some_and(|r| Arc::ptr_eq(r, &rt)) {
@@ -177,11 +181,16 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
                     Ok(Ok(())) => {}
                     _ => return,
                 },
-                _ = stop.changed() => return,
+                _ = stop.changed() => {
+                    // A graceful stop: a keep-alive client's next request may be on its
+                    // way already, and closing now would reset it. It gets a moment to
+                    // arrive and is served with `Connection: close`; then the idle close.
+                    let grace = tokio::time::timeout(GRACEFUL_IDLE.min(wait), readable(&io));
+                    if *stop.borrow() != Stop::Graceful || !matches!(grace.await, Ok(Ok(()))) {
+                        return;
+                    }
+                }
                 _ = src.drain.notified(), if served > 0 => return,
-            }
-            if stopping(&src) && served > 0 {
-                return;
             }
         }
         // The configuration current when the request starts (a reload reaches
