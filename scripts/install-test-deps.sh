@@ -20,6 +20,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# config/proxy-https.conf verifies against the system CA bundle (TLS to upstreams).
+[ -e /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 # htpasswd: the auth_basic tests make their user files with Apache's own tool.
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 # mkpasswd (whois): yescrypt (`$y$`) lines for the auth_basic tests.
@@ -29,6 +31,8 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(hap
 # dnsmasq: the resolver tests run a real DNS server whose records they change
 # (dnsmasq-base: the binary without the system service).
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
+# ss (iproute2): the restart tests read a listening socket's backlog.
+command -v ss >/dev/null 2>&1 || [ -x /usr/bin/ss ] || need_apt+=(iproute2)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

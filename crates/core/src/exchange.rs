@@ -143,6 +143,12 @@ pub struct UpstreamConf {
     pub next: NextUpstream,
     /// Whether connections may be kept alive at all (FastCGI: `fastcgi_keep_conn`).
     pub keep_conn: bool,
+    /// `fastcgi_catch_stderr`: stderr output before the response head containing one
+    /// of these makes the response an invalid header (502, or the next upstream
+    /// under `*_next_upstream invalid_header`).
+    pub catch_stderr: Arc<[Bytes]>,
+    /// TLS to the upstream (`proxy_pass https://…`, `proxy_ssl_*`).
+    pub tls: Option<crate::upstream_tls::UpstreamTls>,
 }
 
 /// An upstream response: its head and the body being relayed.
@@ -203,7 +209,15 @@ async fn write_frames(
     if !small.is_empty() {
         send(conn, &small, timeout).await?;
     }
-    Ok(())
+    // TLS keeps what it could not write yet in its own buffer (TCP: nothing to do).
+    match tokio::time::timeout(timeout, conn.stream.flush()).await {
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            "upstream timed out (110: Connection timed out) while sending request to upstream",
+        )),
+        Ok(Err(e)) => Err(io_err(e, "writev()", "sending request to upstream")),
+        Ok(Ok(())) => Ok(()),
+    }
 }
 
 async fn send(conn: &mut Conn, data: &[u8], timeout: Duration) -> Result<(), Error> {
@@ -273,6 +287,7 @@ pub async fn exchange(
     let started = Instant::now();
     cx.upstream.begin();
     let bind = conf.bind.addr(cx)?;
+    let tls = conf.tls.as_ref().map(|t| t.target(cx));
     cx.upstream.schema = conf.schema;
     // A resolving group (`server … resolve`): its servers now, for every try; a
     // `*_pass` with variables: the group its value names.
@@ -301,6 +316,7 @@ pub async fn exchange(
                 i,
                 fresh,
                 bind,
+                tls.as_ref(),
                 &head,
                 &mut body,
                 new_codec,
@@ -453,6 +469,7 @@ async fn attempt(
     i: usize,
     fresh: bool,
     bind: Option<IpAddr>,
+    tls: Option<&crate::upstream_tls::TlsTarget>,
     head: &Bytes,
     body: &mut ReqBody,
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
@@ -466,9 +483,11 @@ async fn attempt(
         .map(|s| s.name.clone())
         .unwrap_or_default();
     let mut conn = if fresh {
-        group.connect_new(i, bind, conf.timeouts.connect).await?
+        group
+            .connect_new(i, bind, conf.timeouts.connect, tls)
+            .await?
     } else {
-        group.get(i, bind, conf.timeouts.connect).await?
+        group.get(i, bind, conf.timeouts.connect, tls).await?
     };
     *connect_time = Some(started.elapsed());
     let reused = conn.reused;
@@ -567,6 +586,11 @@ async fn send_and_read_head(
                         uri: &[],
                     },
                 );
+                if catches(&conf.catch_stderr, &s) {
+                    // nginx's NGX_HTTP_UPSTREAM_INVALID_HEADER: the stderr line above
+                    // is all the error log gets.
+                    return Err(Error::invalid("FastCGI sent in stderr a caught string").logged());
+                }
                 continue;
             }
             Some(Decoded::Data(_)) | Some(Decoded::End { .. }) => {
@@ -605,6 +629,21 @@ async fn send_and_read_head(
 
 /// FastCGI stderr text: logged at `error`, trailing newlines, dots and spaces cut, as
 /// nginx does (`NGX_LOG_ERR`), so PHP warnings show with the default log level.
+/// Whether stderr output `s` (trimmed as nginx logs it) contains one of `patterns`.
+fn catches(patterns: &[Bytes], s: &[u8]) -> bool {
+    if patterns.is_empty() {
+        return false;
+    }
+    let end = s
+        .iter()
+        .rposition(|b| !matches!(b, b'\r' | b'\n' | b'.' | b' '))
+        .map_or(0, |p| p + 1);
+    let s = s.get(..end).unwrap_or(s);
+    patterns
+        .iter()
+        .any(|p| !p.is_empty() && s.windows(p.len()).any(|w| w == &p[..]))
+}
+
 fn log_stderr(s: &[u8], upstream: UpstreamName<'_>) {
     tracing::error!(
         upstream = %upstream,

@@ -185,7 +185,7 @@ pub fn bind_all(rt: &Runtime, workers: usize) -> std::io::Result<Vec<Vec<Bound>>
     Ok(out)
 }
 
-fn bind_unix(
+pub(crate) fn bind_unix(
     path: &Path,
     backlog: Option<i32>,
 ) -> std::io::Result<std::os::unix::net::UnixListener> {
@@ -201,7 +201,7 @@ fn bind_unix(
     sock.bind(&addr).map_err(|e| {
         std::io::Error::new(
             e.kind(),
-            format!("bind() to unix:{} failed ({e})", path.display()),
+            format!("bind() to unix:{} failed ({})", path.display(), errno(&e)),
         )
     })?;
     sock.listen(backlog.unwrap_or(511))?;
@@ -209,7 +209,10 @@ fn bind_unix(
     Ok(sock.into())
 }
 
-fn bind_one(addr: SocketAddr, opts: &ListenOpts) -> std::io::Result<std::net::TcpListener> {
+pub(crate) fn bind_one(
+    addr: SocketAddr,
+    opts: &ListenOpts,
+) -> std::io::Result<std::net::TcpListener> {
     let sock = socket2::Socket::new(
         socket2::Domain::for_address(addr),
         socket2::Type::STREAM,
@@ -246,11 +249,24 @@ fn bind_one(addr: SocketAddr, opts: &ListenOpts) -> std::io::Result<std::net::Tc
             }
         }
     }
-    sock.bind(&addr.into())
-        .map_err(|e| std::io::Error::new(e.kind(), format!("bind() to {addr} failed ({e})")))?;
+    sock.bind(&addr.into()).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("bind() to {addr} failed ({})", errno(&e)))
+    })?;
     sock.listen(opts.backlog.unwrap_or(511))?;
     sock.set_nonblocking(true)?;
     Ok(sock.into())
+}
+
+/// An OS error as nginx writes it: `98: Address already in use`.
+pub(crate) fn errno(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(n) => {
+            let text = e.to_string();
+            let suffix = format!(" (os error {n})");
+            format!("{n}: {}", text.strip_suffix(&suffix).unwrap_or(&text))
+        }
+        None => e.to_string(),
+    }
 }
 
 /// Serves the bound listeners until `stop` says otherwise.
@@ -302,7 +318,7 @@ pub async fn serve(
     }
 }
 
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     config: watch::Receiver<Arc<Runtime>>,
     l: TcpListener,
     mut stop: watch::Receiver<Stop>,
@@ -340,11 +356,23 @@ async fn accept_loop(
             unix: None,
             drain: slots.drain.clone(),
             cache: slots.cache.clone(),
+            _slot: Some(permit),
         };
-        tracker.spawn(async move {
-            start(stream, remote, local, id, src).await;
-            drop(permit);
-        });
+        // A connection with nothing before HTTP is spawned as the HTTP/1 connection's
+        // future itself: no wrapper future around it (an idle keep-alive connection's
+        // task is most of its memory).
+        if pre_http(&config.borrow(), local) {
+            tracker.spawn(start(stream, remote, local, id, src));
+        } else {
+            let info = Arc::new(ConnInfo {
+                remote,
+                local,
+                scheme: "http",
+                id,
+                proxy_protocol: None,
+            });
+            tracker.spawn(conn::serve(stream, info, src));
+        }
     }
 }
 
@@ -359,6 +387,18 @@ pub(crate) struct Slots {
 
 /// A held slot.
 pub(crate) struct Slot(Arc<Slots>);
+
+impl Slots {
+    /// A worker's `worker_connections` slots.
+    pub(crate) fn new(cap: usize) -> Arc<Slots> {
+        Arc::new(Slots {
+            free: Semaphore::new(cap.max(1)),
+            cap: cap.max(1),
+            drain: Arc::new(tokio::sync::Notify::new()),
+            cache: Arc::default(),
+        })
+    }
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
@@ -398,7 +438,7 @@ async fn slot(slots: &Arc<Slots>, stop: &mut watch::Receiver<Stop>) -> Option<Sl
 }
 
 /// The accept loop of a `listen unix:PATH` socket.
-async fn accept_unix(
+pub(crate) async fn accept_unix(
     config: watch::Receiver<Arc<Runtime>>,
     l: tokio::net::UnixListener,
     path: PathBuf,
@@ -433,6 +473,7 @@ async fn accept_unix(
             unix: Some(path.clone()),
             drain: slots.drain.clone(),
             cache: slots.cache.clone(),
+            _slot: Some(permit),
         };
         let info = Arc::new(ConnInfo {
             remote: none,
@@ -441,11 +482,13 @@ async fn accept_unix(
             id,
             proxy_protocol: None,
         });
-        tracker.spawn(async move {
-            conn::serve(stream, info, src).await;
-            drop(permit);
-        });
+        tracker.spawn(conn::serve(stream, info, src));
     }
+}
+
+/// Whether a connection accepted on `local` has work before HTTP (`proxy_protocol`).
+fn pre_http(rt: &Runtime, local: SocketAddr) -> bool {
+    listen_for(rt, local).is_some_and(|l| l.proxy_protocol)
 }
 
 /// One accepted TCP connection: the pre-HTTP hook's place, then HTTP/1.

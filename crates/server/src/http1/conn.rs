@@ -27,6 +27,9 @@ use tokio::time::Instant;
 
 /// What a body read asks for at once.
 const BODY_READ: usize = 16 * 1024;
+/// How long an idle connection waits for a request already on its way when a
+/// graceful stop (or the removal of its listen address) begins.
+const GRACEFUL_IDLE: Duration = Duration::from_secs(1);
 
 /// A client socket: readable-readiness (so an idle connection holds no buffer)
 /// and an abortive close (`reset_timedout_connection`).
@@ -67,6 +70,9 @@ pub(crate) struct Source {
     pub(crate) drain: Arc<tokio::sync::Notify>,
     /// The worker's shared per-listen configuration.
     pub(crate) cache: Arc<std::sync::Mutex<CurrentCache>>,
+    /// The connection's `worker_connections` slot, given back when the connection
+    /// ends (held here so the task is the connection's future alone).
+    pub(crate) _slot: Option<crate::listen::Slot>,
 }
 
 /// The configuration one request runs under.
@@ -85,21 +91,22 @@ pub(crate) struct CurrentCache {
 }
 
 fn current(src: &mut Source, info: &ConnInfo, prev: Option<Arc<Current>>) -> Option<Arc<Current>> {
-    if let Some(p) = prev {
-        if !src.config.has_changed().unwrap_or(false) {
-            return Some(p);
-        }
+    if prev.is_some() && !src.config.has_changed().unwrap_or(false) {
+        return prev;
     }
     let rt = src.config.borrow_and_update().clone();
     let idx = match &src.unix {
         Some(p) => rt
             .listens
             .iter()
-            .position(|l| l.unix.as_deref() == Some(&**p))?,
-        None => {
-            let l = crate::listen::listen_for(&rt, info.local)?;
-            rt.listens.iter().position(|x| std::ptr::eq(x, l))?
-        }
+            .position(|l| l.unix.as_deref() == Some(&**p)),
+        None => crate::listen::listen_for(&rt, info.local)
+            .and_then(|l| rt.listens.iter().position(|x| std::ptr::eq(x, l))),
+    };
+    // A reload removed this connection's listen address: it finishes under the
+    // configuration it had (it is draining).
+    let Some(idx) = idx else {
+        return prev;
     };
     let mut cache = src.cache.lock().unwrap_or_else(|e| e.into_inner());
     if !cache.rt.as_ref().is_some_and(|r| Arc::ptr_eq(r, &rt)) {
@@ -174,11 +181,16 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
                     Ok(Ok(())) => {}
                     _ => return,
                 },
-                _ = stop.changed() => return,
+                _ = stop.changed() => {
+                    // A graceful stop: a keep-alive client's next request may be on its
+                    // way already, and closing now would reset it. It gets a moment to
+                    // arrive and is served with `Connection: close`; then the idle close.
+                    let grace = tokio::time::timeout(GRACEFUL_IDLE.min(wait), readable(&io));
+                    if *stop.borrow() != Stop::Graceful || !matches!(grace.await, Ok(Ok(()))) {
+                        return;
+                    }
+                }
                 _ = src.drain.notified(), if served > 0 => return,
-            }
-            if stopping(&src) && served > 0 {
-                return;
             }
         }
         // The configuration current when the request starts (a reload reaches
@@ -200,7 +212,9 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
                     // nginx counts the connection closed before its close(2).
                     drop(_open);
                 }
-                close(io, linger, &conf).await;
+                // Boxed: its timer and read future live only while closing, not in every
+                // idle connection's task.
+                Box::pin(close(io, linger, &conf)).await;
                 return;
             }
             Next::Upgrade(tx) => {
@@ -250,7 +264,7 @@ async fn exchange<S: Socket>(
                 tracing::info!(
                     "*{} client timed out while reading client request headers, client: {}",
                     info.id,
-                    info.remote.ip()
+                    info.client()
                 );
                 if conf.reset_timedout {
                     io.reset();
@@ -321,14 +335,17 @@ async fn exchange<S: Socket>(
         tracing::info!(
             "*{} client prematurely closed connection, client: {}",
             info.id,
-            info.remote.ip()
+            info.client()
         );
         return Next::Drop;
     };
     if resp.extensions().get::<NoResponse>().is_some() {
         return Next::Drop;
     }
-    let sconf: Arc<ConnConf> = chosen.get().cloned().unwrap_or_else(|| c.conf.clone());
+    let sconf: Arc<ConnConf> = match resp.extensions().get::<crate::serve::LocConn>() {
+        Some(l) => l.0.clone(),
+        None => chosen.get().cloned().unwrap_or_else(|| c.conf.clone()),
+    };
     let conf: &ConnConf = &sconf;
     let mut keep_alive = head.keep_alive
         && !conf.keepalive_timeout.is_zero()
@@ -370,7 +387,7 @@ async fn exchange<S: Socket>(
         tracing::info!(
             "*{} {e} while sending response to client, client: {}",
             info.id,
-            info.remote.ip()
+            info.client()
         );
         if e.kind() == std::io::ErrorKind::TimedOut && conf.reset_timedout {
             io.reset();
@@ -559,7 +576,7 @@ async fn head_error<S: Socket>(
     conf: &ConnConf,
     buf: &BytesMut,
 ) {
-    tracing::info!("*{} {}, client: {}", info.id, e.msg, info.remote.ip());
+    tracing::info!("*{} {}, client: {}", info.id, e.msg, info.client());
     let method_head = buf.starts_with(b"HEAD ");
     let page = write::error_page(e.status, e.too_large, conf.server_tokens, method_head);
     // An HTTP/0.9 request gets the page alone.
