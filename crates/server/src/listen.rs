@@ -3,8 +3,8 @@
 //! accept loop with `worker_connections` as nginx's cap per worker, and the
 //! hand-off of each accepted socket to the HTTP/1 connection.
 //!
-//! A pre-HTTP step on the accepted stream (the PROXY protocol header) belongs in
-//! [`start`], before the connection starts.
+//! A pre-HTTP step on the accepted stream (the PROXY protocol header, then the TLS
+//! handshake of `crate::tls`) belongs in [`start`], before the connection starts.
 
 use crate::build::{Listen, Runtime};
 use crate::http1::conn::{self, Source};
@@ -440,6 +440,7 @@ async fn accept_unix(
             scheme: "http",
             id,
             proxy_protocol: None,
+            tls: None,
         });
         tracker.spawn(async move {
             conn::serve(stream, info, src).await;
@@ -488,14 +489,21 @@ async fn start(
             }
         },
     };
-    let info = Arc::new(ConnInfo {
+    let info = ConnInfo {
         remote,
         local,
         scheme: "http",
         id,
         proxy_protocol,
-    });
-    conn::serve(stream, info, src).await;
+        tls: None,
+    };
+    // `listen … ssl`: the TLS handshake, after the PROXY protocol header.
+    let tls = listen_for(&src.config.borrow(), local).and_then(|l| l.tls.clone());
+    if let Some(tls) = tls {
+        crate::tls::serve(stream, info, src, tls).await;
+        return;
+    }
+    conn::serve(stream, Arc::new(info), src).await;
 }
 
 /// The `listen` entry an accepted connection's local address belongs to.
