@@ -1189,7 +1189,7 @@ fn facts(stream: &Stream, sni: String, matched: bool, verify: Option<&ClientVeri
             match result {
                 Ok(()) => t.verify = "SUCCESS".into(),
                 Err(e) => {
-                    let (reason, unknown_ca) = verify_reason(&e, self_signed);
+                    let (reason, unknown_ca) = verify_reason(&e, self_signed, rest.is_empty());
                     t.verify = format!("FAILED:{reason}").into();
                     t.verify_unknown_ca = unknown_ca;
                 }
@@ -1201,7 +1201,7 @@ fn facts(stream: &Stream, sni: String, matched: bool, verify: Option<&ClientVeri
 
 /// OpenSSL's wording of a verification failure (`X509_verify_cert_error_string`), and
 /// whether it is one `optional_no_ca` tolerates (`ngx_ssl_verify_error_optional`).
-fn verify_reason(e: &rustls::Error, self_signed: bool) -> (&'static str, bool) {
+fn verify_reason(e: &rustls::Error, self_signed: bool, leaf_only: bool) -> (&'static str, bool) {
     use rustls::CertificateError as C;
     match e {
         rustls::Error::InvalidCertificate(c) => match c {
@@ -1211,6 +1211,8 @@ fn verify_reason(e: &rustls::Error, self_signed: bool) -> (&'static str, bool) {
             }
             C::Revoked => ("certificate revoked", false),
             C::UnknownIssuer if self_signed => ("self-signed certificate", true),
+            // X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE: the issuer of a lone leaf.
+            C::UnknownIssuer if leaf_only => ("unable to verify the first certificate", true),
             C::UnknownIssuer => ("unable to get local issuer certificate", true),
             C::BadSignature => ("certificate signature failure", false),
             C::InvalidPurpose | C::InvalidPurposeContext { .. } => {

@@ -1,0 +1,776 @@
+//! TLS listeners (`listen … ssl`), black-box: certificates made at test time with the
+//! `openssl` CLI (a CA, RSA and ECDSA server certificates, client certificates from the
+//! CA and from a CA the server does not trust), clients `curl` and `openssl s_client`.
+//! Every test runs against nginx too (`JUNCTION_TEST_PROXY=nginx`); where nginx's
+//! OpenSSL and Junction's rustls differ, the test says so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Certificates for the tests, in a temp dir.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("openssl is needed (apt-get install -y openssl): {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::Builder::new()
+            .prefix("junction-pki-")
+            .tempdir()
+            .expect("temp dir");
+        let d = dir.path();
+        for ca in ["ca", "otherca"] {
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "rsa:2048",
+                    "-nodes",
+                    "-keyout",
+                    &format!("{ca}.key"),
+                    "-out",
+                    &format!("{ca}.pem"),
+                    "-days",
+                    "30",
+                    "-subj",
+                    &format!("/O=Test/CN={ca}"),
+                ],
+            );
+        }
+        // name, key type, issuing CA, subject
+        let leafs = [
+            ("a", "rsa", "ca", "/CN=a.test", "DNS:a.test"),
+            ("b", "ec", "ca", "/CN=b.test", "DNS:b.test,DNS:*.wild.test"),
+            ("dflt", "rsa", "ca", "/CN=default.test", "DNS:default.test"),
+            ("both-rsa", "rsa", "ca", "/CN=both.test", "DNS:both.test"),
+            ("both-ec", "ec", "ca", "/CN=both.test", "DNS:both.test"),
+            ("client", "rsa", "ca", "/C=US/O=Test, Inc./CN=client", ""),
+            ("stranger", "rsa", "otherca", "/CN=stranger", ""),
+        ];
+        for (name, kind, ca, subj, san) in leafs {
+            let key = format!("{name}.key");
+            if kind == "ec" {
+                openssl(
+                    d,
+                    &[
+                        "ecparam",
+                        "-name",
+                        "prime256v1",
+                        "-genkey",
+                        "-noout",
+                        "-out",
+                        &key,
+                    ],
+                );
+            } else {
+                openssl(d, &["genrsa", "-out", &key, "2048"]);
+            }
+            openssl(
+                d,
+                &[
+                    "req",
+                    "-new",
+                    "-key",
+                    &key,
+                    "-out",
+                    &format!("{name}.csr"),
+                    "-subj",
+                    subj,
+                ],
+            );
+            let ext = if san.is_empty() {
+                "extendedKeyUsage=clientAuth\n".to_string()
+            } else {
+                format!("subjectAltName={san}\n")
+            };
+            std::fs::write(d.join(format!("{name}.ext")), ext).expect("ext");
+            openssl(
+                d,
+                &[
+                    "x509",
+                    "-req",
+                    "-in",
+                    &format!("{name}.csr"),
+                    "-CA",
+                    &format!("{ca}.pem"),
+                    "-CAkey",
+                    &format!("{ca}.key"),
+                    "-set_serial",
+                    "0x1A2B3C",
+                    "-out",
+                    &format!("{name}.pem"),
+                    "-days",
+                    "30",
+                    "-extfile",
+                    &format!("{name}.ext"),
+                ],
+            );
+        }
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir
+            .path()
+            .join(name)
+            .to_str()
+            .expect("utf-8")
+            .to_string()
+    }
+
+    /// `ssl_certificate`/`ssl_certificate_key` lines for a leaf.
+    fn cert(&self, name: &str) -> String {
+        format!(
+            "ssl_certificate {}; ssl_certificate_key {};",
+            self.path(&format!("{name}.pem")),
+            self.path(&format!("{name}.key"))
+        )
+    }
+}
+
+struct Curl {
+    code: Option<i32>,
+    out: String,
+    err: String,
+}
+
+/// `curl -sS` with `args`; trusts the test CA.
+fn curl(pki: &Pki, args: &[&str]) -> Curl {
+    let out = Command::new("curl")
+        .arg("-sS")
+        .arg("--max-time")
+        .arg("20")
+        .arg("--cacert")
+        .arg(pki.path("ca.pem"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("curl is needed (apt-get install -y curl): {e}"));
+    Curl {
+        code: out.status.code(),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// GET https://NAME:PORT/PATH with NAME resolved to 127.0.0.1 (so SNI is NAME).
+fn get(pki: &Pki, port: u16, name: &str, extra: &[&str]) -> Curl {
+    let resolve = format!("{name}:{port}:127.0.0.1");
+    let url = format!("https://{name}:{port}/");
+    let mut args = vec!["--resolve", &resolve];
+    args.extend_from_slice(extra);
+    args.push(&url);
+    curl(pki, &args)
+}
+
+/// `openssl s_client` with `args`, sending `input`; stdout and stderr together.
+fn s_client(port: u16, args: &[&str], input: &[u8]) -> String {
+    let mut child = Command::new("openssl")
+        .arg("s_client")
+        .arg("-connect")
+        .arg(format!("127.0.0.1:{port}"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("openssl is needed (apt-get install -y openssl): {e}"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input).expect("write");
+    drop(stdin);
+    let out = child.wait_with_output().expect("s_client");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Starts the proxy on `servers` inside a full nginx.conf that logs at `info` (where
+/// nginx logs handshake failures).
+fn start_info(servers: &str) -> Proxy {
+    let conf = format!(
+        "error_log {{DIR}}/error.log info;\nevents {{}}\nhttp {{\n{PROTOCOLS}\n{servers}\n}}\n"
+    );
+    Proxy::start_files(&[("nginx.conf", &conf)], "nginx.conf")
+}
+
+/// nginx's default since 1.23.4 (and Junction's); nginx 1.22 (the reference) leaves
+/// TLSv1.3 out by default, so the tests say it.
+const PROTOCOLS: &str = "ssl_protocols TLSv1.2 TLSv1.3;";
+
+const VARS: &str = "$ssl_protocol $ssl_server_name https=$https $scheme";
+
+/// Two servers on one port chosen by SNI, each with its own certificate; an unknown
+/// name or none → the default server; the Host header chooses the server of the
+/// request afterwards (as nginx: SNI only picks the certificate and the TLS settings).
+#[test]
+fn sni_chooses_the_server_and_its_certificate() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    location / {{ return 200 "a {VARS}\n"; }}
+}}
+server {{
+    listen 127.0.0.1:{{PORT}} ssl default_server;
+    server_name default.test;
+    {dflt}
+    location / {{ return 200 "default {VARS}\n"; }}
+}}
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name b.test *.wild.test;
+    {b}
+    location / {{ return 200 "b {VARS}\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+        b = pki.cert("b"),
+        dflt = pki.cert("dflt"),
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    // (SNI, curl verifies the certificate for that name, expected body)
+    let rows = [
+        ("a.test", "a TLSv1.3 a.test https=on https\n"),
+        ("b.test", "b TLSv1.3 b.test https=on https\n"),
+        ("x.wild.test", "b TLSv1.3 x.wild.test https=on https\n"),
+        (
+            "default.test",
+            "default TLSv1.3 default.test https=on https\n",
+        ),
+    ];
+    for (sni, want) in rows {
+        let r = get(&pki, p.port, sni, &[]);
+        assert_eq!(r.code, Some(0), "{sni}: {}", r.err);
+        assert_eq!(r.out, want, "{sni}");
+    }
+    // Unknown SNI: the default server's certificate (curl would refuse it for the name).
+    let r = get(&pki, p.port, "unknown.test", &[]);
+    assert_ne!(
+        r.code,
+        Some(0),
+        "unknown.test got a certificate for its name"
+    );
+    let r = get(&pki, p.port, "unknown.test", &["-k"]);
+    assert_eq!(r.out, "default TLSv1.3 unknown.test https=on https\n");
+    // No SNI (an IP address): the default server.
+    let url = format!("https://127.0.0.1:{}/", p.port);
+    let r = curl(&pki, &["-k", &url]);
+    assert_eq!(r.out, "default TLSv1.3  https=on https\n");
+    // SNI a.test, Host b.test: the certificate of a, the request goes to b.
+    let r = get(&pki, p.port, "a.test", &["-H", "Host: b.test"]);
+    assert_eq!(r.out, "b TLSv1.3 a.test https=on https\n");
+    // The subject a server presents, seen by openssl s_client.
+    let out = s_client(p.port, &["-servername", "b.test"], b"");
+    assert!(out.contains("CN = b.test"), "{out}");
+    let out = s_client(p.port, &["-servername", "nope.test"], b"");
+    assert!(out.contains("CN = default.test"), "{out}");
+}
+
+/// `ssl_protocols`, `ssl_ciphers` and the variables that report them.
+#[test]
+fn protocols_and_ciphers() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {{ return 200 "$ssl_protocol $ssl_cipher $ssl_curve\n"; }}
+}}
+server {{
+    listen 127.0.0.1:{{PORT2}} ssl;
+    server_name a.test;
+    {a}
+    ssl_protocols TLSv1.2;
+    ssl_ciphers ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-CHACHA20-POLY1305;
+    ssl_prefer_server_ciphers on;
+    ssl_ecdh_curve prime256v1;
+    location / {{ return 200 "$ssl_protocol $ssl_cipher $ssl_curve\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let p2 = p.ports[1];
+    // (port, curl options, expected body; None: the handshake fails)
+    let rows: [(u16, &[&str], Option<&str>); 7] = [
+        // curl (OpenSSL) lists CHACHA20 before AES128: the client's order wins, unless
+        // ssl_prefer_server_ciphers (port 2).
+        (
+            p.port,
+            &["--tls-max", "1.2"],
+            Some("TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384 X25519\n"),
+        ),
+        (p.port, &[], Some("TLSv1.3 TLS_AES_256_GCM_SHA384 X25519\n")),
+        (
+            p.port,
+            &["--tls13-ciphers", "TLS_CHACHA20_POLY1305_SHA256"],
+            Some("TLSv1.3 TLS_CHACHA20_POLY1305_SHA256 X25519\n"),
+        ),
+        (
+            p.port,
+            &[
+                "--tls-max",
+                "1.2",
+                "--ciphers",
+                "ECDHE-RSA-AES256-GCM-SHA384",
+            ],
+            Some("TLSv1.2 ECDHE-RSA-AES256-GCM-SHA384 X25519\n"),
+        ),
+        (
+            p2,
+            &[],
+            Some("TLSv1.2 ECDHE-RSA-AES128-GCM-SHA256 prime256v1\n"),
+        ),
+        (p2, &["--tlsv1.3"], None),
+        (p2, &["--ciphers", "ECDHE-RSA-AES256-GCM-SHA384"], None),
+    ];
+    for (port, extra, want) in rows {
+        let r = get(&pki, port, "a.test", extra);
+        match want {
+            Some(w) => assert_eq!(
+                (r.code, r.out.as_str()),
+                (Some(0), w),
+                "{extra:?}: {}",
+                r.err
+            ),
+            None => assert_ne!(r.code, Some(0), "{extra:?} should fail: {}", r.out),
+        }
+    }
+}
+
+/// An RSA and an ECDSA certificate in one server: each client gets the one it can
+/// verify (TLS 1.2 by cipher suite, TLS 1.3 by signature algorithm).
+#[test]
+fn rsa_and_ecdsa_certificates_in_one_server() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name both.test;
+    {rsa}
+    {ec}
+    location / {{ return 200 "$ssl_cipher\n"; }}
+}}
+"#,
+        rsa = pki.cert("both-rsa"),
+        ec = pki.cert("both-ec"),
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let rows: [(&[&str], &str); 2] = [
+        (
+            &[
+                "--tls-max",
+                "1.2",
+                "--ciphers",
+                "ECDHE-ECDSA-AES128-GCM-SHA256",
+            ],
+            "ECDHE-ECDSA-AES128-GCM-SHA256\n",
+        ),
+        (
+            &[
+                "--tls-max",
+                "1.2",
+                "--ciphers",
+                "ECDHE-RSA-AES128-GCM-SHA256",
+            ],
+            "ECDHE-RSA-AES128-GCM-SHA256\n",
+        ),
+    ];
+    for (extra, want) in rows {
+        let r = get(&pki, p.port, "both.test", extra);
+        assert_eq!(
+            (r.code, r.out.as_str()),
+            (Some(0), want),
+            "{extra:?}: {}",
+            r.err
+        );
+    }
+    for (sigalg, key) in [
+        ("ecdsa_secp256r1_sha256", "Server public key is 256 bit"),
+        ("rsa_pss_rsae_sha256", "Server public key is 2048 bit"),
+    ] {
+        let out = s_client(
+            p.port,
+            &["-servername", "both.test", "-sigalgs", sigalg],
+            b"",
+        );
+        assert!(out.contains(key), "{sigalg}: {out}");
+    }
+}
+
+/// Plain HTTP on a TLS port: nginx's 400 page, or `error_page 497`.
+#[test]
+fn plain_http_on_the_tls_port() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    location / {{ return 200 "tls\n"; }}
+}}
+server {{
+    listen 127.0.0.1:{{PORT2}} ssl;
+    server_name a.test;
+    {a}
+    error_page 497 =301 https://$host:$server_port$request_uri;
+    location / {{ return 200 "tls\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+    );
+    let p = start_info(&conf);
+    let r = http_request(p.port, b"GET /x HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert_eq!(r.status, 400, "{}", r.describe());
+    let body = r.text();
+    assert!(
+        body.contains("<title>400 The plain HTTP request was sent to HTTPS port</title>")
+            && body.contains("<center>The plain HTTP request was sent to HTTPS port</center>"),
+        "{body}"
+    );
+    assert_eq!(r.header("connection"), Some("close"));
+    let r = http_request(p.ports[1], b"GET /x?y=1 HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert_eq!(r.status, 301, "{}", r.describe());
+    assert_eq!(
+        r.header("location"),
+        Some(format!("https://a.test:{}/x?y=1", p.ports[1]).as_str())
+    );
+    // TLS still works on the same port.
+    let r = get(&pki, p.port, "a.test", &[]);
+    assert_eq!(r.out, "tls\n", "{}", r.err);
+    let log = p.wait_error_log(
+        "client sent plain HTTP request to HTTPS port",
+        Duration::from_secs(5),
+    );
+    assert!(log.is_ok(), "{log:?}");
+}
+
+/// `ssl_verify_client on|optional|optional_no_ca` and the `$ssl_client_*` values.
+#[test]
+fn client_certificates() {
+    let pki = Pki::new();
+    let vars = "$ssl_client_verify|$ssl_client_s_dn|$ssl_client_i_dn|$ssl_client_serial";
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    ssl_verify_client on;
+    ssl_client_certificate {ca};
+    location / {{ return 200 "{vars}\n"; }}
+}}
+server {{
+    listen 127.0.0.1:{{PORT2}} ssl;
+    server_name a.test;
+    {a}
+    ssl_verify_client optional;
+    ssl_client_certificate {ca};
+    location / {{ return 200 "{vars}\n"; }}
+}}
+server {{
+    listen 127.0.0.1:{{PORT3}} ssl;
+    server_name a.test;
+    {a}
+    ssl_verify_client optional_no_ca;
+    location / {{ return 200 "{vars}\n"; }}
+}}
+server {{
+    listen 127.0.0.1:{{PORT4}} ssl;
+    server_name a.test;
+    {a}
+    ssl_verify_client on;
+    ssl_client_certificate {ca};
+    error_page 495 496 =403 /denied;
+    location / {{ return 200 "{vars}\n"; }}
+    location = /denied {{ return 403 "denied $ssl_client_verify\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+        ca = pki.path("ca.pem"),
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let (on, optional, no_ca, paged) = (p.ports[0], p.ports[1], p.ports[2], p.ports[3]);
+    let client = [
+        "--cert",
+        &pki.path("client.pem"),
+        "--key",
+        &pki.path("client.key"),
+    ];
+    let client: Vec<String> = client.iter().map(|s| s.to_string()).collect();
+    let stranger: Vec<String> = [
+        "--cert",
+        &pki.path("stranger.pem"),
+        "--key",
+        &pki.path("stranger.key"),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let none: Vec<String> = Vec::new();
+    let good = "SUCCESS|CN=client,O=Test\\, Inc.,C=US|CN=ca,O=Test|1A2B3C\n";
+    // (port, client certificate, body that must be there)
+    let rows: [(u16, &Vec<String>, &str); 10] = [
+        (on, &client, good),
+        (
+            on,
+            &none,
+            "<center>No required SSL certificate was sent</center>",
+        ),
+        (on, &stranger, "<center>The SSL certificate error</center>"),
+        (optional, &client, good),
+        (optional, &none, "NONE|||\n"),
+        (
+            optional,
+            &stranger,
+            "<center>The SSL certificate error</center>",
+        ),
+        (
+            no_ca,
+            &stranger,
+            "FAILED:unable to verify the first certificate|CN=stranger|CN=otherca,O=Test|1A2B3C\n",
+        ),
+        (no_ca, &none, "NONE|||\n"),
+        (paged, &none, "denied NONE\n"),
+        (
+            paged,
+            &stranger,
+            "denied FAILED:unable to verify the first certificate\n",
+        ),
+    ];
+    for (port, cert, want) in rows {
+        let extra: Vec<&str> = cert.iter().map(String::as_str).collect();
+        let r = get(&pki, port, "a.test", &[&extra[..], &["-i"]].concat());
+        assert_eq!(r.code, Some(0), "{port} {cert:?}: {}", r.err);
+        assert!(r.out.contains(want), "{port} {cert:?}: {}", r.out);
+        if want.starts_with("<center>") {
+            assert!(r.out.starts_with("HTTP/1.1 400"), "{}", r.out);
+        }
+    }
+    // The fingerprint is the SHA-1 of the DER, as `openssl x509 -fingerprint` prints it.
+    let fp = Command::new("openssl")
+        .args([
+            "x509",
+            "-noout",
+            "-fingerprint",
+            "-sha1",
+            "-in",
+            &pki.path("client.pem"),
+        ])
+        .output()
+        .expect("openssl");
+    let fp = String::from_utf8_lossy(&fp.stdout)
+        .trim()
+        .rsplit('=')
+        .next()
+        .unwrap_or("")
+        .replace(':', "")
+        .to_lowercase();
+    let conf2 = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    ssl_verify_client on;
+    ssl_client_certificate {ca};
+    location / {{ return 200 "$ssl_client_fingerprint\n"; }}
+    location /pem {{ return 200 "$ssl_client_raw_cert"; }}
+}}
+"#,
+        a = pki.cert("a"),
+        ca = pki.path("ca.pem"),
+    );
+    let p2 = Proxy::start(&format!("{PROTOCOLS}\n{conf2}"));
+    let extra: Vec<&str> = client.iter().map(String::as_str).collect();
+    let r = get(&pki, p2.port, "a.test", &extra);
+    assert_eq!(r.out, format!("{fp}\n"), "{}", r.err);
+    let url = format!("https://a.test:{}/pem", p2.port);
+    let resolve = format!("a.test:{}:127.0.0.1", p2.port);
+    let r = curl(&pki, &[&extra[..], &["--resolve", &resolve, &url]].concat());
+    let pem = std::fs::read_to_string(pki.path("client.pem")).expect("pem");
+    assert_eq!(r.out, pem);
+}
+
+/// Sessions resume across connections (and across Junction's worker threads): by
+/// ticket (the default) and from `ssl_session_cache shared:…` without tickets.
+#[test]
+fn session_resumption() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+worker_processes 2;
+events {{}}
+http {{
+    {PROTOCOLS}
+    server {{
+        listen 127.0.0.1:{{PORT}} ssl;
+        server_name a.test;
+        {a}
+        location / {{ return 200 "reused=$ssl_session_reused\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{{PORT2}} ssl;
+        server_name a.test;
+        {a}
+        ssl_session_cache shared:SSL:1m;
+        ssl_session_tickets off;
+        location / {{ return 200 "reused=$ssl_session_reused\n"; }}
+    }}
+    server {{
+        listen 127.0.0.1:{{PORT3}} ssl;
+        server_name a.test;
+        {a}
+        ssl_session_tickets off;
+        location / {{ return 200 "reused=$ssl_session_reused\n"; }}
+    }}
+}}
+"#,
+        a = pki.cert("a"),
+    );
+    let p = Proxy::start_files(&[("nginx.conf", &conf)], "nginx.conf");
+    let sess = pki.dir.path().join("sess");
+    let sess = sess.to_str().expect("utf-8");
+    let req = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    // (port, TLS version, resumed on the second connection)
+    let rows = [
+        (p.ports[0], "-tls1_3", true),
+        (p.ports[0], "-tls1_2", true),
+        (p.ports[1], "-tls1_3", true),
+        (p.ports[1], "-tls1_2", true),
+        (p.ports[2], "-tls1_2", false),
+    ];
+    for (port, v, resumed) in rows {
+        let _ = std::fs::remove_file(sess);
+        let first = s_client(
+            port,
+            &["-servername", "a.test", v, "-ign_eof", "-sess_out", sess],
+            req,
+        );
+        assert!(first.contains("reused=."), "{port} {v}: {first}");
+        if !resumed && !Path::new(sess).exists() {
+            // No session to offer at all (rustls gives no session ID without a cache).
+            continue;
+        }
+        // Several tries, so that they land on both worker threads; each saves the
+        // session it got (a TLS 1.3 ticket from the cache is good for one use, as in
+        // OpenSSL's anti-replay).
+        for _ in 0..4 {
+            let again = s_client(
+                port,
+                &[
+                    "-servername",
+                    "a.test",
+                    v,
+                    "-ign_eof",
+                    "-sess_in",
+                    sess,
+                    "-sess_out",
+                    sess,
+                ],
+                req,
+            );
+            if resumed {
+                assert!(
+                    again.contains("reused=r") && again.contains("Reused,"),
+                    "{port} {v}: {again}"
+                );
+            } else {
+                assert!(
+                    again.contains("reused=.") && again.contains("New,"),
+                    "{port} {v}: {again}"
+                );
+            }
+        }
+    }
+}
+
+/// A failed handshake (garbage after a handshake record type, an unsupported
+/// protocol) is logged at info and disturbs no other connection.
+#[test]
+fn a_failed_handshake_disturbs_nothing_else() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    location / {{ return 200 "ok\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+    );
+    let p = start_info(&conf);
+    // A connection that starts a handshake and stalls: the good one goes on meanwhile.
+    let mut stalled = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    stalled.write_all(&[0x16, 0x03, 0x01]).expect("write");
+    let mut garbage = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    garbage
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5])
+        .expect("write");
+    garbage
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut sink = Vec::new();
+    let _ = garbage.read_to_end(&mut sink);
+    // An old protocol the server does not speak.
+    let old = get(&pki, p.port, "a.test", &["--tlsv1.1", "--tls-max", "1.1"]);
+    assert_ne!(old.code, Some(0), "TLS 1.1 was accepted: {}", old.out);
+    let r = get(&pki, p.port, "a.test", &[]);
+    assert_eq!((r.code, r.out.as_str()), (Some(0), "ok\n"), "{}", r.err);
+    drop(stalled);
+    let log = p.wait_error_log("SSL_do_handshake() failed", Duration::from_secs(5));
+    assert!(log.is_ok(), "{log:?}");
+}
+
+/// A `listen … ssl` without a certificate is a load error naming the listen.
+#[test]
+fn ssl_listen_without_certificate_is_an_error() {
+    let (out, _dir) = check_config(
+        &[(
+            "junction.conf",
+            "server {\n    listen 127.0.0.1:8443 ssl;\n    server_name a.test;\n}\n",
+        )],
+        "junction.conf",
+    );
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive"),
+        "{}",
+        out.stderr
+    );
+}
