@@ -774,3 +774,193 @@ fn ssl_listen_without_certificate_is_an_error() {
         out.stderr
     );
 }
+
+/// `listen … ssl proxy_protocol`: the PROXY protocol header comes before the TLS
+/// handshake (curl `--haproxy-protocol`).
+#[test]
+fn proxy_protocol_header_before_tls() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl proxy_protocol;
+    server_name a.test;
+    {a}
+    location / {{ return 200 "$proxy_protocol_addr $ssl_protocol $scheme\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let r = get(&pki, p.port, "a.test", &["--haproxy-protocol"]);
+    assert_eq!(
+        (r.code, r.out.as_str()),
+        (Some(0), "127.0.0.1 TLSv1.3 https\n"),
+        "{}",
+        r.err
+    );
+    // Without the header the connection is refused (a TLS record is a broken header).
+    let r = get(&pki, p.port, "a.test", &[]);
+    assert_ne!(r.code, Some(0), "{}", r.out);
+}
+
+/// nginx's 421: a Host other than the SNI name, on a server (chosen by Host) that
+/// verifies client certificates (`ngx_http_set_virtual_server`).
+#[test]
+fn host_other_than_sni_on_a_verifying_server_is_421() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl default_server;
+    server_name a.test;
+    {a}
+    location / {{ return 200 "a\n"; }}
+}}
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name b.test;
+    {b}
+    ssl_verify_client optional;
+    ssl_client_certificate {ca};
+    location / {{ return 200 "b\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+        b = pki.cert("b"),
+        ca = pki.path("ca.pem"),
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    // (SNI, Host, status line)
+    let rows = [
+        ("a.test", "a.test", "HTTP/1.1 200"),
+        ("b.test", "b.test", "HTTP/1.1 200"),
+        ("b.test", "a.test", "HTTP/1.1 200"),
+        ("a.test", "b.test", "HTTP/1.1 421"),
+    ];
+    for (sni, host, want) in rows {
+        let h = format!("Host: {host}");
+        let r = get(&pki, p.port, sni, &["-i", "-H", &h]);
+        assert!(
+            r.out.starts_with(want),
+            "{sni} → {host}: {} {}",
+            r.out,
+            r.err
+        );
+    }
+}
+
+/// A stalled handshake is closed after the default server's `client_header_timeout`
+/// (nginx's `post_accept_timeout`: the http module has no `ssl_handshake_timeout`).
+#[test]
+fn a_stalled_handshake_times_out() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    client_header_timeout 1s;
+    {a}
+    location / {{ return 200 "ok\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+    );
+    let p = start_info(&conf);
+    let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    s.write_all(&[0x16, 0x03, 0x01, 0x00, 0x40]).expect("write");
+    s.set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let n = s.read(&mut buf);
+    assert!(
+        matches!(n, Ok(0) | Err(_)) && started.elapsed() < Duration::from_secs(10),
+        "{n:?} after {:?}",
+        started.elapsed()
+    );
+    let log = p.wait_error_log("client timed out", Duration::from_secs(5));
+    assert!(
+        log.as_ref()
+            .is_ok_and(|l| l.contains("while SSL handshaking")),
+        "{log:?}"
+    );
+}
+
+/// Load-time checks: directives rustls cannot honour are warnings, what would
+/// change the meaning is an error with FILE:LINE.
+#[test]
+fn tls_directives_at_load() {
+    if product() == "nginx" {
+        return; // the rows are about rustls against OpenSSL
+    }
+    let pki = Pki::new();
+    let a = pki.cert("a");
+    let enc = pki.path("enc.key");
+    openssl(
+        pki.dir.path(),
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "a.key",
+            "-out",
+            "enc.key",
+            "-passout",
+            "pass:secret",
+        ],
+    );
+    // (line 4 of the server, expected in -t's output, exit code)
+    let rows: [(String, &str, i32); 7] = [
+        (
+            "ssl_protocols TLSv1 TLSv1.1 TLSv1.2;".into(),
+            "TLSv1 is not supported by junction",
+            0,
+        ),
+        (
+            "ssl_ciphers ECDHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-SHA;".into(),
+            "DHE-RSA-AES256-SHA not available",
+            0,
+        ),
+        (
+            "ssl_dhparam /nonexistent;".into(),
+            "\"ssl_dhparam\" directive is accepted but has no effect",
+            0,
+        ),
+        (
+            "ssl_stapling on;".into(),
+            "\"ssl_stapling\" without \"ssl_stapling_file\"",
+            0,
+        ),
+        (
+            "ssl_conf_command Options PrioritizeChaCha;".into(),
+            "\"ssl_conf_command\" directive is not supported",
+            1,
+        ),
+        (
+            format!(
+                "ssl_certificate {}; ssl_certificate_key {enc};",
+                pki.path("a.pem")
+            ),
+            "encrypted private keys",
+            1,
+        ),
+        (
+            "ssl_verify_client on;".into(),
+            "no ssl_client_certificate for ssl_verify_client",
+            1,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (line, want, code) in &rows {
+        let conf = format!("server {{\n    listen 127.0.0.1:8443 ssl;\n    {a}\n    {line}\n}}\n");
+        let (out, dir) = check_config(&[("site.conf", &conf)], "site.conf");
+        let all = format!("{}{}", out.stdout, out.stderr);
+        let at = format!("{}:4", dir.path().join("site.conf").display());
+        if out.code != Some(*code) || !all.contains(want) || (*code == 1 && !all.contains(&at)) {
+            failures.push(format!("{line}: {:?} {all}", out.code));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

@@ -218,7 +218,6 @@ pub static DIRECTIVES: &[Spec] = &[
     d("ssl_early_data", HTTP | SRV, 1, 1),
     d("ssl_reject_handshake", HTTP | SRV, 1, 1),
     d("ssl_conf_command", HTTP | SRV, 2, 2),
-    d("ssl_handshake_timeout", HTTP | SRV, 1, 1),
     d("ssl_client_certificate", HTTP | SRV, 1, 1),
     d("ssl_trusted_certificate", HTTP | SRV, 1, 1),
     d("ssl_verify_client", HTTP | SRV, 1, 1),

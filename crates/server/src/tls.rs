@@ -9,7 +9,8 @@
 //! does (`route::select_server`; unknown or none → the listen's default server), and
 //! the handshake finishes under that server's [`rustls::ServerConfig`] (its
 //! certificates, client verification, session settings), all within the default
-//! server's `ssl_handshake_timeout`. The facts of the handshake are kept once on
+//! server's `client_header_timeout` (nginx's `post_accept_timeout`; the http module
+//! has no `ssl_handshake_timeout`, only the stream module has). The facts of the handshake are kept once on
 //! [`ConnInfo::tls`]; then [`dispatch`] hands the stream to the protocol ALPN chose.
 //!
 //! ## Built at load
@@ -117,7 +118,8 @@ pub struct ServerTls {
     buffer_size: usize,
     /// `ssl_reject_handshake on`.
     reject_handshake: bool,
-    /// `ssl_handshake_timeout` (60s).
+    /// The handshake's time limit: `client_header_timeout` (60s), as nginx's
+    /// `post_accept_timeout` (the http module has no `ssl_handshake_timeout`).
     pub handshake_timeout: Duration,
     /// `ssl_stapling_file`'s OCSP response.
     ocsp: Option<Vec<u8>>,
@@ -654,7 +656,7 @@ impl ServerTls {
             early_data: scope.flag("ssl_early_data", false)?,
             buffer_size,
             reject_handshake: scope.flag("ssl_reject_handshake", false)?,
-            handshake_timeout: scope.time("ssl_handshake_timeout", Duration::from_secs(60))?,
+            handshake_timeout: scope.time("client_header_timeout", Duration::from_secs(60))?,
             ocsp,
         })
     }
@@ -844,7 +846,7 @@ pub struct TlsListen {
     configs: Vec<Option<Arc<ServerConfig>>>,
     /// Client verification per server (post-handshake), same positions.
     verifiers: Vec<Option<Arc<ClientVerify>>>,
-    /// The default server's `ssl_handshake_timeout`.
+    /// The default server's `client_header_timeout` (the handshake's limit).
     handshake_timeout: Duration,
     /// `http2` on this listen (ALPN `h2` is advertised once HTTP/2 is wired: see
     /// [`dispatch`]).
