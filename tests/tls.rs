@@ -964,3 +964,86 @@ fn tls_directives_at_load() {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// Large bodies over TLS: a 20 MB static download and a 5 MB upload through
+/// `proxy_pass`, byte for byte; the upstream sees `$scheme` = https.
+#[test]
+fn large_bodies_over_tls() {
+    let pki = Pki::new();
+    let echo = Peer::python("echo.py", &[]);
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    client_max_body_size 50m;
+    root {{DIR}}/www;
+    location /up {{
+        proxy_set_header X-Forwarded-Proto $scheme;
+        proxy_pass http://127.0.0.1:{port};
+    }}
+}}
+"#,
+        a = pki.cert("a"),
+        port = echo.port,
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    std::fs::create_dir_all(p.dir().join("www")).expect("mkdir");
+    let big: Vec<u8> = (0..20_000_000).map(big_byte).collect();
+    std::fs::write(p.dir().join("www/big.bin"), &big).expect("write");
+    let got = pki.dir.path().join("got.bin");
+    let got_s = got.to_str().expect("utf-8").to_string();
+    let resolve = format!("a.test:{}:127.0.0.1", p.port);
+    let url = format!("https://a.test:{}/big.bin", p.port);
+    let r = curl(&pki, &["--resolve", &resolve, "-o", &got_s, &url]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    let body = std::fs::read(&got).expect("read");
+    assert_eq!(body.len(), big.len());
+    assert_eq!(big_mismatch(&body, big.len()), None);
+    // Upload.
+    let up = pki.dir.path().join("up.bin");
+    std::fs::write(&up, big.get(..5_000_000).expect("5 MB")).expect("write");
+    let sha = Command::new("sha256sum")
+        .arg(&up)
+        .output()
+        .expect("sha256sum");
+    let sha = String::from_utf8_lossy(&sha.stdout)
+        .split(' ')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let url = format!("https://a.test:{}/up", p.port);
+    let data = format!("@{}", up.display());
+    let r = curl(
+        &pki,
+        &[
+            "--resolve",
+            &resolve,
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &data,
+            &url,
+        ],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    let j = Json::parse(&r.out).expect("echo json");
+    assert_eq!(
+        j.get("body_len").and_then(Json::as_u64),
+        Some(5_000_000),
+        "{}",
+        r.out
+    );
+    assert_eq!(
+        j.get("body_sha256").and_then(Json::as_str),
+        Some(sha.as_str())
+    );
+    assert!(
+        r.out
+            .to_ascii_lowercase()
+            .contains(r#"["x-forwarded-proto", "https"]"#),
+        "{}",
+        r.out
+    );
+}

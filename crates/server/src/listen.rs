@@ -500,7 +500,8 @@ async fn start(
     // `listen … ssl`: the TLS handshake, after the PROXY protocol header.
     let tls = listen_for(&src.config.borrow(), local).and_then(|l| l.tls.clone());
     if let Some(tls) = tls {
-        crate::tls::serve(stream, info, src, tls).await;
+        // Boxed: a plain connection's task does not carry the TLS path's state.
+        Box::pin(crate::tls::serve(stream, info, src, tls)).await;
         return;
     }
     conn::serve(stream, Arc::new(info), src).await;
