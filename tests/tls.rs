@@ -1047,3 +1047,164 @@ server {{
         r.out
     );
 }
+
+/// `ssl_stapling on` with `ssl_stapling_file`: the response (made here by `openssl
+/// ocsp` from an empty index: status unknown) is stapled.
+#[test]
+fn stapling_from_a_file() {
+    let pki = Pki::new();
+    let d = pki.dir.path();
+    std::fs::write(d.join("index.txt"), "").expect("index");
+    openssl(
+        d,
+        &[
+            "ocsp",
+            "-issuer",
+            "ca.pem",
+            "-cert",
+            "a.pem",
+            "-no_nonce",
+            "-reqout",
+            "req.der",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "ocsp",
+            "-index",
+            "index.txt",
+            "-rsigner",
+            "ca.pem",
+            "-rkey",
+            "ca.key",
+            "-CA",
+            "ca.pem",
+            "-reqin",
+            "req.der",
+            "-respout",
+            "resp.der",
+            "-ndays",
+            "1",
+        ],
+    );
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    ssl_stapling on;
+    ssl_stapling_file {resp};
+    location / {{ return 200 "ok\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+        resp = pki.path("resp.der"),
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let out = s_client(p.port, &["-servername", "a.test", "-status"], b"");
+    assert!(
+        out.contains("OCSP Response Status: successful") && out.contains("Cert Status: unknown"),
+        "{out}"
+    );
+}
+
+/// `ssl_session_ticket_key`: two instances with the same key file resume each
+/// other's sessions (TLS 1.2 and 1.3).
+#[test]
+fn ticket_keys_shared_between_instances() {
+    let pki = Pki::new();
+    openssl(pki.dir.path(), &["rand", "-out", "ticket.key", "80"]);
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    ssl_session_ticket_key {key};
+    location / {{ return 200 "reused=$ssl_session_reused\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+        key = pki.path("ticket.key"),
+    );
+    let one = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let two = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let sess = pki.path("sess");
+    let req = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    for v in ["-tls1_2", "-tls1_3"] {
+        let _ = std::fs::remove_file(&sess);
+        let first = s_client(
+            one.port,
+            &["-servername", "a.test", v, "-ign_eof", "-sess_out", &sess],
+            req,
+        );
+        assert!(first.contains("reused=."), "{v}: {first}");
+        let again = s_client(
+            two.port,
+            &["-servername", "a.test", v, "-ign_eof", "-sess_in", &sess],
+            req,
+        );
+        assert!(
+            again.contains("reused=r") && again.contains("Reused,"),
+            "{v}: {again}"
+        );
+    }
+}
+
+/// A reload picks up a renewed certificate for new connections (certbot's
+/// `-s reload`); junction only: the reference nginx runs without a master process.
+#[test]
+fn reload_picks_up_a_renewed_certificate() {
+    if product() == "nginx" {
+        return;
+    }
+    let pki = Pki::new();
+    let conf = r#"
+server {
+    listen 127.0.0.1:{PORT} ssl;
+    server_name a.test;
+    ssl_certificate {DIR}/cur.pem;
+    ssl_certificate_key {DIR}/cur.key;
+    location / { return 200 "ok\n"; }
+}
+"#;
+    // The certificate files live in the proxy's dir (first: a.test's).
+    let tmpl = conf.to_string();
+    let files = [
+        (
+            "cur.pem",
+            std::fs::read_to_string(pki.path("a.pem")).expect("a.pem"),
+        ),
+        (
+            "cur.key",
+            std::fs::read_to_string(pki.path("a.key")).expect("a.key"),
+        ),
+    ];
+    let p = Proxy::start_files(
+        &[
+            ("junction.conf", &format!("{PROTOCOLS}\n{tmpl}")),
+            (files[0].0, &files[0].1),
+            (files[1].0, &files[1].1),
+        ],
+        "junction.conf",
+    );
+    let subject = |p: &Proxy| s_client(p.port, &["-servername", "a.test"], b"");
+    assert!(subject(&p).contains("CN = a.test"), "{}", subject(&p));
+    std::fs::copy(pki.path("dflt.pem"), p.dir().join("cur.pem")).expect("copy");
+    std::fs::copy(pki.path("dflt.key"), p.dir().join("cur.key")).expect("copy");
+    p.signal("HUP");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = subject(&p);
+        if out.contains("CN = default.test") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still the old certificate: {out}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

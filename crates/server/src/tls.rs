@@ -620,7 +620,9 @@ impl ServerTls {
                 ticket_keys.push(k);
             }
         }
-        let ocsp = match scope.arg("ssl_stapling_file") {
+        let stapling = scope.flag("ssl_stapling", false)?;
+        // nginx reads `ssl_stapling_file` only under `ssl_stapling on`.
+        let ocsp = match scope.arg("ssl_stapling_file").filter(|_| stapling) {
             Some((d, a)) => Some(std::fs::read(resolve(conf_dir, &a.value)).map_err(|e| {
                 err(
                     &d.span,
@@ -629,7 +631,7 @@ impl ServerTls {
             })?),
             None => None,
         };
-        if scope.flag("ssl_stapling", false)? && ocsp.is_none() {
+        if stapling && ocsp.is_none() {
             if let Some(d) = scope.get("ssl_stapling") {
                 warnings.push(format!(
                     "\"ssl_stapling\" without \"ssl_stapling_file\" has no effect in junction yet (no OCSP responder fetch) in {}",
