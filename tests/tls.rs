@@ -786,7 +786,7 @@ server {{
     listen 127.0.0.1:{{PORT}} ssl proxy_protocol;
     server_name a.test;
     {a}
-    location / {{ return 200 "$proxy_protocol_addr $ssl_protocol $scheme\n"; }}
+    location / {{ return 200 "$proxy_protocol_addr $ssl_protocol $scheme $ssl_alpn_protocol\n"; }}
 }}
 "#,
         a = pki.cert("a"),
@@ -795,7 +795,7 @@ server {{
     let r = get(&pki, p.port, "a.test", &["--haproxy-protocol"]);
     assert_eq!(
         (r.code, r.out.as_str()),
-        (Some(0), "127.0.0.1 TLSv1.3 https\n"),
+        (Some(0), "127.0.0.1 TLSv1.3 https http/1.1\n"),
         "{}",
         r.err
     );
@@ -1207,4 +1207,69 @@ server {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// `ssl_reject_handshake on` in the default server: names no server has are refused
+/// at the handshake; a named server still works (nginx 1.19.4+).
+#[test]
+fn reject_handshake_for_unknown_names() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl default_server;
+    ssl_reject_handshake on;
+}}
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    location / {{ return 200 "a\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let r = get(&pki, p.port, "a.test", &[]);
+    assert_eq!((r.code, r.out.as_str()), (Some(0), "a\n"), "{}", r.err);
+    let r = get(&pki, p.port, "unknown.test", &["-k"]);
+    assert_ne!(r.code, Some(0), "{}", r.out);
+    let url = format!("https://127.0.0.1:{}/", p.port);
+    let r = curl(&pki, &["-k", &url]);
+    assert_ne!(r.code, Some(0), "{}", r.out);
+}
+
+/// WebSocket (an Upgrade through `proxy_pass`) over TLS: the 101, then bytes both
+/// ways through the TLS stream, until `proxy_read_timeout` closes the idle tunnel.
+#[test]
+fn upgrade_over_tls() {
+    let pki = Pki::new();
+    let echo = Peer::python("echo.py", &[]);
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    location / {{
+        proxy_pass http://127.0.0.1:{port};
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade $http_upgrade;
+        proxy_set_header Connection "upgrade";
+        proxy_read_timeout 1s;
+    }}
+}}
+"#,
+        a = pki.cert("a"),
+        port = echo.port,
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let req = b"GET /switch HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nping-through-tls";
+    let out = s_client(
+        p.port,
+        &["-servername", "a.test", "-ign_eof", "-quiet"],
+        req,
+    );
+    assert!(out.contains("HTTP/1.1 101"), "{out}");
+    assert!(out.contains("ping-through-tls"), "{out}");
 }
