@@ -943,7 +943,7 @@ fn tls_directives_at_load() {
                 "ssl_certificate {}; ssl_certificate_key {enc};",
                 pki.path("a.pem")
             ),
-            "encrypted private keys",
+            "the key is encrypted and no \"ssl_password_file\" is given",
             1,
         ),
         (
@@ -1272,4 +1272,51 @@ server {{
     );
     assert!(out.contains("HTTP/1.1 101"), "{out}");
     assert!(out.contains("ping-through-tls"), "{out}");
+}
+
+/// `ssl_password_file`: an encrypted key (PKCS#8, as `openssl pkcs8 -topk8` writes it)
+/// is decrypted with the first password in the file that fits.
+#[test]
+fn encrypted_key_with_password_file() {
+    let pki = Pki::new();
+    openssl(
+        pki.dir.path(),
+        &[
+            "pkcs8",
+            "-topk8",
+            "-in",
+            "a.key",
+            "-out",
+            "enc.key",
+            "-passout",
+            "pass:s3cret",
+        ],
+    );
+    std::fs::write(pki.dir.path().join("pw.txt"), "wrong\ns3cret\n").expect("pw");
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    ssl_certificate {cert};
+    ssl_certificate_key {key};
+    ssl_password_file {pw};
+    location / {{ return 200 "ok\n"; }}
+}}
+"#,
+        cert = pki.path("a.pem"),
+        key = pki.path("enc.key"),
+        pw = pki.path("pw.txt"),
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let r = get(&pki, p.port, "a.test", &[]);
+    assert_eq!((r.code, r.out.as_str()), (Some(0), "ok\n"), "{}", r.err);
+    // No password that fits: a load error.
+    std::fs::write(pki.dir.path().join("pw.txt"), "wrong\n").expect("pw");
+    let (out, _dir) = check_config(
+        &[("site.conf", &conf.replace("{PORT}", "8443"))],
+        "site.conf",
+    );
+    assert_ne!(out.code, Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("enc.key"), "{}", out.stderr);
 }

@@ -33,7 +33,7 @@ use junction_config::tree::{ConfigError, Directive};
 use junction_core::ctx::ConnInfo;
 use junction_core::tls::{ClientCert, TlsInfo};
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{
     ClientHello, NoServerSessionStorage, ProducesTickets, ResolvesServerCert,
@@ -332,6 +332,35 @@ fn pem_certs(
     }
 }
 
+/// An encrypted key (`-----BEGIN ENCRYPTED PRIVATE KEY-----`, PKCS#8 PBES2, what
+/// OpenSSL 3 writes) decrypted with the passwords of `ssl_password_file`, tried in
+/// turn as nginx does.
+fn decrypt_key(
+    pem: &[u8],
+    scope: &Scope<'_>,
+    conf_dir: &Path,
+) -> Result<PrivateKeyDer<'static>, String> {
+    let Some((_, a)) = scope.arg("ssl_password_file") else {
+        return Err("the key is encrypted and no \"ssl_password_file\" is given".into());
+    };
+    let text = std::fs::read_to_string(resolve(conf_dir, &a.value))
+        .map_err(|e| format!("cannot read \"ssl_password_file\" \"{}\": {e}", a.value))?;
+    let (label, der) = pkcs8::der::pem::decode_vec(pem).map_err(|_| {
+        "only PKCS#8-encrypted keys (\"ENCRYPTED PRIVATE KEY\") can be decrypted; convert it with \"openssl pkcs8 -topk8\"".to_string()
+    })?;
+    if label != "ENCRYPTED PRIVATE KEY" {
+        return Err("only PKCS#8-encrypted keys (\"ENCRYPTED PRIVATE KEY\") can be decrypted; convert it with \"openssl pkcs8 -topk8\"".into());
+    }
+    let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice())
+        .map_err(|e| format!("invalid encrypted key ({e})"))?;
+    for pw in text.lines() {
+        if let Ok(doc) = info.decrypt(pw.as_bytes()) {
+            return Ok(PrivateKeyDer::Pkcs8(doc.as_bytes().to_vec().into()));
+        }
+    }
+    Err("bad password read".into())
+}
+
 impl ServerTls {
     /// Reads the `ssl_*` directives in effect in a server; warnings go to `warnings`.
     pub fn from_scope(
@@ -365,13 +394,12 @@ impl ServerTls {
             let key = match rustls_pemfile::private_key(&mut &kpem[..]) {
                 Ok(Some(k)) => k,
                 _ if kpem.windows(9).any(|w| w == b"ENCRYPTED") => {
-                    return Err(err(
-                        &kd.span,
-                        format!(
-                            "cannot load certificate key \"{}\": encrypted private keys (\"ssl_password_file\") are not supported by junction yet; decrypt it with \"openssl pkey -in KEY -out KEY.plain\"",
-                            ka.value
-                        ),
-                    ))
+                    decrypt_key(&kpem, scope, conf_dir).map_err(|why| {
+                        err(
+                            &kd.span,
+                            format!("cannot load certificate key \"{}\": {why}", ka.value),
+                        )
+                    })?
                 }
                 _ => {
                     return Err(err(
@@ -515,10 +543,6 @@ impl ServerTls {
                 &d.span,
                 "\"ssl_conf_command\" directive is not supported by junction (it is an OpenSSL interface)",
             ));
-        }
-        if let Some(d) = scope.get("ssl_password_file") {
-            // Only encrypted keys need it, and those are refused where they are loaded.
-            let _ = d;
         }
 
         let verify = match scope.arg("ssl_verify_client") {
