@@ -114,7 +114,6 @@ pub struct ServerTls {
     session_tickets: bool,
     /// `ssl_session_ticket_key` files' contents, in order (the first encrypts).
     ticket_keys: Vec<Vec<u8>>,
-    early_data: bool,
     buffer_size: usize,
     /// `ssl_reject_handshake on`.
     reject_handshake: bool,
@@ -664,6 +663,14 @@ impl ServerTls {
             }
         }
         let buffer_size = scope.size("ssl_buffer_size", 16384)? as usize;
+        if scope.flag("ssl_early_data", false)? {
+            if let Some(d) = scope.get("ssl_early_data") {
+                warnings.push(format!(
+                    "\"ssl_early_data\" is accepted but has no effect in junction yet (no 0-RTT: clients send their request after the handshake) in {}",
+                    d.span
+                ));
+            }
+        }
         Ok(ServerTls {
             cert_span: cert_ds.first().map(|d| d.span.clone()),
             certs,
@@ -679,7 +686,6 @@ impl ServerTls {
             session_timeout: scope.time("ssl_session_timeout", Duration::from_secs(300))?,
             session_tickets: scope.flag("ssl_session_tickets", true)?,
             ticket_keys,
-            early_data: scope.flag("ssl_early_data", false)?,
             buffer_size,
             reject_handshake: scope.flag("ssl_reject_handshake", false)?,
             handshake_timeout: scope.time("client_header_timeout", Duration::from_secs(60))?,
@@ -979,9 +985,9 @@ fn server_config(
     } else {
         cfg.send_tls13_tickets = usize::from(!matches!(t.session_cache, SessionCache::None));
     }
-    if t.early_data {
-        cfg.max_early_data_size = 16384;
-    }
+    // `ssl_early_data on` is a warning (see `from_scope`): rustls hands 0-RTT data out
+    // beside the stream (`ServerConnection::early_data`), which the connection does not
+    // read yet, so none is offered (`max_early_data_size` stays 0).
     if (512..16384).contains(&t.buffer_size) {
         // rustls counts the record header in the fragment size.
         cfg.max_fragment_size = Some(t.buffer_size + 5);
@@ -1041,10 +1047,7 @@ pub(crate) fn attach(
         if default.certs.is_empty() && !default.reject_handshake {
             errors.push(err(
                 &d.span,
-                format!(
-                    "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive in {}",
-                    d.span
-                ),
+                "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
             ));
             continue;
         }
