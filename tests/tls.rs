@@ -249,10 +249,17 @@ server {{
     {b}
     location / {{ return 200 "b {VARS}\n"; }}
 }}
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name ~^r\d+\.test$;
+    {both}
+    location / {{ return 200 "regex {VARS}\n"; }}
+}}
 "#,
         a = pki.cert("a"),
         b = pki.cert("b"),
         dflt = pki.cert("dflt"),
+        both = pki.cert("both-rsa"),
     );
     let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
     // (SNI, curl verifies the certificate for that name, expected body)
@@ -291,6 +298,11 @@ server {{
     assert!(out.contains("CN = b.test"), "{out}");
     let out = s_client(p.port, &["-servername", "nope.test"], b"");
     assert!(out.contains("CN = default.test"), "{out}");
+    // A regex server_name chooses by SNI too.
+    let out = s_client(p.port, &["-servername", "r42.test"], b"");
+    assert!(out.contains("CN = both.test"), "{out}");
+    let r = get(&pki, p.port, "r42.test", &["-k"]);
+    assert_eq!(r.out, "regex TLSv1.3 r42.test https=on https\n");
 }
 
 /// `ssl_protocols`, `ssl_ciphers` and the variables that report them.
@@ -608,6 +620,7 @@ server {{
     ssl_client_certificate {ca};
     location / {{ return 200 "$ssl_client_fingerprint\n"; }}
     location /pem {{ return 200 "$ssl_client_raw_cert"; }}
+    location /escaped {{ return 200 "$ssl_client_escaped_cert"; }}
 }}
 "#,
         a = pki.cert("a"),
@@ -622,6 +635,20 @@ server {{
     let r = curl(&pki, &[&extra[..], &["--resolve", &resolve, &url]].concat());
     let pem = std::fs::read_to_string(pki.path("client.pem")).expect("pem");
     assert_eq!(r.out, pem);
+    // URL-encoded as ngx_escape_uri(NGX_ESCAPE_URI_COMPONENT) does.
+    let url = format!("https://a.test:{}/escaped", p2.port);
+    let r = curl(&pki, &[&extra[..], &["--resolve", &resolve, &url]].concat());
+    let escaped: String = pem
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    assert_eq!(r.out, escaped);
 }
 
 /// Sessions resume across connections (and across Junction's worker threads): by

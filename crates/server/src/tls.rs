@@ -1421,3 +1421,72 @@ pub(crate) fn reject_page(code: u16, tokens: bool) -> http::Response<junction_co
     *r.body_mut() = junction_core::body::full(bytes::Bytes::from(body));
     r
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn names(spec: &str) -> (Vec<&'static str>, Vec<String>) {
+        let (suites, unknown) = parse_ciphers(spec);
+        (
+            suites.iter().map(|s| cipher_name(s.suite())).collect(),
+            unknown,
+        )
+    }
+
+    #[test]
+    fn openssl_cipher_strings_map_to_rustls_suites() {
+        // nginx's default: every TLS 1.2 suite rustls has.
+        let (all, unknown) = names("HIGH:!aNULL:!MD5");
+        assert_eq!(all.len(), 6);
+        assert!(unknown.is_empty());
+        // Named suites keep their order; what rustls lacks is reported.
+        let (s, unknown) = names(
+            "ECDHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305",
+        );
+        assert_eq!(
+            s,
+            [
+                "ECDHE-RSA-AES128-GCM-SHA256",
+                "ECDHE-ECDSA-CHACHA20-POLY1305"
+            ]
+        );
+        assert_eq!(unknown, ["DHE-RSA-AES256-GCM-SHA384"]);
+        // A keyword adds the rest after the named ones; `!NAME` removes one.
+        let (s, _) = names("ECDHE-RSA-CHACHA20-POLY1305:HIGH:!ECDHE-RSA-AES256-GCM-SHA384");
+        assert_eq!(s.first(), Some(&"ECDHE-RSA-CHACHA20-POLY1305"));
+        assert_eq!(s.len(), 5);
+        assert!(!s.contains(&"ECDHE-RSA-AES256-GCM-SHA384"));
+        // Only what rustls lacks: nothing.
+        let (s, unknown) = names("AES128-SHA:DES-CBC3-SHA");
+        assert!(s.is_empty());
+        assert_eq!(unknown.len(), 2);
+    }
+
+    #[test]
+    fn verify_errors_in_openssl_words() {
+        let e = |c| rustls::Error::InvalidCertificate(c);
+        use rustls::CertificateError as C;
+        assert_eq!(
+            verify_reason(&e(C::Expired), false, true),
+            ("certificate has expired", false)
+        );
+        assert_eq!(
+            verify_reason(&e(C::UnknownIssuer), false, true),
+            ("unable to verify the first certificate", true)
+        );
+        assert_eq!(
+            verify_reason(&e(C::UnknownIssuer), false, false),
+            ("unable to get local issuer certificate", true)
+        );
+        assert_eq!(
+            verify_reason(&e(C::UnknownIssuer), true, true),
+            ("self-signed certificate", true)
+        );
+        assert_eq!(
+            verify_reason(&e(C::Revoked), false, true),
+            ("certificate revoked", false)
+        );
+    }
+}
