@@ -1407,3 +1407,114 @@ sys.stdin.read()
         after.saturating_sub(before)
     );
 }
+
+/// `ssl_crl`: a client certificate the CA revoked is refused (495), another of the
+/// same CA passes.
+#[test]
+fn revoked_client_certificate() {
+    let pki = Pki::new();
+    let d = pki.dir.path();
+    openssl(d, &["genrsa", "-out", "revoked.key", "2048"]);
+    openssl(
+        d,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "revoked.key",
+            "-out",
+            "revoked.csr",
+            "-subj",
+            "/CN=revoked",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "revoked.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-set_serial",
+            "0x5EED",
+            "-out",
+            "revoked.pem",
+            "-days",
+            "30",
+            "-extfile",
+            "client.ext",
+        ],
+    );
+    std::fs::write(d.join("index.txt"), "").expect("index");
+    std::fs::write(d.join("crlnumber"), "01\n").expect("crlnumber");
+    std::fs::write(
+        d.join("ca.cnf"),
+        "[ca]\ndefault_ca=CA_default\n[CA_default]\ndatabase=index.txt\ncrlnumber=crlnumber\n\
+         default_md=sha256\ndefault_crl_days=30\n",
+    )
+    .expect("ca.cnf");
+    openssl(
+        d,
+        &[
+            "ca",
+            "-config",
+            "ca.cnf",
+            "-revoke",
+            "revoked.pem",
+            "-keyfile",
+            "ca.key",
+            "-cert",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        d,
+        &[
+            "ca", "-config", "ca.cnf", "-gencrl", "-keyfile", "ca.key", "-cert", "ca.pem", "-out",
+            "crl.pem",
+        ],
+    );
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    ssl_verify_client optional;
+    ssl_client_certificate {ca};
+    ssl_crl {crl};
+    location / {{ return 200 "$ssl_client_verify\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+        ca = pki.path("ca.pem"),
+        crl = pki.path("crl.pem"),
+    );
+    let p = start_info(&conf);
+    let (good_c, good_k) = (pki.path("client.pem"), pki.path("client.key"));
+    let r = get(
+        &pki,
+        p.port,
+        "a.test",
+        &["--cert", &good_c, "--key", &good_k],
+    );
+    assert_eq!(r.out, "SUCCESS\n", "{}", r.err);
+    let (bad_c, bad_k) = (pki.path("revoked.pem"), pki.path("revoked.key"));
+    let r = get(
+        &pki,
+        p.port,
+        "a.test",
+        &["-i", "--cert", &bad_c, "--key", &bad_k],
+    );
+    assert!(
+        r.out.starts_with("HTTP/1.1 400") && r.out.contains("The SSL certificate error"),
+        "{}",
+        r.out
+    );
+    let log = p.wait_error_log("certificate revoked", Duration::from_secs(5));
+    assert!(log.is_ok(), "{log:?}");
+}
