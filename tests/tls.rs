@@ -1518,3 +1518,34 @@ server {{
     let log = p.wait_error_log("certificate revoked", Duration::from_secs(5));
     assert!(log.is_ok(), "{log:?}");
 }
+
+/// Keep-alive and pipelining over TLS: requests on one connection, two of them in one
+/// write (the second is already decrypted when the first is answered).
+#[test]
+fn keepalive_and_pipelining_over_tls() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    location / {{ return 200 "$uri $connection_requests\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let resolve = format!("a.test:{}:127.0.0.1", p.port);
+    let u1 = format!("https://a.test:{}/one", p.port);
+    let u2 = format!("https://a.test:{}/two", p.port);
+    let r = curl(&pki, &["--resolve", &resolve, &u1, &u2]);
+    assert_eq!(r.out, "/one 1\n/two 2\n", "{}", r.err);
+    let req = b"GET /a HTTP/1.1\r\nHost: a.test\r\n\r\nGET /b HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    let out = s_client(
+        p.port,
+        &["-servername", "a.test", "-ign_eof", "-quiet"],
+        req,
+    );
+    assert!(out.contains("/a 1\n") && out.contains("/b 2\n"), "{out}");
+}
