@@ -1549,3 +1549,142 @@ server {{
     );
     assert!(out.contains("/a 1\n") && out.contains("/b 2\n"), "{out}");
 }
+
+/// `ssl_verify_depth` on a client chain through an intermediate CA (the client sends
+/// its certificate and the intermediate).
+#[test]
+fn verify_depth_limits_the_client_chain() {
+    let pki = Pki::new();
+    let d = pki.dir.path();
+    // ca → inter → deep (client), and ca → inter → inter2 → deeper (client).
+    std::fs::write(
+        d.join("ca.ext"),
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\n",
+    )
+    .expect("ext");
+    for (name, issuer) in [("inter", "ca"), ("inter2", "inter")] {
+        openssl(d, &["genrsa", "-out", &format!("{name}.key"), "2048"]);
+        openssl(
+            d,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                &format!("{issuer}.pem"),
+                "-CAkey",
+                &format!("{issuer}.key"),
+                "-set_serial",
+                "0x77",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "30",
+                "-extfile",
+                "ca.ext",
+            ],
+        );
+    }
+    for (name, issuer) in [("deep", "inter"), ("deeper", "inter2")] {
+        openssl(d, &["genrsa", "-out", &format!("{name}.key"), "2048"]);
+        openssl(
+            d,
+            &[
+                "req",
+                "-new",
+                "-key",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                &format!("{issuer}.pem"),
+                "-CAkey",
+                &format!("{issuer}.key"),
+                "-set_serial",
+                "0x78",
+                "-out",
+                &format!("{name}.pem"),
+                "-days",
+                "30",
+                "-extfile",
+                "client.ext",
+            ],
+        );
+    }
+    let read = |n: &str| std::fs::read_to_string(d.join(n)).expect("pem");
+    std::fs::write(
+        d.join("deep-chain.pem"),
+        read("deep.pem") + &read("inter.pem"),
+    )
+    .expect("chain");
+    std::fs::write(
+        d.join("deeper-chain.pem"),
+        read("deeper.pem") + &read("inter2.pem") + &read("inter.pem"),
+    )
+    .expect("chain");
+    let server = |port: &str, depth: &str| {
+        format!(
+            r#"
+server {{
+    listen 127.0.0.1:{{{port}}} ssl;
+    server_name a.test;
+    {a}
+    ssl_verify_client optional;
+    ssl_client_certificate {ca};
+    {depth}
+    location / {{ return 200 "$ssl_client_verify\n"; }}
+}}
+"#,
+            a = pki.cert("a"),
+            ca = pki.path("ca.pem"),
+        )
+    };
+    let conf = server("PORT", "") + &server("PORT2", "ssl_verify_depth 2;");
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    // (port, client chain, key, expected)
+    let rows = [
+        (p.ports[0], "client.pem", "client.key", "SUCCESS"),
+        (p.ports[0], "deep-chain.pem", "deep.key", "SUCCESS"),
+        (
+            p.ports[0],
+            "deeper-chain.pem",
+            "deeper.key",
+            "The SSL certificate error",
+        ),
+        (p.ports[1], "deeper-chain.pem", "deeper.key", "SUCCESS"),
+    ];
+    for (port, cert, key, want) in rows {
+        let r = get(
+            &pki,
+            port,
+            "a.test",
+            &["--cert", &pki.path(cert), "--key", &pki.path(key)],
+        );
+        assert!(r.out.contains(want), "{port} {cert}: {} {}", r.out, r.err);
+    }
+}

@@ -22,7 +22,8 @@
 //!
 //! ## Where rustls differs from OpenSSL
 //! No TLS 1.0/1.1, no DHE, no RSA key exchange, no CBC suites: naming them is a warning.
-//! `ssl_verify_depth` is not enforced (webpki builds the path itself). Client
+//! `ssl_verify_depth` is checked on the path from the client's certificate to the
+//! trusted CA, following the chain by names (webpki does not report its path). Client
 //! certificates are verified after the handshake (so that, as nginx, a bad or missing
 //! certificate is answered with a 495/496 page instead of a failed handshake).
 
@@ -103,6 +104,8 @@ pub struct ServerTls {
     prefer_server_ciphers: bool,
     /// `ssl_verify_client`.
     pub verify: VerifyClient,
+    /// `ssl_verify_depth` (1).
+    verify_depth: usize,
     /// The CAs client certificates are verified against (`ssl_client_certificate` +
     /// `ssl_trusted_certificate`), with `ssl_crl`.
     client_roots: Vec<CertificateDer<'static>>,
@@ -593,9 +596,10 @@ impl ServerTls {
                 );
             }
         }
-        if let Some((d, a)) = scope.arg("ssl_verify_depth") {
-            a.value.parse::<u32>().map_err(|_| invalid(d, a))?;
-        }
+        let verify_depth = match scope.arg("ssl_verify_depth") {
+            Some((d, a)) => a.value.parse::<usize>().map_err(|_| invalid(d, a))?,
+            None => 1,
+        };
 
         let session_cache = match scope.get("ssl_session_cache") {
             None => SessionCache::None,
@@ -679,6 +683,7 @@ impl ServerTls {
             groups,
             prefer_server_ciphers: scope.flag("ssl_prefer_server_ciphers", false)?,
             verify,
+            verify_depth,
             client_roots,
             client_hints,
             crls,
@@ -900,6 +905,31 @@ const H2_SERVED: bool = false;
 /// A server's post-handshake client verification.
 struct ClientVerify {
     verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// `ssl_verify_depth`.
+    depth: usize,
+    /// The trusted CAs' subjects (DER), where a chain ends.
+    roots: Vec<Vec<u8>>,
+}
+
+impl ClientVerify {
+    /// How deep in a verified chain the trusted CA sits (the client's certificate is
+    /// 0), following issuer names through what the client sent.
+    fn anchor_depth(&self, ee: &CertificateDer<'_>, rest: &[CertificateDer<'_>]) -> Option<usize> {
+        let parsed: Vec<_> = rest
+            .iter()
+            .filter_map(|c| x509_parser::parse_x509_certificate(c).ok().map(|(_, x)| x))
+            .collect();
+        let (_, leaf) = x509_parser::parse_x509_certificate(ee).ok()?;
+        let mut issuer = leaf.issuer().as_raw();
+        for depth in 1..=parsed.len() + 1 {
+            if self.roots.iter().any(|r| r.as_slice() == issuer) {
+                return Some(depth);
+            }
+            let next = parsed.iter().find(|c| c.subject().as_raw() == issuer)?;
+            issuer = next.issuer().as_raw();
+        }
+        None
+    }
 }
 
 /// What [`attach`] shares between the configurations of one build.
@@ -1009,7 +1039,20 @@ fn client_verify(t: &ServerTls) -> ClientVerify {
             .build()
             .ok()
     };
-    ClientVerify { verifier }
+    let roots = t
+        .client_roots
+        .iter()
+        .filter_map(|c| {
+            x509_parser::parse_x509_certificate(c)
+                .ok()
+                .map(|(_, x)| x.subject().as_raw().to_vec())
+        })
+        .collect();
+    ClientVerify {
+        verifier,
+        depth: t.verify_depth,
+        roots,
+    }
 }
 
 /// Builds the TLS side of every `listen … ssl` (given by the spans of those
@@ -1218,6 +1261,12 @@ fn facts(stream: &Stream, sni: String, matched: bool, verify: Option<&ClientVeri
                 )),
             };
             match result {
+                // X509_V_ERR_CERT_CHAIN_TOO_LONG: OpenSSL's depth counts the CAs
+                // between the client's certificate and the trust anchor (depth 1:
+                // one intermediate).
+                Ok(()) if v.anchor_depth(ee, rest).is_some_and(|d| d > v.depth + 1) => {
+                    t.verify = "FAILED:certificate chain too long".into();
+                }
                 Ok(()) => t.verify = "SUCCESS".into(),
                 Err(e) => {
                     let (reason, unknown_ca) = verify_reason(&e, self_signed, rest.is_empty());
