@@ -1195,6 +1195,7 @@ server {
     ssl_certificate {DIR}/cur.pem;
     ssl_certificate_key {DIR}/cur.key;
     location / { return 200 "ok\n"; }
+    location /big { root {DIR}/www; }
 }
 "#;
     // The certificate files live in the proxy's dir (first: a.test's).
@@ -1219,6 +1220,29 @@ server {
     );
     let subject = |p: &Proxy| s_client(p.port, &["-servername", "a.test"], b"");
     assert!(subject(&p).contains("CN = a.test"), "{}", subject(&p));
+    // A download in flight across the reload (slowed by the client).
+    std::fs::create_dir_all(p.dir().join("www/big")).expect("mkdir");
+    let big: Vec<u8> = (0..3_000_000).map(big_byte).collect();
+    std::fs::write(p.dir().join("www/big/file"), &big).expect("write");
+    let got = pki.dir.path().join("inflight.bin");
+    let mut download = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--limit-rate", "1M", "--cacert"])
+        .arg(pki.path("ca.pem"))
+        .arg("--resolve")
+        .arg(format!("a.test:{}:127.0.0.1", p.port))
+        .arg("-o")
+        .arg(&got)
+        .arg(format!("https://a.test:{}/big/file", p.port))
+        .spawn()
+        .expect("curl");
+    let started = std::time::Instant::now();
+    while std::fs::metadata(&got).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the download did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     std::fs::copy(pki.path("dflt.pem"), p.dir().join("cur.pem")).expect("copy");
     std::fs::copy(pki.path("dflt.key"), p.dir().join("cur.key")).expect("copy");
     p.signal("HUP");
@@ -1234,6 +1258,12 @@ server {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    // The download that started under the old certificate completes.
+    let status = download.wait().expect("curl");
+    assert!(status.success(), "{status}");
+    let body = std::fs::read(&got).expect("read");
+    assert_eq!(body.len(), big.len());
+    assert_eq!(big_mismatch(&body, big.len()), None);
 }
 
 /// `ssl_reject_handshake on` in the default server: names no server has are refused
