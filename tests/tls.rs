@@ -1718,3 +1718,39 @@ server {{
         assert!(r.out.contains(want), "{port} {cert}: {} {}", r.out, r.err);
     }
 }
+
+/// In the access log an `$ssl_*` variable without a value is `-`, on a plain
+/// connection and on a TLS one (nginx: an empty value is `not_found`).
+#[test]
+fn ssl_variables_in_the_access_log() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+log_format tls "$request_uri|$ssl_protocol|$ssl_client_s_dn|$https|";
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    listen 127.0.0.1:{{PORT2}};
+    server_name a.test;
+    {a}
+    access_log {{DIR}}/tls.log tls;
+    location / {{ return 200 "ok\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let r = http_request(p.ports[1], b"GET /plain HTTP/1.1\r\nHost: a.test\r\n\r\n");
+    assert_eq!(r.status, 200);
+    let r = curl(
+        &pki,
+        &[
+            "--resolve",
+            &format!("a.test:{}:127.0.0.1", p.port),
+            &format!("https://a.test:{}/tls", p.port),
+        ],
+    );
+    assert_eq!(r.out, "ok\n", "{}", r.err);
+    let log = wait_file_contains(&p.dir().join("tls.log"), "/tls|");
+    assert!(log.contains("/plain|-|-||\n"), "{log}");
+    assert!(log.contains("/tls|TLSv1.3|-|on|\n"), "{log}");
+}
