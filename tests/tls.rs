@@ -939,7 +939,7 @@ fn tls_directives_at_load() {
         ],
     );
     // (line 4 of the server, expected in -t's output, exit code)
-    let rows: [(String, &str, i32); 7] = [
+    let rows: [(String, &str, i32); 8] = [
         (
             "ssl_protocols TLSv1 TLSv1.1 TLSv1.2;".into(),
             "TLSv1 is not supported by junction",
@@ -976,6 +976,11 @@ fn tls_directives_at_load() {
         (
             "ssl_verify_client on;".into(),
             "no ssl_client_certificate for ssl_verify_client",
+            1,
+        ),
+        (
+            "ssl_ocsp on;".into(),
+            "\"ssl_ocsp\" directive is not supported by junction yet",
             1,
         ),
     ];

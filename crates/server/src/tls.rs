@@ -540,6 +540,21 @@ impl ServerTls {
                 d.span
             ));
         }
+        // Known to nginx, not to Junction yet: refused, never ignored.
+        for name in [
+            "ssl_ocsp",
+            "ssl_ocsp_cache",
+            "ssl_ocsp_responder",
+            "ssl_certificate_cache",
+            "ssl_key_log",
+        ] {
+            if let Some(d) = scope.get(name) {
+                return Err(err(
+                    &d.span,
+                    format!("\"{name}\" directive is not supported by junction yet (see docs/directives.md)"),
+                ));
+            }
+        }
         if let Some(d) = scope.get("ssl_conf_command") {
             return Err(err(
                 &d.span,
