@@ -1759,3 +1759,84 @@ server {{
     assert!(log.contains("/plain|-|-||\n"), "{log}");
     assert!(log.contains("/tls|TLSv1.3|-|on|\n"), "{log}");
 }
+
+/// `ssl_session_timeout`: a session older than it is not resumed (tickets and the
+/// shared cache alike).
+#[test]
+fn sessions_expire_after_the_session_timeout() {
+    let pki = Pki::new();
+    let server = |port: &str, extra: &str| {
+        format!(
+            r#"
+server {{
+    listen 127.0.0.1:{{{port}}} ssl;
+    server_name a.test;
+    {a}
+    ssl_session_timeout 2s;
+    {extra}
+    location / {{ return 200 "reused=$ssl_session_reused\n"; }}
+}}
+"#,
+            a = pki.cert("a"),
+        )
+    };
+    let conf = server("PORT", "")
+        + &server(
+            "PORT2",
+            "ssl_session_tickets off; ssl_session_cache shared:S:1m;",
+        );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let req = b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n";
+    let rows = [(p.ports[0], "tickets"), (p.ports[1], "cache")];
+    let mut files = Vec::new();
+    for (i, (port, what)) in rows.iter().enumerate() {
+        let sess = pki.path(&format!("sess{i}"));
+        let first = s_client(
+            *port,
+            &[
+                "-servername",
+                "a.test",
+                "-tls1_2",
+                "-ign_eof",
+                "-sess_out",
+                &sess,
+            ],
+            req,
+        );
+        assert!(first.contains("reused=."), "{what}: {first}");
+        let again = s_client(
+            *port,
+            &[
+                "-servername",
+                "a.test",
+                "-tls1_2",
+                "-ign_eof",
+                "-sess_in",
+                &sess,
+            ],
+            req,
+        );
+        assert!(again.contains("reused=r"), "{what}: {again}");
+        files.push(sess);
+    }
+    // What is under test is the passing of time itself.
+    std::thread::sleep(Duration::from_millis(3500));
+    for ((port, what), sess) in rows.iter().zip(&files) {
+        let late = s_client(
+            *port,
+            &[
+                "-servername",
+                "a.test",
+                "-tls1_2",
+                "-ign_eof",
+                "-sess_in",
+                sess,
+            ],
+            req,
+        );
+        assert!(
+            late.contains("reused=.") && late.contains("New,"),
+            "{what}: {late}"
+        );
+    }
+}

@@ -793,8 +793,33 @@ impl ClientCertVerifier for AskClient {
     }
 }
 
+/// Seconds since the epoch.
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A session stamped with the time it was made; `None` once older than `lifetime`
+/// (nginx's `ssl_session_timeout`, which rustls does not apply to TLS 1.2 sessions).
+fn stamp(value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + value.len());
+    out.extend_from_slice(&now_secs().to_be_bytes());
+    out.extend_from_slice(value);
+    out
+}
+
+fn unstamp(mut stamped: Vec<u8>, lifetime: u32) -> Option<Vec<u8>> {
+    let t: [u8; 8] = stamped.get(..8)?.try_into().ok()?;
+    if now_secs().saturating_sub(u64::from_be_bytes(t)) > u64::from(lifetime) {
+        return None;
+    }
+    stamped.drain(..8);
+    Some(stamped)
+}
+
 /// The ticket keys of one configuration, with `ssl_session_timeout` as the lifetime
-/// the tickets announce.
+/// the tickets announce and the age past which they are refused.
 #[derive(Debug)]
 struct Timed {
     inner: Arc<dyn ProducesTickets>,
@@ -809,10 +834,33 @@ impl ProducesTickets for Timed {
         self.lifetime
     }
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        self.inner.encrypt(plain)
+        self.inner.encrypt(&stamp(plain))
     }
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        self.inner.decrypt(cipher)
+        unstamp(self.inner.decrypt(cipher)?, self.lifetime)
+    }
+}
+
+/// A session cache (possibly shared by servers) seen through one server's
+/// `ssl_session_timeout`.
+#[derive(Debug)]
+struct Aged {
+    inner: Arc<dyn StoresServerSessions>,
+    lifetime: u32,
+}
+
+impl StoresServerSessions for Aged {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.inner.put(key, stamp(&value))
+    }
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        unstamp(self.inner.get(key)?, self.lifetime)
+    }
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        unstamp(self.inner.take(key)?, self.lifetime)
+    }
+    fn can_cache(&self) -> bool {
+        self.inner.can_cache()
     }
 }
 
@@ -997,19 +1045,22 @@ fn server_config(
     } else {
         vec![b"http/1.1".to_vec()]
     };
-    cfg.session_storage = match &t.session_cache {
-        SessionCache::None => Arc::new(NoServerSessionStorage {}),
-        SessionCache::Builtin(n) => ServerSessionMemoryCache::new(*n),
-        SessionCache::Shared(name, n) => {
-            let c: Arc<dyn StoresServerSessions> = shared
+    let lifetime = u32::try_from(t.session_timeout.as_secs()).unwrap_or(u32::MAX);
+    let cache: Option<Arc<dyn StoresServerSessions>> = match &t.session_cache {
+        SessionCache::None => None,
+        SessionCache::Builtin(n) => Some(ServerSessionMemoryCache::new(*n)),
+        SessionCache::Shared(name, n) => Some(
+            shared
                 .caches
                 .entry(name.clone())
                 .or_insert_with(|| ServerSessionMemoryCache::new(*n))
-                .clone();
-            c
-        }
+                .clone(),
+        ),
     };
-    let lifetime = u32::try_from(t.session_timeout.as_secs()).unwrap_or(u32::MAX);
+    cfg.session_storage = match cache {
+        None => Arc::new(NoServerSessionStorage {}),
+        Some(inner) => Arc::new(Aged { inner, lifetime }),
+    };
     if t.session_tickets {
         let inner: Arc<dyn ProducesTickets> = if t.ticket_keys.is_empty() {
             match &shared.tickets {
