@@ -1840,3 +1840,45 @@ server {{
         );
     }
 }
+
+/// `ssl_certificate …/$ssl_server_name.pem` (nginx 1.15.9+): the pair named by the
+/// SNI name is loaded at the handshake; a name without files fails the handshake.
+#[test]
+fn certificates_named_by_the_server_name() {
+    let pki = Pki::new();
+    let certs = pki.dir.path().join("by-name");
+    std::fs::create_dir_all(&certs).expect("mkdir");
+    for (name, file) in [("a.test", "a"), ("b.test", "b")] {
+        for ext in ["pem", "key"] {
+            std::fs::copy(
+                pki.path(&format!("{file}.{ext}")),
+                certs.join(format!("{name}.{ext}")),
+            )
+            .expect("copy");
+        }
+    }
+    let dir = certs.to_str().expect("utf-8");
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name _;
+    ssl_certificate {dir}/$ssl_server_name.pem;
+    ssl_certificate_key {dir}/${{ssl_server_name}}.key;
+    location / {{ return 200 "$ssl_server_name\n"; }}
+}}
+"#
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    for name in ["a.test", "b.test"] {
+        let r = get(&pki, p.port, name, &[]);
+        assert_eq!(
+            (r.code, r.out.clone()),
+            (Some(0), format!("{name}\n")),
+            "{}",
+            r.err
+        );
+    }
+    let r = get(&pki, p.port, "c.test", &["-k"]);
+    assert_ne!(r.code, Some(0), "{}", r.out);
+}

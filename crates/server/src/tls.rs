@@ -96,6 +96,8 @@ enum SessionCache {
 pub struct ServerTls {
     /// Certificate chains with their keys (`ssl_certificate`/`ssl_certificate_key` pairs).
     certs: Vec<Arc<CertifiedKey>>,
+    /// Pairs named with `$ssl_server_name` (paths), loaded at each handshake.
+    dynamic: Vec<(String, String)>,
     /// The first `ssl_certificate` (for the error naming it).
     cert_span: Option<junction_config::tree::Span>,
     versions: Vec<&'static rustls::SupportedProtocolVersion>,
@@ -374,6 +376,7 @@ impl ServerTls {
         let cert_ds = scope.array("ssl_certificate");
         let key_ds = scope.array("ssl_certificate_key");
         let mut certs = Vec::new();
+        let mut dynamic = Vec::new();
         for (i, cd) in cert_ds.iter().enumerate() {
             let Some(ca) = cd.args.first() else { continue };
             let Some(kd) = key_ds.get(i) else {
@@ -386,6 +389,27 @@ impl ServerTls {
                 ));
             };
             let Some(ka) = kd.args.first() else { continue };
+            if ca.value.contains('$') || ka.value.contains('$') {
+                // nginx 1.15.9+: files named by `$ssl_server_name`, loaded per handshake.
+                for (d, a) in [(cd, ca), (kd, ka)] {
+                    let rest = a
+                        .value
+                        .replace("${ssl_server_name}", "")
+                        .replace("$ssl_server_name", "");
+                    if rest.contains('$') || a.value.starts_with("data:") {
+                        return Err(err(
+                            &a.span,
+                            format!(
+                                "variables other than $ssl_server_name in \"{}\" are not supported by junction yet (see docs/directives.md)",
+                                d.name
+                            ),
+                        ));
+                    }
+                }
+                let path = |v: &str| resolve(conf_dir, v).to_string_lossy().into_owned();
+                dynamic.push((path(&ca.value), path(&ka.value)));
+                continue;
+            }
             let chain = pem_certs(
                 &read_pem(ca, cd, conf_dir, "certificate")?,
                 cd,
@@ -693,6 +717,7 @@ impl ServerTls {
         Ok(ServerTls {
             cert_span: cert_ds.first().map(|d| d.span.clone()),
             certs,
+            dynamic,
             versions,
             suites,
             groups,
@@ -718,21 +743,68 @@ impl ServerTls {
 /// client offers, taken in the client's order of preference (as OpenSSL picks between
 /// an RSA and an ECDSA certificate).
 #[derive(Debug)]
-struct Certs(Vec<Arc<CertifiedKey>>);
+struct Certs {
+    fixed: Vec<Arc<CertifiedKey>>,
+    /// Pairs named with `$ssl_server_name`: read from disk at each handshake, as
+    /// nginx does without `ssl_certificate_cache`.
+    dynamic: Vec<(String, String)>,
+}
+
+/// A certificate pair named by the SNI name (`ssl_certificate …/$ssl_server_name.pem`).
+fn load_dynamic(cert: &str, key: &str) -> Result<CertifiedKey, String> {
+    let cpem =
+        std::fs::read(cert).map_err(|e| format!("cannot load certificate \"{cert}\": {e}"))?;
+    let chain: Vec<_> = rustls_pemfile::certs(&mut &cpem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("cannot load certificate \"{cert}\": {e}"))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "cannot load certificate \"{cert}\": no certificate in it"
+        ));
+    }
+    let kpem =
+        std::fs::read(key).map_err(|e| format!("cannot load certificate key \"{key}\": {e}"))?;
+    let k = rustls_pemfile::private_key(&mut &kpem[..])
+        .ok()
+        .flatten()
+        .ok_or_else(|| {
+            format!("cannot load certificate key \"{key}\": no (unencrypted) private key in it")
+        })?;
+    let signer = rustls::crypto::ring::sign::any_supported_type(&k)
+        .map_err(|e| format!("cannot load certificate key \"{key}\": {e}"))?;
+    let ck = CertifiedKey::new(chain, signer);
+    ck.keys_match()
+        .map_err(|e| format!("SSL_use_PrivateKey(\"{key}\") failed (key values mismatch: {e})"))?;
+    Ok(ck)
+}
 
 impl ResolvesServerCert for Certs {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let offered = hello.signature_schemes();
-        for s in offered {
-            if let Some(c) = self
-                .0
-                .iter()
-                .find(|c| c.key.choose_scheme(std::slice::from_ref(s)).is_some())
+        let mut loaded = Vec::new();
+        if !self.dynamic.is_empty() {
+            // rustls gives a validated DNS name (no `/`, no empty label).
+            let sni = hello.server_name().unwrap_or("");
+            if !sni.contains('/') && !sni.contains("..") {
+                for (c, k) in &self.dynamic {
+                    let name = |t: &str| {
+                        t.replace("${ssl_server_name}", sni)
+                            .replace("$ssl_server_name", sni)
+                    };
+                    match load_dynamic(&name(c), &name(k)) {
+                        Ok(ck) => loaded.push(Arc::new(ck)),
+                        Err(e) => tracing::error!("{e} while SSL handshaking"),
+                    }
+                }
+            }
+        }
+        let all = || self.fixed.iter().chain(loaded.iter());
+        for s in hello.signature_schemes() {
+            if let Some(c) = all().find(|c| c.key.choose_scheme(std::slice::from_ref(s)).is_some())
             {
                 return Some(c.clone());
             }
         }
-        self.0.first().cloned()
+        all().next().cloned()
     }
 }
 
@@ -1038,7 +1110,10 @@ fn server_config(
             })
             .collect();
     }
-    let mut cfg = builder.with_cert_resolver(Arc::new(Certs(certs)));
+    let mut cfg = builder.with_cert_resolver(Arc::new(Certs {
+        fixed: certs,
+        dynamic: t.dynamic.clone(),
+    }));
     cfg.ignore_client_order = t.prefer_server_ciphers;
     cfg.alpn_protocols = if http2 && H2_SERVED {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
@@ -1153,7 +1228,7 @@ pub(crate) fn attach(
         let Some(default) = tls_of(l.default) else {
             continue;
         };
-        if default.certs.is_empty() && !default.reject_handshake {
+        if default.certs.is_empty() && default.dynamic.is_empty() && !default.reject_handshake {
             errors.push(err(
                 &d.span,
                 "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
@@ -1169,7 +1244,7 @@ pub(crate) fn attach(
                 verifiers.push(None);
                 continue;
             };
-            if t.certs.is_empty() || t.reject_handshake {
+            if (t.certs.is_empty() && t.dynamic.is_empty()) || t.reject_handshake {
                 configs.push(None);
                 verifiers.push(None);
                 continue;
