@@ -621,6 +621,7 @@ server {{
     location / {{ return 200 "$ssl_client_fingerprint\n"; }}
     location /pem {{ return 200 "$ssl_client_raw_cert"; }}
     location /escaped {{ return 200 "$ssl_client_escaped_cert"; }}
+    location /legacy {{ return 200 "$ssl_client_s_dn_legacy|$ssl_client_i_dn_legacy|$ssl_client_v_remain|$ssl_client_v_end\n"; }}
 }}
 "#,
         a = pki.cert("a"),
@@ -649,6 +650,21 @@ server {{
         })
         .collect();
     assert_eq!(r.out, escaped);
+    // OpenSSL's one-line names, days left, the end date as openssl prints it.
+    let end = Command::new("openssl")
+        .args(["x509", "-noout", "-enddate", "-in", &pki.path("client.pem")])
+        .output()
+        .expect("openssl");
+    let end = String::from_utf8_lossy(&end.stdout)
+        .trim()
+        .trim_start_matches("notAfter=")
+        .to_string();
+    let url = format!("https://a.test:{}/legacy", p2.port);
+    let r = curl(&pki, &[&extra[..], &["--resolve", &resolve, &url]].concat());
+    // (30 days of validity: 29 or 30 whole days left, depending on the second)
+    let left =
+        ["29", "30"].map(|d| format!("/C=US/O=Test, Inc./CN=client|/O=Test/CN=ca|{d}|{end}\n"));
+    assert!(left.contains(&r.out), "{}", r.out);
 }
 
 /// Sessions resume across connections (and across Junction's worker threads): by

@@ -47,6 +47,12 @@ pub enum SslVar {
     ClientVStart,
     /// `$ssl_client_v_end`.
     ClientVEnd,
+    /// `$ssl_client_v_remain`: whole days left.
+    ClientVRemain,
+    /// `$ssl_client_s_dn_legacy` (OpenSSL's one-line form, `/C=…/CN=…`).
+    ClientSDnLegacy,
+    /// `$ssl_client_i_dn_legacy`.
+    ClientIDnLegacy,
 }
 
 impl SslVar {
@@ -71,6 +77,9 @@ impl SslVar {
             "ssl_client_escaped_cert" => SslVar::ClientEscapedCert,
             "ssl_client_v_start" => SslVar::ClientVStart,
             "ssl_client_v_end" => SslVar::ClientVEnd,
+            "ssl_client_v_remain" => SslVar::ClientVRemain,
+            "ssl_client_s_dn_legacy" => SslVar::ClientSDnLegacy,
+            "ssl_client_i_dn_legacy" => SslVar::ClientIDnLegacy,
             _ => return None,
         })
     }
@@ -93,6 +102,12 @@ pub struct ClientCert {
     pub v_start: String,
     /// `notAfter`.
     pub v_end: String,
+    /// `notAfter`, seconds since the epoch (`$ssl_client_v_remain`).
+    pub not_after: i64,
+    /// Subject DN, OpenSSL's one-line form.
+    pub s_dn_legacy: String,
+    /// Issuer DN, OpenSSL's one-line form.
+    pub i_dn_legacy: String,
 }
 
 /// What the handshake of one connection established.
@@ -141,6 +156,18 @@ impl TlsInfo {
             SslVar::ClientFingerprint => put(out, client.map(|c| &c.fingerprint)),
             SslVar::ClientVStart => put(out, client.map(|c| &c.v_start)),
             SslVar::ClientVEnd => put(out, client.map(|c| &c.v_end)),
+            SslVar::ClientSDnLegacy => put(out, client.map(|c| &c.s_dn_legacy)),
+            SslVar::ClientIDnLegacy => put(out, client.map(|c| &c.i_dn_legacy)),
+            SslVar::ClientVRemain => {
+                // ngx_ssl_get_client_v_remain: days left, 0 once expired.
+                if let Some(c) = client {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64);
+                    let days = (c.not_after - now).max(0) / 86400;
+                    out.put_slice(days.to_string().as_bytes());
+                }
+            }
             SslVar::ClientRawCert => put(out, client.map(|c| &c.pem)),
             SslVar::ClientCert => {
                 // ngx_ssl_get_certificate: a tab after every inner newline.

@@ -558,6 +558,12 @@ impl ServerTls {
                 }
             }
         }
+        if let Some(d) = scope.get("ssl_certificate_compression") {
+            warnings.push(format!(
+                "\"ssl_certificate_compression\" directive is accepted but has no effect in junction in {}",
+                d.span
+            ));
+        }
         if let Some(d) = scope.get("ssl_dhparam") {
             warnings.push(format!(
                 "\"ssl_dhparam\" directive is accepted but has no effect in junction (rustls has no DHE suites) in {}",
@@ -570,7 +576,7 @@ impl ServerTls {
             "ssl_ocsp_cache",
             "ssl_ocsp_responder",
             "ssl_certificate_cache",
-            "ssl_key_log",
+            "ssl_ech_file",
         ] {
             if let Some(d) = scope.get(name) {
                 return Err(err(
@@ -1472,6 +1478,9 @@ fn cert_facts(der: &CertificateDer<'_>) -> Option<ClientCert> {
         pem,
         v_start: asn1_time(&x.validity().not_before),
         v_end: asn1_time(&x.validity().not_after),
+        not_after: x.validity().not_after.timestamp(),
+        s_dn_legacy: oneline(x.subject()),
+        i_dn_legacy: oneline(x.issuer()),
     })
 }
 
@@ -1510,6 +1519,30 @@ fn rfc2253(n: &x509_parser::x509::X509Name<'_>) -> String {
                 }
                 out.push(ch);
             }
+        }
+    }
+    out
+}
+
+/// `X509_NAME_oneline`: `/C=US/O=Test/CN=client`, in the certificate's order.
+fn oneline(n: &x509_parser::x509::X509Name<'_>) -> String {
+    let reg = x509_parser::objects::oid_registry();
+    let mut out = String::new();
+    for rdn in n.iter_rdn() {
+        for (j, atv) in rdn.iter().enumerate() {
+            out.push(if j > 0 { '+' } else { '/' });
+            let oid = atv.attr_type();
+            match x509_parser::objects::oid2abbrev(oid, reg) {
+                Ok("Email") => out.push_str("emailAddress"),
+                Ok(a) => out.push_str(a),
+                Err(_) => out.push_str(&oid.to_id_string()),
+            }
+            out.push('=');
+            out.push_str(
+                &atv.as_str().map(str::to_string).unwrap_or_else(|_| {
+                    String::from_utf8_lossy(atv.attr_value().data).into_owned()
+                }),
+            );
         }
     }
     out
