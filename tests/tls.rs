@@ -1898,3 +1898,38 @@ server {{
     let r = get(&pki, p.port, "c.test", &["-k"]);
     assert_ne!(r.code, Some(0), "{}", r.out);
 }
+
+/// `ssl_protocols` of the listen's default server apply to every connection on it,
+/// whichever server SNI chooses (OpenSSL picks the version before the SNI callback).
+#[test]
+fn protocols_come_from_the_default_server() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl default_server;
+    server_name a.test;
+    {a}
+    ssl_protocols TLSv1.2 TLSv1.3;
+    location / {{ return 200 "a $ssl_protocol\n"; }}
+}}
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name b.test;
+    {b}
+    ssl_protocols TLSv1.2;
+    location / {{ return 200 "b $ssl_protocol\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+        b = pki.cert("b"),
+    );
+    let p = Proxy::start(&conf);
+    let r = get(&pki, p.port, "b.test", &[]);
+    assert_eq!(
+        (r.code, r.out.as_str()),
+        (Some(0), "b TLSv1.3\n"),
+        "{}",
+        r.err
+    );
+}
