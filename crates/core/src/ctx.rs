@@ -21,6 +21,8 @@ pub struct ConnInfo {
     pub id: u64,
     /// What the PROXY protocol header said (`listen … proxy_protocol`).
     pub proxy_protocol: Option<Arc<crate::proxy_protocol::ProxyProtocol>>,
+    /// What the TLS handshake established (`listen … ssl`; `None`: plain).
+    pub tls: Option<Arc<crate::tls::TlsInfo>>,
 }
 
 impl ConnInfo {
@@ -515,6 +517,11 @@ impl RequestCtx {
                     out.put_slice(b"on")
                 }
             }
+            Var::Ssl(v) => {
+                if let Some(t) = &self.conn.tls {
+                    t.var_into(*v, out)
+                }
+            }
             Var::RequestUri => out.put_slice(self.request_uri.as_bytes()),
             Var::Uri => out.put_slice(self.uri.as_bytes()),
             Var::Args => out.put_slice(self.args.as_bytes()),
@@ -808,6 +815,7 @@ mod tests {
             scheme: "http",
             id: 3,
             proxy_protocol: None,
+            tls: None,
         });
         let mut c = RequestCtx::new(conn, Method::GET, Version::HTTP_11, "/a?x=1&Y=2".into());
         c.uri = "/a".into();

@@ -197,6 +197,7 @@ fn cx(method: Method) -> RequestCtx {
         scheme: "http",
         id: 1,
         proxy_protocol: None,
+        tls: None,
     });
     RequestCtx::new(conn, method, Version::HTTP_11, "/".into())
 }

@@ -47,6 +47,8 @@
 //!   and `metrics`.
 //! - `proxy_protocol`: the PROXY protocol header (v1 text, v2 binary), a pure parser.
 //! - `basic_auth`: `Authorization: Basic` credentials (`$remote_user`, auth_basic).
+//! - `tls`: what a client connection's TLS handshake established (`TlsInfo`, once per
+//!   connection) and the `$ssl_*` variables read from it.
 #![forbid(unsafe_code)]
 
 pub mod backend;
@@ -75,6 +77,7 @@ pub mod relay;
 pub mod resolver;
 pub mod stats;
 pub mod time;
+pub mod tls;
 pub mod upstream;
 pub mod upstream_tls;
 pub mod vars;

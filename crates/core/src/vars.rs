@@ -35,6 +35,8 @@ pub enum Var {
     Scheme,
     /// `$https`
     Https,
+    /// `$ssl_*` (ngx_http_ssl_module's variables).
+    Ssl(crate::tls::SslVar),
     /// `$request_uri`
     RequestUri,
     /// `$uri` / `$document_uri`
@@ -348,6 +350,9 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
         "upstream_bytes_sent" => Var::UpstreamBytesSent,
         "upstream_cache_status" => Var::UpstreamCacheStatus,
         _ => {
+            if let Some(v) = crate::tls::SslVar::parse(&lower) {
+                return Some(Var::Ssl(v));
+            }
             if let Some(h) = lower.strip_prefix("http_") {
                 return header_name(h).map(Var::Http);
             }

@@ -147,6 +147,8 @@ pub struct VServer {
     pub large_header_size: usize,
     /// The client connection's settings (`crate::http1`).
     pub conn: Arc<crate::http1::ConnConf>,
+    /// The `ssl_*` settings (`crate::tls`).
+    pub tls: crate::tls::ServerTls,
 }
 
 /// A listening address and the servers on it.
@@ -164,6 +166,8 @@ pub struct Listen {
     pub opts: crate::listen::ListenOpts,
     /// `proxy_protocol`: connections start with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// `ssl`: the TLS side (`crate::tls`), built once the servers are.
+    pub tls: Option<Arc<crate::tls::TlsListen>>,
 }
 
 /// Main-context settings.
@@ -247,8 +251,6 @@ const NO_EFFECT: &[&str] = &[
     "absolute_redirect",
     "port_in_redirect",
     "server_name_in_redirect",
-    "ssl_protocols",
-    "ssl_prefer_server_ciphers",
     "if_modified_since",
     "map_hash_max_size",
     "map_hash_bucket_size",
@@ -464,6 +466,7 @@ fn build_collecting(
     let mut logs = LogWriters::default();
     let mut servers: Vec<Arc<VServer>> = Vec::new();
     let mut listens: Vec<Listen> = Vec::new();
+    let mut ssl_listens = Vec::new();
     for http in http_levels {
         let hscope = Scope::root(http);
         // upstream blocks first: *_pass may name them.
@@ -522,6 +525,10 @@ fn build_collecting(
                 {
                     last.opts.merge(&opts);
                 }
+                if l.args.iter().skip(1).any(|a| a.value == "ssl") {
+                    let h2 = l.args.iter().skip(1).any(|a| a.value == "http2");
+                    ssl_listens.push((addr, unix.clone(), h2, l.clone()));
+                }
                 if l.args.iter().skip(1).any(|a| a.value == "proxy_protocol") {
                     if let Some(x) = listens
                         .iter_mut()
@@ -544,6 +551,7 @@ fn build_collecting(
             servers.push(Arc::new(srv));
         }
     }
+    crate::tls::attach(&mut listens, &servers, &ssl_listens, errors);
     let upstreams = bx.all_groups();
     Ok(Runtime {
         main,
@@ -589,6 +597,7 @@ fn add_listen(
             unix,
             opts: Default::default(),
             proxy_protocol: false,
+            tls: None,
         }),
     }
     Ok(())
@@ -642,10 +651,10 @@ fn parse_listen(d: &Directive) -> Result<(SocketAddr, bool), ConfigError> {
     for p in d.args.iter().skip(1) {
         match p.value.as_str() {
             "default_server" | "default" => default = true,
-            "ssl" | "quic" => {
+            "quic" => {
                 return Err(err(
                     &p.span,
-                    "TLS listeners (\"ssl\") are not supported yet",
+                    "QUIC listeners (\"quic\") are not supported yet",
                 ))
             }
             "http2" | "proxy_protocol" => {}
@@ -757,6 +766,7 @@ fn build_server(
         header_buffer: num * size,
         large_header_size: size,
         conn,
+        tls: crate::tls::ServerTls::from_scope(scope, &http.conf_dir, &mut bx.warnings)?,
     })
 }
 

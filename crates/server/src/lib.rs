@@ -28,6 +28,9 @@
 //!   and `limit_rate` on the response body.
 //! - `proxy_protocol`: reads the PROXY protocol header of a `listen … proxy_protocol`
 //!   connection (one call, before HTTP).
+//! - `tls`: `listen … ssl` (rustls): certificates and `ssl_*` settings built at load,
+//!   the handshake after the PROXY protocol header, SNI → server, `$ssl_*` facts,
+//!   the 495/496/497 checks; the ALPN dispatch point.
 //! - `realip`: the client address from `X-Forwarded-For`/`X-Real-IP` (`set_real_ip_from`).
 //! - `autoindex`: directory listings (`autoindex on`) in html, json, jsonp, xml.
 //! - `filters`: output filters over every response (gzip/Brotli, …), built per
@@ -69,6 +72,7 @@ pub mod serve;
 mod static_files;
 pub mod status;
 pub mod syslog;
+mod tls;
 
 pub use build::{build, build_all, Runtime};
 pub use listen::{bind_all, serve};

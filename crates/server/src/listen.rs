@@ -3,8 +3,8 @@
 //! accept loop with `worker_connections` as nginx's cap per worker, and the
 //! hand-off of each accepted socket to the HTTP/1 connection.
 //!
-//! A pre-HTTP step on the accepted stream (the PROXY protocol header) belongs in
-//! [`start`], before the connection starts.
+//! A pre-HTTP step on the accepted stream (the PROXY protocol header, then the TLS
+//! handshake of `crate::tls`) belongs in [`start`], before the connection starts.
 
 use crate::build::{Listen, Runtime};
 use crate::http1::conn::{self, Source};
@@ -370,6 +370,7 @@ pub(crate) async fn accept_loop(
                 scheme: "http",
                 id,
                 proxy_protocol: None,
+                tls: None,
             });
             tracker.spawn(conn::serve(stream, info, src));
         }
@@ -481,14 +482,16 @@ pub(crate) async fn accept_unix(
             scheme: "http",
             id,
             proxy_protocol: None,
+            tls: None,
         });
         tracker.spawn(conn::serve(stream, info, src));
     }
 }
 
-/// Whether a connection accepted on `local` has work before HTTP (`proxy_protocol`).
+/// Whether a connection accepted on `local` has work before HTTP (`proxy_protocol`,
+/// the TLS handshake).
 fn pre_http(rt: &Runtime, local: SocketAddr) -> bool {
-    listen_for(rt, local).is_some_and(|l| l.proxy_protocol)
+    listen_for(rt, local).is_some_and(|l| l.proxy_protocol || l.tls.is_some())
 }
 
 /// One accepted TCP connection: the pre-HTTP hook's place, then HTTP/1.
@@ -531,14 +534,22 @@ async fn start(
             }
         },
     };
-    let info = Arc::new(ConnInfo {
+    let info = ConnInfo {
         remote,
         local,
         scheme: "http",
         id,
         proxy_protocol,
-    });
-    conn::serve(stream, info, src).await;
+        tls: None,
+    };
+    // `listen … ssl`: the TLS handshake, after the PROXY protocol header.
+    let tls = listen_for(&src.config.borrow(), local).and_then(|l| l.tls.clone());
+    if let Some(tls) = tls {
+        // Boxed: a plain connection's task does not carry the TLS path's state.
+        Box::pin(crate::tls::serve(stream, info, src, tls)).await;
+        return;
+    }
+    conn::serve(stream, Arc::new(info), src).await;
 }
 
 /// The `listen` entry an accepted connection's local address belongs to.

@@ -341,10 +341,16 @@ pub(crate) async fn handle(
     // `$request_length`: the head, and the body as announced (a chunked body counts
     // only its head here).
     cx.request_length += length.unwrap_or(0);
+    // A TLS port's checks (plain HTTP, client certificate, SNI ≠ Host): `crate::tls`.
+    let reject = crate::tls::request_check(&cx.conn, listen, &srv, &cx.host);
+    if reject == Some(421) {
+        let r = status_response(StatusCode::MISDIRECTED_REQUEST, tokens);
+        return finish(r, cx, &srv.base.data);
+    }
     // nginx's post-read phase: realip with the server's settings.
     srv.base.data.realip.apply(&mut cx);
     let span = crate::error_log::request_span(&cx);
-    tracing::Instrument::instrument(process(&srv, cx, incoming, length), span).await
+    tracing::Instrument::instrument(process(&srv, cx, incoming, length, reject), span).await
 }
 
 fn select(rt: &Runtime, listen: &Listen, host: &str) -> usize {
@@ -396,11 +402,25 @@ async fn process(
     mut cx: RequestCtx,
     body: ReqBody,
     length: Option<u64>,
+    reject: Option<u16>,
 ) -> http::Response<Body> {
     crate::error_log::enter(srv.base.data.error_log);
     let mut body = Some(body);
     let mut err = ErrorState::default();
     let mut next = Step::Find;
+    if let Some(code) = reject {
+        // 495/496/497: nginx's page (a 400), or the server's `error_page` for the code.
+        let c = &srv.base.data;
+        let page = crate::tls::reject_page(code, c.server_tokens);
+        match c.error_pages.iter().find(|e| e.codes.contains(&code)) {
+            Some(ep) => {
+                err.used = !c.recursive_error_pages;
+                err.status = Some(code);
+                next = send_error_page(srv, &mut cx, c, &mut err, ep);
+            }
+            None => return finish(page, cx, c),
+        }
+    }
     loop {
         let mut pre = None;
         let loc = match std::mem::replace(&mut next, Step::Find) {

@@ -212,6 +212,7 @@ mod tests {
             scheme: "http",
             id: 1,
             proxy_protocol: None,
+            tls: None,
         });
         let mut c = RequestCtx::new(conn, http::Method::GET, http::Version::HTTP_11, uri.into());
         c.uri = uri.into();

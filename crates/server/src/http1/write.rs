@@ -222,7 +222,15 @@ pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
             off = 0;
         }
         let Some(first) = bufs.get(idx) else {
-            return Ok(());
+            // A TLS stream may hold the last records back (its socket was full): they
+            // go out now, within the same timeout (a no-op on a plain socket).
+            return match tokio::time::timeout(timeout, w.flush()).await {
+                Err(_) => Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "client timed out",
+                )),
+                Ok(r) => r,
+            };
         };
         let mut slices: [IoSlice<'_>; 6] = [IoSlice::new(&[]); 6];
         let mut k = 0usize;
