@@ -158,6 +158,8 @@ pub struct Listen {
     pub opts: crate::listen::ListenOpts,
     /// `proxy_protocol`: connections start with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// `http2` (deprecated parameter): h2c with prior knowledge on a plain port.
+    pub http2: bool,
 }
 
 /// Main-context settings.
@@ -441,6 +443,7 @@ fn build_collecting(
     let mut warnings = Vec::new();
     walk_no_effect(tree, &mut warnings);
     walk_no_effect(globals, &mut warnings);
+    crate::http2::warnings(tree, &mut warnings);
     crate::access::low_bits_warnings(tree, &mut warnings);
 
     let mut bx = BuildCx::default();
@@ -520,6 +523,14 @@ fn build_collecting(
                         x.proxy_protocol = true;
                     }
                 }
+                if l.args.iter().skip(1).any(|a| a.value == "http2") {
+                    if let Some(x) = listens
+                        .iter_mut()
+                        .find(|x| x.addr == addr && x.unix == unix)
+                    {
+                        x.http2 = true;
+                    }
+                }
             }
             if !any {
                 add_listen(
@@ -579,6 +590,7 @@ fn add_listen(
             unix,
             opts: Default::default(),
             proxy_protocol: false,
+            http2: false,
         }),
     }
     Ok(())

@@ -14,6 +14,10 @@
 //!   hook's place, graceful/fast stop.
 //! - `http1`: Junction's own HTTP/1.x client connection (parsing, buffers,
 //!   timers, body on demand, response writing, upgrade handover).
+//! - `http2`: HTTP/2 to clients on hyper's HTTP/2 server (h2c with prior knowledge
+//!   on a plain listen, and the entry the TLS side calls when ALPN chose `h2`): each
+//!   stream through `serve::handle`, nginx's connection rules (GOAWAY, idle timer,
+//!   stream limits), `http2_*` directives.
 //! - `serve`: the request phases, `error_page`, status pages, output headers.
 //! - `map`: `map {}` blocks → the runtime maps of `core::map`, once at load.
 //! - `rewrite`: ngx_http_rewrite_module (`set`, `rewrite`, `return`, `break`,
@@ -43,6 +47,7 @@ pub mod build;
 pub mod error_log;
 mod filters;
 pub mod http1;
+pub mod http2;
 mod limit_conn;
 mod limit_req;
 mod limits;

@@ -71,9 +71,9 @@ pub(crate) struct Source {
 
 /// The configuration one request runs under.
 pub(crate) struct Current {
-    shared: Arc<Shared>,
-    listen: Arc<crate::build::Listen>,
-    conf: Arc<ConnConf>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) listen: Arc<crate::build::Listen>,
+    pub(crate) conf: Arc<ConnConf>,
 }
 
 /// A worker's [`Current`] per listen entry, for the runtime it was made from:
@@ -84,7 +84,11 @@ pub(crate) struct CurrentCache {
     by_listen: Vec<Option<Arc<Current>>>,
 }
 
-fn current(src: &mut Source, info: &ConnInfo, prev: Option<Arc<Current>>) -> Option<Arc<Current>> {
+pub(crate) fn current(
+    src: &mut Source,
+    info: &ConnInfo,
+    prev: Option<Arc<Current>>,
+) -> Option<Arc<Current>> {
     if let Some(p) = prev {
         if !src.config.has_changed().unwrap_or(false) {
             return Some(p);
