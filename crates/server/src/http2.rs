@@ -24,7 +24,8 @@
 //!   finish; a fast stop drops the connection;
 //! - `:authority` is the Host (`$host`), and a `Host` header is made from it when
 //!   the client sent none (`$http_host`); `:authority` and `Host` that differ,
-//!   neither of them, CONNECT and TRACE are refused as nginx (400, 400, 405, 405);
+//!   neither of them, CONNECT (400 without `:path`, as RFC 9113 has it, else 405)
+//!   and TRACE (405) are refused as nginx;
 //! - the response carries no connection-specific header (`Connection`,
 //!   `Keep-Alive`, `Proxy-Connection`, `Transfer-Encoding`, `Upgrade`); WebSocket
 //!   is HTTP/1.1 only (no extended CONNECT, as nginx);
@@ -328,19 +329,21 @@ pub(crate) async fn serve_h2<IO: Http2Io>(io: IO, info: Arc<ConnInfo>, mut src: 
     let served = b.serve_connection(TokioIo::new(io), svc);
     let mut served = std::pin::pin!(served);
     let mut closing = false;
+    let mut stop_open = true;
+    let mut reload_open = true;
     // Before the first stream: client_header_timeout; between streams: keepalive_timeout.
     let mut idle_limit = conf.header_timeout;
     let mut idle_since = Instant::now();
     loop {
         let idle = conn.active.load(Ordering::Acquire) == 0;
-        tokio::select! {
+        let close = tokio::select! {
             _ = served.as_mut() => return,
             _ = conn.activity.notified() => {
                 if conn.active.load(Ordering::Acquire) == 0 {
                     idle_since = Instant::now();
                     idle_limit = conf.keepalive_timeout;
                 }
-                continue;
+                false
             }
             _ = tokio::time::sleep_until(idle_since + idle_limit), if idle && !closing => {
                 if conn.streams.load(Ordering::Acquire) == 0 {
@@ -350,24 +353,26 @@ pub(crate) async fn serve_h2<IO: Http2Io>(io: IO, info: Arc<ConnInfo>, mut src: 
                         conn.info.remote.ip()
                     );
                 }
+                true
             }
-            _ = conn.goaway.notified(), if !closing => {}
-            r = stop.changed() => {
-                if r.is_err() || *stop.borrow() == Stop::Fast {
-                    return;
+            _ = conn.goaway.notified(), if !closing => true,
+            r = stop.changed(), if stop_open => {
+                // The sender goes away after its last word (main returns after sending
+                // Graceful): the value it left decides.
+                stop_open = r.is_ok();
+                match *stop.borrow() {
+                    Stop::Fast => return,
+                    Stop::Graceful => true,
+                    Stop::Run => false,
                 }
             }
-            r = reload.changed(), if !closing => {
-                if r.is_err() {
-                    return;
-                }
+            r = reload.changed(), if !closing && reload_open => {
+                reload_open = r.is_ok();
+                reload_open
             }
-            _ = drain.notified(), if idle && !closing => {}
-        }
-        if *stop.borrow() == Stop::Fast {
-            return;
-        }
-        if !closing {
+            _ = drain.notified(), if idle && !closing => true,
+        };
+        if close && !closing {
             // GOAWAY; the streams the connection has finish, then it closes.
             closing = true;
             served.as_mut().graceful_shutdown();
@@ -410,7 +415,7 @@ async fn stream(
     let Some(cur) = cur else {
         return Err(Reset);
     };
-    let (mut parts, incoming) = req.into_parts();
+    let (mut parts, mut incoming) = req.into_parts();
     let chosen = std::sync::OnceLock::new();
     let refused = check_head(&mut parts, &c.info);
     let resp = match refused {
@@ -436,7 +441,7 @@ async fn stream(
                     .and_then(|v| v.to_str().ok())
                     .and_then(|s| s.trim().parse::<u64>().ok());
                 let (b, tx) = IncomingBody::channel(length, body_timeout);
-                (ReqBody::Incoming(b), Some(feed(incoming, tx)))
+                (ReqBody::Incoming(b), Some(feed(&mut incoming, tx)))
             };
             let req = http::Request::from_parts(parts, body);
             let fut = crate::serve::handle(
@@ -475,6 +480,13 @@ async fn stream(
         .max(1);
     let (mut parts, body) = resp.into_parts();
     strip_connection_headers(&mut parts.headers);
+    // A body nobody read is read and dropped once the response is out (as nginx
+    // discards it), not reset under a client still sending it.
+    let discard = Discard {
+        inc: (!incoming.is_end_stream()).then_some(incoming),
+        timeout: cur.conf.lingering_timeout,
+        total: cur.conf.lingering_time,
+    };
     Ok(http::Response::from_parts(
         parts,
         H2Body {
@@ -482,6 +494,7 @@ async fn stream(
             rest: Bytes::new(),
             chunk,
             _active: Some(active),
+            _discard: discard,
         },
     ))
 }
@@ -495,6 +508,10 @@ fn check_head(parts: &mut http::request::Parts, info: &ConnInfo) -> Option<Statu
         Some(status)
     };
     if parts.method == Method::CONNECT {
+        // RFC 9113's CONNECT has neither :scheme nor :path, which nginx wants first.
+        if parts.uri.path_and_query().is_none() {
+            return refuse("client sent no :scheme header", StatusCode::BAD_REQUEST);
+        }
         return refuse("client sent CONNECT method", StatusCode::METHOD_NOT_ALLOWED);
     }
     if parts.method == Method::TRACE {
@@ -545,7 +562,7 @@ pub(crate) fn strip_connection_headers(h: &mut http::HeaderMap) {
 
 /// Feeds a stream's DATA to the request side as it asks for it (the stream's
 /// window opens only as it is read, so a body nobody reads stays at the client).
-async fn feed(mut inc: Incoming, tx: BodySender) {
+async fn feed(inc: &mut Incoming, tx: BodySender) {
     loop {
         tx.wanted().await;
         loop {
@@ -575,6 +592,32 @@ async fn feed(mut inc: Incoming, tx: BodySender) {
     }
 }
 
+/// The unread rest of a request body, drained when the response is done: each
+/// read within `lingering_timeout`, all within `lingering_time`.
+struct Discard {
+    inc: Option<Incoming>,
+    timeout: Duration,
+    total: Duration,
+}
+
+impl Drop for Discard {
+    fn drop(&mut self) {
+        let Some(mut inc) = self.inc.take() else {
+            return;
+        };
+        let (timeout, total) = (self.timeout, self.total);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                let end = Instant::now() + total;
+                while let Ok(Some(Ok(_))) =
+                    tokio::time::timeout_at(end.min(Instant::now() + timeout), inc.frame()).await
+                {
+                }
+            });
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A response body sent in pieces of at most `http2_chunk_size` (nginx's DATA
     /// frames); the stream counts as active until it is dropped.
@@ -584,6 +627,7 @@ pin_project_lite::pin_project! {
         rest: Bytes,
         chunk: usize,
         _active: Option<Active>,
+        _discard: Discard,
     }
 }
 
@@ -658,6 +702,11 @@ mod tests {
             rest: Bytes::new(),
             chunk: 8192,
             _active: None,
+            _discard: Discard {
+                inc: None,
+                timeout: Duration::ZERO,
+                total: Duration::ZERO,
+            },
         };
         let mut sizes = Vec::new();
         let mut all = Vec::new();
