@@ -999,3 +999,81 @@ fn reload_sends_goaway() {
         assert_eq!(fetch(&mut send, get(port, "/")).await.unwrap().1, b"two");
     });
 }
+
+/// `http2_chunk_size`: no DATA frame of a response carries more.
+#[test]
+fn http2_chunk_size_bounds_each_data_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..10_000).map(big_byte).collect();
+    std::fs::write(dir.path().join("ten.bin"), &big).unwrap();
+    let proxy = Proxy::start(&format!(
+        "server {{
+    listen 127.0.0.1:{{PORT}} http2;
+    http2_chunk_size 1k;
+    root {};
+}}
+",
+        dir.path().display()
+    ));
+    let port = proxy.port;
+    rt().block_on(async move {
+        let (send, task) = h2_connect(port).await;
+        let mut s = send.clone().ready().await.unwrap();
+        let (resp, _) = s.send_request(get(port, "/ten.bin"), true).unwrap();
+        let resp = resp.await.unwrap();
+        assert_eq!(resp.status(), 200);
+        let mut body = resp.into_body();
+        let mut sizes = Vec::new();
+        let mut all = Vec::new();
+        while let Some(c) = body.data().await {
+            let c = c.unwrap();
+            let _ = body.flow_control().release_capacity(c.len());
+            sizes.push(c.len());
+            all.extend_from_slice(&c);
+        }
+        assert_eq!(big_mismatch(&all, big.len()), None);
+        assert!(sizes.iter().all(|&n| n <= 1024), "{sizes:?}");
+        assert!(sizes.len() >= 10, "{sizes:?}");
+        drop((s, send, body));
+        let _ = task.await;
+    });
+}
+
+/// `large_client_header_buffers` bounds a request's header list over HTTP/2, and one
+/// header field must fit one buffer; a request within them is served.
+#[test]
+fn large_client_header_buffers_limit_the_header_list() {
+    let proxy = Proxy::start(
+        "server {
+    listen 127.0.0.1:{PORT} http2;
+    large_client_header_buffers 4 1k;
+    location / { return 200 \"ok\\n\"; }
+}
+",
+    );
+    let u = url(proxy.port, "/");
+    let fits = format!("X-A: {}", "a".repeat(900));
+    let g = curl(&[&u, "-H", &fits]);
+    assert_eq!(
+        (g.version.as_str(), g.status),
+        ("2", 200),
+        "{}",
+        g.describe()
+    );
+    // One field beyond one buffer: refused (Junction 400 "client sent too long header
+    // line"; nginx: the connection ends with ENHANCE_YOUR_CALM). `~` because nginx
+    // measures the field as sent (Huffman-coded): its code is 13 bits long.
+    let field = format!("X-A: {}", "~".repeat(1500));
+    let g = curl(&[&u, "-H", &field]);
+    assert_ne!(g.status, 200, "{}", g.describe());
+    // The list beyond number × size: refused (Junction: hyper's 431; nginx: GOAWAY
+    // with ENHANCE_YOUR_CALM, "client sent too large header").
+    let mut args = vec![u.clone()];
+    for i in 0..6 {
+        args.push("-H".into());
+        args.push(format!("X-{i}: {}", "b".repeat(900)));
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let g = curl(&args);
+    assert_ne!(g.status, 200, "{}", g.describe());
+}
