@@ -208,6 +208,19 @@ pub(crate) fn h2c_timeout(rt: &crate::Runtime, local: std::net::SocketAddr) -> O
     (l.http2 || srv.conn.h2.enable).then_some(srv.conn.header_timeout)
 }
 
+/// The ALPN protocol id the TLS side offers when [`alpn_h2`] says so (before
+/// `http/1.1`).
+#[allow(dead_code)] // the TLS listeners (branch tls) use it
+pub(crate) const ALPN_H2: &[u8] = b"h2";
+
+/// Whether a TLS connection may choose `h2` by ALPN: `listen … http2` on its address,
+/// or `http2 on` in the server its SNI chose (`ngx_http_ssl_alpn_select` reads the
+/// server found by name). When ALPN chose `h2`, call [`serve_h2`] with the TLS stream.
+#[allow(dead_code)] // the TLS listeners (branch tls) call it
+pub(crate) fn alpn_h2(listen: &crate::build::Listen, server: &crate::http1::ConnConf) -> bool {
+    listen.http2 || server.h2.enable
+}
+
 /// What the first bytes of a plain connection are.
 pub(crate) enum Sniffed {
     /// The HTTP/2 preface: serve h2c.
