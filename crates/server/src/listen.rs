@@ -495,11 +495,14 @@ async fn start(
         id,
         proxy_protocol,
     });
-    // `http2` on a plain listen: h2c with prior knowledge beside HTTP/1.1.
+    // `http2` on a plain listen: h2c with prior knowledge beside HTTP/1.1 (boxed, so
+    // an HTTP/1 connection's task does not carry an HTTP/2 connection's state).
     let h2c = crate::http2::h2c_timeout(&src.config.borrow(), local);
     if let Some(timeout) = h2c {
-        match crate::http2::sniff(&stream, timeout).await {
-            crate::http2::Sniffed::H2 => return crate::http2::serve_h2(stream, info, src).await,
+        match Box::pin(crate::http2::sniff(&stream, timeout)).await {
+            crate::http2::Sniffed::H2 => {
+                return Box::pin(crate::http2::serve_h2(stream, info, src)).await
+            }
             crate::http2::Sniffed::Gone => return,
             crate::http2::Sniffed::Http1 => {}
         }
