@@ -1180,3 +1180,67 @@ fn twenty_mb_each_way_with_bounded_memory() {
         "peak RSS grew by {growth} KiB for 20 MiB each way (before {before:?}, after {after:?})"
     );
 }
+
+/// One HTTP/2 frame: length, type, flags, stream, payload.
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// `send_timeout`: a client that opened every window and stopped reading is
+/// disconnected once the connection could not write for that long.
+#[test]
+fn send_timeout_ends_a_connection_nobody_reads() {
+    const SIZE: usize = 48 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("huge.bin")).unwrap();
+    file.set_len(SIZE as u64).unwrap();
+    let proxy = Proxy::start(&format!(
+        "server {{
+    listen 127.0.0.1:{{PORT}} http2;
+    send_timeout 1s;
+    root {};
+}}
+",
+        dir.path().display()
+    ));
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, proxy.port)).unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    // SETTINGS_INITIAL_WINDOW_SIZE = 2^31-1, and the connection window as large.
+    out.extend(frame(0x4, 0, 0, &[0, 4, 0x7f, 0xff, 0xff, 0xff]));
+    out.extend(frame(0x8, 0, 0, &(0x7fff_ffffu32 - 65535).to_be_bytes()));
+    // HEADERS (END_STREAM | END_HEADERS): GET http://127.0.0.1:PORT/huge.bin, HPACK
+    // literals without Huffman.
+    let authority = format!("127.0.0.1:{}", proxy.port);
+    let mut block = vec![0x82, 0x86, 0x44, 9];
+    block.extend_from_slice(b"/huge.bin");
+    block.push(0x41);
+    block.push(authority.len() as u8);
+    block.extend_from_slice(authority.as_bytes());
+    out.extend(frame(0x1, 0x5, 1, &block));
+    s.write_all(&out).unwrap();
+    // Read nothing while the proxy fills the socket buffers and waits: the timeout is
+    // what this test measures, so it waits past it.
+    std::thread::sleep(Duration::from_secs(4));
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    let t = Instant::now();
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the connection was not closed"
+        );
+    }
+    assert!(
+        got < SIZE,
+        "the whole body arrived ({got} bytes): nothing timed out"
+    );
+}

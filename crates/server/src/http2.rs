@@ -19,6 +19,8 @@
 //!   stream is waited for `client_header_timeout`; the stream that reaches
 //!   `keepalive_requests` (or `keepalive_time`) makes the connection send GOAWAY
 //!   and finish the streams it has, as `ngx_http_v2_state_headers`;
+//! - `send_timeout`: a connection whose socket cannot take a write for that long
+//!   is closed (nginx's timer on the connection's write event);
 //! - a graceful stop (SIGQUIT), a reload and the worker running out of
 //!   `worker_connections` (when no stream is open) send GOAWAY; streams in flight
 //!   finish; a fast stop drops the connection;
@@ -52,6 +54,7 @@ use junction_core::body::{Body, IncomingBody, ReqBody};
 use junction_core::client::BodySender;
 use junction_core::ctx::ConnInfo;
 use junction_core::{Error, ErrorKind};
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -339,6 +342,13 @@ pub(crate) async fn serve_h2<IO: Http2Io>(io: IO, info: Arc<ConnInfo>, mut src: 
         let c = svc_conn.clone();
         async move { stream(c, req).await }
     });
+    let io = TimedIo {
+        io,
+        timeout: conf.send_timeout,
+        timer: None,
+        armed: false,
+        id: conn.info.id,
+    };
     let served = b.serve_connection(TokioIo::new(io), svc);
     let mut served = std::pin::pin!(served);
     let mut closing = false;
@@ -390,6 +400,91 @@ pub(crate) async fn serve_h2<IO: Http2Io>(io: IO, info: Arc<ConnInfo>, mut src: 
             closing = true;
             served.as_mut().graceful_shutdown();
         }
+    }
+}
+
+/// The connection with nginx's `send_timeout` on its writes: a write that cannot
+/// go on for that long ends the connection (`ngx_http_v2_send_output_queue` sets
+/// the timer when the socket is not ready; `ngx_http_v2_write_handler` closes on it).
+struct TimedIo<IO> {
+    io: IO,
+    timeout: Duration,
+    /// Made when a write first blocks, reused after.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    armed: bool,
+    id: u64,
+}
+
+impl<IO> TimedIo<IO> {
+    /// After a write attempt: `Ready` resets the timer, `Pending` arms it (once) and
+    /// turns into a timeout error when it fires.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        r: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if r.is_ready() {
+            self.armed = false;
+            return r;
+        }
+        let deadline = Instant::now() + self.timeout;
+        if !self.armed {
+            self.armed = true;
+            match self.timer.as_mut() {
+                Some(t) => t.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        if let Some(t) = self.timer.as_mut() {
+            if t.as_mut().poll(cx).is_ready() {
+                tracing::info!("*{} client timed out while sending to client", self.id);
+                return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+            }
+        }
+        Poll::Pending
+    }
+}
+
+impl<IO: AsyncRead + Unpin> AsyncRead for TimedIo<IO> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<IO: AsyncWrite + Unpin> AsyncWrite for TimedIo<IO> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.watch(cx, r)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.watch(cx, r)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let r = Pin::new(&mut self.io).poll_flush(cx);
+        self.watch(cx, r)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
