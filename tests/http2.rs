@@ -1244,3 +1244,38 @@ fn send_timeout_ends_a_connection_nobody_reads() {
         "the whole body arrived ({got} bytes): nothing timed out"
     );
 }
+
+/// A client that goes silent (no streams, no answer to the GOAWAY's PING) is
+/// disconnected after client_header_timeout and a short lingering, not kept forever.
+#[test]
+fn a_silent_client_is_disconnected() {
+    let proxy = Proxy::start(
+        "server {
+    listen 127.0.0.1:{PORT} http2;
+    client_header_timeout 1s;
+    lingering_timeout 1s;
+    location / { return 200 \"ok\\n\"; }
+}
+",
+    );
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, proxy.port)).unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    s.write_all(&out).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let t = Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => panic!("still open after {:?}: {e}", t.elapsed()),
+        }
+    }
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+}

@@ -357,6 +357,7 @@ pub(crate) async fn serve_h2<IO: Http2Io>(io: IO, info: Arc<ConnInfo>, mut src: 
     // Before the first stream: client_header_timeout; between streams: keepalive_timeout.
     let mut idle_limit = conf.header_timeout;
     let mut idle_since = Instant::now();
+    let mut closed_at = idle_since;
     loop {
         let idle = conn.active.load(Ordering::Acquire) == 0;
         let close = tokio::select! {
@@ -394,10 +395,16 @@ pub(crate) async fn serve_h2<IO: Http2Io>(io: IO, info: Arc<ConnInfo>, mut src: 
                 reload_open
             }
             _ = drain.notified(), if idle && !closing => true,
+            // After GOAWAY, with no stream left: the client has lingering_timeout to
+            // answer the GOAWAY's PING and close (nginx's ngx_http_v2_lingering_close);
+            // a silent client does not keep the connection.
+            _ = tokio::time::sleep_until(idle_since.max(closed_at) + conf.lingering_timeout),
+                if idle && closing => return,
         };
         if close && !closing {
             // GOAWAY; the streams the connection has finish, then it closes.
             closing = true;
+            closed_at = Instant::now();
             served.as_mut().graceful_shutdown();
         }
     }
