@@ -1279,3 +1279,76 @@ fn a_silent_client_is_disconnected() {
         t.elapsed()
     );
 }
+
+/// The frames a raw HTTP/2 client reads until `stop` says enough (or the connection
+/// ends): (type, flags, stream, payload).
+fn read_frames(
+    s: &mut TcpStream,
+    mut stop: impl FnMut(u8, u32, &[u8]) -> bool,
+) -> Vec<(u8, u8, u32, Vec<u8>)> {
+    let mut seen = Vec::new();
+    let mut head = [0u8; 9];
+    loop {
+        if s.read_exact(&mut head).is_err() {
+            return seen;
+        }
+        let len = (usize::from(head[0]) << 16) | (usize::from(head[1]) << 8) | usize::from(head[2]);
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        let mut payload = vec![0u8; len];
+        if s.read_exact(&mut payload).is_err() {
+            return seen;
+        }
+        let done = stop(head[3], stream, &payload);
+        seen.push((head[3], head[4], stream, payload));
+        if done {
+            return seen;
+        }
+    }
+}
+
+/// `http2_max_concurrent_streams` is enforced on a client that ignores it: the stream
+/// beyond the limit is refused with RST_STREAM(REFUSED_STREAM), the one within it served.
+#[test]
+fn streams_beyond_the_limit_are_refused() {
+    let sse = Peer::python("sse.py", &[]);
+    let proxy = Proxy::start(&format!(
+        "server {{
+    listen 127.0.0.1:{{PORT}} http2;
+    http2_max_concurrent_streams 1;
+    location /events {{ proxy_pass http://127.0.0.1:{}; proxy_buffering off; }}
+}}
+",
+        sse.port
+    ));
+    let mut s = TcpStream::connect((Ipv4Addr::LOCALHOST, proxy.port)).unwrap();
+    s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+    let authority = format!("127.0.0.1:{}", proxy.port);
+    let headers = |path: &str| {
+        let mut block = vec![0x82, 0x86, 0x44, path.len() as u8];
+        block.extend_from_slice(path.as_bytes());
+        block.push(0x41);
+        block.push(authority.len() as u8);
+        block.extend_from_slice(authority.as_bytes());
+        block
+    };
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(frame(0x4, 0, 0, &[]));
+    s.write_all(&out).unwrap();
+    // The server's SETTINGS first (then it has its limit in force), acknowledged.
+    read_frames(&mut s, |kind, _, _| kind == 0x4);
+    s.write_all(&frame(0x4, 0x1, 0, &[])).unwrap();
+    // Stream 1 holds the only slot (the event stream stays open); stream 3 is one too many.
+    s.write_all(&frame(0x1, 0x5, 1, &headers("/events")))
+        .unwrap();
+    read_frames(&mut s, |kind, stream, _| kind == 0x1 && stream == 1);
+    s.write_all(&frame(0x1, 0x5, 3, &headers("/events")))
+        .unwrap();
+    let frames = read_frames(&mut s, |kind, stream, _| kind == 0x3 && stream == 3);
+    let rst = frames.iter().find(|f| f.0 == 0x3 && f.2 == 3);
+    assert_eq!(
+        rst.map(|f| f.3.clone()),
+        Some(vec![0, 0, 0, 7]),
+        "stream 3 refused (REFUSED_STREAM): {:?}",
+        frames.iter().map(|f| (f.0, f.2)).collect::<Vec<_>>()
+    );
+}
