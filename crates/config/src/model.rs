@@ -360,6 +360,12 @@ pub fn family(
             buffering,
             next,
             keep_conn,
+            catch_stderr: scope
+                .array(&n("catch_stderr"))
+                .iter()
+                .filter_map(|d| d.args.first())
+                .map(|a| bytes::Bytes::from(a.value.clone().into_bytes()))
+                .collect(),
         },
         request_buffering: scope.flag(&n("request_buffering"), true)?,
         client_body_buffer_size: scope.size("client_body_buffer_size", 16 * 1024)? as usize,

@@ -82,6 +82,8 @@ pub struct Error {
     retry: Retry,
     msg: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// Already in the error log where it happened (nothing more to write).
+    logged: bool,
 }
 
 impl Error {
@@ -112,7 +114,21 @@ impl Error {
             retry,
             msg: msg.into(),
             source: None,
+            logged: false,
         }
+    }
+
+    /// The same error, marked as already written to the error log where it
+    /// happened (nginx's `fastcgi_catch_stderr`: the stderr line is the only one).
+    #[must_use]
+    pub fn logged(mut self) -> Self {
+        self.logged = true;
+        self
+    }
+
+    /// Whether the error log already has this error ([`Error::logged`]).
+    pub fn is_logged(&self) -> bool {
+        self.logged
     }
 
     /// The same error with the retry decision `retry`.

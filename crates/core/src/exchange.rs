@@ -143,6 +143,10 @@ pub struct UpstreamConf {
     pub next: NextUpstream,
     /// Whether connections may be kept alive at all (FastCGI: `fastcgi_keep_conn`).
     pub keep_conn: bool,
+    /// `fastcgi_catch_stderr`: stderr output before the response head containing one
+    /// of these makes the response an invalid header (502, or the next upstream
+    /// under `*_next_upstream invalid_header`).
+    pub catch_stderr: Arc<[Bytes]>,
 }
 
 /// An upstream response: its head and the body being relayed.
@@ -563,6 +567,11 @@ async fn send_and_read_head(
                         uri: &[],
                     },
                 );
+                if catches(&conf.catch_stderr, &s) {
+                    // nginx's NGX_HTTP_UPSTREAM_INVALID_HEADER: the stderr line above
+                    // is all the error log gets.
+                    return Err(Error::invalid("FastCGI sent in stderr a caught string").logged());
+                }
                 continue;
             }
             Some(Decoded::Data(_)) | Some(Decoded::End { .. }) => {
@@ -601,6 +610,21 @@ async fn send_and_read_head(
 
 /// FastCGI stderr text: logged at `error`, trailing newlines, dots and spaces cut, as
 /// nginx does (`NGX_LOG_ERR`), so PHP warnings show with the default log level.
+/// Whether stderr output `s` (trimmed as nginx logs it) contains one of `patterns`.
+fn catches(patterns: &[Bytes], s: &[u8]) -> bool {
+    if patterns.is_empty() {
+        return false;
+    }
+    let end = s
+        .iter()
+        .rposition(|b| !matches!(b, b'\r' | b'\n' | b'.' | b' '))
+        .map_or(0, |p| p + 1);
+    let s = s.get(..end).unwrap_or(s);
+    patterns
+        .iter()
+        .any(|p| !p.is_empty() && s.windows(p.len()).any(|w| w == &p[..]))
+}
+
 fn log_stderr(s: &[u8], upstream: UpstreamName<'_>) {
     tracing::error!(
         upstream = %upstream,

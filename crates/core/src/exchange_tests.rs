@@ -184,6 +184,7 @@ fn conf(servers: &[SocketAddr], next: NextUpstream) -> UpstreamConf {
         buffering: BufferPolicy::default(),
         next,
         keep_conn: true,
+        catch_stderr: Arc::from([]),
     }
 }
 

@@ -340,11 +340,23 @@ async fn accept_loop(
             unix: None,
             drain: slots.drain.clone(),
             cache: slots.cache.clone(),
+            _slot: Some(permit),
         };
-        tracker.spawn(async move {
-            start(stream, remote, local, id, src).await;
-            drop(permit);
-        });
+        // A connection with nothing before HTTP is spawned as the HTTP/1 connection's
+        // future itself: no wrapper future around it (an idle keep-alive connection's
+        // task is most of its memory).
+        if pre_http(&config.borrow(), local) {
+            tracker.spawn(start(stream, remote, local, id, src));
+        } else {
+            let info = Arc::new(ConnInfo {
+                remote,
+                local,
+                scheme: "http",
+                id,
+                proxy_protocol: None,
+            });
+            tracker.spawn(conn::serve(stream, info, src));
+        }
     }
 }
 
@@ -433,6 +445,7 @@ async fn accept_unix(
             unix: Some(path.clone()),
             drain: slots.drain.clone(),
             cache: slots.cache.clone(),
+            _slot: Some(permit),
         };
         let info = Arc::new(ConnInfo {
             remote: none,
@@ -441,11 +454,13 @@ async fn accept_unix(
             id,
             proxy_protocol: None,
         });
-        tracker.spawn(async move {
-            conn::serve(stream, info, src).await;
-            drop(permit);
-        });
+        tracker.spawn(conn::serve(stream, info, src));
     }
+}
+
+/// Whether a connection accepted on `local` has work before HTTP (`proxy_protocol`).
+fn pre_http(rt: &Runtime, local: SocketAddr) -> bool {
+    listen_for(rt, local).is_some_and(|l| l.proxy_protocol)
 }
 
 /// One accepted TCP connection: the pre-HTTP hook's place, then HTTP/1.

@@ -140,6 +140,9 @@ pub(crate) fn log_error_pub(cx: &RequestCtx, e: &Error) {
 /// Logs `e` in the request's span (`crate::error_log` adds client, server, request and
 /// host), naming the upstream tried last.
 fn log_error(cx: &RequestCtx, e: &Error) {
+    if e.is_logged() {
+        return;
+    }
     let upstream = cx.upstream.shown();
     match e.side() {
         junction_core::Side::Client => tracing::info!(upstream = %upstream, "{}", e.message()),

@@ -9,7 +9,7 @@
 //! [`params`]), `fastcgi_index`, `fastcgi_split_path_info`,
 //! `fastcgi_pass_request_headers`; the rest of the family (`fastcgi_keep_conn`,
 //! timeouts, buffering, bind, hide/pass header, intercept errors, request buffering)
-//! through [`family`]. `fastcgi_catch_stderr` is refused at load (not supported);
+//! through [`family`]. `fastcgi_catch_stderr` is in the family's [`UpstreamConf`];
 //! `fastcgi_ignore_headers`, `_socket_keepalive`, `_force_ranges`, `_limit_rate` are
 //! accepted with a warning.
 
@@ -79,12 +79,6 @@ fn build_fastcgi(
             "invalid number of arguments in \"fastcgi_pass\" directive",
         )
     })?;
-    if let Some(c) = scope.get("fastcgi_catch_stderr") {
-        return Err(err(
-            &c.span,
-            "\"fastcgi_catch_stderr\" is not supported by junction",
-        ));
-    }
     warn_no_effect(scope, "fastcgi", bx);
     let value = bx.template(a)?;
     let (target, group) = match value.as_literal() {
@@ -273,7 +267,6 @@ mod tests {
             e("fastcgi_pass 127.0.0.1:9000; fastcgi_split_path_info ^(.+)$;")
                 .contains("must have 2 captures")
         );
-        assert!(e("fastcgi_pass 127.0.0.1:9000; fastcgi_catch_stderr x;").contains("not supported"));
         assert_eq!(e("fastcgi_pass unix:/run/php.sock;"), "");
         assert_eq!(e("fastcgi_pass fastcgi://127.0.0.1:9000;"), "");
         assert!(e("fastcgi_pass $backend:9000;").contains("unknown"));

@@ -67,6 +67,9 @@ pub(crate) struct Source {
     pub(crate) drain: Arc<tokio::sync::Notify>,
     /// The worker's shared per-listen configuration.
     pub(crate) cache: Arc<std::sync::Mutex<CurrentCache>>,
+    /// The connection's `worker_connections` slot, given back when the connection
+    /// ends (held here so the task is the connection's future alone).
+    pub(crate) _slot: Option<crate::listen::Slot>,
 }
 
 /// The configuration one request runs under.
@@ -204,7 +207,9 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
                     // nginx counts the connection closed before its close(2).
                     drop(_open);
                 }
-                close(io, linger, &conf).await;
+                // Boxed: its timer and read future live only while closing, not in every
+                // idle connection's task.
+                Box::pin(close(io, linger, &conf)).await;
                 return;
             }
             Next::Upgrade(tx) => {
