@@ -458,9 +458,11 @@ async fn accept_unix(
     }
 }
 
-/// Whether a connection accepted on `local` has work before HTTP (`proxy_protocol`).
+/// Whether a connection accepted on `local` has work before HTTP (`proxy_protocol`,
+/// or looking for the h2c preface under `http2`).
 fn pre_http(rt: &Runtime, local: SocketAddr) -> bool {
     listen_for(rt, local).is_some_and(|l| l.proxy_protocol)
+        || crate::http2::h2c_timeout(rt, local).is_some()
 }
 
 /// One accepted TCP connection: the pre-HTTP hook's place, then HTTP/1.
