@@ -20,6 +20,8 @@ command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v logrotate >/dev/null 2>&1 || [ -x /usr/sbin/logrotate ] || need_apt+=(logrotate)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+# config/proxy-https.conf verifies against the system CA bundle (TLS to upstreams).
+[ -e /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
 # htpasswd: the auth_basic tests make their user files with Apache's own tool.
 command -v htpasswd >/dev/null 2>&1 || need_apt+=(apache2-utils)
 # mkpasswd (whois): yescrypt (`$y$`) lines for the auth_basic tests.

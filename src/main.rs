@@ -114,16 +114,12 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
-/// The process's error log: nginx's line format, at `level` and above.
-fn install_error_log<W, O>(level: tracing::Level, make_writer: W)
-where
-    W: Fn() -> O + Send + Sync + 'static,
-    O: std::io::Write,
-{
+/// The process's error log: nginx's line format, each target from its own level on.
+fn install_error_log(layer: junction_server::error_log::ErrorLog) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::Layer;
-    let layer = junction_server::error_log::ErrorLog::new(make_writer)
-        .with_filter(tracing_subscriber::filter::LevelFilter::from_level(level));
+    let max = layer.max_level();
+    let layer = layer.with_filter(tracing_subscriber::filter::LevelFilter::from_level(max));
     let _ = tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer));
 }
 
@@ -263,35 +259,33 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    // Error log: -e, else error_log, else logs/error.log under the prefix.
-    let (elog, level) = match (&args.error_log, &rt.main.error_log) {
-        (Some(p), l) => (
-            prefix.join(p),
-            l.as_ref().map_or("error".to_string(), |x| x.1.clone()),
-        ),
-        (None, Some((p, l))) => (prefix.join(p), l.clone()),
-        (None, None) => (prefix.join("logs/error.log"), "error".to_string()),
-    };
-    let stderr_log = elog == Path::new("stderr") || elog.ends_with("stderr");
-    let level = junction_server::log::level(&level);
-    if stderr_log {
-        install_error_log(level, std::io::stderr);
-    } else {
-        if let Some(d) = elog.parent() {
-            let _ = std::fs::create_dir_all(d);
-        }
-        if let Err(e) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&elog)
-        {
-            return emerg(format!("open() \"{}\" failed ({e})", elog.display()));
-        }
-        let sink = junction_server::log::Sink::open(&elog);
-        install_error_log(level, move || {
-            junction_server::log::SinkWriter(sink.clone())
+    // Error log: every main-level `error_log`; when none of them is a file or stderr,
+    // the default one (`-e`, else logs/error.log under the prefix) at `error`, as
+    // nginx's ngx_log_open_default.
+    let mut elogs = rt.main.error_logs.clone();
+    if elogs
+        .iter()
+        .all(|t| matches!(t.dest, junction_server::error_log::ErrorDest::Syslog(_)))
+    {
+        let dest = match &args.error_log {
+            Some(p) if p == Path::new("stderr") => junction_server::error_log::ErrorDest::Stderr,
+            Some(p) => junction_server::error_log::ErrorDest::File(prefix.join(p)),
+            None => junction_server::error_log::ErrorDest::File(prefix.join("logs/error.log")),
+        };
+        elogs.push(junction_server::error_log::ErrorTarget {
+            dest,
+            level: tracing::Level::ERROR,
+            severity: 3,
         });
     }
+    let mut targets = Vec::new();
+    for t in &elogs {
+        match junction_server::error_log::Target::open(t) {
+            Ok(t) => targets.push(t),
+            Err(e) => return emerg(e),
+        }
+    }
+    install_error_log(junction_server::error_log::ErrorLog::with_targets(targets));
     for w in &rt.warnings {
         tracing::warn!("{w}");
     }

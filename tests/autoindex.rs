@@ -194,7 +194,7 @@ fn autoindex_formats_byte_for_byte() {
     }
     assert_table("autoindex", &failures, cases.len());
     // The JSON is JSON.
-    let j = Json::parse(&proxy.get("ai.test", "/json/").text()).expect("valid JSON");
+    let j = parse_json(&proxy.get("ai.test", "/json/").text()).expect("valid JSON");
     let items = j.as_array().unwrap();
     assert_eq!(items.len(), 7);
     assert_eq!(items[2].get("name").and_then(Json::as_str), Some("a.txt"));

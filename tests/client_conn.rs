@@ -503,3 +503,68 @@ server {
         "{head:?}"
     );
 }
+
+/// A location's own `keepalive_timeout`, `keepalive_requests` and the second
+/// argument of `keepalive_timeout` decide what follows a request that ends there
+/// (nginx's `ngx_http_update_location_config`); other locations keep the server's.
+#[test]
+fn location_level_keepalive_settings_apply_to_requests_ending_there() {
+    let proxy = Proxy::start(&site(
+        "location /short { keepalive_timeout 0; return 200 \"s\"; }
+    location /two { keepalive_requests 2; return 200 \"t\"; }
+    location /hdr { keepalive_timeout 30s 25s; return 200 \"h\"; }",
+    ));
+    let get = |r: &mut BufReader<TcpStream>, path: &str| {
+        let req = format!("GET {path} HTTP/1.1\r\nHost: c.test\r\n\r\n");
+        r.get_mut().write_all(req.as_bytes()).unwrap();
+        read_one(r)
+    };
+    let header = |head: &[String], name: &str| {
+        head.iter().find_map(|h| {
+            let (n, v) = h.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+        })
+    };
+    // `/` keeps the connection; `/short` on the same connection closes it.
+    let mut r = BufReader::new(connect(proxy.port));
+    let (head, body) = get(&mut r, "/").expect("first response");
+    assert_eq!(body, b"ok");
+    assert_eq!(
+        header(&head, "Connection").as_deref(),
+        Some("keep-alive"),
+        "{head:?}"
+    );
+    let (head, body) = get(&mut r, "/short").expect("second response");
+    assert_eq!(body, b"s");
+    assert_eq!(
+        header(&head, "Connection").as_deref(),
+        Some("close"),
+        "{head:?}"
+    );
+    let mut rest = Vec::new();
+    assert_eq!(r.read_to_end(&mut rest).unwrap(), 0, "closed after /short");
+    // `/two`: the second request on the connection is its last.
+    let mut r = BufReader::new(connect(proxy.port));
+    let (head, _) = get(&mut r, "/two").expect("first /two");
+    assert_eq!(
+        header(&head, "Connection").as_deref(),
+        Some("keep-alive"),
+        "{head:?}"
+    );
+    let (head, _) = get(&mut r, "/two").expect("second /two");
+    assert_eq!(
+        header(&head, "Connection").as_deref(),
+        Some("close"),
+        "{head:?}"
+    );
+    // `/hdr`: the `Keep-Alive: timeout=25` header of its own keepalive_timeout.
+    let mut r = BufReader::new(connect(proxy.port));
+    let (head, _) = get(&mut r, "/hdr").expect("/hdr");
+    assert_eq!(
+        header(&head, "Keep-Alive").as_deref(),
+        Some("timeout=25"),
+        "{head:?}"
+    );
+    let (head, _) = get(&mut r, "/").expect("/ after /hdr");
+    assert_eq!(header(&head, "Keep-Alive"), None, "{head:?}");
+}

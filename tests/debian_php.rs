@@ -98,7 +98,7 @@ fn field(j: &Json, k: &str) -> String {
 fn php(proxy: &Proxy, path: &str) -> Json {
     let r = proxy.get("localhost", path);
     assert_eq!(r.status, 200, "GET {path}: {}", r.describe());
-    Json::parse(r.text().trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", r.describe()))
+    parse_json(r.text().trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", r.describe()))
 }
 
 #[test]

@@ -86,7 +86,7 @@ fn get(proxy: &Proxy, path: &str) -> Response {
 
 fn json(r: &Response) -> Json {
     assert_eq!(r.status, 200, "{}", r.describe());
-    Json::parse(r.text().trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", r.describe()))
+    parse_json(r.text().trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}", r.describe()))
 }
 
 fn field<'a>(j: &'a Json, k: &str) -> &'a str {
@@ -812,14 +812,8 @@ fn fastcgi_pass_needs_a_port_and_catch_stderr_loads() {
 /// POSTs `total` bytes of a per-MiB varying pattern to `/upload.php` on `port`, written
 /// as generated (never whole in memory); returns the response and the body's md5.
 fn post_streamed(port: u16, total: usize) -> (Response, String) {
+    use md5::Digest;
     use std::io::{Read, Write};
-    use std::process::{Command, Stdio};
-    let mut md5 = Command::new("md5sum")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("md5sum");
-    let mut md5_in = md5.stdin.take().unwrap();
     let mut sock = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
@@ -837,26 +831,21 @@ fn post_streamed(port: u16, total: usize) -> (Response, String) {
         let mut piece = block.clone();
         let mut sent = 0;
         let mut i: u64 = 0;
+        let mut md5 = md5::Md5::new();
         while sent < total {
             piece[..8].copy_from_slice(&i.to_le_bytes());
             let n = (total - sent).min(piece.len());
             writer.write_all(&piece[..n])?;
-            md5_in.write_all(&piece[..n])?;
+            md5.update(&piece[..n]);
             sent += n;
             i += 1;
         }
-        drop(md5_in);
-        Ok::<(), std::io::Error>(())
+        Ok::<_, std::io::Error>(md5.finalize())
     });
     let mut raw = Vec::new();
     sock.read_to_end(&mut raw).expect("read response");
-    sender.join().unwrap().expect("send body");
-    let out = md5.wait_with_output().unwrap();
-    let md5 = String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let digest = sender.join().unwrap().expect("send body");
+    let md5: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")

@@ -75,7 +75,7 @@ fn check(proxy: &Proxy, host: &str, rows: &[(&str, Want)], failures: &mut Vec<St
         let ok = match want {
             Want::Front(uri, query) => {
                 r.status == 200
-                    && Json::parse(r.text().trim()).is_ok_and(|j| {
+                    && parse_json(r.text().trim()).is_ok_and(|j| {
                         j.get("REQUEST_URI").and_then(Json::as_str) == Some(uri)
                             && j.get("QUERY_STRING").and_then(Json::as_str) == Some(query)
                             && j.get("SCRIPT_NAME").and_then(Json::as_str) == Some("/index.php")

@@ -18,8 +18,9 @@
 mod common;
 mod upstream_kit;
 
+use common::Memcached;
 use common::*;
-use upstream_kit::{Backend, Memcached, Nginx};
+use upstream_kit::{Backend, Nginx};
 
 /// Sequential GETs per test.
 const GETS: usize = 40;
@@ -244,7 +245,7 @@ fn fastcgi_keep_conn_closed_by_the_peer_costs_no_get_and_a_post_gets_what_nginx_
 #[test]
 fn memcached_keepalive_closed_by_the_peer_costs_no_get() {
     let mc = Memcached::start();
-    mc.set("/page", "cached page");
+    mc.set("/page", 0, b"cached page");
     let relay = closing_relay(&format!("127.0.0.1:{}", mc.port));
     let site = format!(
         "upstream mc {{ server 127.0.0.1:{}; keepalive 8; }}

@@ -44,6 +44,46 @@ fn listen_unix_serves_requests() {
     assert_eq!(proxy.get("u.test", "/tcp").text(), "unix u.test /tcp");
 }
 
+/// A unix-socket client is `unix:` in `$remote_addr` (and `$binary_remote_addr`),
+/// has an empty `$remote_port`, and `allow`/`deny unix:` apply to it, as nginx.
+#[test]
+fn a_unix_socket_client_is_unix_colon() {
+    let proxy = Proxy::start(
+        "server {
+    listen 127.0.0.1:{PORT};
+    listen unix:{DIR}/front.sock;
+    server_name u.test;
+    location / {
+        return 200 \"[$remote_addr] [$remote_port] [$binary_remote_addr]\";
+    }
+    # (`return` would answer before the access phase: static files, 404 when let in)
+    location /tcp-only/ {
+        deny unix:;
+        root {DIR};
+    }
+    location /unix-only/ {
+        allow unix:;
+        deny all;
+        root {DIR};
+    }
+}
+",
+    );
+    let sock = proxy.dir().join("front.sock");
+    let (head, body) = curl_unix(&sock, "http://u.test/vars");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(body, "[unix:] [] [unix:]");
+    let (head, _) = curl_unix(&sock, "http://u.test/tcp-only/x");
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let (head, _) = curl_unix(&sock, "http://u.test/unix-only/x");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    // Over TCP: the address, and the other way round.
+    let r = proxy.get("u.test", "/vars");
+    assert!(r.text().starts_with("[127.0.0.1] ["), "{}", r.text());
+    assert_eq!(proxy.get("u.test", "/tcp-only/x").status, 404);
+    assert_eq!(proxy.get("u.test", "/unix-only/x").status, 403);
+}
+
 #[test]
 fn listen_parameters_are_applied() {
     let proxy = Proxy::start(

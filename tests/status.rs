@@ -203,7 +203,7 @@ print(json.dumps(out))
          apt-get install python3-prometheus-client):\n{}\n--- scrape ---\n{text}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let json = Json::parse(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
+    let json = parse_json(String::from_utf8_lossy(&out.stdout).trim()).unwrap();
     json.as_array()
         .unwrap()
         .iter()
@@ -221,10 +221,9 @@ print(json.dumps(out))
                     )
                 })
                 .collect();
-            let value = match &row[2] {
-                Json::Num(n) => *n,
-                other => panic!("value {other:?}"),
-            };
+            let value = row[2]
+                .as_f64()
+                .unwrap_or_else(|| panic!("value {:?}", row[2]));
             Sample {
                 name: row[0].as_str().unwrap().to_string(),
                 labels,

@@ -30,7 +30,7 @@ fn skip_on_nginx() -> bool {
 /// A full config around an http-level `body`, logging at info (health transitions are
 /// warn and info lines).
 fn start_full(body: &str, files: &[(&str, &str)]) -> Proxy {
-    let main = format!("error_log logs/error.log info;\nevents {{}}\nhttp {{\n{body}\n}}\n");
+    let main = format!("error_log error.log info;\nevents {{}}\nhttp {{\n{body}\n}}\n");
     let mut all: Vec<(&str, &str)> = vec![("junction.conf", &main)];
     all.extend_from_slice(files);
     Proxy::start_files(&all, "junction.conf")
@@ -107,7 +107,7 @@ fn memcached_servers_are_probed_with_version() {
         return;
     }
     let mut mc = Memcached::start();
-    mc.set("/k", "from memcached");
+    mc.set("/k", 0, b"from memcached");
     // Accepts connections but speaks HTTP, not memcached: a connect check would pass it.
     let impostor = Backend::start("impostor");
     let body = format!(
@@ -137,11 +137,11 @@ server {{
     assert_eq!(impostor.stats().hits, 0);
     // memcached itself stops: taken out too (all down → 502), back when it returns.
     let port = mc.port;
-    mc.kill();
+    mc.stop();
     wait_line(&proxy, &[&format!("127.0.0.1:{port}"), "is down"]);
     assert_eq!(get(proxy.port, "/k").status, 502);
     let mc = Memcached::start_on(port);
-    mc.set("/k", "back");
+    mc.set("/k", 0, b"back");
     wait_line(&proxy, &[&format!("127.0.0.1:{port}"), "is up"]);
     let r = get(proxy.port, "/k");
     assert_eq!(

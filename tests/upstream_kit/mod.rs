@@ -21,8 +21,8 @@
     clippy::indexing_slicing
 )]
 
-use crate::common::{free_port, http_request, Json, Peer, Response, READY_TIMEOUT};
-use std::io::{BufRead, BufReader, Read, Write};
+use crate::common::{free_port, http_request, parse_json, Json, Peer, Response, READY_TIMEOUT};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -104,7 +104,7 @@ impl Backend {
 
     pub fn stats(&self) -> Stats {
         let r = self.direct("/_stats");
-        let j = Json::parse(r.text().trim()).expect("stats JSON");
+        let j = parse_json(r.text().trim()).expect("stats JSON");
         let n = |k: &str| j.get(k).and_then(Json::as_u64).expect("counter");
         Stats {
             hits: n("hits"),
@@ -303,82 +303,6 @@ impl Drop for Nginx {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// memcached
-// ---------------------------------------------------------------------------------------
-
-/// A memcached on 127.0.0.1, killed on drop.
-pub struct Memcached {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl Memcached {
-    /// On a free port; panics with the install line when memcached is missing.
-    pub fn start() -> Memcached {
-        Memcached::start_on(free_port())
-    }
-
-    /// On `port` (for a restart in place).
-    pub fn start_on(port: u16) -> Memcached {
-        let child = Command::new("memcached")
-            .args(["-u", "root", "-l", "127.0.0.1", "-U", "0", "-p"])
-            .arg(port.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("memcached is needed (apt-get install -y memcached): {e}"));
-        let mut m = Memcached {
-            port,
-            child: Some(child),
-        };
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                let _ = s.write_all(b"version\r\n");
-                let mut line = String::new();
-                let _ = BufReader::new(&s).read_line(&mut line);
-                if line.starts_with("VERSION") {
-                    return m;
-                }
-            }
-            if let Some(st) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!("memcached on port {port} exited with {st}");
-            }
-            assert!(Instant::now() < deadline, "memcached not ready");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn set(&self, key: &str, value: &str) {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect memcached");
-        s.write_all(format!("set {key} 0 0 {}\r\n{value}\r\n", value.len()).as_bytes())
-            .expect("set");
-        let mut line = String::new();
-        BufReader::new(&s).read_line(&mut line).expect("reply");
-        assert_eq!(line.trim(), "STORED");
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-            assert!(Instant::now() < deadline, "memcached still answers");
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-}
-
-impl Drop for Memcached {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

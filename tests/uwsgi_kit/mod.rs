@@ -19,8 +19,8 @@
 )]
 
 use crate::common::{
-    big_mismatch, free_port, get_request, http_stream, manifest_dir, md5_hex, proxy_kind,
-    wait_for_peer, Json, Kind, Proxy, Response, READY_TIMEOUT,
+    big_mismatch, free_port, get_request, http_stream, manifest_dir, md5_hex, parse_json,
+    proxy_kind, wait_for_peer, Json, Kind, Proxy, Response, READY_TIMEOUT,
 };
 use std::fs;
 use std::io::Write;
@@ -244,9 +244,9 @@ impl AppEcho {
         if r.status != 200 {
             fail("status");
         }
-        let j = Json::parse(&r.text()).unwrap_or_else(|e| fail(&e));
+        let j = parse_json(&r.text()).unwrap_or_else(|e| fail(&e));
         let environ = match j.get("environ") {
-            Some(Json::Obj(m)) => m
+            Some(Json::Object(m)) => m
                 .iter()
                 .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
                 .collect(),

@@ -26,6 +26,8 @@
 //! - [`model`]: scopes with nginx's inheritance, the shared `*_` directive family.
 //! - [`cgi_pass`]: builds a CGI-style `*_pass` (uwsgi, SCGI) at load; its handler runs
 //!   in `junction_core::pass`.
+//! - [`upstream_tls`]: the `proxy_ssl_*` directives → one rustls client per distinct
+//!   settings (`proxy_pass https://…`).
 //! - [`upstream`]: `upstream {}` blocks (servers, balancing method, keepalive,
 //!   `health_check`, `queue`) and `match {}` blocks → server groups.
 //!
@@ -139,6 +141,7 @@ pub mod registry;
 mod toml_syntax;
 pub mod tree;
 pub mod upstream;
+pub mod upstream_tls;
 pub mod value_check;
 pub mod values;
 

@@ -72,6 +72,15 @@ impl<'a> Scope<'a> {
         self.here().iter().filter(move |d| d.name == name)
     }
 
+    /// Whether one of `names` is set at a level at or below `depth` (1: the outermost
+    /// level of the scope; e.g. `http` → `server` → `location` has depths 1, 2, 3).
+    pub fn set_below(&self, depth: usize, names: &[&str]) -> bool {
+        self.levels
+            .iter()
+            .skip(depth.saturating_sub(1))
+            .any(|l| l.iter().any(|d| names.contains(&d.name.as_str())))
+    }
+
     /// `name` from the innermost level that sets it.
     pub fn get(&self, name: &str) -> Option<&'a Directive> {
         self.levels
@@ -160,6 +169,11 @@ pub struct BuildCx {
     pub prefix: PathBuf,
     /// Warnings to log once the logger is up (accepted directives without effect).
     pub warnings: Vec<String>,
+    /// nginx's conf prefix (the main file's directory): where relative certificate paths
+    /// (`proxy_ssl_certificate`, …) are resolved.
+    pub conf_dir: PathBuf,
+    /// Upstream TLS clients by their settings (`upstream_tls`): one per distinct set.
+    pub tls_clients: HashMap<String, Arc<junction_core::upstream_tls::TlsClient>>,
 }
 
 impl BuildCx {
@@ -366,6 +380,7 @@ pub fn family(
                 .filter_map(|d| d.args.first())
                 .map(|a| bytes::Bytes::from(a.value.clone().into_bytes()))
                 .collect(),
+            tls: None,
         },
         request_buffering: scope.flag(&n("request_buffering"), true)?,
         client_body_buffer_size: scope.size("client_body_buffer_size", 16 * 1024)? as usize,

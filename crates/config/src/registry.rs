@@ -314,6 +314,8 @@ pub static DIRECTIVES: &[Spec] = &[
     // status handlers: nginx's stub_status; metrics (Prometheus/OpenMetrics, beyond nginx OSS)
     d("stub_status", SRV | LOC, 0, 1),
     d("metrics", LOC, 0, 0),
+    // nginx Plus's JSON status API (read-only)
+    d("api", LOC, 0, 1),
     // rewrite module
     block("if", SRV | LOC, 1, MANY),
     d("set", SRV | SIF | LOC | LIF, 2, 2),
@@ -378,6 +380,18 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_headers_hash_bucket_size", HSL, 1, 1),
     d("proxy_ssl_server_name", HSL, 1, 1),
     d("proxy_ssl_verify", HSL, 1, 1),
+    d("proxy_ssl_name", HSL, 1, 1),
+    d("proxy_ssl_trusted_certificate", HSL, 1, 1),
+    d("proxy_ssl_verify_depth", HSL, 1, 1),
+    d("proxy_ssl_crl", HSL, 1, 1),
+    d("proxy_ssl_protocols", HSL, 1, MANY),
+    d("proxy_ssl_ciphers", HSL, 1, 1),
+    d("proxy_ssl_certificate", HSL, 1, 1),
+    d("proxy_ssl_certificate_key", HSL, 1, 1),
+    d("proxy_ssl_certificate_cache", HSL, 1, 3),
+    d("proxy_ssl_password_file", HSL, 1, 1),
+    d("proxy_ssl_session_reuse", HSL, 1, 1),
+    d("proxy_ssl_conf_command", HSL, 2, 2),
     // fastcgi
     d("fastcgi_pass", LOC | LIF, 1, 1),
     d("fastcgi_bind", HSL, 1, 2),

@@ -59,6 +59,9 @@ const FAMILY_FLAGS: &[&str] = &[
     "_pass_request_body",
     "_socket_keepalive",
     "_force_ranges",
+    "_ssl_verify",
+    "_ssl_server_name",
+    "_ssl_session_reuse",
 ];
 
 /// Checks the values of `d` (not its block); pushes at most one error.

@@ -23,6 +23,42 @@ pub struct ConnInfo {
     pub proxy_protocol: Option<Arc<crate::proxy_protocol::ProxyProtocol>>,
 }
 
+impl ConnInfo {
+    /// A client of a `listen unix:` socket (whose address fields are the placeholder
+    /// `0.0.0.0:0`; a TCP connection never has local port 0).
+    pub fn is_unix(&self) -> bool {
+        self.local.port() == 0
+    }
+
+    /// The client as nginx writes it (`$remote_addr`, the error log's `client:`):
+    /// the IP address, or `unix:` for a unix-socket client (unless realip replaced it).
+    pub fn client(&self) -> ClientAddr {
+        if self.is_unix() && self.remote.ip().is_unspecified() {
+            ClientAddr::Unix
+        } else {
+            ClientAddr::Ip(self.remote.ip())
+        }
+    }
+}
+
+/// [`ConnInfo::client`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAddr {
+    /// A TCP client (or one realip named).
+    Ip(std::net::IpAddr),
+    /// A unix-socket client: `unix:`.
+    Unix,
+}
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAddr::Ip(ip) => ip.fmt(f),
+            ClientAddr::Unix => f.write_str("unix:"),
+        }
+    }
+}
+
 /// One try of an upstream server.
 #[derive(Debug, Clone)]
 pub struct Attempt {
@@ -443,13 +479,16 @@ impl RequestCtx {
     /// Appends the value of `v` to `out`.
     pub fn var_into(&self, v: &Var, out: &mut BytesMut) {
         match v {
-            Var::RemoteAddr => put_display(out, self.conn.remote.ip()),
-            Var::BinaryRemoteAddr => match self.conn.remote.ip() {
-                std::net::IpAddr::V4(a) => out.put_slice(&a.octets()),
-                std::net::IpAddr::V6(a) => out.put_slice(&a.octets()),
+            Var::RemoteAddr => put_display(out, self.conn.client()),
+            Var::BinaryRemoteAddr => match self.conn.client() {
+                ClientAddr::Ip(std::net::IpAddr::V4(a)) => out.put_slice(&a.octets()),
+                ClientAddr::Ip(std::net::IpAddr::V6(a)) => out.put_slice(&a.octets()),
+                // nginx: the address text of a unix-socket client
+                ClientAddr::Unix => out.put_slice(b"unix:"),
             },
             Var::RemotePort => {
-                // realip from an address without a port: empty, as nginx
+                // realip from an address without a port, a unix-socket client: empty,
+                // as nginx
                 if self.conn.remote.port() != 0 {
                     put_display(out, self.conn.remote.port())
                 }

@@ -147,6 +147,8 @@ pub struct UpstreamConf {
     /// of these makes the response an invalid header (502, or the next upstream
     /// under `*_next_upstream invalid_header`).
     pub catch_stderr: Arc<[Bytes]>,
+    /// TLS to the upstream (`proxy_pass https://…`, `proxy_ssl_*`).
+    pub tls: Option<crate::upstream_tls::UpstreamTls>,
 }
 
 /// An upstream response: its head and the body being relayed.
@@ -207,7 +209,15 @@ async fn write_frames(
     if !small.is_empty() {
         send(conn, &small, timeout).await?;
     }
-    Ok(())
+    // TLS keeps what it could not write yet in its own buffer (TCP: nothing to do).
+    match tokio::time::timeout(timeout, conn.stream.flush()).await {
+        Err(_) => Err(Error::new(
+            ErrorKind::Timeout,
+            "upstream timed out (110: Connection timed out) while sending request to upstream",
+        )),
+        Ok(Err(e)) => Err(io_err(e, "writev()", "sending request to upstream")),
+        Ok(Ok(())) => Ok(()),
+    }
 }
 
 async fn send(conn: &mut Conn, data: &[u8], timeout: Duration) -> Result<(), Error> {
@@ -277,6 +287,7 @@ pub async fn exchange(
     let started = Instant::now();
     cx.upstream.begin();
     let bind = conf.bind.addr(cx)?;
+    let tls = conf.tls.as_ref().map(|t| t.target(cx));
     cx.upstream.schema = conf.schema;
     let group = &conf.group;
     let mut st = group.pick_state(cx);
@@ -302,6 +313,7 @@ pub async fn exchange(
                 i,
                 fresh,
                 bind,
+                tls.as_ref(),
                 &head,
                 &mut body,
                 new_codec,
@@ -452,6 +464,7 @@ async fn attempt(
     i: usize,
     fresh: bool,
     bind: Option<IpAddr>,
+    tls: Option<&crate::upstream_tls::TlsTarget>,
     head: &Bytes,
     body: &mut ReqBody,
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
@@ -466,9 +479,11 @@ async fn attempt(
         .map(|s| s.name.clone())
         .unwrap_or_default();
     let mut conn = if fresh {
-        group.connect_new(i, bind, conf.timeouts.connect).await?
+        group
+            .connect_new(i, bind, conf.timeouts.connect, tls)
+            .await?
     } else {
-        group.get(i, bind, conf.timeouts.connect).await?
+        group.get(i, bind, conf.timeouts.connect, tls).await?
     };
     *connect_time = Some(started.elapsed());
     let reused = conn.reused;

@@ -185,6 +185,7 @@ fn conf(servers: &[SocketAddr], next: NextUpstream) -> UpstreamConf {
         next,
         keep_conn: true,
         catch_stderr: Arc::from([]),
+        tls: None,
     }
 }
 

@@ -188,9 +188,20 @@ impl Probe for CodecProbe {
     }
 
     async fn check(&self, server: &Server, hc: &HealthCheck) -> Result<(), String> {
-        let mut conn = connect(&server.addr, None, hc.timeout)
+        let conn = connect(&server.addr, None, hc.timeout)
             .await
             .map_err(|e| e.message().to_string())?;
+        self.check_on(conn, hc).await
+    }
+}
+
+impl CodecProbe {
+    /// The probe's exchange on an open connection (plain, or after a TLS handshake).
+    pub async fn check_on(
+        &self,
+        mut conn: crate::upstream::Stream,
+        hc: &HealthCheck,
+    ) -> Result<(), String> {
         let mut codec = (self.codec)();
         let mut frames = vec![self.head.clone()];
         codec.encode_end(&mut frames);
@@ -199,6 +210,9 @@ impl Probe for CodecProbe {
                 .await
                 .map_err(|e| format!("{} probe: send failed: {e}", self.protocol))?;
         }
+        conn.flush()
+            .await
+            .map_err(|e| format!("{} probe: send failed: {e}", self.protocol))?;
         let mut buf = BytesMut::with_capacity(4096);
         let mut head: Option<ResponseHead> = None;
         let mut body = Vec::new();
@@ -252,6 +266,33 @@ impl Probe for CodecProbe {
                 "{proto} probe: connection closed before a response"
             )),
         }
+    }
+}
+
+/// A [`CodecProbe`] over TLS (`proxy_pass https://` to a group with `health_check`):
+/// the location's TLS settings, the handshake bounded by the probe's timeout.
+#[derive(Debug)]
+pub struct TlsProbe {
+    /// The probe spoken once the handshake is done.
+    pub probe: CodecProbe,
+    /// The TLS client and name.
+    pub tls: crate::upstream_tls::TlsTarget,
+}
+
+#[async_trait::async_trait]
+impl Probe for TlsProbe {
+    fn protocol(&self) -> &'static str {
+        self.probe.protocol
+    }
+
+    async fn check(&self, server: &Server, hc: &HealthCheck) -> Result<(), String> {
+        let conn = connect(&server.addr, None, hc.timeout)
+            .await
+            .map_err(|e| e.message().to_string())?;
+        let conn = crate::upstream_tls::handshake(conn, &self.tls, hc.timeout)
+            .await
+            .map_err(|e| e.message().to_string())?;
+        self.probe.check_on(conn, hc).await
     }
 }
 

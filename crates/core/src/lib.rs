@@ -15,6 +15,8 @@
 //! - `codec`: the `UpstreamCodec` trait each protocol implements (framing only).
 //! - `upstream`: addresses, connect with bind and timeout, keepalive pools,
 //!   server groups, their health counters, `max_conns` and the queue.
+//! - `upstream_tls`: TLS to upstreams (`proxy_ssl_*`): one rustls client per distinct
+//!   settings, built at load; the handshake of a new connection; the pool key.
 //! - `balance`: nginx's balancing methods (round robin, least_conn, ip_hash, hash
 //!   [consistent], random [two]).
 //! - `health`: active health checks (a probe per protocol, one task per group).
@@ -68,6 +70,7 @@ pub mod relay;
 pub mod stats;
 pub mod time;
 pub mod upstream;
+pub mod upstream_tls;
 pub mod vars;
 
 pub use async_trait::async_trait;

@@ -8,6 +8,8 @@
 //!   duration histogram, bytes in and out.
 //! - [`Histogram`]: fixed buckets, used for request durations and upstream response
 //!   times (`upstream::ServerStats`).
+//! - [`PeerTraffic`]: per upstream server, request bytes, header times and the last
+//!   selection, for the JSON API (`junction_server::api`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -108,7 +110,41 @@ impl HttpStats {
             .fetch_add(cx.body_bytes_sent, Ordering::Relaxed);
         for a in cx.upstream.attempts() {
             a.server.stats.record_attempt(a.status, a.took);
+            a.server.stats.traffic.record(a);
         }
+    }
+}
+
+/// What one upstream server exchanged, for the JSON API's peers (nginx Plus's
+/// `sent`, `header_time`, `selected`), added when a request finishes. (Response
+/// bytes are counted by the body relay only when a template reads
+/// `$upstream_response_length`, so Plus's `received` is not kept.)
+#[derive(Debug, Default)]
+pub struct PeerTraffic {
+    /// Request bytes written to it (`$upstream_bytes_sent`).
+    pub sent: AtomicU64,
+    /// Sum of the times to the response head (`$upstream_header_time`), µs.
+    pub header_us: AtomicU64,
+    /// Attempts that got a response head.
+    pub headers: AtomicU64,
+    /// When it was last chosen (the start of the latest attempt), ms since the epoch.
+    pub selected_ms: AtomicU64,
+}
+
+impl PeerTraffic {
+    /// Adds one finished attempt.
+    pub fn record(&self, a: &crate::ctx::Attempt) {
+        self.sent.fetch_add(a.bytes_sent, Ordering::Relaxed);
+        if let Some(h) = a.header {
+            let us = u64::try_from(h.as_micros()).unwrap_or(u64::MAX);
+            self.header_us.fetch_add(us, Ordering::Relaxed);
+            self.headers.fetch_add(1, Ordering::Relaxed);
+        }
+        let started = std::time::SystemTime::now()
+            .checked_sub(a.took)
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        self.selected_ms.fetch_max(started, Ordering::Relaxed);
     }
 }
 

@@ -52,10 +52,29 @@ pub fn iso8601(t: SystemTime) -> String {
     format!("{y}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}+00:00")
 }
 
+/// `2026-11-29T22:54:50.123Z` (the JSON status API's timestamps)
+pub fn iso8601_ms_utc(t: SystemTime) -> String {
+    let (y, m, d, hh, mm, ss) = civil(t);
+    let ms = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_millis());
+    format!("{y}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}Z")
+}
+
 /// `2026/11/29 22:54:50` (error log)
 pub fn error_log_time(t: SystemTime) -> String {
     let (y, m, d, hh, mm, ss) = civil(t);
     format!("{y}/{m:02}/{d:02} {hh:02}:{mm:02}:{ss:02}")
+}
+
+/// `Nov  9 22:54:50` (syslog's RFC 3164 header: the day padded with a space)
+pub fn syslog_time(t: SystemTime) -> String {
+    let (_, m, d, hh, mm, ss) = civil(t);
+    let mon = MONTHS
+        .get(m.saturating_sub(1) as usize)
+        .copied()
+        .unwrap_or("Jan");
+    format!("{mon} {d:>2} {hh:02}:{mm:02}:{ss:02}")
 }
 
 static DATE: Mutex<(u64, Option<http::HeaderValue>)> = Mutex::new((0, None));

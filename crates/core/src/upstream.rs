@@ -16,6 +16,7 @@
 use crate::balance::{failed, select, Balance, PeerState, Pick, PickState};
 use crate::error::{Error, ErrorKind};
 use crate::health::{HealthCheck, Probe};
+use crate::upstream_tls::TlsTarget;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -54,6 +55,8 @@ pub enum Stream {
     Tcp(TcpStream),
     /// Unix socket.
     Unix(UnixStream),
+    /// TLS over either (`proxy_pass https://…`, `upstream_tls`).
+    Tls(Box<tokio_rustls::client::TlsStream<Stream>>),
 }
 
 impl Stream {
@@ -63,6 +66,8 @@ impl Stream {
         let r = match self {
             Stream::Tcp(s) => s.try_read(&mut b),
             Stream::Unix(s) => s.try_read(&mut b),
+            // Any record (a close_notify included) on an idle TLS connection ends it.
+            Stream::Tls(s) => return s.get_ref().0.is_stale(),
         };
         !matches!(r, Err(ref e) if e.kind() == io::ErrorKind::WouldBlock)
     }
@@ -77,6 +82,14 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            // A peer that closes without close_notify ends the stream, as nginx reads it
+            // (SSL_OP_IGNORE_UNEXPECTED_EOF).
+            Stream::Tls(s) => match Pin::new(s).poll_read(cx, buf) {
+                Poll::Ready(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    Poll::Ready(Ok(()))
+                }
+                other => other,
+            },
         }
     }
 }
@@ -90,6 +103,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
     fn poll_write_vectored(
@@ -100,6 +114,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s).poll_write_vectored(cx, bufs),
         }
     }
     fn is_write_vectored(&self) -> bool {
@@ -109,12 +124,14 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
         }
     }
 }
@@ -199,6 +216,7 @@ pub struct Conn {
     pub reused: bool,
     idle_since: Instant,
     bind: Option<IpAddr>,
+    tls: Option<TlsTarget>,
 }
 
 /// One upstream server: its `server` line parameters and its live counters.
@@ -252,6 +270,8 @@ pub struct ServerStats {
     pub responses: [AtomicU64; 5],
     /// Time from the start of the attempt to its response (or failure).
     pub response_time: crate::stats::Histogram,
+    /// Bytes to and from it, header times, last selection (the JSON API's peers).
+    pub traffic: crate::stats::PeerTraffic,
 }
 
 impl ServerStats {
@@ -280,6 +300,7 @@ impl Default for ServerStats {
             streak: Mutex::new((0, 0)),
             responses: Default::default(),
             response_time: crate::stats::Histogram::default(),
+            traffic: crate::stats::PeerTraffic::default(),
         }
     }
 }
@@ -709,12 +730,14 @@ impl Group {
         self.servers.get(i).map_or(0, |s| lock(&s.idle).len())
     }
 
-    /// Takes an idle connection to server `i`, or opens a new one.
+    /// Takes an idle connection to server `i`, or opens a new one (with a TLS
+    /// handshake for `tls`; a pooled TLS connection is taken only for the same target).
     pub async fn get(
         &self,
         i: usize,
         bind: Option<IpAddr>,
         timeout: Duration,
+        tls: Option<&TlsTarget>,
     ) -> Result<Conn, Error> {
         let Some(server) = self.servers.get(i) else {
             return Err(Error::internal("no such upstream server"));
@@ -722,18 +745,30 @@ impl Group {
         if self.keepalive.max_idle > 0 {
             let now = Instant::now();
             let mut idle = lock(&server.idle);
-            while let Some(mut c) = idle.pop_back() {
-                if c.bind == bind
-                    && now.duration_since(c.idle_since) < self.keepalive.idle_timeout
-                    && now.duration_since(c.born) < self.keepalive.max_time
-                    && !c.stream.is_stale()
+            // The newest matching connection; expired ones go, live ones made for
+            // another source address or TLS target stay for their own requests.
+            let mut k = idle.len();
+            while k > 0 {
+                k -= 1;
+                let Some(c) = idle.get(k) else { break };
+                if now.duration_since(c.idle_since) >= self.keepalive.idle_timeout
+                    || now.duration_since(c.born) >= self.keepalive.max_time
                 {
-                    c.reused = true;
-                    return Ok(c);
+                    idle.remove(k);
+                    continue;
+                }
+                if c.bind != bind || !same_tls(c.tls.as_ref(), tls) {
+                    continue;
+                }
+                if let Some(mut c) = idle.remove(k) {
+                    if !c.stream.is_stale() {
+                        c.reused = true;
+                        return Ok(c);
+                    }
                 }
             }
         }
-        self.connect_new(i, bind, timeout).await
+        self.connect_new(i, bind, timeout, tls).await
     }
 
     /// Opens a new connection to server `i`, whatever the pool holds.
@@ -742,11 +777,19 @@ impl Group {
         i: usize,
         bind: Option<IpAddr>,
         timeout: Duration,
+        tls: Option<&TlsTarget>,
     ) -> Result<Conn, Error> {
         let Some(server) = self.servers.get(i) else {
             return Err(Error::internal("no such upstream server"));
         };
-        let stream = connect(&server.addr, bind, timeout).await?;
+        let started = Instant::now();
+        let mut stream = connect(&server.addr, bind, timeout).await?;
+        if let Some(t) = tls {
+            // One `*_connect_timeout` for the connect and the handshake together, as
+            // nginx's connect timer still runs while it shakes hands.
+            let left = timeout.saturating_sub(started.elapsed());
+            stream = crate::upstream_tls::handshake(stream, t, left).await?;
+        }
         Ok(Conn {
             stream,
             requests: 0,
@@ -754,6 +797,7 @@ impl Group {
             reused: false,
             idle_since: Instant::now(),
             bind,
+            tls: tls.cloned(),
         })
     }
 
@@ -778,6 +822,15 @@ impl Group {
         c.idle_since = Instant::now();
         c.reused = false;
         idle.push_back(c);
+    }
+}
+
+/// Whether a pooled connection made for `have` may carry a request for `want`.
+fn same_tls(have: Option<&TlsTarget>, want: Option<&TlsTarget>) -> bool {
+    match (have, want) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.same(b),
+        _ => false,
     }
 }
 

@@ -144,6 +144,16 @@ impl Rules {
     }
 }
 
+impl Rules {
+    /// The rules for a unix-socket client: `unix:` and `all` entries, in order.
+    fn check_unix(&self) -> Verdict {
+        self.unix
+            .as_deref()
+            .and_then(|r| r.first())
+            .map_or(Verdict::Declined, |deny| found(*deny))
+    }
+}
+
 fn found(deny: bool) -> Verdict {
     if deny {
         Verdict::Forbidden
@@ -343,7 +353,11 @@ impl Access {
             return None;
         }
         // 1. the access module
-        let rules = a.rules.check(cx.conn.remote.ip());
+        let rules = if cx.conn.client() == junction_core::ctx::ClientAddr::Unix {
+            a.rules.check_unix()
+        } else {
+            a.rules.check(cx.conn.remote.ip())
+        };
         let mut access_code: Option<Refusal> = None;
         match (rules, a.satisfy_any) {
             (Verdict::Forbidden, false) => {

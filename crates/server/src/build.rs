@@ -48,6 +48,9 @@ pub struct Return {
 
 /// A location's compiled settings (inherited values already resolved).
 pub struct LocConf {
+    /// The connection settings a location sets itself (`keepalive_timeout`,
+    /// `send_timeout`, `lingering_*`, …): they apply after a request that ends here.
+    pub conn: Option<Arc<crate::http1::ConnConf>>,
     /// `proxy_pass` / `fastcgi_pass` / … handler.
     pub backend: Option<Arc<dyn Backend>>,
     /// `root` (default `html` under the prefix).
@@ -79,6 +82,9 @@ pub struct LocConf {
     pub server_tokens_string: Option<Template>,
     /// `access_log` targets (empty: off).
     pub access_logs: Vec<Arc<AccessLog>>,
+    /// `error_log` of the location, server or http level (0: the main-level ones;
+    /// `crate::error_log::level_targets`).
+    pub error_log: u64,
     /// MIME types.
     pub types: Arc<HashMap<String, Bytes>>,
     /// `default_type`.
@@ -171,6 +177,8 @@ pub struct MainConf {
     pub pid: Option<PathBuf>,
     /// `error_log FILE [LEVEL]`.
     pub error_log: Option<(String, String)>,
+    /// Every main-level `error_log` (`crate::error_log::parse_error_log`).
+    pub error_logs: Vec<crate::error_log::ErrorTarget>,
     /// `worker_connections` (per worker).
     pub worker_connections: usize,
     /// `worker_rlimit_nofile` (RLIMIT_NOFILE set at start).
@@ -253,7 +261,7 @@ const NO_EFFECT: &[&str] = &[
 /// Directives nginx configs use that Junction does not implement yet and whose
 /// absence would change behaviour (access control, rewriting, headers): an error
 /// at load with `FILE:LINE`, never silently ignored.
-const UNSUPPORTED: &[&str] = &["proxy_ssl_verify", "proxy_ssl_server_name"];
+const UNSUPPORTED: &[&str] = &[];
 
 /// Directives accepted without effect that only matter outside `upstream {}`
 /// (inside it they are implemented).
@@ -427,6 +435,8 @@ fn build_collecting(
                 }
             }
             "error_log" => {
+                main.error_logs
+                    .push(crate::error_log::parse_error_log(d, prefix)?);
                 main.error_log = d.args.first().map(|a| {
                     (
                         a.value.clone(),
@@ -448,6 +458,7 @@ fn build_collecting(
 
     let mut bx = BuildCx::default();
     bx.prefix = prefix.to_path_buf();
+    bx.conf_dir = conf_dir(tree, prefix);
     // `$memcached_key` exists only if some `set` declares it (nginx: `unknown
     // "memcached_key" variable` otherwise), so it is not declared here.
     declare_vars(tree, &mut bx);
@@ -664,33 +675,8 @@ const COMBINED: &str =
 fn log_formats(
     http: &[Directive],
     bx: &BuildCx,
-) -> Result<HashMap<String, Arc<Template>>, ConfigError> {
-    let mut m = HashMap::new();
-    m.insert(
-        "combined".to_string(),
-        Arc::new(
-            Template::compile(COMBINED, &bx.vars).map_err(|e| ConfigError {
-                span: None,
-                msg: e.to_string(),
-            })?,
-        ),
-    );
-    for d in http.iter().filter(|d| d.name == "log_format") {
-        let name = d.args.first().map(|a| a.value.clone()).unwrap_or_default();
-        let mut s = String::new();
-        let mut escape = None;
-        for a in d.args.iter().skip(1) {
-            if let Some(e) = a.value.strip_prefix("escape=") {
-                escape = Some(e.to_string());
-                continue;
-            }
-            s.push_str(&a.value);
-        }
-        let _ = escape;
-        let t = Template::compile(&s, &bx.vars).map_err(|e| err(&d.span, e.to_string()))?;
-        m.insert(name, Arc::new(t));
-    }
-    Ok(m)
+) -> Result<HashMap<String, Arc<crate::log_format::LogFormat>>, ConfigError> {
+    crate::log_format::formats(http, COMBINED, &bx.vars)
 }
 
 /// What every server and location of one `http {}` level shares while it is built.
@@ -700,7 +686,7 @@ struct HttpLevel<'a> {
     /// MIME types of the level.
     types: Arc<HashMap<String, Bytes>>,
     /// `log_format`s of the level (and `combined`).
-    formats: HashMap<String, Arc<Template>>,
+    formats: HashMap<String, Arc<crate::log_format::LogFormat>>,
     /// nginx's conf prefix (relative `auth_basic_user_file` paths).
     conf_dir: PathBuf,
     /// `limit_req_zone`s and `limit_conn_zone`s of the level.
@@ -1046,6 +1032,9 @@ fn build_conf(
             backend = Some(Arc::new(crate::status::Status::new(kind)));
         }
     }
+    if let Some(d) = scope.local("api") {
+        backend = Some(crate::api::build(d, info, backend.is_some())?);
+    }
     let root = match scope.arg("root") {
         Some((_, a)) => bx.template(a)?,
         None => Template::literal(Bytes::from(
@@ -1114,6 +1103,14 @@ fn build_conf(
                     continue;
                 }
                 let (fmt, opts) = crate::log::access_log_args(d, &http.formats, bx)?;
+                if let Some(spec) = a.value.strip_prefix("syslog:") {
+                    v.push(logs.syslog(
+                        crate::syslog::SyslogPeer::parse(spec, &a.span)?,
+                        fmt,
+                        opts,
+                    ));
+                    continue;
+                }
                 v.push(logs.access_with(&bx.prefix.join(&a.value), fmt, opts));
             }
             v
@@ -1161,7 +1158,15 @@ fn build_conf(
         };
         crate::rewrite::compile(scope, bx, Some(&mut build_if), set_target, parse_return)?
     };
+    // nginx applies a location's keep-alive, send and lingering settings to the
+    // connection after a request that ends there.
+    let conn = if info.kind != LocKind::Server && scope.set_below(3, crate::http1::LOCATION_CONN) {
+        Some(Arc::new(crate::http1::ConnConf::from_scope(scope, true)?))
+    } else {
+        None
+    };
     Ok(LocConf {
+        conn,
         backend,
         root,
         alias,
@@ -1182,6 +1187,7 @@ fn build_conf(
             _ => None,
         },
         access_logs,
+        error_log: crate::error_log::level_targets(scope, &bx.prefix)?,
         types,
         default_type,
         name: info.name.clone(),

@@ -10,13 +10,31 @@
 //! request that logs nothing).
 //!
 //! [`ErrorLog`] is a `tracing` layer: it keeps the span's fields ([`on_new_span`]) and
-//! writes each event as one line to its writer (stderr or a log [`Sink`]).
+//! writes each event as one line to each of its targets whose level the event reaches:
+//! the main-level `error_log` lines (several, each with its own level, as nginx's chain
+//! of logs), to a file (a log [`Sink`]), `stderr`, or `syslog:server=…`
+//! ([`crate::syslog`]: the line, without its newline, after the syslog header, with the
+//! line's own level as severity, as `ngx_syslog_writer`). When no main-level
+//! `error_log` names a file or `stderr`, the default file (`-e`, else
+//! `logs/error.log`) is added at `error`, as `ngx_log_open_default` does.
+//! `error_log` inside `http`, `server` or `location` applies to the requests there,
+//! inherited as nginx does (the nearest level with any): each such set is opened at
+//! load ([`level_targets`]) and named by an index in the location's settings, and the
+//! request's span records the index of the location it is in ([`enter`]), so its
+//! lines (also from a backend or the body relay) go to that set instead of the main
+//! level's. The layer's level filter is set at start from every set then loaded: a
+//! reload cannot make the log more verbose than that.
 //!
 //! [`on_new_span`]: tracing_subscriber::Layer::on_new_span
 //! [`Sink`]: crate::log::Sink
 
+use crate::syslog::SyslogPeer;
+use junction_config::model::err;
+use junction_config::{ConfigError, Directive};
 use junction_core::ctx::RequestCtx;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
@@ -31,10 +49,11 @@ pub fn request_span(cx: &RequestCtx) -> tracing::Span {
     tracing::error_span!(
         REQUEST_SPAN,
         conn = cx.conn.id,
-        client = %cx.conn.remote.ip(),
+        client = %cx.conn.client(),
         server = %cx.server_name,
         request = %format_args!("{} {} {:?}", cx.method, cx.request_uri, cx.version),
         host = %cx.host,
+        elog = tracing::field::Empty,
     )
 }
 
@@ -46,12 +65,16 @@ struct RequestFields {
     server: String,
     request: String,
     host: String,
+    /// The level set its lines go to (`enter`; 0: the main level's).
+    elog: u64,
 }
 
 impl Visit for RequestFields {
     fn record_u64(&mut self, field: &Field, value: u64) {
-        if field.name() == "conn" {
-            self.conn = value;
+        match field.name() {
+            "conn" => self.conn = value,
+            "elog" => self.elog = value,
+            _ => {}
         }
     }
 
@@ -102,23 +125,275 @@ impl Visit for EventFields {
     }
 }
 
-/// Writes events as nginx error-log lines (`2026/11/29 22:54:50 [error] PID#0: …`).
-pub struct ErrorLog<W> {
-    make_writer: W,
+/// One configured `error_log` destination (`error_log FILE|stderr|syslog:… [LEVEL]`).
+#[derive(Debug, Clone)]
+pub enum ErrorDest {
+    /// `stderr`.
+    Stderr,
+    /// A file (appended to; reopened by `-s reopen`).
+    File(PathBuf),
+    /// `syslog:server=…`.
+    Syslog(Arc<SyslogPeer>),
 }
 
-impl<W> ErrorLog<W> {
-    /// A layer writing each line to a fresh `make_writer()`.
-    pub fn new(make_writer: W) -> Self {
-        ErrorLog { make_writer }
+/// One main-level `error_log` line: where, and from which level on.
+#[derive(Debug, Clone)]
+pub struct ErrorTarget {
+    /// Where its lines go.
+    pub dest: ErrorDest,
+    /// The least severe level it writes, as a `tracing` level (the layer's filter).
+    pub level: tracing::Level,
+    /// The same as nginx's level, its syslog severity: 0 `emerg` … 3 `error`, 4
+    /// `warn`, 5 `notice`, 6 `info`, 7 `debug`. Junction's events are `error`, `warn`,
+    /// `notice` (its `INFO`, the level of nginx's `rewrite_log` lines and the like) and
+    /// `debug`, so a target at `crit` or above gets none of them.
+    pub severity: u8,
+}
+
+/// nginx's level name → the `tracing` level Junction logs at (`notice` and `info`
+/// are both `INFO`; `crit`, `alert` and `emerg` are `ERROR`).
+fn tracing_level(i: usize) -> tracing::Level {
+    match i {
+        0..=3 => tracing::Level::ERROR,
+        4 => tracing::Level::WARN,
+        5 | 6 => tracing::Level::INFO,
+        _ => tracing::Level::DEBUG,
     }
 }
 
-impl<S, W, O> tracing_subscriber::Layer<S> for ErrorLog<W>
+/// The nginx level of an event at `level`, for the targets' levels.
+fn event_severity(level: tracing::Level) -> u8 {
+    match level {
+        tracing::Level::ERROR => 3,
+        tracing::Level::WARN => 4,
+        tracing::Level::INFO => 5,
+        _ => 7,
+    }
+}
+
+/// The syslog severity of a line at `level` (`ngx_syslog_writer`: the line's own
+/// level; `INFO` lines say `[info]`, so they are sent as `info`).
+fn severity(level: tracing::Level) -> u8 {
+    match level {
+        tracing::Level::ERROR => 3,
+        tracing::Level::WARN => 4,
+        tracing::Level::INFO => 6,
+        _ => 7,
+    }
+}
+
+/// `error_log FILE|stderr|syslog:…|memory:SIZE [LEVEL]` (`ngx_log_set_log`): a relative
+/// file is under `prefix`; the level defaults to `error`.
+pub fn parse_error_log(d: &Directive, prefix: &Path) -> Result<ErrorTarget, ConfigError> {
+    let a = d
+        .args
+        .first()
+        .ok_or_else(|| err(&d.span, "invalid number of arguments in \"error_log\""))?;
+    let v = a.value.as_str();
+    let dest = if v == "stderr" {
+        ErrorDest::Stderr
+    } else if let Some(spec) = v.strip_prefix("syslog:") {
+        ErrorDest::Syslog(Arc::new(SyslogPeer::parse(spec, &a.span)?))
+    } else if v.starts_with("memory:") {
+        return Err(err(
+            &a.span,
+            "\"memory:\" error logs are not supported (nginx has them in debug builds only)",
+        ));
+    } else {
+        ErrorDest::File(prefix.join(v))
+    };
+    let severity = match d.args.get(1) {
+        None => 3,
+        Some(l) => crate::syslog::SEVERITIES
+            .iter()
+            .position(|s| *s == l.value)
+            .ok_or_else(|| err(&l.span, format!("invalid log level \"{}\"", l.value)))?,
+    };
+    Ok(ErrorTarget {
+        dest,
+        level: tracing_level(severity),
+        severity: severity as u8,
+    })
+}
+
+/// The `error_log` sets of `http`, `server` and `location` levels, opened at load;
+/// a request's span names one by its index + 1 ([`enter`]). Equal sets (the same
+/// destinations and levels) share one entry, also across reloads.
+#[allow(clippy::type_complexity)]
+static LEVEL_SETS: RwLock<Vec<(Vec<(String, String)>, Arc<[Target]>)>> = RwLock::new(Vec::new());
+
+/// The `error_log` lines that apply at `scope` (a location, or a server's own level),
+/// inherited as nginx does (the nearest level that has any), opened and registered;
+/// 0 when no `http`/`server`/`location` level has one (the main-level targets).
+pub fn level_targets(
+    scope: &junction_config::model::Scope<'_>,
+    prefix: &Path,
+) -> Result<u64, ConfigError> {
+    let list = scope.array("error_log");
+    if list.is_empty() {
+        return Ok(0);
+    }
+    let key: Vec<(String, String)> = list
+        .iter()
+        .map(|d| {
+            let arg = |i: usize| d.args.get(i).map_or("", |a| a.value.as_str()).to_string();
+            (arg(0), arg(1))
+        })
+        .collect();
+    let mut sets = match LEVEL_SETS.write() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    if let Some(i) = sets.iter().position(|(k, _)| *k == key) {
+        return Ok(i as u64 + 1);
+    }
+    let mut targets = Vec::with_capacity(list.len());
+    for d in &list {
+        let t = parse_error_log(d, prefix)?;
+        targets.push(Target::open(&t).map_err(|e| err(&d.span, e))?);
+    }
+    sets.push((key, targets.into()));
+    Ok(sets.len() as u64)
+}
+
+/// The most verbose level of every registered level set.
+fn level_sets_max() -> Option<tracing::Level> {
+    let sets = match LEVEL_SETS.read() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    sets.iter()
+        .flat_map(|(_, t)| t.iter().map(|t| t.level))
+        .max()
+}
+
+/// Makes the current request's error-log lines go to level set `id` (0: the main
+/// level's), from the location (or server) its request is in now.
+pub fn enter(id: u64) {
+    tracing::Span::current().record("elog", id);
+}
+
+/// What a [`Target`] writes to.
+enum Out {
+    Stderr,
+    Sink(crate::log::Sink),
+    Syslog(Arc<SyslogPeer>),
+    Writer(Box<dyn Fn() -> Box<dyn std::io::Write> + Send + Sync>),
+}
+
+/// An opened error log destination with its level.
+pub struct Target {
+    level: tracing::Level,
+    severity: u8,
+    out: Out,
+}
+
+impl Target {
+    /// Opens `t`: a file is created (with its directory) and checked now, so a
+    /// path that cannot be written stops the start (`open() "…" failed`).
+    pub fn open(t: &ErrorTarget) -> Result<Target, String> {
+        let out = match &t.dest {
+            ErrorDest::Stderr => Out::Stderr,
+            ErrorDest::Syslog(p) => Out::Syslog(p.clone()),
+            ErrorDest::File(path) => {
+                if let Some(d) = path.parent() {
+                    let _ = std::fs::create_dir_all(d);
+                }
+                if let Err(e) = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                {
+                    return Err(format!("open() \"{}\" failed ({e})", path.display()));
+                }
+                Out::Sink(crate::log::Sink::open(path))
+            }
+        };
+        Ok(Target {
+            level: t.level,
+            severity: t.severity,
+            out,
+        })
+    }
+
+    /// A target writing every line at `level` and above to a fresh `make_writer()`.
+    pub fn writer<W, O>(level: tracing::Level, make_writer: W) -> Target
+    where
+        W: Fn() -> O + Send + Sync + 'static,
+        O: std::io::Write + 'static,
+    {
+        Target {
+            level,
+            severity: 7,
+            out: Out::Writer(Box::new(move || Box::new(make_writer()))),
+        }
+    }
+
+    /// Its level.
+    pub fn level(&self) -> tracing::Level {
+        self.level
+    }
+
+    /// Writes one line (`line` ends with its newline).
+    fn write(&self, level: tracing::Level, line: &str) {
+        use std::io::Write;
+        match &self.out {
+            Out::Stderr => {
+                let _ = std::io::stderr().write_all(line.as_bytes());
+            }
+            Out::Sink(s) => s.write(line.as_bytes().to_vec()),
+            Out::Syslog(p) => {
+                let mut msg = Vec::with_capacity(64 + line.len());
+                p.header(severity(level), &mut msg);
+                msg.extend_from_slice(line.trim_end_matches('\n').as_bytes());
+                p.send(&msg);
+            }
+            Out::Writer(w) => {
+                let _ = w().write_all(line.as_bytes());
+            }
+        }
+    }
+}
+
+/// Writes events as nginx error-log lines (`2026/11/29 22:54:50 [error] PID#0: …`)
+/// to each of its targets whose level the event's reaches (nginx's chain of logs of
+/// `ngx_log_error_core`): the line is made once.
+pub struct ErrorLog {
+    targets: Vec<Target>,
+}
+
+impl ErrorLog {
+    /// A layer writing each line to a fresh `make_writer()`.
+    pub fn new<W, O>(make_writer: W) -> Self
+    where
+        W: Fn() -> O + Send + Sync + 'static,
+        O: std::io::Write + 'static,
+    {
+        ErrorLog {
+            targets: vec![Target::writer(tracing::Level::TRACE, make_writer)],
+        }
+    }
+
+    /// A layer writing to several targets, each from its own level on.
+    pub fn with_targets(targets: Vec<Target>) -> Self {
+        ErrorLog { targets }
+    }
+
+    /// The most verbose level of its targets and of the `http`/`server`/`location`
+    /// levels' ones loaded so far (for the layer's filter, set at start).
+    pub fn max_level(&self) -> tracing::Level {
+        self.targets
+            .iter()
+            .map(|t| t.level)
+            .chain(level_sets_max())
+            .max()
+            .unwrap_or(tracing::Level::ERROR)
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for ErrorLog
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
-    W: Fn() -> O + Send + Sync + 'static,
-    O: std::io::Write,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         if attrs.metadata().name() != REQUEST_SPAN {
@@ -131,8 +406,41 @@ where
         }
     }
 
+    fn on_record(&self, id: &Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if let Some(f) = span.extensions_mut().get_mut::<RequestFields>() {
+                values.record(f);
+            }
+        }
+    }
+
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
-        let level = match *event.metadata().level() {
+        let ev_level = *event.metadata().level();
+        let ev_sev = event_severity(ev_level);
+        let request = ctx
+            .event_scope(event)
+            .and_then(|mut scope| scope.find(|s| s.name() == REQUEST_SPAN));
+        let elog = request
+            .as_ref()
+            .and_then(|s| s.extensions().get::<RequestFields>().map(|f| f.elog))
+            .unwrap_or(0);
+        // The request's level set, else the main level's targets.
+        let set = (elog > 0)
+            .then(|| {
+                let sets = match LEVEL_SETS.read() {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                usize::try_from(elog - 1)
+                    .ok()
+                    .and_then(|i| sets.get(i).map(|(_, t)| t.clone()))
+            })
+            .flatten();
+        let targets: &[Target] = set.as_deref().unwrap_or(&self.targets);
+        if !targets.iter().any(|t| ev_sev <= t.severity) {
+            return;
+        }
+        let level = match ev_level {
             tracing::Level::ERROR => "error",
             tracing::Level::WARN => "warn",
             tracing::Level::INFO => "info",
@@ -145,9 +453,6 @@ where
             junction_core::time::error_log_time(std::time::SystemTime::now()),
             std::process::id()
         );
-        let request = ctx
-            .event_scope(event)
-            .and_then(|mut scope| scope.find(|s| s.name() == REQUEST_SPAN));
         match request {
             Some(span) => {
                 let ext = span.extensions();
@@ -169,7 +474,10 @@ where
             None => line.push_str(&ev.message),
         }
         line.push('\n');
-        let mut w = (self.make_writer)();
-        let _ = w.write_all(line.as_bytes());
+        for t in targets {
+            if ev_sev <= t.severity {
+                t.write(ev_level, &line);
+            }
+        }
     }
 }

@@ -34,13 +34,20 @@
 //! - `filters`: output filters over every response (gzip/Brotli, …), built per
 //!   location at load.
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
+//! - `log_format`: `log_format … escape=default|json|none`, compiled at load; the
+//!   escaping of variable values into a log line.
 //! - `error_log`: the error log's `tracing` layer and the one span per request whose
 //!   fields end every line as nginx's do (`client: …, server: …, request: …`).
+//! - `syslog`: `syslog:server=…` targets of `error_log` and `access_log` (RFC 3164
+//!   datagrams over UDP or a unix socket, as nginx's `ngx_syslog.c`).
+//! - `api`: the `api` handler, a read-only JSON status API in nginx Plus's shape
+//!   (version 9) over the same counters as `status`.
 //! - `status`: the `stub_status` and `metrics` handlers (counters in
 //!   `junction_core::stats`).
 #![forbid(unsafe_code)]
 
 mod access;
+pub mod api;
 mod auth_basic;
 mod autoindex;
 pub mod build;
@@ -53,6 +60,7 @@ mod limit_req;
 mod limits;
 pub mod listen;
 pub mod log;
+pub mod log_format;
 mod map;
 mod proxy_protocol;
 mod realip;
@@ -61,6 +69,7 @@ pub mod route;
 pub mod serve;
 mod static_files;
 pub mod status;
+pub mod syslog;
 
 pub use build::{build, build_all, Runtime};
 pub use listen::{bind_all, serve};

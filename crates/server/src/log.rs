@@ -2,6 +2,7 @@
 //! by a channel, so a request never waits on disk. The error log's lines are made by
 //! `crate::error_log` (nginx's format, with the request's context).
 
+use crate::log_format::LogFormat;
 use junction_core::ctx::RequestCtx;
 use junction_core::vars::Template;
 use std::collections::HashMap;
@@ -109,8 +110,10 @@ pub fn reopen_all() {
 #[derive(Debug)]
 pub struct AccessLog {
     sink: Option<Sink>,
+    /// `access_log syslog:…`: each line is a datagram (then `sink` is `None`).
+    syslog: Option<Arc<crate::syslog::SyslogPeer>>,
     path: PathBuf,
-    format: Option<Arc<Template>>,
+    format: Option<Arc<LogFormat>>,
     sent_headers: bool,
     opts: LogOpts,
 }
@@ -132,9 +135,9 @@ pub struct LogOpts {
 /// one).
 pub fn access_log_args(
     d: &junction_config::Directive,
-    formats: &HashMap<String, Arc<Template>>,
+    formats: &HashMap<String, Arc<LogFormat>>,
     bx: &junction_config::model::BuildCx,
-) -> Result<(Option<Arc<Template>>, LogOpts), junction_config::ConfigError> {
+) -> Result<(Option<Arc<LogFormat>>, LogOpts), junction_config::ConfigError> {
     use junction_config::model::err;
     let name = d.args.get(1).map_or("combined", |a| a.value.as_str());
     let fmt = formats
@@ -179,6 +182,13 @@ pub fn access_log_args(
             return Err(err(&a.span, format!("invalid parameter \"{v}\"")));
         }
     }
+    if buffer
+        && d.args
+            .first()
+            .is_some_and(|a| a.value.starts_with("syslog:"))
+    {
+        return Err(err(&d.span, "logs to syslog cannot be buffered"));
+    }
     if flush && !buffer {
         let path = d.args.first().map_or("", |a| a.value.as_str());
         return Err(err(
@@ -198,7 +208,7 @@ impl AccessLog {
 
     /// Writes the line for a finished request.
     pub fn log(&self, cx: &RequestCtx) {
-        let (Some(sink), Some(fmt)) = (&self.sink, &self.format) else {
+        let Some(fmt) = &self.format else {
             return;
         };
         if let Some(cond) = &self.opts.cond {
@@ -207,8 +217,22 @@ impl AccessLog {
                 return;
             }
         }
+        if let Some(peer) = &self.syslog {
+            // `<PRI>TIME HOST TAG: LINE`, no newline (ngx_http_log_handler).
+            let mut out = bytes::BytesMut::with_capacity(320);
+            {
+                use bytes::BufMut;
+                peer.header(peer.severity(), &mut (&mut out).writer());
+            }
+            fmt.write(cx, &mut out);
+            peer.send(&out);
+            return;
+        }
+        let Some(sink) = &self.sink else {
+            return;
+        };
         let mut out = bytes::BytesMut::with_capacity(256);
-        fmt.eval_log_into(cx, &mut out);
+        fmt.write(cx, &mut out);
         out.extend_from_slice(b"\n");
         if self.opts.gzip > 0 {
             let mut e = flate2::write::GzEncoder::new(
@@ -235,7 +259,7 @@ pub struct LogWriters {
 
 impl LogWriters {
     /// An access log target; one writer per distinct path.
-    pub fn access(&mut self, path: &Path, format: Option<Arc<Template>>) -> Arc<AccessLog> {
+    pub fn access(&mut self, path: &Path, format: Option<Arc<LogFormat>>) -> Arc<AccessLog> {
         self.access_with(path, format, LogOpts::default())
     }
 
@@ -243,7 +267,7 @@ impl LogWriters {
     pub fn access_with(
         &mut self,
         path: &Path,
-        format: Option<Arc<Template>>,
+        format: Option<Arc<LogFormat>>,
         opts: LogOpts,
     ) -> Arc<AccessLog> {
         let sink = self
@@ -253,13 +277,41 @@ impl LogWriters {
             .clone();
         let a = Arc::new(AccessLog {
             sink: Some(sink),
+            syslog: None,
             path: path.to_path_buf(),
-            sent_headers: format
+            sent_headers: format.as_ref().is_some_and(|f| {
+                f.template()
+                    .uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_)))
+            }) || opts
+                .cond
                 .as_ref()
-                .is_some_and(|f| f.uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_))))
-                || opts.cond.as_ref().is_some_and(|f| {
-                    f.uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_)))
-                }),
+                .is_some_and(|f| f.uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_)))),
+            format,
+            opts,
+        });
+        self.pending.push(a.clone());
+        a
+    }
+
+    /// An `access_log syslog:…` target.
+    pub fn syslog(
+        &mut self,
+        peer: crate::syslog::SyslogPeer,
+        format: Option<Arc<LogFormat>>,
+        opts: LogOpts,
+    ) -> Arc<AccessLog> {
+        let sent_headers = format.as_ref().is_some_and(|f| {
+            f.template()
+                .uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_)))
+        }) || opts
+            .cond
+            .as_ref()
+            .is_some_and(|f| f.uses(|v| matches!(v, junction_core::vars::Var::SentHttp(_))));
+        let a = Arc::new(AccessLog {
+            sink: None,
+            syslog: Some(Arc::new(peer)),
+            path: PathBuf::from("syslog"),
+            sent_headers,
             format,
             opts,
         });
@@ -269,7 +321,11 @@ impl LogWriters {
 
     /// Paths of all access logs.
     pub fn paths(&self) -> Vec<PathBuf> {
-        self.pending.iter().map(|a| a.path.clone()).collect()
+        self.pending
+            .iter()
+            .filter(|a| a.sink.is_some())
+            .map(|a| a.path.clone())
+            .collect()
     }
 }
 

@@ -243,7 +243,7 @@ pub(crate) async fn handle(
         tracing::info!(
             "*{} {msg}, client: {}, server: {}",
             cx.conn.id,
-            cx.conn.remote.ip(),
+            cx.conn.client(),
             cx.server_name
         );
         status_response(status, tokens)
@@ -397,6 +397,7 @@ async fn process(
     body: ReqBody,
     length: Option<u64>,
 ) -> http::Response<Body> {
+    crate::error_log::enter(srv.base.data.error_log);
     let mut body = Some(body);
     let mut err = ErrorState::default();
     let mut next = Step::Find;
@@ -458,6 +459,7 @@ async fn process(
                 }
             }
         };
+        crate::error_log::enter(loc.data.error_log);
         let mut cur = loc.clone();
         let c = &loc.data;
         let tokens = c.server_tokens;
@@ -967,8 +969,15 @@ pub(crate) fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return
 }
 
 /// Output headers, then the access log once the body ends.
+/// A response's location-level connection settings ([`LocConf::conn`]).
+#[derive(Clone)]
+pub(crate) struct LocConn(pub(crate) Arc<crate::http1::ConnConf>);
+
 fn finish(resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> http::Response<Body> {
     let mut resp = c.limits.output(resp, &mut cx);
+    if let Some(conn) = &c.conn {
+        resp.extensions_mut().insert(LocConn(conn.clone()));
+    }
     let status = resp.status().as_u16();
     let h = resp.headers_mut();
     h.insert(http::header::SERVER, server_header(c.server_tokens));

@@ -27,12 +27,24 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 /// What a scrape reads: the serving configuration's servers and groups.
-#[derive(Debug, Default)]
-struct Sources {
+#[derive(Debug)]
+pub(crate) struct Sources {
     /// `server {}` blocks: the first server name and its counters.
-    servers: Vec<(Arc<str>, Arc<HttpStats>)>,
+    pub(crate) servers: Vec<(Arc<str>, Arc<HttpStats>)>,
     /// Every upstream group, named and implicit.
-    groups: Vec<Arc<Group>>,
+    pub(crate) groups: Vec<Arc<Group>>,
+    /// When this configuration was published (the API's `load_timestamp`).
+    pub(crate) loaded: std::time::SystemTime,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources {
+            servers: Vec::new(),
+            groups: Vec::new(),
+            loaded: std::time::SystemTime::now(),
+        }
+    }
 }
 
 static CURRENT: RwLock<Option<Arc<Sources>>> = RwLock::new(None);
@@ -46,6 +58,7 @@ pub fn publish(rt: &Runtime) {
             .map(|s| (s.name0.clone(), s.stats.clone()))
             .collect(),
         groups: rt.upstreams.clone(),
+        loaded: std::time::SystemTime::now(),
     });
     match CURRENT.write() {
         Ok(mut g) => *g = Some(sources),
@@ -53,7 +66,7 @@ pub fn publish(rt: &Runtime) {
     }
 }
 
-fn current() -> Arc<Sources> {
+pub(crate) fn current() -> Arc<Sources> {
     let g = match CURRENT.read() {
         Ok(g) => g.clone(),
         Err(p) => p.into_inner().clone(),

@@ -45,12 +45,17 @@ enum Target {
         proxy_host: Bytes,
         proxy_port: Bytes,
         uri_part: Option<String>,
+        /// `https://`.
+        https: bool,
     },
     /// A URL with variables, evaluated per request.
     Dynamic {
         url: Template,
         fam: Box<Family>,
         upstreams: HashMap<String, Arc<Group>>,
+        /// TLS for an evaluated `https://` URL (built at load, as nginx does for every
+        /// `proxy_pass` with variables).
+        tls: junction_core::upstream_tls::UpstreamTls,
     },
 }
 
@@ -114,48 +119,62 @@ pub fn build(
     let target = if let Some(lit) = url_t.as_literal() {
         let url = String::from_utf8_lossy(&lit).into_owned();
         let (scheme, hostport, uri_part) = split_url(&url);
-        match scheme {
-            Some("http") => {}
-            Some("https") => {
-                return Err(err(
-                    &a.span,
-                    "https upstreams are not supported yet in \"proxy_pass\"",
-                ));
-            }
+        let (https, default_port) = match scheme {
+            Some("http") => (false, "80"),
+            Some("https") => (true, "443"),
             _ => return Err(err(&a.span, format!("invalid URL prefix in \"{url}\""))),
-        }
+        };
         if uri_part.is_some() && !prefix_loc {
             return Err(err(
                 &d.span,
                 "\"proxy_pass\" cannot have URI part in location given by regular expression, or inside named location, or inside \"if\" statement, or inside \"limit_except\" block",
             ));
         }
-        let group = bx.group(hostport, 80, &a.span)?;
-        bx.probe(&group, |hc| crate::probe::probe(hc, hostport));
-        let fam = family(scope, "proxy", group, bx)?;
+        let group = bx.group(hostport, if https { 443 } else { 80 }, &a.span)?;
+        let mut fam = family(scope, "proxy", group, bx)?;
         let (proxy_host, proxy_port) = if let Some(p) = hostport.strip_prefix("unix:") {
             (Bytes::from_static(b"localhost"), Bytes::from(p.to_string()))
         } else if bx.upstreams.contains_key(hostport) {
-            (Bytes::from(hostport.to_string()), Bytes::from_static(b"80"))
+            (Bytes::from(hostport.to_string()), Bytes::from(default_port))
         } else {
             let port = hostport
                 .rsplit_once(':')
                 .filter(|(h, _)| !h.ends_with(']') || h.starts_with('['))
                 .map(|(_, p)| p.to_string())
                 .filter(|p| p.bytes().all(|c| c.is_ascii_digit()))
-                .unwrap_or_else(|| "80".into());
-            let host = if port == "80" {
-                hostport.strip_suffix(":80").unwrap_or(hostport).to_string()
+                .unwrap_or_else(|| default_port.into());
+            let host = if port == default_port {
+                hostport
+                    .strip_suffix(&format!(":{default_port}"))
+                    .unwrap_or(hostport)
+                    .to_string()
             } else {
                 hostport.to_string()
             };
             (Bytes::from(host), Bytes::from(port))
         };
+        if https {
+            // The default proxy_ssl_name is the host of the URL (an upstream's name).
+            let host = String::from_utf8_lossy(&proxy_host).into_owned();
+            fam.upstream.schema = "https://";
+            fam.upstream.tls = Some(junction_config::upstream_tls::build(
+                scope,
+                "proxy",
+                Some(&host),
+                &a.span,
+                bx,
+            )?);
+        }
+        let tls = fam.upstream.tls.as_ref();
+        bx.probe(&fam.upstream.group, |hc| {
+            crate::probe::probe(hc, hostport, tls)
+        });
         Target::Static {
             fam: Box::new(fam),
             proxy_host,
             proxy_port,
             uri_part: uri_part.map(str::to_string),
+            https,
         }
     } else {
         // Variables: the group is found per request; the family uses a placeholder group.
@@ -164,6 +183,7 @@ pub fn build(
             url: url_t,
             fam: Box::new(family(scope, "proxy", placeholder, bx)?),
             upstreams: bx.upstreams.clone(),
+            tls: junction_config::upstream_tls::build(scope, "proxy", None, &a.span, bx)?,
         }
     };
 
@@ -284,9 +304,11 @@ fn default_redirect(target: &Target, loc: &LocInfo, bx: &BuildCx) -> Redirect {
         Target::Static {
             proxy_host,
             uri_part,
+            https,
             ..
         } => {
             let host = String::from_utf8_lossy(proxy_host);
+            let scheme = if *https { "https" } else { "http" };
             let (pattern, replacement) = match uri_part {
                 Some(u)
                     if matches!(
@@ -294,9 +316,9 @@ fn default_redirect(target: &Target, loc: &LocInfo, bx: &BuildCx) -> Redirect {
                         LocKind::Prefix | LocKind::PrefixNoRegex | LocKind::Exact
                     ) =>
                 {
-                    (format!("http://{host}{u}"), loc.name.clone())
+                    (format!("{scheme}://{host}{u}"), loc.name.clone())
                 }
-                _ => (format!("http://{host}/"), "/".to_string()),
+                _ => (format!("{scheme}://{host}/"), "/".to_string()),
             };
             let _ = bx;
             Redirect::Rules(vec![(
@@ -456,40 +478,52 @@ impl HttpProxy {
     }
 
     async fn run(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
-        let (fam, uri_part, dyn_group): (&Family, Option<String>, Option<Arc<Group>>) =
-            match &self.target {
-                Target::Static {
-                    fam,
-                    proxy_host,
-                    proxy_port,
-                    uri_part,
-                } => {
-                    cx.proxy_host = proxy_host.clone();
-                    cx.proxy_port = proxy_port.clone();
-                    (fam, uri_part.clone(), None)
-                }
-                Target::Dynamic {
-                    url,
-                    fam,
-                    upstreams,
-                } => {
-                    let url = url.eval_string(cx);
-                    let (scheme, hostport, uri_part) = split_url(&url);
-                    if scheme != Some("http") {
-                        return Err(Error::internal(format!("invalid URL prefix in \"{url}\"")));
+        type Dyn<'a> = Option<(
+            Arc<Group>,
+            Option<&'a junction_core::upstream_tls::UpstreamTls>,
+        )>;
+        let (fam, uri_part, dyn_group): (&Family, Option<String>, Dyn<'_>) = match &self.target {
+            Target::Static {
+                fam,
+                proxy_host,
+                proxy_port,
+                uri_part,
+                ..
+            } => {
+                cx.proxy_host = proxy_host.clone();
+                cx.proxy_port = proxy_port.clone();
+                (fam, uri_part.clone(), None)
+            }
+            Target::Dynamic {
+                url,
+                fam,
+                upstreams,
+                tls,
+            } => {
+                let url = url.eval_string(cx);
+                let (scheme, hostport, uri_part) = split_url(&url);
+                let https = match scheme {
+                    Some("http") => false,
+                    Some("https") => true,
+                    _ => return Err(Error::internal(format!("invalid URL prefix in \"{url}\""))),
+                };
+                let port: u16 = if https { 443 } else { 80 };
+                let group = match upstreams.get(hostport) {
+                    Some(g) => g.clone(),
+                    None => {
+                        let addrs = resolve_now(hostport, port).await?;
+                        Group::implicit(hostport.to_string(), addrs)
                     }
-                    let group = match upstreams.get(hostport) {
-                        Some(g) => g.clone(),
-                        None => {
-                            let addrs = resolve_now(hostport).await?;
-                            Group::implicit(hostport.to_string(), addrs)
-                        }
-                    };
-                    cx.proxy_host = Bytes::from(hostport.to_string());
-                    cx.proxy_port = Bytes::from_static(b"80");
-                    (fam, uri_part.map(str::to_string), Some(group))
-                }
-            };
+                };
+                cx.proxy_host = Bytes::from(hostport.to_string());
+                cx.proxy_port = Bytes::from(port.to_string());
+                (
+                    fam,
+                    uri_part.map(str::to_string),
+                    Some((group, https.then_some(tls))),
+                )
+            }
+        };
         // HTTP/1.0 has no chunked coding: a body of unknown length is read first.
         let body = fam.prepare_body(cx, body, self.http10).await?;
         // proxy_set_body: this value is the body (the client's is not sent).
@@ -511,9 +545,11 @@ impl HttpProxy {
             move || -> Box<dyn UpstreamCodec> { Box::new(HttpCodec::new(limit, is_head, chunked)) };
         let conf_owned;
         let conf: &UpstreamConf = match dyn_group {
-            Some(g) => {
+            Some((g, tls)) => {
                 conf_owned = UpstreamConf {
                     group: g,
+                    schema: if tls.is_some() { "https://" } else { "http://" },
+                    tls: tls.cloned(),
                     ..fam.upstream.clone()
                 };
                 &conf_owned
@@ -580,8 +616,11 @@ impl HttpProxy {
 }
 
 /// The addresses of a `proxy_pass` host resolved per request (variables).
-async fn resolve_now(hostport: &str) -> Result<Vec<junction_core::upstream::PeerAddr>, Error> {
-    junction_core::upstream::resolve_async(hostport, 80)
+async fn resolve_now(
+    hostport: &str,
+    port: u16,
+) -> Result<Vec<junction_core::upstream::PeerAddr>, Error> {
+    junction_core::upstream::resolve_async(hostport, port)
         .await
         .map_err(|e| {
             Error::new(

@@ -12,6 +12,11 @@
 //!   (hidden headers, `proxy_redirect`), `proxy_method`, `proxy_set_body`.
 //! - `cookie`: `proxy_cookie_domain`, `proxy_cookie_path`, `proxy_cookie_flags` on
 //!   the upstream's `Set-Cookie`.
+//! - `probe`: the active health probe (`GET uri`), over TLS for `https://` groups.
+//! - TLS (`proxy_pass https://…`): the `proxy_ssl_*` directives are read by
+//!   `junction_config::upstream_tls` into the location's `UpstreamConf::tls`; the
+//!   handshake and the pool key live in `junction_core::upstream_tls`, so the exchange
+//!   is the same over TLS.
 //! - `tunnel`: after `101 Switching Protocols` (WebSocket), bytes both ways between
 //!   the client and the upstream until either closes or both are idle for
 //!   `proxy_read_timeout`.

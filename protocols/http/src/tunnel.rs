@@ -22,10 +22,13 @@ pub(crate) async fn run(client: OnUpgrade, upstream: Upgraded, idle: Duration) {
     } = upstream;
     // `upstream` is destructured: its connection slot stays held by this scope.
     let mut io = client.io;
-    if !leftover.is_empty() && io.write_all(&leftover).await.is_err() {
+    if !leftover.is_empty() && (io.write_all(&leftover).await.is_err() || io.flush().await.is_err())
+    {
         return;
     }
-    if !client.leftover.is_empty() && stream.write_all(&client.leftover).await.is_err() {
+    if !client.leftover.is_empty()
+        && (stream.write_all(&client.leftover).await.is_err() || stream.flush().await.is_err())
+    {
         return;
     }
     copy_both(io, stream, idle).await;
@@ -44,13 +47,20 @@ where
         tokio::select! {
             r = a.read(&mut ab) => {
                 let Ok(n) = r else { break };
-                if n == 0 || b.write_all(ab.get(..n).unwrap_or(&[])).await.is_err() {
+                // A TLS side buffers what it could not write yet: flush each piece.
+                if n == 0
+                    || b.write_all(ab.get(..n).unwrap_or(&[])).await.is_err()
+                    || b.flush().await.is_err()
+                {
                     break;
                 }
             }
             r = b.read(&mut ba) => {
                 let Ok(n) = r else { break };
-                if n == 0 || a.write_all(ba.get(..n).unwrap_or(&[])).await.is_err() {
+                if n == 0
+                    || a.write_all(ba.get(..n).unwrap_or(&[])).await.is_err()
+                    || a.flush().await.is_err()
+                {
                     break;
                 }
             }

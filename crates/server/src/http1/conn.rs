@@ -259,7 +259,7 @@ async fn exchange<S: Socket>(
                 tracing::info!(
                     "*{} client timed out while reading client request headers, client: {}",
                     info.id,
-                    info.remote.ip()
+                    info.client()
                 );
                 if conf.reset_timedout {
                     io.reset();
@@ -330,14 +330,17 @@ async fn exchange<S: Socket>(
         tracing::info!(
             "*{} client prematurely closed connection, client: {}",
             info.id,
-            info.remote.ip()
+            info.client()
         );
         return Next::Drop;
     };
     if resp.extensions().get::<NoResponse>().is_some() {
         return Next::Drop;
     }
-    let sconf: Arc<ConnConf> = chosen.get().cloned().unwrap_or_else(|| c.conf.clone());
+    let sconf: Arc<ConnConf> = match resp.extensions().get::<crate::serve::LocConn>() {
+        Some(l) => l.0.clone(),
+        None => chosen.get().cloned().unwrap_or_else(|| c.conf.clone()),
+    };
     let conf: &ConnConf = &sconf;
     let mut keep_alive = head.keep_alive
         && !conf.keepalive_timeout.is_zero()
@@ -379,7 +382,7 @@ async fn exchange<S: Socket>(
         tracing::info!(
             "*{} {e} while sending response to client, client: {}",
             info.id,
-            info.remote.ip()
+            info.client()
         );
         if e.kind() == std::io::ErrorKind::TimedOut && conf.reset_timedout {
             io.reset();
@@ -568,7 +571,7 @@ async fn head_error<S: Socket>(
     conf: &ConnConf,
     buf: &BytesMut,
 ) {
-    tracing::info!("*{} {}, client: {}", info.id, e.msg, info.remote.ip());
+    tracing::info!("*{} {}, client: {}", info.id, e.msg, info.client());
     let method_head = buf.starts_with(b"HEAD ");
     let page = write::error_page(e.status, e.too_large, conf.server_tokens, method_head);
     // An HTTP/0.9 request gets the page alone.

@@ -44,6 +44,19 @@ pub enum Lingering {
     Always,
 }
 
+/// The connection directives nginx also reads at location level (the location a
+/// request ends in decides what follows it on the connection).
+pub(crate) const LOCATION_CONN: &[&str] = &[
+    "keepalive_timeout",
+    "keepalive_requests",
+    "keepalive_time",
+    "send_timeout",
+    "lingering_close",
+    "lingering_time",
+    "lingering_timeout",
+    "reset_timedout_connection",
+];
+
 /// The client connection's settings of one server. The head is read under the
 /// default server's of the listen socket (as nginx, before the request's server
 /// is known); keep-alive, sending and lingering follow the server the request chose.
