@@ -1933,3 +1933,41 @@ server {{
         r.err
     );
 }
+
+/// ALPN `h2` on a `listen … ssl http2` address: HTTP/2 over TLS (`$server_protocol`
+/// HTTP/2.0, `$ssl_alpn_protocol` h2); an `ssl` listen without it offers only
+/// `http/1.1`, so the same client speaks HTTP/1.1 there.
+#[test]
+fn alpn_h2_serves_http2_over_tls() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl http2;
+    server_name a.test;
+    {a}
+    location / {{ return 200 "$server_protocol $ssl_alpn_protocol $https\n"; }}
+}}
+server {{
+    listen 127.0.0.1:{{PORT2}} ssl;
+    server_name a.test;
+    {a}
+    location / {{ return 200 "$server_protocol $ssl_alpn_protocol $https\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+    );
+    let proxy = start_info(&conf);
+    let r = get(
+        &pki,
+        proxy.port,
+        "a.test",
+        &["--http2", "-w", "%{http_version}"],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    assert_eq!(r.out, "HTTP/2.0 h2 on\n2", "{}", r.err);
+    let port2 = proxy.ports[1];
+    let r = get(&pki, port2, "a.test", &["--http2", "-w", "%{http_version}"]);
+    assert_eq!(r.code, Some(0), "{}", r.err);
+    assert_eq!(r.out, "HTTP/1.1 http/1.1 on\n1.1", "{}", r.err);
+}

@@ -139,6 +139,9 @@ fn attempt<'b>(
                 }
                 Ok(httparse::Status::Partial) => Ok(Attempt::Partial),
                 Err(httparse::Error::TooManyHeaders) => Ok(Attempt::TooManyHeaders),
+                // `HTTP/2.0 200 OK` (uWSGI echoes `SERVER_PROTOCOL`, so an HTTP/2
+                // client's request gets it) and other versions httparse refuses.
+                Err(httparse::Error::Version) => other_version(window, slots),
                 Err(e) => Err(Error::invalid(format!(
                     "upstream sent invalid status line or header: {e}"
                 ))),
@@ -152,6 +155,64 @@ fn attempt<'b>(
             Err(httparse::Error::TooManyHeaders) => Ok(Attempt::TooManyHeaders),
             Err(e) => Err(Error::invalid(format!("upstream sent invalid header: {e}"))),
         },
+    }
+}
+
+/// A status line with a version other than HTTP/1.0 and 1.1, as
+/// `ngx_http_parse_status_line` takes it: `HTTP/` MAJOR `.` MINOR (each at most
+/// three digits, the major not starting with 0), spaces, a three-digit code, the
+/// rest of the line; then the header lines.
+fn other_version<'b>(
+    window: &'b [u8],
+    slots: &mut [httparse::Header<'b>],
+) -> Result<Attempt, Error> {
+    let bad =
+        || Error::invalid("upstream sent invalid status line or header: invalid HTTP version");
+    let Some(end) = window.iter().position(|&b| b == b'\n') else {
+        // Incomplete: the version must at least start as nginx's does (1-9).
+        return match window.get(STATUS_LINE_PREFIX.len()) {
+            None | Some(b'1'..=b'9') => Ok(Attempt::Partial),
+            Some(_) => Err(bad()),
+        };
+    };
+    let line = window.get(..end).unwrap_or(&[]);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let rest = line.strip_prefix(STATUS_LINE_PREFIX).ok_or_else(bad)?;
+    let digits = |s: &[u8]| s.iter().take_while(|b| b.is_ascii_digit()).count();
+    let major = digits(rest);
+    if !(1..=3).contains(&major) || rest.first() == Some(&b'0') {
+        return Err(bad());
+    }
+    let rest = rest
+        .get(major..)
+        .and_then(|r| r.strip_prefix(b"."))
+        .ok_or_else(bad)?;
+    let minor = digits(rest);
+    if !(1..=3).contains(&minor) {
+        return Err(bad());
+    }
+    let rest = rest.get(minor..).ok_or_else(bad)?;
+    let rest = rest.strip_prefix(b" ").ok_or_else(bad)?;
+    let spaces = rest.iter().take_while(|&&b| b == b' ').count();
+    let code = rest.get(spaces..spaces + 3).ok_or_else(bad)?;
+    if !code.iter().all(u8::is_ascii_digit) {
+        return Err(bad());
+    }
+    let status = std::str::from_utf8(code)
+        .ok()
+        .and_then(|c| c.parse::<u16>().ok())
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .ok_or_else(|| Error::invalid("upstream sent invalid status line"))?;
+    let headers = window.get(end + 1..).unwrap_or(&[]);
+    match httparse::parse_headers(headers, slots) {
+        Ok(httparse::Status::Complete((len, h))) => {
+            Ok(Attempt::Done(end + 1 + len, build(h, Some(status))?))
+        }
+        Ok(httparse::Status::Partial) => Ok(Attempt::Partial),
+        Err(httparse::Error::TooManyHeaders) => Ok(Attempt::TooManyHeaders),
+        Err(e) => Err(Error::invalid(format!(
+            "upstream sent invalid status line or header: {e}"
+        ))),
     }
 }
 
@@ -269,6 +330,31 @@ mod tests {
         assert_eq!(values(&head, "set-cookie"), [&b"a=1"[..], b"b=2"]);
         assert_eq!(head.headers.len(), 3);
         assert_eq!(&rest[..], b"body bytes");
+    }
+
+    #[test]
+    fn status_line_of_other_versions_as_nginx() {
+        // uWSGI answers an HTTP/2 request with `HTTP/2.0 …` (its SERVER_PROTOCOL).
+        let (h, rest) = head(b"HTTP/2.0 201 Created\r\nX-A: 1\r\n\r\nbody");
+        assert_eq!(h.status, StatusCode::CREATED);
+        assert_eq!(values(&h, "x-a"), [&b"1"[..]]);
+        assert_eq!(&rest[..], b"body");
+        let (h, _) = head(b"HTTP/1.5  404\n\n");
+        assert_eq!(h.status, StatusCode::NOT_FOUND);
+        let (r, _) = parse(b"HTTP/2.0 200 OK\r\nX-A: 1\r\n");
+        assert!(matches!(r, Ok(None)), "partial");
+        for bad in [
+            &b"HTTP/2 200\r\n\r\n"[..],
+            b"HTTP/02.0 200\r\n\r\n",
+            b"HTTP/2.0 2x0\r\n\r\n",
+        ] {
+            let (r, _) = parse(bad);
+            assert_eq!(
+                r.expect_err("invalid").kind(),
+                ErrorKind::InvalidResponse,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

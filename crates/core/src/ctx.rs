@@ -507,6 +507,7 @@ impl RequestCtx {
             Var::ServerProtocol => out.put_slice(match self.version {
                 Version::HTTP_10 => b"HTTP/1.0",
                 Version::HTTP_09 => b"HTTP/0.9",
+                Version::HTTP_2 => b"HTTP/2.0",
                 _ => b"HTTP/1.1",
             }),
             Var::Host => out.put_slice(self.host.as_bytes()),

@@ -168,6 +168,8 @@ pub struct Listen {
     pub proxy_protocol: bool,
     /// `ssl`: the TLS side (`crate::tls`), built once the servers are.
     pub tls: Option<Arc<crate::tls::TlsListen>>,
+    /// `http2` (deprecated parameter): h2c with prior knowledge on a plain port.
+    pub http2: bool,
 }
 
 /// Main-context settings.
@@ -452,6 +454,7 @@ fn build_collecting(
     let mut warnings = Vec::new();
     walk_no_effect(tree, &mut warnings);
     walk_no_effect(globals, &mut warnings);
+    crate::http2::warnings(tree, &mut warnings);
     crate::access::low_bits_warnings(tree, &mut warnings);
 
     let mut bx = BuildCx::default();
@@ -537,6 +540,14 @@ fn build_collecting(
                         x.proxy_protocol = true;
                     }
                 }
+                if l.args.iter().skip(1).any(|a| a.value == "http2") {
+                    if let Some(x) = listens
+                        .iter_mut()
+                        .find(|x| x.addr == addr && x.unix == unix)
+                    {
+                        x.http2 = true;
+                    }
+                }
             }
             if !any {
                 add_listen(
@@ -598,6 +609,7 @@ fn add_listen(
             opts: Default::default(),
             proxy_protocol: false,
             tls: None,
+            http2: false,
         }),
     }
     Ok(())

@@ -17,6 +17,10 @@
 //!   takes sockets added and removed while it runs.
 //! - `http1`: Junction's own HTTP/1.x client connection (parsing, buffers,
 //!   timers, body on demand, response writing, upgrade handover).
+//! - `http2`: HTTP/2 to clients on hyper's HTTP/2 server (h2c with prior knowledge
+//!   on a plain listen, and the entry the TLS side calls when ALPN chose `h2`): each
+//!   stream through `serve::handle`, nginx's connection rules (GOAWAY, idle timer,
+//!   stream limits), `http2_*` directives.
 //! - `serve`: the request phases, `error_page`, status pages, output headers.
 //! - `map`: `map {}` blocks → the runtime maps of `core::map`, once at load.
 //! - `rewrite`: ngx_http_rewrite_module (`set`, `rewrite`, `return`, `break`,
@@ -56,6 +60,7 @@ pub mod build;
 pub mod error_log;
 mod filters;
 pub mod http1;
+pub mod http2;
 mod limit_conn;
 mod limit_req;
 mod limits;

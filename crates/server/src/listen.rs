@@ -489,9 +489,10 @@ pub(crate) async fn accept_unix(
 }
 
 /// Whether a connection accepted on `local` has work before HTTP (`proxy_protocol`,
-/// the TLS handshake).
+/// the TLS handshake, or looking for the h2c preface under `http2`).
 fn pre_http(rt: &Runtime, local: SocketAddr) -> bool {
     listen_for(rt, local).is_some_and(|l| l.proxy_protocol || l.tls.is_some())
+        || crate::http2::h2c_timeout(rt, local).is_some()
 }
 
 /// One accepted TCP connection: the pre-HTTP hook's place, then HTTP/1.
@@ -549,7 +550,20 @@ async fn start(
         Box::pin(crate::tls::serve(stream, info, src, tls)).await;
         return;
     }
-    conn::serve(stream, Arc::new(info), src).await;
+    let info = Arc::new(info);
+    // `http2` on a plain listen: h2c with prior knowledge beside HTTP/1.1 (boxed, so
+    // an HTTP/1 connection's task does not carry an HTTP/2 connection's state).
+    let h2c = crate::http2::h2c_timeout(&src.config.borrow(), local);
+    if let Some(timeout) = h2c {
+        match Box::pin(crate::http2::sniff(&stream, timeout)).await {
+            crate::http2::Sniffed::H2 => {
+                return Box::pin(crate::http2::serve_h2(stream, info, src)).await
+            }
+            crate::http2::Sniffed::Gone => return,
+            crate::http2::Sniffed::Http1 => {}
+        }
+    }
+    conn::serve(stream, info, src).await;
 }
 
 /// The `listen` entry an accepted connection's local address belongs to.

@@ -1026,8 +1026,7 @@ pub struct TlsListen {
     verifiers: Vec<Option<Arc<ClientVerify>>>,
     /// The default server's `client_header_timeout` (the handshake's limit).
     handshake_timeout: Duration,
-    /// `http2` on this listen (ALPN `h2` is advertised once HTTP/2 is wired: see
-    /// [`dispatch`]).
+    /// `http2` on this listen (ALPN `h2` offered; see [`dispatch`]).
     pub http2: bool,
 }
 
@@ -1038,10 +1037,6 @@ impl std::fmt::Debug for TlsListen {
             .finish_non_exhaustive()
     }
 }
-
-/// Whether connections whose ALPN chose `h2` can be served (the HTTP/2 module wires
-/// this; until then only `http/1.1` is advertised).
-const H2_SERVED: bool = false;
 
 /// A server's post-handshake client verification.
 struct ClientVerify {
@@ -1121,8 +1116,8 @@ fn server_config(
         dynamic: t.dynamic.clone(),
     }));
     cfg.ignore_client_order = t.prefer_server_ciphers;
-    cfg.alpn_protocols = if http2 && H2_SERVED {
-        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    cfg.alpn_protocols = if http2 {
+        vec![crate::http2::ALPN_H2.to_vec(), b"http/1.1".to_vec()]
     } else {
         vec![b"http/1.1".to_vec()]
     };
@@ -1255,7 +1250,14 @@ pub(crate) fn attach(
                 verifiers.push(None);
                 continue;
             }
-            match server_config(t, &versions, *http2, &mut shared) {
+            // ALPN `h2`: `listen … http2`, or `http2 on` in the server SNI chose (nginx
+            // 1.25.1+).
+            let h2 = l
+                .servers
+                .get(i)
+                .and_then(|s| servers.get(*s))
+                .is_some_and(|s| crate::http2::alpn_h2(l, &s.conn));
+            match server_config(t, &versions, h2, &mut shared) {
                 Ok(c) => configs.push(Some(Arc::new(c))),
                 Err(e) => {
                     errors.push(ConfigError {
@@ -1358,14 +1360,14 @@ pub(crate) async fn serve(stream: TcpStream, mut info: ConnInfo, src: Source, tl
     dispatch(stream, Arc::new(info), src).await;
 }
 
-/// The one place a finished handshake goes to the protocol ALPN chose: `h2` (once
-/// the HTTP/2 module is wired: `crate::http2`) or HTTP/1.x.
+/// The one place a finished handshake goes to the protocol ALPN chose: `h2`
+/// (`crate::http2`) or HTTP/1.x.
 async fn dispatch(stream: Stream, info: Arc<ConnInfo>, src: Source) {
-    let alpn = info.tls.as_ref().map_or("", |t| &*t.alpn);
-    match alpn {
-        // Where the HTTP/2 module plugs in: `crate::http2::serve(stream, info, src)`.
-        "h2" if H2_SERVED => conn::serve(stream, info, src).await,
-        _ => conn::serve(stream, info, src).await,
+    let h2 = info.tls.as_ref().is_some_and(|t| &*t.alpn == "h2");
+    if h2 {
+        Box::pin(crate::http2::serve_h2(stream, info, src)).await;
+    } else {
+        conn::serve(stream, info, src).await;
     }
 }
 

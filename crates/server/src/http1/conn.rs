@@ -77,9 +77,9 @@ pub(crate) struct Source {
 
 /// The configuration one request runs under.
 pub(crate) struct Current {
-    shared: Arc<Shared>,
-    listen: Arc<crate::build::Listen>,
-    conf: Arc<ConnConf>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) listen: Arc<crate::build::Listen>,
+    pub(crate) conf: Arc<ConnConf>,
 }
 
 /// A worker's [`Current`] per listen entry, for the runtime it was made from:
@@ -90,7 +90,11 @@ pub(crate) struct CurrentCache {
     by_listen: Vec<Option<Arc<Current>>>,
 }
 
-fn current(src: &mut Source, info: &ConnInfo, prev: Option<Arc<Current>>) -> Option<Arc<Current>> {
+pub(crate) fn current(
+    src: &mut Source,
+    info: &ConnInfo,
+    prev: Option<Arc<Current>>,
+) -> Option<Arc<Current>> {
     if prev.is_some() && !src.config.has_changed().unwrap_or(false) {
         return prev;
     }

@@ -98,6 +98,8 @@ pub struct ConnConf {
     pub server_tokens: bool,
     /// `merge_slashes` (on).
     pub merge_slashes: bool,
+    /// The `http2_*` settings.
+    pub h2: crate::http2::H2Conf,
 }
 
 impl ConnConf {
@@ -168,6 +170,7 @@ impl ConnConf {
             underscores_in_headers: scope.flag("underscores_in_headers", false)?,
             server_tokens,
             merge_slashes: scope.flag("merge_slashes", true)?,
+            h2: crate::http2::H2Conf::from_scope(scope)?,
         })
     }
 
