@@ -67,3 +67,7 @@ py_need prometheus_client python3-prometheus-client prometheus-client
 # Python's brotli module decodes Junction's Brotli output in tests/compression.rs
 # (an implementation other than the one Junction uses).
 py_need brotli python3-brotli brotli
+# PyYAML reads the Kubernetes manifests and kubernetes-validate checks them against the
+# Kubernetes schemas it ships (tests/deploy_kubernetes.rs; PyPI only, no Debian package).
+py_need yaml python3-yaml PyYAML
+py_need kubernetes_validate python3-kubernetes-validate kubernetes-validate

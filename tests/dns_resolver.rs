@@ -4,7 +4,8 @@
 //! name it does not know is NXDOMAIN), with its TTL set by `--local-ttl` and every
 //! query logged (`--log-queries`), so the tests count the lookups. A record change is
 //! the file rewritten and SIGHUP (dnsmasq rereads it and logs `read FILE`: the
-//! readiness signal of the change).
+//! readiness signal of the change). The launcher is `tests/dns_kit/` (shared with
+//! `tests/deploy_replicas.rs`).
 //!
 //! Backends are `echo.py` peers on one port of 127.0.0.2, 127.0.0.3, … (its `local`
 //! field says which one answered).
@@ -24,164 +25,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
+mod dns_kit;
 #[allow(unused_macros)]
 mod uwsgi_kit;
 
 use common::*;
+use dns_kit::*;
 use std::fs;
 use std::net::UdpSocket;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// A dnsmasq answering from its own hosts file.
-struct Dns {
-    port: u16,
-    child: Child,
-    dir: tempfile::TempDir,
-    reads: std::cell::Cell<usize>,
-}
-
-fn dnsmasq_bin() -> PathBuf {
-    for p in ["/usr/sbin/dnsmasq", "/usr/bin/dnsmasq", "/sbin/dnsmasq"] {
-        if std::path::Path::new(p).exists() {
-            return PathBuf::from(p);
-        }
-    }
-    panic!(
-        "dnsmasq is needed for the DNS tests and was not found: install it with \
-         `apt-get install -y dnsmasq-base` (scripts/install-test-deps.sh does)"
-    );
-}
-
-fn hosts_text(records: &[(&str, &str)]) -> String {
-    records
-        .iter()
-        .map(|(name, ip)| format!("{ip} {name}\n"))
-        .collect()
-}
-
-impl Dns {
-    /// Starts dnsmasq with `records` (name, IPv4) and answers' TTL `ttl` seconds.
-    fn start(records: &[(&str, &str)], ttl: u32) -> Dns {
-        let bin = dnsmasq_bin();
-        let user = String::from_utf8(
-            Command::new("id")
-                .arg("-un")
-                .output()
-                .expect("id -un")
-                .stdout,
-        )
-        .expect("utf-8 user name");
-        let mut last = String::new();
-        for _ in 0..5 {
-            let dir = tempfile::Builder::new()
-                .prefix("junction-dns-")
-                .tempdir()
-                .expect("temp dir");
-            let hosts = dir.path().join("hosts");
-            fs::write(&hosts, hosts_text(records)).expect("hosts");
-            // A free UDP port: bound by us, then released for dnsmasq.
-            let port = UdpSocket::bind("127.0.0.1:0")
-                .and_then(|s| s.local_addr())
-                .expect("udp port")
-                .port();
-            let log = dir.path().join("dns.log");
-            let child = Command::new(&bin)
-                .args([
-                    "--keep-in-foreground",
-                    "--conf-file=/dev/null",
-                    "--pid-file=",
-                    "--bind-interfaces",
-                    "--listen-address=127.0.0.1",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--local=/test/",
-                    "--log-queries",
-                ])
-                .arg(format!("--user={}", user.trim()))
-                .arg(format!("--port={port}"))
-                .arg(format!("--addn-hosts={}", hosts.display()))
-                .arg(format!("--local-ttl={ttl}"))
-                .arg(format!("--log-facility={}", log.display()))
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-            let mut dns = Dns {
-                port,
-                child,
-                dir,
-                reads: std::cell::Cell::new(0),
-            };
-            match dns.wait_reads(1) {
-                Ok(()) => return dns,
-                Err(e) => last = e,
-            }
-            if !last.contains("in use") {
-                break;
-            }
-        }
-        panic!("dnsmasq did not start: {last}");
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("dns.log")).unwrap_or_default()
-    }
-
-    /// Waits until dnsmasq logged its `n`-th read of the hosts file.
-    fn wait_reads(&mut self, n: usize) -> Result<(), String> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            let reads = self.log().matches("read ").count();
-            if reads >= n {
-                self.reads.set(reads);
-                return Ok(());
-            }
-            if let Ok(Some(st)) = self.child.try_wait() {
-                let mut err = String::new();
-                if let Some(mut e) = self.child.stderr.take() {
-                    use std::io::Read;
-                    let _ = e.read_to_string(&mut err);
-                }
-                return Err(format!("dnsmasq exited ({st}): {err}{}", self.log()));
-            }
-            if Instant::now() > deadline {
-                return Err(format!("dnsmasq not ready:\n{}", self.log()));
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Replaces the records and waits until dnsmasq reread them.
-    fn set(&mut self, records: &[(&str, &str)]) {
-        fs::write(self.dir.path().join("hosts"), hosts_text(records)).expect("hosts");
-        let n = self.reads.get() + 1;
-        let _ = Command::new("kill")
-            .arg("-HUP")
-            .arg(self.child.id().to_string())
-            .status();
-        self.wait_reads(n).expect("dnsmasq reread its hosts file");
-    }
-
-    /// How many `A` queries for `name` dnsmasq answered.
-    fn a_queries(&self, name: &str) -> usize {
-        self.log().matches(&format!("query[A] {name} from")).count()
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Dns {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// An echo peer on `ip` (port `port`, or OS-chosen when 0).
 fn echo_on(ip: &str, port: u16) -> Peer {

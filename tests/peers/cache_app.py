@@ -7,10 +7,14 @@ extension) and, for GET, stores that page in memcached under the key the front's
 `set $memcached_key "$uri?$args"` computes, with the PyPI `pymemcache` client — the way
 a real application fills the cache nginx reads.
 
+With `--describe`, each answer also names the client the front reported and this app
+instance: `<METHOD> <target> hit <n> client=<X-Real-IP> app=<ADDR:PORT>\n` (several
+instances on one port of different loopback addresses tell apart who answered).
+
 GET /__hits answers `{"hits": n, "requests": [[method, target, body_len], ...]}` and is
 not counted (tests call it on the app directly).
 
-Usage: cache_app.py --memcached PORT [--bind ADDR] [--no-store]
+Usage: cache_app.py --memcached PORT [--bind ADDR] [--port N] [--no-store] [--describe]
 """
 
 import json
@@ -36,6 +40,7 @@ requests = []
 def main(argv):
     port = int(argv[argv.index("--memcached") + 1])
     store = "--no-store" not in argv
+    describe = "--describe" in argv
     local = threading.local()
 
     def client():
@@ -63,7 +68,14 @@ def main(argv):
                     hits += 1
                     n = hits
                     requests.append([req.method, req.target, len(req.body)])
-                body = ("%s %s hit %d\n" % (req.method, req.target, n)).encode()
+                if describe:
+                    me = "%s:%d" % conn.getsockname()[:2]
+                    real_ip = req.header("X-Real-IP") or "-"
+                    body = "%s %s hit %d client=%s app=%s\n" % (
+                        req.method, req.target, n, real_ip, me)
+                    body = body.encode()
+                else:
+                    body = ("%s %s hit %d\n" % (req.method, req.target, n)).encode()
                 ctype = "application/x-cache-app"
                 if store and req.method == "GET":
                     path, _, query = req.target.partition("?")
