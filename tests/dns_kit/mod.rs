@@ -41,6 +41,22 @@ pub fn dnsmasq_bin() -> PathBuf {
     );
 }
 
+/// A port on 127.0.0.1 that is free for both a UDP socket and a TCP listener.
+fn udp_and_tcp_port() -> u16 {
+    for _ in 0..100 {
+        let Ok(udp) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(port) = udp.local_addr().map(|a| a.port()) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no port free for both UDP and TCP on 127.0.0.1");
+}
+
 fn hosts_text(records: &[(&str, &str)]) -> String {
     records
         .iter()
@@ -61,18 +77,16 @@ impl Dns {
         )
         .expect("utf-8 user name");
         let mut last = String::new();
-        for _ in 0..5 {
+        for _ in 0..20 {
             let dir = tempfile::Builder::new()
                 .prefix("junction-dns-")
                 .tempdir()
                 .expect("temp dir");
             let hosts = dir.path().join("hosts");
             fs::write(&hosts, hosts_text(records)).expect("hosts");
-            // A free UDP port: bound by us, then released for dnsmasq.
-            let port = UdpSocket::bind("127.0.0.1:0")
-                .and_then(|s| s.local_addr())
-                .expect("udp port")
-                .port();
+            // A port free for UDP and TCP alike (dnsmasq binds both): probed by binding
+            // both, then released for dnsmasq.
+            let port = udp_and_tcp_port();
             let log = dir.path().join("dns.log");
             let child = Command::new(&bin)
                 .args([
