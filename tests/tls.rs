@@ -157,6 +157,47 @@ struct Curl {
     err: String,
 }
 
+/// A key and a certificate `NAME.key`/`NAME.pem` in `d` for `/CN=NAME`, signed by
+/// `ISSUER.pem`/`ISSUER.key` with `serial` and the extensions file `ext`.
+fn issue(d: &Path, name: &str, issuer: &str, serial: &str, ext: &str) {
+    let (key, csr, pem) = (
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    let (ca, ca_key, subj) = (
+        format!("{issuer}.pem"),
+        format!("{issuer}.key"),
+        format!("/CN={name}"),
+    );
+    openssl(d, &["genrsa", "-out", &key, "2048"]);
+    openssl(
+        d,
+        &["req", "-new", "-key", &key, "-out", &csr, "-subj", &subj],
+    );
+    openssl(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-set_serial",
+            serial,
+            "-out",
+            &pem,
+            "-days",
+            "30",
+            "-extfile",
+            ext,
+        ],
+    );
+}
+
 /// `curl -sS` with `args`; trusts the test CA.
 fn curl(pki: &Pki, args: &[&str]) -> Curl {
     let out = Command::new("curl")
@@ -1614,78 +1655,10 @@ fn verify_depth_limits_the_client_chain() {
     )
     .expect("ext");
     for (name, issuer) in [("inter", "ca"), ("inter2", "inter")] {
-        openssl(d, &["genrsa", "-out", &format!("{name}.key"), "2048"]);
-        openssl(
-            d,
-            &[
-                "req",
-                "-new",
-                "-key",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                &format!("{issuer}.pem"),
-                "-CAkey",
-                &format!("{issuer}.key"),
-                "-set_serial",
-                "0x77",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "30",
-                "-extfile",
-                "ca.ext",
-            ],
-        );
+        issue(d, name, issuer, "0x77", "ca.ext");
     }
     for (name, issuer) in [("deep", "inter"), ("deeper", "inter2")] {
-        openssl(d, &["genrsa", "-out", &format!("{name}.key"), "2048"]);
-        openssl(
-            d,
-            &[
-                "req",
-                "-new",
-                "-key",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                &format!("/CN={name}"),
-            ],
-        );
-        openssl(
-            d,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                &format!("{issuer}.pem"),
-                "-CAkey",
-                &format!("{issuer}.key"),
-                "-set_serial",
-                "0x78",
-                "-out",
-                &format!("{name}.pem"),
-                "-days",
-                "30",
-                "-extfile",
-                "client.ext",
-            ],
-        );
+        issue(d, name, issuer, "0x78", "client.ext");
     }
     let read = |n: &str| std::fs::read_to_string(d.join(n)).expect("pem");
     std::fs::write(
