@@ -80,6 +80,25 @@ fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// `GET /` on `proxy` is a 502 that came after at least `min` (the resolver_timeout,
+/// `timeout` as configured) and the error log has nginx's timed-out line.
+fn assert_502_after_resolver_timeout(proxy: &Proxy, min: Duration, timeout: &str) {
+    let t0 = Instant::now();
+    let r = proxy.get("x", "/");
+    let took = t0.elapsed();
+    assert_eq!(r.status, 502, "{}", r.describe());
+    assert!(
+        took >= min && took < Duration::from_secs(10),
+        "answered after {took:?}, resolver_timeout is {timeout}"
+    );
+    proxy
+        .wait_error_log(
+            "app.test could not be resolved (110: Operation timed out)",
+            Duration::from_secs(5),
+        )
+        .unwrap_or_else(|l| panic!("{l}"));
+}
+
 #[test]
 fn proxy_pass_with_a_variable_host_resolves_and_caches_for_the_ttl() {
     let a = echo_on("127.0.0.2", 0);
@@ -190,20 +209,7 @@ fn a_server_that_never_answers_is_502_after_resolver_timeout() {
 ",
         &[("DNS", &silent.local_addr().unwrap())],
     ));
-    let t0 = Instant::now();
-    let r = proxy.get("x", "/");
-    let took = t0.elapsed();
-    assert_eq!(r.status, 502, "{}", r.describe());
-    assert!(
-        took >= Duration::from_millis(1400) && took < Duration::from_secs(10),
-        "answered after {took:?}, resolver_timeout is 1.5s"
-    );
-    proxy
-        .wait_error_log(
-            "app.test could not be resolved (110: Operation timed out)",
-            Duration::from_secs(5),
-        )
-        .unwrap_or_else(|l| panic!("{l}"));
+    assert_502_after_resolver_timeout(&proxy, Duration::from_millis(1400), "1.5s");
 }
 
 #[test]
@@ -808,20 +814,7 @@ fn an_unreachable_server_is_502_after_resolver_timeout() {
 ",
         &[("DNS", &port)],
     ));
-    let t0 = Instant::now();
-    let r = proxy.get("x", "/");
-    let took = t0.elapsed();
-    assert_eq!(r.status, 502, "{}", r.describe());
-    assert!(
-        took >= Duration::from_millis(900) && took < Duration::from_secs(10),
-        "answered after {took:?}, resolver_timeout is 1s"
-    );
-    proxy
-        .wait_error_log(
-            "app.test could not be resolved (110: Operation timed out)",
-            Duration::from_secs(5),
-        )
-        .unwrap_or_else(|l| panic!("{l}"));
+    assert_502_after_resolver_timeout(&proxy, Duration::from_millis(900), "1s");
 }
 
 #[test]
