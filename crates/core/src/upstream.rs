@@ -1071,15 +1071,6 @@ pub fn resolve(target: &str, default_port: u16) -> io::Result<Vec<PeerAddr>> {
     }
 }
 
-/// [`resolve`] for the request path (`*_pass` with variables): a host name is looked
-/// up on tokio's blocking pool, so the worker thread never waits on DNS.
-pub async fn resolve_async(target: &str, default_port: u16) -> io::Result<Vec<PeerAddr>> {
-    match literal(target, default_port) {
-        Ok(done) => Ok(done),
-        Err(with_port) => collect(target, tokio::net::lookup_host(with_port).await?),
-    }
-}
-
 /// A unix path or a literal socket address as is; else the `host:port` to look up.
 pub fn literal(target: &str, default_port: u16) -> Result<Vec<PeerAddr>, String> {
     if let Some(p) = target.strip_prefix("unix:") {
