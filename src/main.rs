@@ -354,6 +354,8 @@ fn main() -> ExitCode {
     // Active health checks: one task per group with `health_check`, on the control
     // thread (never for `-t`); they end with it (or with a reload).
     let health = start_health_checks(&control, &rt);
+    // ACME certificates: one task each, on the control thread (never for `-t`).
+    junction_server::acme::start(control.handle());
     let (config_tx, config_rx) = tokio::sync::watch::channel(rt.clone());
     // Every worker thread is running before the pid file says the process is ready.
     let workers = match Workers::spawn(per_worker, &config_rx) {
@@ -827,6 +829,7 @@ impl Reload {
                     .map(|g| tokio::spawn(junction_core::discovery::run(g.clone()))),
             )
             .collect();
+        junction_server::acme::start(&tokio::runtime::Handle::current());
         junction_server::status::publish(&rt);
         // The configuration changes first, then the removed addresses stop accepting
         // (their connections finish under the configuration they had), then the

@@ -50,6 +50,8 @@ pub enum Context {
     Map,
     /// `match {}`: what a healthy `health_check` answer looks like.
     Match,
+    /// `acme_issuer {}`: an ACME certificate issuer.
+    AcmeIssuer,
 }
 
 impl Context {
@@ -73,6 +75,7 @@ impl Context {
             (_, "types") => Context::Types,
             (_, "map" | "geo" | "split_clients") => Context::Map,
             (_, "match") => Context::Match,
+            (_, "acme_issuer") => Context::AcmeIssuer,
             _ => return None,
         })
     }
@@ -98,6 +101,8 @@ pub const LMT: u16 = Context::LimitExcept.bit();
 pub const UPS: u16 = Context::Upstream.bit();
 /// `match {}`
 pub const MATCH: u16 = Context::Match.bit();
+/// `acme_issuer {}`
+pub const ACME: u16 = Context::AcmeIssuer.bit();
 /// http, server and location: where most http directives go.
 pub const HSL: u16 = HTTP | SRV | LOC;
 /// Everywhere.
@@ -373,6 +378,21 @@ pub static DIRECTIVES: &[Spec] = &[
     d("status", MATCH, 1, MANY),
     d("header", MATCH, 1, 3),
     d("body", MATCH, 2, 2),
+    // ngx_http_acme_module (junction_server::acme)
+    block("acme_issuer", HTTP, 1, 1),
+    d("uri", ACME, 1, 1),
+    d("account_key", ACME, 1, 1),
+    d("challenge", ACME, 1, 1),
+    d("contact", ACME, 1, 1),
+    d("external_account_key", ACME, 2, 2),
+    d("preferred_chain", ACME, 1, 1),
+    d("profile", ACME, 1, 2),
+    d("ssl_trusted_certificate", ACME, 1, 1),
+    d("ssl_verify", ACME, 1, 1),
+    d("state_path", ACME, 1, 1),
+    d("accept_terms_of_service", ACME, 0, 0),
+    d("acme_shared_zone", HTTP, 1, 1),
+    d("acme_certificate", SRV, 1, MANY),
     // proxy
     d("proxy_pass", LOC | LIF | LMT, 1, 1),
     d("proxy_bind", HSL, 1, 2),

@@ -35,6 +35,9 @@
 //! - `tls`: `listen … ssl` (rustls): certificates and `ssl_*` settings built at load,
 //!   the handshake after the PROXY protocol header, SNI → server, `$ssl_*` facts,
 //!   the 495/496/497 checks; the ALPN dispatch point.
+//! - `acme`: `acme_issuer`/`acme_certificate` (nginx's ACME module): certificates
+//!   ordered, renewed and kept in `state_path` by a background task each, HTTP-01
+//!   answered by the plain listeners, served through `tls` without a restart.
 //! - `realip`: the client address from `X-Forwarded-For`/`X-Real-IP` (`set_real_ip_from`).
 //! - `autoindex`: directory listings (`autoindex on`) in html, json, jsonp, xml.
 //! - `filters`: output filters over every response (gzip/Brotli, …), built per
@@ -53,6 +56,7 @@
 #![forbid(unsafe_code)]
 
 mod access;
+pub mod acme;
 pub mod api;
 mod auth_basic;
 mod autoindex;

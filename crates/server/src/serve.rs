@@ -332,6 +332,10 @@ pub(crate) async fn handle(
             )
         }
     }
+    // HTTP-01 validation of an ACME certificate being ordered (`crate::acme`).
+    if let Some(r) = crate::acme::challenge_response(&cx.uri) {
+        return finish(r, cx, &srv.base.data);
+    }
     cx.args = parts.uri.query().unwrap_or("").to_string();
     let length = cx
         .headers

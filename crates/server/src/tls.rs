@@ -127,6 +127,8 @@ pub struct ServerTls {
     pub handshake_timeout: Duration,
     /// `ssl_stapling_file`'s OCSP response.
     ocsp: Option<Vec<u8>>,
+    /// `acme_certificate`, served when `ssl_certificate $acme_certificate` names it.
+    acme: Option<Arc<crate::acme::Managed>>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -377,6 +379,7 @@ impl ServerTls {
         let key_ds = scope.array("ssl_certificate_key");
         let mut certs = Vec::new();
         let mut dynamic = Vec::new();
+        let mut acme_serve = None;
         for (i, cd) in cert_ds.iter().enumerate() {
             let Some(ca) = cd.args.first() else { continue };
             let Some(kd) = key_ds.get(i) else {
@@ -389,6 +392,16 @@ impl ServerTls {
                 ));
             };
             let Some(ka) = kd.args.first() else { continue };
+            if ca.value == crate::acme::CERT_VAR || ka.value == crate::acme::KEY_VAR {
+                if ca.value != crate::acme::CERT_VAR || ka.value != crate::acme::KEY_VAR {
+                    return Err(err(
+                        &cd.span,
+                        "\"$acme_certificate\" and \"$acme_certificate_key\" go together",
+                    ));
+                }
+                acme_serve = Some(cd);
+                continue;
+            }
             if ca.value.contains('$') || ka.value.contains('$') {
                 // nginx 1.15.9+: files named by `$ssl_server_name`, loaded per handshake.
                 for (d, a) in [(cd, ca), (kd, ka)] {
@@ -720,7 +733,15 @@ impl ServerTls {
                 ));
             }
         }
+        let acme = crate::acme::server_certificate(scope, conf_dir)?;
+        if let (Some(cd), None) = (acme_serve, &acme) {
+            return Err(err(
+                &cd.span,
+                "\"$acme_certificate\" is used in a server without \"acme_certificate\"",
+            ));
+        }
         Ok(ServerTls {
+            acme: acme_serve.and(acme),
             cert_span: cert_ds.first().map(|d| d.span.clone()),
             certs,
             dynamic,
@@ -754,6 +775,8 @@ struct Certs {
     /// Pairs named with `$ssl_server_name`: read from disk at each handshake, as
     /// nginx does without `ssl_certificate_cache`.
     dynamic: Vec<(String, String)>,
+    /// The `acme_certificate` pair, once issued (`crate::acme`).
+    acme: Option<Arc<crate::acme::Managed>>,
 }
 
 /// A certificate pair named by the SNI name (`ssl_certificate …/$ssl_server_name.pem`).
@@ -802,6 +825,9 @@ impl ResolvesServerCert for Certs {
                     }
                 }
             }
+        }
+        if let Some(ck) = self.acme.as_ref().and_then(|m| m.current()) {
+            loaded.push(ck);
         }
         let all = || self.fixed.iter().chain(loaded.iter());
         for s in hello.signature_schemes() {
@@ -1114,6 +1140,7 @@ fn server_config(
     let mut cfg = builder.with_cert_resolver(Arc::new(Certs {
         fixed: certs,
         dynamic: t.dynamic.clone(),
+        acme: t.acme.clone(),
     }));
     cfg.ignore_client_order = t.prefer_server_ciphers;
     cfg.alpn_protocols = if http2 {
@@ -1229,7 +1256,11 @@ pub(crate) fn attach(
         let Some(default) = tls_of(l.default) else {
             continue;
         };
-        if default.certs.is_empty() && default.dynamic.is_empty() && !default.reject_handshake {
+        if default.certs.is_empty()
+            && default.dynamic.is_empty()
+            && default.acme.is_none()
+            && !default.reject_handshake
+        {
             errors.push(err(
                 &d.span,
                 "no \"ssl_certificate\" is defined for the \"listen ... ssl\" directive",
@@ -1245,7 +1276,9 @@ pub(crate) fn attach(
                 verifiers.push(None);
                 continue;
             };
-            if (t.certs.is_empty() && t.dynamic.is_empty()) || t.reject_handshake {
+            if (t.certs.is_empty() && t.dynamic.is_empty() && t.acme.is_none())
+                || t.reject_handshake
+            {
                 configs.push(None);
                 verifiers.push(None);
                 continue;

@@ -1,0 +1,464 @@
+//! ACME certificates (`acme_issuer`, `acme_certificate`, `ssl_certificate
+//! $acme_certificate`), end to end against Debian's `pebble` (the ACME test server) with
+//! real HTTP-01 validation: pebble's validator fetches
+//! `/.well-known/acme-challenge/TOKEN` from Junction's own plain listener (pebble's
+//! `httpPort` is that listener's port; `PEBBLE_VA_NOSLEEP=1`, `PEBBLE_VA_ALWAYS_VALID`
+//! unset). The served chain is checked with `openssl s_client` against pebble's root.
+//!
+//! Junction only: nginx 1.22 (the reference) has no ACME module (nginx's own is
+//! `ngx_http_acme_module`, a separate module since 1.29); in the reference mode each test
+//! says so and returns.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::*;
+use std::io::Write;
+use std::net::{Ipv4Addr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn junction_only(test: &str) -> bool {
+    if product() == "nginx" {
+        eprintln!("{test}: junction only (nginx 1.22 has no ACME module); not run against nginx");
+        return false;
+    }
+    true
+}
+
+fn openssl(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("openssl is needed (apt-get install -y openssl): {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A running pebble, killed on drop.
+struct Pebble {
+    dir: tempfile::TempDir,
+    acme_port: u16,
+    mgmt_port: u16,
+    child: Child,
+}
+
+impl Pebble {
+    /// Pebble validating HTTP-01 on `http_port`, issuing certificates valid for
+    /// `validity` seconds (pebble's default, 5 years, when `None`).
+    fn start(http_port: u16, validity: Option<u64>) -> Pebble {
+        let dir = tempfile::Builder::new()
+            .prefix("junction-pebble-")
+            .tempdir()
+            .expect("temp dir");
+        let d = dir.path();
+        // Pebble's own HTTPS certificate, from a CA the ACME client is told to trust.
+        openssl(
+            d,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=pebble test CA",
+            ],
+        );
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=localhost",
+            ],
+        );
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "30",
+                "-extfile",
+                "ext.cnf",
+            ],
+        );
+        let acme_port = free_port();
+        let mgmt_port = free_port();
+        let mut conf = serde_json::json!({
+            "pebble": {
+                "listenAddress": format!("127.0.0.1:{acme_port}"),
+                "managementListenAddress": format!("127.0.0.1:{mgmt_port}"),
+                "certificate": d.join("server.pem"),
+                "privateKey": d.join("server.key"),
+                "httpPort": http_port,
+                "tlsPort": free_port(),
+                "ocspResponderURL": "",
+                "externalAccountBindingRequired": false
+            }
+        });
+        if let Some(v) = validity {
+            conf["pebble"]["certificateValidityPeriod"] = serde_json::json!(v);
+        }
+        std::fs::write(d.join("pebble.json"), conf.to_string()).unwrap();
+        let log = std::fs::File::create(d.join("pebble.log")).unwrap();
+        let child = Command::new("pebble")
+            .arg("-config")
+            .arg(d.join("pebble.json"))
+            .env("PEBBLE_VA_NOSLEEP", "1")
+            .env_remove("PEBBLE_VA_ALWAYS_VALID")
+            // Pebble rejects 5% of good nonces by default, to exercise clients' retries;
+            // these tests are about issuance, not nonce handling.
+            .env("PEBBLE_WFE_NONCEREJECT", "0")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("pebble is needed (apt-get install -y pebble, or scripts/install-test-deps.sh): {e}")
+            });
+        let mut p = Pebble {
+            dir,
+            acme_port,
+            mgmt_port,
+            child,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect((Ipv4Addr::LOCALHOST, mgmt_port)).is_err()
+            || TcpStream::connect((Ipv4Addr::LOCALHOST, acme_port)).is_err()
+        {
+            if let Some(s) = p.child.try_wait().unwrap() {
+                panic!("pebble exited with {s}:\n{}", p.log());
+            }
+            assert!(Instant::now() < deadline, "pebble not ready:\n{}", p.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        p
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pebble.log")).unwrap_or_default()
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+
+    /// A file of pebble's management interface (`roots/0`, `intermediates/0`), saved.
+    fn fetch(&self, what: &str) -> PathBuf {
+        let out = self.dir.path().join(what.replace('/', "-") + ".pem");
+        let st = Command::new("curl")
+            .args(["-sS", "-f", "--cacert"])
+            .arg(self.ca())
+            .arg("-o")
+            .arg(&out)
+            .arg(format!("https://127.0.0.1:{}/{what}", self.mgmt_port))
+            .status()
+            .expect("curl is needed (apt-get install -y curl)");
+        assert!(st.success(), "cannot fetch pebble's {what}");
+        out
+    }
+}
+
+impl Drop for Pebble {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The Junction config: an issuer at pebble, a TLS server on `{PORT}` whose certificate
+/// comes from it, a plain server on `http_port` (where HTTP-01 is answered).
+fn config(pebble: &Pebble, http_port: u16, state: &Path) -> String {
+    format!(
+        r#"
+acme_issuer pebble {{
+    uri https://127.0.0.1:{acme}/dir;
+    contact admin@example.com;
+    ssl_trusted_certificate {ca};
+    state_path {state};
+    accept_terms_of_service;
+}}
+acme_shared_zone zone=ngx_acme_shared:1M;
+
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name localhost;
+    acme_certificate pebble;
+    ssl_certificate $acme_certificate;
+    ssl_certificate_key $acme_certificate_key;
+    location / {{ return 200 "tls ok\n"; }}
+}}
+
+server {{
+    listen 127.0.0.1:{http_port};
+    server_name localhost;
+    access_log {{DIR}}/access.log;
+    location / {{ return 404; }}
+}}
+"#,
+        acme = pebble.acme_port,
+        ca = pebble.ca().display(),
+        state = state.display(),
+    )
+}
+
+/// The leaf certificate served on `port` for `localhost` (PEM), and whether its chain
+/// verifies against `root`; `None` while no certificate is served.
+fn served(port: u16, root: &Path) -> Option<(String, bool)> {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args([
+            "-ign_eof",
+            "-servername",
+            "localhost",
+            "-verify_hostname",
+            "localhost",
+            "-CAfile",
+        ])
+        .arg(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl is needed (apt-get install -y openssl)");
+    let _ = child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    let out = child.wait_with_output().expect("s_client");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let begin = text.find("-----BEGIN CERTIFICATE-----")?;
+    let end = text[begin..].find("-----END CERTIFICATE-----")? + begin + 25;
+    let ok = text.contains("Verify return code: 0 (ok)") && text.contains("tls ok");
+    if !ok {
+        eprintln!("s_client:\n{text}{}", String::from_utf8_lossy(&out.stderr));
+    }
+    Some((text[begin..end].to_string() + "\n", ok))
+}
+
+fn x509(dir: &Path, pem: &str, field: &str) -> String {
+    let f = dir.join("leaf.pem");
+    std::fs::write(&f, pem).unwrap();
+    openssl(dir, &["x509", "-in", f.to_str().unwrap(), "-noout", field])
+        .trim()
+        .to_string()
+}
+
+/// Waits (polling handshakes) until a certificate for which `accept` holds is served.
+fn wait_served(
+    p: &Proxy,
+    root: &Path,
+    timeout: Duration,
+    accept: impl Fn(&str) -> bool,
+    pebble: &Pebble,
+) -> (String, bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some((pem, ok)) = served(p.port, root) {
+            if accept(&pem) {
+                return (pem, ok);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no (new) certificate served within {timeout:?}\njunction error log:\n{}\npebble:\n{}",
+            p.error_log(),
+            pebble.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A certificate is ordered at start, validated over HTTP-01 on Junction's own plain
+/// listener, installed without a restart, and served with pebble's chain; a restart
+/// on the same `state_path` serves the same certificate (same serial: nothing ordered).
+#[test]
+fn certificate_issued_over_http01_served_and_kept_across_restart() {
+    if !junction_only("certificate_issued_over_http01_served_and_kept_across_restart") {
+        return;
+    }
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, None);
+    let state = tempfile::Builder::new()
+        .prefix("junction-acme-state-")
+        .tempdir()
+        .unwrap();
+    let conf = config(&pebble, http_port, state.path());
+    let p = Proxy::start(&conf);
+    let root = pebble.fetch("roots/0");
+    let (pem, ok) = wait_served(&p, &root, Duration::from_secs(60), |_| true, &pebble);
+    assert!(
+        ok,
+        "the served chain does not verify against pebble's root:\n{pem}"
+    );
+    let intermediate = pebble.fetch("intermediates/0");
+    let inter_subject = openssl(
+        pebble.dir.path(),
+        &[
+            "x509",
+            "-in",
+            intermediate.to_str().unwrap(),
+            "-noout",
+            "-subject",
+        ],
+    );
+    let issuer = x509(pebble.dir.path(), &pem, "-issuer");
+    assert_eq!(
+        issuer.trim_start_matches("issuer=").trim(),
+        inter_subject.trim().trim_start_matches("subject=").trim(),
+        "the leaf is issued by pebble's intermediate"
+    );
+    let serial = x509(pebble.dir.path(), &pem, "-serial");
+    assert!(
+        state.path().join("account.json").exists() && state.path().join("localhost.crt").exists(),
+        "state_path holds the account and the certificate: {:?}",
+        std::fs::read_dir(state.path()).map(|d| d.count())
+    );
+    // Pebble's validator fetched the key authorization from the plain listener.
+    let access = std::fs::read_to_string(p.dir().join("access.log")).unwrap_or_default();
+    assert!(
+        access
+            .lines()
+            .any(|l| l.contains("GET /.well-known/acme-challenge/") && l.contains("\" 200 ")),
+        "HTTP-01 answered on the plain listener:\n{access}"
+    );
+    drop(p);
+
+    // Restart: the same certificate, restored from state_path.
+    let p = Proxy::start(&conf);
+    let (pem2, ok2) = wait_served(&p, &root, Duration::from_secs(30), |_| true, &pebble);
+    assert!(ok2);
+    assert_eq!(
+        x509(pebble.dir.path(), &pem2, "-serial"),
+        serial,
+        "after a restart the certificate from state_path is served (no new order)"
+    );
+}
+
+/// A certificate whose lifetime is short is renewed at 2/3 of it (nginx's module), and
+/// the new one is served without a restart.
+#[test]
+fn certificate_renewed_before_expiry_and_new_one_served() {
+    if !junction_only("certificate_renewed_before_expiry_and_new_one_served") {
+        return;
+    }
+    let http_port = free_port();
+    // 15 s certificates: renewal due 10 s after issuance.
+    let pebble = Pebble::start(http_port, Some(15));
+    let state = tempfile::Builder::new()
+        .prefix("junction-acme-state-")
+        .tempdir()
+        .unwrap();
+    let p = Proxy::start(&config(&pebble, http_port, state.path()));
+    let root = pebble.fetch("roots/0");
+    let (first, ok) = wait_served(&p, &root, Duration::from_secs(60), |_| true, &pebble);
+    assert!(ok, "first certificate verifies:\n{first}");
+    let s1 = x509(pebble.dir.path(), &first, "-serial");
+    let (second, ok) = wait_served(
+        &p,
+        &root,
+        Duration::from_secs(60),
+        |pem| x509(pebble.dir.path(), pem, "-serial") != s1,
+        &pebble,
+    );
+    assert!(ok, "renewed certificate verifies:\n{second}");
+    let on_disk = std::fs::read_to_string(state.path().join("localhost.crt")).unwrap();
+    assert!(
+        on_disk.starts_with(second.trim()),
+        "the renewed certificate is saved in state_path"
+    );
+}
+
+/// Until a certificate exists (here: the issuer cannot be reached), a handshake for the
+/// server fails (nginx's module: `$acme_certificate` is empty, no certificate), the
+/// failure is in the error log, and the plain listener serves on.
+#[test]
+fn no_certificate_yet_handshake_fails_plain_listener_serves() {
+    if !junction_only("no_certificate_yet_handshake_fails_plain_listener_serves") {
+        return;
+    }
+    let down = closed_port();
+    let conf = format!(
+        r#"
+acme_issuer down {{
+    uri https://127.0.0.1:{down}/dir;
+    state_path {{DIR}}/acme;
+    accept_terms_of_service;
+}}
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name localhost;
+    acme_certificate down;
+    ssl_certificate $acme_certificate;
+    ssl_certificate_key $acme_certificate_key;
+    location / {{ return 200 "tls ok\n"; }}
+}}
+server {{
+    listen 127.0.0.1:{{PORT2}};
+    location / {{ return 200 "plain ok\n"; }}
+}}
+"#
+    );
+    let p = Proxy::start(&conf);
+    let log = p
+        .wait_error_log(
+            "cannot obtain a certificate for \"localhost\"",
+            Duration::from_secs(30),
+        )
+        .expect("the failed order is logged");
+    assert!(log.contains("issuer \"down\""), "{log}");
+    let root = p.dir().join("none.pem");
+    std::fs::write(&root, "").unwrap();
+    assert!(
+        served(p.port, &root).is_none(),
+        "no certificate is served before one is issued"
+    );
+    let plain = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .arg(format!("http://127.0.0.1:{}/", p.ports[1]))
+        .output()
+        .expect("curl is needed (apt-get install -y curl)");
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), "plain ok\n");
+}
