@@ -2,7 +2,7 @@
 # Installs the real peers Junction's tests run against: nginx (the reference),
 # php-fpm, uwsgi with the python3 plugin (also the SCGI server), memcached,
 # wrk (benchmark smoke test), htpasswd (apache2-utils), mkpasswd (whois) and openssl (auth_basic files),
-# haproxy (PROXY protocol), dnsmasq (resolver) and the Python client libraries the test apps use.
+# haproxy (PROXY protocol), dnsmasq (resolver), pebble (ACME) and the Python client libraries the test apps use.
 # Idempotent: does nothing when everything is present.
 set -euo pipefail
 
@@ -33,6 +33,8 @@ command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(hap
 command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ] || need_apt+=(dnsmasq-base)
 # ss (iproute2): the restart tests read a listening socket's backlog.
 command -v ss >/dev/null 2>&1 || [ -x /usr/bin/ss ] || need_apt+=(iproute2)
+# pebble: the ACME tests (tests/acme.rs) order certificates from Let's Encrypt's test server.
+command -v pebble >/dev/null 2>&1 || need_apt+=(pebble)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""

@@ -312,11 +312,12 @@ fn wait_served(
 }
 
 /// A certificate is ordered at start, validated over HTTP-01 on Junction's own plain
-/// listener, installed without a restart, and served with pebble's chain; a restart
+/// listener, installed without a restart, and served with pebble's chain; a reload
+/// keeps it; a restart
 /// on the same `state_path` serves the same certificate (same serial: nothing ordered).
 #[test]
-fn certificate_issued_over_http01_served_and_kept_across_restart() {
-    if !junction_only("certificate_issued_over_http01_served_and_kept_across_restart") {
+fn certificate_issued_over_http01_served_kept_across_reload_and_restart() {
+    if !junction_only("certificate_issued_over_http01_served_kept_across_reload_and_restart") {
         return;
     }
     let http_port = free_port();
@@ -363,6 +364,46 @@ fn certificate_issued_over_http01_served_and_kept_across_restart() {
             .lines()
             .any(|l| l.contains("GET /.well-known/acme-challenge/") && l.contains("\" 200 ")),
         "HTTP-01 answered on the plain listener:\n{access}"
+    );
+
+    // Reload with a changed server (same certificate definition): the certificate stays,
+    // nothing is ordered.
+    std::fs::write(
+        p.dir().join("junction.conf"),
+        conf.replace("{PORT}", &p.port.to_string())
+            .replace("{DIR}", p.dir().to_str().unwrap())
+            .replace("tls ok\\n", "tls ok, reloaded\\n"),
+    )
+    .unwrap();
+    p.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "5", "--cacert"])
+            .arg(&root)
+            .arg("--resolve")
+            .arg(format!("localhost:{}:127.0.0.1", p.port))
+            .arg(format!("https://localhost:{}/", p.port))
+            .output()
+            .expect("curl is needed (apt-get install -y curl)");
+        if String::from_utf8_lossy(&out.stdout).contains("reloaded") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reload not applied: {}{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            p.error_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (pem_r, ok_r) = wait_served(&p, &root, Duration::from_secs(5), |_| true, &pebble);
+    assert!(ok_r);
+    assert_eq!(
+        x509(pebble.dir.path(), &pem_r, "-serial"),
+        serial,
+        "after a reload the same certificate is served (no new order)"
     );
     drop(p);
 
@@ -461,4 +502,77 @@ server {{
         .output()
         .expect("curl is needed (apt-get install -y curl)");
     assert_eq!(String::from_utf8_lossy(&plain.stdout), "plain ok\n");
+}
+
+/// What cannot work is refused at load with `FILE:LINE` (`junction -t`), in nginx's
+/// module's terms where it has them; nginx's documented example (with
+/// `ssl_certificate_cache`) loads.
+#[test]
+fn acme_directives_checked_at_load() {
+    if !junction_only("acme_directives_checked_at_load") {
+        return;
+    }
+    let issuer =
+        "acme_issuer le {\n    uri https://127.0.0.1:1/dir;\n    accept_terms_of_service;\n}\n";
+    let server = |inner: &str| {
+        format!("{issuer}server {{\n    listen 127.0.0.1:8443 ssl;\n    server_name a.example.com;\n{inner}}}\n")
+    };
+    let ok_pair =
+        "    ssl_certificate $acme_certificate;\n    ssl_certificate_key $acme_certificate_key;\n";
+    let cases: Vec<(String, Option<(u32, &str)>)> = vec![
+        (
+            server(&format!("    acme_certificate le;\n{ok_pair}    ssl_certificate_cache max=2;\n")),
+            None,
+        ),
+        (
+            server(&format!("    acme_certificate le www.example.com key=ecdsa:384;\n{ok_pair}")),
+            None,
+        ),
+        (
+            server(&format!("    acme_certificate nope;\n{ok_pair}")),
+            Some((8, "issuer \"nope\" is missing")),
+        ),
+        (
+            server(ok_pair),
+            Some((8, "\"$acme_certificate\" is used in a server without \"acme_certificate\"")),
+        ),
+        (
+            server(&format!("    acme_certificate le *.example.com;\n{ok_pair}")),
+            Some((8, "invalid identifier \"*.example.com\"")),
+        ),
+        (
+            server(&format!("    acme_certificate le key=rsa:2048;\n{ok_pair}")),
+            Some((8, "not supported by junction yet")),
+        ),
+        (
+            "acme_issuer le {\n    accept_terms_of_service;\n}\nserver {\n    listen 127.0.0.1:8443 ssl;\n    server_name a.example.com;\n    acme_certificate le;\n    ssl_certificate $acme_certificate;\n    ssl_certificate_key $acme_certificate_key;\n}\n".to_string(),
+            Some((1, "\"uri\" is missing in acme_issuer \"le\"")),
+        ),
+        (
+            "acme_issuer le {\n    uri https://127.0.0.1:1/dir;\n    challenge tls-alpn-01;\n}\nserver {\n    listen 127.0.0.1:8443 ssl;\n    server_name a.example.com;\n    acme_certificate le;\n    ssl_certificate $acme_certificate;\n    ssl_certificate_key $acme_certificate_key;\n}\n".to_string(),
+            Some((3, "challenge \"tls-alpn-01\" is not supported by junction yet")),
+        ),
+        (
+            "acme_issuer le {\n    uri https://127.0.0.1:1/dir;\n}\nserver {\n    listen 8080;\n    uri /x;\n}\n".to_string(),
+            Some((6, "\"uri\" directive is not allowed here")),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (conf, want) in &cases {
+        let (out, dir) = check_config(&[("site.conf", conf)], "site.conf");
+        let file = dir.path().join("site.conf");
+        let all = format!("{}{}", out.stdout, out.stderr);
+        let good = match want {
+            None => out.code == Some(0),
+            Some((line, msg)) => {
+                out.code != Some(0)
+                    && all.contains(msg)
+                    && all.contains(&format!("{}:{line}", file.display()))
+            }
+        };
+        if !good {
+            failures.push(format!("{conf}\nwant {want:?}\ngot {:?}: {all}", out.code));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
 }

@@ -238,6 +238,11 @@ fn every_example_config_passes() {
         if proxy_kind() == Kind::Nginx && f.extension().is_some_and(|e| e == "toml") {
             continue; // nginx has no TOML form
         }
+        if proxy_kind() == Kind::Nginx
+            && fs::read_to_string(f).is_ok_and(|t| t.contains("acme_issuer"))
+        {
+            continue; // nginx 1.22 has no ACME module (ngx_http_acme_module is 1.29+)
+        }
         checked += 1;
         let out = check_config_file(f);
         let all = format!("{}{}", out.stdout, out.stderr);

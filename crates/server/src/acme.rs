@@ -135,20 +135,28 @@ static PENDING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize:
 
 const CHALLENGE_PREFIX: &str = "/.well-known/acme-challenge/";
 
-/// The answer to an HTTP-01 validation request (`GET /.well-known/acme-challenge/TOKEN`
-/// on a plain listener), if `uri` is one for a challenge in progress.
-pub(crate) fn challenge_response(uri: &str) -> Option<http::Response<junction_core::body::Body>> {
+/// The answer to an HTTP-01 validation request (`GET /.well-known/acme-challenge/TOKEN`,
+/// any server, before the rewrite phases: nginx's module answers in the post-read phase
+/// so that no server configuration gets in the way), if it is one for a challenge in
+/// progress.
+pub(crate) fn challenge_response(
+    method: &http::Method,
+    uri: &str,
+) -> Option<http::Response<junction_core::body::Body>> {
     use std::sync::atomic::Ordering;
-    if PENDING.load(Ordering::Acquire) == 0 {
+    if PENDING.load(Ordering::Acquire) == 0 || method != http::Method::GET {
         return None;
     }
     let token = uri.strip_prefix(CHALLENGE_PREFIX)?;
     let ka = challenges().read().ok()?.get(token)?.clone();
+    let len = ka.len();
     let mut r = http::Response::new(junction_core::body::full(bytes::Bytes::from(ka)));
-    r.headers_mut().insert(
+    let h = r.headers_mut();
+    h.insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain"),
     );
+    h.insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(len));
     Some(r)
 }
 
@@ -850,12 +858,17 @@ mod tests {
 
     #[test]
     fn challenge_answered_only_while_pending() {
-        assert!(challenge_response("/.well-known/acme-challenge/tok-x").is_none());
+        let get = &http::Method::GET;
+        assert!(challenge_response(get, "/.well-known/acme-challenge/tok-x").is_none());
         add_challenge("tok-x".into(), "tok-x.thumb".into());
-        let r = challenge_response("/.well-known/acme-challenge/tok-x");
-        assert!(r.is_some_and(|r| r.status() == http::StatusCode::OK));
-        assert!(challenge_response("/.well-known/acme-challenge/other").is_none());
+        let r = challenge_response(get, "/.well-known/acme-challenge/tok-x");
+        assert!(r.is_some_and(|r| r.status() == http::StatusCode::OK
+            && r.headers().get("content-length").is_some_and(|v| v == "11")));
+        assert!(
+            challenge_response(&http::Method::POST, "/.well-known/acme-challenge/tok-x").is_none()
+        );
+        assert!(challenge_response(get, "/.well-known/acme-challenge/other").is_none());
         remove_challenge("tok-x");
-        assert!(challenge_response("/.well-known/acme-challenge/tok-x").is_none());
+        assert!(challenge_response(get, "/.well-known/acme-challenge/tok-x").is_none());
     }
 }

@@ -333,7 +333,7 @@ pub(crate) async fn handle(
         }
     }
     // HTTP-01 validation of an ACME certificate being ordered (`crate::acme`).
-    if let Some(r) = crate::acme::challenge_response(&cx.uri) {
+    if let Some(r) = crate::acme::challenge_response(&cx.method, &cx.uri) {
         return finish(r, cx, &srv.base.data);
     }
     cx.args = parts.uri.query().unwrap_or("").to_string();

@@ -591,6 +591,10 @@ impl ServerTls {
             "ssl_certificate_cache",
             "ssl_ech_file",
         ] {
+            // The ACME pair is held in memory (`crate::acme`): nothing to cache.
+            if name == "ssl_certificate_cache" && acme_serve.is_some() && dynamic.is_empty() {
+                continue;
+            }
             if let Some(d) = scope.get(name) {
                 return Err(err(
                     &d.span,
