@@ -312,9 +312,9 @@ fn wait_served(
 }
 
 /// A certificate is ordered at start, validated over HTTP-01 on Junction's own plain
-/// listener, installed without a restart, and served with pebble's chain; a reload
-/// keeps it; a restart
-/// on the same `state_path` serves the same certificate (same serial: nothing ordered).
+/// listener, installed without a restart, and served with pebble's chain; a reload keeps
+/// it, and a restart on the same `state_path` serves it again (same serial: nothing
+/// ordered).
 #[test]
 fn certificate_issued_over_http01_served_kept_across_reload_and_restart() {
     if !junction_only("certificate_issued_over_http01_served_kept_across_reload_and_restart") {
