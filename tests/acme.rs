@@ -576,3 +576,58 @@ fn acme_directives_checked_at_load() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n---\n"));
 }
+
+/// `ssl_verify off` talks to an ACME server whose certificate nothing trusts, and
+/// `key=ecdsa:384` gets a P-384 certificate; with `ssl_verify on` (the default) and no
+/// `ssl_trusted_certificate`, the system's CAs do not trust pebble: nothing is issued,
+/// and the error log says why.
+#[test]
+fn issuer_verify_settings_and_key_type() {
+    if !junction_only("issuer_verify_settings_and_key_type") {
+        return;
+    }
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, None);
+    let state = tempfile::Builder::new()
+        .prefix("junction-acme-state-")
+        .tempdir()
+        .unwrap();
+    let conf = config(&pebble, http_port, state.path())
+        .replace(
+            &format!("    ssl_trusted_certificate {};\n", pebble.ca().display()),
+            "    ssl_verify off;\n",
+        )
+        .replace(
+            "acme_certificate pebble;",
+            "acme_certificate pebble localhost key=ecdsa:384;",
+        );
+    assert!(conf.contains("ssl_verify off;") && conf.contains("key=ecdsa:384"));
+    let p = Proxy::start(&conf);
+    let root = pebble.fetch("roots/0");
+    let (pem, ok) = wait_served(&p, &root, Duration::from_secs(60), |_| true, &pebble);
+    assert!(ok, "{pem}");
+    let text = x509(pebble.dir.path(), &pem, "-text");
+    assert!(
+        text.contains("ASN1 OID: secp384r1") || text.contains("NIST CURVE: P-384"),
+        "a P-384 key: {text}"
+    );
+    drop(p);
+
+    let state2 = tempfile::Builder::new()
+        .prefix("junction-acme-state-")
+        .tempdir()
+        .unwrap();
+    let conf = config(&pebble, http_port, state2.path()).replace(
+        &format!("    ssl_trusted_certificate {};\n", pebble.ca().display()),
+        "",
+    );
+    let p = Proxy::start(&conf);
+    let log = p
+        .wait_error_log("cannot obtain a certificate", Duration::from_secs(30))
+        .expect("the failure is logged");
+    assert!(
+        log.contains("certificate") && log.contains("issuer \"pebble\""),
+        "{log}"
+    );
+    assert!(served(p.port, &root).is_none(), "nothing is served");
+}

@@ -376,6 +376,8 @@ pub(crate) fn server_certificate(
         due: Mutex::new(0),
         started: std::sync::atomic::AtomicBool::new(false),
     });
+    // A certificate issued before is served from the first handshake on.
+    restore(&m);
     reg.push(Arc::downgrade(&m));
     Ok(Some(m))
 }
@@ -408,9 +410,6 @@ fn retry_after(fails: u32) -> Duration {
 }
 
 async fn run(w: Weak<Managed>) {
-    if let Some(m) = w.upgrade() {
-        restore(&m);
-    }
     let mut fails = 0;
     loop {
         let Some(m) = w.upgrade() else { return };
@@ -672,8 +671,44 @@ fn http_client(i: &Issuer) -> Result<Box<dyn instant_acme::HttpClient>, String> 
     Ok(Box::new(client))
 }
 
-/// The issuer's account: restored from `state_path/account.json`, or created (with
-/// `account_key`, or a new key) and saved there.
+type AccountSlot = Arc<tokio::sync::Mutex<Option<instant_acme::Account>>>;
+
+/// The issuer's account, shared by its certificates: one is created (or restored) at a
+/// time per issuer, so that two certificates do not make two accounts.
+fn account_slot(i: &Issuer) -> AccountSlot {
+    static A: OnceLock<Mutex<Vec<(Issuer, AccountSlot)>>> = OnceLock::new();
+    let Ok(mut all) = A.get_or_init(|| Mutex::new(Vec::new())).lock() else {
+        return Arc::default();
+    };
+    if let Some((_, slot)) = all.iter().find(|(x, _)| x == i) {
+        return slot.clone();
+    }
+    let slot = AccountSlot::default();
+    all.push((i.clone(), slot.clone()));
+    slot
+}
+
+/// The issuer's account: the one in use, else restored from `state_path/account.json`,
+/// else created (with `account_key`, or a new key) and saved there.
+async fn shared_account(i: &Issuer) -> Result<instant_acme::Account, String> {
+    let slot = account_slot(i);
+    let mut a = slot.lock().await;
+    if let Some(acc) = a.as_ref() {
+        return Ok(acc.clone());
+    }
+    let acc = account(i).await?;
+    *a = Some(acc.clone());
+    Ok(acc)
+}
+
+/// Forgets the issuer's account (the server does not know it any more).
+async fn forget_account(i: &Issuer) {
+    *account_slot(i).lock().await = None;
+    if let Some(p) = i.state.as_ref().map(|d| d.join("account.json")) {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 async fn account(i: &Issuer) -> Result<instant_acme::Account, String> {
     use instant_acme::{Account, AccountCredentials, NewAccount};
     let saved = i.state.as_ref().map(|d| d.join("account.json"));
@@ -739,10 +774,7 @@ async fn obtain(m: &Managed) -> Result<(), String> {
     use instant_acme::{
         AuthorizationStatus, ChallengeType, Identifier, NewOrder, OrderStatus, RetryPolicy,
     };
-    let account = match account(&m.issuer).await {
-        Ok(a) => a,
-        Err(e) => return Err(e),
-    };
+    let account = shared_account(&m.issuer).await?;
     let ids: Vec<Identifier> = m
         .identifiers
         .iter()
@@ -756,8 +788,11 @@ async fn obtain(m: &Managed) -> Result<(), String> {
         Err(e) => {
             // An account the server no longer knows (a new ACME server, a lost
             // database): the next attempt creates one.
-            if let Some(p) = m.issuer.state.as_ref().map(|d| d.join("account.json")) {
-                let _ = std::fs::remove_file(p);
+            if let instant_acme::Error::Api(p) = &e {
+                let t = p.r#type.as_deref().unwrap_or("");
+                if t.ends_with(":accountDoesNotExist") || t.ends_with(":unauthorized") {
+                    forget_account(&m.issuer).await;
+                }
             }
             return Err(format!("new order: {e}"));
         }
