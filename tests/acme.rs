@@ -553,6 +553,10 @@ fn acme_directives_checked_at_load() {
             Some((3, "challenge \"tls-alpn-01\" is not supported by junction yet")),
         ),
         (
+            "acme_issuer le {\n    uri https://127.0.0.1:1/dir;\n    ssl_verify maybe;\n}\n".to_string(),
+            Some((3, "invalid value \"maybe\" in \"ssl_verify\" directive, it must be \"on\" or \"off\"")),
+        ),
+        (
             "acme_issuer le {\n    uri https://127.0.0.1:1/dir;\n}\nserver {\n    listen 8080;\n    uri /x;\n}\n".to_string(),
             Some((6, "\"uri\" directive is not allowed here")),
         ),
