@@ -195,6 +195,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("client_body_buffer_size", HSL, 1, 1),
     d("client_body_temp_path", HSL, 1, 4),
     d("client_body_in_single_buffer", HSL, 1, 1),
+    d("client_body_in_file_only", HSL, 1, 1),
     d("absolute_redirect", HSL, 1, 1),
     d("port_in_redirect", HSL, 1, 1),
     d("server_name_in_redirect", HSL, 1, 1),

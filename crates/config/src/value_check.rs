@@ -100,6 +100,12 @@ fn check(d: &Directive) -> Result<(), ConfigError> {
                 return Err(invalid(d, a));
             }
         }
+    } else if n == "client_body_in_file_only" {
+        for a in &d.args {
+            if junction_core::body_file::BodyInFile::parse(&a.value).is_none() {
+                return Err(invalid(d, a));
+            }
+        }
     } else if n.ends_with("_timeout") || n == "keepalive_time" {
         for a in &d.args {
             if parse_time_ms(&a.value).is_none() {

@@ -209,6 +209,15 @@ impl Buffered {
         }
     }
 
+    /// A body of `len` bytes all in `file` (`client_body_in_file_only`).
+    pub(crate) fn from_file(file: std::fs::File, len: u64) -> Buffered {
+        Buffered {
+            mem: Vec::new(),
+            file: Some(file),
+            len,
+        }
+    }
+
     /// Total length.
     pub fn len(&self) -> u64 {
         self.len

@@ -357,6 +357,8 @@ pub struct RequestCtx {
     pub request_id: std::sync::OnceLock<u128>,
     /// `$request_body`: the body when a `*_pass` read it into memory.
     pub request_body: Option<Bytes>,
+    /// `$request_body_file`: the body's file under `client_body_in_file_only`.
+    pub request_body_file: Option<Bytes>,
     /// `$limit_req_status` (nginx's `r->main->limit_req_status`: set once per request).
     pub limit_req_status: Option<&'static str>,
     /// `$limit_conn_status` (set once per request).
@@ -412,6 +414,7 @@ impl RequestCtx {
             map_cache: std::sync::OnceLock::new(),
             request_id: std::sync::OnceLock::new(),
             request_body: None,
+            request_body_file: None,
             limit_req_status: None,
             limit_conn_status: None,
             realip_remote: None,
@@ -650,6 +653,11 @@ impl RequestCtx {
             }
             Var::RequestBody => {
                 if let Some(b) = &self.request_body {
+                    out.put_slice(b)
+                }
+            }
+            Var::RequestBodyFile => {
+                if let Some(b) = &self.request_body_file {
                     out.put_slice(b)
                 }
             }

@@ -120,6 +120,8 @@ pub enum Var {
     Pipe,
     /// `$request_body`: the body read into memory for a `*_pass`.
     RequestBody,
+    /// `$request_body_file`: the body's file under `client_body_in_file_only`.
+    RequestBodyFile,
     /// `$request_completion`: `OK` once the response was sent whole.
     RequestCompletion,
     /// `$gzip_ratio`
@@ -279,6 +281,7 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             table.used.request_body.store(true, Ordering::Relaxed);
             Var::RequestBody
         }
+        "request_body_file" => Var::RequestBodyFile,
         "remote_port" => Var::RemotePort,
         "server_addr" => Var::ServerAddr,
         "server_port" => Var::ServerPort,
