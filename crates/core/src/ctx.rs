@@ -76,6 +76,12 @@ pub struct Attempt {
     pub header: Option<Duration>,
     /// Bytes of the request written (`$upstream_bytes_sent`).
     pub bytes_sent: u64,
+    /// Bytes read up to the response head (`$upstream_bytes_received` with the body's
+    /// [`BodyStats::received`]).
+    pub bytes_received: u64,
+    /// Of `bytes_received`, the bytes of the response head (the rest is the body as
+    /// framed on the wire: nginx's `$upstream_response_length`).
+    pub head_len: u64,
     /// The relayed body of the attempt that answered (`$upstream_response_length`, and
     /// the end of `$upstream_response_time`).
     pub body: Option<Arc<BodyStats>>,
@@ -87,10 +93,10 @@ pub struct Attempt {
 /// What the response body relay counted, updated while the body streams.
 #[derive(Debug, Default)]
 pub struct BodyStats {
-    /// Body bytes relayed.
-    pub bytes: std::sync::atomic::AtomicU64,
     /// When the body ended, in microseconds after the attempt started (0: not yet).
     pub end_us: std::sync::atomic::AtomicU64,
+    /// Bytes read from the upstream after the head's reads, framing included.
+    pub received: std::sync::atomic::AtomicU64,
 }
 
 /// Bytes into and out of the response compression (`$gzip_ratio`), counted by the
@@ -137,6 +143,8 @@ impl UpstreamLog {
             connect: None,
             header: None,
             bytes_sent: 0,
+            bytes_received: 0,
+            head_len: 0,
             body: None,
             after_redirect: std::mem::take(&mut self.new_request),
         };
@@ -598,16 +606,23 @@ impl RequestCtx {
             }),
             Var::UpstreamConnectTime => self.upstream.list_into(out, |a, o| put_ms(o, a.connect)),
             Var::UpstreamHeaderTime => self.upstream.list_into(out, |a, o| put_ms(o, a.header)),
+            // nginx counts the body as read from the upstream (`u->state->response_length`:
+            // chunked coding and protocol records included), not as relayed.
             Var::UpstreamResponseLength => self.upstream.list_into(out, |a, o| {
-                let n = a
-                    .body
-                    .as_ref()
-                    .map_or(0, |b| b.bytes.load(std::sync::atomic::Ordering::Relaxed));
-                put_display(o, n)
+                let body = a.body.as_ref().map_or(0, |b| {
+                    b.received.load(std::sync::atomic::Ordering::Relaxed)
+                });
+                put_display(o, a.bytes_received.saturating_sub(a.head_len) + body)
             }),
             Var::UpstreamBytesSent => self
                 .upstream
                 .list_into(out, |a, o| put_display(o, a.bytes_sent)),
+            Var::UpstreamBytesReceived => self.upstream.list_into(out, |a, o| {
+                let body = a.body.as_ref().map_or(0, |b| {
+                    b.received.load(std::sync::atomic::Ordering::Relaxed)
+                });
+                put_display(o, a.bytes_received + body)
+            }),
             Var::UpstreamCacheStatus => {}
             Var::UpstreamCookie(name) => {
                 for h in self.upstream.headers.get_all(http::header::SET_COOKIE) {

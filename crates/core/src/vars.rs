@@ -134,6 +134,8 @@ pub enum Var {
     UpstreamResponseLength,
     /// `$upstream_bytes_sent`
     UpstreamBytesSent,
+    /// `$upstream_bytes_received`
+    UpstreamBytesReceived,
     /// `$upstream_cache_status` (always empty: there is no cache)
     UpstreamCacheStatus,
     /// `$upstream_cookie_NAME`: a cookie the upstream set.
@@ -351,6 +353,13 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             Var::UpstreamResponseLength
         }
         "upstream_bytes_sent" => Var::UpstreamBytesSent,
+        "upstream_bytes_received" => {
+            table
+                .used
+                .upstream_body_stats
+                .store(true, Ordering::Relaxed);
+            Var::UpstreamBytesReceived
+        }
         "upstream_cache_status" => Var::UpstreamCacheStatus,
         _ => {
             if let Some(v) = crate::tls::SslVar::parse(&lower) {
