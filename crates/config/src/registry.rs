@@ -397,6 +397,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_next_upstream_timeout", HSL, 1, 1),
     d("proxy_pass_request_headers", HSL, 1, 1),
     d("proxy_pass_request_body", HSL, 1, 1),
+    d("proxy_pass_trailers", HSL, 1, 1),
     d("proxy_socket_keepalive", HSL, 1, 1),
     d("proxy_force_ranges", HSL, 1, 1),
     d("proxy_limit_rate", HSL, 1, 1),

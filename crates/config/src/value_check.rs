@@ -45,6 +45,7 @@ const FLAGS: &[&str] = &[
     "limit_req_dry_run",
     "limit_conn_dry_run",
     "real_ip_recursive",
+    "proxy_pass_trailers",
 ];
 
 /// The upstream directive families (`proxy_*`, `fastcgi_*`, …).

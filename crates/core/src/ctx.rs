@@ -97,6 +97,8 @@ pub struct BodyStats {
     pub end_us: std::sync::atomic::AtomicU64,
     /// Bytes read from the upstream after the head's reads, framing included.
     pub received: std::sync::atomic::AtomicU64,
+    /// The response's trailer fields (`$upstream_trailer_NAME`), once the body ended.
+    pub trailers: std::sync::OnceLock<HeaderMap>,
 }
 
 /// Bytes into and out of the response compression (`$gzip_ratio`), counted by the
@@ -624,6 +626,18 @@ impl RequestCtx {
                 put_display(o, a.bytes_received + body)
             }),
             Var::UpstreamCacheStatus => {}
+            // The trailers of the last attempt (nginx's `u->headers_in.trailers`).
+            Var::UpstreamTrailer(name) => {
+                let t = self
+                    .upstream
+                    .attempts()
+                    .last()
+                    .and_then(|a| a.body.as_ref())
+                    .and_then(|b| b.trailers.get());
+                if let Some(v) = t.and_then(|t| t.get(name)) {
+                    out.put_slice(v.as_bytes());
+                }
+            }
             Var::UpstreamCookie(name) => {
                 for h in self.upstream.headers.get_all(http::header::SET_COOKIE) {
                     let v = h.as_bytes();

@@ -722,6 +722,21 @@ async fn relay(
             Some(Decoded::End { reusable }) => {
                 group.put(i, conn, reusable && conf.keep_conn && buf.is_empty());
                 drop(inuse);
+                if let Some(t) = codec.take_trailers() {
+                    if let Some(st) = &stats {
+                        let _ = st.trailers.set(t.clone());
+                    }
+                    let data = match pieces.len() {
+                        0 => None,
+                        1 => pieces.pop(),
+                        _ => Some(Bytes::from(pieces.concat())),
+                    };
+                    let body = crate::relay::WithTrailers {
+                        data,
+                        trailers: Some(t),
+                    };
+                    return Ok(body.boxed_unsync());
+                }
                 let body = match pieces.len() {
                     0 => crate::body::empty(),
                     1 => crate::body::full(pieces.pop().unwrap_or_default()),
@@ -834,6 +849,12 @@ async fn relay(
                 ),
                 Decoded::End { reusable } => {
                     group.put(i, conn, reusable && keep && buf.is_empty());
+                    if let Some(t) = codec.take_trailers() {
+                        if let Some(st) = &stats {
+                            let _ = st.trailers.set(t.clone());
+                        }
+                        writer.set_trailers(t);
+                    }
                     writer.finish(Ok(()));
                     return;
                 }

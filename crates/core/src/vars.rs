@@ -138,6 +138,8 @@ pub enum Var {
     UpstreamBytesReceived,
     /// `$upstream_cache_status` (always empty: there is no cache)
     UpstreamCacheStatus,
+    /// `$upstream_trailer_NAME`: a trailer field of the upstream response.
+    UpstreamTrailer(HeaderName),
     /// `$upstream_cookie_NAME`: a cookie the upstream set.
     UpstreamCookie(Arc<str>),
     /// `$http_NAME`: a request header.
@@ -377,6 +379,13 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             }
             if let Some(t) = lower.strip_prefix("proxy_protocol_tlv_") {
                 return Some(Var::ProxyProtocolTlv(t.into()));
+            }
+            if let Some(h) = lower.strip_prefix("upstream_trailer_") {
+                table
+                    .used
+                    .upstream_body_stats
+                    .store(true, Ordering::Relaxed);
+                return header_name(h).map(Var::UpstreamTrailer);
             }
             if let Some(c) = lower.strip_prefix("upstream_cookie_") {
                 table.used.upstream_headers.store(true, Ordering::Relaxed);
