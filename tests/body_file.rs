@@ -155,3 +155,65 @@ fn client_body_in_file_only_bad_value() {
         "{text}"
     );
 }
+
+/// The PHP upload pattern against a real php-fpm: `fastcgi_param REQUEST_BODY_FILE
+/// $request_body_file; fastcgi_pass_request_body off;` — the script reads the body from
+/// the file (`clean`: removed once the request is over); php-fpm reads `php://input`
+/// from that file itself.
+#[test]
+fn php_reads_the_body_file() {
+    let fpm = PhpFpm::start_tcp("");
+    let root = manifest_dir().join("tests/peers/php");
+    let params = std::fs::read_to_string(manifest_dir().join("config/fastcgi_params")).unwrap();
+    let site = fill(
+        r#"
+server {
+    listen 127.0.0.1:{PORT};
+    root {ROOT};
+    client_body_temp_path {DIR}/bodies;
+    location = /body_file.php {
+        include fastcgi_params;
+        fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+        client_body_in_file_only clean;
+        fastcgi_param REQUEST_BODY_FILE $request_body_file;
+        fastcgi_pass_request_body off;
+        fastcgi_pass {FPM};
+    }
+}
+"#,
+        &[("ROOT", &root.display()), ("FPM", &fpm.target())],
+    );
+    let proxy = Proxy::start_files(
+        &[("site.conf", &site), ("fastcgi_params", &params)],
+        "site.conf",
+    );
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let mut raw = format!(
+        "POST /body_file.php HTTP/1.1\r\nHost: php.test\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    raw.extend_from_slice(&body);
+    let r = proxy.request(&raw);
+    assert_eq!(r.status, 200, "{}", r.describe());
+    let j = parse_json(r.text().trim()).unwrap();
+    let file = j.get("file").and_then(Json::as_str).unwrap().to_string();
+    assert!(
+        Path::new(&file).starts_with(proxy.dir().join("bodies")),
+        "{j:?}"
+    );
+    assert_eq!(j.get("exists").and_then(Json::as_bool), Some(true), "{j:?}");
+    assert_eq!(
+        j.get("md5").and_then(Json::as_str),
+        Some(md5_hex(&body).as_str()),
+        "{j:?}"
+    );
+    // php-fpm itself reads the body from REQUEST_BODY_FILE when stdin brought none
+    // (`sapi_cgi_read_post`): php://input is the whole body.
+    assert_eq!(
+        j.get("stdin").and_then(Json::as_u64),
+        Some(body.len() as u64),
+        "{j:?}"
+    );
+    assert!(gone(Path::new(&file)), "{file} left after the request");
+}
