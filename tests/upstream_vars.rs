@@ -136,3 +136,98 @@ server {
     let f = wait_line(&proxy.dir().join("up.log"), "/static/|");
     assert!(f[1..].iter().all(|v| v == "-"), "{f:?}");
 }
+
+/// The bytes respond.py writes for `len` bytes of body with `Content-Type: text/html`,
+/// `Connection: close`, and Content-Length or chunked coding in `pieces` chunks.
+/// Returns (head, body) sizes as framed on the wire.
+fn respond_wire(len: usize, chunked: Option<usize>) -> (usize, usize) {
+    let framing = match chunked {
+        None => format!("Content-Length: {len}\r\n"),
+        Some(_) => "Transfer-Encoding: chunked\r\n".to_string(),
+    };
+    let head =
+        format!("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n{framing}Connection: close\r\n\r\n");
+    let body = match chunked {
+        None => len,
+        Some(pieces) => {
+            let step = len.div_ceil(pieces);
+            let mut n = 0;
+            let mut left = len;
+            while left > 0 {
+                let part = step.min(left);
+                n += format!("{part:x}").len() + 2 + part + 2;
+                left -= part;
+            }
+            n + 5
+        }
+    };
+    (head.len(), body)
+}
+
+fn respond_wire_size(len: usize, chunked: Option<usize>) -> usize {
+    let (h, b) = respond_wire(len, chunked);
+    h + b
+}
+
+/// `$upstream_bytes_received` is what was read from the upstream connection, head and
+/// chunked framing included (nginx's `u->state->bytes_received`), and
+/// `$upstream_response_length` the body as read, chunked framing included (nginx's
+/// `u->state->response_length`); `0` for a server that refused the connection, as a
+/// comma list after a retry.
+#[test]
+fn upstream_bytes_received_counts_the_wire() {
+    let respond = Peer::python("respond.py", &[]);
+    let dead = closed_port();
+    let proxy = Proxy::start(&fill(
+        "log_format wire \"$request_uri|$upstream_bytes_received|$upstream_response_length|$upstream_status\";
+upstream two {
+    server 127.0.0.1:{DEAD};
+    server 127.0.0.1:{R};
+}
+server {
+    listen 127.0.0.1:{PORT};
+    access_log {DIR}/wire.log wire;
+    proxy_http_version 1.1;
+    proxy_set_header Connection close;
+    location /plain/ { proxy_pass http://127.0.0.1:{R}; }
+    location /chunked/ { proxy_pass http://127.0.0.1:{R}; }
+    location /unbuffered/ { proxy_buffering off; proxy_pass http://127.0.0.1:{R}; }
+    location /retry/ { proxy_pass http://two; }
+}
+",
+        &[("R", &respond.port), ("DEAD", &dead)],
+    ));
+    let log = proxy.dir().join("wire.log");
+    // (uri, body length, chunked pieces)
+    let rows: &[(&str, usize, Option<usize>)] = &[
+        ("/plain/?len=1000", 1000, None),
+        ("/plain/?len=0", 0, None),
+        ("/chunked/?len=70000&chunked=1&pieces=7", 70000, Some(7)),
+        ("/unbuffered/?len=200000", 200_000, None),
+        ("/unbuffered/?len=3000&chunked=1&pieces=4", 3000, Some(4)),
+    ];
+    let mut failures = Vec::new();
+    for &(uri, len, chunked) in rows {
+        let r = proxy.get("wire.test", uri);
+        if r.status != 200 || r.body.len() != len {
+            failures.push(format!("{uri}: {} with {} bytes", r.status, r.body.len()));
+            continue;
+        }
+        let f = wait_line(&log, &format!("{uri}|"));
+        let (head, body) = respond_wire(len, chunked);
+        let want = (head + body).to_string();
+        if f[1] != want || f[2] != body.to_string() {
+            failures.push(format!(
+                "{uri}: received {} (want {want}), length {} (want {body})",
+                f[1], f[2]
+            ));
+        }
+    }
+    assert_table("upstream_bytes_received", &failures, rows.len());
+
+    let r = proxy.get("wire.test", "/retry/?len=10");
+    assert_eq!(r.status, 200);
+    let f = wait_line(&log, "/retry/?len=10|");
+    assert_eq!(f[1], format!("0, {}", respond_wire_size(10, None)), "{f:?}");
+    assert_eq!(f[3], "502, 200", "{f:?}");
+}

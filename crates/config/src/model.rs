@@ -396,6 +396,10 @@ pub fn family(
         intercept_errors: scope.flag(&n("intercept_errors"), false)?,
         pass_request_headers: scope.flag(&n("pass_request_headers"), true)?,
         pass_request_body: scope.flag(&n("pass_request_body"), true)?,
+        body_in_file: scope
+            .arg("client_body_in_file_only")
+            .and_then(|(_, a)| junction_core::body_file::BodyInFile::parse(&a.value))
+            .unwrap_or_default(),
     })
 }
 

@@ -46,6 +46,7 @@ const FLAGS: &[&str] = &[
     "limit_conn_dry_run",
     "real_ip_recursive",
     "ssl_verify",
+    "proxy_pass_trailers",
 ];
 
 /// The upstream directive families (`proxy_*`, `fastcgi_*`, …).
@@ -98,6 +99,12 @@ fn check(d: &Directive) -> Result<(), ConfigError> {
                 && !a.quoted
                 && !a.value.contains('$')
             {
+                return Err(invalid(d, a));
+            }
+        }
+    } else if n == "client_body_in_file_only" {
+        for a in &d.args {
+            if junction_core::body_file::BodyInFile::parse(&a.value).is_none() {
                 return Err(invalid(d, a));
             }
         }

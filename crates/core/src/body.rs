@@ -26,19 +26,18 @@ pub fn full(b: impl Into<Bytes>) -> Body {
         .boxed_unsync()
 }
 
-/// The upstream body of `attempt`, counted as it is relayed for
-/// `$upstream_response_length` and the end of `$upstream_response_time` (`started`:
-/// when the attempt began). Wrapped only when some template reads them.
+/// The upstream body of `attempt`, watched as it is relayed for the end of
+/// `$upstream_response_time` (`started`: when the attempt began), into `stats` (whose
+/// byte counts the relay task adds), made only when some template reads them.
 pub fn counted(
     body: Body,
     attempt: Option<&mut crate::ctx::Attempt>,
     started: std::time::Instant,
-    used: &crate::vars::UsedVars,
+    stats: Option<std::sync::Arc<crate::ctx::BodyStats>>,
 ) -> Body {
-    let Some(attempt) = attempt.filter(|_| used.upstream_body_stats()) else {
+    let (Some(attempt), Some(stats)) = (attempt, stats) else {
         return body;
     };
-    let stats = std::sync::Arc::new(crate::ctx::BodyStats::default());
     attempt.body = Some(stats.clone());
     Counted {
         inner: body,
@@ -75,12 +74,7 @@ impl http_body::Body for Counted {
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
         let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
         match &r {
-            std::task::Poll::Ready(Some(Ok(f))) => {
-                if let Some(d) = f.data_ref() {
-                    self.stats
-                        .bytes
-                        .fetch_add(d.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                }
+            std::task::Poll::Ready(Some(Ok(_))) => {
                 if self.inner.is_end_stream() {
                     self.ended();
                 }
@@ -206,6 +200,15 @@ impl Buffered {
             len: b.len() as u64,
             mem: if b.is_empty() { Vec::new() } else { vec![b] },
             file: None,
+        }
+    }
+
+    /// A body of `len` bytes all in `file` (`client_body_in_file_only`).
+    pub(crate) fn from_file(file: std::fs::File, len: u64) -> Buffered {
+        Buffered {
+            mem: Vec::new(),
+            file: Some(file),
+            len,
         }
     }
 

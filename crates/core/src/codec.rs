@@ -60,4 +60,10 @@ pub trait UpstreamCodec: Send {
     /// body delimited by close ends here with `End { reusable: false }`); a frame cut
     /// by EOF is an error (`ErrorKind::UpstreamClosed` / `InvalidResponse`).
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error>;
+
+    /// The response's trailer fields, once `End` was decoded (HTTP chunked trailers,
+    /// kept only under `proxy_pass_trailers on`); `None` for protocols without them.
+    fn take_trailers(&mut self) -> Option<http::HeaderMap> {
+        None
+    }
 }

@@ -76,6 +76,12 @@ pub struct Attempt {
     pub header: Option<Duration>,
     /// Bytes of the request written (`$upstream_bytes_sent`).
     pub bytes_sent: u64,
+    /// Bytes read up to the response head (`$upstream_bytes_received` with the body's
+    /// [`BodyStats::received`]).
+    pub bytes_received: u64,
+    /// Of `bytes_received`, the bytes of the response head (the rest is the body as
+    /// framed on the wire: nginx's `$upstream_response_length`).
+    pub head_len: u64,
     /// The relayed body of the attempt that answered (`$upstream_response_length`, and
     /// the end of `$upstream_response_time`).
     pub body: Option<Arc<BodyStats>>,
@@ -87,10 +93,12 @@ pub struct Attempt {
 /// What the response body relay counted, updated while the body streams.
 #[derive(Debug, Default)]
 pub struct BodyStats {
-    /// Body bytes relayed.
-    pub bytes: std::sync::atomic::AtomicU64,
     /// When the body ended, in microseconds after the attempt started (0: not yet).
     pub end_us: std::sync::atomic::AtomicU64,
+    /// Bytes read from the upstream after the head's reads, framing included.
+    pub received: std::sync::atomic::AtomicU64,
+    /// The response's trailer fields (`$upstream_trailer_NAME`), once the body ended.
+    pub trailers: std::sync::OnceLock<HeaderMap>,
 }
 
 /// Bytes into and out of the response compression (`$gzip_ratio`), counted by the
@@ -137,6 +145,8 @@ impl UpstreamLog {
             connect: None,
             header: None,
             bytes_sent: 0,
+            bytes_received: 0,
+            head_len: 0,
             body: None,
             after_redirect: std::mem::take(&mut self.new_request),
         };
@@ -357,6 +367,8 @@ pub struct RequestCtx {
     pub request_id: std::sync::OnceLock<u128>,
     /// `$request_body`: the body when a `*_pass` read it into memory.
     pub request_body: Option<Bytes>,
+    /// `$request_body_file`: the body's file under `client_body_in_file_only`.
+    pub request_body_file: Option<Bytes>,
     /// `$limit_req_status` (nginx's `r->main->limit_req_status`: set once per request).
     pub limit_req_status: Option<&'static str>,
     /// `$limit_conn_status` (set once per request).
@@ -412,6 +424,7 @@ impl RequestCtx {
             map_cache: std::sync::OnceLock::new(),
             request_id: std::sync::OnceLock::new(),
             request_body: None,
+            request_body_file: None,
             limit_req_status: None,
             limit_conn_status: None,
             realip_remote: None,
@@ -595,17 +608,36 @@ impl RequestCtx {
             }),
             Var::UpstreamConnectTime => self.upstream.list_into(out, |a, o| put_ms(o, a.connect)),
             Var::UpstreamHeaderTime => self.upstream.list_into(out, |a, o| put_ms(o, a.header)),
+            // nginx counts the body as read from the upstream (`u->state->response_length`:
+            // chunked coding and protocol records included), not as relayed.
             Var::UpstreamResponseLength => self.upstream.list_into(out, |a, o| {
-                let n = a
-                    .body
-                    .as_ref()
-                    .map_or(0, |b| b.bytes.load(std::sync::atomic::Ordering::Relaxed));
-                put_display(o, n)
+                let body = a.body.as_ref().map_or(0, |b| {
+                    b.received.load(std::sync::atomic::Ordering::Relaxed)
+                });
+                put_display(o, a.bytes_received.saturating_sub(a.head_len) + body)
             }),
             Var::UpstreamBytesSent => self
                 .upstream
                 .list_into(out, |a, o| put_display(o, a.bytes_sent)),
+            Var::UpstreamBytesReceived => self.upstream.list_into(out, |a, o| {
+                let body = a.body.as_ref().map_or(0, |b| {
+                    b.received.load(std::sync::atomic::Ordering::Relaxed)
+                });
+                put_display(o, a.bytes_received + body)
+            }),
             Var::UpstreamCacheStatus => {}
+            // The trailers of the last attempt (nginx's `u->headers_in.trailers`).
+            Var::UpstreamTrailer(name) => {
+                let t = self
+                    .upstream
+                    .attempts()
+                    .last()
+                    .and_then(|a| a.body.as_ref())
+                    .and_then(|b| b.trailers.get());
+                if let Some(v) = t.and_then(|t| t.get(name)) {
+                    out.put_slice(v.as_bytes());
+                }
+            }
             Var::UpstreamCookie(name) => {
                 for h in self.upstream.headers.get_all(http::header::SET_COOKIE) {
                     let v = h.as_bytes();
@@ -650,6 +682,11 @@ impl RequestCtx {
             }
             Var::RequestBody => {
                 if let Some(b) = &self.request_body {
+                    out.put_slice(b)
+                }
+            }
+            Var::RequestBodyFile => {
+                if let Some(b) = &self.request_body_file {
                     out.put_slice(b)
                 }
             }

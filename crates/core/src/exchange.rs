@@ -188,26 +188,38 @@ const READING_HEAD: &str = "reading response header from upstream";
 /// The same while the body is relayed.
 const READING_BODY: &str = "reading upstream";
 
+/// Bytes written to and read from one attempt's connection, as nginx counts them for
+/// `$upstream_bytes_sent` (`c->sent`: the request as framed on the wire) and
+/// `$upstream_bytes_received` (the head's reads; the body's are counted by the relay).
+#[derive(Debug, Default, Clone, Copy)]
+struct Wire {
+    sent: u64,
+    received: u64,
+    /// Of `received`, the bytes up to the end of the response head.
+    head: u64,
+}
+
 async fn write_frames(
     conn: &mut Conn,
     frames: &mut Vec<Bytes>,
     timeout: Duration,
+    wire: &mut Wire,
 ) -> Result<(), Error> {
     // Coalesce small frames into one write; send large ones as they are.
     let mut small = BytesMut::new();
     for f in frames.drain(..) {
         if f.len() >= 16 * 1024 {
             if !small.is_empty() {
-                send(conn, &small, timeout).await?;
+                send(conn, &small, timeout, wire).await?;
                 small.clear();
             }
-            send(conn, &f, timeout).await?;
+            send(conn, &f, timeout, wire).await?;
         } else {
             small.extend_from_slice(&f);
         }
     }
     if !small.is_empty() {
-        send(conn, &small, timeout).await?;
+        send(conn, &small, timeout, wire).await?;
     }
     // TLS keeps what it could not write yet in its own buffer (TCP: nothing to do).
     match tokio::time::timeout(timeout, conn.stream.flush()).await {
@@ -220,7 +232,12 @@ async fn write_frames(
     }
 }
 
-async fn send(conn: &mut Conn, data: &[u8], timeout: Duration) -> Result<(), Error> {
+async fn send(
+    conn: &mut Conn,
+    data: &[u8],
+    timeout: Duration,
+    wire: &mut Wire,
+) -> Result<(), Error> {
     let mut off = 0;
     while off < data.len() {
         let rest = data.get(off..).unwrap_or(&[]);
@@ -236,7 +253,10 @@ async fn send(conn: &mut Conn, data: &[u8], timeout: Duration) -> Result<(), Err
                     "upstream closed the connection while sending request to upstream",
                 ))
             }
-            Ok(Ok(n)) => off += n,
+            Ok(Ok(n)) => {
+                off += n;
+                wire.sent += n as u64;
+            }
         }
     }
     Ok(())
@@ -310,6 +330,7 @@ pub async fn exchange(
             let t0 = Instant::now();
             let mut sent = false;
             let mut connect = None;
+            let mut wire = Wire::default();
             let r = attempt(
                 conf,
                 group,
@@ -322,9 +343,9 @@ pub async fn exchange(
                 new_codec,
                 &mut sent,
                 &mut connect,
+                &mut wire,
             )
             .await;
-            let sent_len = head.len() as u64 + body.known_len().unwrap_or(0);
             let tried = st.tried.len();
             let tries_left = tried < total
                 && (conf.next.tries == 0 || (tried as u64) < u64::from(conf.next.tries))
@@ -335,7 +356,8 @@ pub async fn exchange(
                 Err(e) => {
                     cx.upstream.attempt(&server, None, t0.elapsed());
                     if let Some(a) = cx.upstream.last_mut() {
-                        (a.connect, a.bytes_sent) = (connect, if sent { sent_len } else { 0 });
+                        (a.connect, a.bytes_sent, a.bytes_received) =
+                            (connect, wire.sent, wire.received);
                     }
                     if e.retry() == Retry::ReusedOnly
                         && !fresh
@@ -367,7 +389,9 @@ pub async fn exchange(
             let status = h.head.status.as_u16();
             cx.upstream.attempt(&server, Some(status), t0.elapsed());
             if let Some(a) = cx.upstream.last_mut() {
-                (a.connect, a.header, a.bytes_sent) = (connect, Some(a.took), sent_len);
+                (a.connect, a.header, a.bytes_sent, a.bytes_received) =
+                    (connect, Some(a.took), wire.sent, wire.received);
+                a.head_len = wire.head;
             }
             if conf.next.retries_status(status) && tries_left && policy.repeatable(true, &body) {
                 let outcome = if matches!(status, 403 | 404) {
@@ -404,6 +428,10 @@ pub async fn exchange(
                 });
             }
             // From here on nothing is made again: the head is taken.
+            let stats = conf
+                .vars
+                .upstream_body_stats()
+                .then(|| Arc::new(crate::ctx::BodyStats::default()));
             let body = relay(
                 conf,
                 group,
@@ -415,10 +443,11 @@ pub async fn exchange(
                 &rhead,
                 &server.name,
                 cx.upstream.uri.clone(),
+                stats.clone(),
             )
             .await
             .map_err(|e| e.with_retry(Retry::Never))?;
-            let body = crate::body::counted(body, cx.upstream.last_mut(), t0, &conf.vars);
+            let body = crate::body::counted(body, cx.upstream.last_mut(), t0, stats);
             return Ok(UpstreamResponse {
                 head: rhead,
                 body,
@@ -475,6 +504,7 @@ async fn attempt(
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
     sent: &mut bool,
     connect_time: &mut Option<Duration>,
+    wire: &mut Wire,
 ) -> Result<Headed, Error> {
     let started = Instant::now();
     let peer = group
@@ -493,7 +523,7 @@ async fn attempt(
     let reused = conn.reused;
     let mut codec = new_codec();
     *sent = true;
-    match send_and_read_head(conf, &mut conn, &peer, head, body, codec.as_mut()).await {
+    match send_and_read_head(conf, &mut conn, &peer, head, body, codec.as_mut(), wire).await {
         Ok((rhead, buf)) => Ok(Headed {
             head: rhead,
             conn,
@@ -522,13 +552,14 @@ async fn send_and_read_head(
     head: &Bytes,
     body: &mut ReqBody,
     codec: &mut dyn UpstreamCodec,
+    wire: &mut Wire,
 ) -> Result<(ResponseHead, BytesMut), Error> {
     let t = conf.timeouts;
     let mut frames = vec![head.clone()];
     match body {
         ReqBody::Empty => {
             codec.encode_end(&mut frames);
-            write_frames(conn, &mut frames, t.send)
+            write_frames(conn, &mut frames, t.send, wire)
                 .await
                 .map_err(before_first_byte)?;
         }
@@ -541,31 +572,31 @@ async fn send_and_read_head(
                 pending += chunk.len();
                 codec.encode_body(chunk, &mut frames);
                 if pending >= SEND_CHUNK {
-                    write_frames(conn, &mut frames, t.send)
+                    write_frames(conn, &mut frames, t.send, wire)
                         .await
                         .map_err(before_first_byte)?;
                     pending = 0;
                 }
             }
             codec.encode_end(&mut frames);
-            write_frames(conn, &mut frames, t.send)
+            write_frames(conn, &mut frames, t.send, wire)
                 .await
                 .map_err(before_first_byte)?;
         }
         ReqBody::Incoming(inc) => {
             // The exchange never repeats a streamed body once sent (see `Policy`); the
             // retry kinds still say what happened.
-            write_frames(conn, &mut frames, t.send)
+            write_frames(conn, &mut frames, t.send, wire)
                 .await
                 .map_err(before_first_byte)?;
             while let Some(chunk) = inc.next_chunk().await? {
                 codec.encode_body(chunk, &mut frames);
-                write_frames(conn, &mut frames, t.send)
+                write_frames(conn, &mut frames, t.send, wire)
                     .await
                     .map_err(before_first_byte)?;
             }
             codec.encode_end(&mut frames);
-            write_frames(conn, &mut frames, t.send)
+            write_frames(conn, &mut frames, t.send, wire)
                 .await
                 .map_err(before_first_byte)?;
         }
@@ -575,7 +606,10 @@ async fn send_and_read_head(
     let mut received = false;
     loop {
         match codec.decode(&mut buf)? {
-            Some(Decoded::Head(h)) => return Ok((h, buf)),
+            Some(Decoded::Head(h)) => {
+                wire.head = wire.received.saturating_sub(buf.len() as u64);
+                return Ok((h, buf));
+            }
             Some(Decoded::Stderr(s)) => {
                 // More records (the head) may already be buffered: decode before reading.
                 log_stderr(
@@ -607,7 +641,10 @@ async fn send_and_read_head(
             ));
         }
         let n = match read_more(conn, &mut buf, t.read, READING_HEAD).await {
-            Ok(n) => n,
+            Ok(n) => {
+                wire.received += n as u64;
+                n
+            }
             Err(e) if !received => return Err(before_first_byte(e)),
             Err(e) => return Err(e),
         };
@@ -619,7 +656,10 @@ async fn send_and_read_head(
                 return Err(closed().with_retry(Retry::ReusedOnly));
             }
             return match codec.decode_eof(&mut buf)? {
-                Some(Decoded::Head(h)) => Ok((h, buf)),
+                Some(Decoded::Head(h)) => {
+                    wire.head = wire.received.saturating_sub(buf.len() as u64);
+                    Ok((h, buf))
+                }
                 _ => Err(closed()),
             };
         }
@@ -664,6 +704,7 @@ async fn relay(
     head: &ResponseHead,
     peer: &str,
     uri: Bytes,
+    stats: Option<Arc<crate::ctx::BodyStats>>,
 ) -> Result<Body, Error> {
     // Fast path: the whole body is already here.
     let mut pieces: Vec<Bytes> = Vec::new();
@@ -681,6 +722,21 @@ async fn relay(
             Some(Decoded::End { reusable }) => {
                 group.put(i, conn, reusable && conf.keep_conn && buf.is_empty());
                 drop(inuse);
+                if let Some(t) = codec.take_trailers() {
+                    if let Some(st) = &stats {
+                        let _ = st.trailers.set(t.clone());
+                    }
+                    let data = match pieces.len() {
+                        0 => None,
+                        1 => pieces.pop(),
+                        _ => Some(Bytes::from(pieces.concat())),
+                    };
+                    let body = crate::relay::WithTrailers {
+                        data,
+                        trailers: Some(t),
+                    };
+                    return Ok(body.boxed_unsync());
+                }
                 let body = match pieces.len() {
                     0 => crate::body::empty(),
                     1 => crate::body::full(pieces.pop().unwrap_or_default()),
@@ -745,7 +801,13 @@ async fn relay(
                         () = writer.reader_closed() => return,
                     };
                     let n = match read {
-                        Ok(n) => n,
+                        Ok(n) => {
+                            if let Some(st) = &stats {
+                                st.received
+                                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                            }
+                            n
+                        }
                         Err(e) => {
                             failed(e.message());
                             writer.finish(Err(e.message().to_string()));
@@ -787,6 +849,12 @@ async fn relay(
                 ),
                 Decoded::End { reusable } => {
                     group.put(i, conn, reusable && keep && buf.is_empty());
+                    if let Some(t) = codec.take_trailers() {
+                        if let Some(st) = &stats {
+                            let _ = st.trailers.set(t.clone());
+                        }
+                        writer.set_trailers(t);
+                    }
                     writer.finish(Ok(()));
                     return;
                 }

@@ -34,6 +34,8 @@
 //! - `regex`: nginx's regular expressions (PCRE2), one type for every user.
 //! - `range`: `Range: bytes=…` as nginx's range filter reads it; cutting a body to it.
 //! - `body`: request bodies (limits, buffering, replay) and the response body type.
+//! - `body_file`: `client_body_in_file_only` (the whole body in a named file,
+//!   `$request_body_file`).
 //! - `client`: what the client connection hands a request: its body as it is
 //!   read, the raw connection after a `101`.
 //! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI).
@@ -55,6 +57,7 @@ pub mod backend;
 pub mod balance;
 pub mod basic_auth;
 pub mod body;
+pub mod body_file;
 pub mod cgi;
 pub mod cgi_head;
 pub mod cgi_response;

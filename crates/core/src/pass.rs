@@ -42,6 +42,8 @@ pub struct Family {
     pub pass_request_headers: bool,
     /// `*_pass_request_body`.
     pub pass_request_body: bool,
+    /// `client_body_in_file_only`.
+    pub body_in_file: crate::body_file::BodyInFile,
 }
 
 /// Upstream response headers every protocol hides by default (nginx's
@@ -92,12 +94,35 @@ impl Family {
         need_length: bool,
     ) -> Result<crate::body::ReqBody, crate::Error> {
         use crate::body::ReqBody;
+        use crate::body_file::BodyInFile;
         if !self.pass_request_body {
+            // nginx reads the body anyway (it is not sent): to its file when in_file_only.
+            if self.body_in_file != BodyInFile::Off {
+                if let Some(sp) =
+                    crate::body_file::spool(body, &self.body_temp_path, self.body_in_file).await?
+                {
+                    self.keep_file(cx, sp);
+                }
+            }
             return Ok(ReqBody::Empty);
         }
         let must = self.request_buffering || (need_length && body.known_len().is_none());
         if !must {
             return Ok(body);
+        }
+        if self.body_in_file != BodyInFile::Off && matches!(body, ReqBody::Incoming(_)) {
+            let sp = crate::body_file::spool(body, &self.body_temp_path, self.body_in_file).await?;
+            let Some(sp) = sp else {
+                return Ok(ReqBody::Empty);
+            };
+            let len = sp.body.len();
+            let b = self.keep_file(cx, sp);
+            if !cx.headers.contains_key(http::header::CONTENT_LENGTH)
+                || cx.headers.contains_key(http::header::TRANSFER_ENCODING)
+            {
+                crate::cgi::set_content_length(cx, len);
+            }
+            return Ok(ReqBody::Buffered(b));
         }
         let b = body
             .buffer(self.client_body_buffer_size, &self.body_temp_path)
@@ -113,6 +138,20 @@ impl Family {
             }
         }
         Ok(b)
+    }
+
+    /// Records a spooled body's file for `$request_body_file` (and, for `clean`, its
+    /// removal once the response has been sent); returns the body to send.
+    fn keep_file(
+        &self,
+        cx: &mut crate::ctx::RequestCtx,
+        sp: crate::body_file::Spooled,
+    ) -> crate::body::Buffered {
+        cx.request_body_file = Some(Bytes::from(sp.path.into_os_string().into_encoded_bytes()));
+        if let Some(g) = sp.guard {
+            cx.held.push(std::sync::Arc::new(g));
+        }
+        sp.body
     }
 
     /// Turns an upstream response into the client response: status, headers

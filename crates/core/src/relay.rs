@@ -56,6 +56,8 @@ struct State {
     file_written: u64,
     file_read: u64,
     finished: Option<Result<(), String>>,
+    /// The upstream's trailer fields (`proxy_pass_trailers`), the last frame.
+    trailers: Option<http::HeaderMap>,
     reader_gone: bool,
     reader: Option<Waker>,
     writer: Option<Waker>,
@@ -102,6 +104,7 @@ impl Spool {
                 file_written: 0,
                 file_read: 0,
                 finished: None,
+                trailers: None,
                 reader_gone: false,
                 reader: None,
                 writer: None,
@@ -189,6 +192,11 @@ impl Spool {
         .await
     }
 
+    /// The trailer fields to send after the body (before [`Spool::finish`]).
+    pub(crate) fn set_trailers(&self, t: http::HeaderMap) {
+        lock(&self.st).trailers = Some(t);
+    }
+
     /// Marks the end (Ok) or a failure of the upstream side.
     pub(crate) fn finish(&self, r: Result<(), String>) {
         let mut st = lock(&self.st);
@@ -198,11 +206,11 @@ impl Spool {
         }
     }
 
-    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<io::Result<Bytes>>> {
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Option<io::Result<http_body::Frame<Bytes>>>> {
         let mut st = lock(&self.st);
         let out = if let Some(b) = st.mem.pop_front() {
             st.mem_bytes -= b.len();
-            Some(Ok(b))
+            Some(Ok(http_body::Frame::data(b)))
         } else if st.file_written > st.file_read {
             let n = ((st.file_written - st.file_read) as usize).min(FILE_READ_CHUNK);
             let mut buf = vec![0u8; n];
@@ -217,13 +225,19 @@ impl Spool {
                         st.file_read = 0;
                         st.file_written = 0;
                     }
-                    Some(Ok(Bytes::from(buf)))
+                    Some(Ok(http_body::Frame::data(Bytes::from(buf))))
                 }
                 Err(e) => Some(Err(e)),
             }
         } else {
             match &st.finished {
-                Some(Ok(())) => return Poll::Ready(None),
+                Some(Ok(())) => {
+                    return Poll::Ready(
+                        st.trailers
+                            .take()
+                            .map(|t| Ok(http_body::Frame::trailers(t))),
+                    )
+                }
                 Some(Err(m)) => return Poll::Ready(Some(Err(io::Error::other(m.clone())))),
                 None => {
                     st.reader = Some(cx.waker().clone());
@@ -263,9 +277,36 @@ impl http_body::Body for SpoolBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<io::Result<http_body::Frame<Bytes>>>> {
-        self.spool
-            .poll_next(cx)
-            .map(|o| o.map(|r| r.map(http_body::Frame::data)))
+        self.spool.poll_next(cx)
+    }
+}
+
+/// A body already read whole that ends with trailer fields: its size is not
+/// announced, so the client side sends it chunked, where trailers can follow.
+pub(crate) struct WithTrailers {
+    pub(crate) data: Option<Bytes>,
+    pub(crate) trailers: Option<http::HeaderMap>,
+}
+
+impl http_body::Body for WithTrailers {
+    type Data = Bytes;
+    type Error = io::Error;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<io::Result<http_body::Frame<Bytes>>>> {
+        if let Some(d) = self.data.take().filter(|d| !d.is_empty()) {
+            return Poll::Ready(Some(Ok(http_body::Frame::data(d))));
+        }
+        Poll::Ready(
+            self.trailers
+                .take()
+                .map(|t| Ok(http_body::Frame::trailers(t))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.data.is_none() && self.trailers.is_none()
     }
 }
 

@@ -120,6 +120,8 @@ pub enum Var {
     Pipe,
     /// `$request_body`: the body read into memory for a `*_pass`.
     RequestBody,
+    /// `$request_body_file`: the body's file under `client_body_in_file_only`.
+    RequestBodyFile,
     /// `$request_completion`: `OK` once the response was sent whole.
     RequestCompletion,
     /// `$gzip_ratio`
@@ -132,8 +134,12 @@ pub enum Var {
     UpstreamResponseLength,
     /// `$upstream_bytes_sent`
     UpstreamBytesSent,
+    /// `$upstream_bytes_received`
+    UpstreamBytesReceived,
     /// `$upstream_cache_status` (always empty: there is no cache)
     UpstreamCacheStatus,
+    /// `$upstream_trailer_NAME`: a trailer field of the upstream response.
+    UpstreamTrailer(HeaderName),
     /// `$upstream_cookie_NAME`: a cookie the upstream set.
     UpstreamCookie(Arc<str>),
     /// `$http_NAME`: a request header.
@@ -279,6 +285,7 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             table.used.request_body.store(true, Ordering::Relaxed);
             Var::RequestBody
         }
+        "request_body_file" => Var::RequestBodyFile,
         "remote_port" => Var::RemotePort,
         "server_addr" => Var::ServerAddr,
         "server_port" => Var::ServerPort,
@@ -348,6 +355,13 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             Var::UpstreamResponseLength
         }
         "upstream_bytes_sent" => Var::UpstreamBytesSent,
+        "upstream_bytes_received" => {
+            table
+                .used
+                .upstream_body_stats
+                .store(true, Ordering::Relaxed);
+            Var::UpstreamBytesReceived
+        }
         "upstream_cache_status" => Var::UpstreamCacheStatus,
         _ => {
             if let Some(v) = crate::tls::SslVar::parse(&lower) {
@@ -365,6 +379,13 @@ pub fn resolve(name: &str, table: &VarTable) -> Option<Var> {
             }
             if let Some(t) = lower.strip_prefix("proxy_protocol_tlv_") {
                 return Some(Var::ProxyProtocolTlv(t.into()));
+            }
+            if let Some(h) = lower.strip_prefix("upstream_trailer_") {
+                table
+                    .used
+                    .upstream_body_stats
+                    .store(true, Ordering::Relaxed);
+                return header_name(h).map(Var::UpstreamTrailer);
             }
             if let Some(c) = lower.strip_prefix("upstream_cookie_") {
                 table.used.upstream_headers.store(true, Ordering::Relaxed);

@@ -92,6 +92,8 @@ pub struct HttpProxy {
     set_body: Option<Template>,
     /// `proxy_cookie_*`.
     cookies: crate::cookie::CookieRules,
+    /// `proxy_pass_trailers on`: the hidden fields to drop from the trailers.
+    trailers: Option<std::sync::Arc<[HeaderName]>>,
 }
 
 fn header_name(a: &junction_config::Arg) -> Result<HeaderName, ConfigError> {
@@ -275,7 +277,7 @@ pub fn build(
         Target::Static { fam, .. } | Target::Dynamic { fam, .. } => fam,
     };
     // nginx's proxy module does not hide a `Status` header (CGI protocols do).
-    let hide = fam
+    let hide: Vec<HeaderName> = fam
         .hidden_headers()
         .into_iter()
         .filter(|h| h != "status")
@@ -290,7 +292,6 @@ pub fn build(
         set_headers,
         http10,
         redirect,
-        hide,
         method: scope
             .arg("proxy_method")
             .map(|(_, a)| bx.template(a))
@@ -300,6 +301,10 @@ pub fn build(
             .map(|(_, a)| bx.template(a))
             .transpose()?,
         cookies: crate::cookie::CookieRules::build(scope, bx)?,
+        trailers: scope
+            .flag("proxy_pass_trailers", false)?
+            .then(|| hide.iter().cloned().collect()),
+        hide,
     })))
 }
 
@@ -546,8 +551,15 @@ impl HttpProxy {
             Some(m) => m.eval(cx).as_ref() == b"HEAD",
             None => cx.method == http::Method::HEAD,
         };
-        let mk =
-            move || -> Box<dyn UpstreamCodec> { Box::new(HttpCodec::new(limit, is_head, chunked)) };
+        let keep_trailers = self.trailers.is_some();
+        let mk = move || -> Box<dyn UpstreamCodec> {
+            let c = HttpCodec::new(limit, is_head, chunked);
+            Box::new(if keep_trailers {
+                c.keeping_trailers()
+            } else {
+                c
+            })
+        };
         let conf_owned;
         let conf: &UpstreamConf = match dyn_group {
             Some((g, tls)) => {
@@ -613,7 +625,11 @@ impl HttpProxy {
             }
             headers.append(k.clone(), v.clone());
         }
-        let mut resp = http::Response::new(up.body);
+        let body = match &self.trailers {
+            Some(hide) => crate::trailers::filter(up.body, hide),
+            None => up.body,
+        };
+        let mut resp = http::Response::new(body);
         *resp.status_mut() = up.head.status;
         *resp.headers_mut() = headers;
         Ok(resp)

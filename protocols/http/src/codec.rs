@@ -33,6 +33,12 @@ pub struct HttpCodec {
     head_request: bool,
     chunked_request: bool,
     keepalive: bool,
+    /// `proxy_pass_trailers on`: the chunked trailer section is parsed and kept.
+    keep_trailers: bool,
+    trailers: Option<HeaderMap>,
+    /// Bytes of trailer lines so far (capped at the head limit, as nginx's
+    /// `proxy_buffer_size` buffer for them).
+    trailer_len: usize,
 }
 
 impl HttpCodec {
@@ -45,7 +51,40 @@ impl HttpCodec {
             head_request,
             chunked_request,
             keepalive: true,
+            keep_trailers: false,
+            trailers: None,
+            trailer_len: 0,
         }
+    }
+
+    /// The same codec keeping the trailer fields of a chunked response
+    /// (`proxy_pass_trailers on`), for [`UpstreamCodec::take_trailers`].
+    pub fn keeping_trailers(mut self) -> Self {
+        self.keep_trailers = true;
+        self
+    }
+
+    /// One trailer line (without its CRLF) into the kept trailers.
+    fn trailer_line(&mut self, line: &[u8]) -> Result<(), Error> {
+        self.trailer_len += line.len() + 2;
+        if self.trailer_len > self.head_limit {
+            return Err(Error::invalid("upstream sent too big trailers"));
+        }
+        let invalid = || {
+            Error::invalid(format!(
+                "upstream sent invalid trailer: \"{}\"",
+                String::from_utf8_lossy(line)
+            ))
+        };
+        let colon = line.iter().position(|c| *c == b':').ok_or_else(invalid)?;
+        let (name, value) = line.split_at(colon);
+        let value = value.get(1..).unwrap_or(&[]).trim_ascii();
+        let name = HeaderName::from_bytes(name).map_err(|_| invalid())?;
+        let value = HeaderValue::from_bytes(value).map_err(|_| invalid())?;
+        self.trailers
+            .get_or_insert_with(HeaderMap::new)
+            .append(name, value);
+        Ok(())
     }
 
     fn decode_head(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
@@ -267,13 +306,19 @@ impl UpstreamCodec for HttpCodec {
                         }
                         return Ok(None);
                     };
-                    buf.advance(i + 2);
+                    let line = buf.split_to(i + 2);
                     if i == 0 {
                         self.state = State::Done;
+                    } else if self.keep_trailers {
+                        self.trailer_line(line.get(..i).unwrap_or(&[]))?;
                     }
                 }
             }
         }
+    }
+
+    fn take_trailers(&mut self) -> Option<HeaderMap> {
+        self.trailers.take()
     }
 
     fn decode_eof(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
@@ -346,6 +391,46 @@ mod tests {
                 let (s, b, r) = run(input, split, false);
                 assert_eq!((s, b.as_slice(), r), (200, want, reuse), "split {split}");
             }
+        }
+    }
+
+    #[test]
+    fn trailers_kept_at_every_split_and_capped() {
+        let input: &[u8] = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-Sum: abc\r\nX-Two:  2 \r\n\r\n";
+        for split in 0..=input.len() {
+            let mut c = HttpCodec::new(4096, false, false).keeping_trailers();
+            let mut buf = BytesMut::from(&input[..split]);
+            let mut rest = Some(&input[split..]);
+            let mut ended = false;
+            while !ended {
+                match c.decode(&mut buf).unwrap() {
+                    Some(Decoded::End { reusable }) => ended = reusable,
+                    Some(_) => {}
+                    None => buf.extend_from_slice(rest.take().unwrap()),
+                }
+            }
+            let t = c.take_trailers().unwrap();
+            assert_eq!(t.get("x-sum").unwrap(), "abc", "split {split}");
+            assert_eq!(t.get("x-two").unwrap(), "2", "split {split}");
+        }
+        // Not kept without proxy_pass_trailers.
+        let mut c = HttpCodec::new(4096, false, false);
+        let mut buf = BytesMut::from(input);
+        while !matches!(c.decode(&mut buf).unwrap(), Some(Decoded::End { .. })) {}
+        assert!(c.take_trailers().is_none());
+        // Over the head limit, or a line without a colon: an upstream error.
+        for bad in [&b"X: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n"[..], b"nocolon\r\n\r\n"] {
+            let mut c = HttpCodec::new(64, false, false).keeping_trailers();
+            let mut buf = BytesMut::from(&b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n"[..]);
+            buf.extend_from_slice(bad);
+            let err = loop {
+                match c.decode(&mut buf) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => panic!("needs more"),
+                    Err(e) => break e,
+                }
+            };
+            assert_eq!(err.kind(), ErrorKind::InvalidResponse);
         }
     }
 

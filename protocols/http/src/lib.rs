@@ -12,6 +12,8 @@
 //!   (hidden headers, `proxy_redirect`), `proxy_method`, `proxy_set_body`.
 //! - `cookie`: `proxy_cookie_domain`, `proxy_cookie_path`, `proxy_cookie_flags` on
 //!   the upstream's `Set-Cookie`.
+//! - `trailers`: `proxy_pass_trailers` (the upstream's chunked trailers to the
+//!   client, hidden fields dropped).
 //! - `probe`: the active health probe (`GET uri`), over TLS for `https://` groups.
 //! - TLS (`proxy_pass https://…`): the `proxy_ssl_*` directives are read by
 //!   `junction_config::upstream_tls` into the location's `UpstreamConf::tls`; the
@@ -31,6 +33,7 @@ pub mod backend;
 pub mod codec;
 mod cookie;
 mod probe;
+mod trailers;
 mod tunnel;
 
 pub use backend::{build, HttpProxy};

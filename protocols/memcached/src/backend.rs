@@ -116,6 +116,7 @@ pub fn build(
     fam.upstream.buffering.buffering = false;
     fam.upstream.keep_conn = true;
     fam.pass_request_body = false;
+    fam.body_in_file = junction_core::body_file::BodyInFile::Off;
     fam.pass_request_headers = false;
     Ok(Some(Arc::new(MemcachedPass {
         fam: Box::new(fam),

@@ -596,6 +596,7 @@ pub(crate) fn filter(
                 stats: Arc::new(CompressStats::default()),
                 flush_now: true,
                 idle: None,
+                trailers: None,
             }
             .boxed_unsync()
         });
@@ -659,6 +660,7 @@ pub(crate) fn filter(
             stats,
             flush_now: c.unbuffered,
             idle: None,
+            trailers: None,
         }
         .boxed_unsync()
     })
@@ -732,6 +734,9 @@ struct CompressBody {
     flush_now: bool,
     /// The idle timer (armed while the source waits with input not flushed).
     idle: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The source's trailers (`proxy_pass_trailers`), sent after the last compressed
+    /// bytes, as nginx's chunked filter sends them after the gzip filter's output.
+    trailers: Option<http::HeaderMap>,
 }
 
 /// How long a buffered source may wait, with input not yet flushed, before what came
@@ -757,12 +762,23 @@ impl http_body::Body for CompressBody {
         let this = &mut *self;
         loop {
             if this.done {
-                return Poll::Ready(None);
+                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
             }
             match Pin::new(&mut this.inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
-                    let Ok(data) = frame.into_data() else {
-                        continue; // trailers are not sent with a compressed body
+                    let data = match frame.into_data() {
+                        Ok(d) => d,
+                        Err(frame) => {
+                            // Trailers end the body: the stream is finished before them.
+                            if let Ok(t) = frame.into_trailers() {
+                                this.trailers = Some(t);
+                                this.done = true;
+                                let out = this.encoder.finish()?;
+                                this.out(&out);
+                                return Poll::Ready(Some(Ok(Frame::data(out))));
+                            }
+                            continue;
+                        }
                     };
                     if data.is_empty() {
                         continue;
@@ -814,7 +830,7 @@ impl http_body::Body for CompressBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        self.done && self.trailers.is_none()
     }
 }
 

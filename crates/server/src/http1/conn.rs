@@ -658,7 +658,19 @@ async fn write_response<S: Socket>(
                 return Err(std::io::Error::other(e));
             }
             Some(Ok(f)) => {
-                let Ok(data) = f.into_data() else { continue };
+                let data = match f.into_data() {
+                    Ok(d) => d,
+                    Err(f) => {
+                        // Trailers (`proxy_pass_trailers`): the last frame; only a chunked
+                        // response can carry them.
+                        if let (Ok(tr), true) = (f.into_trailers(), out == Out::Chunked) {
+                            drop(body);
+                            let h = pending.take().unwrap_or(&[]);
+                            return write::write_last_chunk(io, h, &tr, t).await;
+                        }
+                        continue;
+                    }
+                };
                 let h = pending.take().unwrap_or(&[]);
                 if http_body::Body::is_end_stream(&body) {
                     // The last frame: the request ends before its last write.

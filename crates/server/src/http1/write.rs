@@ -295,6 +295,26 @@ pub(crate) async fn write_chunk<W: AsyncWrite + Unpin>(
     .await
 }
 
+/// Ends a chunked body with trailer fields (`0`, the fields, the empty line), after
+/// `prefix` (the head, when the body had no data), as nginx's chunked filter.
+pub(crate) async fn write_last_chunk<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    prefix: &[u8],
+    trailers: &http::HeaderMap,
+    timeout: Duration,
+) -> std::io::Result<()> {
+    let mut t = Vec::with_capacity(64);
+    t.extend_from_slice(b"0\r\n");
+    for (k, v) in trailers {
+        t.extend_from_slice(k.as_str().as_bytes());
+        t.extend_from_slice(b": ");
+        t.extend_from_slice(v.as_bytes());
+        t.extend_from_slice(b"\r\n");
+    }
+    t.extend_from_slice(b"\r\n");
+    write_all(w, &[prefix, &t], timeout).await
+}
+
 /// Flushes and ends the write side.
 pub(crate) async fn shutdown<W: AsyncWrite + Unpin>(w: &mut W) {
     let _ = w.shutdown().await;
