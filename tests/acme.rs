@@ -635,3 +635,29 @@ fn issuer_verify_settings_and_key_type() {
     );
     assert!(served(p.port, &root).is_none(), "nothing is served");
 }
+
+/// A validation that cannot reach Junction (pebble's `httpPort` is a port nothing
+/// listens on) fails the order; the error log gives pebble's reason, and nothing is
+/// served.
+#[test]
+fn failed_validation_is_logged_with_the_reason() {
+    if !junction_only("failed_validation_is_logged_with_the_reason") {
+        return;
+    }
+    let http_port = free_port();
+    let pebble = Pebble::start(closed_port(), None);
+    let state = tempfile::Builder::new()
+        .prefix("junction-acme-state-")
+        .tempdir()
+        .unwrap();
+    let p = Proxy::start(&config(&pebble, http_port, state.path()));
+    let log = p
+        .wait_error_log("cannot obtain a certificate", Duration::from_secs(60))
+        .expect("the failed order is logged");
+    assert!(
+        log.contains("/.well-known/acme-challenge/") && log.contains("connection refused"),
+        "the issuer's reason is in the log: {log}"
+    );
+    let root = pebble.fetch("roots/0");
+    assert!(served(p.port, &root).is_none(), "nothing is served");
+}
