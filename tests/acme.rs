@@ -426,8 +426,9 @@ fn certificate_renewed_before_expiry_and_new_one_served() {
         return;
     }
     let http_port = free_port();
-    // 15 s certificates: renewal due 10 s after issuance.
-    let pebble = Pebble::start(http_port, Some(15));
+    // 20 s certificates: renewal due about 13 s after issuance (long enough for a
+    // loaded machine to serve the first one before it expires).
+    let pebble = Pebble::start(http_port, Some(20));
     let state = tempfile::Builder::new()
         .prefix("junction-acme-state-")
         .tempdir()
