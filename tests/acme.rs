@@ -662,3 +662,53 @@ fn failed_validation_is_logged_with_the_reason() {
     let root = pebble.fetch("roots/0");
     assert!(served(p.port, &root).is_none(), "nothing is served");
 }
+
+/// A server with `acme_certificate` but no `ssl_certificate $acme_certificate` still
+/// gets its certificate (as nginx's module orders every `acme_certificate`), kept in
+/// `state_path` for when it is served.
+#[test]
+fn certificate_obtained_even_when_not_served() {
+    if !junction_only("certificate_obtained_even_when_not_served") {
+        return;
+    }
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, None);
+    let state = tempfile::Builder::new()
+        .prefix("junction-acme-state-")
+        .tempdir()
+        .unwrap();
+    let conf = format!(
+        r#"
+acme_issuer pebble {{
+    uri https://127.0.0.1:{acme}/dir;
+    ssl_trusted_certificate {ca};
+    state_path {state};
+    accept_terms_of_service;
+}}
+server {{
+    listen 127.0.0.1:{{PORT}};
+    listen 127.0.0.1:{http_port};
+    server_name localhost;
+    acme_certificate pebble;
+    location / {{ return 200 "plain\n"; }}
+}}
+"#,
+        acme = pebble.acme_port,
+        ca = pebble.ca().display(),
+        state = state.path().display(),
+    );
+    let p = Proxy::start(&conf);
+    let crt = state.path().join("localhost.crt");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !crt.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no certificate saved\n{}\n{}",
+            p.error_log(),
+            pebble.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pem = std::fs::read_to_string(&crt).unwrap();
+    assert!(x509(pebble.dir.path(), &pem, "-issuer").contains("Pebble Intermediate CA"));
+}
