@@ -426,8 +426,9 @@ fn certificate_renewed_before_expiry_and_new_one_served() {
         return;
     }
     let http_port = free_port();
-    // 15 s certificates: renewal due 10 s after issuance.
-    let pebble = Pebble::start(http_port, Some(15));
+    // 20 s certificates: renewal due about 13 s after issuance (long enough for a
+    // loaded machine to serve the first one before it expires).
+    let pebble = Pebble::start(http_port, Some(20));
     let state = tempfile::Builder::new()
         .prefix("junction-acme-state-")
         .tempdir()
@@ -634,4 +635,80 @@ fn issuer_verify_settings_and_key_type() {
         "{log}"
     );
     assert!(served(p.port, &root).is_none(), "nothing is served");
+}
+
+/// A validation that cannot reach Junction (pebble's `httpPort` is a port nothing
+/// listens on) fails the order; the error log gives pebble's reason, and nothing is
+/// served.
+#[test]
+fn failed_validation_is_logged_with_the_reason() {
+    if !junction_only("failed_validation_is_logged_with_the_reason") {
+        return;
+    }
+    let http_port = free_port();
+    let pebble = Pebble::start(closed_port(), None);
+    let state = tempfile::Builder::new()
+        .prefix("junction-acme-state-")
+        .tempdir()
+        .unwrap();
+    let p = Proxy::start(&config(&pebble, http_port, state.path()));
+    let log = p
+        .wait_error_log("cannot obtain a certificate", Duration::from_secs(60))
+        .expect("the failed order is logged");
+    assert!(
+        log.contains("/.well-known/acme-challenge/") && log.contains("connection refused"),
+        "the issuer's reason is in the log: {log}"
+    );
+    let root = pebble.fetch("roots/0");
+    assert!(served(p.port, &root).is_none(), "nothing is served");
+}
+
+/// A server with `acme_certificate` but no `ssl_certificate $acme_certificate` still
+/// gets its certificate (as nginx's module orders every `acme_certificate`), kept in
+/// `state_path` for when it is served.
+#[test]
+fn certificate_obtained_even_when_not_served() {
+    if !junction_only("certificate_obtained_even_when_not_served") {
+        return;
+    }
+    let http_port = free_port();
+    let pebble = Pebble::start(http_port, None);
+    let state = tempfile::Builder::new()
+        .prefix("junction-acme-state-")
+        .tempdir()
+        .unwrap();
+    let conf = format!(
+        r#"
+acme_issuer pebble {{
+    uri https://127.0.0.1:{acme}/dir;
+    ssl_trusted_certificate {ca};
+    state_path {state};
+    accept_terms_of_service;
+}}
+server {{
+    listen 127.0.0.1:{{PORT}};
+    listen 127.0.0.1:{http_port};
+    server_name localhost;
+    acme_certificate pebble;
+    location / {{ return 200 "plain\n"; }}
+}}
+"#,
+        acme = pebble.acme_port,
+        ca = pebble.ca().display(),
+        state = state.path().display(),
+    );
+    let p = Proxy::start(&conf);
+    let crt = state.path().join("localhost.crt");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !crt.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "no certificate saved\n{}\n{}",
+            p.error_log(),
+            pebble.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pem = std::fs::read_to_string(&crt).unwrap();
+    assert!(x509(pebble.dir.path(), &pem, "-issuer").contains("Pebble Intermediate CA"));
 }

@@ -348,14 +348,21 @@ pub(crate) fn server_certificate(
             }
         }
     }
-    identifiers.dedup();
+    let mut seen = std::collections::HashSet::new();
+    identifiers.retain(|x| seen.insert(x.clone()));
     if identifiers.is_empty() {
         return Err(err(
             &d.span,
             "no valid identifiers in \"acme_certificate\" (and none in \"server_name\")",
         ));
     }
-    let file = identifiers.first().cloned().unwrap_or_default();
+    // The state files' name: the identifiers (and the key type when not the default),
+    // so that two certificates never share files.
+    let file = identifiers.join(",")
+        + match alg {
+            KeyAlg::P256 => "",
+            KeyAlg::P384 => "_ecdsa384",
+        };
     let mut reg = registry()
         .lock()
         .map_err(|_| err(&d.span, "acme state unavailable"))?;
@@ -503,6 +510,13 @@ fn restore(m: &Managed) {
             "acme: \"{}\" does not cover {}; ordering a new certificate",
             crt.display(),
             m.identifiers.join(",")
+        );
+        return;
+    }
+    if validity(leaf).is_none_or(|(_, end)| end <= now()) {
+        tracing::info!(
+            "acme: \"{}\" has expired; ordering a new certificate",
+            crt.display()
         );
         return;
     }
@@ -769,6 +783,22 @@ impl Drop for Answered {
     }
 }
 
+/// What the issuer says about the failed challenges of an order (`; NAME: problem`…),
+/// e.g. that the validation request got no answer.
+async fn why_invalid(order: &mut instant_acme::Order) -> String {
+    let mut why = String::new();
+    let mut auths = order.authorizations();
+    while let Some(Ok(mut a)) = auths.next().await {
+        let id = a.identifier().to_string();
+        if let Ok(st) = a.refresh().await {
+            for p in st.challenges.iter().filter_map(|c| c.error.as_ref()) {
+                why.push_str(&format!("; {id}: {p}"));
+            }
+        }
+    }
+    why
+}
+
 /// One order, start to end: the new pair installed and saved.
 async fn obtain(m: &Managed) -> Result<(), String> {
     use instant_acme::{
@@ -819,12 +849,16 @@ async fn obtain(m: &Managed) -> Result<(), String> {
         }
     }
     let retry = RetryPolicy::new().timeout(Duration::from_secs(120));
-    let status = order
-        .poll_ready(&retry)
-        .await
-        .map_err(|e| format!("order: {e}"))?;
+    let status = match order.poll_ready(&retry).await {
+        Ok(s) => s,
+        // The order's own problem (pebble, Let's Encrypt: the failed validation).
+        Err(e) => return Err(format!("order: {e}")),
+    };
     if status != OrderStatus::Ready {
-        return Err(format!("order is {status:?}"));
+        return Err(format!(
+            "order is {status:?}{}",
+            why_invalid(&mut order).await
+        ));
     }
     let alg = match m.alg {
         KeyAlg::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,

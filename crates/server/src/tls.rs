@@ -127,7 +127,9 @@ pub struct ServerTls {
     pub handshake_timeout: Duration,
     /// `ssl_stapling_file`'s OCSP response.
     ocsp: Option<Vec<u8>>,
-    /// `acme_certificate`, served when `ssl_certificate $acme_certificate` names it.
+    /// `acme_certificate` (obtained and renewed while this configuration holds it).
+    acme_cert: Option<Arc<crate::acme::Managed>>,
+    /// The same, when `ssl_certificate $acme_certificate` serves it.
     acme: Option<Arc<crate::acme::Managed>>,
 }
 
@@ -136,6 +138,7 @@ impl std::fmt::Debug for ServerTls {
         f.debug_struct("ServerTls")
             .field("certs", &self.certs.len())
             .field("verify", &self.verify)
+            .field("acme_certificate", &self.acme_cert)
             .finish_non_exhaustive()
     }
 }
@@ -745,7 +748,8 @@ impl ServerTls {
             ));
         }
         Ok(ServerTls {
-            acme: acme_serve.and(acme),
+            acme: acme_serve.and(acme.clone()),
+            acme_cert: acme,
             cert_span: cert_ds.first().map(|d| d.span.clone()),
             certs,
             dynamic,
