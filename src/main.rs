@@ -139,6 +139,8 @@ fn emerg(msg: impl std::fmt::Display) -> ExitCode {
 struct Loaded {
     tree: Vec<Directive>,
     globals: Vec<Directive>,
+    /// The registry's warnings (directives accepted without effect).
+    warnings: Vec<String>,
 }
 
 fn load(conf: &Path, globals: Option<&str>) -> Result<Loaded, Vec<ConfigError>> {
@@ -149,9 +151,16 @@ fn load(conf: &Path, globals: Option<&str>) -> Result<Loaded, Vec<ConfigError>> 
         }
         None => Vec::new(),
     };
-    junction_config::registry::check(&tree)?;
-    junction_config::registry::check_in(&globals, junction_config::registry::Context::Main)?;
-    Ok(Loaded { tree, globals })
+    let mut warnings = junction_config::registry::check(&tree)?;
+    warnings.extend(junction_config::registry::check_in(
+        &globals,
+        junction_config::registry::Context::Main,
+    )?);
+    Ok(Loaded {
+        tree,
+        globals,
+        warnings,
+    })
 }
 
 fn send_signal(pid_file: &Path, sig: &str) -> ExitCode {
@@ -234,10 +243,12 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(errs) => return failed(&errs),
     };
-    let rt = match junction_server::build_all(&loaded.tree, &loaded.globals, &prefix, BACKENDS) {
+    let mut rt = match junction_server::build_all(&loaded.tree, &loaded.globals, &prefix, BACKENDS)
+    {
         Ok(rt) => rt,
         Err(errs) => return failed(&errs),
     };
+    rt.warnings.splice(0..0, loaded.warnings);
     let pid_file = rt
         .main
         .pid
@@ -760,14 +771,15 @@ impl Reload {
                 return false;
             }
         };
-        let rt = match junction_server::build(&loaded.tree, &loaded.globals, &self.prefix, BACKENDS)
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!("{e}; reload refused, the configuration stays");
-                return false;
-            }
-        };
+        let mut rt =
+            match junction_server::build(&loaded.tree, &loaded.globals, &self.prefix, BACKENDS) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("{e}; reload refused, the configuration stays");
+                    return false;
+                }
+            };
+        rt.warnings.splice(0..0, loaded.warnings);
         // nginx's ngx_init_cycle: new addresses bound before anything changes.
         let update = match sockets.update(&rt) {
             Ok(u) => u,

@@ -22,6 +22,7 @@
 //! every error of the file is collected, not only the first (nginx stops at the first).
 
 use crate::tree::{ConfigError, Directive};
+use crate::value_check::server_tokens;
 
 /// Where a directive is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -105,8 +106,44 @@ pub const ANY: u16 = u16::MAX;
 /// No upper limit on the number of arguments.
 pub const MANY: u8 = u8::MAX;
 
-/// One directive as the registry knows it.
+/// What the arguments of a directive must look like, checked wherever it is written
+/// (`crate::value_check`), as nginx checks them while parsing.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// Anything (the directive's own build reads it).
+    Any,
+    /// `on` or `off` (`ngx_conf_set_flag_slot`).
+    Flag,
+    /// Sizes: `8`, `4k`, `1m` (`ngx_conf_set_size_slot`), every argument.
+    Size,
+    /// Times: `500ms`, `60s`, `1m30s` (`ngx_conf_set_msec_slot`), every argument.
+    Time,
+    /// `N SIZE` (`ngx_conf_set_bufs_slot`).
+    Buffers,
+    /// A non-negative integer (`ngx_conf_set_num_slot`), every argument.
+    Number,
+    /// A check of its own.
+    Custom(fn(&Directive) -> Result<(), ConfigError>),
+}
+
+/// Whether Junction does what a directive says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Implemented.
+    Yes,
+    /// Accepted for nginx compatibility without effect: each place it is written logs
+    /// `"NAME" directive is accepted but has no effect in junction in FILE:LINE` once
+    /// (listed in docs/directives.md).
+    NoEffect,
+    /// [`Support::NoEffect`], except with this first argument, which is what Junction
+    /// does anyway (`daemon off`): no warning then.
+    NoEffectExcept(&'static str),
+    /// Known to nginx, not implemented yet: a load error with `FILE:LINE`, never ignored.
+    NotYet,
+}
+
+/// One directive as the registry knows it.
+#[derive(Debug, Clone, Copy)]
 pub struct Spec {
     /// The directive name.
     pub name: &'static str,
@@ -118,6 +155,10 @@ pub struct Spec {
     pub max: u8,
     /// Whether it takes a block.
     pub block: bool,
+    /// What its arguments must look like.
+    pub kind: Kind,
+    /// Whether Junction implements it.
+    pub support: Support,
 }
 
 impl Spec {
@@ -130,25 +171,88 @@ impl Spec {
     pub fn accepts(&self, n: usize) -> bool {
         n >= usize::from(self.min) && (self.max == MANY || n <= usize::from(self.max))
     }
+
+    /// Its arguments are `on|off`.
+    pub const fn flag(self) -> Spec {
+        self.kind(Kind::Flag)
+    }
+
+    /// Its arguments are sizes.
+    pub const fn size(self) -> Spec {
+        self.kind(Kind::Size)
+    }
+
+    /// Its arguments are times.
+    pub const fn time(self) -> Spec {
+        self.kind(Kind::Time)
+    }
+
+    /// Its arguments are `N SIZE`.
+    pub const fn buffers(self) -> Spec {
+        self.kind(Kind::Buffers)
+    }
+
+    /// Its arguments are non-negative integers.
+    pub const fn number(self) -> Spec {
+        self.kind(Kind::Number)
+    }
+
+    /// Its arguments are checked by `f`.
+    pub const fn custom(self, f: fn(&Directive) -> Result<(), ConfigError>) -> Spec {
+        self.kind(Kind::Custom(f))
+    }
+
+    /// Its arguments look like `kind`.
+    pub const fn kind(mut self, kind: Kind) -> Spec {
+        self.kind = kind;
+        self
+    }
+
+    /// Accepted without effect ([`Support::NoEffect`]).
+    pub const fn no_effect(mut self) -> Spec {
+        self.support = Support::NoEffect;
+        self
+    }
+
+    /// Accepted without effect unless its first argument is `arg`
+    /// ([`Support::NoEffectExcept`]).
+    pub const fn no_effect_except(mut self, arg: &'static str) -> Spec {
+        self.support = Support::NoEffectExcept(arg);
+        self
+    }
+
+    /// Not supported yet ([`Support::NotYet`]).
+    pub const fn not_yet(mut self) -> Spec {
+        self.support = Support::NotYet;
+        self
+    }
 }
 
-const fn d(name: &'static str, contexts: u16, min: u8, max: u8) -> Spec {
+/// A simple directive: `d(name, contexts, min args, max args)`, then its value kind and
+/// support if they are not [`Kind::Any`] and [`Support::Yes`]:
+/// `d("sendfile", HSL | LIF, 1, 1).flag().no_effect()`.
+pub const fn d(name: &'static str, contexts: u16, min: u8, max: u8) -> Spec {
     Spec {
         name,
         contexts,
         min,
         max,
         block: false,
+        kind: Kind::Any,
+        support: Support::Yes,
     }
 }
 
-const fn block(name: &'static str, contexts: u16, min: u8, max: u8) -> Spec {
+/// A directive that opens a block.
+pub const fn block(name: &'static str, contexts: u16, min: u8, max: u8) -> Spec {
     Spec {
         name,
         contexts,
         min,
         max,
         block: true,
+        kind: Kind::Any,
+        support: Support::Yes,
     }
 }
 
@@ -156,23 +260,23 @@ const fn block(name: &'static str, contexts: u16, min: u8, max: u8) -> Spec {
 /// `block(…)` for one that opens a block.
 pub static DIRECTIVES: &[Spec] = &[
     // main
-    d("user", MAIN, 1, 2),
+    d("user", MAIN, 1, 2).no_effect(),
     d("worker_processes", MAIN, 1, 1),
     d("pid", MAIN, 1, 1),
     d("error_log", MAIN | HTTP | SRV | LOC, 1, 2),
-    d("daemon", MAIN, 1, 1),
-    d("master_process", MAIN, 1, 1),
+    d("daemon", MAIN, 1, 1).flag().no_effect_except("off"),
+    d("master_process", MAIN, 1, 1).flag().no_effect(),
     d("worker_rlimit_nofile", MAIN, 1, 1),
     d("include", ANY, 1, 1),
-    d("load_module", MAIN, 1, 1),
-    d("env", MAIN, 1, 1),
+    d("load_module", MAIN, 1, 1).no_effect(),
+    d("env", MAIN, 1, 1).no_effect(),
     block("events", MAIN, 0, 0),
     block("http", MAIN, 0, 0),
     // events
     d("worker_connections", EVENTS, 1, 1),
-    d("use", EVENTS, 1, 1),
-    d("multi_accept", EVENTS, 1, 1),
-    d("accept_mutex", EVENTS, 1, 1),
+    d("use", EVENTS, 1, 1).no_effect(),
+    d("multi_accept", EVENTS, 1, 1).flag().no_effect(),
+    d("accept_mutex", EVENTS, 1, 1).flag().no_effect(),
     // http core
     block("server", HTTP, 0, 0),
     block("upstream", HTTP, 1, 1),
@@ -180,29 +284,31 @@ pub static DIRECTIVES: &[Spec] = &[
     block("map", HTTP, 2, 2),
     block("geo", HTTP, 1, 2),
     block("split_clients", HTTP, 2, 2),
-    d("map_hash_max_size", HTTP, 1, 1),
-    d("map_hash_bucket_size", HTTP, 1, 1),
+    d("map_hash_max_size", HTTP, 1, 1).no_effect(),
+    d("map_hash_bucket_size", HTTP, 1, 1).no_effect(),
     d("default_type", HSL, 1, 1),
     d("log_format", HTTP, 2, MANY),
     d("access_log", HSL | LIF | LMT, 1, MANY),
-    d("sendfile", HSL | LIF, 1, 1),
-    d("tcp_nopush", HSL, 1, 1),
-    d("tcp_nodelay", HSL, 1, 1),
-    d("keepalive_timeout", HSL, 1, 2),
+    d("sendfile", HSL | LIF, 1, 1).flag().no_effect(),
+    d("tcp_nopush", HSL, 1, 1).flag().no_effect(),
+    d("tcp_nodelay", HSL, 1, 1).flag().no_effect(),
+    d("keepalive_timeout", HSL, 1, 2).time(),
     d("keepalive_requests", HSL, 1, 1),
-    d("server_tokens", HSL, 1, 1),
-    d("client_max_body_size", HSL, 1, 1),
-    d("client_body_buffer_size", HSL, 1, 1),
+    d("server_tokens", HSL, 1, 1).custom(server_tokens),
+    d("client_max_body_size", HSL, 1, 1).size(),
+    d("client_body_buffer_size", HSL, 1, 1).size(),
     d("client_body_temp_path", HSL, 1, 4),
-    d("client_body_in_single_buffer", HSL, 1, 1),
-    d("absolute_redirect", HSL, 1, 1),
-    d("port_in_redirect", HSL, 1, 1),
-    d("server_name_in_redirect", HSL, 1, 1),
-    d("ignore_invalid_headers", HTTP | SRV, 1, 1),
-    d("underscores_in_headers", HTTP | SRV, 1, 1),
-    d("merge_slashes", HTTP | SRV, 1, 1),
+    d("client_body_in_single_buffer", HSL, 1, 1)
+        .flag()
+        .no_effect(),
+    d("absolute_redirect", HSL, 1, 1).flag().no_effect(),
+    d("port_in_redirect", HSL, 1, 1).flag().no_effect(),
+    d("server_name_in_redirect", HSL, 1, 1).flag().no_effect(),
+    d("ignore_invalid_headers", HTTP | SRV, 1, 1).flag(),
+    d("underscores_in_headers", HTTP | SRV, 1, 1).flag(),
+    d("merge_slashes", HTTP | SRV, 1, 1).flag(),
     d("ssl_protocols", HTTP | SRV, 1, MANY),
-    d("ssl_prefer_server_ciphers", HTTP | SRV, 1, 1),
+    d("ssl_prefer_server_ciphers", HTTP | SRV, 1, 1).flag(),
     // ngx_http_ssl_module (junction_server::tls)
     d("ssl_certificate", HTTP | SRV, 1, 1),
     d("ssl_certificate_key", HTTP | SRV, 1, 1),
@@ -211,10 +317,10 @@ pub static DIRECTIVES: &[Spec] = &[
     d("ssl_ecdh_curve", HTTP | SRV, 1, 1),
     d("ssl_dhparam", HTTP | SRV, 1, 1),
     d("ssl_session_cache", HTTP | SRV, 1, 2),
-    d("ssl_session_timeout", HTTP | SRV, 1, 1),
+    d("ssl_session_timeout", HTTP | SRV, 1, 1).time(),
     d("ssl_session_tickets", HTTP | SRV, 1, 1),
     d("ssl_session_ticket_key", HTTP | SRV, 1, 1),
-    d("ssl_buffer_size", HTTP | SRV, 1, 1),
+    d("ssl_buffer_size", HTTP | SRV, 1, 1).size(),
     d("ssl_early_data", HTTP | SRV, 1, 1),
     d("ssl_reject_handshake", HTTP | SRV, 1, 1),
     d("ssl_conf_command", HTTP | SRV, 2, 2),
@@ -227,97 +333,97 @@ pub static DIRECTIVES: &[Spec] = &[
     d("ssl_stapling_file", HTTP | SRV, 1, 1),
     d("ssl_stapling_responder", HTTP | SRV, 1, 1),
     d("ssl_stapling_verify", HTTP | SRV, 1, 1),
-    d("ssl_ocsp", HTTP | SRV, 1, 1),
-    d("ssl_ocsp_cache", HTTP | SRV, 1, 1),
-    d("ssl_ocsp_responder", HTTP | SRV, 1, 1),
-    d("ssl_certificate_cache", HTTP | SRV, 1, 3),
-    d("ssl_ech_file", HTTP | SRV, 1, 1),
-    d("ssl_certificate_compression", HTTP | SRV, 1, 1),
-    d("client_header_buffer_size", HTTP | SRV, 1, 1),
-    d("large_client_header_buffers", HTTP | SRV, 2, 2),
-    d("client_header_timeout", HTTP | SRV, 1, 1),
-    d("client_body_timeout", HSL, 1, 1),
-    d("keepalive_time", HSL, 1, 1),
+    d("ssl_ocsp", HTTP | SRV, 1, 1).not_yet(),
+    d("ssl_ocsp_cache", HTTP | SRV, 1, 1).not_yet(),
+    d("ssl_ocsp_responder", HTTP | SRV, 1, 1).not_yet(),
+    d("ssl_certificate_cache", HTTP | SRV, 1, 3).not_yet(),
+    d("ssl_ech_file", HTTP | SRV, 1, 1).not_yet(),
+    d("ssl_certificate_compression", HTTP | SRV, 1, 1).no_effect(),
+    d("client_header_buffer_size", HTTP | SRV, 1, 1).size(),
+    d("large_client_header_buffers", HTTP | SRV, 2, 2).buffers(),
+    d("client_header_timeout", HTTP | SRV, 1, 1).time(),
+    d("client_body_timeout", HSL, 1, 1).time(),
+    d("keepalive_time", HSL, 1, 1).time(),
     d("lingering_close", HSL, 1, 1),
     d("lingering_time", HSL, 1, 1),
-    d("lingering_timeout", HSL, 1, 1),
+    d("lingering_timeout", HSL, 1, 1).time(),
     d("reset_timedout_connection", HSL, 1, 1),
     // ngx_http_v2_module (crates/server/src/http2.rs)
     d("http2", HTTP | SRV, 1, 1),
     d("http2_max_concurrent_streams", HTTP | SRV, 1, 1),
     d("http2_chunk_size", HSL, 1, 1),
     d("http2_body_preread_size", HTTP | SRV, 1, 1),
-    d("http2_recv_buffer_size", HTTP, 1, 1),
-    d("http2_pool_size", HTTP | SRV, 1, 1),
-    d("http2_streams_index_size", HTTP | SRV, 1, 1),
-    d("http2_recv_timeout", HTTP | SRV, 1, 1),
-    d("http2_idle_timeout", HTTP | SRV, 1, 1),
+    d("http2_recv_buffer_size", HTTP, 1, 1).size().no_effect(),
+    d("http2_pool_size", HTTP | SRV, 1, 1).no_effect(),
+    d("http2_streams_index_size", HTTP | SRV, 1, 1).no_effect(),
+    d("http2_recv_timeout", HTTP | SRV, 1, 1).time(),
+    d("http2_idle_timeout", HTTP | SRV, 1, 1).time(),
     d("http2_max_requests", HTTP | SRV, 1, 1),
     d("http2_max_field_size", HTTP | SRV, 1, 1),
     d("http2_max_header_size", HTTP | SRV, 1, 1),
     d("http2_max_concurrent_pushes", HTTP | SRV, 1, 1),
     d("http2_push", HSL, 1, 1),
     d("http2_push_preload", HSL, 1, 1),
-    d("send_timeout", HSL, 1, 1),
-    d("server_names_hash_bucket_size", HTTP, 1, 1),
-    d("server_names_hash_max_size", HTTP, 1, 1),
-    d("types_hash_max_size", HSL, 1, 1),
-    d("gzip", HSL | LIF, 1, 1),
+    d("send_timeout", HSL, 1, 1).time(),
+    d("server_names_hash_bucket_size", HTTP, 1, 1).no_effect(),
+    d("server_names_hash_max_size", HTTP, 1, 1).no_effect(),
+    d("types_hash_max_size", HSL, 1, 1).no_effect(),
+    d("gzip", HSL | LIF, 1, 1).flag(),
     d("gzip_types", HSL, 1, MANY),
     d("gzip_min_length", HSL, 1, 1),
     d("gzip_comp_level", HSL, 1, 1),
-    d("gzip_buffers", HSL, 2, 2),
+    d("gzip_buffers", HSL, 2, 2).buffers().no_effect(),
     d("gzip_http_version", HSL, 1, 1),
     d("gzip_proxied", HSL, 1, MANY),
-    d("gzip_vary", HSL, 1, 1),
+    d("gzip_vary", HSL, 1, 1).flag(),
     d("gzip_disable", HSL, 1, MANY),
     d("gzip_static", HSL, 1, 1),
-    d("gzip_window", HSL, 1, 1),
-    d("gzip_hash", HSL, 1, 1),
-    d("gzip_no_buffer", HSL, 1, 1),
-    d("postpone_gzipping", HSL, 1, 1),
-    d("gunzip", HSL, 1, 1),
-    d("gunzip_buffers", HSL, 2, 2),
-    d("brotli", HSL | LIF, 1, 1),
+    d("gzip_window", HSL, 1, 1).no_effect(),
+    d("gzip_hash", HSL, 1, 1).no_effect(),
+    d("gzip_no_buffer", HSL, 1, 1).no_effect(),
+    d("postpone_gzipping", HSL, 1, 1).no_effect(),
+    d("gunzip", HSL, 1, 1).flag(),
+    d("gunzip_buffers", HSL, 2, 2).buffers().no_effect(),
+    d("brotli", HSL | LIF, 1, 1).flag(),
     d("brotli_types", HSL, 1, MANY),
     d("brotli_comp_level", HSL, 1, 1),
     d("brotli_min_length", HSL, 1, 1),
     d("brotli_window", HSL, 1, 1),
-    d("brotli_buffers", HSL, 2, 2),
+    d("brotli_buffers", HSL, 2, 2).buffers().no_effect(),
     d("brotli_static", HSL, 1, 1),
     d("resolver", HSL | UPS, 1, MANY),
-    d("resolver_timeout", HSL | UPS, 1, 1),
+    d("resolver_timeout", HSL | UPS, 1, 1).time(),
     d("root", HSL | LIF, 1, 1),
     d("index", HSL, 1, MANY),
     d("charset", HSL | LIF, 1, 1),
     d("charset_types", HSL, 1, MANY),
-    d("override_charset", HSL | LIF, 1, 1),
+    d("override_charset", HSL | LIF, 1, 1).flag(),
     d("source_charset", HSL | LIF, 1, 1),
-    d("log_not_found", HSL, 1, 1),
-    d("log_subrequest", HSL, 1, 1),
+    d("log_not_found", HSL, 1, 1).flag(),
+    d("log_subrequest", HSL, 1, 1).flag().no_effect(),
     d("autoindex_format", HSL, 1, 1),
-    d("autoindex_exact_size", HSL, 1, 1),
-    d("autoindex_localtime", HSL, 1, 1),
-    d("open_file_cache_valid", HSL, 1, 1),
-    d("open_file_cache_min_uses", HSL, 1, 1),
-    d("open_file_cache_errors", HSL, 1, 1),
-    d("open_file_cache_events", HSL, 1, 1),
-    d("types_hash_bucket_size", HSL, 1, 1),
-    d("variables_hash_max_size", HTTP, 1, 1),
-    d("variables_hash_bucket_size", HTTP, 1, 1),
+    d("autoindex_exact_size", HSL, 1, 1).flag(),
+    d("autoindex_localtime", HSL, 1, 1).flag(),
+    d("open_file_cache_valid", HSL, 1, 1).no_effect(),
+    d("open_file_cache_min_uses", HSL, 1, 1).no_effect(),
+    d("open_file_cache_errors", HSL, 1, 1).flag().no_effect(),
+    d("open_file_cache_events", HSL, 1, 1).flag().no_effect(),
+    d("types_hash_bucket_size", HSL, 1, 1).no_effect(),
+    d("variables_hash_max_size", HTTP, 1, 1).no_effect(),
+    d("variables_hash_bucket_size", HTTP, 1, 1).no_effect(),
     d("add_header", HSL | LIF, 2, 3),
     d("error_page", HSL | LIF, 2, MANY),
     d("try_files", SRV | LOC, 2, MANY),
     d("internal", LOC, 0, 0),
     d("alias", LOC, 1, 1),
     d("limit_rate", HSL | LIF, 1, 1),
-    d("recursive_error_pages", HSL, 1, 1),
-    d("autoindex", HSL, 1, 1),
-    d("etag", HSL, 1, 1),
-    d("if_modified_since", HSL, 1, 1),
+    d("recursive_error_pages", HSL, 1, 1).flag(),
+    d("autoindex", HSL, 1, 1).flag(),
+    d("etag", HSL, 1, 1).flag(),
+    d("if_modified_since", HSL, 1, 1).no_effect(),
     d("satisfy", HSL, 1, 1),
     d("expires", HSL | LIF, 1, 2),
-    d("open_file_cache", HSL, 1, 2),
+    d("open_file_cache", HSL, 1, 2).no_effect(),
     d("allow", HSL | LMT, 1, 1),
     d("deny", HSL | LMT, 1, 1),
     d("auth_basic", HSL | LMT, 1, 1),
@@ -327,16 +433,16 @@ pub static DIRECTIVES: &[Spec] = &[
     d("limit_req", HSL, 1, 3),
     d("limit_req_status", HSL, 1, 1),
     d("limit_req_log_level", HSL, 1, 1),
-    d("limit_req_dry_run", HSL, 1, 1),
+    d("limit_req_dry_run", HSL, 1, 1).flag(),
     d("limit_conn_zone", HTTP, 2, 2),
     d("limit_conn", HSL, 2, 2),
     d("limit_conn_status", HSL, 1, 1),
     d("limit_conn_log_level", HSL, 1, 1),
-    d("limit_conn_dry_run", HSL, 1, 1),
+    d("limit_conn_dry_run", HSL, 1, 1).flag(),
     d("limit_rate_after", HSL | LIF, 1, 1),
     d("set_real_ip_from", HSL, 1, 1),
     d("real_ip_header", HSL, 1, 1),
-    d("real_ip_recursive", HSL, 1, 1),
+    d("real_ip_recursive", HSL, 1, 1).flag(),
     // server and location
     d("listen", SRV, 1, MANY),
     d("server_name", SRV, 1, MANY),
@@ -353,14 +459,14 @@ pub static DIRECTIVES: &[Spec] = &[
     d("return", SRV | SIF | LOC | LIF, 1, 2),
     d("rewrite", SRV | SIF | LOC | LIF, 2, 3),
     d("break", SRV | SIF | LOC | LIF, 0, 0),
-    d("rewrite_log", HSL | SIF | LIF, 1, 1),
-    d("uninitialized_variable_warn", HSL | SIF | LIF, 1, 1),
+    d("rewrite_log", HSL | SIF | LIF, 1, 1).flag(),
+    d("uninitialized_variable_warn", HSL | SIF | LIF, 1, 1).flag(),
     // upstream block
     d("server", UPS, 1, MANY),
     d("keepalive", UPS, 1, 1),
-    d("keepalive_timeout", UPS, 1, 1),
+    d("keepalive_timeout", UPS, 1, 1).time(),
     d("keepalive_requests", UPS, 1, 1),
-    d("keepalive_time", UPS, 1, 1),
+    d("keepalive_time", UPS, 1, 1).time(),
     d("least_conn", UPS, 0, 0),
     d("ip_hash", UPS, 0, 0),
     d("hash", UPS, 1, 2),
@@ -376,29 +482,31 @@ pub static DIRECTIVES: &[Spec] = &[
     // proxy
     d("proxy_pass", LOC | LIF | LMT, 1, 1),
     d("proxy_bind", HSL, 1, 2),
-    d("proxy_connect_timeout", HSL, 1, 1),
-    d("proxy_read_timeout", HSL, 1, 1),
-    d("proxy_send_timeout", HSL, 1, 1),
-    d("proxy_buffering", HSL, 1, 1),
-    d("proxy_buffers", HSL, 2, 2),
-    d("proxy_buffer_size", HSL, 1, 1),
-    d("proxy_busy_buffers_size", HSL, 1, 1),
-    d("proxy_max_temp_file_size", HSL, 1, 1),
-    d("proxy_temp_file_write_size", HSL, 1, 1),
+    d("proxy_connect_timeout", HSL, 1, 1).time(),
+    d("proxy_read_timeout", HSL, 1, 1).time(),
+    d("proxy_send_timeout", HSL, 1, 1).time(),
+    d("proxy_buffering", HSL, 1, 1).flag(),
+    d("proxy_buffers", HSL, 2, 2).buffers(),
+    d("proxy_buffer_size", HSL, 1, 1).size(),
+    d("proxy_busy_buffers_size", HSL, 1, 1).size(),
+    d("proxy_max_temp_file_size", HSL, 1, 1).size(),
+    d("proxy_temp_file_write_size", HSL, 1, 1)
+        .size()
+        .no_effect(),
     d("proxy_temp_path", HSL, 1, 4),
-    d("proxy_request_buffering", HSL, 1, 1),
+    d("proxy_request_buffering", HSL, 1, 1).flag(),
     d("proxy_hide_header", HSL, 1, 1),
     d("proxy_pass_header", HSL, 1, 1),
-    d("proxy_ignore_headers", HSL, 1, MANY),
-    d("proxy_intercept_errors", HSL, 1, 1),
+    d("proxy_ignore_headers", HSL, 1, MANY).no_effect(),
+    d("proxy_intercept_errors", HSL, 1, 1).flag(),
     d("proxy_next_upstream", HSL, 1, MANY),
     d("proxy_next_upstream_tries", HSL, 1, 1),
-    d("proxy_next_upstream_timeout", HSL, 1, 1),
-    d("proxy_pass_request_headers", HSL, 1, 1),
-    d("proxy_pass_request_body", HSL, 1, 1),
-    d("proxy_socket_keepalive", HSL, 1, 1),
-    d("proxy_force_ranges", HSL, 1, 1),
-    d("proxy_limit_rate", HSL, 1, 1),
+    d("proxy_next_upstream_timeout", HSL, 1, 1).time(),
+    d("proxy_pass_request_headers", HSL, 1, 1).flag(),
+    d("proxy_pass_request_body", HSL, 1, 1).flag(),
+    d("proxy_socket_keepalive", HSL, 1, 1).flag().no_effect(),
+    d("proxy_force_ranges", HSL, 1, 1).flag().no_effect(),
+    d("proxy_limit_rate", HSL, 1, 1).no_effect(),
     d("proxy_set_header", HSL, 2, 2),
     d("proxy_http_version", HSL, 1, 1),
     d("proxy_redirect", HSL, 1, 2),
@@ -407,10 +515,10 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_cookie_domain", HSL, 1, 2),
     d("proxy_cookie_path", HSL, 1, 2),
     d("proxy_cookie_flags", HSL, 1, MANY),
-    d("proxy_headers_hash_max_size", HSL, 1, 1),
-    d("proxy_headers_hash_bucket_size", HSL, 1, 1),
-    d("proxy_ssl_server_name", HSL, 1, 1),
-    d("proxy_ssl_verify", HSL, 1, 1),
+    d("proxy_headers_hash_max_size", HSL, 1, 1).no_effect(),
+    d("proxy_headers_hash_bucket_size", HSL, 1, 1).no_effect(),
+    d("proxy_ssl_server_name", HSL, 1, 1).flag(),
+    d("proxy_ssl_verify", HSL, 1, 1).flag(),
     d("proxy_ssl_name", HSL, 1, 1),
     d("proxy_ssl_trusted_certificate", HSL, 1, 1),
     d("proxy_ssl_verify_depth", HSL, 1, 1),
@@ -419,109 +527,115 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_ssl_ciphers", HSL, 1, 1),
     d("proxy_ssl_certificate", HSL, 1, 1),
     d("proxy_ssl_certificate_key", HSL, 1, 1),
-    d("proxy_ssl_certificate_cache", HSL, 1, 3),
+    d("proxy_ssl_certificate_cache", HSL, 1, 3).no_effect(),
     d("proxy_ssl_password_file", HSL, 1, 1),
-    d("proxy_ssl_session_reuse", HSL, 1, 1),
-    d("proxy_ssl_conf_command", HSL, 2, 2),
+    d("proxy_ssl_session_reuse", HSL, 1, 1).flag(),
+    d("proxy_ssl_conf_command", HSL, 2, 2).no_effect(),
     // fastcgi
     d("fastcgi_pass", LOC | LIF, 1, 1),
     d("fastcgi_bind", HSL, 1, 2),
-    d("fastcgi_connect_timeout", HSL, 1, 1),
-    d("fastcgi_read_timeout", HSL, 1, 1),
-    d("fastcgi_send_timeout", HSL, 1, 1),
-    d("fastcgi_buffering", HSL, 1, 1),
-    d("fastcgi_buffers", HSL, 2, 2),
-    d("fastcgi_buffer_size", HSL, 1, 1),
-    d("fastcgi_busy_buffers_size", HSL, 1, 1),
-    d("fastcgi_max_temp_file_size", HSL, 1, 1),
-    d("fastcgi_temp_file_write_size", HSL, 1, 1),
+    d("fastcgi_connect_timeout", HSL, 1, 1).time(),
+    d("fastcgi_read_timeout", HSL, 1, 1).time(),
+    d("fastcgi_send_timeout", HSL, 1, 1).time(),
+    d("fastcgi_buffering", HSL, 1, 1).flag(),
+    d("fastcgi_buffers", HSL, 2, 2).buffers(),
+    d("fastcgi_buffer_size", HSL, 1, 1).size(),
+    d("fastcgi_busy_buffers_size", HSL, 1, 1).size(),
+    d("fastcgi_max_temp_file_size", HSL, 1, 1).size(),
+    d("fastcgi_temp_file_write_size", HSL, 1, 1)
+        .size()
+        .no_effect(),
     d("fastcgi_temp_path", HSL, 1, 4),
-    d("fastcgi_request_buffering", HSL, 1, 1),
+    d("fastcgi_request_buffering", HSL, 1, 1).flag(),
     d("fastcgi_hide_header", HSL, 1, 1),
     d("fastcgi_pass_header", HSL, 1, 1),
-    d("fastcgi_ignore_headers", HSL, 1, MANY),
-    d("fastcgi_intercept_errors", HSL, 1, 1),
+    d("fastcgi_ignore_headers", HSL, 1, MANY).no_effect(),
+    d("fastcgi_intercept_errors", HSL, 1, 1).flag(),
     d("fastcgi_next_upstream", HSL, 1, MANY),
     d("fastcgi_next_upstream_tries", HSL, 1, 1),
-    d("fastcgi_next_upstream_timeout", HSL, 1, 1),
-    d("fastcgi_pass_request_headers", HSL, 1, 1),
-    d("fastcgi_pass_request_body", HSL, 1, 1),
-    d("fastcgi_socket_keepalive", HSL, 1, 1),
-    d("fastcgi_force_ranges", HSL, 1, 1),
-    d("fastcgi_limit_rate", HSL, 1, 1),
+    d("fastcgi_next_upstream_timeout", HSL, 1, 1).time(),
+    d("fastcgi_pass_request_headers", HSL, 1, 1).flag(),
+    d("fastcgi_pass_request_body", HSL, 1, 1).flag(),
+    d("fastcgi_socket_keepalive", HSL, 1, 1).flag().no_effect(),
+    d("fastcgi_force_ranges", HSL, 1, 1).flag().no_effect(),
+    d("fastcgi_limit_rate", HSL, 1, 1).no_effect(),
     d("fastcgi_param", HSL, 2, 3),
     d("fastcgi_index", HSL, 1, 1),
     d("fastcgi_split_path_info", HSL, 1, 1),
-    d("fastcgi_keep_conn", HSL, 1, 1),
+    d("fastcgi_keep_conn", HSL, 1, 1).flag(),
     d("fastcgi_catch_stderr", HSL, 1, 1),
     // uwsgi
     d("uwsgi_pass", LOC | LIF, 1, 1),
     d("uwsgi_bind", HSL, 1, 2),
-    d("uwsgi_connect_timeout", HSL, 1, 1),
-    d("uwsgi_read_timeout", HSL, 1, 1),
-    d("uwsgi_send_timeout", HSL, 1, 1),
-    d("uwsgi_buffering", HSL, 1, 1),
-    d("uwsgi_buffers", HSL, 2, 2),
-    d("uwsgi_buffer_size", HSL, 1, 1),
-    d("uwsgi_busy_buffers_size", HSL, 1, 1),
-    d("uwsgi_max_temp_file_size", HSL, 1, 1),
-    d("uwsgi_temp_file_write_size", HSL, 1, 1),
+    d("uwsgi_connect_timeout", HSL, 1, 1).time(),
+    d("uwsgi_read_timeout", HSL, 1, 1).time(),
+    d("uwsgi_send_timeout", HSL, 1, 1).time(),
+    d("uwsgi_buffering", HSL, 1, 1).flag(),
+    d("uwsgi_buffers", HSL, 2, 2).buffers(),
+    d("uwsgi_buffer_size", HSL, 1, 1).size(),
+    d("uwsgi_busy_buffers_size", HSL, 1, 1).size(),
+    d("uwsgi_max_temp_file_size", HSL, 1, 1).size(),
+    d("uwsgi_temp_file_write_size", HSL, 1, 1)
+        .size()
+        .no_effect(),
     d("uwsgi_temp_path", HSL, 1, 4),
-    d("uwsgi_request_buffering", HSL, 1, 1),
+    d("uwsgi_request_buffering", HSL, 1, 1).flag(),
     d("uwsgi_hide_header", HSL, 1, 1),
     d("uwsgi_pass_header", HSL, 1, 1),
-    d("uwsgi_ignore_headers", HSL, 1, MANY),
-    d("uwsgi_intercept_errors", HSL, 1, 1),
+    d("uwsgi_ignore_headers", HSL, 1, MANY).no_effect(),
+    d("uwsgi_intercept_errors", HSL, 1, 1).flag(),
     d("uwsgi_next_upstream", HSL, 1, MANY),
     d("uwsgi_next_upstream_tries", HSL, 1, 1),
-    d("uwsgi_next_upstream_timeout", HSL, 1, 1),
-    d("uwsgi_pass_request_headers", HSL, 1, 1),
-    d("uwsgi_pass_request_body", HSL, 1, 1),
-    d("uwsgi_socket_keepalive", HSL, 1, 1),
-    d("uwsgi_force_ranges", HSL, 1, 1),
-    d("uwsgi_limit_rate", HSL, 1, 1),
+    d("uwsgi_next_upstream_timeout", HSL, 1, 1).time(),
+    d("uwsgi_pass_request_headers", HSL, 1, 1).flag(),
+    d("uwsgi_pass_request_body", HSL, 1, 1).flag(),
+    d("uwsgi_socket_keepalive", HSL, 1, 1).flag().no_effect(),
+    d("uwsgi_force_ranges", HSL, 1, 1).flag().no_effect(),
+    d("uwsgi_limit_rate", HSL, 1, 1).no_effect(),
     d("uwsgi_param", HSL, 2, 3),
     d("uwsgi_modifier1", HSL, 1, 1),
     d("uwsgi_modifier2", HSL, 1, 1),
     // scgi
     d("scgi_pass", LOC | LIF, 1, 1),
     d("scgi_bind", HSL, 1, 2),
-    d("scgi_connect_timeout", HSL, 1, 1),
-    d("scgi_read_timeout", HSL, 1, 1),
-    d("scgi_send_timeout", HSL, 1, 1),
-    d("scgi_buffering", HSL, 1, 1),
-    d("scgi_buffers", HSL, 2, 2),
-    d("scgi_buffer_size", HSL, 1, 1),
-    d("scgi_busy_buffers_size", HSL, 1, 1),
-    d("scgi_max_temp_file_size", HSL, 1, 1),
-    d("scgi_temp_file_write_size", HSL, 1, 1),
+    d("scgi_connect_timeout", HSL, 1, 1).time(),
+    d("scgi_read_timeout", HSL, 1, 1).time(),
+    d("scgi_send_timeout", HSL, 1, 1).time(),
+    d("scgi_buffering", HSL, 1, 1).flag(),
+    d("scgi_buffers", HSL, 2, 2).buffers(),
+    d("scgi_buffer_size", HSL, 1, 1).size(),
+    d("scgi_busy_buffers_size", HSL, 1, 1).size(),
+    d("scgi_max_temp_file_size", HSL, 1, 1).size(),
+    d("scgi_temp_file_write_size", HSL, 1, 1).size().no_effect(),
     d("scgi_temp_path", HSL, 1, 4),
-    d("scgi_request_buffering", HSL, 1, 1),
+    d("scgi_request_buffering", HSL, 1, 1).flag(),
     d("scgi_hide_header", HSL, 1, 1),
     d("scgi_pass_header", HSL, 1, 1),
-    d("scgi_ignore_headers", HSL, 1, MANY),
-    d("scgi_intercept_errors", HSL, 1, 1),
+    d("scgi_ignore_headers", HSL, 1, MANY).no_effect(),
+    d("scgi_intercept_errors", HSL, 1, 1).flag(),
     d("scgi_next_upstream", HSL, 1, MANY),
     d("scgi_next_upstream_tries", HSL, 1, 1),
-    d("scgi_next_upstream_timeout", HSL, 1, 1),
-    d("scgi_pass_request_headers", HSL, 1, 1),
-    d("scgi_pass_request_body", HSL, 1, 1),
-    d("scgi_socket_keepalive", HSL, 1, 1),
-    d("scgi_force_ranges", HSL, 1, 1),
-    d("scgi_limit_rate", HSL, 1, 1),
+    d("scgi_next_upstream_timeout", HSL, 1, 1).time(),
+    d("scgi_pass_request_headers", HSL, 1, 1).flag(),
+    d("scgi_pass_request_body", HSL, 1, 1).flag(),
+    d("scgi_socket_keepalive", HSL, 1, 1).flag().no_effect(),
+    d("scgi_force_ranges", HSL, 1, 1).flag().no_effect(),
+    d("scgi_limit_rate", HSL, 1, 1).no_effect(),
     d("scgi_param", HSL, 2, 3),
     // memcached
     d("memcached_pass", LOC | LIF, 1, 1),
     d("memcached_bind", HSL, 1, 2),
-    d("memcached_connect_timeout", HSL, 1, 1),
-    d("memcached_read_timeout", HSL, 1, 1),
-    d("memcached_send_timeout", HSL, 1, 1),
-    d("memcached_buffer_size", HSL, 1, 1),
+    d("memcached_connect_timeout", HSL, 1, 1).time(),
+    d("memcached_read_timeout", HSL, 1, 1).time(),
+    d("memcached_send_timeout", HSL, 1, 1).time(),
+    d("memcached_buffer_size", HSL, 1, 1).size(),
     d("memcached_gzip_flag", HSL, 1, 1),
     d("memcached_next_upstream", HSL, 1, MANY),
     d("memcached_next_upstream_tries", HSL, 1, 1),
-    d("memcached_next_upstream_timeout", HSL, 1, 1),
-    d("memcached_socket_keepalive", HSL, 1, 1),
+    d("memcached_next_upstream_timeout", HSL, 1, 1).time(),
+    d("memcached_socket_keepalive", HSL, 1, 1)
+        .flag()
+        .no_effect(),
 ];
 
 /// The registry lines for `name` (several when it differs between contexts).
@@ -553,28 +667,38 @@ pub fn top_context(tree: &[Directive]) -> Context {
     }
 }
 
+/// What a walk over a tree collects: errors, and warnings for the directives accepted
+/// without effect (each once, in file order).
+#[derive(Debug, Default)]
+struct Walk {
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
+}
+
 /// Check every directive of `tree` (its top level in [`top_context`]): known, allowed where
-/// it is, right number of arguments, block or not. All errors are collected, in file order.
-pub fn check(tree: &[Directive]) -> Result<(), Vec<ConfigError>> {
+/// it is, right number of arguments, block or not, values of its [`Kind`], and its
+/// [`Support`]. All errors are collected, in file order; without errors, the warnings for
+/// the directives accepted without effect.
+pub fn check(tree: &[Directive]) -> Result<Vec<String>, Vec<ConfigError>> {
     check_in(tree, top_context(tree))
 }
 
 /// [`check`] with the top level in `ctx`.
-pub fn check_in(tree: &[Directive], ctx: Context) -> Result<(), Vec<ConfigError>> {
-    let mut errors = Vec::new();
-    check_block(tree, ctx, &mut errors);
-    if errors.is_empty() {
-        Ok(())
+pub fn check_in(tree: &[Directive], ctx: Context) -> Result<Vec<String>, Vec<ConfigError>> {
+    let mut walk = Walk::default();
+    check_block(tree, ctx, &mut walk);
+    if walk.errors.is_empty() {
+        Ok(walk.warnings)
     } else {
-        Err(errors)
+        Err(walk.errors)
     }
 }
 
-fn check_block(tree: &[Directive], ctx: Context, errors: &mut Vec<ConfigError>) {
+fn check_block(tree: &[Directive], ctx: Context, walk: &mut Walk) {
     for d in tree {
         match ctx {
-            Context::Types | Context::Map => check_entry(d, ctx, errors),
-            _ => check_directive(d, ctx, errors),
+            Context::Types | Context::Map => check_entry(d, ctx, &mut walk.errors),
+            _ => check_directive(d, ctx, walk),
         }
     }
 }
@@ -605,8 +729,9 @@ fn check_entry(d: &Directive, ctx: Context, errors: &mut Vec<ConfigError>) {
     }
 }
 
-fn check_directive(d: &Directive, ctx: Context, errors: &mut Vec<ConfigError>) {
+fn check_directive(d: &Directive, ctx: Context, walk: &mut Walk) {
     let name = d.name.as_str();
+    let errors = &mut walk.errors;
     let Some(any) = lookup(name).next() else {
         errors.push(d.error(format!("unknown directive \"{name}\"")));
         return;
@@ -623,14 +748,40 @@ fn check_directive(d: &Directive, ctx: Context, errors: &mut Vec<ConfigError>) {
         Some(s) if !s.accepts(d.args.len()) => errors.push(d.error(format!(
             "invalid number of arguments in \"{name}\" directive"
         ))),
-        Some(_) => crate::value_check::check_values(d, errors),
+        Some(s) => support(d, s, walk),
     }
     // Check inside a block even when the block itself is misplaced, so one run reports all.
     if let Some(block) = &d.block {
         if spec.unwrap_or(any).block {
             if let Some(child) = ctx.child(name) {
-                check_block(block, child, errors);
+                check_block(block, child, walk);
             }
+        }
+    }
+}
+
+/// The value check and the support of a well-placed directive `d` of spec `s`.
+fn support(d: &Directive, s: &Spec, walk: &mut Walk) {
+    let quiet = match s.support {
+        Support::NotYet => {
+            walk.errors.push(d.error(format!(
+                "\"{}\" directive is not supported by junction yet (see docs/directives.md)",
+                d.name
+            )));
+            return;
+        }
+        Support::Yes => true,
+        Support::NoEffect => false,
+        Support::NoEffectExcept(arg) => d.args.first().is_some_and(|a| a.value == arg),
+    };
+    crate::value_check::check_values(d, s.kind, &mut walk.errors);
+    if !quiet {
+        let w = format!(
+            "\"{}\" directive is accepted but has no effect in junction in {}",
+            d.name, d.span
+        );
+        if !walk.warnings.contains(&w) {
+            walk.warnings.push(w);
         }
     }
 }
@@ -674,6 +825,132 @@ mod tests {
         assert!(spec("uwsgi_temp_path", Context::Location).is_some());
         assert!(spec("scgi_pass", Context::LocationIf).is_some());
         assert!(spec("scgi_pass", Context::Server).is_none());
+    }
+
+    /// The value kinds of the table are those the check guessed from the names before
+    /// the kinds were data (issue 11): the same directives are checked the same way.
+    #[test]
+    fn kinds_are_the_old_name_guesses() {
+        const FLAGS: &[&str] = &[
+            "sendfile",
+            "tcp_nopush",
+            "tcp_nodelay",
+            "gzip",
+            "gzip_vary",
+            "override_charset",
+            "log_not_found",
+            "log_subrequest",
+            "client_body_in_single_buffer",
+            "autoindex_exact_size",
+            "autoindex_localtime",
+            "open_file_cache_errors",
+            "open_file_cache_events",
+            "brotli",
+            "gunzip",
+            "etag",
+            "recursive_error_pages",
+            "absolute_redirect",
+            "port_in_redirect",
+            "server_name_in_redirect",
+            "ignore_invalid_headers",
+            "underscores_in_headers",
+            "merge_slashes",
+            "fastcgi_keep_conn",
+            "autoindex",
+            "multi_accept",
+            "accept_mutex",
+            "master_process",
+            "daemon",
+            "ssl_prefer_server_ciphers",
+            "rewrite_log",
+            "uninitialized_variable_warn",
+            "limit_req_dry_run",
+            "limit_conn_dry_run",
+            "real_ip_recursive",
+        ];
+        const FAMILIES: &[&str] = &["proxy", "fastcgi", "uwsgi", "scgi", "memcached"];
+        const FAMILY_FLAGS: &[&str] = &[
+            "_buffering",
+            "_request_buffering",
+            "_intercept_errors",
+            "_pass_request_headers",
+            "_pass_request_body",
+            "_socket_keepalive",
+            "_force_ranges",
+            "_ssl_verify",
+            "_ssl_server_name",
+            "_ssl_session_reuse",
+        ];
+        fn guess(n: &str, block: bool) -> &'static str {
+            let fam_flag = FAMILY_FLAGS
+                .iter()
+                .any(|suf| n.ends_with(suf) && FAMILIES.iter().any(|p| n.starts_with(p)));
+            if fam_flag || FLAGS.contains(&n) {
+                "flag"
+            } else if n == "server_tokens" {
+                "custom"
+            } else if n.ends_with("_timeout") || n == "keepalive_time" {
+                "time"
+            } else if n.ends_with("_buffer_size")
+                || n.ends_with("_body_size")
+                || n.ends_with("_busy_buffers_size")
+                || n.ends_with("_max_temp_file_size")
+                || n.ends_with("_temp_file_write_size")
+            {
+                "size"
+            } else if n.ends_with("_buffers") && !block {
+                "buffers"
+            } else {
+                "any"
+            }
+        }
+        for s in DIRECTIVES {
+            let kind = match s.kind {
+                Kind::Any => "any",
+                Kind::Flag => "flag",
+                Kind::Size => "size",
+                Kind::Time => "time",
+                Kind::Buffers => "buffers",
+                Kind::Number => "number",
+                Kind::Custom(_) => "custom",
+            };
+            assert_eq!(kind, guess(s.name, s.block), "{}", s.name);
+        }
+    }
+
+    #[test]
+    fn no_effect_warns_once_per_place_and_not_yet_is_an_error() {
+        let src = "daemon off;\ndaemon on;\nhttp {\n    sendfile on;\n    server {\n        \
+                   location / { proxy_force_ranges on; memcached_socket_keepalive on; }\n    \
+                   }\n}\n";
+        let warnings: Vec<String> = check(&parse(src))
+            .unwrap()
+            .iter()
+            .map(|w| w.replace(" in /nonexistent/r.conf:", " @"))
+            .collect();
+        let no = |n: &str, l: u32| {
+            format!("\"{n}\" directive is accepted but has no effect in junction @{l}")
+        };
+        assert_eq!(
+            warnings,
+            [
+                no("daemon", 2),
+                no("sendfile", 4),
+                no("proxy_force_ranges", 6),
+                no("memcached_socket_keepalive", 6)
+            ]
+        );
+        // the same place twice (an included file expanded twice): one warning
+        let tree = parse("sendfile on;");
+        let twice: Vec<Directive> = tree.iter().chain(&tree).cloned().collect();
+        assert_eq!(check_in(&twice, Context::Http).unwrap().len(), 1);
+        assert_eq!(
+            errors("http { server { ssl_ocsp on; sendfile maybe; } }"),
+            [
+                "\"ssl_ocsp\" directive is not supported by junction yet (see docs/directives.md) @1",
+                "invalid value \"maybe\" in \"sendfile\" directive, it must be \"on\" or \"off\" @1",
+            ]
+        );
     }
 
     #[test]

@@ -179,14 +179,6 @@ fn warnings_in(tree: &[Directive], in_location: bool, out: &mut Vec<String>) {
                 "the \"{}\" directive is obsolete, ignored in {}",
                 d.name, d.span
             ));
-        } else if matches!(
-            d.name.as_str(),
-            "http2_recv_buffer_size" | "http2_pool_size" | "http2_streams_index_size"
-        ) {
-            out.push(format!(
-                "\"{}\" directive is accepted but has no effect in junction in {}",
-                d.name, d.span
-            ));
         } else if d.name == "listen" && d.args.iter().skip(1).any(|a| a.value == "http2") {
             out.push(format!(
                 "the \"listen ... http2\" directive is deprecated, use the \"http2\" directive instead in {}",

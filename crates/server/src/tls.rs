@@ -558,32 +558,11 @@ impl ServerTls {
                 }
             }
         }
-        if let Some(d) = scope.get("ssl_certificate_compression") {
-            warnings.push(format!(
-                "\"ssl_certificate_compression\" directive is accepted but has no effect in junction in {}",
-                d.span
-            ));
-        }
         if let Some(d) = scope.get("ssl_dhparam") {
             warnings.push(format!(
                 "\"ssl_dhparam\" directive is accepted but has no effect in junction (rustls has no DHE suites) in {}",
                 d.span
             ));
-        }
-        // Known to nginx, not to Junction yet: refused, never ignored.
-        for name in [
-            "ssl_ocsp",
-            "ssl_ocsp_cache",
-            "ssl_ocsp_responder",
-            "ssl_certificate_cache",
-            "ssl_ech_file",
-        ] {
-            if let Some(d) = scope.get(name) {
-                return Err(err(
-                    &d.span,
-                    format!("\"{name}\" directive is not supported by junction yet (see docs/directives.md)"),
-                ));
-            }
         }
         if let Some(d) = scope.get("ssl_conf_command") {
             return Err(err(
