@@ -479,34 +479,8 @@ pub static DIRECTIVES: &[Spec] = &[
     d("status", MATCH, 1, MANY),
     d("header", MATCH, 1, 3),
     d("body", MATCH, 2, 2),
-    // proxy
+    // proxy (and the `proxy_*` family: FAMILIES)
     d("proxy_pass", LOC | LIF | LMT, 1, 1),
-    d("proxy_bind", HSL, 1, 2),
-    d("proxy_connect_timeout", HSL, 1, 1).time(),
-    d("proxy_read_timeout", HSL, 1, 1).time(),
-    d("proxy_send_timeout", HSL, 1, 1).time(),
-    d("proxy_buffering", HSL, 1, 1).flag(),
-    d("proxy_buffers", HSL, 2, 2).buffers(),
-    d("proxy_buffer_size", HSL, 1, 1).size(),
-    d("proxy_busy_buffers_size", HSL, 1, 1).size(),
-    d("proxy_max_temp_file_size", HSL, 1, 1).size(),
-    d("proxy_temp_file_write_size", HSL, 1, 1)
-        .size()
-        .no_effect(),
-    d("proxy_temp_path", HSL, 1, 4),
-    d("proxy_request_buffering", HSL, 1, 1).flag(),
-    d("proxy_hide_header", HSL, 1, 1),
-    d("proxy_pass_header", HSL, 1, 1),
-    d("proxy_ignore_headers", HSL, 1, MANY).no_effect(),
-    d("proxy_intercept_errors", HSL, 1, 1).flag(),
-    d("proxy_next_upstream", HSL, 1, MANY),
-    d("proxy_next_upstream_tries", HSL, 1, 1),
-    d("proxy_next_upstream_timeout", HSL, 1, 1).time(),
-    d("proxy_pass_request_headers", HSL, 1, 1).flag(),
-    d("proxy_pass_request_body", HSL, 1, 1).flag(),
-    d("proxy_socket_keepalive", HSL, 1, 1).flag().no_effect(),
-    d("proxy_force_ranges", HSL, 1, 1).flag().no_effect(),
-    d("proxy_limit_rate", HSL, 1, 1).no_effect(),
     d("proxy_set_header", HSL, 2, 2),
     d("proxy_http_version", HSL, 1, 1),
     d("proxy_redirect", HSL, 1, 2),
@@ -531,116 +505,119 @@ pub static DIRECTIVES: &[Spec] = &[
     d("proxy_ssl_password_file", HSL, 1, 1),
     d("proxy_ssl_session_reuse", HSL, 1, 1).flag(),
     d("proxy_ssl_conf_command", HSL, 2, 2).no_effect(),
-    // fastcgi
+    // fastcgi (and the `fastcgi_*` family)
     d("fastcgi_pass", LOC | LIF, 1, 1),
-    d("fastcgi_bind", HSL, 1, 2),
-    d("fastcgi_connect_timeout", HSL, 1, 1).time(),
-    d("fastcgi_read_timeout", HSL, 1, 1).time(),
-    d("fastcgi_send_timeout", HSL, 1, 1).time(),
-    d("fastcgi_buffering", HSL, 1, 1).flag(),
-    d("fastcgi_buffers", HSL, 2, 2).buffers(),
-    d("fastcgi_buffer_size", HSL, 1, 1).size(),
-    d("fastcgi_busy_buffers_size", HSL, 1, 1).size(),
-    d("fastcgi_max_temp_file_size", HSL, 1, 1).size(),
-    d("fastcgi_temp_file_write_size", HSL, 1, 1)
-        .size()
-        .no_effect(),
-    d("fastcgi_temp_path", HSL, 1, 4),
-    d("fastcgi_request_buffering", HSL, 1, 1).flag(),
-    d("fastcgi_hide_header", HSL, 1, 1),
-    d("fastcgi_pass_header", HSL, 1, 1),
-    d("fastcgi_ignore_headers", HSL, 1, MANY).no_effect(),
-    d("fastcgi_intercept_errors", HSL, 1, 1).flag(),
-    d("fastcgi_next_upstream", HSL, 1, MANY),
-    d("fastcgi_next_upstream_tries", HSL, 1, 1),
-    d("fastcgi_next_upstream_timeout", HSL, 1, 1).time(),
-    d("fastcgi_pass_request_headers", HSL, 1, 1).flag(),
-    d("fastcgi_pass_request_body", HSL, 1, 1).flag(),
-    d("fastcgi_socket_keepalive", HSL, 1, 1).flag().no_effect(),
-    d("fastcgi_force_ranges", HSL, 1, 1).flag().no_effect(),
-    d("fastcgi_limit_rate", HSL, 1, 1).no_effect(),
-    d("fastcgi_param", HSL, 2, 3),
     d("fastcgi_index", HSL, 1, 1),
     d("fastcgi_split_path_info", HSL, 1, 1),
     d("fastcgi_keep_conn", HSL, 1, 1).flag(),
     d("fastcgi_catch_stderr", HSL, 1, 1),
-    // uwsgi
+    // uwsgi (and the `uwsgi_*` family)
     d("uwsgi_pass", LOC | LIF, 1, 1),
-    d("uwsgi_bind", HSL, 1, 2),
-    d("uwsgi_connect_timeout", HSL, 1, 1).time(),
-    d("uwsgi_read_timeout", HSL, 1, 1).time(),
-    d("uwsgi_send_timeout", HSL, 1, 1).time(),
-    d("uwsgi_buffering", HSL, 1, 1).flag(),
-    d("uwsgi_buffers", HSL, 2, 2).buffers(),
-    d("uwsgi_buffer_size", HSL, 1, 1).size(),
-    d("uwsgi_busy_buffers_size", HSL, 1, 1).size(),
-    d("uwsgi_max_temp_file_size", HSL, 1, 1).size(),
-    d("uwsgi_temp_file_write_size", HSL, 1, 1)
-        .size()
-        .no_effect(),
-    d("uwsgi_temp_path", HSL, 1, 4),
-    d("uwsgi_request_buffering", HSL, 1, 1).flag(),
-    d("uwsgi_hide_header", HSL, 1, 1),
-    d("uwsgi_pass_header", HSL, 1, 1),
-    d("uwsgi_ignore_headers", HSL, 1, MANY).no_effect(),
-    d("uwsgi_intercept_errors", HSL, 1, 1).flag(),
-    d("uwsgi_next_upstream", HSL, 1, MANY),
-    d("uwsgi_next_upstream_tries", HSL, 1, 1),
-    d("uwsgi_next_upstream_timeout", HSL, 1, 1).time(),
-    d("uwsgi_pass_request_headers", HSL, 1, 1).flag(),
-    d("uwsgi_pass_request_body", HSL, 1, 1).flag(),
-    d("uwsgi_socket_keepalive", HSL, 1, 1).flag().no_effect(),
-    d("uwsgi_force_ranges", HSL, 1, 1).flag().no_effect(),
-    d("uwsgi_limit_rate", HSL, 1, 1).no_effect(),
-    d("uwsgi_param", HSL, 2, 3),
     d("uwsgi_modifier1", HSL, 1, 1),
     d("uwsgi_modifier2", HSL, 1, 1),
-    // scgi
+    // scgi (and the `scgi_*` family)
     d("scgi_pass", LOC | LIF, 1, 1),
-    d("scgi_bind", HSL, 1, 2),
-    d("scgi_connect_timeout", HSL, 1, 1).time(),
-    d("scgi_read_timeout", HSL, 1, 1).time(),
-    d("scgi_send_timeout", HSL, 1, 1).time(),
-    d("scgi_buffering", HSL, 1, 1).flag(),
-    d("scgi_buffers", HSL, 2, 2).buffers(),
-    d("scgi_buffer_size", HSL, 1, 1).size(),
-    d("scgi_busy_buffers_size", HSL, 1, 1).size(),
-    d("scgi_max_temp_file_size", HSL, 1, 1).size(),
-    d("scgi_temp_file_write_size", HSL, 1, 1).size().no_effect(),
-    d("scgi_temp_path", HSL, 1, 4),
-    d("scgi_request_buffering", HSL, 1, 1).flag(),
-    d("scgi_hide_header", HSL, 1, 1),
-    d("scgi_pass_header", HSL, 1, 1),
-    d("scgi_ignore_headers", HSL, 1, MANY).no_effect(),
-    d("scgi_intercept_errors", HSL, 1, 1).flag(),
-    d("scgi_next_upstream", HSL, 1, MANY),
-    d("scgi_next_upstream_tries", HSL, 1, 1),
-    d("scgi_next_upstream_timeout", HSL, 1, 1).time(),
-    d("scgi_pass_request_headers", HSL, 1, 1).flag(),
-    d("scgi_pass_request_body", HSL, 1, 1).flag(),
-    d("scgi_socket_keepalive", HSL, 1, 1).flag().no_effect(),
-    d("scgi_force_ranges", HSL, 1, 1).flag().no_effect(),
-    d("scgi_limit_rate", HSL, 1, 1).no_effect(),
-    d("scgi_param", HSL, 2, 3),
-    // memcached
+    // memcached (and the `memcached_*` family)
     d("memcached_pass", LOC | LIF, 1, 1),
-    d("memcached_bind", HSL, 1, 2),
-    d("memcached_connect_timeout", HSL, 1, 1).time(),
-    d("memcached_read_timeout", HSL, 1, 1).time(),
-    d("memcached_send_timeout", HSL, 1, 1).time(),
-    d("memcached_buffer_size", HSL, 1, 1).size(),
     d("memcached_gzip_flag", HSL, 1, 1),
-    d("memcached_next_upstream", HSL, 1, MANY),
-    d("memcached_next_upstream_tries", HSL, 1, 1),
-    d("memcached_next_upstream_timeout", HSL, 1, 1).time(),
-    d("memcached_socket_keepalive", HSL, 1, 1)
-        .flag()
-        .no_effect(),
+];
+
+/// The `PREFIX_*` directives every upstream module has (`proxy_`, `fastcgi_`, `uwsgi_`,
+/// `scgi_`, `memcached_`), each [`Spec::name`] the part after `PREFIX_`.
+pub static FAMILY_BASE: &[Spec] = &[
+    d("bind", HSL, 1, 2),
+    d("connect_timeout", HSL, 1, 1).time(),
+    d("read_timeout", HSL, 1, 1).time(),
+    d("send_timeout", HSL, 1, 1).time(),
+    d("buffer_size", HSL, 1, 1).size(),
+    d("next_upstream", HSL, 1, MANY),
+    d("next_upstream_tries", HSL, 1, 1),
+    d("next_upstream_timeout", HSL, 1, 1).time(),
+    d("socket_keepalive", HSL, 1, 1).flag().no_effect(),
+];
+
+/// The `PREFIX_*` directives of the modules that relay an HTTP-like response through
+/// the buffering machinery (all but memcached).
+pub static FAMILY_BUFFERED: &[Spec] = &[
+    d("buffering", HSL, 1, 1).flag(),
+    d("buffers", HSL, 2, 2).buffers(),
+    d("busy_buffers_size", HSL, 1, 1).size(),
+    d("max_temp_file_size", HSL, 1, 1).size(),
+    d("temp_file_write_size", HSL, 1, 1).size().no_effect(),
+    d("temp_path", HSL, 1, 4),
+    d("request_buffering", HSL, 1, 1).flag(),
+    d("hide_header", HSL, 1, 1),
+    d("pass_header", HSL, 1, 1),
+    d("ignore_headers", HSL, 1, MANY).no_effect(),
+    d("intercept_errors", HSL, 1, 1).flag(),
+    d("pass_request_headers", HSL, 1, 1).flag(),
+    d("pass_request_body", HSL, 1, 1).flag(),
+    d("force_ranges", HSL, 1, 1).flag().no_effect(),
+    d("limit_rate", HSL, 1, 1).no_effect(),
+];
+
+/// `PREFIX_param NAME VALUE [if_not_empty]`: the CGI-style modules (FastCGI, uwsgi, SCGI).
+pub static FAMILY_PARAMS: &[Spec] = &[d("param", HSL, 2, 3)];
+
+/// One module's share of the `PREFIX_*` family: its prefix and the parts of the family
+/// it has (nginx gives memcached only [`FAMILY_BASE`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Prefix {
+    /// `proxy`, `fastcgi`, …
+    pub prefix: &'static str,
+    /// Its parts of the family.
+    pub parts: &'static [&'static [Spec]],
+}
+
+impl Prefix {
+    /// The family member `name` is (`fastcgi_buffers` → the `buffers` spec), if any.
+    pub fn member(&self, name: &str) -> Option<&'static Spec> {
+        let rest = name.strip_prefix(self.prefix)?.strip_prefix('_')?;
+        self.parts
+            .iter()
+            .flat_map(|p| p.iter())
+            .find(|s| s.name == rest)
+    }
+
+    /// The directive names it generates, `PREFIX_MEMBER`.
+    pub fn names(&self) -> impl Iterator<Item = String> + '_ {
+        self.parts
+            .iter()
+            .flat_map(|p| p.iter())
+            .map(|s| format!("{}_{}", self.prefix, s.name))
+    }
+}
+
+/// The family of each upstream module.
+pub static FAMILIES: &[Prefix] = &[
+    Prefix {
+        prefix: "proxy",
+        parts: &[FAMILY_BASE, FAMILY_BUFFERED],
+    },
+    Prefix {
+        prefix: "fastcgi",
+        parts: &[FAMILY_BASE, FAMILY_BUFFERED, FAMILY_PARAMS],
+    },
+    Prefix {
+        prefix: "uwsgi",
+        parts: &[FAMILY_BASE, FAMILY_BUFFERED, FAMILY_PARAMS],
+    },
+    Prefix {
+        prefix: "scgi",
+        parts: &[FAMILY_BASE, FAMILY_BUFFERED, FAMILY_PARAMS],
+    },
+    Prefix {
+        prefix: "memcached",
+        parts: &[FAMILY_BASE],
+    },
 ];
 
 /// The registry lines for `name` (several when it differs between contexts).
 pub fn lookup(name: &str) -> impl Iterator<Item = &'static Spec> + '_ {
-    DIRECTIVES.iter().filter(move |s| s.name == name)
+    DIRECTIVES
+        .iter()
+        .filter(move |s| s.name == name)
+        .chain(FAMILIES.iter().filter_map(move |f| f.member(name)))
 }
 
 /// The spec for `name` in `ctx`, if it may be written there.
@@ -816,6 +793,11 @@ mod tests {
                     s.name
                 );
             }
+            assert!(
+                FAMILIES.iter().all(|f| f.member(s.name).is_none()),
+                "{} is also a family member",
+                s.name
+            );
         }
         assert_eq!(spec("server", Context::Http).map(|s| s.block), Some(true));
         assert_eq!(
@@ -868,7 +850,7 @@ mod tests {
             "limit_conn_dry_run",
             "real_ip_recursive",
         ];
-        const FAMILIES: &[&str] = &["proxy", "fastcgi", "uwsgi", "scgi", "memcached"];
+        const PREFIXES: &[&str] = &["proxy", "fastcgi", "uwsgi", "scgi", "memcached"];
         const FAMILY_FLAGS: &[&str] = &[
             "_buffering",
             "_request_buffering",
@@ -884,7 +866,7 @@ mod tests {
         fn guess(n: &str, block: bool) -> &'static str {
             let fam_flag = FAMILY_FLAGS
                 .iter()
-                .any(|suf| n.ends_with(suf) && FAMILIES.iter().any(|p| n.starts_with(p)));
+                .any(|suf| n.ends_with(suf) && PREFIXES.iter().any(|p| n.starts_with(p)));
             if fam_flag || FLAGS.contains(&n) {
                 "flag"
             } else if n == "server_tokens" {
@@ -904,7 +886,14 @@ mod tests {
                 "any"
             }
         }
-        for s in DIRECTIVES {
+        let family = FAMILIES
+            .iter()
+            .flat_map(|f| f.names().map(move |n| (n.clone(), f.member(&n).unwrap())));
+        for (name, s) in DIRECTIVES
+            .iter()
+            .map(|s| (s.name.to_string(), s))
+            .chain(family)
+        {
             let kind = match s.kind {
                 Kind::Any => "any",
                 Kind::Flag => "flag",
@@ -914,7 +903,7 @@ mod tests {
                 Kind::Number => "number",
                 Kind::Custom(_) => "custom",
             };
-            assert_eq!(kind, guess(s.name, s.block), "{}", s.name);
+            assert_eq!(kind, guess(&name, s.block), "{name}");
         }
     }
 
@@ -951,6 +940,166 @@ mod tests {
                 "invalid value \"maybe\" in \"sendfile\" directive, it must be \"on\" or \"off\" @1",
             ]
         );
+    }
+
+    /// The generated family is exactly the per-prefix lines the table had before it was
+    /// generated (issue 11), written as they were.
+    #[test]
+    fn family_is_the_old_table() {
+        const OLD: &[&str] = &[
+            "d(\"fastcgi_bind\", HSL, 1, 2),",
+            "d(\"fastcgi_buffer_size\", HSL, 1, 1).size(),",
+            "d(\"fastcgi_buffering\", HSL, 1, 1).flag(),",
+            "d(\"fastcgi_buffers\", HSL, 2, 2).buffers(),",
+            "d(\"fastcgi_busy_buffers_size\", HSL, 1, 1).size(),",
+            "d(\"fastcgi_connect_timeout\", HSL, 1, 1).time(),",
+            "d(\"fastcgi_force_ranges\", HSL, 1, 1).flag().no_effect(),",
+            "d(\"fastcgi_hide_header\", HSL, 1, 1),",
+            "d(\"fastcgi_ignore_headers\", HSL, 1, MANY).no_effect(),",
+            "d(\"fastcgi_intercept_errors\", HSL, 1, 1).flag(),",
+            "d(\"fastcgi_limit_rate\", HSL, 1, 1).no_effect(),",
+            "d(\"fastcgi_max_temp_file_size\", HSL, 1, 1).size(),",
+            "d(\"fastcgi_next_upstream\", HSL, 1, MANY),",
+            "d(\"fastcgi_next_upstream_timeout\", HSL, 1, 1).time(),",
+            "d(\"fastcgi_next_upstream_tries\", HSL, 1, 1),",
+            "d(\"fastcgi_param\", HSL, 2, 3),",
+            "d(\"fastcgi_pass_header\", HSL, 1, 1),",
+            "d(\"fastcgi_pass_request_body\", HSL, 1, 1).flag(),",
+            "d(\"fastcgi_pass_request_headers\", HSL, 1, 1).flag(),",
+            "d(\"fastcgi_read_timeout\", HSL, 1, 1).time(),",
+            "d(\"fastcgi_request_buffering\", HSL, 1, 1).flag(),",
+            "d(\"fastcgi_send_timeout\", HSL, 1, 1).time(),",
+            "d(\"fastcgi_socket_keepalive\", HSL, 1, 1).flag().no_effect(),",
+            "d(\"fastcgi_temp_file_write_size\", HSL, 1, 1).size().no_effect(),",
+            "d(\"fastcgi_temp_path\", HSL, 1, 4),",
+            "d(\"memcached_bind\", HSL, 1, 2),",
+            "d(\"memcached_buffer_size\", HSL, 1, 1).size(),",
+            "d(\"memcached_connect_timeout\", HSL, 1, 1).time(),",
+            "d(\"memcached_next_upstream\", HSL, 1, MANY),",
+            "d(\"memcached_next_upstream_timeout\", HSL, 1, 1).time(),",
+            "d(\"memcached_next_upstream_tries\", HSL, 1, 1),",
+            "d(\"memcached_read_timeout\", HSL, 1, 1).time(),",
+            "d(\"memcached_send_timeout\", HSL, 1, 1).time(),",
+            "d(\"memcached_socket_keepalive\", HSL, 1, 1).flag().no_effect(),",
+            "d(\"proxy_bind\", HSL, 1, 2),",
+            "d(\"proxy_buffer_size\", HSL, 1, 1).size(),",
+            "d(\"proxy_buffering\", HSL, 1, 1).flag(),",
+            "d(\"proxy_buffers\", HSL, 2, 2).buffers(),",
+            "d(\"proxy_busy_buffers_size\", HSL, 1, 1).size(),",
+            "d(\"proxy_connect_timeout\", HSL, 1, 1).time(),",
+            "d(\"proxy_force_ranges\", HSL, 1, 1).flag().no_effect(),",
+            "d(\"proxy_hide_header\", HSL, 1, 1),",
+            "d(\"proxy_ignore_headers\", HSL, 1, MANY).no_effect(),",
+            "d(\"proxy_intercept_errors\", HSL, 1, 1).flag(),",
+            "d(\"proxy_limit_rate\", HSL, 1, 1).no_effect(),",
+            "d(\"proxy_max_temp_file_size\", HSL, 1, 1).size(),",
+            "d(\"proxy_next_upstream\", HSL, 1, MANY),",
+            "d(\"proxy_next_upstream_timeout\", HSL, 1, 1).time(),",
+            "d(\"proxy_next_upstream_tries\", HSL, 1, 1),",
+            "d(\"proxy_pass_header\", HSL, 1, 1),",
+            "d(\"proxy_pass_request_body\", HSL, 1, 1).flag(),",
+            "d(\"proxy_pass_request_headers\", HSL, 1, 1).flag(),",
+            "d(\"proxy_read_timeout\", HSL, 1, 1).time(),",
+            "d(\"proxy_request_buffering\", HSL, 1, 1).flag(),",
+            "d(\"proxy_send_timeout\", HSL, 1, 1).time(),",
+            "d(\"proxy_socket_keepalive\", HSL, 1, 1).flag().no_effect(),",
+            "d(\"proxy_temp_file_write_size\", HSL, 1, 1).size().no_effect(),",
+            "d(\"proxy_temp_path\", HSL, 1, 4),",
+            "d(\"scgi_bind\", HSL, 1, 2),",
+            "d(\"scgi_buffer_size\", HSL, 1, 1).size(),",
+            "d(\"scgi_buffering\", HSL, 1, 1).flag(),",
+            "d(\"scgi_buffers\", HSL, 2, 2).buffers(),",
+            "d(\"scgi_busy_buffers_size\", HSL, 1, 1).size(),",
+            "d(\"scgi_connect_timeout\", HSL, 1, 1).time(),",
+            "d(\"scgi_force_ranges\", HSL, 1, 1).flag().no_effect(),",
+            "d(\"scgi_hide_header\", HSL, 1, 1),",
+            "d(\"scgi_ignore_headers\", HSL, 1, MANY).no_effect(),",
+            "d(\"scgi_intercept_errors\", HSL, 1, 1).flag(),",
+            "d(\"scgi_limit_rate\", HSL, 1, 1).no_effect(),",
+            "d(\"scgi_max_temp_file_size\", HSL, 1, 1).size(),",
+            "d(\"scgi_next_upstream\", HSL, 1, MANY),",
+            "d(\"scgi_next_upstream_timeout\", HSL, 1, 1).time(),",
+            "d(\"scgi_next_upstream_tries\", HSL, 1, 1),",
+            "d(\"scgi_param\", HSL, 2, 3),",
+            "d(\"scgi_pass_header\", HSL, 1, 1),",
+            "d(\"scgi_pass_request_body\", HSL, 1, 1).flag(),",
+            "d(\"scgi_pass_request_headers\", HSL, 1, 1).flag(),",
+            "d(\"scgi_read_timeout\", HSL, 1, 1).time(),",
+            "d(\"scgi_request_buffering\", HSL, 1, 1).flag(),",
+            "d(\"scgi_send_timeout\", HSL, 1, 1).time(),",
+            "d(\"scgi_socket_keepalive\", HSL, 1, 1).flag().no_effect(),",
+            "d(\"scgi_temp_file_write_size\", HSL, 1, 1).size().no_effect(),",
+            "d(\"scgi_temp_path\", HSL, 1, 4),",
+            "d(\"uwsgi_bind\", HSL, 1, 2),",
+            "d(\"uwsgi_buffer_size\", HSL, 1, 1).size(),",
+            "d(\"uwsgi_buffering\", HSL, 1, 1).flag(),",
+            "d(\"uwsgi_buffers\", HSL, 2, 2).buffers(),",
+            "d(\"uwsgi_busy_buffers_size\", HSL, 1, 1).size(),",
+            "d(\"uwsgi_connect_timeout\", HSL, 1, 1).time(),",
+            "d(\"uwsgi_force_ranges\", HSL, 1, 1).flag().no_effect(),",
+            "d(\"uwsgi_hide_header\", HSL, 1, 1),",
+            "d(\"uwsgi_ignore_headers\", HSL, 1, MANY).no_effect(),",
+            "d(\"uwsgi_intercept_errors\", HSL, 1, 1).flag(),",
+            "d(\"uwsgi_limit_rate\", HSL, 1, 1).no_effect(),",
+            "d(\"uwsgi_max_temp_file_size\", HSL, 1, 1).size(),",
+            "d(\"uwsgi_next_upstream\", HSL, 1, MANY),",
+            "d(\"uwsgi_next_upstream_timeout\", HSL, 1, 1).time(),",
+            "d(\"uwsgi_next_upstream_tries\", HSL, 1, 1),",
+            "d(\"uwsgi_param\", HSL, 2, 3),",
+            "d(\"uwsgi_pass_header\", HSL, 1, 1),",
+            "d(\"uwsgi_pass_request_body\", HSL, 1, 1).flag(),",
+            "d(\"uwsgi_pass_request_headers\", HSL, 1, 1).flag(),",
+            "d(\"uwsgi_read_timeout\", HSL, 1, 1).time(),",
+            "d(\"uwsgi_request_buffering\", HSL, 1, 1).flag(),",
+            "d(\"uwsgi_send_timeout\", HSL, 1, 1).time(),",
+            "d(\"uwsgi_socket_keepalive\", HSL, 1, 1).flag().no_effect(),",
+            "d(\"uwsgi_temp_file_write_size\", HSL, 1, 1).size().no_effect(),",
+            "d(\"uwsgi_temp_path\", HSL, 1, 4),",
+        ];
+        fn show(name: &str, s: &Spec) -> String {
+            let mut line = format!(
+                "d(\"{name}\", {}, {}, {})",
+                ctx(s.contexts),
+                s.min,
+                arity(s.max)
+            );
+            line.push_str(match s.kind {
+                Kind::Any => "",
+                Kind::Flag => ".flag()",
+                Kind::Size => ".size()",
+                Kind::Time => ".time()",
+                Kind::Buffers => ".buffers()",
+                Kind::Number => ".number()",
+                Kind::Custom(_) => ".custom(..)",
+            });
+            line.push_str(match s.support {
+                Support::Yes => "",
+                Support::NoEffect => ".no_effect()",
+                Support::NoEffectExcept(_) => ".no_effect_except(..)",
+                Support::NotYet => ".not_yet()",
+            });
+            line + ","
+        }
+        fn ctx(c: u16) -> &'static str {
+            if c == HSL {
+                "HSL"
+            } else {
+                "?"
+            }
+        }
+        fn arity(n: u8) -> String {
+            if n == MANY {
+                "MANY".into()
+            } else {
+                n.to_string()
+            }
+        }
+        let mut generated: Vec<String> = FAMILIES
+            .iter()
+            .flat_map(|f| f.names().map(move |n| show(&n, f.member(&n).unwrap())))
+            .collect();
+        generated.sort();
+        assert_eq!(generated, OLD);
     }
 
     #[test]
