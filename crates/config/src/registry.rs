@@ -159,6 +159,9 @@ pub enum Support {
     NoEffectExcept(&'static str),
     /// Known to nginx, not implemented yet: a load error with `FILE:LINE`, never ignored.
     NotYet,
+    /// Obsolete in nginx, without effect, with nginx's warning: `the "NAME" directive is
+    /// obsolete, use the "NEW" directive instead` (`Some(NEW)`) or `…, ignored` (`None`).
+    Obsolete(Option<&'static str>),
 }
 
 /// One directive as the registry knows it.
@@ -245,6 +248,18 @@ impl Spec {
         self.support = Support::NotYet;
         self
     }
+
+    /// Obsolete, use `new` instead ([`Support::Obsolete`]).
+    pub const fn obsolete_for(mut self, new: &'static str) -> Spec {
+        self.support = Support::Obsolete(Some(new));
+        self
+    }
+
+    /// Obsolete, ignored ([`Support::Obsolete`]).
+    pub const fn obsolete(mut self) -> Spec {
+        self.support = Support::Obsolete(None);
+        self
+    }
 }
 
 /// A simple directive: `d(name, contexts, min args, max args)`, then its value kind and
@@ -286,14 +301,14 @@ pub static DIRECTIVES: &[Spec] = &[
     d("error_log", MAIN | HTTP | SRV | LOC, 1, 2),
     d("daemon", MAIN, 1, 1).flag().no_effect_except("off"),
     d("master_process", MAIN, 1, 1).flag().no_effect(),
-    d("worker_rlimit_nofile", MAIN, 1, 1),
+    d("worker_rlimit_nofile", MAIN, 1, 1).number(),
     d("include", ANY, 1, 1),
     d("load_module", MAIN, 1, 1).no_effect(),
     d("env", MAIN, 1, 1).no_effect(),
     block("events", MAIN, 0, 0),
     block("http", MAIN, 0, 0),
     // events
-    d("worker_connections", EVENTS, 1, 1),
+    d("worker_connections", EVENTS, 1, 1).number(),
     d("use", EVENTS, 1, 1).no_effect(),
     d("multi_accept", EVENTS, 1, 1).flag().no_effect(),
     d("accept_mutex", EVENTS, 1, 1).flag().no_effect(),
@@ -306,7 +321,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("tcp_nopush", HSL, 1, 1).flag().no_effect(),
     d("tcp_nodelay", HSL, 1, 1).flag().no_effect(),
     d("keepalive_timeout", HSL, 1, 2).time(),
-    d("keepalive_requests", HSL, 1, 1),
+    d("keepalive_requests", HSL, 1, 1).number(),
     d("server_tokens", HSL, 1, 1).custom(server_tokens),
     d("client_max_body_size", HSL, 1, 1).size(),
     d("client_body_buffer_size", HSL, 1, 1).size(),
@@ -366,7 +381,7 @@ pub static DIRECTIVES: &[Spec] = &[
     d("server", UPS, 1, MANY),
     d("keepalive", UPS, 1, 1),
     d("keepalive_timeout", UPS, 1, 1).time(),
-    d("keepalive_requests", UPS, 1, 1),
+    d("keepalive_requests", UPS, 1, 1).number(),
     d("keepalive_time", UPS, 1, 1).time(),
     d("least_conn", UPS, 0, 0),
     d("ip_hash", UPS, 0, 0),
@@ -620,24 +635,31 @@ impl Walk<'_> {
 
     /// The value check and the support of a well-placed directive `d` of spec `s`.
     fn support(&mut self, d: &Directive, s: &Spec) {
-        let quiet = match s.support {
+        let name = &d.name;
+        let warning = match s.support {
             Support::NotYet => {
                 self.errors.push(d.error(format!(
-                    "\"{}\" directive is not supported by junction yet (see docs/directives.md)",
-                    d.name
+                    "\"{name}\" directive is not supported by junction yet (see docs/directives.md)"
                 )));
                 return;
             }
-            Support::Yes => true,
-            Support::NoEffect => false,
-            Support::NoEffectExcept(arg) => d.args.first().is_some_and(|a| a.value == arg),
+            Support::Yes => None,
+            Support::NoEffectExcept(arg) if d.args.first().is_some_and(|a| a.value == arg) => None,
+            Support::NoEffect | Support::NoEffectExcept(_) => Some(format!(
+                "\"{name}\" directive is accepted but has no effect in junction in {}",
+                d.span
+            )),
+            Support::Obsolete(Some(new)) => Some(format!(
+                "the \"{name}\" directive is obsolete, use the \"{new}\" directive instead in {}",
+                d.span
+            )),
+            Support::Obsolete(None) => Some(format!(
+                "the \"{name}\" directive is obsolete, ignored in {}",
+                d.span
+            )),
         };
         crate::value_check::check_values(d, s.kind, &mut self.errors);
-        if !quiet {
-            let w = format!(
-                "\"{}\" directive is accepted but has no effect in junction in {}",
-                d.name, d.span
-            );
+        if let Some(w) = warning {
             if !self.warnings.contains(&w) {
                 self.warnings.push(w);
             }
@@ -710,6 +732,10 @@ mod testing {
             d("expires", HSL | LIF, 1, 2),
             d("deny", HSL | LMT, 1, 1),
             d("ssl_ocsp", HTTP | SRV, 1, 1).not_yet(),
+            d("http2_idle_timeout", HTTP | SRV, 1, 1)
+                .time()
+                .obsolete_for("keepalive_timeout"),
+            d("http2_push", HSL, 1, 1).obsolete(),
         ],
         family: None,
     };
@@ -801,15 +827,27 @@ mod tests {
                 no("memcached_socket_keepalive", 6)
             ]
         );
+        let obsolete = check(&parse(
+            "http {\n    http2_idle_timeout 3m;\n    http2_push /a;\n}\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            obsolete,
+            [
+                "the \"http2_idle_timeout\" directive is obsolete, use the \"keepalive_timeout\" directive instead in /nonexistent/r.conf:2",
+                "the \"http2_push\" directive is obsolete, ignored in /nonexistent/r.conf:3",
+            ]
+        );
         // the same place twice (an included file expanded twice): one warning
         let tree = parse("sendfile on;");
         let twice: Vec<Directive> = tree.iter().chain(&tree).cloned().collect();
         assert_eq!(check_in(&twice, Context::Http).unwrap().len(), 1);
         assert_eq!(
-            errors("http { server { ssl_ocsp on; sendfile maybe; } }"),
+            errors("http { server { ssl_ocsp on; sendfile maybe; keepalive_requests 1k; } }"),
             [
                 "\"ssl_ocsp\" directive is not supported by junction yet (see docs/directives.md) @1",
                 "invalid value \"maybe\" in \"sendfile\" directive, it must be \"on\" or \"off\" @1",
+                "invalid value \"1k\" in \"keepalive_requests\" directive @1",
             ]
         );
     }

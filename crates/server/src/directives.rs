@@ -31,7 +31,7 @@ pub static DIRECTIVES: Directives = Directives {
         d("ssl_client_certificate", HTTP | SRV, 1, 1),
         d("ssl_trusted_certificate", HTTP | SRV, 1, 1),
         d("ssl_verify_client", HTTP | SRV, 1, 1),
-        d("ssl_verify_depth", HTTP | SRV, 1, 1),
+        d("ssl_verify_depth", HTTP | SRV, 1, 1).number(),
         d("ssl_crl", HTTP | SRV, 1, 1),
         d("ssl_stapling", HTTP | SRV, 1, 1),
         d("ssl_stapling_file", HTTP | SRV, 1, 1),
@@ -45,20 +45,24 @@ pub static DIRECTIVES: Directives = Directives {
         d("ssl_certificate_compression", HTTP | SRV, 1, 1).no_effect(),
         // ngx_http_v2_module (http2.rs)
         d("http2", HTTP | SRV, 1, 1),
-        d("http2_max_concurrent_streams", HTTP | SRV, 1, 1),
+        d("http2_max_concurrent_streams", HTTP | SRV, 1, 1).number(),
         d("http2_chunk_size", HSL, 1, 1),
         d("http2_body_preread_size", HTTP | SRV, 1, 1),
         d("http2_recv_buffer_size", HTTP, 1, 1).size().no_effect(),
         d("http2_pool_size", HTTP | SRV, 1, 1).no_effect(),
         d("http2_streams_index_size", HTTP | SRV, 1, 1).no_effect(),
-        d("http2_recv_timeout", HTTP | SRV, 1, 1).time(),
-        d("http2_idle_timeout", HTTP | SRV, 1, 1).time(),
-        d("http2_max_requests", HTTP | SRV, 1, 1),
-        d("http2_max_field_size", HTTP | SRV, 1, 1),
-        d("http2_max_header_size", HTTP | SRV, 1, 1),
-        d("http2_max_concurrent_pushes", HTTP | SRV, 1, 1),
-        d("http2_push", HSL, 1, 1),
-        d("http2_push_preload", HSL, 1, 1),
+        d("http2_recv_timeout", HTTP | SRV, 1, 1)
+            .time()
+            .obsolete_for("client_header_timeout"),
+        d("http2_idle_timeout", HTTP | SRV, 1, 1)
+            .time()
+            .obsolete_for("keepalive_timeout"),
+        d("http2_max_requests", HTTP | SRV, 1, 1).obsolete_for("keepalive_requests"),
+        d("http2_max_field_size", HTTP | SRV, 1, 1).obsolete_for("large_client_header_buffers"),
+        d("http2_max_header_size", HTTP | SRV, 1, 1).obsolete_for("large_client_header_buffers"),
+        d("http2_max_concurrent_pushes", HTTP | SRV, 1, 1).obsolete(),
+        d("http2_push", HSL, 1, 1).obsolete(),
+        d("http2_push_preload", HSL, 1, 1).obsolete(),
         // ngx_http_log_module (log.rs, log_format.rs)
         d("log_format", HTTP, 2, MANY),
         d("access_log", HSL | LIF | LMT, 1, MANY),
