@@ -119,11 +119,12 @@ fn a_directive_not_supported_yet_is_an_error_wherever_it_is() {
         eprintln!("nginx implements ssl_ocsp: Junction-only test");
         return;
     }
-    // a plain server, no TLS listener: refused all the same, with the other error
+    // a plain server, no TLS listener: refused all the same, with the other errors
     let (out, dir) = check_config(
         &[(
             "ocsp.conf",
-            "server {\n    listen 127.0.0.1:8080;\n    ssl_ocsp on;\n    gzip maybe;\n}\n",
+            "charset_map koi8-r utf-8 {\n    C0 D0;\n}\n\
+             server {\n    listen 127.0.0.1:8080;\n    ssl_ocsp on;\n    gzip maybe;\n}\n",
         )],
         "ocsp.conf",
     );
@@ -132,10 +133,13 @@ fn a_directive_not_supported_yet_is_an_error_wherever_it_is() {
     let emerg = emerg_lines(&out.stderr);
     let expected = [
         format!(
-            "\"ssl_ocsp\" directive is not supported by junction yet (see docs/directives.md) in {file}:3"
+            "\"charset_map\" directive is not supported by junction yet (see docs/directives.md) in {file}:1"
         ),
         format!(
-            "invalid value \"maybe\" in \"gzip\" directive, it must be \"on\" or \"off\" in {file}:4"
+            "\"ssl_ocsp\" directive is not supported by junction yet (see docs/directives.md) in {file}:6"
+        ),
+        format!(
+            "invalid value \"maybe\" in \"gzip\" directive, it must be \"on\" or \"off\" in {file}:7"
         ),
     ];
     assert_eq!(emerg.len(), expected.len(), "{}", out.stderr);

@@ -95,6 +95,7 @@ pub static DIRECTIVES: Directives = Directives {
         d("charset_types", HSL, 1, MANY),
         d("override_charset", HSL | LIF, 1, 1).flag(),
         d("source_charset", HSL | LIF, 1, 1),
+        block("charset_map", HTTP, 2, 2).not_yet(),
         // ngx_http_gzip_module, gzip_static, gunzip; brotli as ngx_brotli names it (filters/gzip.rs)
         d("gzip", HSL | LIF, 1, 1).flag(),
         d("gzip_types", HSL, 1, MANY),
