@@ -1,5 +1,6 @@
 //! `junction`: command line (nginx's flags), config loading, logging, signals,
-//! and the wiring of the protocol crates into the server.
+//! and the wiring of the protocol crates into the server (their backends, and every
+//! crate's directives into the one registry the tree is checked against).
 //!
 //! The process is nginx's master and workers in one: the master (the control
 //! thread: [`Master`]) handles the signals, reloads (the listening sockets kept,
@@ -9,12 +10,15 @@
 #![forbid(unsafe_code)]
 
 use junction_config::model::BuildBackend;
+use junction_config::registry::{Directives, Registry};
 use junction_config::{ConfigError, Directive};
 use junction_server::serve::Stop;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+#[cfg(test)]
+mod registry_tests;
 mod upgrade;
 
 const DEFAULT_PREFIX: &str = "/usr/local/junction/";
@@ -31,6 +35,20 @@ const BACKENDS: &[BuildBackend] = &[
     junction_scgi::backend::build,
     junction_memcached::backend::build,
 ];
+
+/// The directives of each crate, in the order they are looked up.
+static DIRECTIVES: &[&Directives] = &[
+    &junction_config::registry::CORE,
+    &junction_server::directives::DIRECTIVES,
+    &junction_http::directives::DIRECTIVES,
+    &junction_fastcgi::directives::DIRECTIVES,
+    &junction_uwsgi::directives::DIRECTIVES,
+    &junction_scgi::directives::DIRECTIVES,
+    &junction_memcached::directives::DIRECTIVES,
+];
+
+/// Every directive Junction knows, checked over the tree before the build.
+static REGISTRY: Registry = Registry::new(DIRECTIVES);
 
 struct Args {
     prefix: Option<PathBuf>,
@@ -139,6 +157,8 @@ fn emerg(msg: impl std::fmt::Display) -> ExitCode {
 struct Loaded {
     tree: Vec<Directive>,
     globals: Vec<Directive>,
+    /// The registry's warnings (directives accepted without effect).
+    warnings: Vec<String>,
 }
 
 fn load(conf: &Path, globals: Option<&str>) -> Result<Loaded, Vec<ConfigError>> {
@@ -149,9 +169,13 @@ fn load(conf: &Path, globals: Option<&str>) -> Result<Loaded, Vec<ConfigError>> 
         }
         None => Vec::new(),
     };
-    junction_config::registry::check(&tree)?;
-    junction_config::registry::check_in(&globals, junction_config::registry::Context::Main)?;
-    Ok(Loaded { tree, globals })
+    let mut warnings = REGISTRY.check(&tree)?;
+    warnings.extend(REGISTRY.check_in(&globals, junction_config::registry::Context::Main)?);
+    Ok(Loaded {
+        tree,
+        globals,
+        warnings,
+    })
 }
 
 fn send_signal(pid_file: &Path, sig: &str) -> ExitCode {
@@ -234,10 +258,12 @@ fn main() -> ExitCode {
         Ok(l) => l,
         Err(errs) => return failed(&errs),
     };
-    let rt = match junction_server::build_all(&loaded.tree, &loaded.globals, &prefix, BACKENDS) {
+    let mut rt = match junction_server::build_all(&loaded.tree, &loaded.globals, &prefix, BACKENDS)
+    {
         Ok(rt) => rt,
         Err(errs) => return failed(&errs),
     };
+    rt.warnings.splice(0..0, loaded.warnings);
     let pid_file = rt
         .main
         .pid
@@ -762,14 +788,15 @@ impl Reload {
                 return false;
             }
         };
-        let rt = match junction_server::build(&loaded.tree, &loaded.globals, &self.prefix, BACKENDS)
-        {
-            Ok(rt) => rt,
-            Err(e) => {
-                tracing::error!("{e}; reload refused, the configuration stays");
-                return false;
-            }
-        };
+        let mut rt =
+            match junction_server::build(&loaded.tree, &loaded.globals, &self.prefix, BACKENDS) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!("{e}; reload refused, the configuration stays");
+                    return false;
+                }
+            };
+        rt.warnings.splice(0..0, loaded.warnings);
         // nginx's ngx_init_cycle: new addresses bound before anything changes.
         let update = match sockets.update(&rt) {
             Ok(u) => u,

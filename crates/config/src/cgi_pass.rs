@@ -92,31 +92,6 @@ pub fn pass_group(
     bx.group(target, 0, &a.span).map(Some)
 }
 
-/// The `PREFIX_*` directives accepted for nginx compatibility that have no effect.
-const NO_EFFECT: &[&str] = &[
-    "ignore_headers",
-    "socket_keepalive",
-    "force_ranges",
-    "limit_rate",
-];
-
-/// Warns (once per directive and place) about the `PREFIX_*` directives in effect at
-/// `scope` that are accepted but have no effect.
-pub fn warn_no_effect(scope: &Scope<'_>, prefix: &str, bx: &mut BuildCx) {
-    for suffix in NO_EFFECT {
-        let name = format!("{prefix}_{suffix}");
-        if let Some(d) = scope.get(&name) {
-            let msg = format!(
-                "\"{name}\" directive is accepted but has no effect in junction in {}",
-                d.span
-            );
-            if !bx.warnings.contains(&msg) {
-                bx.warnings.push(msg);
-            }
-        }
-    }
-}
-
 /// The backend of one location's CGI-style `*_pass` ([`CgiPass`], run by core): reads
 /// the `PREFIX_*` family and `PREFIX_param` array of the location at `scope` (and
 /// registers the protocol's health probe on the group).
@@ -127,7 +102,6 @@ pub fn cgi_pass<P: CgiProtocol + Clone>(
     proto: P,
     bx: &mut BuildCx,
 ) -> Result<CgiPass<P>, ConfigError> {
-    warn_no_effect(scope, prefix, bx);
     let fam = family(scope, prefix, group, bx)?;
     bx.probe(&fam.upstream.group, |hc| cgi_probe(&proto, prefix, hc));
     let mut params = params(scope, &format!("{prefix}_param"), bx)?;

@@ -4,7 +4,8 @@
 //! ```text
 //! nginx text ──lexer/parser──┐
 //!                            ├─→ Vec<Directive> { name, args, block, span }
-//! TOML ───────toml_edit──────┘        └─→ registry::check (names, contexts, arity)
+//! TOML ───────toml_edit──────┘        └─→ Registry::check (names, contexts, arity,
+//!                                              │    values, no-effect warnings, not-yet errors)
 //!                                              └─→ typed model
 //! ```
 //!
@@ -19,10 +20,15 @@
 //!   [`print_nginx`] for `junction -T`.
 //! - `lexer` (private): nginx's `ngx_conf_read_token()`, ported with its quirks and messages.
 //! - `toml_syntax` (private): the TOML mapping below.
-//! - [`registry`]: the table of known directives and the context/arity check.
+//! - [`registry`]: the mechanism of the one directive registry ([`registry::Spec`]: name,
+//!   contexts, arity, value kind, support; [`registry::Registry`]: the crates' tables put
+//!   together, and its one walk over a tree), the core directives
+//!   ([`registry::CORE`]) and the shared `PREFIX_*` family each upstream module takes its
+//!   part of. The other crates export their own tables; the binary assembles them.
 //! - [`values`]: `on`/`off`, sizes and times with nginx's rules.
-//! - [`value_check`]: those values checked wherever a directive is written, in the
-//!   registry's walk (every bad value of a file reported, each with `FILE:LINE`).
+//! - [`value_check`]: those values checked from each directive's kind wherever it is
+//!   written, in the registry's walk (every bad value of a file reported, each with
+//!   `FILE:LINE`).
 //! - [`model`]: scopes with nginx's inheritance, the shared `*_` directive family.
 //! - [`cgi_pass`]: builds a CGI-style `*_pass` (uwsgi, SCGI) at load; its handler runs
 //!   in `junction_core::pass`.

@@ -1,5 +1,6 @@
 //! The directive registry: which directives exist, where each may be written, how many
-//! arguments it takes and whether it opens a block — checked over a whole tree, with every
+//! arguments it takes, whether it opens a block, what its values must look like and
+//! whether Junction implements it — checked over a whole tree in one walk, with every
 //! error collected, in nginx's words:
 //!
 //! ```text
@@ -8,20 +9,39 @@
 //! invalid number of arguments in "listen" directive in FILE:LINE
 //! directive "server" has no opening "{" in FILE:LINE
 //! directive "listen" is not terminated by ";" in FILE:LINE
+//! invalid value "maybe" in "proxy_buffering" directive, it must be "on" or "off" in FILE:LINE
+//! "ssl_ocsp" directive is not supported by junction yet (see docs/directives.md) in FILE:LINE
 //! ```
+//! and, for a directive accepted without effect, the warning
+//! `"sendfile" directive is accepted but has no effect in junction in FILE:LINE` (once
+//! per place).
 //!
-//! The table is [`DIRECTIVES`]: one line per directive and context set, with nginx's context
-//! flags (`if` blocks are their own contexts, as `NGX_HTTP_SIF_CONF`/`NGX_HTTP_LIF_CONF`:
-//! only the directives nginx allows there pass). A name may have several lines for different
-//! contexts (`server` is a block in `http`, an address in `upstream`). The entries of
-//! `types {}` (`mime/type ext…;`, at least one extension) and `map {}`, `geo {}`,
-//! `split_clients {}` (`key value;`, or `hostnames;`/`volatile;`/`ranges;`/
-//! `proxy_recursive;`) are free-form.
+//! # Who fills it
+//! Each crate exports the [`Directives`] of the nginx modules it implements: this crate
+//! the core ones ([`CORE`]: main, events, ngx_http_core_module, `upstream {}`,
+//! `match {}`), `junction_server::directives` TLS, HTTP/2, logs, rewrite, compression,
+//! limits…, and each protocol crate (`junction_http`, `junction_fastcgi`, …) its own
+//! directives plus its share of the shared `PREFIX_*` family ([`Prefix`] over
+//! [`FAMILY_BASE`], [`FAMILY_BUFFERED`], [`FAMILY_PARAMS`]: written once, generated for
+//! every prefix). The binary puts them together in one `static` [`Registry`], as it
+//! collects the backends; this crate's unit tests use [`CORE`] and a test registry.
 //!
-//! The same walk checks the values of value-typed directives (`crate::value_check`):
-//! every error of the file is collected, not only the first (nginx stops at the first).
+//! # One line per directive
+//! `d(name, contexts, min args, max args)` (or `block(…)`), then its value [`Kind`]
+//! (`.flag()`, `.size()`, `.time()`, `.buffers()`, `.number()`, `.custom(f)`) and its
+//! [`Support`] when not implemented (`.no_effect()`, `.no_effect_except("off")`,
+//! `.not_yet()`): adding a directive is adding one line to its crate's table.
+//!
+//! # Contexts
+//! nginx's context flags (`if` blocks are their own contexts, as `NGX_HTTP_SIF_CONF`/
+//! `NGX_HTTP_LIF_CONF`: only the directives nginx allows there pass). A name may have
+//! several lines for different contexts (`server` is a block in `http`, an address in
+//! `upstream`). The entries of `types {}` (`mime/type ext…;`, at least one extension) and
+//! `map {}`, `geo {}`, `split_clients {}` (`key value;`, or `hostnames;`/`volatile;`/
+//! `ranges;`/`proxy_recursive;`) are free-form.
 
 use crate::tree::{ConfigError, Directive};
+use crate::value_check::{client_body_in_file_only, server_tokens};
 
 /// Where a directive is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,7 +93,7 @@ impl Context {
             (_, "limit_except") => Context::LimitExcept,
             (_, "upstream") => Context::Upstream,
             (_, "types") => Context::Types,
-            (_, "map" | "geo" | "split_clients") => Context::Map,
+            (_, "map" | "geo" | "split_clients" | "charset_map") => Context::Map,
             (_, "match") => Context::Match,
             (_, "acme_issuer") => Context::AcmeIssuer,
             _ => return None,
@@ -110,8 +130,47 @@ pub const ANY: u16 = u16::MAX;
 /// No upper limit on the number of arguments.
 pub const MANY: u8 = u8::MAX;
 
-/// One directive as the registry knows it.
+/// What the arguments of a directive must look like, checked wherever it is written
+/// (`crate::value_check`), as nginx checks them while parsing.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// Anything (the directive's own build reads it).
+    Any,
+    /// `on` or `off` (`ngx_conf_set_flag_slot`).
+    Flag,
+    /// Sizes: `8`, `4k`, `1m` (`ngx_conf_set_size_slot`), every argument.
+    Size,
+    /// Times: `500ms`, `60s`, `1m30s` (`ngx_conf_set_msec_slot`), every argument.
+    Time,
+    /// `N SIZE` (`ngx_conf_set_bufs_slot`).
+    Buffers,
+    /// A non-negative integer (`ngx_conf_set_num_slot`), every argument.
+    Number,
+    /// A check of its own.
+    Custom(fn(&Directive) -> Result<(), ConfigError>),
+}
+
+/// Whether Junction does what a directive says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// Implemented.
+    Yes,
+    /// Accepted for nginx compatibility without effect: each place it is written logs
+    /// `"NAME" directive is accepted but has no effect in junction in FILE:LINE` once
+    /// (listed in docs/directives.md).
+    NoEffect,
+    /// [`Support::NoEffect`], except with this first argument, which is what Junction
+    /// does anyway (`daemon off`): no warning then.
+    NoEffectExcept(&'static str),
+    /// Known to nginx, not implemented yet: a load error with `FILE:LINE`, never ignored.
+    NotYet,
+    /// Obsolete in nginx, without effect, with nginx's warning: `the "NAME" directive is
+    /// obsolete, use the "NEW" directive instead` (`Some(NEW)`) or `…, ignored` (`None`).
+    Obsolete(Option<&'static str>),
+}
+
+/// One directive as the registry knows it.
+#[derive(Debug, Clone, Copy)]
 pub struct Spec {
     /// The directive name.
     pub name: &'static str,
@@ -123,6 +182,10 @@ pub struct Spec {
     pub max: u8,
     /// Whether it takes a block.
     pub block: bool,
+    /// What its arguments must look like.
+    pub kind: Kind,
+    /// Whether Junction implements it.
+    pub support: Support,
 }
 
 impl Spec {
@@ -135,238 +198,195 @@ impl Spec {
     pub fn accepts(&self, n: usize) -> bool {
         n >= usize::from(self.min) && (self.max == MANY || n <= usize::from(self.max))
     }
+
+    /// Its arguments are `on|off`.
+    pub const fn flag(self) -> Spec {
+        self.kind(Kind::Flag)
+    }
+
+    /// Its arguments are sizes.
+    pub const fn size(self) -> Spec {
+        self.kind(Kind::Size)
+    }
+
+    /// Its arguments are times.
+    pub const fn time(self) -> Spec {
+        self.kind(Kind::Time)
+    }
+
+    /// Its arguments are `N SIZE`.
+    pub const fn buffers(self) -> Spec {
+        self.kind(Kind::Buffers)
+    }
+
+    /// Its arguments are non-negative integers.
+    pub const fn number(self) -> Spec {
+        self.kind(Kind::Number)
+    }
+
+    /// Its arguments are checked by `f`.
+    pub const fn custom(self, f: fn(&Directive) -> Result<(), ConfigError>) -> Spec {
+        self.kind(Kind::Custom(f))
+    }
+
+    /// Its arguments look like `kind`.
+    pub const fn kind(mut self, kind: Kind) -> Spec {
+        self.kind = kind;
+        self
+    }
+
+    /// Accepted without effect ([`Support::NoEffect`]).
+    pub const fn no_effect(mut self) -> Spec {
+        self.support = Support::NoEffect;
+        self
+    }
+
+    /// Accepted without effect unless its first argument is `arg`
+    /// ([`Support::NoEffectExcept`]).
+    pub const fn no_effect_except(mut self, arg: &'static str) -> Spec {
+        self.support = Support::NoEffectExcept(arg);
+        self
+    }
+
+    /// Not supported yet ([`Support::NotYet`]).
+    pub const fn not_yet(mut self) -> Spec {
+        self.support = Support::NotYet;
+        self
+    }
+
+    /// Obsolete, use `new` instead ([`Support::Obsolete`]).
+    pub const fn obsolete_for(mut self, new: &'static str) -> Spec {
+        self.support = Support::Obsolete(Some(new));
+        self
+    }
+
+    /// Obsolete, ignored ([`Support::Obsolete`]).
+    pub const fn obsolete(mut self) -> Spec {
+        self.support = Support::Obsolete(None);
+        self
+    }
 }
 
-const fn d(name: &'static str, contexts: u16, min: u8, max: u8) -> Spec {
+/// A simple directive: `d(name, contexts, min args, max args)`, then its value kind and
+/// support if they are not [`Kind::Any`] and [`Support::Yes`]:
+/// `d("sendfile", HSL | LIF, 1, 1).flag().no_effect()`.
+pub const fn d(name: &'static str, contexts: u16, min: u8, max: u8) -> Spec {
     Spec {
         name,
         contexts,
         min,
         max,
         block: false,
+        kind: Kind::Any,
+        support: Support::Yes,
     }
 }
 
-const fn block(name: &'static str, contexts: u16, min: u8, max: u8) -> Spec {
+/// A directive that opens a block.
+pub const fn block(name: &'static str, contexts: u16, min: u8, max: u8) -> Spec {
     Spec {
         name,
         contexts,
         min,
         max,
         block: true,
+        kind: Kind::Any,
+        support: Support::Yes,
     }
 }
 
-/// Every known directive: `d(name, contexts, min args, max args)` for a simple directive,
-/// `block(…)` for one that opens a block.
+/// The core directives (main, events, ngx_http_core_module, `upstream {}`, `match {}`):
+/// `d(name, contexts, min args, max args)` for a simple directive, `block(…)` for one
+/// that opens a block (see [`d`]). The other crates' directives are in their own tables.
 pub static DIRECTIVES: &[Spec] = &[
     // main
-    d("user", MAIN, 1, 2),
+    d("user", MAIN, 1, 2).no_effect(),
     d("worker_processes", MAIN, 1, 1),
     d("pid", MAIN, 1, 1),
     d("error_log", MAIN | HTTP | SRV | LOC, 1, 2),
-    d("daemon", MAIN, 1, 1),
-    d("master_process", MAIN, 1, 1),
-    d("worker_rlimit_nofile", MAIN, 1, 1),
+    d("daemon", MAIN, 1, 1).flag().no_effect_except("off"),
+    d("master_process", MAIN, 1, 1).flag().no_effect(),
+    d("worker_rlimit_nofile", MAIN, 1, 1).number(),
     d("include", ANY, 1, 1),
-    d("load_module", MAIN, 1, 1),
-    d("env", MAIN, 1, 1),
+    d("load_module", MAIN, 1, 1).no_effect(),
+    d("env", MAIN, 1, 1).no_effect(),
     block("events", MAIN, 0, 0),
     block("http", MAIN, 0, 0),
     // events
-    d("worker_connections", EVENTS, 1, 1),
-    d("use", EVENTS, 1, 1),
-    d("multi_accept", EVENTS, 1, 1),
-    d("accept_mutex", EVENTS, 1, 1),
+    d("worker_connections", EVENTS, 1, 1).number(),
+    d("use", EVENTS, 1, 1).no_effect(),
+    d("multi_accept", EVENTS, 1, 1).flag().no_effect(),
+    d("accept_mutex", EVENTS, 1, 1).flag().no_effect(),
     // http core
     block("server", HTTP, 0, 0),
     block("upstream", HTTP, 1, 1),
     block("types", HSL, 0, 0),
-    block("map", HTTP, 2, 2),
-    block("geo", HTTP, 1, 2),
-    block("split_clients", HTTP, 2, 2),
-    d("map_hash_max_size", HTTP, 1, 1),
-    d("map_hash_bucket_size", HTTP, 1, 1),
     d("default_type", HSL, 1, 1),
-    d("log_format", HTTP, 2, MANY),
-    d("access_log", HSL | LIF | LMT, 1, MANY),
-    d("sendfile", HSL | LIF, 1, 1),
-    d("tcp_nopush", HSL, 1, 1),
-    d("tcp_nodelay", HSL, 1, 1),
-    d("keepalive_timeout", HSL, 1, 2),
-    d("keepalive_requests", HSL, 1, 1),
-    d("server_tokens", HSL, 1, 1),
-    d("client_max_body_size", HSL, 1, 1),
-    d("client_body_buffer_size", HSL, 1, 1),
+    d("sendfile", HSL | LIF, 1, 1).flag().no_effect(),
+    d("tcp_nopush", HSL, 1, 1).flag().no_effect(),
+    d("tcp_nodelay", HSL, 1, 1).flag().no_effect(),
+    d("keepalive_timeout", HSL, 1, 2).time(),
+    d("keepalive_requests", HSL, 1, 1).number(),
+    d("server_tokens", HSL, 1, 1).custom(server_tokens),
+    d("client_max_body_size", HSL, 1, 1).size(),
+    d("client_body_buffer_size", HSL, 1, 1).size(),
     d("client_body_temp_path", HSL, 1, 4),
-    d("client_body_in_single_buffer", HSL, 1, 1),
-    d("client_body_in_file_only", HSL, 1, 1),
-    d("absolute_redirect", HSL, 1, 1),
-    d("port_in_redirect", HSL, 1, 1),
-    d("server_name_in_redirect", HSL, 1, 1),
-    d("ignore_invalid_headers", HTTP | SRV, 1, 1),
-    d("underscores_in_headers", HTTP | SRV, 1, 1),
-    d("merge_slashes", HTTP | SRV, 1, 1),
-    d("ssl_protocols", HTTP | SRV, 1, MANY),
-    d("ssl_prefer_server_ciphers", HTTP | SRV, 1, 1),
-    // ngx_http_ssl_module (junction_server::tls)
-    d("ssl_certificate", HTTP | SRV, 1, 1),
-    d("ssl_certificate_key", HTTP | SRV, 1, 1),
-    d("ssl_password_file", HTTP | SRV, 1, 1),
-    d("ssl_ciphers", HTTP | SRV, 1, 1),
-    d("ssl_ecdh_curve", HTTP | SRV, 1, 1),
-    d("ssl_dhparam", HTTP | SRV, 1, 1),
-    d("ssl_session_cache", HTTP | SRV, 1, 2),
-    d("ssl_session_timeout", HTTP | SRV, 1, 1),
-    d("ssl_session_tickets", HTTP | SRV, 1, 1),
-    d("ssl_session_ticket_key", HTTP | SRV, 1, 1),
-    d("ssl_buffer_size", HTTP | SRV, 1, 1),
-    d("ssl_early_data", HTTP | SRV, 1, 1),
-    d("ssl_reject_handshake", HTTP | SRV, 1, 1),
-    d("ssl_conf_command", HTTP | SRV, 2, 2),
-    d("ssl_client_certificate", HTTP | SRV, 1, 1),
-    d("ssl_trusted_certificate", HTTP | SRV, 1, 1),
-    d("ssl_verify_client", HTTP | SRV, 1, 1),
-    d("ssl_verify_depth", HTTP | SRV, 1, 1),
-    d("ssl_crl", HTTP | SRV, 1, 1),
-    d("ssl_stapling", HTTP | SRV, 1, 1),
-    d("ssl_stapling_file", HTTP | SRV, 1, 1),
-    d("ssl_stapling_responder", HTTP | SRV, 1, 1),
-    d("ssl_stapling_verify", HTTP | SRV, 1, 1),
-    d("ssl_ocsp", HTTP | SRV, 1, 1),
-    d("ssl_ocsp_cache", HTTP | SRV, 1, 1),
-    d("ssl_ocsp_responder", HTTP | SRV, 1, 1),
-    d("ssl_certificate_cache", HTTP | SRV, 1, 3),
-    d("ssl_ech_file", HTTP | SRV, 1, 1),
-    d("ssl_certificate_compression", HTTP | SRV, 1, 1),
-    d("client_header_buffer_size", HTTP | SRV, 1, 1),
-    d("large_client_header_buffers", HTTP | SRV, 2, 2),
-    d("client_header_timeout", HTTP | SRV, 1, 1),
-    d("client_body_timeout", HSL, 1, 1),
-    d("keepalive_time", HSL, 1, 1),
+    d("client_body_in_single_buffer", HSL, 1, 1).flag(),
+    d("client_body_in_file_only", HSL, 1, 1).custom(client_body_in_file_only),
+    d("absolute_redirect", HSL, 1, 1).flag().no_effect(),
+    d("port_in_redirect", HSL, 1, 1).flag().no_effect(),
+    d("server_name_in_redirect", HSL, 1, 1).flag().no_effect(),
+    d("ignore_invalid_headers", HTTP | SRV, 1, 1).flag(),
+    d("underscores_in_headers", HTTP | SRV, 1, 1).flag(),
+    d("merge_slashes", HTTP | SRV, 1, 1).flag(),
+    d("client_header_buffer_size", HTTP | SRV, 1, 1).size(),
+    d("large_client_header_buffers", HTTP | SRV, 2, 2).buffers(),
+    d("client_header_timeout", HTTP | SRV, 1, 1).time(),
+    d("client_body_timeout", HSL, 1, 1).time(),
+    d("keepalive_time", HSL, 1, 1).time(),
     d("lingering_close", HSL, 1, 1),
     d("lingering_time", HSL, 1, 1),
-    d("lingering_timeout", HSL, 1, 1),
+    d("lingering_timeout", HSL, 1, 1).time(),
     d("reset_timedout_connection", HSL, 1, 1),
-    // ngx_http_v2_module (crates/server/src/http2.rs)
-    d("http2", HTTP | SRV, 1, 1),
-    d("http2_max_concurrent_streams", HTTP | SRV, 1, 1),
-    d("http2_chunk_size", HSL, 1, 1),
-    d("http2_body_preread_size", HTTP | SRV, 1, 1),
-    d("http2_recv_buffer_size", HTTP, 1, 1),
-    d("http2_pool_size", HTTP | SRV, 1, 1),
-    d("http2_streams_index_size", HTTP | SRV, 1, 1),
-    d("http2_recv_timeout", HTTP | SRV, 1, 1),
-    d("http2_idle_timeout", HTTP | SRV, 1, 1),
-    d("http2_max_requests", HTTP | SRV, 1, 1),
-    d("http2_max_field_size", HTTP | SRV, 1, 1),
-    d("http2_max_header_size", HTTP | SRV, 1, 1),
-    d("http2_max_concurrent_pushes", HTTP | SRV, 1, 1),
-    d("http2_push", HSL, 1, 1),
-    d("http2_push_preload", HSL, 1, 1),
-    d("send_timeout", HSL, 1, 1),
-    d("server_names_hash_bucket_size", HTTP, 1, 1),
-    d("server_names_hash_max_size", HTTP, 1, 1),
-    d("types_hash_max_size", HSL, 1, 1),
-    d("gzip", HSL | LIF, 1, 1),
-    d("gzip_types", HSL, 1, MANY),
-    d("gzip_min_length", HSL, 1, 1),
-    d("gzip_comp_level", HSL, 1, 1),
-    d("gzip_buffers", HSL, 2, 2),
-    d("gzip_http_version", HSL, 1, 1),
-    d("gzip_proxied", HSL, 1, MANY),
-    d("gzip_vary", HSL, 1, 1),
-    d("gzip_disable", HSL, 1, MANY),
-    d("gzip_static", HSL, 1, 1),
-    d("gzip_window", HSL, 1, 1),
-    d("gzip_hash", HSL, 1, 1),
-    d("gzip_no_buffer", HSL, 1, 1),
-    d("postpone_gzipping", HSL, 1, 1),
-    d("gunzip", HSL, 1, 1),
-    d("gunzip_buffers", HSL, 2, 2),
-    d("brotli", HSL | LIF, 1, 1),
-    d("brotli_types", HSL, 1, MANY),
-    d("brotli_comp_level", HSL, 1, 1),
-    d("brotli_min_length", HSL, 1, 1),
-    d("brotli_window", HSL, 1, 1),
-    d("brotli_buffers", HSL, 2, 2),
-    d("brotli_static", HSL, 1, 1),
+    d("send_timeout", HSL, 1, 1).time(),
+    d("server_names_hash_bucket_size", HTTP, 1, 1).no_effect(),
+    d("server_names_hash_max_size", HTTP, 1, 1).no_effect(),
+    d("types_hash_max_size", HSL, 1, 1).no_effect(),
     d("resolver", HSL | UPS, 1, MANY),
-    d("resolver_timeout", HSL | UPS, 1, 1),
+    d("resolver_timeout", HSL | UPS, 1, 1).time(),
     d("root", HSL | LIF, 1, 1),
-    d("index", HSL, 1, MANY),
-    d("charset", HSL | LIF, 1, 1),
-    d("charset_types", HSL, 1, MANY),
-    d("override_charset", HSL | LIF, 1, 1),
-    d("source_charset", HSL | LIF, 1, 1),
-    d("log_not_found", HSL, 1, 1),
-    d("log_subrequest", HSL, 1, 1),
-    d("autoindex_format", HSL, 1, 1),
-    d("autoindex_exact_size", HSL, 1, 1),
-    d("autoindex_localtime", HSL, 1, 1),
-    d("open_file_cache_valid", HSL, 1, 1),
-    d("open_file_cache_min_uses", HSL, 1, 1),
-    d("open_file_cache_errors", HSL, 1, 1),
-    d("open_file_cache_events", HSL, 1, 1),
-    d("types_hash_bucket_size", HSL, 1, 1),
-    d("variables_hash_max_size", HTTP, 1, 1),
-    d("variables_hash_bucket_size", HTTP, 1, 1),
-    d("add_header", HSL | LIF, 2, 3),
+    d("log_not_found", HSL, 1, 1).flag(),
+    d("log_subrequest", HSL, 1, 1).flag().no_effect(),
+    d("open_file_cache_valid", HSL, 1, 1).no_effect(),
+    d("open_file_cache_min_uses", HSL, 1, 1).no_effect(),
+    d("open_file_cache_errors", HSL, 1, 1).flag().no_effect(),
+    d("open_file_cache_events", HSL, 1, 1).flag().no_effect(),
+    d("types_hash_bucket_size", HSL, 1, 1).no_effect(),
+    d("variables_hash_max_size", HTTP, 1, 1).no_effect(),
+    d("variables_hash_bucket_size", HTTP, 1, 1).no_effect(),
     d("error_page", HSL | LIF, 2, MANY),
     d("try_files", SRV | LOC, 2, MANY),
     d("internal", LOC, 0, 0),
     d("alias", LOC, 1, 1),
     d("limit_rate", HSL | LIF, 1, 1),
-    d("recursive_error_pages", HSL, 1, 1),
-    d("autoindex", HSL, 1, 1),
-    d("etag", HSL, 1, 1),
-    d("if_modified_since", HSL, 1, 1),
+    d("recursive_error_pages", HSL, 1, 1).flag(),
+    d("etag", HSL, 1, 1).flag(),
+    d("if_modified_since", HSL, 1, 1).no_effect(),
     d("satisfy", HSL, 1, 1),
-    d("expires", HSL | LIF, 1, 2),
-    d("open_file_cache", HSL, 1, 2),
-    d("allow", HSL | LMT, 1, 1),
-    d("deny", HSL | LMT, 1, 1),
-    d("auth_basic", HSL | LMT, 1, 1),
-    d("auth_basic_user_file", HSL | LMT, 1, 1),
+    d("open_file_cache", HSL, 1, 2).no_effect(),
     d("auth_delay", HSL, 1, 1),
-    d("limit_req_zone", HTTP, 3, 4),
-    d("limit_req", HSL, 1, 3),
-    d("limit_req_status", HSL, 1, 1),
-    d("limit_req_log_level", HSL, 1, 1),
-    d("limit_req_dry_run", HSL, 1, 1),
-    d("limit_conn_zone", HTTP, 2, 2),
-    d("limit_conn", HSL, 2, 2),
-    d("limit_conn_status", HSL, 1, 1),
-    d("limit_conn_log_level", HSL, 1, 1),
-    d("limit_conn_dry_run", HSL, 1, 1),
     d("limit_rate_after", HSL | LIF, 1, 1),
-    d("set_real_ip_from", HSL, 1, 1),
-    d("real_ip_header", HSL, 1, 1),
-    d("real_ip_recursive", HSL, 1, 1),
     // server and location
     d("listen", SRV, 1, MANY),
     d("server_name", SRV, 1, MANY),
     block("location", SRV | LOC, 1, 2),
     block("limit_except", LOC, 1, MANY),
-    // status handlers: nginx's stub_status; metrics (Prometheus/OpenMetrics, beyond nginx OSS)
-    d("stub_status", SRV | LOC, 0, 1),
-    d("metrics", LOC, 0, 0),
-    // nginx Plus's JSON status API (read-only)
-    d("api", LOC, 0, 1),
-    // rewrite module
-    block("if", SRV | LOC, 1, MANY),
-    d("set", SRV | SIF | LOC | LIF, 2, 2),
-    d("return", SRV | SIF | LOC | LIF, 1, 2),
-    d("rewrite", SRV | SIF | LOC | LIF, 2, 3),
-    d("break", SRV | SIF | LOC | LIF, 0, 0),
-    d("rewrite_log", HSL | SIF | LIF, 1, 1),
-    d("uninitialized_variable_warn", HSL | SIF | LIF, 1, 1),
     // upstream block
     d("server", UPS, 1, MANY),
     d("keepalive", UPS, 1, 1),
-    d("keepalive_timeout", UPS, 1, 1),
-    d("keepalive_requests", UPS, 1, 1),
-    d("keepalive_time", UPS, 1, 1),
+    d("keepalive_timeout", UPS, 1, 1).time(),
+    d("keepalive_requests", UPS, 1, 1).number(),
+    d("keepalive_time", UPS, 1, 1).time(),
     d("least_conn", UPS, 0, 0),
     d("ip_hash", UPS, 0, 0),
     d("hash", UPS, 1, 2),
@@ -379,181 +399,173 @@ pub static DIRECTIVES: &[Spec] = &[
     d("status", MATCH, 1, MANY),
     d("header", MATCH, 1, 3),
     d("body", MATCH, 2, 2),
-    // ngx_http_acme_module (junction_server::acme)
-    block("acme_issuer", HTTP, 1, 1),
-    d("uri", ACME, 1, 1),
-    d("account_key", ACME, 1, 1),
-    d("challenge", ACME, 1, 1),
-    d("contact", ACME, 1, 1),
-    d("external_account_key", ACME, 2, 2),
-    d("preferred_chain", ACME, 1, 1),
-    d("profile", ACME, 1, 2),
-    d("ssl_trusted_certificate", ACME, 1, 1),
-    d("ssl_verify", ACME, 1, 1),
-    d("state_path", ACME, 1, 1),
-    d("accept_terms_of_service", ACME, 0, 0),
-    d("acme_shared_zone", HTTP, 1, 1),
-    d("acme_certificate", SRV, 1, MANY),
-    // proxy
-    d("proxy_pass", LOC | LIF | LMT, 1, 1),
-    d("proxy_bind", HSL, 1, 2),
-    d("proxy_connect_timeout", HSL, 1, 1),
-    d("proxy_read_timeout", HSL, 1, 1),
-    d("proxy_send_timeout", HSL, 1, 1),
-    d("proxy_buffering", HSL, 1, 1),
-    d("proxy_buffers", HSL, 2, 2),
-    d("proxy_buffer_size", HSL, 1, 1),
-    d("proxy_busy_buffers_size", HSL, 1, 1),
-    d("proxy_max_temp_file_size", HSL, 1, 1),
-    d("proxy_temp_file_write_size", HSL, 1, 1),
-    d("proxy_temp_path", HSL, 1, 4),
-    d("proxy_request_buffering", HSL, 1, 1),
-    d("proxy_hide_header", HSL, 1, 1),
-    d("proxy_pass_header", HSL, 1, 1),
-    d("proxy_ignore_headers", HSL, 1, MANY),
-    d("proxy_intercept_errors", HSL, 1, 1),
-    d("proxy_next_upstream", HSL, 1, MANY),
-    d("proxy_next_upstream_tries", HSL, 1, 1),
-    d("proxy_next_upstream_timeout", HSL, 1, 1),
-    d("proxy_pass_request_headers", HSL, 1, 1),
-    d("proxy_pass_request_body", HSL, 1, 1),
-    d("proxy_pass_trailers", HSL, 1, 1),
-    d("proxy_socket_keepalive", HSL, 1, 1),
-    d("proxy_force_ranges", HSL, 1, 1),
-    d("proxy_limit_rate", HSL, 1, 1),
-    d("proxy_set_header", HSL, 2, 2),
-    d("proxy_http_version", HSL, 1, 1),
-    d("proxy_redirect", HSL, 1, 2),
-    d("proxy_set_body", HSL, 1, 1),
-    d("proxy_method", HSL, 1, 1),
-    d("proxy_cookie_domain", HSL, 1, 2),
-    d("proxy_cookie_path", HSL, 1, 2),
-    d("proxy_cookie_flags", HSL, 1, MANY),
-    d("proxy_headers_hash_max_size", HSL, 1, 1),
-    d("proxy_headers_hash_bucket_size", HSL, 1, 1),
-    d("proxy_ssl_server_name", HSL, 1, 1),
-    d("proxy_ssl_verify", HSL, 1, 1),
-    d("proxy_ssl_name", HSL, 1, 1),
-    d("proxy_ssl_trusted_certificate", HSL, 1, 1),
-    d("proxy_ssl_verify_depth", HSL, 1, 1),
-    d("proxy_ssl_crl", HSL, 1, 1),
-    d("proxy_ssl_protocols", HSL, 1, MANY),
-    d("proxy_ssl_ciphers", HSL, 1, 1),
-    d("proxy_ssl_certificate", HSL, 1, 1),
-    d("proxy_ssl_certificate_key", HSL, 1, 1),
-    d("proxy_ssl_certificate_cache", HSL, 1, 3),
-    d("proxy_ssl_password_file", HSL, 1, 1),
-    d("proxy_ssl_session_reuse", HSL, 1, 1),
-    d("proxy_ssl_conf_command", HSL, 2, 2),
-    // fastcgi
-    d("fastcgi_pass", LOC | LIF, 1, 1),
-    d("fastcgi_bind", HSL, 1, 2),
-    d("fastcgi_connect_timeout", HSL, 1, 1),
-    d("fastcgi_read_timeout", HSL, 1, 1),
-    d("fastcgi_send_timeout", HSL, 1, 1),
-    d("fastcgi_buffering", HSL, 1, 1),
-    d("fastcgi_buffers", HSL, 2, 2),
-    d("fastcgi_buffer_size", HSL, 1, 1),
-    d("fastcgi_busy_buffers_size", HSL, 1, 1),
-    d("fastcgi_max_temp_file_size", HSL, 1, 1),
-    d("fastcgi_temp_file_write_size", HSL, 1, 1),
-    d("fastcgi_temp_path", HSL, 1, 4),
-    d("fastcgi_request_buffering", HSL, 1, 1),
-    d("fastcgi_hide_header", HSL, 1, 1),
-    d("fastcgi_pass_header", HSL, 1, 1),
-    d("fastcgi_ignore_headers", HSL, 1, MANY),
-    d("fastcgi_intercept_errors", HSL, 1, 1),
-    d("fastcgi_next_upstream", HSL, 1, MANY),
-    d("fastcgi_next_upstream_tries", HSL, 1, 1),
-    d("fastcgi_next_upstream_timeout", HSL, 1, 1),
-    d("fastcgi_pass_request_headers", HSL, 1, 1),
-    d("fastcgi_pass_request_body", HSL, 1, 1),
-    d("fastcgi_socket_keepalive", HSL, 1, 1),
-    d("fastcgi_force_ranges", HSL, 1, 1),
-    d("fastcgi_limit_rate", HSL, 1, 1),
-    d("fastcgi_param", HSL, 2, 3),
-    d("fastcgi_index", HSL, 1, 1),
-    d("fastcgi_split_path_info", HSL, 1, 1),
-    d("fastcgi_keep_conn", HSL, 1, 1),
-    d("fastcgi_catch_stderr", HSL, 1, 1),
-    // uwsgi
-    d("uwsgi_pass", LOC | LIF, 1, 1),
-    d("uwsgi_bind", HSL, 1, 2),
-    d("uwsgi_connect_timeout", HSL, 1, 1),
-    d("uwsgi_read_timeout", HSL, 1, 1),
-    d("uwsgi_send_timeout", HSL, 1, 1),
-    d("uwsgi_buffering", HSL, 1, 1),
-    d("uwsgi_buffers", HSL, 2, 2),
-    d("uwsgi_buffer_size", HSL, 1, 1),
-    d("uwsgi_busy_buffers_size", HSL, 1, 1),
-    d("uwsgi_max_temp_file_size", HSL, 1, 1),
-    d("uwsgi_temp_file_write_size", HSL, 1, 1),
-    d("uwsgi_temp_path", HSL, 1, 4),
-    d("uwsgi_request_buffering", HSL, 1, 1),
-    d("uwsgi_hide_header", HSL, 1, 1),
-    d("uwsgi_pass_header", HSL, 1, 1),
-    d("uwsgi_ignore_headers", HSL, 1, MANY),
-    d("uwsgi_intercept_errors", HSL, 1, 1),
-    d("uwsgi_next_upstream", HSL, 1, MANY),
-    d("uwsgi_next_upstream_tries", HSL, 1, 1),
-    d("uwsgi_next_upstream_timeout", HSL, 1, 1),
-    d("uwsgi_pass_request_headers", HSL, 1, 1),
-    d("uwsgi_pass_request_body", HSL, 1, 1),
-    d("uwsgi_socket_keepalive", HSL, 1, 1),
-    d("uwsgi_force_ranges", HSL, 1, 1),
-    d("uwsgi_limit_rate", HSL, 1, 1),
-    d("uwsgi_param", HSL, 2, 3),
-    d("uwsgi_modifier1", HSL, 1, 1),
-    d("uwsgi_modifier2", HSL, 1, 1),
-    // scgi
-    d("scgi_pass", LOC | LIF, 1, 1),
-    d("scgi_bind", HSL, 1, 2),
-    d("scgi_connect_timeout", HSL, 1, 1),
-    d("scgi_read_timeout", HSL, 1, 1),
-    d("scgi_send_timeout", HSL, 1, 1),
-    d("scgi_buffering", HSL, 1, 1),
-    d("scgi_buffers", HSL, 2, 2),
-    d("scgi_buffer_size", HSL, 1, 1),
-    d("scgi_busy_buffers_size", HSL, 1, 1),
-    d("scgi_max_temp_file_size", HSL, 1, 1),
-    d("scgi_temp_file_write_size", HSL, 1, 1),
-    d("scgi_temp_path", HSL, 1, 4),
-    d("scgi_request_buffering", HSL, 1, 1),
-    d("scgi_hide_header", HSL, 1, 1),
-    d("scgi_pass_header", HSL, 1, 1),
-    d("scgi_ignore_headers", HSL, 1, MANY),
-    d("scgi_intercept_errors", HSL, 1, 1),
-    d("scgi_next_upstream", HSL, 1, MANY),
-    d("scgi_next_upstream_tries", HSL, 1, 1),
-    d("scgi_next_upstream_timeout", HSL, 1, 1),
-    d("scgi_pass_request_headers", HSL, 1, 1),
-    d("scgi_pass_request_body", HSL, 1, 1),
-    d("scgi_socket_keepalive", HSL, 1, 1),
-    d("scgi_force_ranges", HSL, 1, 1),
-    d("scgi_limit_rate", HSL, 1, 1),
-    d("scgi_param", HSL, 2, 3),
-    // memcached
-    d("memcached_pass", LOC | LIF, 1, 1),
-    d("memcached_bind", HSL, 1, 2),
-    d("memcached_connect_timeout", HSL, 1, 1),
-    d("memcached_read_timeout", HSL, 1, 1),
-    d("memcached_send_timeout", HSL, 1, 1),
-    d("memcached_buffer_size", HSL, 1, 1),
-    d("memcached_gzip_flag", HSL, 1, 1),
-    d("memcached_next_upstream", HSL, 1, MANY),
-    d("memcached_next_upstream_tries", HSL, 1, 1),
-    d("memcached_next_upstream_timeout", HSL, 1, 1),
-    d("memcached_socket_keepalive", HSL, 1, 1),
 ];
 
-/// The registry lines for `name` (several when it differs between contexts).
-pub fn lookup(name: &str) -> impl Iterator<Item = &'static Spec> + '_ {
-    DIRECTIVES.iter().filter(move |s| s.name == name)
+/// The `PREFIX_*` directives every upstream module has (`proxy_`, `fastcgi_`, `uwsgi_`,
+/// `scgi_`, `memcached_`), each [`Spec::name`] the part after `PREFIX_`.
+pub static FAMILY_BASE: &[Spec] = &[
+    d("bind", HSL, 1, 2),
+    d("connect_timeout", HSL, 1, 1).time(),
+    d("read_timeout", HSL, 1, 1).time(),
+    d("send_timeout", HSL, 1, 1).time(),
+    d("buffer_size", HSL, 1, 1).size(),
+    d("next_upstream", HSL, 1, MANY),
+    d("next_upstream_tries", HSL, 1, 1),
+    d("next_upstream_timeout", HSL, 1, 1).time(),
+    d("socket_keepalive", HSL, 1, 1).flag().no_effect(),
+];
+
+/// The `PREFIX_*` directives of the modules that relay an HTTP-like response through
+/// the buffering machinery (all but memcached).
+pub static FAMILY_BUFFERED: &[Spec] = &[
+    d("buffering", HSL, 1, 1).flag(),
+    d("buffers", HSL, 2, 2).buffers(),
+    d("busy_buffers_size", HSL, 1, 1).size(),
+    d("max_temp_file_size", HSL, 1, 1).size(),
+    d("temp_file_write_size", HSL, 1, 1).size().no_effect(),
+    d("temp_path", HSL, 1, 4),
+    d("request_buffering", HSL, 1, 1).flag(),
+    d("hide_header", HSL, 1, 1),
+    d("pass_header", HSL, 1, 1),
+    d("ignore_headers", HSL, 1, MANY).no_effect(),
+    d("intercept_errors", HSL, 1, 1).flag(),
+    d("pass_request_headers", HSL, 1, 1).flag(),
+    d("pass_request_body", HSL, 1, 1).flag(),
+    d("force_ranges", HSL, 1, 1).flag().no_effect(),
+    d("limit_rate", HSL, 1, 1).no_effect(),
+];
+
+/// `PREFIX_param NAME VALUE [if_not_empty]`: the CGI-style modules (FastCGI, uwsgi, SCGI).
+pub static FAMILY_PARAMS: &[Spec] = &[d("param", HSL, 2, 3)];
+
+/// One module's share of the `PREFIX_*` family: its prefix and the parts of the family
+/// it has (nginx gives memcached only [`FAMILY_BASE`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Prefix {
+    /// `proxy`, `fastcgi`, …
+    pub prefix: &'static str,
+    /// Its parts of the family.
+    pub parts: &'static [&'static [Spec]],
 }
 
-/// The spec for `name` in `ctx`, if it may be written there.
-pub fn spec(name: &str, ctx: Context) -> Option<&'static Spec> {
-    lookup(name).find(|s| s.allowed_in(ctx))
+impl Prefix {
+    /// The family member `name` is (`fastcgi_buffers` → the `buffers` spec), if any.
+    pub fn member(&self, name: &str) -> Option<&'static Spec> {
+        let rest = name.strip_prefix(self.prefix)?.strip_prefix('_')?;
+        self.parts
+            .iter()
+            .flat_map(|p| p.iter())
+            .find(|s| s.name == rest)
+    }
+}
+
+/// One crate's directives: its table and its share of the `PREFIX_*` family. Each crate
+/// that implements directives exports one (`junction_config::registry::CORE`,
+/// `junction_server::directives::DIRECTIVES`, `junction_fastcgi::directives::DIRECTIVES`,
+/// …); the binary assembles them into a [`Registry`].
+#[derive(Debug, Clone, Copy)]
+pub struct Directives {
+    /// Its directives, one line each.
+    pub specs: &'static [Spec],
+    /// Its `PREFIX_*` family, if it is an upstream module.
+    pub family: Option<Prefix>,
+}
+
+/// The core directives: main, events, ngx_http_core_module, `upstream {}`, `match {}`.
+pub static CORE: Directives = Directives {
+    specs: DIRECTIVES,
+    family: None,
+};
+
+/// Every directive Junction knows: the [`Directives`] of each crate, put together once
+/// (a `static` in the binary). It checks a tree ([`Registry::check`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Registry {
+    parts: &'static [&'static Directives],
+}
+
+impl Registry {
+    /// The registry of these crates' directives.
+    pub const fn new(parts: &'static [&'static Directives]) -> Registry {
+        Registry { parts }
+    }
+
+    /// The registry lines for `name` (several when it differs between contexts).
+    pub fn lookup<'a>(&self, name: &'a str) -> impl Iterator<Item = &'static Spec> + 'a {
+        let parts = self.parts;
+        parts.iter().flat_map(move |p| {
+            p.specs
+                .iter()
+                .filter(move |s| s.name == name)
+                .chain(p.family.and_then(|f| f.member(name)))
+        })
+    }
+
+    /// The spec for `name` in `ctx`, if it may be written there.
+    pub fn spec(&self, name: &str, ctx: Context) -> Option<&'static Spec> {
+        self.lookup(name).find(|s| s.allowed_in(ctx))
+    }
+
+    /// Every line, `(name, spec)`, the families written out (`fastcgi_buffers`, …).
+    pub fn all(&self) -> impl Iterator<Item = (String, &'static Spec)> + '_ {
+        self.parts.iter().flat_map(|p| {
+            let family = p.family.into_iter().flat_map(|f| {
+                f.parts
+                    .iter()
+                    .flat_map(|x| x.iter())
+                    .map(move |s| (format!("{}_{}", f.prefix, s.name), s))
+            });
+            p.specs
+                .iter()
+                .map(|s| (s.name.to_string(), s))
+                .chain(family)
+        })
+    }
+
+    /// What is wrong with the table itself: a name listed twice for one context, fewer
+    /// arguments allowed than required (a test of every registry asserts none).
+    pub fn conflicts(&self) -> Vec<String> {
+        let all: Vec<(String, &Spec)> = self.all().collect();
+        let mut out = Vec::new();
+        for (i, (n, s)) in all.iter().enumerate() {
+            if s.max != MANY && s.min > s.max {
+                out.push(format!("{n}: min > max"));
+            }
+            for (m, t) in all.iter().skip(i + 1) {
+                if n == m && s.contexts & t.contexts != 0 {
+                    out.push(format!("{n} listed twice for one context"));
+                }
+            }
+        }
+        out
+    }
+
+    /// Check every directive of `tree` (its top level in [`top_context`]): known, allowed
+    /// where it is, right number of arguments, block or not, values of its [`Kind`], and
+    /// its [`Support`]. All errors are collected, in file order; without errors, the
+    /// warnings for the directives accepted without effect.
+    pub fn check(&self, tree: &[Directive]) -> Result<Vec<String>, Vec<ConfigError>> {
+        self.check_in(tree, top_context(tree))
+    }
+
+    /// [`Registry::check`] with the top level in `ctx`.
+    pub fn check_in(
+        &self,
+        tree: &[Directive],
+        ctx: Context,
+    ) -> Result<Vec<String>, Vec<ConfigError>> {
+        let mut walk = Walk {
+            registry: self,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        };
+        walk.block(tree, ctx);
+        if walk.errors.is_empty() {
+            Ok(walk.warnings)
+        } else {
+            Err(walk.errors)
+        }
+    }
 }
 
 /// True when the top level is a bare http-level file: no `http` block, and `server` or
@@ -575,28 +587,86 @@ pub fn top_context(tree: &[Directive]) -> Context {
     }
 }
 
-/// Check every directive of `tree` (its top level in [`top_context`]): known, allowed where
-/// it is, right number of arguments, block or not. All errors are collected, in file order.
-pub fn check(tree: &[Directive]) -> Result<(), Vec<ConfigError>> {
-    check_in(tree, top_context(tree))
+/// One walk over a tree: the errors, and warnings for the directives accepted without
+/// effect (each once, in file order).
+struct Walk<'r> {
+    registry: &'r Registry,
+    errors: Vec<ConfigError>,
+    warnings: Vec<String>,
 }
 
-/// [`check`] with the top level in `ctx`.
-pub fn check_in(tree: &[Directive], ctx: Context) -> Result<(), Vec<ConfigError>> {
-    let mut errors = Vec::new();
-    check_block(tree, ctx, &mut errors);
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
+impl Walk<'_> {
+    fn block(&mut self, tree: &[Directive], ctx: Context) {
+        for d in tree {
+            match ctx {
+                Context::Types | Context::Map => check_entry(d, ctx, &mut self.errors),
+                _ => self.directive(d, ctx),
+            }
+        }
     }
-}
 
-fn check_block(tree: &[Directive], ctx: Context, errors: &mut Vec<ConfigError>) {
-    for d in tree {
-        match ctx {
-            Context::Types | Context::Map => check_entry(d, ctx, errors),
-            _ => check_directive(d, ctx, errors),
+    fn directive(&mut self, d: &Directive, ctx: Context) {
+        let name = d.name.as_str();
+        let errors = &mut self.errors;
+        let Some(any) = self.registry.lookup(name).next() else {
+            errors.push(d.error(format!("unknown directive \"{name}\"")));
+            return;
+        };
+        let spec = self.registry.spec(name, ctx);
+        match spec {
+            None => errors.push(d.error(format!("\"{name}\" directive is not allowed here"))),
+            Some(s) if !s.block && d.block.is_some() => {
+                errors.push(d.error(format!("directive \"{name}\" is not terminated by \";\"")))
+            }
+            Some(s) if s.block && d.block.is_none() => {
+                errors.push(d.error(format!("directive \"{name}\" has no opening \"{{\"")))
+            }
+            Some(s) if !s.accepts(d.args.len()) => errors.push(d.error(format!(
+                "invalid number of arguments in \"{name}\" directive"
+            ))),
+            Some(s) => self.support(d, s),
+        }
+        // Check inside a block even when the block itself is misplaced, so one run reports
+        // all.
+        if let Some(block) = &d.block {
+            if spec.unwrap_or(any).block {
+                if let Some(child) = ctx.child(name) {
+                    self.block(block, child);
+                }
+            }
+        }
+    }
+
+    /// The value check and the support of a well-placed directive `d` of spec `s`.
+    fn support(&mut self, d: &Directive, s: &Spec) {
+        let name = &d.name;
+        let warning = match s.support {
+            Support::NotYet => {
+                self.errors.push(d.error(format!(
+                    "\"{name}\" directive is not supported by junction yet (see docs/directives.md)"
+                )));
+                return;
+            }
+            Support::Yes => None,
+            Support::NoEffectExcept(arg) if d.args.first().is_some_and(|a| a.value == arg) => None,
+            Support::NoEffect | Support::NoEffectExcept(_) => Some(format!(
+                "\"{name}\" directive is accepted but has no effect in junction in {}",
+                d.span
+            )),
+            Support::Obsolete(Some(new)) => Some(format!(
+                "the \"{name}\" directive is obsolete, use the \"{new}\" directive instead in {}",
+                d.span
+            )),
+            Support::Obsolete(None) => Some(format!(
+                "the \"{name}\" directive is obsolete, ignored in {}",
+                d.span
+            )),
+        };
+        crate::value_check::check_values(d, s.kind, &mut self.errors);
+        if let Some(w) = warning {
+            if !self.warnings.contains(&w) {
+                self.warnings.push(w);
+            }
         }
     }
 }
@@ -627,34 +697,68 @@ fn check_entry(d: &Directive, ctx: Context, errors: &mut Vec<ConfigError>) {
     }
 }
 
-fn check_directive(d: &Directive, ctx: Context, errors: &mut Vec<ConfigError>) {
-    let name = d.name.as_str();
-    let Some(any) = lookup(name).next() else {
-        errors.push(d.error(format!("unknown directive \"{name}\"")));
-        return;
+/// The registry of this crate's unit tests: [`CORE`], the five families, and stand-ins
+/// for the few directives of the other crates the tests write.
+#[cfg(test)]
+pub(crate) static TEST: Registry = Registry::new(&[
+    &CORE,
+    &testing::OTHERS,
+    &testing::PROXY,
+    &testing::FASTCGI,
+    &testing::UWSGI,
+    &testing::SCGI,
+    &testing::MEMCACHED,
+]);
+
+#[cfg(test)]
+mod testing {
+    use super::*;
+
+    pub(super) static OTHERS: Directives = Directives {
+        specs: &[
+            d("proxy_pass", LOC | LIF | LMT, 1, 1),
+            d("proxy_set_header", HSL, 2, 2),
+            d("proxy_http_version", HSL, 1, 1),
+            d("fastcgi_pass", LOC | LIF, 1, 1),
+            d("uwsgi_pass", LOC | LIF, 1, 1),
+            d("uwsgi_modifier1", HSL, 1, 1),
+            d("scgi_pass", LOC | LIF, 1, 1),
+            d("memcached_pass", LOC | LIF, 1, 1),
+            d("memcached_gzip_flag", HSL, 1, 1),
+            block("map", HTTP, 2, 2),
+            d("log_format", HTTP, 2, MANY),
+            d("access_log", HSL | LIF | LMT, 1, MANY),
+            block("if", SRV | LOC, 1, MANY),
+            d("set", SRV | SIF | LOC | LIF, 2, 2),
+            d("return", SRV | SIF | LOC | LIF, 1, 2),
+            d("break", SRV | SIF | LOC | LIF, 0, 0),
+            d("add_header", HSL | LIF, 2, 3),
+            d("expires", HSL | LIF, 1, 2),
+            d("deny", HSL | LMT, 1, 1),
+            d("ssl_ocsp", HTTP | SRV, 1, 1).not_yet(),
+            d("http2_idle_timeout", HTTP | SRV, 1, 1)
+                .time()
+                .obsolete_for("keepalive_timeout"),
+            d("http2_push", HSL, 1, 1).obsolete(),
+        ],
+        family: None,
     };
-    let spec = spec(name, ctx);
-    match spec {
-        None => errors.push(d.error(format!("\"{name}\" directive is not allowed here"))),
-        Some(s) if !s.block && d.block.is_some() => {
-            errors.push(d.error(format!("directive \"{name}\" is not terminated by \";\"")))
-        }
-        Some(s) if s.block && d.block.is_none() => {
-            errors.push(d.error(format!("directive \"{name}\" has no opening \"{{\"")))
-        }
-        Some(s) if !s.accepts(d.args.len()) => errors.push(d.error(format!(
-            "invalid number of arguments in \"{name}\" directive"
-        ))),
-        Some(_) => crate::value_check::check_values(d, errors),
-    }
-    // Check inside a block even when the block itself is misplaced, so one run reports all.
-    if let Some(block) = &d.block {
-        if spec.unwrap_or(any).block {
-            if let Some(child) = ctx.child(name) {
-                check_block(block, child, errors);
-            }
+
+    const fn family(prefix: &'static str, parts: &'static [&'static [Spec]]) -> Directives {
+        Directives {
+            specs: &[],
+            family: Some(Prefix { prefix, parts }),
         }
     }
+
+    pub(super) static PROXY: Directives = family("proxy", &[FAMILY_BASE, FAMILY_BUFFERED]);
+    pub(super) static FASTCGI: Directives =
+        family("fastcgi", &[FAMILY_BASE, FAMILY_BUFFERED, FAMILY_PARAMS]);
+    pub(super) static UWSGI: Directives =
+        family("uwsgi", &[FAMILY_BASE, FAMILY_BUFFERED, FAMILY_PARAMS]);
+    pub(super) static SCGI: Directives =
+        family("scgi", &[FAMILY_BASE, FAMILY_BUFFERED, FAMILY_PARAMS]);
+    pub(super) static MEMCACHED: Directives = family("memcached", &[FAMILY_BASE]);
 }
 
 #[cfg(test)]
@@ -663,6 +767,18 @@ mod tests {
     use super::*;
     use crate::tree::parse_nginx_str;
     use std::path::Path;
+
+    fn check(tree: &[Directive]) -> Result<Vec<String>, Vec<ConfigError>> {
+        TEST.check(tree)
+    }
+
+    fn check_in(tree: &[Directive], ctx: Context) -> Result<Vec<String>, Vec<ConfigError>> {
+        TEST.check_in(tree, ctx)
+    }
+
+    fn spec(name: &str, ctx: Context) -> Option<&'static Spec> {
+        TEST.spec(name, ctx)
+    }
 
     fn parse(src: &str) -> Vec<Directive> {
         parse_nginx_str(src, Path::new("/nonexistent/r.conf")).unwrap()
@@ -678,16 +794,7 @@ mod tests {
 
     #[test]
     fn table_is_consistent() {
-        for (i, s) in DIRECTIVES.iter().enumerate() {
-            assert!(s.max == MANY || s.min <= s.max, "{}", s.name);
-            for t in DIRECTIVES.iter().skip(i + 1) {
-                assert!(
-                    s.name != t.name || s.contexts & t.contexts == 0,
-                    "{} listed twice for one context",
-                    s.name
-                );
-            }
-        }
+        assert_eq!(TEST.conflicts(), Vec::<String>::new());
         assert_eq!(spec("server", Context::Http).map(|s| s.block), Some(true));
         assert_eq!(
             spec("server", Context::Upstream).map(|s| s.block),
@@ -696,6 +803,57 @@ mod tests {
         assert!(spec("uwsgi_temp_path", Context::Location).is_some());
         assert!(spec("scgi_pass", Context::LocationIf).is_some());
         assert!(spec("scgi_pass", Context::Server).is_none());
+        assert_eq!(TEST.lookup("fastcgi_buffers").count(), 1);
+        assert_eq!(TEST.lookup("memcached_buffers").count(), 0);
+        assert_eq!(TEST.lookup("fastcgi_").count(), 0);
+        assert_eq!(TEST.lookup("fastcgibuffers").count(), 0);
+    }
+
+    #[test]
+    fn no_effect_warns_once_per_place_and_not_yet_is_an_error() {
+        let src = "daemon off;\ndaemon on;\nhttp {\n    sendfile on;\n    server {\n        \
+                   location / { proxy_force_ranges on; memcached_socket_keepalive on; }\n    \
+                   }\n}\n";
+        let warnings: Vec<String> = check(&parse(src))
+            .unwrap()
+            .iter()
+            .map(|w| w.replace(" in /nonexistent/r.conf:", " @"))
+            .collect();
+        let no = |n: &str, l: u32| {
+            format!("\"{n}\" directive is accepted but has no effect in junction @{l}")
+        };
+        assert_eq!(
+            warnings,
+            [
+                no("daemon", 2),
+                no("sendfile", 4),
+                no("proxy_force_ranges", 6),
+                no("memcached_socket_keepalive", 6)
+            ]
+        );
+        let obsolete = check(&parse(
+            "http {\n    http2_idle_timeout 3m;\n    http2_push /a;\n}\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            obsolete,
+            [
+                "the \"http2_idle_timeout\" directive is obsolete, use the \"keepalive_timeout\" directive instead in /nonexistent/r.conf:2",
+                "the \"http2_push\" directive is obsolete, ignored in /nonexistent/r.conf:3",
+            ]
+        );
+        // the same place twice (an included file expanded twice): one warning
+        let tree = parse("sendfile on;");
+        let twice: Vec<Directive> = tree.iter().chain(&tree).cloned().collect();
+        assert_eq!(check_in(&twice, Context::Http).unwrap().len(), 1);
+        assert_eq!(
+            errors("http { server { ssl_ocsp on; sendfile maybe; keepalive_requests 1k; } }"),
+            [
+                "\"ssl_ocsp\" directive is not supported by junction yet (see docs/directives.md) @1",
+                "invalid value \"maybe\" in \"sendfile\" directive, it must be \"on\" or \"off\" @1",
+                "invalid value \"1k\" in \"keepalive_requests\" directive @1",
+            ]
+        );
     }
 
     #[test]

@@ -423,7 +423,7 @@ http {
             print_nginx(&nt)
         );
         assert_eq!(print_nginx(&tt), print_nginx(&nt));
-        registry::check(&tt).unwrap();
+        registry::TEST.check(&tt).unwrap();
         assert!(!registry::is_bare_http(&tt));
         // printing the TOML tree as nginx and parsing that gives the same tree back
         assert!(same_tree(&tt, &n(&print_nginx(&tt))));
@@ -518,7 +518,7 @@ listen = [[8081, "default_server"]]
 "#;
         let tt = t(src);
         assert!(registry::is_bare_http(&tt));
-        registry::check(&tt).unwrap();
+        registry::TEST.check(&tt).unwrap();
         let names: Vec<_> = tt.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, ["upstream", "server", "server"]);
         let ret = find(&tt, &[("server", 0), ("location", 0), ("return", 0)]);
@@ -607,7 +607,7 @@ env = ["A", ["B=1 2"]]
         );
         // registry errors point at line:col too
         let tt = t("[[server]]\nlisten = 80\n  proxy_pass = \"http://x\"\n");
-        let errs = registry::check(&tt).unwrap_err();
+        let errs = registry::TEST.check(&tt).unwrap_err();
         let errs: Vec<_> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(
             errs,

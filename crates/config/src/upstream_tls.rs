@@ -191,18 +191,6 @@ pub fn build(
         }
     };
 
-    for name in ["conf_command", "certificate_cache"] {
-        if let Some(d) = scope.get(&n(name)) {
-            warn(
-                bx,
-                format!(
-                    "\"{}\" directive is accepted but has no effect in junction in {}",
-                    d.name, d.span
-                ),
-            );
-        }
-    }
-
     let client = match bx.tls_clients.get(&key) {
         Some(c) => c.clone(),
         None => {

@@ -208,117 +208,6 @@ pub struct Runtime {
     pub maps: Arc<junction_core::map::Maps>,
 }
 
-/// Directives accepted for nginx compatibility that have no effect in Junction
-/// (listed in docs/directives.md); each use logs a warning at load.
-const NO_EFFECT: &[&str] = &[
-    "user",
-    "load_module",
-    "env",
-    "master_process",
-    "daemon",
-    "use",
-    "multi_accept",
-    "accept_mutex",
-    "sendfile",
-    "tcp_nopush",
-    "tcp_nodelay",
-    "server_names_hash_bucket_size",
-    "server_names_hash_max_size",
-    "types_hash_max_size",
-    "types_hash_bucket_size",
-    "gzip_buffers",
-    "gzip_window",
-    "gzip_hash",
-    "gzip_no_buffer",
-    "postpone_gzipping",
-    "brotli_buffers",
-    "gunzip_buffers",
-    "proxy_headers_hash_max_size",
-    "proxy_headers_hash_bucket_size",
-    "proxy_temp_file_write_size",
-    "fastcgi_temp_file_write_size",
-    "uwsgi_temp_file_write_size",
-    "scgi_temp_file_write_size",
-    "open_file_cache",
-    "open_file_cache_valid",
-    "open_file_cache_min_uses",
-    "open_file_cache_errors",
-    "open_file_cache_events",
-    "variables_hash_max_size",
-    "variables_hash_bucket_size",
-    "map_hash_max_size",
-    "map_hash_bucket_size",
-    "log_subrequest",
-    "client_body_in_single_buffer",
-    "absolute_redirect",
-    "port_in_redirect",
-    "server_name_in_redirect",
-    "if_modified_since",
-    "map_hash_max_size",
-    "map_hash_bucket_size",
-];
-
-/// Directives nginx configs use that Junction does not implement yet and whose
-/// absence would change behaviour (access control, rewriting, headers): an error
-/// at load with `FILE:LINE`, never silently ignored.
-const UNSUPPORTED: &[&str] = &[];
-
-/// Directives accepted without effect that only matter outside `upstream {}`
-/// (inside it they are implemented).
-const NO_EFFECT_OUTSIDE_UPSTREAM: &[&str] = &[];
-
-/// Every directive of `tree` that Junction does not support yet, into `errors`.
-fn check_unsupported(tree: &[Directive], errors: &mut Vec<ConfigError>) {
-    for d in tree {
-        let n = d.name.as_str();
-        if UNSUPPORTED.contains(&n) {
-            errors.push(err(
-                &d.span,
-                format!(
-                    "\"{n}\" directive is not supported by junction yet (see docs/directives.md)"
-                ),
-            ));
-        }
-        if let Some(b) = &d.block {
-            if d.name != "types" && d.name != "upstream" {
-                check_unsupported(b, errors);
-            }
-        }
-    }
-}
-
-fn walk_no_effect(tree: &[Directive], out: &mut Vec<String>) {
-    walk_no_effect_in(tree, false, out);
-}
-
-fn walk_no_effect_in(tree: &[Directive], in_upstream: bool, out: &mut Vec<String>) {
-    for d in tree {
-        let n = d.name.as_str();
-        let inert_suffix = [
-            "_force_ranges",
-            "_limit_rate",
-            "_socket_keepalive",
-            "_ignore_headers",
-        ]
-        .iter()
-        .any(|suf| n.ends_with(suf));
-        let inert = NO_EFFECT.contains(&n)
-            || inert_suffix
-            || (!in_upstream && NO_EFFECT_OUTSIDE_UPSTREAM.contains(&n));
-        if inert && !(n == "daemon" && d.args.first().is_some_and(|a| a.value == "off")) {
-            out.push(format!(
-                "\"{}\" directive is accepted but has no effect in junction in {}",
-                d.name, d.span
-            ));
-        }
-        if let Some(b) = &d.block {
-            if d.name != "types" && d.name != "map" {
-                walk_no_effect_in(b, in_upstream || n == "upstream", out);
-            }
-        }
-    }
-}
-
 fn declare_vars(tree: &[Directive], bx: &mut BuildCx) {
     for d in tree {
         if d.name == "set" {
@@ -449,11 +338,8 @@ fn build_collecting(
             _ => {}
         }
     }
-    check_unsupported(tree, errors);
     junction_config::resolver::check_all(tree, errors);
     let mut warnings = Vec::new();
-    walk_no_effect(tree, &mut warnings);
-    walk_no_effect(globals, &mut warnings);
     crate::http2::warnings(tree, &mut warnings);
     crate::access::low_bits_warnings(tree, &mut warnings);
 

@@ -145,8 +145,9 @@ impl H2Conf {
     }
 }
 
-/// nginx's warnings for the directives of ngx_http_v2_module that are obsolete
-/// (accepted, no effect) and for the deprecated `listen … http2`, one per use.
+/// nginx's warning for the deprecated `listen … http2`, one per use, and Junction's for
+/// `http2_chunk_size` in a location (the obsolete `http2_*` directives are the
+/// registry's: `Support::Obsolete`).
 pub(crate) fn warnings(tree: &[Directive], out: &mut Vec<String>) {
     warnings_in(tree, false, out);
 }
@@ -159,35 +160,7 @@ fn warnings_in(tree: &[Directive], in_location: bool, out: &mut Vec<String>) {
                 d.span
             ));
         }
-        let instead = match d.name.as_str() {
-            "http2_recv_timeout" => Some("client_header_timeout"),
-            "http2_idle_timeout" => Some("keepalive_timeout"),
-            "http2_max_requests" => Some("keepalive_requests"),
-            "http2_max_field_size" | "http2_max_header_size" => Some("large_client_header_buffers"),
-            _ => None,
-        };
-        if let Some(new) = instead {
-            out.push(format!(
-                "the \"{}\" directive is obsolete, use the \"{new}\" directive instead in {}",
-                d.name, d.span
-            ));
-        } else if matches!(
-            d.name.as_str(),
-            "http2_push" | "http2_push_preload" | "http2_max_concurrent_pushes"
-        ) {
-            out.push(format!(
-                "the \"{}\" directive is obsolete, ignored in {}",
-                d.name, d.span
-            ));
-        } else if matches!(
-            d.name.as_str(),
-            "http2_recv_buffer_size" | "http2_pool_size" | "http2_streams_index_size"
-        ) {
-            out.push(format!(
-                "\"{}\" directive is accepted but has no effect in junction in {}",
-                d.name, d.span
-            ));
-        } else if d.name == "listen" && d.args.iter().skip(1).any(|a| a.value == "http2") {
+        if d.name == "listen" && d.args.iter().skip(1).any(|a| a.value == "http2") {
             out.push(format!(
                 "the \"listen ... http2\" directive is deprecated, use the \"http2\" directive instead in {}",
                 d.span

@@ -6,8 +6,12 @@
 //! ## Layout
 //! - `build`: directive tree → [`build::Runtime`] (servers, the location tree
 //!   with compiled settings and backends, listen addresses, logs), once at load;
-//!   [`build_all`] reports every error it can (one per `upstream`/`server` block, and
-//!   every unsupported directive) for `junction -t`.
+//!   [`build_all`] reports every error it can (one per `upstream`/`server` block) for
+//!   `junction -t`, after the registry's walk reported every syntax, value and
+//!   not-yet-supported error.
+//! - [`directives`]: the directives of the nginx modules this crate implements (TLS,
+//!   HTTP/2, logs, rewrite, compression, access, limits, status…), one line each, for
+//!   the registry the binary assembles (`junction_config::registry::Registry`).
 //! - `route`: `server_name` selection, location matching (nginx's order), URI
 //!   normalization.
 //! - `listen`: binding, the accept loop (`worker_connections`), the pre-HTTP
@@ -61,6 +65,7 @@ pub mod api;
 mod auth_basic;
 mod autoindex;
 pub mod build;
+pub mod directives;
 pub mod error_log;
 mod filters;
 pub mod http1;

@@ -574,34 +574,19 @@ impl ServerTls {
                 }
             }
         }
-        if let Some(d) = scope.get("ssl_certificate_compression") {
-            warnings.push(format!(
-                "\"ssl_certificate_compression\" directive is accepted but has no effect in junction in {}",
-                d.span
-            ));
-        }
         if let Some(d) = scope.get("ssl_dhparam") {
             warnings.push(format!(
                 "\"ssl_dhparam\" directive is accepted but has no effect in junction (rustls has no DHE suites) in {}",
                 d.span
             ));
         }
-        // Known to nginx, not to Junction yet: refused, never ignored.
-        for name in [
-            "ssl_ocsp",
-            "ssl_ocsp_cache",
-            "ssl_ocsp_responder",
-            "ssl_certificate_cache",
-            "ssl_ech_file",
-        ] {
-            // The ACME pair is held in memory (`crate::acme`): nothing to cache.
-            if name == "ssl_certificate_cache" && acme_serve.is_some() && dynamic.is_empty() {
-                continue;
-            }
-            if let Some(d) = scope.get(name) {
+        // Known to nginx, not to Junction yet, except beside the ACME pair (held in
+        // memory by `crate::acme`: nothing to cache).
+        if let Some(d) = scope.get("ssl_certificate_cache") {
+            if acme_serve.is_none() || !dynamic.is_empty() {
                 return Err(err(
                     &d.span,
-                    format!("\"{name}\" directive is not supported by junction yet (see docs/directives.md)"),
+                    "\"ssl_certificate_cache\" directive is not supported by junction yet (see docs/directives.md)",
                 ));
             }
         }

@@ -15,7 +15,7 @@
 
 use crate::codec::{encode_request_head, FastcgiCodec};
 use http::HeaderName;
-use junction_config::cgi_pass::{has_port, warn_no_effect};
+use junction_config::cgi_pass::has_port;
 use junction_config::model::{err, family, params, BuildCx, Family, LocInfo, Scope};
 use junction_config::ConfigError;
 use junction_core::backend::{Backend, Response};
@@ -82,7 +82,6 @@ fn build_fastcgi(
             "invalid number of arguments in \"fastcgi_pass\" directive",
         )
     })?;
-    warn_no_effect(scope, "fastcgi", bx);
     let value = bx.template(a)?;
     let (target, group) = match value.as_literal() {
         Some(lit) => {

@@ -13,6 +13,8 @@
 //!   as STDIN records and decodes STDOUT / STDERR / END_REQUEST records.
 //! - `head` (private): the CGI response header (`Status:`, `Location:`, the rest) turned
 //!   into a [`ResponseHead`](junction_core::codec::ResponseHead).
+//! - [`directives`]: the `fastcgi_*` directives for the registry (its own lines and the
+//!   shared family's part it has).
 //!
 //! ## Lifecycle of one request
 //! 1. The backend calls [`encode_request_head`]: one BEGIN_REQUEST record (role
@@ -43,3 +45,4 @@ mod probe;
 
 pub use codec::{encode_request_head, FastcgiCodec, ProtocolStatus, RecordHeader, RecordType};
 pub mod backend;
+pub mod directives;

@@ -15,6 +15,8 @@
 //! - `trailers`: `proxy_pass_trailers` (the upstream's chunked trailers to the
 //!   client, hidden fields dropped).
 //! - `probe`: the active health probe (`GET uri`), over TLS for `https://` groups.
+//! - [`directives`]: the `proxy_*` directives for the registry (its own lines, the
+//!   `proxy_ssl_*` ones, and the shared family's part it has).
 //! - TLS (`proxy_pass https://…`): the `proxy_ssl_*` directives are read by
 //!   `junction_config::upstream_tls` into the location's `UpstreamConf::tls`; the
 //!   handshake and the pool key live in `junction_core::upstream_tls`, so the exchange
@@ -32,6 +34,7 @@
 pub mod backend;
 pub mod codec;
 mod cookie;
+pub mod directives;
 mod probe;
 mod trailers;
 mod tunnel;

@@ -99,15 +99,6 @@ pub fn build(
             .and_then(|x| x.value.parse::<u32>().ok())
             .ok_or_else(|| err(&g.span, "\"memcached_gzip_flag\" directive invalid number"))?,
     };
-    if let Some(k) = scope.get("memcached_socket_keepalive") {
-        let msg = format!(
-            "\"memcached_socket_keepalive\" directive is accepted but has no effect in junction in {}",
-            k.span
-        );
-        if !bx.warnings.contains(&msg) {
-            bx.warnings.push(msg);
-        }
-    }
     let group = bx.group(target, 0, &a.span)?;
     let mut fam = family(scope, "memcached", group, bx)?;
     bx.probe(&fam.upstream.group, crate::probe::probe);

@@ -10,6 +10,7 @@
 //!   `get` line — [`encode_get`], [`escape_key`], [`key_missing_error`], [`MAX_KEY_LEN`].
 //! - `codec`: [`MemcachedCodec`], the [`UpstreamCodec`](junction_core::codec::UpstreamCodec)
 //!   that decodes the reply (nginx's `process_header` + `filter`).
+//! - [`directives`]: the `memcached_*` directives for the registry.
 //!
 //! ## Lifecycle of one request
 //! 1. The backend evaluates `$memcached_key`. Unset or empty → [`key_missing_error`]
@@ -58,3 +59,4 @@ mod request;
 pub use codec::MemcachedCodec;
 pub use request::{encode_get, escape_key, key_missing_error, MAX_KEY_LEN};
 pub mod backend;
+pub mod directives;

@@ -9,6 +9,7 @@
 //! - [`codec`]: [`encode_request_head`] (the netstring `len:` + `CONTENT_LENGTH\0n\0` +
 //!   `SCGI\01\0` + `name\0value\0`… + `,`) and [`ScgiCodec`], the per-request
 //!   [`UpstreamCodec`].
+//! - [`directives`]: the `scgi_*` directives for the registry.
 //!
 //! ## Lifecycle of a request
 //! 1. The backend builds the params (`scgi_param`, `HTTP_*` headers) and calls
@@ -35,3 +36,4 @@ pub mod codec;
 
 pub use codec::{encode_request_head, ScgiCodec};
 pub mod backend;
+pub mod directives;

@@ -9,6 +9,7 @@
 //!   modifier2, then u16-length-prefixed vars; > 65535 bytes of vars is an
 //!   `ErrorKind::Encode` error) and [`UwsgiCodec`], the per-request [`UpstreamCodec`].
 //! - `backend`: the location's `uwsgi_pass` (core's `CgiPass` over the uwsgi packet).
+//! - [`directives`]: the `uwsgi_*` directives for the registry.
 //!
 //! ## Lifecycle of a request
 //! 1. The backend builds the params (`uwsgi_param`, `HTTP_*` headers, `CONTENT_LENGTH`)
@@ -35,3 +36,4 @@ pub mod codec;
 
 pub use codec::{encode_request_head, UwsgiCodec};
 pub mod backend;
+pub mod directives;
