@@ -71,7 +71,7 @@ impl Context {
             (_, "limit_except") => Context::LimitExcept,
             (_, "upstream") => Context::Upstream,
             (_, "types") => Context::Types,
-            (_, "map" | "geo" | "split_clients") => Context::Map,
+            (_, "map" | "geo" | "split_clients" | "charset_map") => Context::Map,
             (_, "match") => Context::Match,
             _ => return None,
         })
@@ -180,6 +180,7 @@ pub static DIRECTIVES: &[Spec] = &[
     block("map", HTTP, 2, 2),
     block("geo", HTTP, 1, 2),
     block("split_clients", HTTP, 2, 2),
+    block("charset_map", HTTP, 2, 2),
     d("map_hash_max_size", HTTP, 1, 1),
     d("map_hash_bucket_size", HTTP, 1, 1),
     d("default_type", HSL, 1, 1),
