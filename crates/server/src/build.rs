@@ -249,7 +249,6 @@ const NO_EFFECT: &[&str] = &[
     "map_hash_max_size",
     "map_hash_bucket_size",
     "log_subrequest",
-    "client_body_in_single_buffer",
     "absolute_redirect",
     "port_in_redirect",
     "server_name_in_redirect",
