@@ -1,14 +1,17 @@
 //! `charset`, `charset_types`, `override_charset`, `source_charset` as nginx's
-//! `ngx_http_charset_filter_module` decides them, where no conversion is needed:
+//! `ngx_http_charset_filter_module` decides them (the conversion itself, through a
+//! `charset_map`, is `super::charset_map`):
 //! - a response with a type in `charset_types` and no charset of its own gets
 //!   `; charset=NAME` (not a 301/302, not when its type already has parameters);
 //! - one that names a charset keeps it, unless `override_charset on`: then the same
-//!   charset (any case) is rewritten as `charset` names it, and a different one would
-//!   need a `charset_map` conversion, which Junction does not do (nginx's "no
-//!   charset_map" error line, the response unchanged, as nginx without a map);
+//!   charset (any case) is rewritten as `charset` names it, and a different one is
+//!   converted through the `charset_map` between the two (either direction), or, with
+//!   none, left as is with nginx's "no charset_map" error line;
 //! - `source_charset` is what a response without a charset is in: the same as
-//!   `charset` (any case) sets it; a different fixed one is refused at load, as nginx
-//!   refuses a pair without a `charset_map` (one from a variable logs the error).
+//!   `charset` (any case) sets it; a different one is converted through a
+//!   `charset_map`; a fixed pair without one is refused at load, as nginx (one from a
+//!   variable logs the error);
+//! - a response with a `Content-Encoding` is not converted (and keeps its type).
 //!
 //! `charset` may hold variables (evaluated per response).
 
@@ -30,6 +33,8 @@ pub(crate) struct CharsetConf {
     override_charset: bool,
     /// `source_charset` (None: off).
     source: Option<Template>,
+    /// The configuration's `charset_map` tables (read when `charset` is set).
+    maps: Option<std::sync::Arc<super::charset_map::CharsetMaps>>,
 }
 
 const DEFAULT_TYPES: &[&str] = &[
@@ -56,10 +61,24 @@ fn charset_arg(
 impl CharsetConf {
     /// Reads the charset directives at `scope`.
     pub(crate) fn build(scope: &Scope<'_>, bx: &BuildCx) -> Result<CharsetConf, ConfigError> {
-        // nginx refuses at load a fixed pair that would need a conversion table.
+        let charset = charset_arg(scope, bx, "charset")?;
+        let maps = match charset {
+            Some(_) => Some(std::sync::Arc::new(super::charset_map::CharsetMaps::build(
+                scope,
+            )?)),
+            None => None,
+        };
+        // nginx refuses at load a fixed pair that needs a conversion table it lacks.
         if let (Some((_, d)), Some((sd, s))) = (scope.arg("charset"), scope.arg("source_charset")) {
             let fixed = |v: &str| !v.contains('$') && v != "off";
-            if fixed(&d.value) && fixed(&s.value) && !d.value.eq_ignore_ascii_case(&s.value) {
+            let mapped = maps
+                .as_ref()
+                .is_some_and(|m| m.find(&s.value, &d.value).is_some());
+            if fixed(&d.value)
+                && fixed(&s.value)
+                && !d.value.eq_ignore_ascii_case(&s.value)
+                && !mapped
+            {
                 return Err(junction_config::model::err(
                     &sd.span,
                     format!(
@@ -70,7 +89,8 @@ impl CharsetConf {
             }
         }
         Ok(CharsetConf {
-            charset: charset_arg(scope, bx, "charset")?,
+            charset,
+            maps,
             types: Some(super::types(scope, "charset_types", DEFAULT_TYPES)),
             override_charset: scope.flag("override_charset", false)?,
             source: charset_arg(scope, bx, "source_charset")?,
@@ -138,6 +158,26 @@ pub(crate) fn apply(
             }
         }
         Some(s) => {
+            let conv = c.maps.as_ref().and_then(|m| m.find(&s, &dst));
+            if let Some(conv) = conv {
+                // nginx converts neither a compressed body nor its type.
+                if resp
+                    .headers()
+                    .get(http::header::CONTENT_ENCODING)
+                    .is_some_and(|v| !v.is_empty())
+                {
+                    return;
+                }
+                if conv.changes_length() {
+                    resp.headers_mut().remove(http::header::CONTENT_LENGTH);
+                }
+                let body = std::mem::replace(resp.body_mut(), junction_core::body::empty());
+                *resp.body_mut() = conv.body(body);
+                if let Ok(v) = HeaderValue::from_str(&format!("{base}; charset={dst}")) {
+                    resp.headers_mut().insert(CONTENT_TYPE, v);
+                }
+                return;
+            }
             tracing::error!(
                 "*{} no \"charset_map\" between the charsets \"{s}\" and \"{dst}\", client: {}, server: {}, request: \"{} {}\"",
                 cx.conn.id,

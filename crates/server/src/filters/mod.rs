@@ -7,13 +7,17 @@
 //! ## Layout
 //! - `expires`: ngx_http_headers_filter_module's `expires` (`Expires`,
 //!   `Cache-Control`), run before `add_header` as in nginx.
-//! - `charset`: ngx_http_charset_filter_module without conversions.
+//! - `charset`: ngx_http_charset_filter_module's decision (which charset, whether to
+//!   convert).
+//! - `charset_map`: `charset_map` tables and the streaming conversion (8-bit ↔ 8-bit,
+//!   8-bit ↔ UTF-8).
 //! - `deflate`: the gzip encoder over reused (per-thread pooled) deflate states.
 //! - `gzip`: ngx_http_gzip_filter_module (and the Brotli family beside it): the
 //!   decision from the request, the response head and `gzip_*`; the streaming
 //!   compressed body; `gzip_static` / `brotli_static` for the static handler.
 
 pub(crate) mod charset;
+mod charset_map;
 mod deflate;
 pub(crate) mod expires;
 pub(crate) mod gzip;
