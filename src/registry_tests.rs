@@ -68,6 +68,8 @@ fn kinds_are_the_old_name_guesses() {
         "limit_req_dry_run",
         "limit_conn_dry_run",
         "real_ip_recursive",
+        "ssl_verify",
+        "proxy_pass_trailers",
     ];
     const PREFIXES: &[&str] = &["proxy", "fastcgi", "uwsgi", "scgi", "memcached"];
     const FAMILY_FLAGS: &[&str] = &[
@@ -99,7 +101,7 @@ fn kinds_are_the_old_name_guesses() {
         }
         if fam_flag || FLAGS.contains(&n) {
             "flag"
-        } else if n == "server_tokens" {
+        } else if n == "server_tokens" || n == "client_body_in_file_only" {
             "custom"
         } else if n.ends_with("_timeout") || n == "keepalive_time" {
             "time"
