@@ -223,12 +223,10 @@ impl UpstreamLog {
     }
 }
 
-/// Whether the current span is a request's (`junction_server::error_log` names it
-/// `request` and writes the request's context after each of its events).
+/// Whether a request is being polled (`junction_server::error_log` writes the
+/// request's context after each of its events).
 fn in_request_span() -> bool {
-    tracing::Span::current()
-        .metadata()
-        .is_some_and(|m| m.name() == "request")
+    crate::logctx::polling_request()
 }
 
 /// An upstream as nginx's `ngx_http_upstream_log_error` writes it: schema, peer name,

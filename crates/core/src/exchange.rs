@@ -768,7 +768,7 @@ async fn relay(
     let schema = conf.schema;
     // Errors of the body read out here are logged in the request's span, naming the
     // upstream as nginx does.
-    let span = tracing::Span::current();
+    let log = crate::logctx::current();
     let task = async move {
         let failed = |msg: &str| {
             let upstream = UpstreamName {
@@ -866,7 +866,10 @@ async fn relay(
             }
         }
     };
-    tokio::spawn(tracing::Instrument::instrument(task, span));
+    match log {
+        Some(log) => drop(tokio::spawn(crate::logctx::in_request(task, log))),
+        None => drop(tokio::spawn(task)),
+    }
     Ok(SpoolBody { spool }.boxed_unsync())
 }
 

@@ -20,6 +20,8 @@
 //! - `balance`: nginx's balancing methods (round robin, least_conn, ip_hash, hash
 //!   [consistent], random [two]).
 //! - `health`: active health checks (a probe per protocol, one task per group).
+//! - `logctx`: the request an error-log line belongs to (read only when a line is
+//!   written; nothing formatted per request).
 //! - `resolver`: nginx's `resolver` (hickory-resolver on the configured servers, its
 //!   own TTL/`valid=` cache, nginx's error codes); `*_pass` with variables uses it.
 //! - `discovery`: `server NAME … resolve`: a group whose servers follow DNS while
@@ -70,6 +72,7 @@ pub mod discovery;
 pub mod error;
 pub mod exchange;
 pub mod health;
+pub mod logctx;
 pub mod map;
 pub mod mime;
 pub mod pass;

@@ -1,7 +1,8 @@
 //! The error log as nginx writes it, with the request each line belongs to.
 //!
-//! Every request runs inside one `request` span ([`request_span`]: connection id,
-//! client, server, request line, host), so any event logged while it is handled — in
+//! Every request runs as one [`junction_core::logctx::ReqLog`] (connection id,
+//! client, server, request line, host; nothing formatted until a line is written),
+//! so any event logged while it is handled — in
 //! the server, in a backend, in the exchange, or in the relay task that reads the
 //! upstream body after the response head went out — ends like nginx's
 //! `ngx_http_log_error`: `*5 MESSAGE, client: 127.0.0.1, server: app, request: "GET /x
@@ -9,8 +10,8 @@
 //! field of the event that names one (only failures do, so nothing is formatted for a
 //! request that logs nothing).
 //!
-//! [`ErrorLog`] is a `tracing` layer: it keeps the span's fields ([`on_new_span`]) and
-//! writes each event as one line to each of its targets whose level the event reaches:
+//! [`ErrorLog`] is a `tracing` layer: it reads the request being polled
+//! ([`junction_core::logctx::current`]) and writes each event as one line to each of its targets whose level the event reaches:
 //! the main-level `error_log` lines (several, each with its own level, as nginx's chain
 //! of logs), to a file (a log [`Sink`]), `stderr`, or `syslog:server=…`
 //! ([`crate::syslog`]: the line, without its newline, after the syslog header, with the
@@ -20,76 +21,23 @@
 //! `error_log` inside `http`, `server` or `location` applies to the requests there,
 //! inherited as nginx does (the nearest level with any): each such set is opened at
 //! load ([`level_targets`]) and named by an index in the location's settings, and the
-//! request's span records the index of the location it is in ([`enter`]), so its
+//! request's context records the index of the location it is in ([`enter`]), so its
 //! lines (also from a backend or the body relay) go to that set instead of the main
 //! level's. The layer's level filter is set at start from every set then loaded: a
 //! reload cannot make the log more verbose than that.
 //!
-//! [`on_new_span`]: tracing_subscriber::Layer::on_new_span
 //! [`Sink`]: crate::log::Sink
 
 use crate::syslog::SyslogPeer;
 use junction_config::model::err;
 use junction_config::{ConfigError, Directive};
-use junction_core::ctx::RequestCtx;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
-
-/// The span name [`ErrorLog`] reads its context from.
-const REQUEST_SPAN: &str = "request";
-
-/// The span one request is handled in (created once the server is chosen).
-pub fn request_span(cx: &RequestCtx) -> tracing::Span {
-    tracing::error_span!(
-        REQUEST_SPAN,
-        conn = cx.conn.id,
-        client = %cx.conn.client(),
-        server = %cx.server_name,
-        request = %format_args!("{} {} {:?}", cx.method, cx.request_uri, cx.version),
-        host = %cx.host,
-        elog = tracing::field::Empty,
-    )
-}
-
-/// The `request` span's fields, kept in the span's extensions.
-#[derive(Debug, Default)]
-struct RequestFields {
-    conn: u64,
-    client: String,
-    server: String,
-    request: String,
-    host: String,
-    /// The level set its lines go to (`enter`; 0: the main level's).
-    elog: u64,
-}
-
-impl Visit for RequestFields {
-    fn record_u64(&mut self, field: &Field, value: u64) {
-        match field.name() {
-            "conn" => self.conn = value,
-            "elog" => self.elog = value,
-            _ => {}
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        let slot = match field.name() {
-            "client" => &mut self.client,
-            "server" => &mut self.server,
-            "request" => &mut self.request,
-            "host" => &mut self.host,
-            _ => return,
-        };
-        slot.clear();
-        let _ = write!(slot, "{value:?}");
-    }
-}
 
 /// An event's message and `upstream` field.
 #[derive(Default)]
@@ -270,7 +218,7 @@ fn level_sets_max() -> Option<tracing::Level> {
 /// Makes the current request's error-log lines go to level set `id` (0: the main
 /// level's), from the location (or server) its request is in now.
 pub fn enter(id: u64) {
-    tracing::Span::current().record("elog", id);
+    junction_core::logctx::set_level(id);
 }
 
 /// What a [`Target`] writes to.
@@ -395,35 +343,11 @@ impl<S> tracing_subscriber::Layer<S> for ErrorLog
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if attrs.metadata().name() != REQUEST_SPAN {
-            return;
-        }
-        let mut fields = RequestFields::default();
-        attrs.record(&mut fields);
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().insert(fields);
-        }
-    }
-
-    fn on_record(&self, id: &Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
-        if let Some(span) = ctx.span(id) {
-            if let Some(f) = span.extensions_mut().get_mut::<RequestFields>() {
-                values.record(f);
-            }
-        }
-    }
-
-    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         let ev_level = *event.metadata().level();
         let ev_sev = event_severity(ev_level);
-        let request = ctx
-            .event_scope(event)
-            .and_then(|mut scope| scope.find(|s| s.name() == REQUEST_SPAN));
-        let elog = request
-            .as_ref()
-            .and_then(|s| s.extensions().get::<RequestFields>().map(|f| f.elog))
-            .unwrap_or(0);
+        let request = junction_core::logctx::current();
+        let elog = request.as_ref().map_or(0, |r| r.level());
         // The request's level set, else the main level's targets.
         let set = (elog > 0)
             .then(|| {
@@ -454,23 +378,7 @@ where
             std::process::id()
         );
         match request {
-            Some(span) => {
-                let ext = span.extensions();
-                match ext.get::<RequestFields>() {
-                    Some(f) => {
-                        let _ = write!(
-                            line,
-                            "*{} {}, client: {}, server: {}, request: \"{}\"",
-                            f.conn, ev.message, f.client, f.server, f.request
-                        );
-                        if !ev.upstream.is_empty() {
-                            let _ = write!(line, ", upstream: \"{}\"", ev.upstream);
-                        }
-                        let _ = write!(line, ", host: \"{}\"", f.host);
-                    }
-                    None => line.push_str(&ev.message),
-                }
-            }
+            Some(r) => r.write_line(&mut line, &ev.message, &ev.upstream),
             None => line.push_str(&ev.message),
         }
         line.push('\n');

@@ -49,8 +49,9 @@
 //! - `log`: access and error logs, written by background threads; reopen on SIGUSR1.
 //! - `log_format`: `log_format … escape=default|json|none`, compiled at load; the
 //!   escaping of variable values into a log line.
-//! - `error_log`: the error log's `tracing` layer and the one span per request whose
-//!   fields end every line as nginx's do (`client: …, server: …, request: …`).
+//! - `error_log`: the error log's `tracing` layer; it ends every line of a request
+//!   as nginx's do (`client: …, server: …, request: …`) from the request being
+//!   polled (`junction_core::logctx`, formatted only when a line is written).
 //! - `syslog`: `syslog:server=…` targets of `error_log` and `access_log` (RFC 3164
 //!   datagrams over UDP or a unix socket, as nginx's `ngx_syslog.c`).
 //! - `api`: the `api` handler, a read-only JSON status API in nginx Plus's shape

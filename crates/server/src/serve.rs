@@ -153,26 +153,25 @@ fn log_error(cx: &RequestCtx, e: &Error) {
 /// `$host`: from the request line, else the Host header; lower case, no port.
 fn parse_host(raw: &str) -> Option<String> {
     let h = if raw.starts_with('[') {
-        raw.split_once(']').map(|(a, _)| format!("{a}]"))?
+        let (a, _) = raw.split_once(']')?;
+        raw.get(..a.len() + 1)?
     } else {
-        raw.rsplit_once(':')
-            .map_or(raw, |(h, p)| {
-                if p.bytes().all(|c| c.is_ascii_digit()) {
-                    h
-                } else {
-                    raw
-                }
-            })
-            .to_string()
+        raw.rsplit_once(':').map_or(raw, |(h, p)| {
+            if p.bytes().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                raw
+            }
+        })
     };
-    let h = h.trim_end_matches('.').to_ascii_lowercase();
+    let h = h.trim_end_matches('.');
     if h.bytes()
         .any(|c| c == b'/' || c == b'\\' || c == 0 || c.is_ascii_whitespace())
         || h.contains("..")
     {
         return None;
     }
-    Some(h)
+    Some(h.to_ascii_lowercase())
 }
 
 pub(crate) async fn handle(
@@ -195,7 +194,14 @@ pub(crate) async fn handle(
         (None, Some(pq)) => pq.as_str().to_string(),
         (None, None) => parts.uri.to_string(),
     };
-    let mut cx = RequestCtx::new(conn, parts.method, parts.version, request_uri);
+    // Boxed: every future on the request's way holds a pointer, not a copy (the
+    // state of a moved-from local stays in an async fn's future).
+    let mut cx = Box::new(RequestCtx::new(
+        conn,
+        parts.method,
+        parts.version,
+        request_uri,
+    ));
     cx.in_flight = Some(junction_core::stats::InFlight::start());
     cx.upgrade = upgrade;
     if !rt.maps.maps.is_empty() {
@@ -208,16 +214,14 @@ pub(crate) async fn handle(
         .get::<junction_core::client::HeadLength>()
         .map_or(0, |h| h.0 as u64);
     // Host
-    let raw_host = parts
-        .uri
-        .authority()
-        .map(|a| a.as_str().to_string())
-        .or_else(|| {
-            cx.headers
-                .get(http::header::HOST)
-                .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
-        });
-    let host = match raw_host.as_deref().map(parse_host) {
+    let parsed_host = match parts.uri.authority() {
+        Some(a) => Some(parse_host(a.as_str())),
+        None => cx
+            .headers
+            .get(http::header::HOST)
+            .map(|h| parse_host(&String::from_utf8_lossy(h.as_bytes()))),
+    };
+    let host = match parsed_host {
         Some(Some(h)) => Some(h),
         Some(None) => None,
         None => Some(String::new()),
@@ -353,8 +357,8 @@ pub(crate) async fn handle(
     }
     // nginx's post-read phase: realip with the server's settings.
     srv.base.data.realip.apply(&mut cx);
-    let span = crate::error_log::request_span(&cx);
-    tracing::Instrument::instrument(process(&srv, cx, incoming, length, reject), span).await
+    let log = junction_core::logctx::ReqLog::of(&cx);
+    junction_core::logctx::in_request(process(&srv, cx, incoming, length, reject), log).await
 }
 
 fn select(rt: &Runtime, listen: &Listen, host: &str) -> usize {
@@ -403,7 +407,7 @@ struct ErrorState {
 /// `ngx_http_send_error_page`, with nginx's limit of 10 URI changes.
 async fn process(
     srv: &Arc<VServer>,
-    mut cx: RequestCtx,
+    mut cx: Box<RequestCtx>,
     body: ReqBody,
     length: Option<u64>,
     reject: Option<u16>,
@@ -852,7 +856,7 @@ async fn content(
         return Outcome::Response(r, true);
     }
     if let Some((last, tries)) = c.try_files.split_last() {
-        if !try_files(cx, c, loc, tries).await {
+        if !Box::pin(try_files(cx, c, loc, tries)).await {
             let last = last.eval_string(cx);
             if let Some(code) = last.strip_prefix('=') {
                 let s = code
@@ -890,7 +894,8 @@ async fn content(
             }
         };
     }
-    crate::static_files::serve(cx, c).await
+    // Boxed: a proxy's request does not carry the static path's state.
+    Box::pin(crate::static_files::serve(cx, c)).await
 }
 
 /// `try_files` (all but the last argument): the first that exists under the root or
@@ -997,7 +1002,11 @@ pub(crate) fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return
 #[derive(Clone)]
 pub(crate) struct LocConn(pub(crate) Arc<crate::http1::ConnConf>);
 
-fn finish(resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> http::Response<Body> {
+fn finish(
+    resp: http::Response<Body>,
+    mut cx: Box<RequestCtx>,
+    c: &LocConf,
+) -> http::Response<Body> {
     let mut resp = c.limits.output(resp, &mut cx);
     if let Some(conn) = &c.conn {
         resp.extensions_mut().insert(LocConn(conn.clone()));
@@ -1049,7 +1058,7 @@ fn finish(resp: http::Response<Body>, mut cx: RequestCtx, c: &LocConf) -> http::
 /// when the body ends or is dropped.
 struct LoggedBody {
     inner: Body,
-    cx: Option<RequestCtx>,
+    cx: Option<Box<RequestCtx>>,
     logs: Vec<Arc<crate::log::AccessLog>>,
 }
 

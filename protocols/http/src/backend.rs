@@ -602,28 +602,37 @@ impl HttpProxy {
             }
             return Ok(resp);
         }
+        // The head's headers but the hidden ones, moved (not cloned) in their order;
+        // then values rewritten in place where proxy_cookie_* / proxy_redirect apply.
         let mut headers = HeaderMap::with_capacity(up.head.headers.len());
-        let mut last: Option<HeaderName> = None;
-        for (k, v) in up.head.headers.iter() {
-            if self.hide.contains(k) {
-                continue;
+        let mut name: Option<HeaderName> = None;
+        let mut hidden = false;
+        for (k, v) in up.head.headers {
+            if let Some(k) = k {
+                hidden = self.hide.contains(&k);
+                name = Some(k);
             }
-            if last.as_ref() != Some(k) {
-                last = Some(k.clone());
+            if let (false, Some(k)) = (hidden, &name) {
+                headers.append(k.clone(), v);
             }
-            if k == http::header::SET_COOKIE && !self.cookies.is_empty() {
-                if let Some(nv) = self.cookies.rewrite(cx, v) {
-                    headers.append(k.clone(), nv);
-                    continue;
+        }
+        let rewrite = (!self.cookies.is_empty() && headers.contains_key(http::header::SET_COOKIE))
+            || (matches!(self.redirect, Redirect::Rules(_))
+                && (headers.contains_key(http::header::LOCATION)
+                    || headers.contains_key(http::header::REFRESH)));
+        if rewrite {
+            for (k, v) in headers.iter_mut() {
+                let nv = if k == http::header::SET_COOKIE && !self.cookies.is_empty() {
+                    self.cookies.rewrite(cx, v)
+                } else if k == http::header::LOCATION || k == http::header::REFRESH {
+                    self.rewrite_location(cx, v)
+                } else {
+                    None
+                };
+                if let Some(nv) = nv {
+                    *v = nv;
                 }
             }
-            if k == http::header::LOCATION || k == http::header::REFRESH {
-                if let Some(nv) = self.rewrite_location(cx, v) {
-                    headers.append(k.clone(), nv);
-                    continue;
-                }
-            }
-            headers.append(k.clone(), v.clone());
         }
         let body = match &self.trailers {
             Some(hide) => crate::trailers::filter(up.body, hide),

@@ -88,9 +88,16 @@ impl HttpCodec {
     }
 
     fn decode_head(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, Error> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut resp = httparse::Response::new(&mut headers);
-        let n = match resp.parse(buf) {
+        // Uninitialised slots: nothing is zeroed for headers the response does not have.
+        let mut headers =
+            [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+        let mut resp = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut resp,
+            buf,
+            &mut headers,
+        );
+        let n = match parsed {
             Ok(httparse::Status::Partial) => {
                 if buf.len() > self.head_limit {
                     return Err(Error::new(
@@ -122,12 +129,11 @@ impl HttpCodec {
         let mut length: Option<u64> = None;
         let mut chunked = false;
         let mut conn_close = http10;
-        // Offsets of names and values in `buf`: the map is built from slices of the
-        // frozen head below, so header values are not copied one by one.
+        // Each name (parsed once) with the offset of its value in `buf`: the map is
+        // built from slices of the frozen head below, so values are not copied.
         let base = buf.as_ptr() as usize;
-        let mut spans = [(0usize, 0usize, 0usize, 0usize); MAX_HEADERS];
-        let count = resp.headers.len();
-        for (h, span) in resp.headers.iter().zip(spans.iter_mut()) {
+        let mut spans: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(resp.headers.len());
+        for h in resp.headers.iter() {
             let invalid_name =
                 || Error::invalid(format!("upstream sent invalid header name \"{}\"", h.name));
             let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| invalid_name())?;
@@ -153,28 +159,25 @@ impl HttpCodec {
                     ));
                 }
             } else if name == http::header::CONNECTION {
-                let v = h.value.to_ascii_lowercase();
-                if v.windows(5).any(|w| w == b"close") {
+                let v = h.value;
+                if v.windows(5).any(|w| w.eq_ignore_ascii_case(b"close")) {
                     conn_close = true;
-                } else if v.windows(10).any(|w| w == b"keep-alive") && http10 {
+                } else if v.windows(10).any(|w| w.eq_ignore_ascii_case(b"keep-alive")) && http10 {
                     conn_close = false;
                 }
             }
-            *span = (
-                (h.name.as_ptr() as usize).wrapping_sub(base),
-                h.name.len(),
+            spans.push((
+                name,
                 (h.value.as_ptr() as usize).wrapping_sub(base),
                 h.value.len(),
-            );
+            ));
         }
         let head = buf.split_to(n).freeze();
-        let mut map = HeaderMap::with_capacity(count);
-        for &(no, nl, vo, vl) in spans.iter().take(count) {
-            let (Some(nb), true) = (head.get(no..no + nl), vo + vl <= head.len()) else {
+        let mut map = HeaderMap::with_capacity(spans.len());
+        for (name, vo, vl) in spans {
+            if vo.saturating_add(vl) > head.len() {
                 return Err(Error::invalid("upstream sent invalid header"));
-            };
-            let name = HeaderName::from_bytes(nb)
-                .map_err(|_| Error::invalid("upstream sent invalid header name"))?;
+            }
             let value = HeaderValue::from_maybe_shared(head.slice(vo..vo + vl)).map_err(|_| {
                 Error::invalid(format!("upstream sent invalid header value for \"{name}\""))
             })?;

@@ -309,7 +309,9 @@ async fn exchange<S: Socket>(
     // apply from here on (the head was read under the default server's).
     let chosen = std::sync::OnceLock::new();
     let resp = {
-        let fut = crate::serve::handle(
+        // Pinned where they are made: a future first bound to a name keeps a second
+        // slot in this future's state, and the whole state is copied when it is boxed.
+        let mut fut = std::pin::pin!(crate::serve::handle(
             &c.shared,
             info.clone(),
             &c.listen,
@@ -317,11 +319,17 @@ async fn exchange<S: Socket>(
             served,
             upgrade_rx,
             &chosen,
-        );
-        let mut fut = std::pin::pin!(fut);
+        ));
         let limit = conf.head_limit();
-        let side = client_side(io, buf, &mut decoder, sender, &mut expect, conf, limit);
-        let mut side = std::pin::pin!(side);
+        let mut side = std::pin::pin!(client_side(
+            io,
+            buf,
+            &mut decoder,
+            sender,
+            &mut expect,
+            conf,
+            limit
+        ));
         tokio::select! {
             biased;
             r = &mut fut => Some(r),

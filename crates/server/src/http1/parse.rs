@@ -7,6 +7,7 @@ use super::ConnConf;
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Uri, Version};
+use std::mem::MaybeUninit;
 
 /// Headers parsed on the stack; a head with more is parsed again with a larger array.
 const STACK_HEADERS: usize = 64;
@@ -127,10 +128,14 @@ fn parse_once(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadE
         return Ok(Some(h));
     }
     let parsed = {
-        let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        // Uninitialised slots: nothing is zeroed for headers the request does not have.
+        let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
         match parse_with(&buf[..], conf, &mut stack) {
             Err(e) if e.msg == MANY => {
-                let mut heap = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+                let mut heap: Vec<MaybeUninit<httparse::Header<'_>>> =
+                    std::iter::repeat_with(MaybeUninit::uninit)
+                        .take(MAX_HEADERS)
+                        .collect();
                 match parse_with(&buf[..], conf, &mut heap) {
                     Err(e) if e.msg == MANY => Err(TOO_LONG_HEADER),
                     r => r,
@@ -144,7 +149,7 @@ fn parse_once(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadE
     };
     let len = p.len;
     let head = buf.split_to(len).freeze();
-    let built = build(head, p.method, p.target, p.version, p.spans.as_slice())?;
+    let built = build(head, p.method, p.target, p.version, &p.spans)?;
     Ok(built.map(|h| Head { len, ..h }))
 }
 
@@ -215,43 +220,8 @@ struct Parsed {
 
 const MANY: &str = "too many headers";
 
-/// The (name, value) offsets of a head's headers: on the stack for the usual
-/// head, on the heap past [`STACK_HEADERS`] (the size difference is the point:
-/// no allocation for an ordinary request).
-#[allow(clippy::large_enum_variant)]
-enum Spans {
-    Stack([(Span, Span); STACK_HEADERS], usize),
-    Heap(Vec<(Span, Span)>),
-}
-
-impl Spans {
-    fn new(n: usize) -> Spans {
-        if n <= STACK_HEADERS {
-            Spans::Stack([(Span::default(), Span::default()); STACK_HEADERS], 0)
-        } else {
-            Spans::Heap(Vec::with_capacity(n))
-        }
-    }
-
-    fn push(&mut self, s: (Span, Span)) {
-        match self {
-            Spans::Stack(a, n) => {
-                if let Some(slot) = a.get_mut(*n) {
-                    *slot = s;
-                    *n += 1;
-                }
-            }
-            Spans::Heap(v) => v.push(s),
-        }
-    }
-
-    fn as_slice(&self) -> &[(Span, Span)] {
-        match self {
-            Spans::Stack(a, n) => a.get(..*n).unwrap_or(&[]),
-            Spans::Heap(v) => v,
-        }
-    }
-}
+/// The (name, value) offsets of a head's headers (one allocation, nothing zeroed).
+type Spans = Vec<(Span, Span)>;
 
 /// Offsets of one header inside the head.
 #[derive(Clone, Copy, Default)]
@@ -271,14 +241,14 @@ fn span_of(base: &[u8], part: &[u8]) -> Span {
 fn parse_with<'b>(
     buf: &'b [u8],
     conf: &ConnConf,
-    headers: &mut [httparse::Header<'b>],
+    headers: &mut [MaybeUninit<httparse::Header<'b>>],
 ) -> Result<Option<Parsed>, HeadError> {
-    let mut req = httparse::Request::new(headers);
+    let mut req = httparse::Request::new(&mut []);
     let mut cfg = httparse::ParserConfig::default();
     cfg.allow_multiple_spaces_in_request_line_delimiters(true);
     // nginx skips header lines it cannot read as a name (`ignore_invalid_headers`).
     cfg.ignore_invalid_headers_in_requests(conf.ignore_invalid_headers);
-    let status = cfg.parse_request(&mut req, buf);
+    let status = cfg.parse_request_with_uninit_headers(&mut req, buf, headers);
     let n = match status {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
@@ -324,7 +294,7 @@ fn parse_with<'b>(
     if line_end.saturating_sub(line_start) > conf.large_size {
         return Err(TOO_LONG_URI);
     }
-    let mut spans = Spans::new(req.headers.len());
+    let mut spans: Spans = Vec::with_capacity(req.headers.len());
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.len() + h.value.len() + 4 > conf.large_size {

@@ -160,10 +160,14 @@ fn itoa(n: u64) -> Digits {
 
 /// `content-type` → `Content-Type`.
 fn title_case(out: &mut BytesMut, name: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(name);
     let mut up = true;
-    for &b in name {
-        out.put_u8(if up { b.to_ascii_uppercase() } else { b });
-        up = b == b'-';
+    for b in out.get_mut(start..).unwrap_or(&mut []) {
+        if up {
+            b.make_ascii_uppercase();
+        }
+        up = *b == b'-';
     }
 }
 
