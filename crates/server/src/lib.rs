@@ -35,6 +35,9 @@
 //! - `tls`: `listen … ssl` (rustls): certificates and `ssl_*` settings built at load,
 //!   the handshake after the PROXY protocol header, SNI → server, `$ssl_*` facts,
 //!   the 495/496/497 checks; the ALPN dispatch point.
+//! - `ocsp`: OCSP stapling fetched from the responder (`ssl_stapling on`): the request
+//!   built at load, one refresh task per certificate (spawned by the binary), the
+//!   response checked (`ssl_stapling_verify`) before the handshake staples it.
 //! - `realip`: the client address from `X-Forwarded-For`/`X-Real-IP` (`set_real_ip_from`).
 //! - `autoindex`: directory listings (`autoindex on`) in html, json, jsonp, xml.
 //! - `filters`: output filters over every response (gzip/Brotli, …), built per
@@ -69,6 +72,7 @@ pub mod listeners;
 pub mod log;
 pub mod log_format;
 mod map;
+pub mod ocsp;
 mod proxy_protocol;
 mod realip;
 pub mod rewrite;

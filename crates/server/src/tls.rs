@@ -127,6 +127,9 @@ pub struct ServerTls {
     pub handshake_timeout: Duration,
     /// `ssl_stapling_file`'s OCSP response.
     ocsp: Option<Vec<u8>>,
+    /// `ssl_stapling on` without a file: one staple per entry of `certs` (`None` where
+    /// stapling was ignored), fetched from the responder (`crate::ocsp`).
+    staples: Vec<Option<Arc<crate::ocsp::Staple>>>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -376,6 +379,7 @@ impl ServerTls {
         let cert_ds = scope.array("ssl_certificate");
         let key_ds = scope.array("ssl_certificate_key");
         let mut certs = Vec::new();
+        let mut cert_names = Vec::new();
         let mut dynamic = Vec::new();
         for (i, cd) in cert_ds.iter().enumerate() {
             let Some(ca) = cd.args.first() else { continue };
@@ -454,6 +458,7 @@ impl ServerTls {
                 ));
             }
             certs.push(Arc::new(ck));
+            cert_names.push(resolve(conf_dir, &ca.value).to_string_lossy().into_owned());
         }
         if let (Some(kd), true) = (key_ds.get(cert_ds.len()), !cert_ds.is_empty()) {
             return Err(err(
@@ -703,12 +708,27 @@ impl ServerTls {
             })?),
             None => None,
         };
+        let mut staples = Vec::new();
         if stapling && ocsp.is_none() {
-            if let Some(d) = scope.get("ssl_stapling") {
-                warnings.push(format!(
-                    "\"ssl_stapling\" without \"ssl_stapling_file\" has no effect in junction yet (no OCSP responder fetch) in {}",
-                    d.span
+            let responder = scope
+                .arg("ssl_stapling_responder")
+                .map(|(_, a)| a.value.as_str());
+            let verify = scope.flag("ssl_stapling_verify", false)?;
+            let span = scope.get("ssl_stapling").map(|d| d.span.to_string());
+            for (ck, name) in certs.iter().zip(&cert_names) {
+                let mut w = Vec::new();
+                staples.push(crate::ocsp::prepare(
+                    ck,
+                    name,
+                    &client_roots,
+                    responder,
+                    verify,
+                    &mut w,
                 ));
+                warnings.extend(w.into_iter().map(|w| match &span {
+                    Some(s) => format!("{w} in {s}"),
+                    None => w,
+                }));
             }
         }
         let buffer_size = scope.size("ssl_buffer_size", 16384)? as usize;
@@ -741,7 +761,13 @@ impl ServerTls {
             reject_handshake: scope.flag("ssl_reject_handshake", false)?,
             handshake_timeout: scope.time("client_header_timeout", Duration::from_secs(60))?,
             ocsp,
+            staples,
         })
+    }
+
+    /// The staples fetched from OCSP responders.
+    pub(crate) fn staples(&self) -> impl Iterator<Item = Arc<crate::ocsp::Staple>> + '_ {
+        self.staples.iter().flatten().cloned()
     }
 }
 
@@ -751,6 +777,8 @@ impl ServerTls {
 #[derive(Debug)]
 struct Certs {
     fixed: Vec<Arc<CertifiedKey>>,
+    /// The staple of each of `fixed` (empty without stapling from a responder).
+    staples: Vec<Option<Arc<crate::ocsp::Staple>>>,
     /// Pairs named with `$ssl_server_name`: read from disk at each handshake, as
     /// nginx does without `ssl_certificate_cache`.
     dynamic: Vec<(String, String)>,
@@ -803,14 +831,22 @@ impl ResolvesServerCert for Certs {
                 }
             }
         }
-        let all = || self.fixed.iter().chain(loaded.iter());
-        for s in hello.signature_schemes() {
-            if let Some(c) = all().find(|c| c.key.choose_scheme(std::slice::from_ref(s)).is_some())
-            {
-                return Some(c.clone());
+        let all = || self.fixed.iter().chain(loaded.iter()).enumerate();
+        let chosen = hello
+            .signature_schemes()
+            .iter()
+            .find_map(|s| {
+                all().find(|(_, c)| c.key.choose_scheme(std::slice::from_ref(s)).is_some())
+            })
+            .or_else(|| all().next());
+        let (i, c) = chosen?;
+        // With its OCSP response, when one was fetched and is valid.
+        if let Some(Some(st)) = self.staples.get(i) {
+            if let Some(stapled) = st.stapled() {
+                return Some(stapled);
             }
         }
-        all().next().cloned()
+        Some(c.clone())
     }
 }
 
@@ -1113,6 +1149,7 @@ fn server_config(
     }
     let mut cfg = builder.with_cert_resolver(Arc::new(Certs {
         fixed: certs,
+        staples: t.staples.clone(),
         dynamic: t.dynamic.clone(),
     }));
     cfg.ignore_client_order = t.prefer_server_ciphers;
