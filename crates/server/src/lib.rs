@@ -35,6 +35,7 @@
 //! - `tls`: `listen … ssl` (rustls): certificates and `ssl_*` settings built at load,
 //!   the handshake after the PROXY protocol header, SNI → server, `$ssl_*` facts,
 //!   the 495/496/497 checks; the ALPN dispatch point.
+//! - `tls_offered`: `$ssl_ciphers`/`$ssl_curves` from the client's ClientHello.
 //! - `ocsp`: OCSP stapling fetched from the responder (`ssl_stapling on`): the request
 //!   built at load, one refresh task per certificate (spawned by the binary), the
 //!   response checked (`ssl_stapling_verify`) before the handshake staples it.
@@ -82,6 +83,7 @@ mod static_files;
 pub mod status;
 pub mod syslog;
 mod tls;
+mod tls_offered;
 
 pub use build::{build, build_all, Runtime};
 pub use listen::{bind_all, serve};

@@ -179,7 +179,7 @@ fn suite_names() -> [(rustls::SupportedCipherSuite, &'static str); 9] {
     ]
 }
 
-fn cipher_name(s: CipherSuite) -> &'static str {
+pub(crate) fn cipher_name(s: CipherSuite) -> &'static str {
     suite_names()
         .iter()
         .find(|(x, _)| x.suite() == s)
@@ -1353,8 +1353,9 @@ pub(crate) async fn serve(stream: TcpStream, mut info: ConnInfo, src: Source, tl
         }
     };
     // SNI chooses the server as a Host would (ngx_http_ssl_servername).
-    let (sni, pos, matched) = {
+    let (sni, pos, matched, offered) = {
         let hello = start.client_hello();
+        let offered = crate::tls_offered::offered(&hello);
         let sni = hello
             .server_name()
             .map(|s| s.trim_end_matches('.').to_ascii_lowercase())
@@ -1372,7 +1373,12 @@ pub(crate) async fn serve(stream: TcpStream, mut info: ConnInfo, src: Source, tl
             crate::route::select_server(tls.servers.len(), names, &sni, usize::MAX)
         };
         let matched = hit != usize::MAX;
-        (sni, if matched { hit } else { tls.default }, matched)
+        (
+            sni,
+            if matched { hit } else { tls.default },
+            matched,
+            offered,
+        )
     };
     let Some(config) = tls.configs.get(pos).cloned().flatten() else {
         // ssl_reject_handshake, or a server without a certificate.
@@ -1391,7 +1397,8 @@ pub(crate) async fn serve(stream: TcpStream, mut info: ConnInfo, src: Source, tl
         }
     };
     let verifier = tls.verifiers.get(pos).cloned().flatten();
-    let facts = facts(&stream, sni, matched, verifier.as_deref());
+    let mut facts = facts(&stream, sni, matched, verifier.as_deref());
+    (facts.ciphers, facts.curves) = offered;
     info.scheme = "https";
     info.tls = Some(Arc::new(facts));
     dispatch(stream, Arc::new(info), src).await;
@@ -1424,6 +1431,8 @@ fn facts(stream: &Stream, sni: String, matched: bool, verify: Option<&ClientVeri
         curve: c
             .negotiated_key_exchange_group()
             .map_or("", |g| group_name(g.name())),
+        ciphers: Box::default(),
+        curves: Box::default(),
         server_name: sni.into(),
         sni_matched: matched,
         alpn: c
