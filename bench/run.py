@@ -30,6 +30,7 @@ import selectors
 import shutil
 import signal
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -280,8 +281,12 @@ def can_connect(port):
         return False
 
 
-def http_get(port, path, headers=None, timeout=3.0):
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def http_get(port, path, headers=None, timeout=3.0, tls=False):
+    if tls:  # the bench's own self-signed certificate: not verified
+        c = http.client.HTTPSConnection("127.0.0.1", port, timeout=timeout,
+                                        context=ssl._create_unverified_context())
+    else:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         c.request("GET", path, headers=headers or {"Host": "bench"})
         r = c.getresponse()
@@ -352,6 +357,8 @@ def ensure_tools(no_install):
         missing.append("uwsgi-plugin-python3")
     if not find_tool("memcached"):
         missing.append("memcached")
+    if not find_tool("h2load"):
+        missing.append("nghttp2-client")
     if not missing:
         return
     if no_install or not IS_ROOT or not shutil.which("apt-get"):
@@ -475,14 +482,14 @@ def parse_wrk(out):
     return d
 
 
-def run_wrk(ctx, port, path, duration, close=False, headers=()):
+def run_wrk(ctx, port, path, duration, close=False, headers=(), tls=False):
     cmd = [ctx.wrk, "-t%d" % WRK_THREADS, "-c%d" % WRK_CONNECTIONS, "-d%ds" % duration,
            "--latency", "-s", ctx.wrk_lua]
     if close:
         cmd += ["-H", "Connection: close"]
     for h in headers:
         cmd += ["-H", h]
-    cmd.append("http://127.0.0.1:%d%s" % (port, path))
+    cmd.append("%s://127.0.0.1:%d%s" % ("https" if tls else "http", port, path))
     p = PROCS.spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out, _ = p.communicate(timeout=duration + 60)
@@ -496,6 +503,75 @@ def run_wrk(ctx, port, path, duration, close=False, headers=()):
     d = parse_wrk(out)
     d["cmd"] = " ".join(cmd)
     return d
+
+
+H2_STREAMS = 10  # h2load -m: concurrent streams per connection
+
+
+def parse_h2load(out):
+    """h2load's summary as parse_wrk's keys (no percentiles: h2load gives mean/sd only)."""
+    d = {"requests": 0, "duration_us": 0, "bytes": 0, "connect": 0, "read": 0, "write": 0,
+         "status": 0, "timeout": 0, "p50_us": None, "p90_us": None, "p99_us": None,
+         "max_us": None, "mean_us": None}
+    m = re.search(r"finished in ([\d.]+)(us|ms|s|m),", out)
+    if m:
+        d["duration_us"] = float(m.group(1)) * _UNIT_US[m.group(2)]
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", out)
+    if m:
+        total, started, done, ok, failed, errored, timeout = map(int, m.groups())
+        d["requests"] = ok
+        d["read"] = errored
+        d["timeout"] = timeout
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+    if m:
+        d["status"] = int(m.group(3)) + int(m.group(4))
+    m = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+    if m:
+        d["max_us"], d["mean_us"] = _lat_us(m.group(2)), _lat_us(m.group(3))
+    secs = d["duration_us"] / 1e6 if d["duration_us"] else 0
+    d["rps"] = d["requests"] / secs if secs else 0.0
+    d["errors"] = int(d["connect"] + d["read"] + d["write"] + d["status"] + d["timeout"])
+    return d
+
+
+def run_h2load(ctx, port, path, duration):
+    """HTTP/2 over TLS (ALPN h2): h2load from Debian's nghttp2-client."""
+    h2load = find_tool("h2load")
+    if not h2load:
+        raise HarnessError("h2load is missing: apt-get install -y nghttp2-client")
+    cmd = [h2load, "-t%d" % WRK_THREADS, "-c%d" % WRK_CONNECTIONS, "-m%d" % H2_STREAMS,
+           "-D%d" % duration, "https://127.0.0.1:%d%s" % (port, path)]
+    p = PROCS.spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        out, _ = p.communicate(timeout=duration + 60)
+    except subprocess.TimeoutExpired:
+        PROCS.stop(p, sig=signal.SIGKILL)
+        raise HarnessError("h2load did not finish")
+    PROCS.items.remove(p)
+    out = out.decode("utf-8", "replace")
+    if p.returncode != 0:
+        raise HarnessError("h2load exited %s: %s" % (p.returncode, out.strip()[-300:]))
+    if "h2" not in (re.search(r"Application protocol: (\S+)", out) or [None, ""])[1]:
+        raise HarnessError("h2load did not negotiate h2: %s" % out.strip()[-300:])
+    d = parse_h2load(out)
+    d["cmd"] = " ".join(cmd)
+    return d
+
+
+def tls_files(tmp):
+    """A self-signed certificate for the TLS scenarios (the same files for both proxies)."""
+    d = os.path.join(tmp, "tls")
+    cert, key = os.path.join(d, "bench.pem"), os.path.join(d, "bench.key")
+    if not os.path.exists(cert):
+        os.makedirs(d, exist_ok=True)
+        r = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                            "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key, "-out", cert,
+                            "-days", "30", "-subj", "/CN=bench"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        if r.returncode != 0:
+            raise HarnessError("openssl req failed: %s" % r.stderr.decode()[-300:])
+    return cert, key
 
 
 def error_summary(d):
@@ -708,9 +784,12 @@ def _params(directive, params, indent):
 
 class Scenario:
     def __init__(self, name, backend, path, expect, desc, close=False, buffering=True,
-                 idle=False, gzip=None):
+                 idle=False, gzip=None, tls=False, h2=False):
         self.name, self.backend, self.path, self.expect, self.desc = name, backend, path, expect, desc
         self.close, self.buffering, self.idle = close, buffering, idle
+        # tls: the proxy listens with `ssl` (the bench's certificate); h2: and `http2`, driven
+        # by h2load instead of wrk.
+        self.tls, self.h2 = tls or h2, h2
         # gzip: the gzip_comp_level to compress with (wrk then sends Accept-Encoding: gzip).
         self.gzip = gzip
         self.headers = ("Accept-Encoding: gzip",) if gzip else ()
@@ -779,8 +858,31 @@ SCENARIOS = [
     Scenario("idle-10k", "static", "/hello.txt", HELLO,
              "N idle keepalive client connections (one request each), RSS per connection",
              idle=True),
+    Scenario("https-small", "static", "/hello.txt", HELLO,
+             "http-small over TLS (ECDSA P-256, TLS 1.3), client keepalive", tls=True),
+    Scenario("tls-handshakes", "static", "/hello.txt", HELLO,
+             "12-byte file over TLS, wrk -H 'Connection: close': a full handshake per request",
+             close=True, tls=True),
+    Scenario("h2-small", "static", "/hello.txt", HELLO,
+             "12-byte file over HTTP/2 + TLS, h2load -m %d streams per connection" % H2_STREAMS,
+             h2=True),
+    Scenario("idle-tls", "static", "/hello.txt", HELLO,
+             "N idle keepalive TLS connections (one request each), RSS per connection",
+             idle=True, tls=True),
 ]
 SCENARIO_NAMES = [s.name for s in SCENARIOS]
+
+
+def tls_listen(scn, tmp):
+    """The `listen` flags and `ssl_*` lines of a TLS scenario (nginx 1.22 needs TLSv1.3 named
+    and knows only `listen … http2`)."""
+    if not scn.tls:
+        return ""
+    cert, key = tls_files(tmp)
+    return (" ssl%s;\n"
+            "        ssl_certificate %s;\n"
+            "        ssl_certificate_key %s;\n"
+            "        ssl_protocols TLSv1.2 TLSv1.3" % (" http2" if scn.h2 else "", cert, key))
 
 
 def proxy_config(scn, workers, port, backend, tmp):
@@ -794,8 +896,8 @@ def proxy_config(scn, workers, port, backend, tmp):
             ("" if IS_ROOT else temp_path_directives(os.path.join(tmp, "proxy-temp"))) +
             ups +
             "    server {\n"
-            "        listen 127.0.0.1:%d;\n"
-            "        location / {\n" % port + loc +
+            "        listen 127.0.0.1:%d%s;\n" % (port, tls_listen(scn, tmp)) +
+            "        location / {\n" + loc +
             "        }\n"
             "    }\n"
             "}\n")
@@ -840,7 +942,7 @@ class Proxy:
                 self.root = pid
                 if pid != self.proc.pid:
                     self.proc.extra_root = pid
-            status, body = http_get(port, scn.path)
+            status, body = http_get(port, scn.path, tls=scn.tls)
             if status != 200 or body != scn.expect:
                 raise Unavailable("GET %s: status %d, %d-byte body%s" % (
                     scn.path, status, len(body), "" if body == scn.expect else " (wrong content)"))
@@ -965,7 +1067,47 @@ def idle_client(port, n, path):
         s.close()  # SO_LINGER 0: RST, no TIME_WAIT piling up across runs
 
 
-def measure_idle(ctx, proxy, port, n, path):
+def idle_tls_client(port, n, path):
+    """idle_client over TLS: connections opened one after another (a blocking handshake and
+    one request each), then held."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        pass
+    req = ("GET %s HTTP/1.1\r\nHost: bench\r\n\r\n" % path).encode()
+    ctx = ssl._create_unverified_context()
+    conns, failed = [], 0
+    t0 = time.monotonic()
+    for i in range(n):
+        if i >= 200 and not conns:  # nothing works: no point going on
+            failed += n - i
+            break
+        try:
+            raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            s = ctx.wrap_socket(raw, server_hostname="bench")
+            s.sendall(req)
+            buf = b""
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    raise OSError("closed")
+                buf += data
+                head, sep, body = buf.partition(b"\r\n\r\n")
+                m = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head) if sep else None
+                if sep and (not m or len(body) >= int(m.group(1))):
+                    break
+            conns.append(s)
+        except OSError:
+            failed += 1
+    print("READY %d %d %.2f" % (len(conns), failed, time.monotonic() - t0), flush=True)
+    sys.stdin.readline()
+    for s in conns:
+        s.close()
+
+
+def measure_idle(ctx, proxy, port, n, path, tls=False):
     """RSS/PSS of the proxy before and while holding n idle keepalive connections."""
     time.sleep(0.2)
     base = []
@@ -975,7 +1117,7 @@ def measure_idle(ctx, proxy, port, n, path):
     rss0, pss0 = min(b[0] for b in base), min(b[1] for b in base)
     cpu0 = proxy.cpu()
     p = PROCS.spawn([sys.executable, os.path.abspath(__file__), "--_idle-client", str(port),
-                     str(n), path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                     str(n), path] + (["tls"] if tls else []), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                     stderr=subprocess.PIPE)
     try:
         sel = selectors.DefaultSelector()
@@ -1021,14 +1163,19 @@ class Ctx:
 
 
 def measure_wrk_run(ctx, proxy, scn, port):
+    def load(duration):
+        if scn.h2:
+            return run_h2load(ctx, port, scn.path, duration)
+        return run_wrk(ctx, port, scn.path, duration, scn.close, scn.headers, scn.tls)
+
     if ctx.warmup:
-        run_wrk(ctx, port, scn.path, ctx.warmup, scn.close, scn.headers)
+        load(ctx.warmup)
     sampler = MemorySampler(proxy.root)
     b_cpu0 = ctx.backend.cpu_seconds()
     cpu0 = proxy.cpu()
     sampler.start()
     try:
-        d = run_wrk(ctx, port, scn.path, ctx.duration, scn.close, scn.headers)
+        d = load(ctx.duration)
     finally:
         sampler.stop()
     cpu1 = proxy.cpu()
@@ -1047,7 +1194,7 @@ def one_run(ctx, proxy, scn, workers, conf, port, run_no):
     try:
         if scn.idle:
             try:
-                d = measure_idle(ctx, proxy, port, ctx.idle_conns, scn.path)
+                d = measure_idle(ctx, proxy, port, ctx.idle_conns, scn.path, scn.tls)
             except HarnessError as e:
                 raise Unavailable(str(e))
             if read_stat(proxy.root) is None:
@@ -1066,7 +1213,7 @@ def one_run(ctx, proxy, scn, workers, conf, port, run_no):
                 raise Unavailable(error_summary(d))
             # still the right answer after load?
             try:
-                status, body = http_get(port, scn.path)
+                status, body = http_get(port, scn.path, tls=scn.tls)
             except (OSError, http.client.HTTPException) as e:
                 raise Unavailable("after load: GET %s: %s" % (scn.path, e))
             if status != 200 or body != scn.expect:
@@ -1280,7 +1427,7 @@ def parse_args(argv):
     ap.add_argument("--no-install", action="store_true", help="never apt-get install")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (configs, logs)")
     ap.add_argument("--junction-is-nginx", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--_idle-client", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--_idle-client", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     q = a.quick
     a.workers = [int(x) for x in (a.workers or ("1" if q else "1,2")).split(",") if x.strip()]
@@ -1305,7 +1452,10 @@ def _on_signal(signum, frame):
 def main(argv):
     a = parse_args(argv)
     if a._idle_client:
-        idle_client(int(a._idle_client[0]), int(a._idle_client[1]), a._idle_client[2])
+        if a._idle_client[3:] == ["tls"]:
+            idle_tls_client(int(a._idle_client[0]), int(a._idle_client[1]), a._idle_client[2])
+        else:
+            idle_client(int(a._idle_client[0]), int(a._idle_client[1]), a._idle_client[2])
         return 0
     signal.signal(signal.SIGINT, signal.default_int_handler)  # even if inherited ignored
     signal.signal(signal.SIGTERM, _on_signal)
@@ -1396,7 +1546,7 @@ def main(argv):
         "; SELF-TEST: junction = nginx" if a.junction_is_nginx else ""))
     print(table(out["scenarios"], a.junction_is_nginx))
     print("(CPU s/100k: proxy CPU seconds per 100k requests; RSS/PSS: peak summed over the "
-          "proxy's processes; KB/conn: idle-10k only; elapsed %.0f s)" % out["elapsed_s"])
+          "proxy's processes; KB/conn: idle-10k and idle-tls only; elapsed %.0f s)" % out["elapsed_s"])
     json_path = a.json
     if json_path is None and not a.quick:
         json_path = os.path.join(BENCH_DIR, "results",

@@ -28,7 +28,7 @@ fi
 import json, sys
 d = json.load(open(sys.argv[1]))
 want = ["http-small", "http-100k", "http-close", "http-unbuffered", "php-fpm", "uwsgi", "scgi",
-        "memcached-hit", "idle-10k"]
+        "memcached-hit", "idle-10k", "https-small", "tls-handshakes", "h2-small", "idle-tls"]
 bad = []
 for name in want:
     s = d["scenarios"].get(name)
@@ -37,7 +37,7 @@ for name in want:
         continue
     for w, r in s["workers"].items():
         m = r["nginx"].get("median") or {}
-        key = "kb_per_conn" if name == "idle-10k" else "rps"
+        key = "kb_per_conn" if name in ("idle-10k", "idle-tls") else "rps"
         if not m.get(key):
             bad.append("%s w%s: no nginx figure" % (name, w))
         if not r["junction"]["available"]:

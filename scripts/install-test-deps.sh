@@ -13,6 +13,8 @@ command -v uwsgi >/dev/null 2>&1 || need_apt+=(uwsgi)
 [ -e /usr/lib/uwsgi/plugins/python3_plugin.so ] || ls /usr/lib/uwsgi/plugins/python3*_plugin.so >/dev/null 2>&1 || need_apt+=(uwsgi-plugin-python3)
 command -v memcached >/dev/null 2>&1 || need_apt+=(memcached)
 command -v wrk >/dev/null 2>&1 || need_apt+=(wrk)
+# h2load: the bench's h2-small row (HTTP/2 over TLS).
+command -v h2load >/dev/null 2>&1 || need_apt+=(nghttp2-client)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 # Packaging tests: the systemd unit is checked by systemd-analyze, the logrotate snippet

@@ -446,6 +446,12 @@ fn start_health_checks(
                 .filter(|g| g.discovery().is_some())
                 .map(|g| control.spawn(junction_core::discovery::run(g.clone()))),
         )
+        // `ssl_stapling on`: OCSP responses fetched and refreshed.
+        .chain(
+            junction_server::ocsp::tasks(rt)
+                .into_iter()
+                .map(|t| control.spawn(t)),
+        )
         .collect()
 }
 
@@ -854,6 +860,11 @@ impl Reload {
                     .iter()
                     .filter(|g| g.discovery().is_some())
                     .map(|g| tokio::spawn(junction_core::discovery::run(g.clone()))),
+            )
+            .chain(
+                junction_server::ocsp::tasks(&rt)
+                    .into_iter()
+                    .map(tokio::spawn),
             )
             .collect();
         junction_server::acme::start(&tokio::runtime::Handle::current());

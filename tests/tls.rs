@@ -1014,7 +1014,7 @@ fn tls_directives_at_load() {
         ),
         (
             "ssl_stapling on;".into(),
-            "\"ssl_stapling\" without \"ssl_stapling_file\"",
+            "\"ssl_stapling\" ignored, issuer certificate not found for certificate",
             0,
         ),
         (
@@ -1943,4 +1943,43 @@ server {{
     let r = get(&pki, port2, "a.test", &["--http2", "-w", "%{http_version}"]);
     assert_eq!(r.code, Some(0), "{}", r.err);
     assert_eq!(r.out, "HTTP/1.1 http/1.1 on\n1.1", "{}", r.err);
+}
+
+/// `$ssl_ciphers` and `$ssl_curves`: what the client offered (OpenSSL's names, `:`
+/// between), beside `$ssl_curve`, the group chosen.
+#[test]
+fn offered_ciphers_and_curves() {
+    let pki = Pki::new();
+    let conf = format!(
+        r#"
+server {{
+    listen 127.0.0.1:{{PORT}} ssl;
+    server_name a.test;
+    {a}
+    location / {{ return 200 "[$ssl_ciphers|$ssl_curves|$ssl_curve]\n"; }}
+}}
+"#,
+        a = pki.cert("a"),
+    );
+    let p = Proxy::start(&format!("{PROTOCOLS}\n{conf}"));
+    let out = s_client(
+        p.port,
+        &[
+            "-servername",
+            "a.test",
+            "-tls1_2",
+            "-cipher",
+            "ECDHE-RSA-AES128-GCM-SHA256",
+            "-curves",
+            "X25519:prime256v1",
+            "-ign_eof",
+        ],
+        b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n",
+    );
+    assert!(
+        out.contains(
+            "[ECDHE-RSA-AES128-GCM-SHA256:TLS_EMPTY_RENEGOTIATION_INFO_SCSV|X25519:prime256v1|X25519]"
+        ),
+        "{out}"
+    );
 }

@@ -205,6 +205,14 @@ impl<P: CgiProtocol> CgiPass<P> {
         }
     }
 
+    /// Over TLS to the upstream (`uwsgi_pass suwsgi://…`, the `uwsgi_ssl_*`
+    /// directives); `schema` names it in log lines (`suwsgi://`).
+    pub fn with_tls(mut self, tls: crate::upstream_tls::UpstreamTls, schema: &'static str) -> Self {
+        self.fam.upstream.tls = Some(tls);
+        self.fam.upstream.schema = schema;
+        self
+    }
+
     async fn run(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
         let body = self.fam.prepare_body(cx, body, true).await?;
         let params = self.params.build(cx);

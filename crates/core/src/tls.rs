@@ -17,6 +17,11 @@ pub enum SslVar {
     Cipher,
     /// `$ssl_curve`: OpenSSL's name of the key-exchange group (`X25519`, `prime256v1`).
     Curve,
+    /// `$ssl_ciphers`: the suites the client offered, OpenSSL's names (`0xHHHH` for
+    /// one rustls does not know), `:`-separated.
+    Ciphers,
+    /// `$ssl_curves`: the groups the client offered (`X25519:prime256v1`, `0xHHHH`).
+    Curves,
     /// `$ssl_server_name`: the SNI name.
     ServerName,
     /// `$ssl_alpn_protocol`.
@@ -62,6 +67,8 @@ impl SslVar {
             "ssl_protocol" => SslVar::Protocol,
             "ssl_cipher" => SslVar::Cipher,
             "ssl_curve" => SslVar::Curve,
+            "ssl_ciphers" => SslVar::Ciphers,
+            "ssl_curves" => SslVar::Curves,
             "ssl_server_name" => SslVar::ServerName,
             "ssl_alpn_protocol" => SslVar::AlpnProtocol,
             "ssl_session_id" => SslVar::SessionId,
@@ -119,6 +126,10 @@ pub struct TlsInfo {
     pub cipher: &'static str,
     /// OpenSSL's name of the key-exchange group.
     pub curve: &'static str,
+    /// `$ssl_ciphers`, formatted at the handshake from the ClientHello.
+    pub ciphers: Box<str>,
+    /// `$ssl_curves`, likewise.
+    pub curves: Box<str>,
     /// The SNI name the client sent (lower-case; empty: none).
     pub server_name: Box<str>,
     /// Whether the SNI name chose a server (nginx's `hc->ssl_servername`).
@@ -144,6 +155,8 @@ impl TlsInfo {
             SslVar::Protocol => out.put_slice(self.protocol.as_bytes()),
             SslVar::Cipher => out.put_slice(self.cipher.as_bytes()),
             SslVar::Curve => out.put_slice(self.curve.as_bytes()),
+            SslVar::Ciphers => out.put_slice(self.ciphers.as_bytes()),
+            SslVar::Curves => out.put_slice(self.curves.as_bytes()),
             SslVar::ServerName => out.put_slice(self.server_name.as_bytes()),
             SslVar::AlpnProtocol => out.put_slice(self.alpn.as_bytes()),
             SslVar::SessionId => {}

@@ -42,6 +42,10 @@
 //! - `acme`: `acme_issuer`/`acme_certificate` (nginx's ACME module): certificates
 //!   ordered, renewed and kept in `state_path` by a background task each, HTTP-01
 //!   answered by the plain listeners, served through `tls` without a restart.
+//! - `tls_offered`: `$ssl_ciphers`/`$ssl_curves` from the client's ClientHello.
+//! - `ocsp`: OCSP stapling fetched from the responder (`ssl_stapling on`): the request
+//!   built at load, one refresh task per certificate (spawned by the binary), the
+//!   response checked (`ssl_stapling_verify`) before the handshake staples it.
 //! - `realip`: the client address from `X-Forwarded-For`/`X-Real-IP` (`set_real_ip_from`).
 //! - `autoindex`: directory listings (`autoindex on`) in html, json, jsonp, xml.
 //! - `filters`: output filters over every response (gzip/Brotli, …), built per
@@ -79,6 +83,7 @@ pub mod listeners;
 pub mod log;
 pub mod log_format;
 mod map;
+pub mod ocsp;
 mod proxy_protocol;
 mod realip;
 pub mod rewrite;
@@ -88,6 +93,7 @@ mod static_files;
 pub mod status;
 pub mod syslog;
 mod tls;
+mod tls_offered;
 
 pub use build::{build, build_all, Runtime};
 pub use listen::{bind_all, serve};

@@ -131,6 +131,9 @@ pub struct ServerTls {
     acme_cert: Option<Arc<crate::acme::Managed>>,
     /// The same, when `ssl_certificate $acme_certificate` serves it.
     acme: Option<Arc<crate::acme::Managed>>,
+    /// `ssl_stapling on` without a file: one staple per entry of `certs` (`None` where
+    /// stapling was ignored), fetched from the responder (`crate::ocsp`).
+    staples: Vec<Option<Arc<crate::ocsp::Staple>>>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -181,7 +184,7 @@ fn suite_names() -> [(rustls::SupportedCipherSuite, &'static str); 9] {
     ]
 }
 
-fn cipher_name(s: CipherSuite) -> &'static str {
+pub(crate) fn cipher_name(s: CipherSuite) -> &'static str {
     suite_names()
         .iter()
         .find(|(x, _)| x.suite() == s)
@@ -381,6 +384,7 @@ impl ServerTls {
         let cert_ds = scope.array("ssl_certificate");
         let key_ds = scope.array("ssl_certificate_key");
         let mut certs = Vec::new();
+        let mut cert_names = Vec::new();
         let mut dynamic = Vec::new();
         let mut acme_serve = None;
         for (i, cd) in cert_ds.iter().enumerate() {
@@ -470,6 +474,7 @@ impl ServerTls {
                 ));
             }
             certs.push(Arc::new(ck));
+            cert_names.push(resolve(conf_dir, &ca.value).to_string_lossy().into_owned());
         }
         if let (Some(kd), true) = (key_ds.get(cert_ds.len()), !cert_ds.is_empty()) {
             return Err(err(
@@ -708,12 +713,27 @@ impl ServerTls {
             })?),
             None => None,
         };
+        let mut staples = Vec::new();
         if stapling && ocsp.is_none() {
-            if let Some(d) = scope.get("ssl_stapling") {
-                warnings.push(format!(
-                    "\"ssl_stapling\" without \"ssl_stapling_file\" has no effect in junction yet (no OCSP responder fetch) in {}",
-                    d.span
+            let responder = scope
+                .arg("ssl_stapling_responder")
+                .map(|(_, a)| a.value.as_str());
+            let verify = scope.flag("ssl_stapling_verify", false)?;
+            let span = scope.get("ssl_stapling").map(|d| d.span.to_string());
+            for (ck, name) in certs.iter().zip(&cert_names) {
+                let mut w = Vec::new();
+                staples.push(crate::ocsp::prepare(
+                    ck,
+                    name,
+                    &client_roots,
+                    responder,
+                    verify,
+                    &mut w,
                 ));
+                warnings.extend(w.into_iter().map(|w| match &span {
+                    Some(s) => format!("{w} in {s}"),
+                    None => w,
+                }));
             }
         }
         let buffer_size = scope.size("ssl_buffer_size", 16384)? as usize;
@@ -755,7 +775,13 @@ impl ServerTls {
             reject_handshake: scope.flag("ssl_reject_handshake", false)?,
             handshake_timeout: scope.time("client_header_timeout", Duration::from_secs(60))?,
             ocsp,
+            staples,
         })
+    }
+
+    /// The staples fetched from OCSP responders.
+    pub(crate) fn staples(&self) -> impl Iterator<Item = Arc<crate::ocsp::Staple>> + '_ {
+        self.staples.iter().flatten().cloned()
     }
 }
 
@@ -765,6 +791,8 @@ impl ServerTls {
 #[derive(Debug)]
 struct Certs {
     fixed: Vec<Arc<CertifiedKey>>,
+    /// The staple of each of `fixed` (empty without stapling from a responder).
+    staples: Vec<Option<Arc<crate::ocsp::Staple>>>,
     /// Pairs named with `$ssl_server_name`: read from disk at each handshake, as
     /// nginx does without `ssl_certificate_cache`.
     dynamic: Vec<(String, String)>,
@@ -822,14 +850,22 @@ impl ResolvesServerCert for Certs {
         if let Some(ck) = self.acme.as_ref().and_then(|m| m.current()) {
             loaded.push(ck);
         }
-        let all = || self.fixed.iter().chain(loaded.iter());
-        for s in hello.signature_schemes() {
-            if let Some(c) = all().find(|c| c.key.choose_scheme(std::slice::from_ref(s)).is_some())
-            {
-                return Some(c.clone());
+        let all = || self.fixed.iter().chain(loaded.iter()).enumerate();
+        let chosen = hello
+            .signature_schemes()
+            .iter()
+            .find_map(|s| {
+                all().find(|(_, c)| c.key.choose_scheme(std::slice::from_ref(s)).is_some())
+            })
+            .or_else(|| all().next());
+        let (i, c) = chosen?;
+        // With its OCSP response, when one was fetched and is valid.
+        if let Some(Some(st)) = self.staples.get(i) {
+            if let Some(stapled) = st.stapled() {
+                return Some(stapled);
             }
         }
-        all().next().cloned()
+        Some(c.clone())
     }
 }
 
@@ -1132,6 +1168,7 @@ fn server_config(
     }
     let mut cfg = builder.with_cert_resolver(Arc::new(Certs {
         fixed: certs,
+        staples: t.staples.clone(),
         dynamic: t.dynamic.clone(),
         acme: t.acme.clone(),
     }));
@@ -1342,8 +1379,9 @@ pub(crate) async fn serve(stream: TcpStream, mut info: ConnInfo, src: Source, tl
         }
     };
     // SNI chooses the server as a Host would (ngx_http_ssl_servername).
-    let (sni, pos, matched) = {
+    let (sni, pos, matched, offered) = {
         let hello = start.client_hello();
+        let offered = crate::tls_offered::offered(&hello);
         let sni = hello
             .server_name()
             .map(|s| s.trim_end_matches('.').to_ascii_lowercase())
@@ -1361,7 +1399,12 @@ pub(crate) async fn serve(stream: TcpStream, mut info: ConnInfo, src: Source, tl
             crate::route::select_server(tls.servers.len(), names, &sni, usize::MAX)
         };
         let matched = hit != usize::MAX;
-        (sni, if matched { hit } else { tls.default }, matched)
+        (
+            sni,
+            if matched { hit } else { tls.default },
+            matched,
+            offered,
+        )
     };
     let Some(config) = tls.configs.get(pos).cloned().flatten() else {
         // ssl_reject_handshake, or a server without a certificate.
@@ -1380,7 +1423,8 @@ pub(crate) async fn serve(stream: TcpStream, mut info: ConnInfo, src: Source, tl
         }
     };
     let verifier = tls.verifiers.get(pos).cloned().flatten();
-    let facts = facts(&stream, sni, matched, verifier.as_deref());
+    let mut facts = facts(&stream, sni, matched, verifier.as_deref());
+    (facts.ciphers, facts.curves) = offered;
     info.scheme = "https";
     info.tls = Some(Arc::new(facts));
     dispatch(stream, Arc::new(info), src).await;
@@ -1413,6 +1457,8 @@ fn facts(stream: &Stream, sni: String, matched: bool, verify: Option<&ClientVeri
         curve: c
             .negotiated_key_exchange_group()
             .map_or("", |g| group_name(g.name())),
+        ciphers: Box::default(),
+        curves: Box::default(),
         server_name: sni.into(),
         sni_matched: matched,
         alpn: c

@@ -50,22 +50,44 @@ pub fn build(
     _loc: &LocInfo,
     bx: &mut BuildCx,
 ) -> Result<Option<Arc<dyn Backend>>, ConfigError> {
-    if let Some(a) = scope.local("uwsgi_pass").and_then(|d| d.args.first()) {
-        if a.value
-            .get(..9)
-            .is_some_and(|p| p.eq_ignore_ascii_case("suwsgi://"))
-        {
-            return Err(err(&a.span, "suwsgi:// (uwsgi over SSL) is not supported"));
+    // `suwsgi://`: the uwsgi protocol over TLS, with the `uwsgi_ssl_*` directives
+    // (nginx's defaults: no verification, `uwsgi_ssl_name` = the host of the URL).
+    let suwsgi = scope
+        .local("uwsgi_pass")
+        .and_then(|d| d.args.first())
+        .filter(|a| {
+            a.value
+                .get(..9)
+                .is_some_and(|p| p.eq_ignore_ascii_case("suwsgi://"))
+        });
+    let schemes: &[&str] = match suwsgi {
+        Some(a) if a.value.contains('$') => {
+            return Err(err(
+                &a.span,
+                "suwsgi:// with variables is not supported by junction yet",
+            ))
         }
-    }
-    let Some(group) = pass_group(scope, "uwsgi_pass", &["uwsgi://"], bx)? else {
+        Some(_) => &["suwsgi://"],
+        None => &["uwsgi://"],
+    };
+    let Some(group) = pass_group(scope, "uwsgi_pass", schemes, bx)? else {
         return Ok(None);
     };
     let proto = Uwsgi {
         modifier1: modifier(scope, "uwsgi_modifier1")?,
         modifier2: modifier(scope, "uwsgi_modifier2")?,
     };
-    Ok(Some(Arc::new(cgi_pass(scope, "uwsgi", group, proto, bx)?)))
+    let pass = cgi_pass(scope, "uwsgi", group, proto, bx)?;
+    let Some(a) = suwsgi else {
+        return Ok(Some(Arc::new(pass)));
+    };
+    let hostport = a.value.get(9..).unwrap_or_default();
+    let host = match hostport.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => hostport.rsplit_once(':').map_or(hostport, |(h, _)| h),
+    };
+    let tls = junction_config::upstream_tls::build(scope, "uwsgi", Some(host), &a.span, bx)?;
+    Ok(Some(Arc::new(pass.with_tls(tls, "suwsgi://"))))
 }
 
 #[cfg(test)]

@@ -8,7 +8,10 @@
 //! - [`codec`]: the request packet ([`encode_request_head`]: modifier1, u16 LE datasize,
 //!   modifier2, then u16-length-prefixed vars; > 65535 bytes of vars is an
 //!   `ErrorKind::Encode` error) and [`UwsgiCodec`], the per-request [`UpstreamCodec`].
-//! - `backend`: the location's `uwsgi_pass` (core's `CgiPass` over the uwsgi packet).
+//! - `backend`: the location's `uwsgi_pass` (core's `CgiPass` over the uwsgi packet);
+//!   `suwsgi://` adds TLS with the `uwsgi_ssl_*` directives, read by
+//!   `junction_config::upstream_tls` and driven by `junction_core::upstream_tls` as for
+//!   `proxy_pass https://`.
 //! - [`directives`]: the `uwsgi_*` directives for the registry.
 //!
 //! ## Lifecycle of a request
