@@ -6,7 +6,9 @@
 //! are `junction_config`'s own. One line per directive: name, contexts, arity, value kind
 //! and support (see `junction_config::registry::d`).
 
-use junction_config::registry::{block, d, Directives, ACME, HSL, HTTP, LIF, LMT, LOC, MANY, SIF, SRV};
+use junction_config::registry::{
+    block, d, Directives, ACME, HSL, HTTP, LIF, LMT, LOC, MANY, SIF, SRV,
+};
 
 /// This crate's directives.
 pub static DIRECTIVES: Directives = Directives {
