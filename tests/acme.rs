@@ -28,20 +28,6 @@ fn junction_only(test: &str) -> bool {
     true
 }
 
-fn openssl(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("openssl is needed (apt-get install -y openssl): {e}"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// A running pebble, killed on drop.
 struct Pebble {
     dir: tempfile::TempDir,

@@ -37,20 +37,6 @@ impl Pki {
     }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("openssl is needed (apt-get install -y openssl): {e}"));
-    assert!(
-        out.status.success(),
-        "openssl {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// A CA (`NAME.key`, `NAME.crt`).
 fn make_ca(dir: &Path, name: &str, cn: &str) {
     openssl(

@@ -35,6 +35,7 @@ mod echo;
 mod json;
 mod memcached;
 mod php;
+mod pki;
 mod proxy;
 
 pub use backends::*;
@@ -43,6 +44,7 @@ pub use echo::*;
 pub use json::*;
 pub use memcached::*;
 pub use php::*;
+pub use pki::*;
 pub use proxy::*;
 
 use std::fmt::Display;
