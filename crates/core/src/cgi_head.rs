@@ -20,7 +20,7 @@
 use crate::codec::ResponseHead;
 use crate::error::{Error, ErrorKind};
 use bytes::{Buf, BytesMut};
-use http::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
+use http::header::{HeaderMap, HeaderValue, LOCATION};
 use http::StatusCode;
 
 /// What a status line starts with; anything else is the CGI form.
@@ -222,10 +222,11 @@ fn build(
     headers: &[httparse::Header<'_>],
     line_status: Option<StatusCode>,
 ) -> Result<ResponseHead, Error> {
-    let mut map = HeaderMap::with_capacity(headers.len());
+    // Room for what the output adds (Server, Date, an add_header) without a regrowth.
+    let mut map = HeaderMap::with_capacity(headers.len() + 3);
     let mut status_header: Option<&[u8]> = None;
     for header in headers {
-        let name = HeaderName::from_bytes(header.name.as_bytes()).map_err(|_| {
+        let name = crate::header_set::header_name(header.name.as_bytes()).map_err(|_| {
             Error::invalid(format!(
                 "upstream sent invalid header name \"{}\"",
                 header.name

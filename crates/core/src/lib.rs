@@ -71,6 +71,7 @@ pub mod ctx;
 pub mod discovery;
 pub mod error;
 pub mod exchange;
+pub mod header_set;
 pub mod health;
 pub mod logctx;
 pub mod map;

@@ -159,14 +159,9 @@ impl Family {
     pub fn response(
         &self,
         up: crate::exchange::UpstreamResponse,
-        hidden: &[http::HeaderName],
+        hidden: &crate::header_set::HeaderSet,
     ) -> crate::backend::Response {
-        let mut headers = http::HeaderMap::with_capacity(up.head.headers.len());
-        for (k, v) in up.head.headers.iter() {
-            if !hidden.contains(k) {
-                headers.append(k.clone(), v.clone());
-            }
-        }
+        let headers = hidden.remove_from(up.head.headers);
         let mut resp = http::Response::new(up.body);
         *resp.status_mut() = up.head.status;
         *resp.headers_mut() = headers;
@@ -189,14 +184,14 @@ pub struct CgiPass<P> {
     proto: P,
     fam: Family,
     params: ParamSet,
-    hidden: Vec<http::HeaderName>,
+    hidden: crate::header_set::HeaderSet,
 }
 
 impl<P: CgiProtocol> CgiPass<P> {
     /// The pass of a location: its protocol, its `PREFIX_*` family and its
     /// `PREFIX_param` set (with `pass_request_headers` already applied).
     pub fn new(proto: P, fam: Family, params: ParamSet) -> Self {
-        let hidden = fam.hidden_headers();
+        let hidden = crate::header_set::HeaderSet::new(fam.hidden_headers());
         CgiPass {
             proto,
             fam,

@@ -14,7 +14,6 @@
 //! accepted with a warning.
 
 use crate::codec::{encode_request_head, FastcgiCodec};
-use http::HeaderName;
 use junction_config::cgi_pass::has_port;
 use junction_config::model::{err, family, params, BuildCx, Family, LocInfo, Scope};
 use junction_config::ConfigError;
@@ -56,7 +55,7 @@ pub struct Fastcgi {
     fam: Family,
     params: ParamSet,
     /// Response headers not passed to the client.
-    hidden: Vec<HeaderName>,
+    hidden: junction_core::header_set::HeaderSet,
 }
 
 /// Builds the backend when the location has `fastcgi_pass`.
@@ -108,7 +107,7 @@ fn build_fastcgi(
     params.pass_request_headers = fam.pass_request_headers;
     // Checked here too, so a bad split regex names this location's directive.
     junction_config::model::script_split(scope)?;
-    let hidden = fam.hidden_headers();
+    let hidden = junction_core::header_set::HeaderSet::new(fam.hidden_headers());
     Ok(Some(Fastcgi {
         target,
         params,

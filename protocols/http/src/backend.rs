@@ -4,7 +4,7 @@
 
 use crate::codec::HttpCodec;
 use bytes::{BufMut, Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderName, HeaderValue};
 use junction_config::model::{err, family, invalid, BuildCx, Family, LocInfo, LocKind, Scope};
 use junction_config::ConfigError;
 use junction_core::backend::{Backend, Response};
@@ -12,6 +12,7 @@ use junction_core::body::ReqBody;
 use junction_core::codec::UpstreamCodec;
 use junction_core::ctx::RequestCtx;
 use junction_core::exchange::{exchange, UpstreamConf};
+use junction_core::header_set::HeaderSet;
 use junction_core::resolver::ResolverRef;
 use junction_core::upstream::split_url;
 use junction_core::upstream::Group;
@@ -85,7 +86,10 @@ pub struct HttpProxy {
     set_headers: Vec<(HeaderName, Template)>,
     http10: bool,
     redirect: Redirect,
-    hide: Vec<HeaderName>,
+    hide: HeaderSet,
+    /// The hidden names the codec leaves out of the head as it decodes it: all but
+    /// `X-Accel-Buffering`, which the exchange reads.
+    hide_decode: Arc<HeaderSet>,
     /// `proxy_method`.
     method: Option<Template>,
     /// `proxy_set_body`: sent instead of the client's body.
@@ -277,11 +281,8 @@ pub fn build(
         Target::Static { fam, .. } | Target::Dynamic { fam, .. } => fam,
     };
     // nginx's proxy module does not hide a `Status` header (CGI protocols do).
-    let hide: Vec<HeaderName> = fam
-        .hidden_headers()
-        .into_iter()
-        .filter(|h| h != "status")
-        .collect();
+    let hide = HeaderSet::new(fam.hidden_headers().into_iter().filter(|h| h != "status"));
+    let hide_decode = Arc::new(hide.without(&HeaderName::from_static("x-accel-buffering")));
     Ok(Some(Arc::new(HttpProxy {
         target,
         loc_prefix: if prefix_loc {
@@ -305,6 +306,7 @@ pub fn build(
             .flag("proxy_pass_trailers", false)?
             .then(|| hide.iter().cloned().collect()),
         hide,
+        hide_decode,
     })))
 }
 
@@ -552,8 +554,14 @@ impl HttpProxy {
             None => cx.method == http::Method::HEAD,
         };
         let keep_trailers = self.trailers.is_some();
+        // Hidden headers are left out as the head is decoded, unless a
+        // `$upstream_http_*` variable may ask for one.
+        let hide = (!fam.upstream.vars.upstream_headers()).then_some(&self.hide_decode);
         let mk = move || -> Box<dyn UpstreamCodec> {
-            let c = HttpCodec::new(limit, is_head, chunked);
+            let mut c = HttpCodec::new(limit, is_head, chunked);
+            if let Some(h) = hide {
+                c = c.hiding(h.clone());
+            }
             Box::new(if keep_trailers {
                 c.keeping_trailers()
             } else {
@@ -602,20 +610,10 @@ impl HttpProxy {
             }
             return Ok(resp);
         }
-        // The head's headers but the hidden ones, moved (not cloned) in their order;
-        // then values rewritten in place where proxy_cookie_* / proxy_redirect apply.
-        let mut headers = HeaderMap::with_capacity(up.head.headers.len());
-        let mut name: Option<HeaderName> = None;
-        let mut hidden = false;
-        for (k, v) in up.head.headers {
-            if let Some(k) = k {
-                hidden = self.hide.contains(&k);
-                name = Some(k);
-            }
-            if let (false, Some(k)) = (hidden, &name) {
-                headers.append(k.clone(), v);
-            }
-        }
+        // The head's headers but the hidden ones, in their order (the map itself when
+        // the codec already left them out); then values rewritten in place where
+        // proxy_cookie_* / proxy_redirect apply.
+        let mut headers = self.hide.remove_from(up.head.headers);
         let rewrite = (!self.cookies.is_empty() && headers.contains_key(http::header::SET_COOKIE))
             || (matches!(self.redirect, Redirect::Rules(_))
                 && (headers.contains_key(http::header::LOCATION)

@@ -39,6 +39,9 @@ pub struct HttpCodec {
     /// Bytes of trailer lines so far (capped at the head limit, as nginx's
     /// `proxy_buffer_size` buffer for them).
     trailer_len: usize,
+    /// Names not put into the head's map (hidden from the client, and not asked for
+    /// by any `$upstream_http_*`): skipped while the head is decoded.
+    hide: Option<std::sync::Arc<junction_core::header_set::HeaderSet>>,
 }
 
 impl HttpCodec {
@@ -54,7 +57,14 @@ impl HttpCodec {
             keep_trailers: false,
             trailers: None,
             trailer_len: 0,
+            hide: None,
         }
+    }
+
+    /// The same codec leaving these names out of the decoded head.
+    pub fn hiding(mut self, hide: std::sync::Arc<junction_core::header_set::HeaderSet>) -> Self {
+        self.hide = Some(hide);
+        self
     }
 
     /// The same codec keeping the trailer fields of a chunked response
@@ -136,7 +146,8 @@ impl HttpCodec {
         for h in resp.headers.iter() {
             let invalid_name =
                 || Error::invalid(format!("upstream sent invalid header name \"{}\"", h.name));
-            let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| invalid_name())?;
+            let name = junction_core::header_set::header_name(h.name.as_bytes())
+                .map_err(|_| invalid_name())?;
             if name == http::header::CONTENT_LENGTH {
                 let l = std::str::from_utf8(h.value)
                     .ok()
@@ -166,6 +177,11 @@ impl HttpCodec {
                     conn_close = false;
                 }
             }
+            // A 101 keeps its Connection and Upgrade for the client (the backend
+            // filters that head itself).
+            if code != 101 && self.hide.as_ref().is_some_and(|s| s.contains(&name)) {
+                continue;
+            }
             spans.push((
                 name,
                 (h.value.as_ptr() as usize).wrapping_sub(base),
@@ -173,7 +189,8 @@ impl HttpCodec {
             ));
         }
         let head = buf.split_to(n).freeze();
-        let mut map = HeaderMap::with_capacity(spans.len());
+        // Room for what the output adds (Server, Date, an add_header) without a regrowth.
+        let mut map = HeaderMap::with_capacity(spans.len() + 3);
         for (name, vo, vl) in spans {
             if vo.saturating_add(vl) > head.len() {
                 return Err(Error::invalid("upstream sent invalid header"));

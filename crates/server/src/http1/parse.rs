@@ -5,7 +5,7 @@
 
 use super::ConnConf;
 use bytes::{Bytes, BytesMut};
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderValue;
 use http::{HeaderMap, Method, Uri, Version};
 use std::mem::MaybeUninit;
 
@@ -416,8 +416,8 @@ fn build(
     let mut upgrade = false;
     for &(n, v) in spans {
         let name_b = slice(&head, n);
-        let name =
-            HeaderName::from_bytes(&name_b).map_err(|_| bad("client sent invalid header line"))?;
+        let name = junction_core::header_set::header_name(&name_b)
+            .map_err(|_| bad("client sent invalid header line"))?;
         let value_b = slice(&head, v);
         let value = HeaderValue::from_maybe_shared(value_b.clone())
             .map_err(|_| bad("client sent invalid header line"))?;
