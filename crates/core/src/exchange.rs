@@ -205,7 +205,14 @@ async fn write_frames(
     timeout: Duration,
     wire: &mut Wire,
 ) -> Result<(), Error> {
-    // Coalesce small frames into one write; send large ones as they are.
+    // Coalesce small frames into one write; send large ones as they are. A single
+    // frame (a request head alone) goes as it is, not copied.
+    if let [one] = frames.as_slice() {
+        let one = one.clone();
+        frames.clear();
+        send(conn, &one, timeout, wire).await?;
+        return flush(conn, timeout).await;
+    }
     let mut small = BytesMut::new();
     for f in frames.drain(..) {
         if f.len() >= 16 * 1024 {
@@ -221,8 +228,12 @@ async fn write_frames(
     if !small.is_empty() {
         send(conn, &small, timeout, wire).await?;
     }
+    flush(conn, timeout).await
+}
+
+async fn flush(conn: &mut Conn, timeout: Duration) -> Result<(), Error> {
     // TLS keeps what it could not write yet in its own buffer (TCP: nothing to do).
-    match tokio::time::timeout(timeout, conn.stream.flush()).await {
+    match crate::time::timeout(timeout, conn.stream.flush()).await {
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,
             "upstream timed out (110: Connection timed out) while sending request to upstream",
@@ -241,7 +252,7 @@ async fn send(
     let mut off = 0;
     while off < data.len() {
         let rest = data.get(off..).unwrap_or(&[]);
-        match tokio::time::timeout(timeout, conn.stream.write(rest)).await {
+        match crate::time::timeout(timeout, conn.stream.write(rest)).await {
             Err(_) => return Err(Error::new(
                 ErrorKind::Timeout,
                 "upstream timed out (110: Connection timed out) while sending request to upstream",
@@ -271,7 +282,7 @@ async fn read_more(
     if buf.capacity() - buf.len() < 4096 {
         buf.reserve(16 * 1024);
     }
-    match tokio::time::timeout(timeout, conn.stream.read_buf(buf)).await {
+    match crate::time::timeout(timeout, conn.stream.read_buf(buf)).await {
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,
             format!("upstream timed out (110: Connection timed out) while {doing}"),
@@ -311,7 +322,7 @@ pub async fn exchange(
     cx.upstream.schema = conf.schema;
     // A resolving group (`server … resolve`): its servers now, for every try; a
     // `*_pass` with variables: the group its value names.
-    let group = &conf.group.for_request(cx).await?;
+    let group = &std::pin::pin!(conf.group.for_request(cx)).await?;
     let mut st = group.pick_state(cx);
     let policy = Policy {
         next: &conf.next,
@@ -319,7 +330,7 @@ pub async fn exchange(
     };
     let total = group.servers.len();
     'servers: loop {
-        let inuse = group.select(&mut st).await?;
+        let inuse = std::pin::pin!(group.select(&mut st)).await?;
         let i = inuse.index();
         let Some(server) = group.servers.get(i).cloned() else {
             return Err(Error::internal("upstream server vanished"));
@@ -331,7 +342,7 @@ pub async fn exchange(
             let mut sent = false;
             let mut connect = None;
             let mut wire = Wire::default();
-            let r = attempt(
+            let r = std::pin::pin!(attempt(
                 conf,
                 group,
                 i,
@@ -344,7 +355,7 @@ pub async fn exchange(
                 &mut sent,
                 &mut connect,
                 &mut wire,
-            )
+            ))
             .await;
             let tried = st.tried.len();
             let tries_left = tried < total
@@ -432,7 +443,7 @@ pub async fn exchange(
                 .vars
                 .upstream_body_stats()
                 .then(|| Arc::new(crate::ctx::BodyStats::default()));
-            let body = relay(
+            let body = std::pin::pin!(relay(
                 conf,
                 group,
                 i,
@@ -444,7 +455,7 @@ pub async fn exchange(
                 &server.name,
                 cx.upstream.uri.clone(),
                 stats.clone(),
-            )
+            ))
             .await
             .map_err(|e| e.with_retry(Retry::Never))?;
             let body = crate::body::counted(body, cx.upstream.last_mut(), t0, stats);
@@ -513,17 +524,25 @@ async fn attempt(
         .map(|s| s.name.clone())
         .unwrap_or_default();
     let mut conn = if fresh {
-        group
-            .connect_new(i, bind, conf.timeouts.connect, tls)
-            .await?
+        Box::pin(group.connect_new(i, bind, conf.timeouts.connect, tls)).await?
     } else {
-        group.get(i, bind, conf.timeouts.connect, tls).await?
+        std::pin::pin!(group.get(i, bind, conf.timeouts.connect, tls)).await?
     };
     *connect_time = Some(started.elapsed());
     let reused = conn.reused;
     let mut codec = new_codec();
     *sent = true;
-    match send_and_read_head(conf, &mut conn, &peer, head, body, codec.as_mut(), wire).await {
+    let r = std::pin::pin!(send_and_read_head(
+        conf,
+        &mut conn,
+        &peer,
+        head,
+        body,
+        codec.as_mut(),
+        wire
+    ))
+    .await;
+    match r {
         Ok((rhead, buf)) => Ok(Headed {
             head: rhead,
             conn,
@@ -559,7 +578,7 @@ async fn send_and_read_head(
     match body {
         ReqBody::Empty => {
             codec.encode_end(&mut frames);
-            write_frames(conn, &mut frames, t.send, wire)
+            std::pin::pin!(write_frames(conn, &mut frames, t.send, wire))
                 .await
                 .map_err(before_first_byte)?;
         }
@@ -579,24 +598,24 @@ async fn send_and_read_head(
                 }
             }
             codec.encode_end(&mut frames);
-            write_frames(conn, &mut frames, t.send, wire)
+            std::pin::pin!(write_frames(conn, &mut frames, t.send, wire))
                 .await
                 .map_err(before_first_byte)?;
         }
         ReqBody::Incoming(inc) => {
             // The exchange never repeats a streamed body once sent (see `Policy`); the
             // retry kinds still say what happened.
-            write_frames(conn, &mut frames, t.send, wire)
+            std::pin::pin!(write_frames(conn, &mut frames, t.send, wire))
                 .await
                 .map_err(before_first_byte)?;
             while let Some(chunk) = inc.next_chunk().await? {
                 codec.encode_body(chunk, &mut frames);
-                write_frames(conn, &mut frames, t.send, wire)
+                std::pin::pin!(write_frames(conn, &mut frames, t.send, wire))
                     .await
                     .map_err(before_first_byte)?;
             }
             codec.encode_end(&mut frames);
-            write_frames(conn, &mut frames, t.send, wire)
+            std::pin::pin!(write_frames(conn, &mut frames, t.send, wire))
                 .await
                 .map_err(before_first_byte)?;
         }
@@ -640,7 +659,7 @@ async fn send_and_read_head(
                 "upstream sent too big header while reading response header from upstream",
             ));
         }
-        let n = match read_more(conn, &mut buf, t.read, READING_HEAD).await {
+        let n = match std::pin::pin!(read_more(conn, &mut buf, t.read, READING_HEAD)).await {
             Ok(n) => {
                 wire.received += n as u64;
                 n

@@ -112,3 +112,62 @@ mod tests {
         assert!(iso8601(t).starts_with("2026-"));
     }
 }
+
+/// `tokio::time::timeout`, with the timer armed only when `fut` is not ready at its
+/// first poll: most writes, and reads of bytes already received, finish at once, and
+/// then no timer is registered, read the clock, or removed.
+pub async fn timeout<F: std::future::Future>(
+    t: std::time::Duration,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(v) => Ok(v),
+        std::task::Poll::Pending => tokio::time::timeout(t, fut).await,
+    }
+}
+
+/// [`timeout`] with a deadline (`tokio::time::timeout_at`).
+pub async fn timeout_at<F: std::future::Future>(
+    deadline: tokio::time::Instant,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(v) => Ok(v),
+        std::task::Poll::Pending => tokio::time::timeout_at(deadline, fut).await,
+    }
+}
+
+#[cfg(test)]
+mod timeout_tests {
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn ready_at_once_or_timed_out() {
+        assert_eq!(
+            super::timeout(Duration::from_secs(1), async { 7 })
+                .await
+                .ok(),
+            Some(7)
+        );
+        let never = std::future::pending::<()>();
+        assert!(super::timeout(Duration::from_millis(20), never)
+            .await
+            .is_err());
+        let later = async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            3
+        };
+        assert_eq!(
+            super::timeout(Duration::from_secs(10), later).await.ok(),
+            Some(3)
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
+        assert!(super::timeout_at(deadline, std::future::pending::<()>())
+            .await
+            .is_err());
+    }
+}

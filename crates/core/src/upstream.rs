@@ -682,7 +682,8 @@ impl Group {
         cx: &crate::ctx::RequestCtx,
     ) -> Result<Arc<Group>, Error> {
         match &self.live {
-            Some(Live::PerRequest(t)) => t.group(cx).await,
+            // Boxed: a resolving future is large and rare (it would grow every request's).
+            Some(Live::PerRequest(t)) => Box::pin(t.group(cx)).await,
             _ => Ok(self.current_ready().await),
         }
     }
@@ -946,7 +947,9 @@ impl Group {
                 }
             }
         }
-        self.connect_new(i, bind, timeout, tls).await
+        // Boxed: connecting (and a TLS handshake) is a large future and, with a
+        // keepalive pool, rare: inline it would grow every request's future.
+        Box::pin(self.connect_new(i, bind, timeout, tls)).await
     }
 
     /// Opens a new connection to server `i`, whatever the pool holds.

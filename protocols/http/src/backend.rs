@@ -523,7 +523,9 @@ impl HttpProxy {
                 let group = match upstreams.get(hostport) {
                     Some(g) => g.clone(),
                     None => {
-                        let addrs = resolver.pass_addrs(hostport, port).await?;
+                        // Boxed: the resolver's future is large and rarely run; inline it
+                        // would grow every request's future (copied when it is boxed).
+                        let addrs = Box::pin(resolver.pass_addrs(hostport, port)).await?;
                         Group::implicit(hostport.to_string(), addrs)
                     }
                 };
@@ -581,7 +583,7 @@ impl HttpProxy {
             }
             None => &fam.upstream,
         };
-        let up = exchange(conf, cx, head, body, &mk).await?;
+        let up = std::pin::pin!(exchange(conf, cx, head, body, &mk)).await?;
         if let Some(upgraded) = up.upgraded {
             // 101 Switching Protocols (WebSocket): answer the client with the
             // upstream's head, then tunnel bytes both ways once the client connection

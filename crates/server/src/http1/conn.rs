@@ -263,7 +263,7 @@ async fn exchange<S: Socket>(
             conf.large_size
         };
         buf.reserve(room.saturating_sub(buf.len()).max(1024));
-        match tokio::time::timeout_at(deadline, io.read_buf(buf)).await {
+        match junction_core::time::timeout_at(deadline, io.read_buf(buf)).await {
             Err(_) => {
                 tracing::info!(
                     "*{} client timed out while reading client request headers, client: {}",

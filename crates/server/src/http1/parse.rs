@@ -124,9 +124,6 @@ fn minor_digit(buf: &[u8]) -> Option<usize> {
 }
 
 fn parse_once(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadError> {
-    if let Some(h) = http09(buf)? {
-        return Ok(Some(h));
-    }
     let parsed = {
         // Uninitialised slots: nothing is zeroed for headers the request does not have.
         let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
@@ -143,6 +140,14 @@ fn parse_once(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadE
             }
             r => r,
         }
+    };
+    // An HTTP/0.9 line (no version) is an error to `httparse`: looked for only then.
+    let parsed = match parsed {
+        Err(e) => match http09(buf)? {
+            Some(h) => return Ok(Some(h)),
+            None => Err(e),
+        },
+        ok => ok,
     };
     let Some(p) = parsed? else {
         return Ok(None);
@@ -456,7 +461,7 @@ fn build(
         }
         headers.append(name, value);
     }
-    if !headers.contains_key(http::header::UPGRADE) {
+    if upgrade && !headers.contains_key(http::header::UPGRADE) {
         upgrade = false;
     }
     let framing =

@@ -228,7 +228,7 @@ pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
         let Some(first) = bufs.get(idx) else {
             // A TLS stream may hold the last records back (its socket was full): they
             // go out now, within the same timeout (a no-op on a plain socket).
-            return match tokio::time::timeout(timeout, w.flush()).await {
+            return match junction_core::time::timeout(timeout, w.flush()).await {
                 Err(_) => Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "client timed out",
@@ -248,18 +248,20 @@ pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
                 k += 1;
             }
         }
-        let n =
-            match tokio::time::timeout(timeout, w.write_vectored(slices.get(..k).unwrap_or(&[])))
-                .await
-            {
-                Err(_) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "client timed out",
-                    ))
-                }
-                Ok(r) => r?,
-            };
+        let n = match junction_core::time::timeout(
+            timeout,
+            w.write_vectored(slices.get(..k).unwrap_or(&[])),
+        )
+        .await
+        {
+            Err(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "client timed out",
+                ))
+            }
+            Ok(r) => r?,
+        };
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
