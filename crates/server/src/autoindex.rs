@@ -10,7 +10,7 @@
 //!
 //! Entries starting with `.` are skipped; directories come first, then byte order.
 
-use crate::serve::Outcome;
+use crate::phases::Outcome;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 use junction_config::model::{invalid, Scope};
@@ -341,7 +341,7 @@ pub(crate) async fn listing(
     }
     let status = |s: StatusCode| {
         Some(Outcome::Response(
-            crate::serve::status_response(s, tokens),
+            crate::pages::status_response(s, tokens),
             true,
         ))
     };

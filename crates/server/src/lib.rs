@@ -23,9 +23,25 @@
 //!   timers, body on demand, response writing, upgrade handover).
 //! - `http2`: HTTP/2 to clients on hyper's HTTP/2 server (h2c with prior knowledge
 //!   on a plain listen, and the entry the TLS side calls when ALPN chose `h2`): each
-//!   stream through `serve::handle`, nginx's connection rules (GOAWAY, idle timer,
+//!   stream through `request::handle`, nginx's connection rules (GOAWAY, idle timer,
 //!   stream limits), `http2_*` directives.
-//! - `serve`: the request phases, `error_page`, status pages, output headers.
+//! - `serve`: what a connection's requests share (`Shared`, [`Stop`]), and the old
+//!   paths (`serve::handle`, `serve::status_response`, …) re-exported for the
+//!   connections.
+//! - `request`: the request context built from the parsed head and checked (Host,
+//!   `Content-Length` with `Transfer-Encoding`, header and URI length), the server
+//!   chosen; `request::handle` is the entry both connections call.
+//! - `phases`: `phases::process`, the request's way through the locations: the
+//!   server and location rewrite phases, `internal`, the body limit, internal
+//!   redirects, named locations, `error_page` (nginx's limit of 10 URI changes),
+//!   `return`.
+//! - `content`: the preaccess/access checks, `try_files`, the content handler (a
+//!   backend or static files); `$document_root` and `$request_filename`.
+//! - `pages`: status responses, nginx's error page bodies and reason phrases, the
+//!   server signature (written once for `Server` and every page), the error line
+//!   logged where an error becomes a response.
+//! - `output`: the output headers (`Server`, `Date`, `add_header`), the output
+//!   filters, the access log written when the body ends.
 //! - `map`: `map {}` blocks → the runtime maps of `core::map`, once at load.
 //! - `rewrite`: ngx_http_rewrite_module (`set`, `rewrite`, `return`, `break`,
 //!   `if`): compiled scripts per server/location, run in nginx's phase order.
@@ -70,6 +86,7 @@ pub mod api;
 mod auth_basic;
 mod autoindex;
 pub mod build;
+mod content;
 pub mod directives;
 pub mod error_log;
 mod filters;
@@ -84,8 +101,12 @@ pub mod log;
 pub mod log_format;
 mod map;
 pub mod ocsp;
+mod output;
+mod pages;
+mod phases;
 mod proxy_protocol;
 mod realip;
+mod request;
 pub mod rewrite;
 pub mod route;
 pub mod serve;

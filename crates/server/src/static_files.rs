@@ -4,7 +4,7 @@
 //! byte range → 206 (with `If-Range`; several ranges get the whole file), HEAD).
 
 use crate::build::LocConf;
-use crate::serve::Outcome;
+use crate::phases::Outcome;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
@@ -13,7 +13,7 @@ use junction_core::ctx::RequestCtx;
 use std::time::UNIX_EPOCH;
 
 fn status(s: StatusCode, c: &LocConf) -> Outcome {
-    Outcome::Response(crate::serve::status_response(s, c.server_tokens), true)
+    Outcome::Response(crate::pages::status_response(s, c.server_tokens), true)
 }
 
 /// Whether an `If-Match` / `If-None-Match` list matches `etag` (nginx's
@@ -129,8 +129,8 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
         }
     };
     if meta.is_dir() {
-        let mut r = crate::serve::status_response(StatusCode::MOVED_PERMANENTLY, c.server_tokens);
-        let mut loc = format!("http://{}{}/", crate::serve::host_port_pub(cx), cx.uri);
+        let mut r = crate::pages::status_response(StatusCode::MOVED_PERMANENTLY, c.server_tokens);
+        let mut loc = format!("http://{}{}/", crate::pages::host_port(cx), cx.uri);
         if !cx.args.is_empty() {
             loc.push('?');
             loc.push_str(&cx.args);
@@ -216,7 +216,7 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
         match parse_range(r, len) {
             Some(Ok(x)) => range = Some(x),
             Some(Err(())) => {
-                let mut resp = crate::serve::status_response(
+                let mut resp = crate::pages::status_response(
                     StatusCode::RANGE_NOT_SATISFIABLE,
                     c.server_tokens,
                 );
