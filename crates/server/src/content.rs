@@ -1,10 +1,14 @@
 //! The content phase: preaccess (`limit_req`, `limit_conn`) and access (`allow`,
-//! `auth_basic`) checks, `try_files`, then the location's content handler: its
-//! backend, or static files. Also the request's filesystem paths (`$document_root`,
-//! `$request_filename`) under `root`/`alias`.
+//! `auth_basic`) checks, `try_files`, then the location's content handler, one
+//! [`junction_core::backend::Backend`] whatever it is (`LocConf::content`): its
+//! `*_pass`, `stub_status` or `api`, or its static files
+//! (`crate::static_files::StaticFiles`). A handler answers a response, an error (its
+//! status page), or an internal redirect (`RequestCtx::internal_redirect`). Also
+//! the request's filesystem paths (`$document_root`, `$request_filename`) under
+//! `root`/`alias`, which `try_files` and static files read.
 
 use crate::build::LocConf;
-use crate::pages::{log_error, status_response};
+use crate::pages::{log_error, status_response, OwnPage};
 use crate::phases::Outcome;
 use crate::route::Loc;
 use http::StatusCode;
@@ -83,25 +87,37 @@ pub(crate) async fn content(
             return Outcome::Redirect(last);
         }
     }
-    if let Some(b) = &c.backend {
-        if !b.allows_method(&cx.method) {
-            // Before the body is touched, so `error_page 405 = @app` still has it.
-            return Outcome::Response(
-                status_response(StatusCode::METHOD_NOT_ALLOWED, c.server_tokens),
-                true,
-            );
-        }
-        let rb = body.take().unwrap_or(ReqBody::Empty);
-        return match b.handle(cx, rb).await {
-            Ok(r) => Outcome::Response(r, false),
-            Err(e) => {
-                log_error(cx, &e);
-                Outcome::Response(status_response(e.status(), c.server_tokens), true)
-            }
-        };
+    // The content handler: the location's backend, or its static files (one path).
+    let b = &c.content;
+    if !b.allows_method(&cx.method) {
+        // Before the body is touched, so `error_page 405 = @app` still has it.
+        return Outcome::Response(
+            status_response(StatusCode::METHOD_NOT_ALLOWED, c.server_tokens),
+            true,
+        );
     }
-    // Boxed: a proxy's request does not carry the static path's state.
-    Box::pin(crate::static_files::serve(cx, c)).await
+    // A handler that does not read the body (static files) leaves it with the
+    // request, for the internal redirect it may answer with.
+    let rb = if c.content_takes_body {
+        body.take().unwrap_or(ReqBody::Empty)
+    } else {
+        ReqBody::Empty
+    };
+    match b.handle(cx, rb).await {
+        Ok(r) => {
+            if let Some(uri) = cx.internal_redirect.take() {
+                return Outcome::Redirect(uri);
+            }
+            // A page Junction made itself (static files' 403/404/416…) is finalized
+            // with its status, as nginx's `ngx_http_finalize_request(r, status)`.
+            let own = r.extensions().get::<OwnPage>().is_some();
+            Outcome::Response(r, own)
+        }
+        Err(e) => {
+            log_error(cx, &e);
+            Outcome::Response(status_response(e.status(), c.server_tokens), true)
+        }
+    }
 }
 
 /// `try_files` (all but the last argument): the first that exists under the root or

@@ -35,8 +35,9 @@
 //!   server and location rewrite phases, `internal`, the body limit, internal
 //!   redirects, named locations, `error_page` (nginx's limit of 10 URI changes),
 //!   `return`.
-//! - `content`: the preaccess/access checks, `try_files`, the content handler (a
-//!   backend or static files); `$document_root` and `$request_filename`.
+//! - `content`: the preaccess/access checks, `try_files`, then the content handler
+//!   on one path: every location has one `Backend` (`LocConf::content`), its
+//!   `*_pass` or its static files; `$document_root` and `$request_filename`.
 //! - `pages`: status responses, nginx's error page bodies and reason phrases, the
 //!   server signature (written once for `Server` and every page), the error line
 //!   logged where an error becomes a response.
@@ -45,7 +46,9 @@
 //! - `map`: `map {}` blocks → the runtime maps of `core::map`, once at load.
 //! - `rewrite`: ngx_http_rewrite_module (`set`, `rewrite`, `return`, `break`,
 //!   `if`): compiled scripts per server/location, run in nginx's phase order.
-//! - `static_files`: the default content handler.
+//! - `static_files`: the default content handler, a `Backend` like the others
+//!   (`StaticFiles`, built per location at load: `index`, `autoindex`, types, ETag,
+//!   conditional requests, ranges, `gzip_static`), serving `$request_filename`.
 //! - `access`, `auth_basic`: the access phase (`allow`/`deny`, `auth_basic`, `satisfy`,
 //!   `limit_except`).
 //! - `limits`, `limit_req`, `limit_conn`: the preaccess phase (`limit_req`, `limit_conn`)

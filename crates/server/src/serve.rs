@@ -1,8 +1,8 @@
-//! What every request of a connection shares ([`Shared`]: the runtime it runs under),
+//! What every request of a connection shares (`Shared`: the runtime it runs under),
 //! how to stop ([`Stop`]), and the paths the connections call the request by
 //! (re-exported from the modules that own them, so `http1` and `http2` need no
-//! change): [`crate::request::handle`] is the entry, [`crate::pages`] the status
-//! pages, [`crate::output`] the output headers and the access log.
+//! change): `request::handle` is the entry, `pages` the status pages, `output` the
+//! output headers and the access log.
 
 use crate::build::Runtime;
 use std::sync::Arc;
