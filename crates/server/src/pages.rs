@@ -62,15 +62,34 @@ pub(crate) fn error_page_body(status: StatusCode, tokens: bool) -> Bytes {
         401 => Some("Authorization Required"),
         _ => nginx_reason(status),
     };
-    let title = format!(
-        "{} {}",
-        status.as_u16(),
-        reason.or(status.canonical_reason()).unwrap_or("")
-    );
+    let reason = reason.or(status.canonical_reason()).unwrap_or("");
+    page(status.as_u16(), reason, reason, None, tokens)
+}
+
+/// nginx's pages for the statuses it sends as 400 (494 "Request Header Or Cookie Too
+/// Large", 495/496/497, `ngx_http_error_494_page` …): the title names the reason,
+/// the heading says "400 Bad Request", a line under it repeats the reason.
+pub(crate) fn bad_request_page(text: &str, tokens: bool) -> Bytes {
+    page(400, text, "Bad Request", Some(text), tokens)
+}
+
+/// The frame of every page Junction writes (nginx's page and `ngx_http_error_tail`):
+/// title, heading, an optional line under it, the signature.
+fn page(code: u16, title: &str, h1: &str, line: Option<&str>, tokens: bool) -> Bytes {
+    use std::fmt::Write as _;
     let sig = server_header_value(tokens);
-    Bytes::from(format!(
-        "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>{sig}</center>\r\n</body>\r\n</html>\r\n"
-    ))
+    let mut s = String::with_capacity(
+        136 + title.len() + h1.len() + line.map_or(0, |l| l.len() + 20) + sig.len(),
+    );
+    let _ = write!(
+        s,
+        "<html>\r\n<head><title>{code} {title}</title></head>\r\n<body>\r\n<center><h1>{code} {h1}</h1></center>\r\n"
+    );
+    if let Some(l) = line {
+        let _ = write!(s, "<center>{l}</center>\r\n");
+    }
+    let _ = write!(s, "<hr><center>{sig}</center>\r\n</body>\r\n</html>\r\n");
+    Bytes::from(s)
 }
 
 pub(crate) fn status_response(status: StatusCode, tokens: bool) -> http::Response<Body> {
@@ -117,5 +136,33 @@ pub(crate) fn host_port(cx: &RequestCtx) -> String {
         cx.host.clone()
     } else {
         format!("{}:{port}", cx.host)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pages are byte for byte what they were before they shared one frame.
+    #[test]
+    fn pages_keep_their_bytes() {
+        let sig = server_header_value(true);
+        for (code, title) in [
+            (404, "404 Not Found"),
+            (302, "302 Found"),
+            (401, "401 Authorization Required"),
+            (504, "504 Gateway Time-out"),
+        ] {
+            let status = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+            let want = format!(
+                "<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n<hr><center>{sig}</center>\r\n</body>\r\n</html>\r\n"
+            );
+            assert_eq!(error_page_body(status, true), Bytes::from(want));
+        }
+        let text = "Request Header Or Cookie Too Large";
+        let want = format!(
+            "<html>\r\n<head><title>400 {text}</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>{text}</center>\r\n<hr><center>junction</center>\r\n</body>\r\n</html>\r\n"
+        );
+        assert_eq!(bad_request_page(text, false), Bytes::from(want));
     }
 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 pub(crate) use crate::output::LocConn;
 pub(crate) use crate::pages::{
-    error_page_body, reason_phrase, server_header_value, status_response, OwnPage,
+    bad_request_page, error_page_body, reason_phrase, server_header_value, status_response, OwnPage,
 };
 pub(crate) use crate::request::handle;
 
