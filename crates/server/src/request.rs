@@ -39,6 +39,11 @@ fn parse_host(raw: &str) -> Option<String> {
     Some(h.to_ascii_lowercase())
 }
 
+/// One request of a connection (HTTP/1 or an HTTP/2 stream), from its parsed head to
+/// the response the connection writes: the context built (`$request_uri`, headers,
+/// `$host`), the server chosen and the head checked under its settings, then the
+/// phases ([`process`]). `n` is the request's number on its connection; `chosen`
+/// receives the chosen server's connection settings.
 pub(crate) async fn handle(
     shared: &Shared,
     conn: Arc<ConnInfo>,
@@ -117,89 +122,36 @@ pub(crate) async fn handle(
         );
         status_response(status, tokens)
     };
-    match host {
-        None => {
-            return finish(
-                bad(
-                    &cx,
-                    "client sent invalid host header while reading client request headers",
-                    StatusCode::BAD_REQUEST,
-                ),
-                cx,
-                &srv.base.data,
-            )
+    let invalid = match host {
+        None => Some((
+            "client sent invalid host header while reading client request headers",
+            StatusCode::BAD_REQUEST,
+        )),
+        Some(h) if h.is_empty() && cx.version == http::Version::HTTP_11 => Some((
+            "client sent HTTP/1.1 request without \"Host\" header",
+            StatusCode::BAD_REQUEST,
+        )),
+        Some(h) => {
+            cx.host = if h.is_empty() {
+                srv.name0.to_string()
+            } else {
+                h
+            };
+            head_error(&cx, srv.large_header_size)
         }
-        Some(h) if h.is_empty() => {
-            if cx.version == http::Version::HTTP_11 {
-                return finish(
-                    bad(
-                        &cx,
-                        "client sent HTTP/1.1 request without \"Host\" header",
-                        StatusCode::BAD_REQUEST,
-                    ),
-                    cx,
-                    &srv.base.data,
-                );
+    };
+    let invalid = match invalid {
+        Some(e) => Some(e),
+        None => match route::normalize_with(parts.uri.path(), srv.conn.merge_slashes) {
+            Ok(u) => {
+                cx.uri = u;
+                None
             }
-            cx.host = srv.name0.to_string();
-        }
-        Some(h) => cx.host = h,
-    }
-    if cx.headers.get_all(http::header::HOST).iter().count() > 1 {
-        return finish(
-            bad(
-                &cx,
-                "client sent duplicate host header",
-                StatusCode::BAD_REQUEST,
-            ),
-            cx,
-            &srv.base.data,
-        );
-    }
-    if cx.headers.contains_key(http::header::TRANSFER_ENCODING)
-        && cx.headers.contains_key(http::header::CONTENT_LENGTH)
-    {
-        return finish(
-            bad(
-                &cx,
-                "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time",
-                StatusCode::BAD_REQUEST,
-            ),
-            cx,
-            &srv.base.data,
-        );
-    }
-    if cx
-        .headers
-        .iter()
-        .any(|(k, v)| k.as_str().len() + v.len() + 4 > srv.large_header_size)
-    {
-        return finish(
-            bad(
-                &cx,
-                "client sent too long header line",
-                StatusCode::BAD_REQUEST,
-            ),
-            cx,
-            &srv.base.data,
-        );
-    }
-    if cx.request_uri.len() > srv.large_header_size {
-        return finish(
-            bad(&cx, "client sent too long URI", StatusCode::URI_TOO_LONG),
-            cx,
-            &srv.base.data,
-        );
-    }
-    match route::normalize_with(parts.uri.path(), srv.conn.merge_slashes) {
-        Ok(u) => cx.uri = u,
-        Err(_) => {
-            return finish(
-                bad(&cx, "client sent invalid request", StatusCode::BAD_REQUEST),
-                cx,
-                &srv.base.data,
-            )
-        }
+            Err(_) => Some(("client sent invalid request", StatusCode::BAD_REQUEST)),
+        },
+    };
+    if let Some((msg, status)) = invalid {
+        return finish(bad(&cx, msg, status), cx, &srv.base.data);
     }
     // HTTP-01 validation of an ACME certificate being ordered (`crate::acme`).
     if let Some(r) = crate::acme::challenge_response(&cx.method, &cx.uri) {
@@ -224,6 +176,30 @@ pub(crate) async fn handle(
     srv.base.data.realip.apply(&mut cx);
     let log = junction_core::logctx::ReqLog::of(&cx);
     junction_core::logctx::in_request(process(&srv, cx, incoming, length, reject), log).await
+}
+
+/// nginx's checks of the head that need the server (its
+/// `large_client_header_buffers`), in nginx's order: the error line and the status
+/// of the first that fails.
+fn head_error(cx: &RequestCtx, large_header_size: usize) -> Option<(&'static str, StatusCode)> {
+    let msg = if cx.headers.get_all(http::header::HOST).iter().count() > 1 {
+        "client sent duplicate host header"
+    } else if cx.headers.contains_key(http::header::TRANSFER_ENCODING)
+        && cx.headers.contains_key(http::header::CONTENT_LENGTH)
+    {
+        "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time"
+    } else if cx
+        .headers
+        .iter()
+        .any(|(k, v)| k.as_str().len() + v.len() + 4 > large_header_size)
+    {
+        "client sent too long header line"
+    } else if cx.request_uri.len() > large_header_size {
+        return Some(("client sent too long URI", StatusCode::URI_TOO_LONG));
+    } else {
+        return None;
+    };
+    Some((msg, StatusCode::BAD_REQUEST))
 }
 
 fn select(rt: &Runtime, listen: &Listen, host: &str) -> usize {
