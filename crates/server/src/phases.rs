@@ -213,7 +213,7 @@ pub(crate) async fn process(
                 // try_files / index: arguments kept unless the target has its own.
                 let (u, a) = match uri.split_once('?') {
                     Some((u, a)) => (u.to_string(), Some(a.to_string())),
-                    None => (uri.clone(), None),
+                    None => (uri, None),
                 };
                 let u = route::normalize(&u).unwrap_or(u);
                 redirect_uri(srv, &mut cx, c, &mut err, u, a)
