@@ -4,6 +4,12 @@
 //! handing the request to a backend, and after.
 //!
 //! ## Layout
+//! A request's way, one module per stage: `listen` (accept) → `http1` / `http2` (the
+//! connection) → `request` (the context built and checked, the server chosen) →
+//! `phases` (rewrite, locations, internal redirects, `error_page`) → `content` (one
+//! `Backend` per location: a `*_pass` or `static_files`) → `pages` (what Junction
+//! answers itself) and `output` (headers, filters, access log).
+//!
 //! - `build`: directive tree → [`build::Runtime`] (servers, the location tree
 //!   with compiled settings and backends, listen addresses, logs), once at load;
 //!   [`build_all`] reports every error it can (one per `upstream`/`server` block) for
@@ -39,8 +45,9 @@
 //!   on one path: every location has one `Backend` (`LocConf::content`), its
 //!   `*_pass` or its static files; `$document_root` and `$request_filename`.
 //! - `pages`: status responses, nginx's error page bodies and reason phrases, the
-//!   server signature (written once for `Server` and every page), the error line
-//!   logged where an error becomes a response.
+//!   server signature and the page frame (written once, for `Server`, every status
+//!   page and the 494–497 pages of `http1` and `tls`), the error line logged where
+//!   an error becomes a response.
 //! - `output`: the output headers (`Server`, `Date`, `add_header`), the output
 //!   filters, the access log written when the body ends.
 //! - `map`: `map {}` blocks → the runtime maps of `core::map`, once at load.
