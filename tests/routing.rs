@@ -327,3 +327,54 @@ server {{
         (200, "index\n")
     );
 }
+
+/// Every location has one content handler: an `if` block without a `*_pass` of its
+/// own serves static files under its own settings (`root`) and follows `index`
+/// again after the redirect, and its 404 is the server's own page (so `error_page`
+/// applies); an `if` in a `*_pass` location keeps the pass.
+#[test]
+fn static_files_and_passes_keep_their_handler_inside_if() {
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    for (dir, name) in [(&one, "one"), (&two, "two")] {
+        std::fs::create_dir_all(dir.path().join("s")).unwrap();
+        std::fs::write(dir.path().join("s/f.txt"), format!("{name} file\n")).unwrap();
+        std::fs::write(dir.path().join("s/index.html"), format!("{name} index\n")).unwrap();
+    }
+    let backend = Peer::python("echo.py", &[]);
+    let proxy = Proxy::start(&fill(
+        r#"
+server {
+    listen 127.0.0.1:{PORT};
+    server_name if.test;
+    location /s/ {
+        root ONE;
+        error_page 404 = /nf;
+        if ($arg_alt) { root TWO; }
+    }
+    location /p/ {
+        proxy_pass http://127.0.0.1:{BACKEND};
+        if ($arg_x) { add_header X-If yes; }
+    }
+    location = /nf { return 200 "not found page"; }
+}
+"#
+        .replace("ONE", &one.path().display().to_string())
+        .replace("TWO", &two.path().display().to_string())
+        .as_str(),
+        &[("BACKEND", &backend.port)],
+    ));
+    let get = |p: &str| {
+        let r = proxy.get("if.test", p);
+        (r.status, r.text())
+    };
+    assert_eq!(get("/s/f.txt"), (200, "one file\n".to_string()));
+    assert_eq!(get("/s/f.txt?alt=1"), (200, "two file\n".to_string()));
+    assert_eq!(get("/s/"), (200, "one index\n".to_string()));
+    assert_eq!(get("/s/?alt=1"), (200, "two index\n".to_string()));
+    assert_eq!(get("/s/none?alt=1"), (200, "not found page".to_string()));
+    let r = proxy.get("if.test", "/p/a?x=1");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.header("X-If"), Some("yes"), "{}", r.describe());
+    assert_eq!(Echo::from_response(&r).path, "/p/a?x=1");
+}

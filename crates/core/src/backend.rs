@@ -43,6 +43,14 @@ pub trait Backend: Send + Sync + 'static {
         true
     }
 
+    /// Whether the backend reads the request body. One that does not (static files) is
+    /// handed `ReqBody::Empty`, and the body stays with the request for the internal
+    /// redirect it may answer with (`RequestCtx::internal_redirect`: a POST to a
+    /// directory reaches its `index.php`). Asked once at config load.
+    fn takes_body(&self) -> bool {
+        true
+    }
+
     /// Whether this backend is an upstream `*_pass` (for the trailing-slash 301 rule).
     fn is_pass(&self) -> bool {
         true

@@ -344,6 +344,10 @@ pub struct RequestCtx {
     pub conn_requests: u64,
     /// Number of internal redirects so far.
     pub redirects: u8,
+    /// An internal redirect a content handler answers with instead of a response
+    /// (static files' `index`): the URI, with `?args` when it brings its own. The
+    /// server takes it after the handler returns and searches the locations again.
+    pub internal_redirect: Option<String>,
     /// The client connection's upgrade (WebSocket), when the request asked for one.
     pub upgrade: Option<crate::client::OnUpgrade>,
     /// `fastcgi_split_path_info` / `fastcgi_index` of the current location (`None`:
@@ -413,6 +417,7 @@ impl RequestCtx {
             start_time: SystemTime::now(),
             conn_requests: 1,
             redirects: 0,
+            internal_redirect: None,
             upgrade: None,
             script_split: None,
             script_parts: std::sync::OnceLock::new(),

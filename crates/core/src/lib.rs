@@ -11,7 +11,8 @@
 //! - `vars`, `ctx`: variables compiled once into templates; the request context
 //!   they are evaluated against.
 //! - `map`: `map` variables (lookup, lazy per-request cache).
-//! - `backend`: the `Backend` trait a location dispatches to.
+//! - `backend`: the `Backend` trait a location dispatches to (every location has
+//!   one: a protocol's `*_pass`, or the server's static files).
 //! - `codec`: the `UpstreamCodec` trait each protocol implements (framing only).
 //! - `upstream`: addresses, connect with bind and timeout, keepalive pools,
 //!   server groups, their health counters, `max_conns` and the queue.

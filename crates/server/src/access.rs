@@ -12,7 +12,7 @@
 //! rule matching it, `auth_basic off`) declines.
 
 use crate::auth_basic::{AuthBasic, AuthResult};
-use crate::serve::status_response;
+use crate::pages::status_response;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 use junction_config::model::{err, BuildCx, Scope};

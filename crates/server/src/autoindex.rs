@@ -10,7 +10,6 @@
 //!
 //! Entries starting with `.` are skipped; directories come first, then byte order.
 
-use crate::serve::Outcome;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 use junction_config::model::{invalid, Scope};
@@ -335,16 +334,11 @@ pub(crate) async fn listing(
     c: &AutoindexConf,
     path: &str,
     tokens: bool,
-) -> Option<Outcome> {
+) -> Option<http::Response<body::Body>> {
     if !matches!(cx.method, Method::GET | Method::HEAD) {
         return None;
     }
-    let status = |s: StatusCode| {
-        Some(Outcome::Response(
-            crate::serve::status_response(s, tokens),
-            true,
-        ))
-    };
+    let status = |s: StatusCode| Some(crate::pages::status_response(s, tokens));
     let mut format = c.format;
     let mut cb = None;
     if format == Format::Jsonp {
@@ -421,7 +415,7 @@ pub(crate) async fn listing(
     let mut r = http::Response::new(body);
     r.headers_mut()
         .insert(http::header::CONTENT_TYPE, HeaderValue::from_static(ctype));
-    Some(Outcome::Response(r, false))
+    Some(r)
 }
 
 #[cfg(test)]

@@ -51,14 +51,19 @@ pub struct LocConf {
     /// The connection settings a location sets itself (`keepalive_timeout`,
     /// `send_timeout`, `lingering_*`, …): they apply after a request that ends here.
     pub conn: Option<Arc<crate::http1::ConnConf>>,
-    /// `proxy_pass` / `fastcgi_pass` / … handler.
+    /// The location's own content handler (`proxy_pass` / `fastcgi_pass` / …,
+    /// `stub_status`, `api`), or for an `if` block the enclosing location's; `None`:
+    /// static files.
     pub backend: Option<Arc<dyn Backend>>,
+    /// What the content phase runs: `backend`, else this location's static files
+    /// (`crate::static_files::StaticFiles`).
+    pub content: Arc<dyn Backend>,
+    /// `content.takes_body()`, asked once here.
+    pub content_takes_body: bool,
     /// `root` (default `html` under the prefix).
     pub root: Template,
     /// `alias`.
     pub alias: Option<Template>,
-    /// `index`.
-    pub index: Vec<Template>,
     /// `try_files`.
     pub try_files: Vec<Template>,
     /// `set`/`rewrite`/`return`/`break`/`if` of this level only (rewrite-module
@@ -85,14 +90,10 @@ pub struct LocConf {
     /// `error_log` of the location, server or http level (0: the main-level ones;
     /// `crate::error_log::level_targets`).
     pub error_log: u64,
-    /// MIME types.
-    pub types: Arc<HashMap<String, Bytes>>,
     /// `default_type`.
     pub default_type: Bytes,
     /// The location's name (for alias).
     pub name: String,
-    /// `etag`.
-    pub etag: bool,
     /// Named captures of the location regex: (group index, variable slot).
     pub named_captures: Vec<(usize, usize)>,
     /// What this configuration's templates read (`$request_filename`).
@@ -110,10 +111,6 @@ pub struct LocConf {
     pub realip: crate::realip::RealIp,
     /// Output filters (gzip, …).
     pub filters: crate::filters::FilterConf,
-    /// `log_not_found`.
-    pub log_not_found: bool,
-    /// `autoindex on` and its settings.
-    pub(crate) autoindex: Option<crate::autoindex::AutoindexConf>,
 }
 
 impl std::fmt::Debug for LocConf {
@@ -1034,7 +1031,9 @@ fn build_conf(
                 span: d.span.clone(),
             };
             let mut conf = build_conf(inner, &if_info, bx, logs, http)?;
-            if conf.backend.is_none() {
+            if let (None, Some(p)) = (&conf.backend, &parent) {
+                conf.content = p.clone();
+                conf.content_takes_body = p.takes_body();
                 conf.backend = parent.clone();
             }
             // nginx's merge: an `if` without its own `root` keeps the location's `alias`.
@@ -1060,42 +1059,69 @@ fn build_conf(
     } else {
         None
     };
+    // In the order the settings were always read (the first error is the one reported).
+    let recursive_error_pages = scope.flag("recursive_error_pages", false)?;
+    let client_max_body_size = scope.size("client_max_body_size", 1024 * 1024)?;
+    let client_body_timeout = scope.time("client_body_timeout", Duration::from_secs(60))?;
+    let server_tokens = !matches!(scope.arg("server_tokens"), Some((_, a)) if a.value != "on" && a.value != "build");
+    let server_tokens_string = match scope.arg("server_tokens") {
+        Some((_, a)) if !matches!(a.value.as_str(), "on" | "off" | "build") => {
+            Some(bx.template(a)?)
+        }
+        _ => None,
+    };
+    let error_log = crate::error_log::level_targets(scope, &bx.prefix)?;
+    let etag = scope.flag("etag", true)?;
+    let vars_used = bx.vars.used();
+    let uninit_warn = scope.flag("uninitialized_variable_warn", true)?;
+    let script_split = junction_config::model::script_split(scope)?;
+    let access = crate::access::Access::build(scope, bx, &http.conf_dir)?;
+    let limits = crate::limits::Limits::build(scope, &http.zones, bx)?;
+    let realip = crate::realip::RealIp::build(scope)?;
+    let filters = crate::filters::build(scope, bx)?;
+    let log_not_found = scope.flag("log_not_found", true)?;
+    let autoindex = crate::autoindex::AutoindexConf::build(scope)?;
+    let content: Arc<dyn Backend> = match &backend {
+        Some(b) => b.clone(),
+        None => Arc::new(crate::static_files::StaticFiles {
+            index,
+            autoindex,
+            types,
+            default_type: default_type.clone(),
+            etag,
+            log_not_found,
+            server_tokens,
+            compress: filters.compress.clone(),
+        }),
+    };
     Ok(LocConf {
         conn,
+        content_takes_body: content.takes_body(),
+        content,
         backend,
         root,
         alias,
-        index,
         try_files,
         script,
         add_headers,
         error_pages,
-        recursive_error_pages: scope.flag("recursive_error_pages", false)?,
-        client_max_body_size: scope.size("client_max_body_size", 1024 * 1024)?,
-        client_body_timeout: scope.time("client_body_timeout", Duration::from_secs(60))?,
+        recursive_error_pages,
+        client_max_body_size,
+        client_body_timeout,
         internal: scope.local("internal").is_some(),
-        server_tokens: !matches!(scope.arg("server_tokens"), Some((_, a)) if a.value != "on" && a.value != "build"),
-        server_tokens_string: match scope.arg("server_tokens") {
-            Some((_, a)) if !matches!(a.value.as_str(), "on" | "off" | "build") => {
-                Some(bx.template(a)?)
-            }
-            _ => None,
-        },
+        server_tokens,
+        server_tokens_string,
         access_logs,
-        error_log: crate::error_log::level_targets(scope, &bx.prefix)?,
-        types,
+        error_log,
         default_type,
         name: info.name.clone(),
-        etag: scope.flag("etag", true)?,
         named_captures: Vec::new(),
-        vars_used: bx.vars.used(),
-        uninit_warn: scope.flag("uninitialized_variable_warn", true)?,
-        script_split: junction_config::model::script_split(scope)?,
-        access: crate::access::Access::build(scope, bx, &http.conf_dir)?,
-        limits: crate::limits::Limits::build(scope, &http.zones, bx)?,
-        realip: crate::realip::RealIp::build(scope)?,
-        filters: crate::filters::build(scope, bx)?,
-        log_not_found: scope.flag("log_not_found", true)?,
-        autoindex: crate::autoindex::AutoindexConf::build(scope)?,
+        vars_used,
+        uninit_warn,
+        script_split,
+        access,
+        limits,
+        realip,
+        filters,
     })
 }

@@ -4,6 +4,12 @@
 //! handing the request to a backend, and after.
 //!
 //! ## Layout
+//! A request's way, one module per stage: `listen` (accept) → `http1` / `http2` (the
+//! connection) → `request` (the context built and checked, the server chosen) →
+//! `phases` (rewrite, locations, internal redirects, `error_page`) → `content` (one
+//! `Backend` per location: a `*_pass` or `static_files`) → `pages` (what Junction
+//! answers itself) and `output` (headers, filters, access log).
+//!
 //! - `build`: directive tree → [`build::Runtime`] (servers, the location tree
 //!   with compiled settings and backends, listen addresses, logs), once at load;
 //!   [`build_all`] reports every error it can (one per `upstream`/`server` block) for
@@ -23,13 +29,33 @@
 //!   timers, body on demand, response writing, upgrade handover).
 //! - `http2`: HTTP/2 to clients on hyper's HTTP/2 server (h2c with prior knowledge
 //!   on a plain listen, and the entry the TLS side calls when ALPN chose `h2`): each
-//!   stream through `serve::handle`, nginx's connection rules (GOAWAY, idle timer,
+//!   stream through `request::handle`, nginx's connection rules (GOAWAY, idle timer,
 //!   stream limits), `http2_*` directives.
-//! - `serve`: the request phases, `error_page`, status pages, output headers.
+//! - `serve`: what a connection's requests share (`Shared`, [`Stop`]), and the old
+//!   paths (`serve::handle`, `serve::status_response`, …) re-exported for the
+//!   connections.
+//! - `request`: the request context built from the parsed head and checked (Host,
+//!   `Content-Length` with `Transfer-Encoding`, header and URI length), the server
+//!   chosen; `request::handle` is the entry both connections call.
+//! - `phases`: `phases::process`, the request's way through the locations: the
+//!   server and location rewrite phases, `internal`, the body limit, internal
+//!   redirects, named locations, `error_page` (nginx's limit of 10 URI changes),
+//!   `return`.
+//! - `content`: the preaccess/access checks, `try_files`, then the content handler
+//!   on one path: every location has one `Backend` (`LocConf::content`), its
+//!   `*_pass` or its static files; `$document_root` and `$request_filename`.
+//! - `pages`: status responses, nginx's error page bodies and reason phrases, the
+//!   server signature and the page frame (written once, for `Server`, every status
+//!   page and the 494–497 pages of `http1` and `tls`), the error line logged where
+//!   an error becomes a response.
+//! - `output`: the output headers (`Server`, `Date`, `add_header`), the output
+//!   filters, the access log written when the body ends.
 //! - `map`: `map {}` blocks → the runtime maps of `core::map`, once at load.
 //! - `rewrite`: ngx_http_rewrite_module (`set`, `rewrite`, `return`, `break`,
 //!   `if`): compiled scripts per server/location, run in nginx's phase order.
-//! - `static_files`: the default content handler.
+//! - `static_files`: the default content handler, a `Backend` like the others
+//!   (`StaticFiles`, built per location at load: `index`, `autoindex`, types, ETag,
+//!   conditional requests, ranges, `gzip_static`), serving `$request_filename`.
 //! - `access`, `auth_basic`: the access phase (`allow`/`deny`, `auth_basic`, `satisfy`,
 //!   `limit_except`).
 //! - `limits`, `limit_req`, `limit_conn`: the preaccess phase (`limit_req`, `limit_conn`)
@@ -70,6 +96,7 @@ pub mod api;
 mod auth_basic;
 mod autoindex;
 pub mod build;
+mod content;
 pub mod directives;
 pub mod error_log;
 mod filters;
@@ -84,8 +111,12 @@ pub mod log;
 pub mod log_format;
 mod map;
 pub mod ocsp;
+mod output;
+mod pages;
+mod phases;
 mod proxy_protocol;
 mod realip;
+mod request;
 pub mod rewrite;
 pub mod route;
 pub mod serve;

@@ -12,7 +12,7 @@
 
 use crate::limit_conn::LimitConn;
 use crate::limit_req::{LimitReq, Verdict};
-use crate::serve::status_response;
+use crate::pages::status_response;
 use bytes::Bytes;
 use http::StatusCode;
 use http_body::{Frame, SizeHint};

@@ -18,8 +18,8 @@
 //! A `last` restart counts against the 10 URI changes (then 500).
 
 use crate::build::{LocConf, Return, SetVar};
+use crate::phases::Outcome;
 use crate::route::Loc;
-use crate::serve::Outcome;
 use bytes::Bytes;
 use junction_config::model::{err, BuildCx, Scope};
 use junction_config::{ConfigError, Directive};
@@ -413,7 +413,7 @@ fn run_ops(
             }
             Op::Return(r) => {
                 let c = ex.loc.as_ref().map_or(conf, |l| &l.data);
-                return Flow::Answer(crate::serve::do_return(cx, c, r));
+                return Flow::Answer(crate::phases::do_return(cx, c, r));
             }
             Op::Rewrite(rw) => {
                 let before = ex.rewrites;
@@ -448,9 +448,9 @@ fn run_ops(
 }
 
 fn internal_error(cx: &RequestCtx, conf: &LocConf, msg: String) -> Outcome {
-    crate::serve::log_error_pub(cx, &junction_core::Error::internal(msg));
+    crate::pages::log_error(cx, &junction_core::Error::internal(msg));
     Outcome::Response(
-        crate::serve::status_response(http::StatusCode::INTERNAL_SERVER_ERROR, conf.server_tokens),
+        crate::pages::status_response(http::StatusCode::INTERNAL_SERVER_ERROR, conf.server_tokens),
         true,
     )
 }
@@ -505,7 +505,7 @@ fn do_rewrite(rw: &Rewrite, log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: 
             code,
             text: Some(Template::literal(Bytes::from(url))),
         };
-        return Flow::Answer(crate::serve::do_return(cx, c, &r));
+        return Flow::Answer(crate::phases::do_return(cx, c, &r));
     }
     let uri = rw.uri.eval_string(cx);
     match &rw.args {

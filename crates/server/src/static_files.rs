@@ -1,19 +1,73 @@
-//! Static files: the content handler of a location without a `*_pass`
-//! (`root`/`alias`, `index`, Content-Type from `types`, Last-Modified/ETag,
-//! conditional requests → 304/412 with nginx's `if_modified_since exact`, a single
-//! byte range → 206 (with `If-Range`; several ranges get the whole file), HEAD).
+//! Static files: the content handler of a location without a `*_pass`, a
+//! [`Backend`] like the others ([`StaticFiles`], built per location at load):
+//! `root`/`alias` (the path is `cx.request_filename`, computed by the server's
+//! `content` phase, `try_files` included), `index` (an internal redirect, answered
+//! through `RequestCtx::internal_redirect`), `autoindex`, Content-Type from `types`,
+//! Last-Modified/ETag, conditional requests → 304/412 with nginx's
+//! `if_modified_since exact`, a single byte range → 206 (with `If-Range`; several
+//! ranges get the whole file), HEAD. Its own pages are `pages::status_response`
+//! (marked `OwnPage`, so `error_page` applies to them as to any page Junction makes).
 
-use crate::build::LocConf;
-use crate::serve::Outcome;
+use crate::autoindex::AutoindexConf;
+use crate::filters::gzip::CompressConf;
+use crate::pages::status_response;
 use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 use http_body_util::BodyExt;
-use junction_core::body;
+use junction_core::backend::{Backend, Response};
+use junction_core::body::{self, ReqBody};
 use junction_core::ctx::RequestCtx;
+use junction_core::vars::Template;
+use junction_core::Error;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-fn status(s: StatusCode, c: &LocConf) -> Outcome {
-    Outcome::Response(crate::serve::status_response(s, c.server_tokens), true)
+/// The static-files handler of one location (or `if` block): the settings only it
+/// reads, taken from the location's configuration at load.
+#[derive(Debug)]
+pub(crate) struct StaticFiles {
+    /// `index`.
+    pub(crate) index: Vec<Template>,
+    /// `autoindex on` and its settings.
+    pub(crate) autoindex: Option<AutoindexConf>,
+    /// MIME types.
+    pub(crate) types: Arc<HashMap<String, Bytes>>,
+    /// `default_type`.
+    pub(crate) default_type: Bytes,
+    /// `etag`.
+    pub(crate) etag: bool,
+    /// `log_not_found`.
+    pub(crate) log_not_found: bool,
+    /// `server_tokens`, for its pages.
+    pub(crate) server_tokens: bool,
+    /// `gzip_static` / `brotli_static`, and whether a range would be compressed.
+    pub(crate) compress: Arc<CompressConf>,
+}
+
+#[junction_core::async_trait]
+impl Backend for StaticFiles {
+    async fn handle(&self, cx: &mut RequestCtx, _body: ReqBody) -> Result<Response, Error> {
+        Ok(serve(cx, self).await)
+    }
+
+    /// GET and HEAD are served; POST reaches an index (a front controller) but is 405
+    /// on a file, as in nginx's static and index modules; other methods are 405.
+    fn allows_method(&self, method: &Method) -> bool {
+        matches!(*method, Method::GET | Method::HEAD | Method::POST)
+    }
+
+    fn takes_body(&self) -> bool {
+        false
+    }
+
+    fn is_pass(&self) -> bool {
+        false
+    }
+}
+
+fn status(s: StatusCode, c: &StaticFiles) -> Response {
+    status_response(s, c.server_tokens)
 }
 
 /// Whether an `If-Match` / `If-None-Match` list matches `etag` (nginx's
@@ -89,19 +143,15 @@ fn precondition(cx: &RequestCtx, mtime: u64, etag: Option<&str>) -> Precondition
 }
 
 /// Serves `cx.request_filename`: the index files for a URI ending in `/`, else the
-/// file. GET and HEAD are served; POST reaches an index (a front controller) but is
-/// 405 on a file, as in nginx's static and index modules; other methods are 405.
-pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
-    if !matches!(cx.method, Method::GET | Method::HEAD | Method::POST) {
-        return status(StatusCode::METHOD_NOT_ALLOWED, c);
-    }
+/// file (the method is checked before, by [`StaticFiles::allows_method`]).
+async fn serve(cx: &mut RequestCtx, c: &StaticFiles) -> Response {
     let path = String::from_utf8_lossy(&cx.request_filename).into_owned();
     if cx.uri.ends_with('/') {
         return index(cx, c, &path).await;
     }
     // gzip_static / brotli_static: a precompressed file beside the file goes instead.
     let mut vary = false;
-    let pre = crate::filters::gzip::static_file(cx, &c.filters.compress, &path, &mut vary).await;
+    let pre = crate::filters::gzip::static_file(cx, &c.compress, &path, &mut vary).await;
     let (path, meta, encoding) = match pre {
         Some((p, m, e)) => (p, Ok(m), Some(e)),
         None => {
@@ -129,8 +179,8 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
         }
     };
     if meta.is_dir() {
-        let mut r = crate::serve::status_response(StatusCode::MOVED_PERMANENTLY, c.server_tokens);
-        let mut loc = format!("http://{}{}/", crate::serve::host_port_pub(cx), cx.uri);
+        let mut r = status(StatusCode::MOVED_PERMANENTLY, c);
+        let mut loc = format!("http://{}{}/", crate::pages::host_port(cx), cx.uri);
         if !cx.args.is_empty() {
             loc.push('?');
             loc.push_str(&cx.args);
@@ -138,7 +188,7 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
         if let Ok(v) = HeaderValue::from_str(&loc) {
             r.headers_mut().insert(http::header::LOCATION, v);
         }
-        return Outcome::Response(r, true);
+        return r;
     }
     if cx.method == Method::POST {
         return status(StatusCode::METHOD_NOT_ALLOWED, c);
@@ -166,7 +216,7 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
         Precondition::NotModified => {
             // nginx drops Content-Type, Content-Length and Accept-Ranges from a 304.
             return match builder.status(StatusCode::NOT_MODIFIED).body(body::empty()) {
-                Ok(r) => Outcome::Response(r, false),
+                Ok(r) => r,
                 Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR, c),
             };
         }
@@ -206,7 +256,7 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
             encoding.is_some()
                 || !crate::filters::gzip::compresses_file(
                     cx,
-                    &c.filters.compress,
+                    &c.compress,
                     &ctype_bytes,
                     len,
                     etag.is_some(),
@@ -216,14 +266,11 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
         match parse_range(r, len) {
             Some(Ok(x)) => range = Some(x),
             Some(Err(())) => {
-                let mut resp = crate::serve::status_response(
-                    StatusCode::RANGE_NOT_SATISFIABLE,
-                    c.server_tokens,
-                );
+                let mut resp = status(StatusCode::RANGE_NOT_SATISFIABLE, c);
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
                     resp.headers_mut().insert(http::header::CONTENT_RANGE, v);
                 }
-                return Outcome::Response(resp, true);
+                return resp;
             }
             None => {}
         }
@@ -265,23 +312,26 @@ pub(crate) async fn serve(cx: &mut RequestCtx, c: &LocConf) -> Outcome {
         }
     };
     match builder.body(body) {
-        Ok(r) => Outcome::Response(r, false),
+        Ok(r) => r,
         Err(_) => status(StatusCode::INTERNAL_SERVER_ERROR, c),
     }
 }
 
 /// `index` for a URI ending in `/`: the first index file that exists is an internal
-/// redirect to `$uri` + its name (an absolute last name is redirected to as is);
+/// redirect to `$uri` + its name (an absolute last name is redirected to as is),
+/// set in `cx.internal_redirect` with an empty response the server does not send;
 /// none: 403 for an existing directory, else 404.
-async fn index(cx: &RequestCtx, c: &LocConf, path: &str) -> Outcome {
+async fn index(cx: &mut RequestCtx, c: &StaticFiles, path: &str) -> Response {
     for idx in &c.index {
         let name = idx.eval_string(cx);
         if name.starts_with('/') {
-            return Outcome::Redirect(name);
+            cx.internal_redirect = Some(name);
+            return http::Response::new(body::empty());
         }
         let candidate = format!("{path}{name}");
         if tokio::fs::metadata(&candidate).await.is_ok() {
-            return Outcome::Redirect(format!("{}{name}", cx.uri));
+            cx.internal_redirect = Some(format!("{}{name}", cx.uri));
+            return http::Response::new(body::empty());
         }
     }
     match tokio::fs::metadata(path).await {

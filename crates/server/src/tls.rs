@@ -1706,16 +1706,13 @@ pub(crate) fn reject_page(code: u16, tokens: bool) -> http::Response<junction_co
         496 => "No required SSL certificate was sent",
         _ => "The plain HTTP request was sent to HTTPS port",
     };
-    let sig = crate::serve::server_header_value(tokens);
-    let body = format!(
-        "<html>\r\n<head><title>400 {text}</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>{text}</center>\r\n<hr><center>{sig}</center>\r\n</body>\r\n</html>\r\n"
-    );
-    let mut r = crate::serve::status_response(http::StatusCode::BAD_REQUEST, tokens);
+    let body = crate::pages::bad_request_page(text, tokens);
+    let mut r = crate::pages::status_response(http::StatusCode::BAD_REQUEST, tokens);
     r.headers_mut().insert(
         http::header::CONTENT_LENGTH,
         http::HeaderValue::from(body.len()),
     );
-    *r.body_mut() = junction_core::body::full(bytes::Bytes::from(body));
+    *r.body_mut() = junction_core::body::full(body);
     r
 }
 

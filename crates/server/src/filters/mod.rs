@@ -83,7 +83,7 @@ pub(crate) fn base_type(h: &http::HeaderMap) -> String {
 #[derive(Debug, Default)]
 pub struct FilterConf {
     /// `gzip*` and `brotli*`.
-    pub(crate) compress: gzip::CompressConf,
+    pub(crate) compress: std::sync::Arc<gzip::CompressConf>,
     /// `expires`.
     expires: expires::ExpiresConf,
     /// `charset*`.
@@ -93,7 +93,7 @@ pub struct FilterConf {
 /// Reads the filter directives that apply at `scope`.
 pub(crate) fn build(scope: &Scope<'_>, bx: &BuildCx) -> Result<FilterConf, ConfigError> {
     Ok(FilterConf {
-        compress: gzip::CompressConf::build(scope)?,
+        compress: std::sync::Arc::new(gzip::CompressConf::build(scope)?),
         expires: expires::ExpiresConf::build(scope, bx)?,
         charset: charset::CharsetConf::build(scope, bx)?,
     })

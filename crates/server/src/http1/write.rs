@@ -4,7 +4,7 @@
 //! length is unknown, or until close for HTTP/1.0. Writes go out with `writev`:
 //! the head and a body that is already there in one call.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use http::{Method, StatusCode, Version};
 use std::io::IoSlice;
 use std::time::Duration;
@@ -181,7 +181,7 @@ pub(crate) fn error_page(
 ) -> BytesMut {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     let body = if too_large {
-        too_large_page(tokens)
+        crate::serve::bad_request_page("Request Header Or Cookie Too Large", tokens)
     } else {
         crate::serve::error_page_body(status, tokens)
     };
@@ -201,14 +201,6 @@ pub(crate) fn error_page(
         out.put_slice(&body);
     }
     out
-}
-
-/// nginx's page for its internal 494 (`ngx_http_error_494_page`), sent as 400.
-fn too_large_page(tokens: bool) -> Bytes {
-    let sig = crate::serve::server_header_value(tokens);
-    Bytes::from(format!(
-        "<html>\r\n<head><title>400 Request Header Or Cookie Too Large</title></head>\r\n<body>\r\n<center><h1>400 Bad Request</h1></center>\r\n<center>Request Header Or Cookie Too Large</center>\r\n<hr><center>{sig}</center>\r\n</body>\r\n</html>\r\n"
-    ))
 }
 
 /// Writes all of `bufs` with `writev`, each call within `timeout` (nginx's
