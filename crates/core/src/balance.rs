@@ -60,7 +60,7 @@ pub enum Pick {
 #[derive(Debug, Default, Clone)]
 pub struct PickState {
     /// Servers tried so far, in order.
-    pub tried: Vec<usize>,
+    pub tried: smallvec::SmallVec<[usize; 4]>,
     /// The client address (`ip_hash`).
     pub client: Option<IpAddr>,
     /// The evaluated `hash` key.

@@ -86,9 +86,3 @@ pub(crate) fn body_channel() -> (BodySender, BodyReceiver) {
         BodyReceiver { rx, want },
     )
 }
-
-/// The size of a request's head as received (request line and headers), which the
-/// client connection puts in the request's extensions: the head part of
-/// `$request_length`.
-#[derive(Debug, Clone, Copy)]
-pub struct HeadLength(pub usize);

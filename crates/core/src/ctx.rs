@@ -301,7 +301,7 @@ pub struct RequestCtx {
     /// The request's HTTP version.
     pub version: Version,
     /// The request target exactly as received (`$request_uri`).
-    pub request_uri: String,
+    pub request_uri: Arc<str>,
     /// The current normalized URI path, percent-decoded (`$uri`).
     pub uri: String,
     /// Whether `uri` was changed by a rewrite / internal redirect.
@@ -311,7 +311,7 @@ pub struct RequestCtx {
     /// The client's request headers.
     pub headers: HeaderMap,
     /// `$host`.
-    pub host: String,
+    pub host: Arc<str>,
     /// `$server_name` of the selected server.
     pub server_name: Arc<str>,
     /// `$document_root` of the selected location.
@@ -390,7 +390,12 @@ pub struct RequestCtx {
 
 impl RequestCtx {
     /// A new context for a request.
-    pub fn new(conn: Arc<ConnInfo>, method: Method, version: Version, request_uri: String) -> Self {
+    pub fn new(
+        conn: Arc<ConnInfo>,
+        method: Method,
+        version: Version,
+        request_uri: Arc<str>,
+    ) -> Self {
         RequestCtx {
             conn,
             method,
@@ -400,7 +405,7 @@ impl RequestCtx {
             uri_changed: false,
             args: String::new(),
             headers: HeaderMap::new(),
-            host: String::new(),
+            host: empty_str(),
             server_name: empty_str(),
             document_root: Bytes::new(),
             request_filename: Bytes::new(),

@@ -26,11 +26,11 @@ pub struct ReqLog {
     /// The method of the request line.
     pub method: http::Method,
     /// The target as sent.
-    pub request_uri: String,
+    pub request_uri: Arc<str>,
     /// The version of the request line.
     pub version: http::Version,
     /// `host:`.
-    pub host: String,
+    pub host: Arc<str>,
     /// The `error_log` set of the location the request is in (0: the main level's).
     elog: AtomicU64,
 }

@@ -59,10 +59,10 @@ pub(crate) async fn content(
     // nginx's preaccess and access phases: after the rewrite phase, before try_files
     // and content.
     c.realip.apply(cx);
-    if let Some(r) = c.limits.preaccess(cx, c.server_tokens).await {
+    if let Some(r) = std::pin::pin!(c.limits.preaccess(cx, c.server_tokens)).await {
         return Outcome::Response(r, true);
     }
-    if let Some(r) = c.access.check(cx, c.server_tokens).await {
+    if let Some(r) = std::pin::pin!(c.access.check(cx, c.server_tokens)).await {
         return Outcome::Response(r, true);
     }
     if let Some((last, tries)) = c.try_files.split_last() {

@@ -536,6 +536,7 @@ async fn stream(
                 &cur.listen,
                 req,
                 n,
+                0,
                 None,
                 &chosen,
             );

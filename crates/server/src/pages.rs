@@ -133,7 +133,7 @@ pub(crate) fn log_error(cx: &RequestCtx, e: &Error) {
 pub(crate) fn host_port(cx: &RequestCtx) -> String {
     let port = cx.conn.local.port();
     if port == 80 {
-        cx.host.clone()
+        cx.host.to_string()
     } else {
         format!("{}:{port}", cx.host)
     }

@@ -197,7 +197,7 @@ pub(crate) async fn process(
                             if ex.touched {
                                 set_paths(&mut cx, &cur.data, &cur);
                             }
-                            content(&mut cx, &cur.data, &cur, &mut body).await
+                            std::pin::pin!(content(&mut cx, &cur.data, &cur, &mut body)).await
                         }
                     }
                 }

@@ -16,7 +16,7 @@ use junction_core::ctx::{ConnInfo, RequestCtx};
 use std::sync::Arc;
 
 /// `$host`: from the request line, else the Host header; lower case, no port.
-fn parse_host(raw: &str) -> Option<String> {
+fn parse_host(raw: &str) -> Option<Arc<str>> {
     let h = if raw.starts_with('[') {
         let (a, _) = raw.split_once(']')?;
         raw.get(..a.len() + 1)?
@@ -36,13 +36,19 @@ fn parse_host(raw: &str) -> Option<String> {
     {
         return None;
     }
-    Some(h.to_ascii_lowercase())
+    // One allocation when the name is lower case already, as it mostly is.
+    Some(if h.bytes().any(|c| c.is_ascii_uppercase()) {
+        Arc::from(h.to_ascii_lowercase())
+    } else {
+        Arc::from(h)
+    })
 }
 
 /// One request of a connection (HTTP/1 or an HTTP/2 stream), from its parsed head to
 /// the response the connection writes: the context built (`$request_uri`, headers,
 /// `$host`), the server chosen and the head checked under its settings, then the
-/// phases ([`process`]). `n` is the request's number on its connection; `chosen`
+/// phases ([`process`]). `n` is the request's number on its connection, `head_len`
+/// the bytes of its head as received (`$request_length`); `chosen`
 /// receives the chosen server's connection settings.
 pub(crate) async fn handle(
     shared: &Shared,
@@ -50,6 +56,7 @@ pub(crate) async fn handle(
     listen: &Listen,
     req: http::Request<ReqBody>,
     n: u64,
+    head_len: usize,
     upgrade: Option<junction_core::client::OnUpgrade>,
     chosen: &std::sync::OnceLock<Arc<crate::http1::ConnConf>>,
 ) -> http::Response<Body> {
@@ -60,9 +67,9 @@ pub(crate) async fn handle(
         parts.uri.path_and_query(),
     ) {
         // A target with raw bytes `http::Uri` refuses: `$request_uri` is what was sent.
-        (Some(raw), _) => String::from_utf8_lossy(&raw.0).into_owned(),
-        (None, Some(pq)) => pq.as_str().to_string(),
-        (None, None) => parts.uri.to_string(),
+        (Some(raw), _) => Arc::from(String::from_utf8_lossy(&raw.0)),
+        (None, Some(pq)) => Arc::from(pq.as_str()),
+        (None, None) => Arc::from(parts.uri.to_string()),
     };
     // Boxed: every future on the request's way holds a pointer, not a copy (the
     // state of a moved-from local stays in an async fn's future).
@@ -79,10 +86,7 @@ pub(crate) async fn handle(
     }
     cx.conn_requests = n;
     cx.headers = parts.headers;
-    cx.request_length = parts
-        .extensions
-        .get::<junction_core::client::HeadLength>()
-        .map_or(0, |h| h.0 as u64);
+    cx.request_length = head_len as u64;
     // Host
     let parsed_host = match parts.uri.authority() {
         Some(a) => Some(parse_host(a.as_str())),
@@ -94,7 +98,7 @@ pub(crate) async fn handle(
     let host = match parsed_host {
         Some(Some(h)) => Some(h),
         Some(None) => None,
-        None => Some(String::new()),
+        None => Some(Arc::from("")),
     };
     let si = select(rt, listen, host.as_deref().unwrap_or(""));
     let srv = listen
@@ -132,11 +136,7 @@ pub(crate) async fn handle(
             StatusCode::BAD_REQUEST,
         )),
         Some(h) => {
-            cx.host = if h.is_empty() {
-                srv.name0.to_string()
-            } else {
-                h
-            };
+            cx.host = if h.is_empty() { srv.name0.clone() } else { h };
             head_error(&cx, srv.large_header_size)
         }
     };
@@ -175,7 +175,12 @@ pub(crate) async fn handle(
     // nginx's post-read phase: realip with the server's settings.
     srv.base.data.realip.apply(&mut cx);
     let log = junction_core::logctx::ReqLog::of(&cx);
-    junction_core::logctx::in_request(process(&srv, cx, incoming, length, reject), log).await
+    let resp = std::pin::pin!(junction_core::logctx::in_request(
+        process(&srv, cx, incoming, length, reject),
+        log
+    ))
+    .await;
+    resp
 }
 
 /// nginx's checks of the head that need the server (its

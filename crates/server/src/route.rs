@@ -225,6 +225,16 @@ pub fn normalize_with(path: &str, merge: bool) -> Result<String, BadUri> {
         return Err(BadUri);
     }
     let raw = path.as_bytes();
+    // Nothing to decode or resolve (no `%`, NUL, `//`, `/.`): the path as it is.
+    let mut prev = 0u8;
+    let plain = raw.iter().all(|&c| {
+        let ok = c != b'%' && c != 0 && !(prev == b'/' && (c == b'/' || c == b'.'));
+        prev = c;
+        ok
+    });
+    if plain {
+        return Ok(path.to_string());
+    }
     let mut dec = Vec::with_capacity(raw.len());
     let mut i = 0;
     while let Some(&c) = raw.get(i) {

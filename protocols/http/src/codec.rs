@@ -142,7 +142,8 @@ impl HttpCodec {
         // Each name (parsed once) with the offset of its value in `buf`: the map is
         // built from slices of the frozen head below, so values are not copied.
         let base = buf.as_ptr() as usize;
-        let mut spans: Vec<(HeaderName, usize, usize)> = Vec::with_capacity(resp.headers.len());
+        let mut spans: smallvec::SmallVec<[(HeaderName, usize, usize); 16]> =
+            smallvec::SmallVec::with_capacity(resp.headers.len());
         for h in resp.headers.iter() {
             let invalid_name =
                 || Error::invalid(format!("upstream sent invalid header name \"{}\"", h.name));

@@ -281,10 +281,7 @@ async fn exchange<S: Socket>(
     };
     drop(reading);
     let req_info = ReqInfo::new(&head.parts.method, head.parts.version);
-    let mut parts = head.parts;
-    parts
-        .extensions
-        .insert(junction_core::client::HeadLength(head.len));
+    let parts = head.parts;
     let (body, sender, mut decoder) = match head.framing {
         Framing::None => (ReqBody::Empty, None, Decoder::length(0)),
         Framing::Length(l) => {
@@ -317,6 +314,7 @@ async fn exchange<S: Socket>(
             &c.listen,
             req,
             served,
+            head.len,
             upgrade_rx,
             &chosen,
         ));

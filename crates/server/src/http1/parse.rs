@@ -225,8 +225,8 @@ struct Parsed {
 
 const MANY: &str = "too many headers";
 
-/// The (name, value) offsets of a head's headers (one allocation, nothing zeroed).
-type Spans = Vec<(Span, Span)>;
+/// The (name, value) offsets of a head's headers (on the stack up to 24 headers).
+type Spans = smallvec::SmallVec<[(Span, Span); 24]>;
 
 /// Offsets of one header inside the head.
 #[derive(Clone, Copy, Default)]
@@ -299,7 +299,7 @@ fn parse_with<'b>(
     if line_end.saturating_sub(line_start) > conf.large_size {
         return Err(TOO_LONG_URI);
     }
-    let mut spans: Spans = Vec::with_capacity(req.headers.len());
+    let mut spans: Spans = smallvec::SmallVec::with_capacity(req.headers.len());
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.len() + h.value.len() + 4 > conf.large_size {
