@@ -42,8 +42,17 @@ impl ParamSet {
     /// Evaluates the params for this request.
     pub fn build(&self, cx: &RequestCtx) -> Vec<(Bytes, Bytes)> {
         let mut out = Vec::with_capacity(self.params.len() + cx.headers.len());
+        // Values with variables are written one after another into one buffer and
+        // split off it (one allocation for all of them, not one each).
+        let mut arena = BytesMut::with_capacity(1024);
         for p in &self.params {
-            let v = p.value.eval(cx);
+            let v = match p.value.as_literal() {
+                Some(b) => b,
+                None => {
+                    p.value.eval_into(cx, &mut arena);
+                    arena.split().freeze()
+                }
+            };
             if p.if_not_empty && v.is_empty() {
                 continue;
             }
@@ -67,7 +76,10 @@ impl ParamSet {
                 }
                 let mut vals = cx.headers.get_all(k).iter();
                 let value = match (vals.next(), vals.next()) {
-                    (Some(a), None) => Bytes::copy_from_slice(a.as_bytes()),
+                    (Some(a), None) => {
+                        arena.put_slice(a.as_bytes());
+                        arena.split().freeze()
+                    }
                     _ => {
                         let sep: &[u8] = if k == http::header::COOKIE {
                             b"; "

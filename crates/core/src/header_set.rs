@@ -84,6 +84,7 @@ impl HeaderSet {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use http::header;
@@ -180,6 +181,7 @@ pub fn header_name(b: &[u8]) -> Result<HeaderName, http::header::InvalidHeaderNa
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod name_tests {
     use super::header_name;
 

@@ -47,7 +47,10 @@
 //! - `cgi_response`: `ResponseBodyUntilClose`, the codec state of a response whose body
 //!   runs until the upstream closes (uwsgi, SCGI).
 //! - `codec_testing` (tests, or the `testing` feature): drive a codec at every split.
-//! - `time`: log time formats and the `Date` header.
+//! - `time`: log time formats, the `Date` header, and the timeouts that arm a timer
+//!   only when an I/O is not ready at once.
+//! - `header_set`: header-name sets tested in a few instructions (`*_hide_header`),
+//!   and the fast path for the names peers send most.
 //! - `stats`: live counters (connections, requests, durations) for `stub_status`
 //!   and `metrics`.
 //! - `proxy_protocol`: the PROXY protocol header (v1 text, v2 binary), a pure parser.

@@ -97,6 +97,7 @@ pub fn http_date() -> http::HeaderValue {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod tests {
     use super::*;
     use std::time::Duration;
@@ -142,6 +143,7 @@ pub async fn timeout_at<F: std::future::Future>(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
 mod timeout_tests {
     use std::time::Duration;
 

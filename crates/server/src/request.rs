@@ -50,6 +50,7 @@ fn parse_host(raw: &str) -> Option<Arc<str>> {
 /// phases ([`process`]). `n` is the request's number on its connection, `head_len`
 /// the bytes of its head as received (`$request_length`); `chosen`
 /// receives the chosen server's connection settings.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn handle(
     shared: &Shared,
     conn: Arc<ConnInfo>,

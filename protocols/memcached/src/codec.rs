@@ -153,7 +153,9 @@ impl MemcachedCodec {
         };
         buf.advance(lf + 1);
 
-        let mut headers = HeaderMap::new();
+        // Room for what the backend and the output add (Content-Type, Accept-Ranges,
+        // Server, Date) without a regrowth.
+        let mut headers = HeaderMap::with_capacity(6);
         let status = match parsed {
             FirstLine::Miss => {
                 tracing::info!(
