@@ -1,7 +1,6 @@
 //! Log time formats (`$time_local`, `$time_iso8601`) and a cached `Date` header.
 //! Times are rendered in UTC (offset `+0000`).
 
-use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const MONTHS: [&str; 12] = [
@@ -77,23 +76,31 @@ pub fn syslog_time(t: SystemTime) -> String {
     format!("{mon} {d:>2} {hh:02}:{mm:02}:{ss:02}")
 }
 
-static DATE: Mutex<(u64, Option<http::HeaderValue>)> = Mutex::new((0, None));
+thread_local! {
+    /// Each worker thread's `Date` value and the second it is for.
+    static DATE: std::cell::RefCell<(u64, Option<http::HeaderValue>)> =
+        const { std::cell::RefCell::new((0, None)) };
+}
 
-/// The `Date` header value, formatted at most once a second.
+/// The `Date` header value, formatted at most once a second per worker thread
+/// (no lock shared between workers).
 pub fn http_date() -> http::HeaderValue {
     let now = SystemTime::now();
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let mut g = match DATE.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
+    let fresh = || {
+        http::HeaderValue::from_str(&httpdate::fmt_http_date(now))
+            .unwrap_or_else(|_| http::HeaderValue::from_static(""))
     };
-    if g.0 != secs || g.1.is_none() {
-        let v = http::HeaderValue::from_str(&httpdate::fmt_http_date(now))
-            .unwrap_or_else(|_| http::HeaderValue::from_static(""));
-        *g = (secs, Some(v));
-    }
-    g.1.clone()
-        .unwrap_or_else(|| http::HeaderValue::from_static(""))
+    DATE.with(|d| {
+        let Ok(mut g) = d.try_borrow_mut() else {
+            return fresh();
+        };
+        if g.0 != secs || g.1.is_none() {
+            *g = (secs, Some(fresh()));
+        }
+        g.1.clone()
+            .unwrap_or_else(|| http::HeaderValue::from_static(""))
+    })
 }
 
 #[cfg(test)]

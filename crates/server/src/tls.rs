@@ -65,6 +65,9 @@ impl Socket for Stream {
     fn reset(&self) {
         self.get_ref().0.reset();
     }
+    fn shutdown_on_close(&self) -> bool {
+        true
+    }
 }
 
 /// `ssl_verify_client`.

@@ -36,6 +36,11 @@ const GRACEFUL_IDLE: Duration = Duration::from_secs(1);
 pub(crate) trait Socket: AsyncRead + AsyncWrite + Send + Unpin + 'static {
     fn poll_readable(&self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>>;
     fn reset(&self);
+    /// Whether closing needs a shutdown first when the connection does not linger
+    /// (TLS: its close_notify). A plain socket is just closed, as nginx does.
+    fn shutdown_on_close(&self) -> bool {
+        false
+    }
 }
 
 impl Socket for tokio::net::TcpStream {
@@ -215,6 +220,9 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
                 if !linger {
                     // nginx counts the connection closed before its close(2).
                     drop(_open);
+                    if !io.shutdown_on_close() {
+                        return;
+                    }
                 }
                 // Boxed: its timer and read future live only while closing, not in every
                 // idle connection's task.
@@ -559,10 +567,13 @@ async fn discard<S: Socket>(
 /// each read comes within `lingering_timeout` (so a client still sending its
 /// body reads the response instead of a reset).
 async fn close<S: Socket>(mut io: S, linger: bool, conf: &ConnConf) {
-    write::shutdown(&mut io).await;
     if !linger {
+        if io.shutdown_on_close() {
+            write::shutdown(&mut io).await;
+        }
         return;
     }
+    write::shutdown(&mut io).await;
     let end = Instant::now() + conf.lingering_time;
     let mut scratch = vec![0u8; 4096];
     loop {
