@@ -121,6 +121,16 @@ mod tests {
     }
 }
 
+/// `fut`'s output if it is ready at its first poll (the poll registers the task's
+/// waker as any poll does).
+async fn ready_now<F: std::future::Future>(fut: std::pin::Pin<&mut F>) -> Option<F::Output> {
+    let mut fut = fut;
+    match std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
+}
+
 /// `tokio::time::timeout`, with the timer armed only when `fut` is not ready at its
 /// first poll: most writes, and reads of bytes already received, finish at once, and
 /// then no timer is registered, read the clock, or removed.
@@ -129,10 +139,9 @@ pub async fn timeout<F: std::future::Future>(
     fut: F,
 ) -> Result<F::Output, tokio::time::error::Elapsed> {
     let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-    match first {
-        std::task::Poll::Ready(v) => Ok(v),
-        std::task::Poll::Pending => tokio::time::timeout(t, fut).await,
+    match ready_now(fut.as_mut()).await {
+        Some(v) => Ok(v),
+        None => tokio::time::timeout(t, fut).await,
     }
 }
 
@@ -142,10 +151,9 @@ pub async fn timeout_at<F: std::future::Future>(
     fut: F,
 ) -> Result<F::Output, tokio::time::error::Elapsed> {
     let mut fut = std::pin::pin!(fut);
-    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(fut.as_mut().poll(cx))).await;
-    match first {
-        std::task::Poll::Ready(v) => Ok(v),
-        std::task::Poll::Pending => tokio::time::timeout_at(deadline, fut).await,
+    match ready_now(fut.as_mut()).await {
+        Some(v) => Ok(v),
+        None => tokio::time::timeout_at(deadline, fut).await,
     }
 }
 
