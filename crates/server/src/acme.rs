@@ -176,15 +176,6 @@ fn remove_challenge(token: &str) {
     }
 }
 
-fn resolve(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
 fn arg1(d: &Directive) -> Result<&str, ConfigError> {
     d.args.first().map(|a| a.value.as_str()).ok_or_else(|| {
         err(
@@ -231,10 +222,10 @@ fn issuer(
             }
             "state_path" => {
                 let v = arg1(d)?;
-                i.state = (v != "off").then(|| resolve(base, v));
+                i.state = (v != "off").then(|| crate::tls::resolve(base, v));
             }
             "accept_terms_of_service" => i.tos = true,
-            "ssl_trusted_certificate" => i.trusted = Some(resolve(base, arg1(d)?)),
+            "ssl_trusted_certificate" => i.trusted = Some(crate::tls::resolve(base, arg1(d)?)),
             "ssl_verify" => {
                 i.verify = match arg1(d)? {
                     "on" => true,
@@ -266,7 +257,7 @@ fn issuer(
                             format!("account_key \"{v}\" is not supported by junction yet (only \"ecdsa:256\" or a file with a P-256 key; see docs/directives.md)"),
                         ))
                     }
-                    f => i.account_key = Some(resolve(base, f)),
+                    f => i.account_key = Some(crate::tls::resolve(base, f)),
                 }
             }
             "external_account_key" | "preferred_chain" | "profile" => {

@@ -431,8 +431,9 @@ fn send_error_page(
     Step::Done(r)
 }
 
-/// The named captures of the matched location regex (`(?<name>…)`) set `$name`.
-fn set_named_captures(cx: &mut RequestCtx, names: &[(usize, usize)]) {
+/// The named captures of the last regex match (`(?<name>…)`: a location's, a
+/// `rewrite`'s or an `if`'s) set `$name`.
+pub(crate) fn set_named_captures(cx: &mut RequestCtx, names: &[(usize, usize)]) {
     for &(group, slot) in names {
         let v = cx
             .captures

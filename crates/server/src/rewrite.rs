@@ -462,14 +462,7 @@ fn set_captures(
     names: &[(usize, usize)],
 ) {
     cx.captures = Captures { subject, spans };
-    for &(group, slot) in names {
-        let v = cx
-            .captures
-            .get(group)
-            .map(|s| Bytes::copy_from_slice(s.as_bytes()))
-            .unwrap_or_default();
-        cx.set_slot(slot, v);
-    }
+    crate::phases::set_named_captures(cx, names);
 }
 
 fn do_rewrite(rw: &Rewrite, log: bool, cx: &mut RequestCtx, conf: &LocConf, ex: &mut Exec) -> Flow {

@@ -318,7 +318,9 @@ fn read_pem(
     })
 }
 
-fn resolve(conf_dir: &Path, p: &str) -> PathBuf {
+/// A path from the configuration: absolute, or relative to the configuration's
+/// directory (nginx's conf prefix).
+pub(crate) fn resolve(conf_dir: &Path, p: &str) -> PathBuf {
     let p = Path::new(p);
     if p.is_absolute() {
         p.to_path_buf()

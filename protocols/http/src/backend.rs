@@ -97,7 +97,7 @@ pub struct HttpProxy {
     /// `proxy_cookie_*`.
     cookies: crate::cookie::CookieRules,
     /// `proxy_pass_trailers on`: the hidden fields to drop from the trailers.
-    trailers: Option<std::sync::Arc<[HeaderName]>>,
+    trailers: Option<Arc<HeaderSet>>,
 }
 
 fn header_name(a: &junction_config::Arg) -> Result<HeaderName, ConfigError> {
@@ -304,7 +304,7 @@ pub fn build(
         cookies: crate::cookie::CookieRules::build(scope, bx)?,
         trailers: scope
             .flag("proxy_pass_trailers", false)?
-            .then(|| hide.iter().cloned().collect()),
+            .then(|| Arc::new(hide.clone())),
         hide,
         hide_decode,
     })))

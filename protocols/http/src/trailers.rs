@@ -6,25 +6,17 @@
 //! them on a chunked HTTP/1.1 response (or HTTP/2); others drop them, as nginx.
 
 use bytes::Bytes;
-use http::HeaderName;
 use http_body_util::BodyExt;
 use junction_core::body::Body;
+use junction_core::header_set::HeaderSet;
 use std::sync::Arc;
 
-/// The response body with the hidden fields taken out of its trailers.
-pub(crate) fn filter(body: Body, hide: &Arc<[HeaderName]>) -> Body {
+/// The response body with the hidden fields taken out of its trailers (in their
+/// order, as `ngx_http_upstream_process_trailers`).
+pub(crate) fn filter(body: Body, hide: &Arc<HeaderSet>) -> Body {
     let hide = hide.clone();
     body.map_frame(move |f: http_body::Frame<Bytes>| match f.into_trailers() {
-        Ok(t) => {
-            // Rebuilt rather than removed from: the fields keep the upstream's order.
-            let mut out = http::HeaderMap::with_capacity(t.len());
-            for (k, v) in &t {
-                if !hide.contains(k) {
-                    out.append(k.clone(), v.clone());
-                }
-            }
-            http_body::Frame::trailers(out)
-        }
+        Ok(t) => http_body::Frame::trailers(hide.remove_from(t)),
         Err(f) => f,
     })
     .boxed_unsync()
