@@ -490,19 +490,25 @@ def run_wrk(ctx, port, path, duration, close=False, headers=(), tls=False):
     for h in headers:
         cmd += ["-H", h]
     cmd.append("%s://127.0.0.1:%d%s" % ("https" if tls else "http", port, path))
+    d = parse_wrk(run_load("wrk", cmd, duration))
+    d["cmd"] = " ".join(cmd)
+    return d
+
+
+def run_load(name, cmd, duration):
+    """Runs a load generator to its end and returns what it printed (an error if it
+    hangs or fails)."""
     p = PROCS.spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         out, _ = p.communicate(timeout=duration + 60)
     except subprocess.TimeoutExpired:
         PROCS.stop(p, sig=signal.SIGKILL)
-        raise HarnessError("wrk did not finish")
+        raise HarnessError("%s did not finish" % name)
     PROCS.items.remove(p)
     out = out.decode("utf-8", "replace")
     if p.returncode != 0:
-        raise HarnessError("wrk exited %s: %s" % (p.returncode, out.strip()[-300:]))
-    d = parse_wrk(out)
-    d["cmd"] = " ".join(cmd)
-    return d
+        raise HarnessError("%s exited %s: %s" % (name, p.returncode, out.strip()[-300:]))
+    return out
 
 
 H2_STREAMS = 10  # h2load -m: concurrent streams per connection
@@ -542,16 +548,7 @@ def run_h2load(ctx, port, path, duration):
         raise HarnessError("h2load is missing: apt-get install -y nghttp2-client")
     cmd = [h2load, "-t%d" % WRK_THREADS, "-c%d" % WRK_CONNECTIONS, "-m%d" % H2_STREAMS,
            "-D%d" % duration, "https://127.0.0.1:%d%s" % (port, path)]
-    p = PROCS.spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        out, _ = p.communicate(timeout=duration + 60)
-    except subprocess.TimeoutExpired:
-        PROCS.stop(p, sig=signal.SIGKILL)
-        raise HarnessError("h2load did not finish")
-    PROCS.items.remove(p)
-    out = out.decode("utf-8", "replace")
-    if p.returncode != 0:
-        raise HarnessError("h2load exited %s: %s" % (p.returncode, out.strip()[-300:]))
+    out = run_load("h2load", cmd, duration)
     if "h2" not in (re.search(r"Application protocol: (\S+)", out) or [None, ""])[1]:
         raise HarnessError("h2load did not negotiate h2: %s" % out.strip()[-300:])
     d = parse_h2load(out)
