@@ -12,6 +12,7 @@ use crate::relay::{BufferPolicy, Spool, SpoolBody};
 use crate::upstream::{Conn, Group, InUse, Outcome};
 use crate::vars::Template;
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -711,6 +712,10 @@ fn log_stderr(s: &[u8], upstream: UpstreamName<'_>) {
     );
 }
 
+/// How much of a body is read ahead, without waiting, before the relay task is
+/// started.
+const EAGER_READ: usize = 64 * 1024;
+
 #[allow(clippy::too_many_arguments)]
 async fn relay(
     conf: &UpstreamConf,
@@ -727,10 +732,49 @@ async fn relay(
 ) -> Result<Body, Error> {
     // Fast path: the whole body is already here.
     let mut pieces: Vec<Bytes> = Vec::new();
+    // A read error met here is the relay task's first event.
+    let mut first_err: Option<Error> = None;
+    let mut held = 0usize;
     loop {
-        match codec.decode(&mut buf)? {
-            Some(Decoded::Data(d)) => pieces.push(d),
-            Some(Decoded::Stderr(s)) => log_stderr(
+        let ev = match codec.decode(&mut buf)? {
+            Some(ev) => ev,
+            // What the upstream has sent already is read without waiting: a body that
+            // ends with the upstream's close (uwsgi and SCGI servers) is most often all
+            // in the socket by now, and then needs no relay task.
+            None if held < EAGER_READ => {
+                if buf.capacity() - buf.len() < 4096 {
+                    buf.reserve(16 * 1024);
+                }
+                match conn.stream.read_buf(&mut buf).now_or_never() {
+                    Some(Ok(0)) => match codec.decode_eof(&mut buf) {
+                        Ok(ev) => ev.unwrap_or(Decoded::End { reusable: false }),
+                        Err(e) => {
+                            first_err = Some(e);
+                            break;
+                        }
+                    },
+                    Some(Ok(n)) => {
+                        if let Some(st) = &stats {
+                            st.received
+                                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        first_err = Some(io_err(e, "recv()", READING_BODY));
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            None => break,
+        };
+        match ev {
+            Decoded::Data(d) => {
+                held += d.len();
+                pieces.push(d);
+            }
+            Decoded::Stderr(s) => log_stderr(
                 &s,
                 UpstreamName {
                     schema: conf.schema,
@@ -738,7 +782,7 @@ async fn relay(
                     uri: &uri,
                 },
             ),
-            Some(Decoded::End { reusable }) => {
+            Decoded::End { reusable } => {
                 group.put(i, conn, reusable && conf.keep_conn && buf.is_empty());
                 drop(inuse);
                 if let Some(t) = codec.take_trailers() {
@@ -769,8 +813,7 @@ async fn relay(
                 };
                 return Ok(body);
             }
-            Some(Decoded::Head(_)) => return Err(Error::invalid("upstream sent a second header")),
-            None => break,
+            Decoded::Head(_) => return Err(Error::invalid("upstream sent a second header")),
         }
     }
     let buffered = conf.buffering.buffering
@@ -808,6 +851,11 @@ async fn relay(
             if writer.push(p).await.is_err() {
                 return;
             }
+        }
+        if let Some(e) = first_err {
+            failed(e.message());
+            writer.finish(Err(e.message().to_string()));
+            return;
         }
         loop {
             let ev = match codec.decode(&mut buf) {
