@@ -5,6 +5,7 @@
 use crate::ctx::RequestCtx;
 use crate::vars::Template;
 use bytes::{BufMut, Bytes, BytesMut};
+use smallvec::SmallVec;
 
 /// One `*_param NAME VALUE [if_not_empty]`.
 #[derive(Debug, Clone)]
@@ -39,27 +40,28 @@ fn http_name(name: &str, out: &mut BytesMut) {
 }
 
 impl ParamSet {
-    /// Evaluates the params for this request.
-    pub fn build(&self, cx: &RequestCtx) -> Vec<(Bytes, Bytes)> {
-        let mut out = Vec::with_capacity(self.params.len() + cx.headers.len());
-        // Values with variables are written one after another into one buffer and
-        // split off it (one allocation for all of them, not one each).
-        let mut arena = BytesMut::with_capacity(1024);
+    /// Evaluates the params for this request: names and values are written one after
+    /// another into one buffer (nothing allocated per param).
+    pub fn build(&self, cx: &RequestCtx) -> Params {
+        let mut out = Params {
+            buf: BytesMut::with_capacity(1024),
+            spans: SmallVec::new(),
+        };
         for p in &self.params {
-            let v = match p.value.as_literal() {
-                Some(b) => b,
-                None => {
-                    p.value.eval_into(cx, &mut arena);
-                    arena.split().freeze()
-                }
-            };
-            if p.if_not_empty && v.is_empty() {
+            let start = out.buf.len();
+            out.buf.put_slice(&p.name);
+            let mid = out.buf.len();
+            match p.value.literal_bytes() {
+                Some(b) => out.buf.put_slice(b),
+                None => p.value.eval_into(cx, &mut out.buf),
+            }
+            if p.if_not_empty && out.buf.len() == mid {
+                out.buf.truncate(start);
                 continue;
             }
-            out.push((p.name.clone(), v));
+            out.end(start, mid);
         }
         if self.pass_request_headers {
-            let mut name = BytesMut::new();
             let mut last: Option<&http::HeaderName> = None;
             for (k, v) in cx.headers.iter() {
                 if last == Some(k) {
@@ -69,38 +71,93 @@ impl ParamSet {
                 if k.as_str().contains('_') {
                     continue; // nginx ignores such headers (underscores_in_headers off)
                 }
-                name.clear();
-                http_name(k.as_str(), &mut name);
-                if self.params.iter().any(|p| p.name == name.as_ref()) {
+                let start = out.buf.len();
+                http_name(k.as_str(), &mut out.buf);
+                let mid = out.buf.len();
+                let name = out.buf.get(start..mid).unwrap_or_default();
+                if self.params.iter().any(|p| p.name == name) {
+                    out.buf.truncate(start);
                     continue; // an explicit param wins
                 }
                 let mut vals = cx.headers.get_all(k).iter();
-                let value = match (vals.next(), vals.next()) {
-                    (Some(a), None) => {
-                        arena.put_slice(a.as_bytes());
-                        arena.split().freeze()
-                    }
+                match (vals.next(), vals.next()) {
+                    (Some(_), None) | (None, _) => out.buf.put_slice(v.as_bytes()),
                     _ => {
                         let sep: &[u8] = if k == http::header::COOKIE {
                             b"; "
                         } else {
                             b", "
                         };
-                        let mut j = BytesMut::new();
                         for (n, x) in cx.headers.get_all(k).iter().enumerate() {
                             if n > 0 {
-                                j.put_slice(sep);
+                                out.buf.put_slice(sep);
                             }
-                            j.put_slice(x.as_bytes());
+                            out.buf.put_slice(x.as_bytes());
                         }
-                        j.freeze()
                     }
-                };
-                let _ = v;
-                out.push((name.split().freeze(), value));
+                }
+                out.end(start, mid);
             }
         }
         out
+    }
+}
+
+/// The evaluated params of one request, in order: each name and its value side by
+/// side in one buffer.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    buf: BytesMut,
+    /// Per param: where its name starts, where its value starts, where it ends.
+    spans: SmallVec<[[u32; 3]; 32]>,
+}
+
+impl Params {
+    /// Params from name/value pairs (health probes, tests).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Self {
+        let mut out = Params::default();
+        for (name, value) in pairs {
+            let start = out.buf.len();
+            out.buf.put_slice(name);
+            let mid = out.buf.len();
+            out.buf.put_slice(value);
+            out.end(start, mid);
+        }
+        out
+    }
+
+    /// Records the param written from `start` (its value from `mid`) to the end.
+    fn end(&mut self, start: usize, mid: usize) {
+        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        self.spans.push([at(start), at(mid), at(self.buf.len())]);
+    }
+
+    /// The params as (name, value), in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone + '_ {
+        self.spans.iter().map(|&[a, m, e]| {
+            let part = |x: u32, y: u32| self.buf.get(x as usize..y as usize).unwrap_or_default();
+            (part(a, m), part(m, e))
+        })
+    }
+
+    /// How many params.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// The bytes of all names and values together.
+    pub fn bytes_len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The value of the first param named `name`.
+    pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
+        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
     }
 }
 

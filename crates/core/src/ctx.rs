@@ -1,7 +1,7 @@
 //! The per-request context: what the client sent, where it came from, what the
 //! routing decided, and what the upstream answered. Variables are read from here.
 
-use crate::vars::{put_display, Var};
+use crate::vars::{put_display, put_int, put_ip, Var};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderMap, Method, Version};
 use std::net::SocketAddr;
@@ -502,7 +502,10 @@ impl RequestCtx {
     /// Appends the value of `v` to `out`.
     pub fn var_into(&self, v: &Var, out: &mut BytesMut) {
         match v {
-            Var::RemoteAddr => put_display(out, self.conn.client()),
+            Var::RemoteAddr => match self.conn.client() {
+                ClientAddr::Ip(ip) => put_ip(out, ip),
+                ClientAddr::Unix => out.put_slice(b"unix:"),
+            },
             Var::BinaryRemoteAddr => match self.conn.client() {
                 ClientAddr::Ip(std::net::IpAddr::V4(a)) => out.put_slice(&a.octets()),
                 ClientAddr::Ip(std::net::IpAddr::V6(a)) => out.put_slice(&a.octets()),
@@ -513,17 +516,17 @@ impl RequestCtx {
                 // realip from an address without a port, a unix-socket client: empty,
                 // as nginx
                 if self.conn.remote.port() != 0 {
-                    put_display(out, self.conn.remote.port())
+                    put_int(out, self.conn.remote.port())
                 }
             }
             Var::RealipRemoteAddr => {
-                put_display(out, self.realip_remote.unwrap_or(self.conn.remote).ip())
+                put_ip(out, self.realip_remote.unwrap_or(self.conn.remote).ip())
             }
             Var::RealipRemotePort => {
-                put_display(out, self.realip_remote.unwrap_or(self.conn.remote).port())
+                put_int(out, self.realip_remote.unwrap_or(self.conn.remote).port())
             }
-            Var::ServerAddr => put_display(out, self.conn.local.ip()),
-            Var::ServerPort => put_display(out, self.conn.local.port()),
+            Var::ServerAddr => put_ip(out, self.conn.local.ip()),
+            Var::ServerPort => put_int(out, self.conn.local.port()),
             Var::ServerName => out.put_slice(self.server_name.as_bytes()),
             Var::ServerProtocol => out.put_slice(match self.version {
                 Version::HTTP_10 => b"HTTP/1.0",
@@ -588,7 +591,7 @@ impl RequestCtx {
             }
             Var::Status => {
                 if self.status != 0 {
-                    put_display(out, self.status)
+                    put_int(out, self.status)
                 } else {
                     out.put_slice(b"000")
                 }
@@ -597,8 +600,8 @@ impl RequestCtx {
                 out,
                 format_args!("{:.3}", self.start.elapsed().as_secs_f64()),
             ),
-            Var::BodyBytesSent | Var::BytesSent => put_display(out, self.body_bytes_sent),
-            Var::RequestLength => put_display(out, self.request_length),
+            Var::BodyBytesSent | Var::BytesSent => put_int(out, self.body_bytes_sent),
+            Var::RequestLength => put_int(out, self.request_length),
             Var::UpstreamAddr => self
                 .upstream
                 .list_into(out, |a, o| o.put_slice(a.server.name.as_bytes())),
@@ -669,8 +672,8 @@ impl RequestCtx {
                 )
             }
             Var::Pid => put_display(out, std::process::id()),
-            Var::Connection => put_display(out, self.conn.id),
-            Var::ConnectionRequests => put_display(out, self.conn_requests),
+            Var::Connection => put_int(out, self.conn.id),
+            Var::ConnectionRequests => put_int(out, self.conn_requests),
             Var::RemoteUser => {
                 if let Some(c) = crate::basic_auth::credentials(&self.headers) {
                     out.put_slice(c.user());

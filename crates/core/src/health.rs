@@ -299,33 +299,33 @@ impl Probe for TlsProbe {
 /// The CGI variables of a probe request for `uri` (FastCGI, uwsgi, SCGI): a plain
 /// `GET uri` from 127.0.0.1, with `SCRIPT_NAME`/`SCRIPT_FILENAME`/`DOCUMENT_URI` set to
 /// the URI too, so php-fpm's `ping.path` (matched against the script name) answers.
-pub fn cgi_probe_params(uri: &str) -> Vec<(Bytes, Bytes)> {
+pub fn cgi_probe_params(uri: &str) -> crate::cgi::Params {
     let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-    let v = |s: &str| Bytes::copy_from_slice(s.as_bytes());
-    [
-        ("REQUEST_METHOD", "GET"),
-        ("REQUEST_URI", uri),
-        ("DOCUMENT_URI", path),
-        ("SCRIPT_NAME", path),
-        ("SCRIPT_FILENAME", path),
-        ("PATH_INFO", ""),
-        ("QUERY_STRING", query),
-        ("CONTENT_LENGTH", ""),
-        ("CONTENT_TYPE", ""),
-        ("SERVER_PROTOCOL", "HTTP/1.1"),
-        ("GATEWAY_INTERFACE", "CGI/1.1"),
-        ("SERVER_SOFTWARE", "junction"),
-        ("SERVER_NAME", "localhost"),
-        ("SERVER_PORT", "80"),
-        ("SERVER_ADDR", "127.0.0.1"),
-        ("REMOTE_ADDR", "127.0.0.1"),
-        ("REMOTE_PORT", "0"),
-        ("HTTP_HOST", "localhost"),
-        ("HTTP_USER_AGENT", "junction-health-check"),
-    ]
-    .iter()
-    .map(|(k, val)| (v(k), v(val)))
-    .collect()
+    crate::cgi::Params::from_pairs(
+        [
+            ("REQUEST_METHOD", "GET"),
+            ("REQUEST_URI", uri),
+            ("DOCUMENT_URI", path),
+            ("SCRIPT_NAME", path),
+            ("SCRIPT_FILENAME", path),
+            ("PATH_INFO", ""),
+            ("QUERY_STRING", query),
+            ("CONTENT_LENGTH", ""),
+            ("CONTENT_TYPE", ""),
+            ("SERVER_PROTOCOL", "HTTP/1.1"),
+            ("GATEWAY_INTERFACE", "CGI/1.1"),
+            ("SERVER_SOFTWARE", "junction"),
+            ("SERVER_NAME", "localhost"),
+            ("SERVER_PORT", "80"),
+            ("SERVER_ADDR", "127.0.0.1"),
+            ("REMOTE_ADDR", "127.0.0.1"),
+            ("REMOTE_PORT", "0"),
+            ("HTTP_HOST", "localhost"),
+            ("HTTP_USER_AGENT", "junction-health-check"),
+        ]
+        .iter()
+        .map(|(k, val)| (k.as_bytes(), val.as_bytes())),
+    )
 }
 
 /// Records one probe result and logs a transition.

@@ -172,7 +172,7 @@ impl Family {
 /// What a CGI-style protocol supplies: its request head and its codec.
 pub trait CgiProtocol: Send + Sync + 'static {
     /// Encodes the request head from the evaluated params and the exact body length.
-    fn encode_head(&self, params: &[(Bytes, Bytes)], body_len: u64) -> Result<Bytes, Error>;
+    fn encode_head(&self, params: &crate::cgi::Params, body_len: u64) -> Result<Bytes, Error>;
 
     /// A fresh codec for one attempt; `head_limit` is `*_buffer_size`.
     fn codec(&self, head_limit: usize) -> Box<dyn UpstreamCodec>;

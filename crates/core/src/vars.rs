@@ -545,6 +545,15 @@ impl Template {
         self.pieces.iter().all(|p| matches!(p, Piece::Lit(_)))
     }
 
+    /// The literal value, if it has no variables (borrowed).
+    pub fn literal_bytes(&self) -> Option<&[u8]> {
+        match self.pieces.as_slice() {
+            [] => Some(&[]),
+            [Piece::Lit(b)] => Some(b),
+            _ => None,
+        }
+    }
+
     /// The literal value, if it has no variables.
     pub fn as_literal(&self) -> Option<Bytes> {
         match self.pieces.as_slice() {
@@ -649,6 +658,27 @@ impl Template {
 }
 
 /// Appends a displayable value to a `BytesMut` without an intermediate String.
+pub(crate) fn put_int(out: &mut BytesMut, v: impl itoa::Integer) {
+    out.put_slice(itoa::Buffer::new().format(v).as_bytes());
+}
+
+/// Appends an address as text: an IPv4 address digit by digit (the formatter is
+/// slow for the variable nearly every request reads), an IPv6 one formatted.
+pub(crate) fn put_ip(out: &mut BytesMut, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(a) => {
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b'.');
+                }
+                put_int(out, o);
+            }
+        }
+        std::net::IpAddr::V6(_) => put_display(out, ip),
+    }
+}
+
+/// Appends `v` formatted.
 pub(crate) fn put_display(out: &mut BytesMut, v: impl std::fmt::Display) {
     struct W<'a>(&'a mut BytesMut);
     impl std::fmt::Write for W<'_> {

@@ -6,6 +6,7 @@
 
 use crate::head::HeadCollector;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use junction_core::cgi::Params;
 use junction_core::codec::{Decoded, UpstreamCodec};
 use junction_core::error::{Error, ErrorKind};
 
@@ -223,25 +224,27 @@ fn put_param_len(out: &mut BytesMut, len: usize) {
 ///
 /// A name or value longer than [`MAX_PARAM_LEN`] cannot be encoded; such a pair is left
 /// out (with a warning) rather than sent corrupted.
-pub fn encode_request_head(request_id: u16, keep_conn: bool, params: &[(Bytes, Bytes)]) -> Bytes {
-    let mut stream = BytesMut::new();
-    for (name, value) in params {
-        if name.len() > MAX_PARAM_LEN || value.len() > MAX_PARAM_LEN {
+pub fn encode_request_head(request_id: u16, keep_conn: bool, params: &Params) -> Bytes {
+    let fits = |name: &[u8], value: &[u8]| {
+        let ok = name.len() <= MAX_PARAM_LEN && value.len() <= MAX_PARAM_LEN;
+        if !ok {
             tracing::warn!(
                 name = %String::from_utf8_lossy(name.get(..64).unwrap_or(name)),
                 "FastCGI param too long to encode, left out"
             );
-            continue;
         }
-        put_param_len(&mut stream, name.len());
-        put_param_len(&mut stream, value.len());
-        stream.put_slice(name);
-        stream.put_slice(value);
-    }
-
-    let records = stream.len().div_ceil(MAX_CONTENT_LEN);
+        ok
+    };
+    let len_size = |n: usize| if n < SHORT_PARAM_LEN { 1 } else { 4 };
+    // The exact size of the PARAMS stream, so that it is written once, in place.
+    let stream_len: usize = params
+        .iter()
+        .filter(|(n, v)| n.len() <= MAX_PARAM_LEN && v.len() <= MAX_PARAM_LEN)
+        .map(|(n, v)| len_size(n.len()) + len_size(v.len()) + n.len() + v.len())
+        .sum();
+    let records = stream_len.div_ceil(MAX_CONTENT_LEN);
     let mut out = BytesMut::with_capacity(
-        (HEADER_LEN + BODY_LEN) + stream.len() + records * (HEADER_LEN + ALIGN) + HEADER_LEN,
+        (HEADER_LEN + BODY_LEN) + stream_len + records * (HEADER_LEN + ALIGN) + HEADER_LEN,
     );
     let flags = if keep_conn { FLAG_KEEP_CONN } else { 0 };
     let [role_hi, role_lo] = ROLE_RESPONDER.to_be_bytes();
@@ -251,11 +254,34 @@ pub fn encode_request_head(request_id: u16, keep_conn: bool, params: &[(Bytes, B
         request_id,
         &[role_hi, role_lo, flags, 0, 0, 0, 0, 0],
     );
-    let mut rest = &stream[..];
-    while !rest.is_empty() {
-        let (content, tail) = rest.split_at(usize::from(record_len(rest.len())));
-        put_record(&mut out, RecordType::Params, request_id, content);
-        rest = tail;
+    let put_pairs = |out: &mut BytesMut| {
+        for (name, value) in params.iter() {
+            if !fits(name, value) {
+                continue;
+            }
+            put_param_len(out, name.len());
+            put_param_len(out, value.len());
+            out.put_slice(name);
+            out.put_slice(value);
+        }
+    };
+    if stream_len == 0 {
+        // Only the empty PARAMS record (below).
+    } else if stream_len <= MAX_CONTENT_LEN {
+        // One PARAMS record, its pairs written straight after its header.
+        let header = RecordHeader::new(RecordType::Params, request_id, record_len(stream_len));
+        out.put_slice(&header.to_bytes());
+        put_pairs(&mut out);
+        out.put_bytes(0, usize::from(header.padding_length));
+    } else {
+        let mut stream = BytesMut::with_capacity(stream_len);
+        put_pairs(&mut stream);
+        let mut rest = &stream[..];
+        while !rest.is_empty() {
+            let (content, tail) = rest.split_at(usize::from(record_len(rest.len())));
+            put_record(&mut out, RecordType::Params, request_id, content);
+            rest = tail;
+        }
     }
     put_record(&mut out, RecordType::Params, request_id, &[]);
     out.freeze()
@@ -538,6 +564,10 @@ impl UpstreamCodec for FastcgiCodec {
 )]
 mod tests {
     use super::*;
+
+    fn pp(pairs: &[(Bytes, Bytes)]) -> Params {
+        Params::from_pairs(pairs.iter().map(|(k, v)| (&k[..], &v[..])))
+    }
     use http::StatusCode;
 
     const ID: u16 = 1;
@@ -732,7 +762,7 @@ mod tests {
     fn begin_request_exact_bytes() {
         // Spec §5.1: {FCGI_BEGIN_REQUEST, 1, {FCGI_RESPONDER, FCGI_KEEP_CONN}}, then the
         // empty PARAMS record.
-        let head = encode_request_head(1, true, &[]);
+        let head = encode_request_head(1, true, &Params::default());
         assert_eq!(
             &head[..],
             &[
@@ -741,7 +771,7 @@ mod tests {
                 1, 4, 0, 1, 0, 0, 0, 0, // empty PARAMS
             ][..]
         );
-        let head = encode_request_head(0x1234, false, &[]);
+        let head = encode_request_head(0x1234, false, &Params::default());
         assert_eq!(
             &head[..16],
             &[1, 1, 0x12, 0x34, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
@@ -755,7 +785,7 @@ mod tests {
             Bytes::from_static(b"SCRIPT_FILENAME"),
             Bytes::from(value.clone()),
         )];
-        let head = encode_request_head(1, false, &params);
+        let head = encode_request_head(1, false, &pp(&params));
         let params_rec = &head[16..];
         // 1 + 4 + 15 + 200 = 220 bytes of content, 4 of padding.
         assert_eq!(&params_rec[..HEADER_LEN], &[1, 4, 0, 1, 0, 220, 4, 0]);
@@ -801,7 +831,7 @@ mod tests {
             ),
             (Bytes::from_static(b"A"), Bytes::from(vec![b'y'; 65_535])),
         ];
-        let head = encode_request_head(7, true, &params);
+        let head = encode_request_head(7, true, &pp(&params));
         let (role, flags, decoded) = decode_request_head(&head);
         assert_eq!(role, ROLE_RESPONDER);
         assert_eq!(flags, FLAG_KEEP_CONN);

@@ -17,7 +17,11 @@ pub struct Scgi;
 
 impl CgiProtocol for Scgi {
     /// The netstring: `CONTENT_LENGTH` (the exact body length) first, `SCGI` second.
-    fn encode_head(&self, params: &[(Bytes, Bytes)], body_len: u64) -> Result<Bytes, Error> {
+    fn encode_head(
+        &self,
+        params: &junction_core::cgi::Params,
+        body_len: u64,
+    ) -> Result<Bytes, Error> {
         Ok(encode_request_head(params, body_len))
     }
 

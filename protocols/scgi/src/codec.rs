@@ -7,6 +7,7 @@
 //! status line or CGI head and a body that runs until the upstream closes.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use junction_core::cgi::Params;
 
 use junction_core::cgi_response::ResponseBodyUntilClose;
 
@@ -30,14 +31,16 @@ const NETSTRING_COMMA: u8 = b',';
 /// the spec forbids duplicate names. Names and values are bytes; they must not contain
 /// NUL (nothing from an HTTP request can: header values reject it, and a `%00` in the URI
 /// is rejected before routing), or the upstream would read extra pairs.
-pub fn encode_request_head(params: &[(Bytes, Bytes)], content_length: u64) -> Bytes {
-    let content_length = content_length.to_string();
+pub fn encode_request_head(params: &Params, content_length: u64) -> Bytes {
+    let mut digits = itoa::Buffer::new();
+    let content_length = digits.format(content_length);
     let forwarded = || params.iter().filter(|(name, _)| !is_sent_first(name));
     let payload_len = forwarded().fold(
         pair_len(CONTENT_LENGTH, content_length.as_bytes()) + pair_len(SCGI, SCGI_VERSION),
         |len, (name, value)| len.saturating_add(pair_len(name, value)),
     );
-    let prefix = payload_len.to_string();
+    let mut digits = itoa::Buffer::new();
+    let prefix = digits.format(payload_len);
     let mut out = BytesMut::with_capacity(prefix.len() + 1 + payload_len + 1);
     out.put_slice(prefix.as_bytes());
     out.put_u8(NETSTRING_COLON);
@@ -78,11 +81,8 @@ pub type ScgiCodec = ResponseBodyUntilClose;
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&[u8], &[u8])]) -> Vec<(Bytes, Bytes)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)))
-            .collect()
+    fn params(pairs: &[(&[u8], &[u8])]) -> Params {
+        Params::from_pairs(pairs.iter().map(|(k, v)| (*k, *v)))
     }
 
     /// Checks the netstring frame: the decimal length is the payload's, and it ends in `,`.
@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn no_params_no_body() {
         // CONTENT_LENGTH\00\0 (17) + SCGI\01\0 (7) = 24.
-        let head = encode_request_head(&[], 0);
+        let head = encode_request_head(&Params::default(), 0);
         assert_eq!(&head[..], b"24:CONTENT_LENGTH\x000\x00SCGI\x001\x00,");
         check_netstring(&head);
     }
@@ -148,7 +148,7 @@ mod tests {
     #[test]
     fn large_values() {
         // CONTENT_LENGTH\0 (15) + 20 digits + \0 (1) + SCGI\01\0 (7) = 43.
-        let head = encode_request_head(&[], u64::MAX);
+        let head = encode_request_head(&Params::default(), u64::MAX);
         assert_eq!(
             &head[..],
             b"43:CONTENT_LENGTH\x0018446744073709551615\x00SCGI\x001\x00,"

@@ -23,7 +23,11 @@ pub struct Uwsgi {
 
 impl CgiProtocol for Uwsgi {
     /// The packet; vars over 65535 bytes are an `Encode` error (502), never truncated.
-    fn encode_head(&self, params: &[(Bytes, Bytes)], _body_len: u64) -> Result<Bytes, Error> {
+    fn encode_head(
+        &self,
+        params: &junction_core::cgi::Params,
+        _body_len: u64,
+    ) -> Result<Bytes, Error> {
         encode_request_head(self.modifier1, self.modifier2, params)
     }
 
@@ -123,7 +127,9 @@ mod tests {
             modifier1: 5,
             modifier2: 9,
         };
-        let head = proto.encode_head(&[], 0).unwrap();
+        let head = proto
+            .encode_head(&junction_core::cgi::Params::default(), 0)
+            .unwrap();
         assert_eq!(&head[..], b"\x05\x00\x00\x09");
     }
 }

@@ -7,6 +7,7 @@
 //! that runs until the upstream closes.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use junction_core::cgi::Params;
 use junction_core::cgi_response::ResponseBodyUntilClose;
 
 use junction_core::{Error, ErrorKind};
@@ -23,11 +24,7 @@ pub const MAX_VARS_SIZE: usize = u16::MAX as usize;
 /// The vars must fit the u16 `datasize`: when they total more than 65535 bytes
 /// (nginx: "uwsgi request is too big") the result is an `ErrorKind::Encode` error, never a
 /// truncated packet.
-pub fn encode_request_head(
-    modifier1: u8,
-    modifier2: u8,
-    params: &[(Bytes, Bytes)],
-) -> Result<Bytes, Error> {
+pub fn encode_request_head(modifier1: u8, modifier2: u8, params: &Params) -> Result<Bytes, Error> {
     let datasize = params.iter().fold(0usize, |size, (key, value)| {
         size.saturating_add(2 * VAR_LEN_SIZE)
             .saturating_add(key.len())
@@ -44,7 +41,7 @@ pub fn encode_request_head(
     out.put_u8(modifier1);
     out.put_u16_le(size);
     out.put_u8(modifier2);
-    for (key, value) in params {
+    for (key, value) in params.iter() {
         // Both fit: each is part of a datasize that fits in a u16.
         for part in [key, value] {
             let len = u16::try_from(part.len()).map_err(|_| too_large())?;
@@ -69,11 +66,8 @@ mod tests {
     use junction_core::codec::{Decoded, UpstreamCodec};
     use junction_core::codec_testing::{drive, every_split, Event};
 
-    fn params(pairs: &[(&[u8], &[u8])]) -> Vec<(Bytes, Bytes)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v)))
-            .collect()
+    fn params(pairs: &[(&[u8], &[u8])]) -> Params {
+        Params::from_pairs(pairs.iter().map(|(k, v)| (*k, *v)))
     }
 
     #[test]
@@ -108,7 +102,7 @@ mod tests {
 
     #[test]
     fn empty_vars() {
-        let packet = encode_request_head(0xff, 0x01, &[]).unwrap();
+        let packet = encode_request_head(0xff, 0x01, &Params::default()).unwrap();
         assert_eq!(&packet[..], b"\xff\x00\x00\x01");
     }
 
@@ -142,6 +136,7 @@ mod tests {
         let many: Vec<(Bytes, Bytes)> = (0..10_000)
             .map(|i| (Bytes::from(format!("K{i}")), Bytes::from_static(b"value")))
             .collect();
+        let many = Params::from_pairs(many.iter().map(|(k, v)| (&k[..], &v[..])));
         let err = encode_request_head(0, 0, &many).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Encode);
     }
