@@ -103,14 +103,17 @@ impl HttpStats {
         {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        self.duration.observe(cx.start.elapsed());
+        let took = cx.start.elapsed();
+        self.duration.observe(took);
+        // Now, without reading the clock again.
+        let now = cx.start_time + took;
         self.bytes_in
             .fetch_add(cx.request_length, Ordering::Relaxed);
         self.bytes_out
             .fetch_add(cx.body_bytes_sent, Ordering::Relaxed);
         for a in cx.upstream.attempts() {
             a.server.stats.record_attempt(a.status, a.took);
-            a.server.stats.traffic.record(a);
+            a.server.stats.traffic.record(a, now);
         }
     }
 }
@@ -133,14 +136,14 @@ pub struct PeerTraffic {
 
 impl PeerTraffic {
     /// Adds one finished attempt.
-    pub fn record(&self, a: &crate::ctx::Attempt) {
+    pub fn record(&self, a: &crate::ctx::Attempt, now: std::time::SystemTime) {
         self.sent.fetch_add(a.bytes_sent, Ordering::Relaxed);
         if let Some(h) = a.header {
             let us = u64::try_from(h.as_micros()).unwrap_or(u64::MAX);
             self.header_us.fetch_add(us, Ordering::Relaxed);
             self.headers.fetch_add(1, Ordering::Relaxed);
         }
-        let started = std::time::SystemTime::now()
+        let started = now
             .checked_sub(a.took)
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));

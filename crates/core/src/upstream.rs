@@ -986,11 +986,11 @@ impl Group {
     pub fn put(&self, i: usize, mut c: Conn, reusable: bool) {
         c.requests += 1;
         let ka = &self.keepalive;
-        if !reusable
-            || ka.max_idle == 0
-            || c.requests >= ka.max_requests
-            || c.born.elapsed() >= ka.max_time
-        {
+        if !reusable || ka.max_idle == 0 || c.requests >= ka.max_requests {
+            return;
+        }
+        let now = Instant::now();
+        if now.saturating_duration_since(c.born) >= ka.max_time {
             return;
         }
         let Some(server) = self.servers.get(i) else {
@@ -1000,7 +1000,7 @@ impl Group {
         if idle.len() >= ka.max_idle {
             idle.pop_front();
         }
-        c.idle_since = Instant::now();
+        c.idle_since = now;
         c.reused = false;
         if server.retired.load(Ordering::Acquire) {
             return;

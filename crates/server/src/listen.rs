@@ -348,7 +348,6 @@ pub(crate) async fn accept_loop(
             Some(a) => a,
             None => stream.local_addr().unwrap_or(remote),
         };
-        let _ = stream.set_nodelay(true);
         let id = CONNS.fetch_add(1, Ordering::Relaxed) + 1;
         let src = Source {
             config: config.clone(),
@@ -362,6 +361,10 @@ pub(crate) async fn accept_loop(
         // future itself: no wrapper future around it (an idle keep-alive connection's
         // task is most of its memory).
         if pre_http(&config.borrow(), local) {
+            // TLS (and what precedes HTTP) writes more than once before a response:
+            // Nagle's algorithm is off from the start. A plain connection turns it off
+            // when it first needs to (`Socket::set_nodelay`).
+            let _ = stream.set_nodelay(true);
             tracker.spawn(start(stream, remote, local, id, src));
         } else {
             let info = Arc::new(ConnInfo {

@@ -41,6 +41,10 @@ pub(crate) trait Socket: AsyncRead + AsyncWrite + Send + Unpin + 'static {
     fn shutdown_on_close(&self) -> bool {
         false
     }
+    /// Turns Nagle's algorithm off (`tcp_nodelay`). A plain connection has it on
+    /// until it first needs it off, as nginx: when it enters keep-alive, is upgraded,
+    /// or a response takes more than one write. A TLS one has it off from the start.
+    fn set_nodelay(&self) {}
 }
 
 impl Socket for tokio::net::TcpStream {
@@ -49,6 +53,9 @@ impl Socket for tokio::net::TcpStream {
     }
     fn reset(&self) {
         let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+    fn set_nodelay(&self) {
+        let _ = tokio::net::TcpStream::set_nodelay(self, true);
     }
 }
 
@@ -171,6 +178,8 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
     let mut buf = BytesMut::new();
     let mut served = 0u64;
     let mut idle = Duration::ZERO;
+    // Whether Nagle's algorithm is off on this connection yet.
+    let mut nodelay = false;
     loop {
         let Some(c) = cur.as_ref() else {
             return;
@@ -209,9 +218,25 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
             return;
         };
         served += 1;
-        let next = Box::pin(exchange(&mut io, &mut buf, &info, c, served, born, &src)).await;
+        let next = Box::pin(exchange(
+            &mut io,
+            &mut buf,
+            &info,
+            c,
+            served,
+            born,
+            &src,
+            &mut nodelay,
+        ))
+        .await;
         match next {
             Next::KeepAlive(t) => {
+                // nginx's ngx_http_set_keepalive: the next response must not wait for
+                // this one's acknowledgement.
+                if !nodelay {
+                    io.set_nodelay();
+                    nodelay = true;
+                }
                 idle = t;
                 continue;
             }
@@ -230,6 +255,9 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
                 return;
             }
             Next::Upgrade(tx) => {
+                if !nodelay {
+                    io.set_nodelay();
+                }
                 let _ = tx.send(ClientUpgraded {
                     io: Box::new(io),
                     leftover: buf.freeze(),
@@ -249,10 +277,13 @@ async fn exchange<S: Socket>(
     served: u64,
     born: Instant,
     src: &Source,
+    nodelay: &mut bool,
 ) -> Next {
     let conf = &c.conf;
-    // The head, within client_header_timeout from its first byte.
-    let deadline = Instant::now() + conf.header_timeout;
+    // The head, within client_header_timeout from its first byte: the deadline is
+    // taken when a read first has to wait (most heads arrive whole, and then the clock
+    // is not read).
+    let mut deadline: Option<Instant> = None;
     let reading = junction_core::stats::ReadingHead::start();
     let head = loop {
         if !buf.is_empty() {
@@ -271,7 +302,14 @@ async fn exchange<S: Socket>(
             conf.large_size
         };
         buf.reserve(room.saturating_sub(buf.len()).max(1024));
-        match junction_core::time::timeout_at(deadline, io.read_buf(buf)).await {
+        let read = match io.read_buf(buf).now_or_never() {
+            Some(r) => Ok(r),
+            None => {
+                let d = *deadline.get_or_insert_with(|| Instant::now() + conf.header_timeout);
+                junction_core::time::timeout_at(d, io.read_buf(buf)).await
+            }
+        };
+        match read {
             Err(_) => {
                 tracing::info!(
                     "*{} client timed out while reading client request headers, client: {}",
@@ -397,10 +435,12 @@ async fn exchange<S: Socket>(
             {
                 return Next::Drop;
             }
+            // The response follows at once: a second write.
+            ensure_nodelay(io, nodelay);
         }
     }
     let upgrading = status == 101 && upgrade_tx.is_some();
-    let wrote = write_response(io, buf, resp, &req_info, &mut keep_alive, conf).await;
+    let wrote = write_response(io, buf, resp, &req_info, &mut keep_alive, conf, nodelay).await;
     if let Err(e) = wrote {
         tracing::info!(
             "*{} {e} while sending response to client, client: {}",
@@ -624,6 +664,7 @@ async fn write_response<S: Socket>(
     req: &ReqInfo,
     keep_alive: &mut bool,
     conf: &ConnConf,
+    nodelay: &mut bool,
 ) -> std::io::Result<()> {
     let (parts, mut body) = resp.into_parts();
     let hint = http_body::Body::size_hint(&body);
@@ -658,6 +699,7 @@ async fn write_response<S: Socket>(
                 Some(f) => f,
                 None => {
                     write::write_all(io, &[h], t).await?;
+                    ensure_nodelay(io, nodelay);
                     pending = None;
                     next_frame(io, buf, &mut body, limit).await?
                 }
@@ -694,6 +736,7 @@ async fn write_response<S: Socket>(
                     drop(body);
                     if out == Out::Chunked {
                         write::write_chunk(io, h, &data, t).await?;
+                        ensure_nodelay(io, nodelay);
                         return write::write_all(io, &[b"0\r\n\r\n"], t).await;
                     }
                     return write::write_all(io, &[h, &data], t).await;
@@ -703,6 +746,7 @@ async fn write_response<S: Socket>(
                 } else {
                     write::write_all(io, &[h, &data], t).await?;
                 }
+                ensure_nodelay(io, nodelay);
             }
         }
     }
@@ -714,6 +758,15 @@ async fn write_response<S: Socket>(
         write::write_all(io, &[h], t).await?;
     }
     Ok(())
+}
+
+/// Before a response's second write: Nagle's algorithm would hold a small write back
+/// until the first is acknowledged (up to the client's delayed-ACK time).
+fn ensure_nodelay<S: Socket>(io: &S, nodelay: &mut bool) {
+    if !*nodelay {
+        io.set_nodelay();
+        *nodelay = true;
+    }
 }
 
 /// The body's next frame, unless the client leaves first (then the body is
