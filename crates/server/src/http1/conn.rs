@@ -156,6 +156,16 @@ fn stopping(src: &Source) -> bool {
     *src.stop.borrow() != Stop::Run
 }
 
+/// What a connection carries from one request to the next.
+struct Life {
+    /// When it was accepted (`keepalive_time`).
+    born: Instant,
+    /// Requests begun on it (`keepalive_requests`).
+    served: u64,
+    /// Whether Nagle's algorithm is off on it yet.
+    nodelay: bool,
+}
+
 /// What follows a request.
 enum Next {
     /// Wait for the next request, this long (`keepalive_timeout`).
@@ -173,13 +183,14 @@ enum Next {
 /// request's duration only.
 pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: Source) {
     let _open = junction_core::stats::OpenConnection::open();
-    let born = Instant::now();
+    let mut life = Life {
+        born: Instant::now(),
+        served: 0,
+        nodelay: false,
+    };
     let mut cur: Option<Arc<Current>> = current(&mut src, &info, None);
     let mut buf = BytesMut::new();
-    let mut served = 0u64;
     let mut idle = Duration::ZERO;
-    // Whether Nagle's algorithm is off on this connection yet.
-    let mut nodelay = false;
     loop {
         let Some(c) = cur.as_ref() else {
             return;
@@ -187,7 +198,7 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
         // Idle (before the first byte of a request): no buffer is held.
         if buf.is_empty() {
             buf = BytesMut::new();
-            let wait = if served == 0 {
+            let wait = if life.served == 0 {
                 c.conf.header_timeout
             } else {
                 idle
@@ -208,7 +219,7 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
                         return;
                     }
                 }
-                _ = src.drain.notified(), if served > 0 => return,
+                _ = src.drain.notified(), if life.served > 0 => return,
             }
         }
         // The configuration current when the request starts (a reload reaches
@@ -217,26 +228,13 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
         let Some(c) = cur.as_ref() else {
             return;
         };
-        served += 1;
-        let next = Box::pin(exchange(
-            &mut io,
-            &mut buf,
-            &info,
-            c,
-            served,
-            born,
-            &src,
-            &mut nodelay,
-        ))
-        .await;
+        life.served += 1;
+        let next = Box::pin(exchange(&mut io, &mut buf, &info, c, &mut life, &src)).await;
         match next {
             Next::KeepAlive(t) => {
                 // nginx's ngx_http_set_keepalive: the next response must not wait for
                 // this one's acknowledgement.
-                if !nodelay {
-                    io.set_nodelay();
-                    nodelay = true;
-                }
+                ensure_nodelay(&io, &mut life.nodelay);
                 idle = t;
                 continue;
             }
@@ -255,9 +253,7 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
                 return;
             }
             Next::Upgrade(tx) => {
-                if !nodelay {
-                    io.set_nodelay();
-                }
+                ensure_nodelay(&io, &mut life.nodelay);
                 let _ = tx.send(ClientUpgraded {
                     io: Box::new(io),
                     leftover: buf.freeze(),
@@ -274,11 +270,11 @@ async fn exchange<S: Socket>(
     buf: &mut BytesMut,
     info: &Arc<ConnInfo>,
     c: &Current,
-    served: u64,
-    born: Instant,
+    life: &mut Life,
     src: &Source,
-    nodelay: &mut bool,
 ) -> Next {
+    let served = life.served;
+    let nodelay = &mut life.nodelay;
     let conf = &c.conf;
     // The head, within client_header_timeout from its first byte: the deadline is
     // taken when a read first has to wait (most heads arrive whole, and then the clock
@@ -406,7 +402,7 @@ async fn exchange<S: Socket>(
     let mut keep_alive = head.keep_alive
         && !conf.keepalive_timeout.is_zero()
         && served < conf.keepalive_requests.max(1)
-        && born.elapsed() < conf.keepalive_time;
+        && life.born.elapsed() < conf.keepalive_time;
     let status = resp.status().as_u16();
     // nginx's special responses that end keep-alive (ngx_http_special_response_handler).
     if matches!(status, 400 | 413 | 414 | 500 | 501)
