@@ -250,8 +250,14 @@ async fn send(
     timeout: Duration,
     wire: &mut Wire,
 ) -> Result<(), Error> {
+    if wire.sent > 0 {
+        conn.nodelay();
+    }
     let mut off = 0;
     while off < data.len() {
+        if off > 0 {
+            conn.nodelay();
+        }
         let rest = data.get(off..).unwrap_or(&[]);
         match crate::time::timeout(timeout, conn.stream.write(rest)).await {
             Err(_) => return Err(Error::new(
@@ -429,6 +435,9 @@ pub async fn exchange(
                 buf,
             } = h;
             if rhead.status == http::StatusCode::SWITCHING_PROTOCOLS {
+                // nginx's ngx_http_upstream_upgrade: small writes both ways from here.
+                let mut conn = conn;
+                conn.nodelay();
                 return Ok(UpstreamResponse {
                     head: rhead,
                     body: crate::body::empty(),

@@ -27,7 +27,9 @@
 //!   own TTL/`valid=` cache, nginx's error codes); `*_pass` with variables uses it.
 //! - `discovery`: `server NAME … resolve`: a group whose servers follow DNS while
 //!   running (generations swapped in the background, health state kept).
-//! - `exchange`: the one upstream driver (send, read head, retry, relay); its retry
+//! - `exchange`: the one upstream driver (send, read head, retry, relay: what the
+//!   upstream has already sent is read without waiting before a relay task is started,
+//!   so a small response, even one ended by the upstream's close, needs none); its retry
 //!   rules are pinned in-process in `exchange_tests.rs` over a scripted loopback peer.
 //! - `pass`: a location's `*_pass` at request time: the shared `PREFIX_*` family as
 //!   data (body preparation, hidden response headers) and the one CGI-style handler
@@ -41,7 +43,8 @@
 //!   `$request_body_file`).
 //! - `client`: what the client connection hands a request: its body as it is
 //!   read, the raw connection after a `101`.
-//! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI).
+//! - `cgi`: CGI-style params (FastCGI, uwsgi, SCGI), evaluated per request into one
+//!   buffer of (name, value) spans (`Params`) that each protocol encodes from.
 //! - `cgi_head`: the one CGI response-head parser (uwsgi and SCGI: status line or CGI
 //!   headers; FastCGI: a CGI header block).
 //! - `cgi_response`: `ResponseBodyUntilClose`, the codec state of a response whose body

@@ -69,6 +69,17 @@ pub enum Stream {
 }
 
 impl Stream {
+    /// Sets TCP_NODELAY on the TCP socket underneath.
+    pub fn set_nodelay(&self) {
+        match self {
+            Stream::Tcp(s) => {
+                let _ = s.set_nodelay(true);
+            }
+            Stream::Unix(_) => {}
+            Stream::Tls(t) => t.get_ref().0.set_nodelay(),
+        }
+    }
+
     /// Whether the idle connection was closed (or sent unexpected bytes) by the peer.
     pub fn is_stale(&self) -> bool {
         let mut b = [0u8; 1];
@@ -162,8 +173,9 @@ pub async fn connect(
                 if let Some(ip) = bind {
                     sock.bind(SocketAddr::new(ip, 0))?;
                 }
+                // Nagle's algorithm stays on until a request needs a second write
+                // (nginx sets no TCP_NODELAY on a plain upstream connection either).
                 let s = sock.connect(*sa).await?;
-                s.set_nodelay(true)?;
                 Ok::<_, io::Error>(Stream::Tcp(s))
             }
             PeerAddr::Unix(p) => Ok(Stream::Unix(UnixStream::connect(p).await?)),
@@ -226,6 +238,20 @@ pub struct Conn {
     idle_since: Instant,
     bind: Option<IpAddr>,
     tls: Option<TlsTarget>,
+    /// Whether Nagle's algorithm is off on it (`Conn::nodelay`).
+    nodelay: bool,
+}
+
+impl Conn {
+    /// Turns Nagle's algorithm off, once: before a request's second write (a small
+    /// write would otherwise wait for the first one's acknowledgement), and for an
+    /// upgraded connection. A TLS connection has it off from the connect.
+    pub fn nodelay(&mut self) {
+        if !self.nodelay {
+            self.stream.set_nodelay();
+            self.nodelay = true;
+        }
+    }
 }
 
 /// One upstream server: its `server` line parameters and its live counters.
@@ -965,6 +991,10 @@ impl Group {
         };
         let started = Instant::now();
         let mut stream = connect(&server.addr, bind, timeout).await?;
+        if tls.is_some() {
+            // The handshake and the request are writes in a row.
+            stream.set_nodelay();
+        }
         if let Some(t) = tls {
             // One `*_connect_timeout` for the connect and the handshake together, as
             // nginx's connect timer still runs while it shakes hands.
@@ -979,6 +1009,7 @@ impl Group {
             idle_since: Instant::now(),
             bind,
             tls: tls.cloned(),
+            nodelay: tls.is_some(),
         })
     }
 
