@@ -139,26 +139,6 @@ impl Params {
             (part(a, m), part(m, e))
         })
     }
-
-    /// How many params.
-    pub fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.spans.is_empty()
-    }
-
-    /// The bytes of all names and values together.
-    pub fn bytes_len(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// The value of the first param named `name`.
-    pub fn get(&self, name: &[u8]) -> Option<&[u8]> {
-        self.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
-    }
 }
 
 /// After a request body was buffered: the exact length becomes `Content-Length`

@@ -280,15 +280,20 @@ async fn send(
     Ok(())
 }
 
+/// Room for the next read of a response.
+fn make_room(buf: &mut BytesMut) {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 * 1024);
+    }
+}
+
 async fn read_more(
     conn: &mut Conn,
     buf: &mut BytesMut,
     timeout: Duration,
     doing: &str,
 ) -> Result<usize, Error> {
-    if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(16 * 1024);
-    }
+    make_room(buf);
     match crate::time::timeout(timeout, conn.stream.read_buf(buf)).await {
         Err(_) => Err(Error::new(
             ErrorKind::Timeout,
@@ -751,9 +756,7 @@ async fn relay(
             // ends with the upstream's close (uwsgi and SCGI servers) is most often all
             // in the socket by now, and then needs no relay task.
             None if held < EAGER_READ => {
-                if buf.capacity() - buf.len() < 4096 {
-                    buf.reserve(16 * 1024);
-                }
+                make_room(&mut buf);
                 match conn.stream.read_buf(&mut buf).now_or_never() {
                     Some(Ok(0)) => match codec.decode_eof(&mut buf) {
                         Ok(ev) => ev.unwrap_or(Decoded::End { reusable: false }),

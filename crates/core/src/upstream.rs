@@ -991,22 +991,21 @@ impl Group {
         };
         let started = Instant::now();
         let mut stream = connect(&server.addr, bind, timeout).await?;
-        if tls.is_some() {
+        if let Some(t) = tls {
             // The handshake and the request are writes in a row.
             stream.set_nodelay();
-        }
-        if let Some(t) = tls {
             // One `*_connect_timeout` for the connect and the handshake together, as
             // nginx's connect timer still runs while it shakes hands.
             let left = timeout.saturating_sub(started.elapsed());
             stream = crate::upstream_tls::handshake(stream, t, left).await?;
         }
+        let now = Instant::now();
         Ok(Conn {
             stream,
             requests: 0,
-            born: Instant::now(),
+            born: now,
             reused: false,
-            idle_since: Instant::now(),
+            idle_since: now,
             bind,
             tls: tls.cloned(),
             nodelay: tls.is_some(),

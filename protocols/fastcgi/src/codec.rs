@@ -225,21 +225,13 @@ fn put_param_len(out: &mut BytesMut, len: usize) {
 /// A name or value longer than [`MAX_PARAM_LEN`] cannot be encoded; such a pair is left
 /// out (with a warning) rather than sent corrupted.
 pub fn encode_request_head(request_id: u16, keep_conn: bool, params: &Params) -> Bytes {
-    let fits = |name: &[u8], value: &[u8]| {
-        let ok = name.len() <= MAX_PARAM_LEN && value.len() <= MAX_PARAM_LEN;
-        if !ok {
-            tracing::warn!(
-                name = %String::from_utf8_lossy(name.get(..64).unwrap_or(name)),
-                "FastCGI param too long to encode, left out"
-            );
-        }
-        ok
-    };
+    let fits =
+        |name: &[u8], value: &[u8]| name.len() <= MAX_PARAM_LEN && value.len() <= MAX_PARAM_LEN;
     let len_size = |n: usize| if n < SHORT_PARAM_LEN { 1 } else { 4 };
     // The exact size of the PARAMS stream, so that it is written once, in place.
     let stream_len: usize = params
         .iter()
-        .filter(|(n, v)| n.len() <= MAX_PARAM_LEN && v.len() <= MAX_PARAM_LEN)
+        .filter(|(n, v)| fits(n, v))
         .map(|(n, v)| len_size(n.len()) + len_size(v.len()) + n.len() + v.len())
         .sum();
     let records = stream_len.div_ceil(MAX_CONTENT_LEN);
@@ -257,6 +249,10 @@ pub fn encode_request_head(request_id: u16, keep_conn: bool, params: &Params) ->
     let put_pairs = |out: &mut BytesMut| {
         for (name, value) in params.iter() {
             if !fits(name, value) {
+                tracing::warn!(
+                    name = %String::from_utf8_lossy(name.get(..64).unwrap_or(name)),
+                    "FastCGI param too long to encode, left out"
+                );
                 continue;
             }
             put_param_len(out, name.len());
