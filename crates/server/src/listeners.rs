@@ -416,6 +416,23 @@ impl Sockets {
     }
 }
 
+/// A timer always due within a second, for the worker's whole life.
+///
+/// tokio's time driver wakes its thread through the I/O driver's eventfd (a `write(2)`)
+/// whenever a timer is set earlier than the earliest one it will wake for, or when it
+/// has none, even when the timer is set from that thread while it runs. A worker
+/// between two `Connection: close` requests has no timer, so each new connection's
+/// header timeout cost that syscall. With this timer armed, every usual timeout (a
+/// second or more) is later than the driver's next wake, and setting one costs nothing;
+/// the price is one wake-up a second.
+async fn timer_anchor() {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
+}
+
 /// One worker: serves its sockets, takes the [`Change`]s a reload sends, until `stop`
 /// says otherwise (a graceful stop waits for every connection to finish).
 pub async fn serve(
@@ -425,6 +442,7 @@ pub async fn serve(
     mut changes: mpsc::UnboundedReceiver<Change>,
 ) {
     let tracker = tokio_util::task::TaskTracker::new();
+    let _anchor = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(timer_anchor()));
     let slots = Slots::new(config.borrow().main.worker_connections);
     // Each socket's own stop: the process's, or a graceful one of its own when its
     // address is removed (its connections then finish as in a graceful stop).
