@@ -154,8 +154,7 @@ fn parse_once(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadE
     };
     let len = p.len;
     let head = buf.split_to(len).freeze();
-    let built = build(head, p.method, p.target, p.version, &p.spans)?;
-    Ok(built.map(|h| Head { len, ..h }))
+    build(head, len, p.method, p.target, p.version, &p.spans).map(Some)
 }
 
 /// The method and target of an HTTP/0.9 request line at the start of `buf`
@@ -397,11 +396,12 @@ fn slice(head: &Bytes, s: Span) -> Bytes {
 
 fn build(
     head: Bytes,
+    len: usize,
     method: Method,
     target: Span,
     version: Version,
     spans: &[(Span, Span)],
-) -> Result<Option<Head>, HeadError> {
+) -> Result<Head, HeadError> {
     let raw_target = slice(&head, target);
     let mut raw_kept = None;
     let uri = match Uri::from_maybe_shared(raw_target.clone()) {
@@ -496,14 +496,14 @@ fn build(
     if let Some(raw) = raw_kept {
         parts.extensions.insert(super::RawTarget(raw));
     }
-    Ok(Some(Head {
+    Ok(Head {
         parts,
         framing,
         keep_alive,
         expect_continue,
         upgrade,
-        len: 0,
-    }))
+        len,
+    })
 }
 
 fn trim(b: &[u8]) -> &[u8] {

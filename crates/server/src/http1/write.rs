@@ -63,9 +63,15 @@ pub(crate) fn head(
     }
     out.put_slice(b"\r\n");
     let no_body = (100..200).contains(&code) || code == 204 || code == 304;
-    let has_len = parts.headers.contains_key(http::header::CONTENT_LENGTH);
-    let has_conn = parts.headers.contains_key(http::header::CONNECTION);
+    // Seen while the headers are written (two lookups fewer than asking the map).
+    let mut has_len = false;
+    let mut has_conn = false;
     for (k, v) in &parts.headers {
+        if *k == http::header::CONTENT_LENGTH {
+            has_len = true;
+        } else if *k == http::header::CONNECTION {
+            has_conn = true;
+        }
         if no_body && (*k == http::header::CONTENT_LENGTH || *k == http::header::TRANSFER_ENCODING)
         {
             continue;
@@ -90,7 +96,7 @@ pub(crate) fn head(
     } else if let Some(len) = body_len {
         if !req.method_head || len > 0 {
             out.put_slice(b"Content-Length: ");
-            out.put_slice(itoa(len).as_bytes());
+            out.put_slice(itoa::Buffer::new().format(len).as_bytes());
             out.put_slice(b"\r\n");
         }
         if req.method_head {
@@ -114,7 +120,7 @@ pub(crate) fn head(
             out.put_slice(b"Connection: keep-alive\r\n");
             if let Some(t) = keepalive_header {
                 out.put_slice(b"Keep-Alive: timeout=");
-                out.put_slice(itoa(t).as_bytes());
+                out.put_slice(itoa::Buffer::new().format(t).as_bytes());
                 out.put_slice(b"\r\n");
             }
         } else {
@@ -125,37 +131,36 @@ pub(crate) fn head(
     framing
 }
 
-/// Decimal digits of `n` into a stack buffer (no allocation per response).
-struct Digits {
-    buf: [u8; 20],
+/// Lower-case hex digits of `n` (a chunk size) into a stack buffer (decimal numbers
+/// are `itoa`'s).
+struct Hex {
+    buf: [u8; 16],
     start: usize,
 }
 
-impl Digits {
-    fn new(mut n: u64, radix: u64) -> Digits {
-        let mut buf = [0u8; 20];
+impl Hex {
+    fn new(mut n: u64) -> Hex {
+        let mut buf = [0u8; 16];
         let mut i = buf.len();
         loop {
             i -= 1;
-            let d = (n % radix) as u8;
             if let Some(b) = buf.get_mut(i) {
-                *b = if d < 10 { b'0' + d } else { b'a' + d - 10 };
+                *b = b"0123456789abcdef"
+                    .get((n & 15) as usize)
+                    .copied()
+                    .unwrap_or(b'0');
             }
-            n /= radix;
+            n >>= 4;
             if n == 0 || i == 0 {
                 break;
             }
         }
-        Digits { buf, start: i }
+        Hex { buf, start: i }
     }
 
     fn as_bytes(&self) -> &[u8] {
         self.buf.get(self.start..).unwrap_or(&[])
     }
-}
-
-fn itoa(n: u64) -> Digits {
-    Digits::new(n, 10)
 }
 
 /// `content-type` → `Content-Type`.
@@ -223,7 +228,7 @@ pub(crate) fn error_page(
     out.put_slice(b"\r\nDate: ");
     out.put_slice(junction_core::time::http_date().as_bytes());
     out.put_slice(b"\r\nContent-Type: text/html\r\nContent-Length: ");
-    out.put_slice(itoa(body.len() as u64).as_bytes());
+    out.put_slice(itoa::Buffer::new().format(body.len()).as_bytes());
     out.put_slice(b"\r\nConnection: close\r\n\r\n");
     if !method_head {
         out.put_slice(&body);
@@ -312,7 +317,7 @@ pub(crate) async fn write_chunk<W: AsyncWrite + Unpin>(
     if data.is_empty() {
         return write_all(w, &[prefix], timeout).await;
     }
-    let size = Digits::new(data.len() as u64, 16);
+    let size = Hex::new(data.len() as u64);
     write_all(
         w,
         &[prefix, size.as_bytes(), b"\r\n", data, b"\r\n"],
@@ -386,11 +391,11 @@ mod tests {
     }
 
     #[test]
-    fn digits() {
-        assert_eq!(itoa(0).as_bytes(), b"0");
-        assert_eq!(itoa(1234567890).as_bytes(), b"1234567890");
-        assert_eq!(itoa(u64::MAX).as_bytes(), b"18446744073709551615");
-        assert_eq!(Digits::new(255, 16).as_bytes(), b"ff");
+    fn hex_digits() {
+        assert_eq!(Hex::new(0).as_bytes(), b"0");
+        assert_eq!(Hex::new(255).as_bytes(), b"ff");
+        assert_eq!(Hex::new(0x1000).as_bytes(), b"1000");
+        assert_eq!(Hex::new(u64::MAX).as_bytes(), b"ffffffffffffffff");
     }
 
     #[test]
