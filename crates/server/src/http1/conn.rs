@@ -482,16 +482,7 @@ async fn run<S: Socket>(
         upgrade_rx,
         chosen,
     ));
-    let limit = side.conf.head_limit();
-    let mut side = std::pin::pin!(client_side(
-        side.io,
-        side.buf,
-        side.decoder,
-        side.sender,
-        side.expect,
-        side.conf,
-        limit
-    ));
+    let mut side = std::pin::pin!(client_side(side));
     tokio::select! {
         biased;
         r = &mut fut => Some((r, false)),
@@ -514,21 +505,21 @@ enum Ended {
 /// for it (the `100 Continue` first), then watches the connection: bytes that
 /// arrive are kept (pipelined requests), EOF means the client left. Never ends
 /// otherwise.
-async fn client_side<S: Socket>(
-    io: &mut S,
-    buf: &mut BytesMut,
-    decoder: &mut Decoder,
-    sender: Option<BodySender>,
-    expect: &mut bool,
-    conf: &ConnConf,
-    limit: usize,
-) -> Ended {
+async fn client_side<S: Socket>(side: Side<'_, S>) -> Ended {
+    let Side {
+        io,
+        buf,
+        decoder,
+        sender,
+        expect,
+        conf,
+    } = side;
     if let Some(sender) = sender {
         if !feed(io, buf, decoder, sender, expect, conf).await {
             return Ended::BodyError;
         }
     }
-    client_gone(io, buf, limit).await;
+    client_gone(io, buf, conf.head_limit()).await;
     Ended::Gone
 }
 
