@@ -420,11 +420,12 @@ impl Sockets {
 ///
 /// tokio's time driver wakes its thread through the I/O driver's eventfd (a `write(2)`)
 /// whenever a timer is set earlier than the earliest one it will wake for, or when it
-/// has none, even when the timer is set from that thread while it runs. A worker
-/// between two `Connection: close` requests has no timer, so each new connection's
-/// header timeout cost that syscall. With this timer armed, every usual timeout (a
-/// second or more) is later than the driver's next wake, and setting one costs nothing;
-/// the price is one wake-up a second.
+/// has none, even when the timer is set from that thread while it runs. That cost one
+/// syscall per keep-alive request (a request's timeouts set while the driver had none
+/// due sooner) and one per `Connection: close` connection (a worker between two has no
+/// timer at all). With this timer armed, every usual timeout (a second or more) is
+/// later than the driver's next wake, and setting one costs nothing; the price is one
+/// wake-up a second.
 async fn timer_anchor() {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
