@@ -131,17 +131,150 @@ async fn ready_now<F: std::future::Future>(fut: std::pin::Pin<&mut F>) -> Option
     }
 }
 
+/// The deadline of [`timeout`] or [`timeout_at`] passed first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed;
+
+impl std::fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("deadline has elapsed")
+    }
+}
+
+impl std::error::Error for Elapsed {}
+
+/// The most timers a worker keeps for reuse.
+const KEPT_TIMERS: usize = 256;
+
+type Timer = std::pin::Pin<Box<tokio::time::Sleep>>;
+
+thread_local! {
+    /// The worker thread's timers for reuse: `None` on a thread that did not turn
+    /// reuse on ([`TimerReuse`]).
+    static TIMERS: std::cell::RefCell<Option<Vec<Timer>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Timer reuse on this thread for as long as the guard lives, for a worker's runtime
+/// (its `block_on` future holds it, so every kept timer belongs to that runtime and is
+/// dropped before it).
+///
+/// Why: a fresh tokio timer is put into the driver's wheel at its first poll and
+/// taken out when dropped, under the driver's lock, twice per request (the wait for a
+/// keep-alive request, the wait for the upstream's answer). A kept timer stays in the
+/// wheel; moving its deadline later is one atomic store (tokio's
+/// `extend_expiration`), and the wheel re-files it only when its old deadline comes.
+/// When that happens while it is kept, its last task gets one spurious wake.
+#[derive(Debug)]
+pub struct TimerReuse(());
+
+impl TimerReuse {
+    /// Turns reuse on for the current thread.
+    pub fn enable() -> Self {
+        TIMERS.with(|t| {
+            if let Ok(mut t) = t.try_borrow_mut() {
+                *t = Some(Vec::new());
+            }
+        });
+        TimerReuse(())
+    }
+}
+
+#[cfg(test)]
+fn kept_timers() -> usize {
+    TIMERS.with(|t| t.borrow().as_ref().map_or(0, Vec::len))
+}
+
+impl Drop for TimerReuse {
+    fn drop(&mut self) {
+        let kept = TIMERS.with(|t| t.try_borrow_mut().ok().and_then(|mut t| t.take()));
+        drop(kept);
+    }
+}
+
+/// A kept timer, set to `deadline`, given back when dropped; `None` without reuse.
+struct Lease(Option<Timer>);
+
+impl Lease {
+    fn take(deadline: tokio::time::Instant) -> Lease {
+        let t = TIMERS.with(|t| {
+            let mut t = t.try_borrow_mut().ok()?;
+            let kept = t.as_mut()?;
+            // One due no later than `deadline` moves there without the wheel: of the
+            // last few kept, the latest such (the waits of a request differ, 60 s for
+            // an upstream's answer, 75 s for a keep-alive request, and the shorter
+            // ones stay for the shorter waits). None: a new one.
+            let from = kept.len().saturating_sub(16);
+            let mut best: Option<(usize, tokio::time::Instant)> = None;
+            for (i, t) in kept.iter().enumerate().skip(from) {
+                let d = t.deadline();
+                if d <= deadline && best.is_none_or(|(_, b)| d > b) {
+                    best = Some((i, d));
+                }
+            }
+            Some(match best {
+                Some((i, _)) => kept.swap_remove(i),
+                None => Box::pin(tokio::time::sleep_until(deadline)),
+            })
+        });
+        let mut lease = Lease(t);
+        if let Some(t) = lease.0.as_mut() {
+            t.as_mut().reset(deadline);
+        }
+        lease
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(t) = self.0.take() else { return };
+        let mut t = Some(t);
+        TIMERS.with(|kept| {
+            if let Ok(mut kept) = kept.try_borrow_mut() {
+                if let (Some(kept), Some(_)) = (kept.as_mut(), t.as_ref()) {
+                    if kept.len() < KEPT_TIMERS {
+                        kept.extend(t.take());
+                    }
+                }
+            }
+        });
+        // Not kept (no reuse, or enough kept): dropped here, out of the borrow.
+        drop(t);
+    }
+}
+
+/// `fut` until `deadline`, on a kept timer (or tokio's own without reuse).
+async fn until<F: std::future::Future>(
+    deadline: tokio::time::Instant,
+    fut: std::pin::Pin<&mut F>,
+) -> Result<F::Output, Elapsed> {
+    let mut lease = Lease::take(deadline);
+    let Some(timer) = lease.0.as_mut() else {
+        return tokio::time::timeout_at(deadline, fut)
+            .await
+            .map_err(|_| Elapsed);
+    };
+    let mut fut = fut;
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Ok(v));
+        }
+        std::future::Future::poll(timer.as_mut(), cx).map(|()| Err(Elapsed))
+    })
+    .await
+}
+
 /// `tokio::time::timeout`, with the timer armed only when `fut` is not ready at its
 /// first poll: most writes, and reads of bytes already received, finish at once, and
-/// then no timer is registered, read the clock, or removed.
+/// then no timer is registered, read the clock, or removed. An armed timer is a kept
+/// one where the thread keeps them ([`TimerReuse`]).
 pub async fn timeout<F: std::future::Future>(
     t: std::time::Duration,
     fut: F,
-) -> Result<F::Output, tokio::time::error::Elapsed> {
+) -> Result<F::Output, Elapsed> {
     let mut fut = std::pin::pin!(fut);
     match ready_now(fut.as_mut()).await {
         Some(v) => Ok(v),
-        None => tokio::time::timeout(t, fut).await,
+        None => until(tokio::time::Instant::now() + t, fut).await,
     }
 }
 
@@ -149,11 +282,11 @@ pub async fn timeout<F: std::future::Future>(
 pub async fn timeout_at<F: std::future::Future>(
     deadline: tokio::time::Instant,
     fut: F,
-) -> Result<F::Output, tokio::time::error::Elapsed> {
+) -> Result<F::Output, Elapsed> {
     let mut fut = std::pin::pin!(fut);
     match ready_now(fut.as_mut()).await {
         Some(v) => Ok(v),
-        None => tokio::time::timeout_at(deadline, fut).await,
+        None => until(deadline, fut).await,
     }
 }
 
@@ -186,5 +319,44 @@ mod timeout_tests {
         assert!(super::timeout_at(deadline, std::future::pending::<()>())
             .await
             .is_err());
+    }
+
+    #[tokio::test]
+    async fn kept_timers_fire_at_their_new_deadline_and_are_reused() {
+        let reuse = super::TimerReuse::enable();
+        let short = || tokio::time::sleep(Duration::from_millis(1));
+        assert!(super::timeout(Duration::from_secs(60), short())
+            .await
+            .is_ok());
+        assert_eq!(super::kept_timers(), 1);
+        // A shorter wait after a longer one still ends on its own deadline.
+        let t0 = tokio::time::Instant::now();
+        assert!(
+            super::timeout(Duration::from_millis(20), std::future::pending::<()>())
+                .await
+                .is_err()
+        );
+        let waited = t0.elapsed();
+        assert!(waited >= Duration::from_millis(20) && waited < Duration::from_secs(1));
+        // Alternating waits (an upstream's answer, a keep-alive request) reuse the
+        // kept timers instead of making new ones.
+        for _ in 0..20 {
+            assert!(super::timeout(Duration::from_secs(60), short())
+                .await
+                .is_ok());
+            assert!(super::timeout(Duration::from_secs(75), short())
+                .await
+                .is_ok());
+        }
+        assert!(super::kept_timers() <= 3, "{}", super::kept_timers());
+        drop(reuse);
+        assert_eq!(super::kept_timers(), 0);
+        // Without reuse, tokio's own timer.
+        assert!(
+            super::timeout(Duration::from_millis(5), std::future::pending::<()>())
+                .await
+                .is_err()
+        );
+        assert_eq!(super::kept_timers(), 0);
     }
 }

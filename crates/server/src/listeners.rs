@@ -444,6 +444,9 @@ pub async fn serve(
 ) {
     let tracker = tokio_util::task::TaskTracker::new();
     let _anchor = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(timer_anchor()));
+    // Declared after the anchor, so dropped first: every kept timer goes while the
+    // worker's runtime still runs.
+    let _timers = junction_core::time::TimerReuse::enable();
     let slots = Slots::new(config.borrow().main.worker_connections);
     // Each socket's own stop: the process's, or a graceful one of its own when its
     // address is removed (its connections then finish as in a graceful stop).

@@ -206,7 +206,7 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
             let mut stop = src.stop.clone();
             tokio::select! {
                 biased;
-                r = tokio::time::timeout(wait, readable(&io)) => match r {
+                r = junction_core::time::timeout(wait, readable(&io)) => match r {
                     Ok(Ok(())) => {}
                     _ => return,
                 },
