@@ -227,18 +227,18 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let Some(t) = self.0.take() else { return };
-        let mut t = Some(t);
-        TIMERS.with(|kept| {
-            if let Ok(mut kept) = kept.try_borrow_mut() {
-                if let (Some(kept), Some(_)) = (kept.as_mut(), t.as_ref()) {
-                    if kept.len() < KEPT_TIMERS {
-                        kept.extend(t.take());
-                    }
+        let unkept = TIMERS.with(|kept| match kept.try_borrow_mut() {
+            Ok(mut kept) => match kept.as_mut() {
+                Some(kept) if kept.len() < KEPT_TIMERS => {
+                    kept.push(t);
+                    None
                 }
-            }
+                _ => Some(t),
+            },
+            Err(_) => Some(t),
         });
         // Not kept (no reuse, or enough kept): dropped here, out of the borrow.
-        drop(t);
+        drop(unkept);
     }
 }
 
