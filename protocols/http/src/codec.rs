@@ -192,7 +192,8 @@ impl HttpCodec {
         let head = buf.split_to(n).freeze();
         // Room for what the output adds (Server, Date, an add_header) without a regrowth.
         let mut map = HeaderMap::with_capacity(spans.len() + 3);
-        for (name, vo, vl) in spans {
+        // Drained in place: the on-stack list is not moved into an iterator.
+        for (name, vo, vl) in spans.drain(..) {
             if vo.saturating_add(vl) > head.len() {
                 return Err(Error::invalid("upstream sent invalid header"));
             }

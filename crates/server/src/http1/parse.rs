@@ -124,16 +124,19 @@ fn minor_digit(buf: &[u8]) -> Option<usize> {
 }
 
 fn parse_once(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadError> {
+    // The header offsets, filled in place (not moved out with the result).
+    let mut spans = Spans::new();
     let parsed = {
         // Uninitialised slots: nothing is zeroed for headers the request does not have.
         let mut stack = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; STACK_HEADERS];
-        match parse_with(&buf[..], conf, &mut stack) {
+        match parse_with(&buf[..], conf, &mut stack, &mut spans) {
             Err(e) if e.msg == MANY => {
                 let mut heap: Vec<MaybeUninit<httparse::Header<'_>>> =
                     std::iter::repeat_with(MaybeUninit::uninit)
                         .take(MAX_HEADERS)
                         .collect();
-                match parse_with(&buf[..], conf, &mut heap) {
+                spans.clear();
+                match parse_with(&buf[..], conf, &mut heap, &mut spans) {
                     Err(e) if e.msg == MANY => Err(TOO_LONG_HEADER),
                     r => r,
                 }
@@ -154,7 +157,7 @@ fn parse_once(buf: &mut BytesMut, conf: &ConnConf) -> Result<Option<Head>, HeadE
     };
     let len = p.len;
     let head = buf.split_to(len).freeze();
-    build(head, len, p.method, p.target, p.version, &p.spans).map(Some)
+    build(head, len, p.method, p.target, p.version, &spans).map(Some)
 }
 
 /// The method and target of an HTTP/0.9 request line at the start of `buf`
@@ -213,13 +216,13 @@ fn http09(buf: &mut BytesMut) -> Result<Option<Head>, HeadError> {
     }))
 }
 
-/// What the syntax pass found: offsets into the head, nothing borrowed.
+/// What the syntax pass found: offsets into the head, nothing borrowed (the
+/// headers' offsets are in the caller's [`Spans`]).
 struct Parsed {
     len: usize,
     method: Method,
     target: Span,
     version: Version,
-    spans: Spans,
 }
 
 const MANY: &str = "too many headers";
@@ -246,6 +249,7 @@ fn parse_with<'b>(
     buf: &'b [u8],
     conf: &ConnConf,
     headers: &mut [MaybeUninit<httparse::Header<'b>>],
+    spans: &mut Spans,
 ) -> Result<Option<Parsed>, HeadError> {
     let mut req = httparse::Request::new(&mut []);
     let mut cfg = httparse::ParserConfig::default();
@@ -298,7 +302,7 @@ fn parse_with<'b>(
     if line_end.saturating_sub(line_start) > conf.large_size {
         return Err(TOO_LONG_URI);
     }
-    let mut spans: Spans = smallvec::SmallVec::with_capacity(req.headers.len());
+    spans.reserve(req.headers.len());
     for h in req.headers.iter() {
         let name = h.name.as_bytes();
         if name.len() + h.value.len() + 4 > conf.large_size {
@@ -318,7 +322,6 @@ fn parse_with<'b>(
         method,
         target,
         version,
-        spans,
     }))
 }
 
