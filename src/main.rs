@@ -496,6 +496,8 @@ impl Workers {
                 .spawn(move || {
                     match tokio::runtime::Builder::new_current_thread()
                         .enable_all()
+                        // Each turn of the loop reads the clock once at most.
+                        .on_thread_unpark(junction_core::time::turn)
                         .build()
                     {
                         Ok(runtime) => {

@@ -56,7 +56,7 @@ struct Counted {
 impl Counted {
     fn ended(&self) {
         use std::sync::atomic::Ordering::Relaxed;
-        let us = u64::try_from(self.started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        let us = u64::try_from(crate::time::since(self.started).as_micros()).unwrap_or(u64::MAX);
         let _ = self
             .stats
             .end_us

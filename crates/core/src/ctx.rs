@@ -418,8 +418,8 @@ impl RequestCtx {
             sent_headers: HeaderMap::new(),
             body_bytes_sent: 0,
             request_length: 0,
-            start: Instant::now(),
-            start_time: SystemTime::now(),
+            start: crate::time::now(),
+            start_time: crate::time::wall(),
             conn_requests: 1,
             redirects: 0,
             internal_redirect: None,
@@ -598,7 +598,7 @@ impl RequestCtx {
             }
             Var::RequestTime => put_display(
                 out,
-                format_args!("{:.3}", self.start.elapsed().as_secs_f64()),
+                format_args!("{:.3}", crate::time::since(self.start).as_secs_f64()),
             ),
             Var::BodyBytesSent | Var::BytesSent => put_int(out, self.body_bytes_sent),
             Var::RequestLength => put_int(out, self.request_length),

@@ -16,7 +16,7 @@ use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// `*_connect_timeout`, `*_send_timeout`, `*_read_timeout`.
@@ -327,7 +327,7 @@ pub async fn exchange(
     mut body: ReqBody,
     new_codec: &(dyn Fn() -> Box<dyn UpstreamCodec> + Send + Sync),
 ) -> Result<UpstreamResponse, Error> {
-    let started = Instant::now();
+    let started = crate::time::now();
     cx.upstream.begin();
     let bind = conf.bind.addr(cx)?;
     let tls = conf.tls.as_ref().map(|t| t.target(cx));
@@ -350,7 +350,7 @@ pub async fn exchange(
         // A fresh connection after a reused one failed before any response byte.
         let mut fresh = false;
         loop {
-            let t0 = Instant::now();
+            let t0 = crate::time::now();
             let mut sent = false;
             let mut connect = None;
             let mut wire = Wire::default();
@@ -373,11 +373,11 @@ pub async fn exchange(
             let tries_left = tried < total
                 && (conf.next.tries == 0 || (tried as u64) < u64::from(conf.next.tries))
                 && (conf.next.timeout_total.is_zero()
-                    || started.elapsed() < conf.next.timeout_total);
+                    || crate::time::since(started) < conf.next.timeout_total);
             let h = match r {
                 Ok(h) => h,
                 Err(e) => {
-                    cx.upstream.attempt(&server, None, t0.elapsed());
+                    cx.upstream.attempt(&server, None, crate::time::since(t0));
                     if let Some(a) = cx.upstream.last_mut() {
                         (a.connect, a.bytes_sent, a.bytes_received) =
                             (connect, wire.sent, wire.received);
@@ -410,7 +410,8 @@ pub async fn exchange(
                 }
             };
             let status = h.head.status.as_u16();
-            cx.upstream.attempt(&server, Some(status), t0.elapsed());
+            cx.upstream
+                .attempt(&server, Some(status), crate::time::since(t0));
             if let Some(a) = cx.upstream.last_mut() {
                 (a.connect, a.header, a.bytes_sent, a.bytes_received) =
                     (connect, Some(a.took), wire.sent, wire.received);
@@ -532,7 +533,7 @@ async fn attempt(
     connect_time: &mut Option<Duration>,
     wire: &mut Wire,
 ) -> Result<Headed, Error> {
-    let started = Instant::now();
+    let started = crate::time::now();
     let peer = group
         .servers
         .get(i)
@@ -543,7 +544,7 @@ async fn attempt(
     } else {
         std::pin::pin!(group.get(i, bind, conf.timeouts.connect, tls)).await?
     };
-    *connect_time = Some(started.elapsed());
+    *connect_time = Some(crate::time::since(started));
     let reused = conn.reused;
     let mut codec = new_codec();
     *sent = true;

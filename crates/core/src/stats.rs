@@ -103,7 +103,7 @@ impl HttpStats {
         {
             c.fetch_add(1, Ordering::Relaxed);
         }
-        let took = cx.start.elapsed();
+        let took = crate::time::since(cx.start);
         self.duration.observe(took);
         // Now, without reading the clock again.
         let now = cx.start_time + took;

@@ -85,7 +85,7 @@ thread_local! {
 /// The `Date` header value, formatted at most once a second per worker thread
 /// (no lock shared between workers).
 pub fn http_date() -> http::HeaderValue {
-    let now = SystemTime::now();
+    let now = wall();
     let secs = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let fresh = || {
         http::HeaderValue::from_str(&httpdate::fmt_http_date(now))
@@ -101,6 +101,97 @@ pub fn http_date() -> http::HeaderValue {
         g.1.clone()
             .unwrap_or_else(|| http::HeaderValue::from_static(""))
     })
+}
+
+/// The clocks as a worker last read them (nginx's cached time, which
+/// `ngx_time_update` refreshes after each `epoll_wait`).
+#[derive(Clone, Copy)]
+struct Cached {
+    /// Whether this thread's event loop marks the turns ([`turn`]); without, every
+    /// read is a fresh one.
+    on: bool,
+    mono: Option<std::time::Instant>,
+    wall: Option<SystemTime>,
+    /// Reads of the cached values left before the clocks are read again.
+    left: u8,
+}
+
+/// Reads of a cached time between two reads of the clock, so a turn of the event
+/// loop that never parks (tasks always ready) still moves the time on.
+const READS_PER_CLOCK: u8 = 16;
+
+thread_local! {
+    static CLOCK: std::cell::Cell<Cached> = const {
+        std::cell::Cell::new(Cached { on: false, mono: None, wall: None, left: 0 })
+    };
+}
+
+/// A new turn of this worker's event loop begins (its runtime's `on_thread_unpark`):
+/// the next [`now`] or [`wall`] reads the clock. It also turns the cache on for the
+/// thread.
+pub fn turn() {
+    CLOCK.with(|c| {
+        c.set(Cached {
+            on: true,
+            mono: None,
+            wall: None,
+            left: 0,
+        })
+    });
+}
+
+/// The monotonic time, read at most once per turn of a worker's event loop (and
+/// again after [`READS_PER_CLOCK`] reads): what a request's start, its upstream
+/// timings, the keep-alive pool and the timeouts use. A request reads it a dozen
+/// times; the clock is read once or twice. Exact where the loop marks no turns.
+pub fn now() -> std::time::Instant {
+    CLOCK.with(|c| {
+        let mut k = c.get();
+        match k.mono {
+            Some(t) if k.left > 0 => {
+                k.left -= 1;
+                c.set(k);
+                t
+            }
+            _ => {
+                let t = std::time::Instant::now();
+                if k.on {
+                    k.mono = Some(t);
+                    k.left = READS_PER_CLOCK;
+                    c.set(k);
+                }
+                t
+            }
+        }
+    })
+}
+
+/// The wall-clock time, cached as [`now`] is (`$time_local`, `Date`, `$msec`).
+pub fn wall() -> SystemTime {
+    CLOCK.with(|c| {
+        let mut k = c.get();
+        match k.wall {
+            Some(t) if k.left > 0 => {
+                k.left -= 1;
+                c.set(k);
+                t
+            }
+            _ => {
+                let t = SystemTime::now();
+                if k.on {
+                    k.wall = Some(t);
+                    k.left = READS_PER_CLOCK;
+                    c.set(k);
+                }
+                t
+            }
+        }
+    })
+}
+
+/// Time since `t`, by [`now`] (zero when `t` is later).
+pub fn since(t: std::time::Instant) -> std::time::Duration {
+    now().saturating_duration_since(t)
 }
 
 #[cfg(test)]
@@ -274,7 +365,7 @@ pub async fn timeout<F: std::future::Future>(
     let mut fut = std::pin::pin!(fut);
     match ready_now(fut.as_mut()).await {
         Some(v) => Ok(v),
-        None => until(tokio::time::Instant::now() + t, fut).await,
+        None => until(tokio::time::Instant::from_std(now()) + t, fut).await,
     }
 }
 
@@ -287,6 +378,49 @@ pub async fn timeout_at<F: std::future::Future>(
     match ready_now(fut.as_mut()).await {
         Some(v) => Ok(v),
         None => until(deadline, fut).await,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod clock_tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn cached_per_turn_and_fresh_without_turns() {
+        // Its own thread: a turn turns the cache on for the thread.
+        std::thread::spawn(|| {
+            let a = now();
+            std::thread::sleep(Duration::from_millis(2));
+            assert!(
+                now() - a >= Duration::from_millis(2),
+                "no turns: every read is fresh"
+            );
+            turn();
+            let t = now();
+            let w = wall();
+            std::thread::sleep(Duration::from_millis(2));
+            assert_eq!(now(), t, "within a turn the time read first is kept");
+            assert_eq!(wall(), w);
+            assert_eq!(since(t), Duration::ZERO);
+            // A turn that never ends still moves on after a few reads.
+            let moved = (0..=READS_PER_CLOCK).any(|_| now() > t);
+            assert!(
+                moved,
+                "the clock is read again after {READS_PER_CLOCK} reads"
+            );
+            let before = now();
+            std::thread::sleep(Duration::from_millis(2));
+            turn();
+            assert!(
+                now() - before >= Duration::from_millis(2),
+                "a new turn reads the clock"
+            );
+            assert!(wall() > w);
+        })
+        .join()
+        .unwrap();
     }
 }
 

@@ -768,7 +768,7 @@ impl Group {
 
     /// One selection now, without waiting (the server is counted in use when chosen).
     pub fn pick(self: &Arc<Self>, st: &mut PickState) -> Result<InUse, Pick> {
-        let now = Instant::now();
+        let now = crate::time::now();
         let mut ps = lock(&self.state);
         match select(self, &mut ps, st, now) {
             Pick::Got(i) => {
@@ -948,7 +948,7 @@ impl Group {
             return Err(Error::internal("no such upstream server"));
         };
         if self.keepalive.max_idle > 0 {
-            let now = Instant::now();
+            let now = crate::time::now();
             let mut idle = lock(&server.idle);
             // The newest matching connection; expired ones go, live ones made for
             // another source address or TLS target stay for their own requests.
@@ -999,7 +999,7 @@ impl Group {
             let left = timeout.saturating_sub(started.elapsed());
             stream = crate::upstream_tls::handshake(stream, t, left).await?;
         }
-        let now = Instant::now();
+        let now = crate::time::now();
         Ok(Conn {
             stream,
             requests: 0,
@@ -1019,7 +1019,7 @@ impl Group {
         if !reusable || ka.max_idle == 0 || c.requests >= ka.max_requests {
             return;
         }
-        let now = Instant::now();
+        let now = crate::time::now();
         if now.saturating_duration_since(c.born) >= ka.max_time {
             return;
         }

@@ -143,7 +143,7 @@ impl Limits {
             rate,
             after,
             sent: 0,
-            start: Instant::now(),
+            start: junction_core::time::now(),
             sleep: None,
             pending: None,
         };
@@ -166,7 +166,8 @@ struct Paced {
 impl Paced {
     /// Bytes the client may have had by now.
     fn allowed(&self) -> u64 {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let ms =
+            u64::try_from(junction_core::time::since(self.start).as_millis()).unwrap_or(u64::MAX);
         self.rate.saturating_mul(ms.saturating_add(1000)) / 1000 + self.after
     }
 }

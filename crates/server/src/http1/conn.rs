@@ -184,7 +184,7 @@ enum Next {
 pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: Source) {
     let _open = junction_core::stats::OpenConnection::open();
     let mut life = Life {
-        born: Instant::now(),
+        born: Instant::from_std(junction_core::time::now()),
         served: 0,
         nodelay: false,
     };
@@ -301,7 +301,9 @@ async fn exchange<S: Socket>(
         let read = match io.read_buf(buf).now_or_never() {
             Some(r) => Ok(r),
             None => {
-                let d = *deadline.get_or_insert_with(|| Instant::now() + conf.header_timeout);
+                let d = *deadline.get_or_insert_with(|| {
+                    Instant::from_std(junction_core::time::now()) + conf.header_timeout
+                });
                 junction_core::time::timeout_at(d, io.read_buf(buf)).await
             }
         };
@@ -375,7 +377,7 @@ async fn exchange<S: Socket>(
     let mut keep_alive = head.keep_alive
         && !conf.keepalive_timeout.is_zero()
         && served < conf.keepalive_requests.max(1)
-        && life.born.elapsed() < conf.keepalive_time;
+        && junction_core::time::since(life.born.into_std()) < conf.keepalive_time;
     let status = resp.status().as_u16();
     // nginx's special responses that end keep-alive (ngx_http_special_response_handler).
     if matches!(status, 400 | 413 | 414 | 500 | 501)
