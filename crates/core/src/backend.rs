@@ -10,6 +10,13 @@ use crate::error::Error;
 /// The response type backends produce.
 pub type Response = http::Response<Body>;
 
+/// The future [`Backend::handle`] returns: what `async_trait` makes of its `async fn`.
+/// A backend on the request path writes `handle` by hand with
+/// [`box_pin!`](crate::box_pin), so that its (kilobytes large) future is built in
+/// its box instead of being copied there on every request.
+pub type HandleFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Error>> + Send + 'a>>;
+
 /// Marks a response as a status Junction answers itself (e.g. memcached's 404 on a
 /// miss), like nginx's `ngx_http_finalize_request(r, status)`: for a status >= 300 the
 /// server replaces the response with its own page for that status, or follows the

@@ -108,3 +108,28 @@ pub fn hostname() -> &'static str {
             .unwrap_or_else(|_| "localhost".into())
     })
 }
+
+/// `Box::pin(expr)` with the box allocated *before* `expr` is evaluated, so that the
+/// compiler can build a large future (an `async fn`'s state) straight into the heap
+/// instead of on the stack and then copying all of it (`Box::pin(f)` must evaluate
+/// `f` first). Used where a request's future is boxed once per request.
+#[macro_export]
+macro_rules! box_pin {
+    ($e:expr) => {{
+        let slot = ::std::boxed::Box::new_uninit();
+        // Bound first: an expected `dyn` type must not reach `new_uninit`.
+        let pinned = ::std::boxed::Box::into_pin(::std::boxed::Box::write(slot, $e));
+        pinned
+    }};
+}
+
+/// `Box::new(expr)` with the box allocated before `expr` is evaluated (see
+/// [`box_pin!`]): a large value is built in the heap, not copied there.
+#[macro_export]
+macro_rules! box_new {
+    ($e:expr) => {{
+        let slot = ::std::boxed::Box::new_uninit();
+        let boxed = ::std::boxed::Box::write(slot, $e);
+        boxed
+    }};
+}

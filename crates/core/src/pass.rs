@@ -11,7 +11,7 @@
 //! sent), the shared [`exchange`] runs with the protocol's codec, and the response is
 //! filtered by [`Family::response`].
 
-use crate::backend::{Backend, Response};
+use crate::backend::{Backend, HandleFuture, Response};
 use crate::body::ReqBody;
 use crate::cgi::ParamSet;
 use crate::codec::UpstreamCodec;
@@ -221,10 +221,14 @@ impl<P: CgiProtocol> CgiPass<P> {
     }
 }
 
-#[async_trait::async_trait]
 impl<P: CgiProtocol> Backend for CgiPass<P> {
-    async fn handle(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
-        self.run(cx, body).await
+    fn handle<'s, 'c, 'f>(&'s self, cx: &'c mut RequestCtx, body: ReqBody) -> HandleFuture<'f>
+    where
+        's: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        crate::box_pin!(self.run(cx, body))
     }
 
     fn intercept_errors(&self) -> bool {

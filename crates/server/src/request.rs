@@ -74,7 +74,7 @@ pub(crate) async fn handle(
     };
     // Boxed: every future on the request's way holds a pointer, not a copy (the
     // state of a moved-from local stays in an async fn's future).
-    let mut cx = Box::new(RequestCtx::new(
+    let mut cx = junction_core::box_new!(RequestCtx::new(
         conn,
         parts.method,
         parts.version,

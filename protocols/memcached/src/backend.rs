@@ -21,7 +21,7 @@ use junction_config::model::{
     default_type, err, family, invalid, mime_types, BuildCx, Family, LocInfo, Scope,
 };
 use junction_config::ConfigError;
-use junction_core::backend::{Backend, Generated, Response};
+use junction_core::backend::{Backend, Generated, HandleFuture, Response};
 use junction_core::body::{self, ReqBody};
 use junction_core::codec::UpstreamCodec;
 use junction_core::ctx::RequestCtx;
@@ -204,10 +204,14 @@ fn ranged(cx: &RequestCtx, mut resp: Response) -> Response {
     }
 }
 
-#[junction_core::async_trait]
 impl Backend for MemcachedPass {
-    async fn handle(&self, cx: &mut RequestCtx, _body: ReqBody) -> Result<Response, Error> {
-        self.run(cx).await
+    fn handle<'s, 'c, 'f>(&'s self, cx: &'c mut RequestCtx, _body: ReqBody) -> HandleFuture<'f>
+    where
+        's: 'f,
+        'c: 'f,
+        Self: 'f,
+    {
+        junction_core::box_pin!(self.run(cx))
     }
 
     /// nginx hard-codes `intercept_errors` for memcached; memcached only ever yields

@@ -229,7 +229,8 @@ pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: So
             return;
         };
         life.served += 1;
-        let next = Box::pin(exchange(&mut io, &mut buf, &info, c, &mut life, &src)).await;
+        let next =
+            junction_core::box_pin!(exchange(&mut io, &mut buf, &info, c, &mut life, &src)).await;
         match next {
             Next::KeepAlive(t) => {
                 // nginx's ngx_http_set_keepalive: the next response must not wait for
