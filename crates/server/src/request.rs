@@ -89,13 +89,16 @@ pub(crate) async fn handle(
     cx.headers = parts.headers;
     cx.request_length = head_len as u64;
     // Host
-    let parsed_host = match parts.uri.authority() {
-        Some(a) => Some(parse_host(a.as_str())),
-        None => cx
-            .headers
-            .get(http::header::HOST)
-            .map(|h| parse_host(&String::from_utf8_lossy(h.as_bytes()))),
-    };
+    let parsed_host =
+        match parts.uri.authority() {
+            Some(a) => Some(parse_host(a.as_str())),
+            None => cx.headers.get(http::header::HOST).map(|h| {
+                match std::str::from_utf8(h.as_bytes()) {
+                    Ok(s) => parse_host(s),
+                    Err(_) => parse_host(&String::from_utf8_lossy(h.as_bytes())),
+                }
+            }),
+        };
     let host = match parsed_host {
         Some(Some(h)) => Some(h),
         Some(None) => None,

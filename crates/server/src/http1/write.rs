@@ -181,13 +181,16 @@ fn title_case(out: &mut BytesMut, name: &[u8]) {
 }
 
 /// The title-case form of the names most responses carry, written whole (what
-/// [`title_case`] makes of them, byte for byte; pinned by a test).
+/// [`title_case`] makes of them, byte for byte, pinned by a test; but `ETag` and
+/// `WWW-Authenticate`, spelled as nginx spells them).
 fn titled(name: &[u8]) -> Option<&'static [u8]> {
     Some(match name {
         b"content-type" => b"Content-Type",
         b"content-length" => b"Content-Length",
         b"last-modified" => b"Last-Modified",
-        b"etag" => b"Etag",
+        // nginx's spelling (its own `ETag`; upstreams send it so).
+        b"etag" => b"ETag",
+        b"www-authenticate" => b"WWW-Authenticate",
         b"accept-ranges" => b"Accept-Ranges",
         b"server" => b"Server",
         b"date" => b"Date",
@@ -362,7 +365,6 @@ mod tests {
             "content-type",
             "content-length",
             "last-modified",
-            "etag",
             "accept-ranges",
             "server",
             "date",
@@ -388,6 +390,9 @@ mod tests {
             assert_eq!(t, &slow[..], "{n}");
         }
         assert!(titled(b"x-custom").is_none());
+        // Two names nginx spells otherwise.
+        assert_eq!(titled(b"etag"), Some(&b"ETag"[..]));
+        assert_eq!(titled(b"www-authenticate"), Some(&b"WWW-Authenticate"[..]));
     }
 
     #[test]
