@@ -242,7 +242,9 @@ type Timer = std::pin::Pin<Box<tokio::time::Sleep>>;
 thread_local! {
     /// The worker thread's timers for reuse: `None` on a thread that did not turn
     /// reuse on ([`TimerReuse`]).
-    static TIMERS: std::cell::RefCell<Option<Vec<Timer>>> = const { std::cell::RefCell::new(None) };
+    /// Each with its deadline beside it, so choosing one reads this vector only (not
+    /// every timer's own allocation).
+    static TIMERS: std::cell::RefCell<Option<Vec<(tokio::time::Instant, Timer)>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Timer reuse on this thread for as long as the guard lives, for a worker's runtime
@@ -291,19 +293,20 @@ impl Lease {
             let mut t = t.try_borrow_mut().ok()?;
             let kept = t.as_mut()?;
             // One due no later than `deadline` moves there without the wheel: of the
-            // last few kept, the latest such (the waits of a request differ, 60 s for
-            // an upstream's answer, 75 s for a keep-alive request, and the shorter
-            // ones stay for the shorter waits). None: a new one.
-            let from = kept.len().saturating_sub(16);
-            let mut best: Option<(usize, tokio::time::Instant)> = None;
-            for (i, t) in kept.iter().enumerate().skip(from) {
-                let d = t.deadline();
-                if d <= deadline && best.is_none_or(|(_, b)| d > b) {
-                    best = Some((i, d));
+            // last few given back, the latest such (the waits of a request differ, 60 s
+            // for an upstream's answer, 75 s for a keep-alive request, and the shorter
+            // ones stay for the shorter waits). Four: the kinds of wait a request has,
+            // twice (a longer look cost ~500 instructions per request). None: a new one.
+            let from = kept.len().saturating_sub(4);
+            let mut fit: Option<(usize, tokio::time::Instant)> = None;
+            for (i, (d, _)) in kept.iter().enumerate().skip(from) {
+                if *d <= deadline && fit.is_none_or(|(_, b)| *d > b) {
+                    fit = Some((i, *d));
                 }
             }
-            Some(match best {
-                Some((i, _)) => kept.swap_remove(i),
+            let fit = fit.map(|(i, _)| i);
+            Some(match fit {
+                Some(i) => kept.swap_remove(i).1,
                 None => Box::pin(tokio::time::sleep_until(deadline)),
             })
         });
@@ -321,7 +324,7 @@ impl Drop for Lease {
         let unkept = TIMERS.with(|kept| match kept.try_borrow_mut() {
             Ok(mut kept) => match kept.as_mut() {
                 Some(kept) if kept.len() < KEPT_TIMERS => {
-                    kept.push(t);
+                    kept.push((t.deadline(), t));
                     None
                 }
                 _ => Some(t),

@@ -191,17 +191,24 @@ pub(crate) async fn handle(
 /// `large_client_header_buffers`), in nginx's order: the error line and the status
 /// of the first that fails.
 fn head_error(cx: &RequestCtx, large_header_size: usize) -> Option<(&'static str, StatusCode)> {
-    let msg = if cx.headers.get_all(http::header::HOST).iter().count() > 1 {
+    // One pass over the headers (names compared, not hashed); the checks keep their
+    // order of precedence.
+    let (mut hosts, mut te, mut cl, mut long) = (0u32, false, false, false);
+    for (k, v) in cx.headers.iter() {
+        if k == http::header::HOST {
+            hosts += 1;
+        } else if k == http::header::TRANSFER_ENCODING {
+            te = true;
+        } else if k == http::header::CONTENT_LENGTH {
+            cl = true;
+        }
+        long |= k.as_str().len() + v.len() + 4 > large_header_size;
+    }
+    let msg = if hosts > 1 {
         "client sent duplicate host header"
-    } else if cx.headers.contains_key(http::header::TRANSFER_ENCODING)
-        && cx.headers.contains_key(http::header::CONTENT_LENGTH)
-    {
+    } else if te && cl {
         "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time"
-    } else if cx
-        .headers
-        .iter()
-        .any(|(k, v)| k.as_str().len() + v.len() + 4 > large_header_size)
-    {
+    } else if long {
         "client sent too long header line"
     } else if cx.request_uri.len() > large_header_size {
         return Some(("client sent too long URI", StatusCode::URI_TOO_LONG));

@@ -432,7 +432,7 @@ impl HttpProxy {
             body_len.filter(|l| *l > 0 || cx.headers.contains_key(http::header::CONTENT_LENGTH))
         {
             out.put_slice(b"Content-Length: ");
-            out.put_slice(l.to_string().as_bytes());
+            out.put_slice(itoa::Buffer::new().format(l).as_bytes());
             out.put_slice(b"\r\n");
         }
         out.put_slice(b"\r\n");
@@ -616,10 +616,14 @@ impl HttpProxy {
         // the codec already left them out); then values rewritten in place where
         // proxy_cookie_* / proxy_redirect apply.
         let mut headers = self.hide.remove_from(up.head.headers);
-        let rewrite = (!self.cookies.is_empty() && headers.contains_key(http::header::SET_COOKIE))
-            || (matches!(self.redirect, Redirect::Rules(_))
-                && (headers.contains_key(http::header::LOCATION)
-                    || headers.contains_key(http::header::REFRESH)));
+        // One pass over the names (compared, not hashed) instead of three lookups.
+        let cookies = !self.cookies.is_empty();
+        let redirects = matches!(self.redirect, Redirect::Rules(_));
+        let rewrite = (cookies || redirects)
+            && headers.keys().any(|k| {
+                (cookies && k == http::header::SET_COOKIE)
+                    || (redirects && (k == http::header::LOCATION || k == http::header::REFRESH))
+            });
         if rewrite {
             for (k, v) in headers.iter_mut() {
                 let nv = if k == http::header::SET_COOKIE && !self.cookies.is_empty() {
