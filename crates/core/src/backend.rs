@@ -17,6 +17,26 @@ pub type Response = http::Response<Body>;
 pub type HandleFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Response, Error>> + Send + 'a>>;
 
+/// [`Backend::handle`] as the future of `self.run(args)`, built in its box
+/// ([`box_pin!`](crate::box_pin)): `handle_by!(|cx, body| run(cx, body))`.
+#[macro_export]
+macro_rules! handle_by {
+    (|$cx:ident, $body:ident| $run:ident($($arg:ident),*)) => {
+        fn handle<'s, 'c, 'f>(
+            &'s self,
+            $cx: &'c mut $crate::ctx::RequestCtx,
+            $body: $crate::body::ReqBody,
+        ) -> $crate::backend::HandleFuture<'f>
+        where
+            's: 'f,
+            'c: 'f,
+            Self: 'f,
+        {
+            $crate::box_pin!(self.$run($($arg),*))
+        }
+    };
+}
+
 /// Marks a response as a status Junction answers itself (e.g. memcached's 404 on a
 /// miss), like nginx's `ngx_http_finalize_request(r, status)`: for a status >= 300 the
 /// server replaces the response with its own page for that status, or follows the

@@ -11,7 +11,7 @@
 //! sent), the shared [`exchange`] runs with the protocol's codec, and the response is
 //! filtered by [`Family::response`].
 
-use crate::backend::{Backend, HandleFuture, Response};
+use crate::backend::{Backend, Response};
 use crate::body::ReqBody;
 use crate::cgi::ParamSet;
 use crate::codec::UpstreamCodec;
@@ -222,14 +222,7 @@ impl<P: CgiProtocol> CgiPass<P> {
 }
 
 impl<P: CgiProtocol> Backend for CgiPass<P> {
-    fn handle<'s, 'c, 'f>(&'s self, cx: &'c mut RequestCtx, body: ReqBody) -> HandleFuture<'f>
-    where
-        's: 'f,
-        'c: 'f,
-        Self: 'f,
-    {
-        crate::box_pin!(self.run(cx, body))
-    }
+    crate::handle_by!(|cx, body| run(cx, body));
 
     fn intercept_errors(&self) -> bool {
         self.fam.intercept_errors

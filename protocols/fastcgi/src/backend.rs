@@ -17,7 +17,7 @@ use crate::codec::{encode_request_head, FastcgiCodec};
 use junction_config::cgi_pass::has_port;
 use junction_config::model::{err, family, params, BuildCx, Family, LocInfo, Scope};
 use junction_config::ConfigError;
-use junction_core::backend::{Backend, HandleFuture, Response};
+use junction_core::backend::{Backend, Response};
 use junction_core::body::ReqBody;
 use junction_core::cgi::ParamSet;
 use junction_core::codec::UpstreamCodec;
@@ -172,14 +172,7 @@ impl Fastcgi {
 }
 
 impl Backend for Fastcgi {
-    fn handle<'s, 'c, 'f>(&'s self, cx: &'c mut RequestCtx, body: ReqBody) -> HandleFuture<'f>
-    where
-        's: 'f,
-        'c: 'f,
-        Self: 'f,
-    {
-        junction_core::box_pin!(self.run(cx, body))
-    }
+    junction_core::handle_by!(|cx, body| run(cx, body));
 
     fn intercept_errors(&self) -> bool {
         self.fam.intercept_errors

@@ -7,7 +7,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderName, HeaderValue};
 use junction_config::model::{err, family, invalid, BuildCx, Family, LocInfo, LocKind, Scope};
 use junction_config::ConfigError;
-use junction_core::backend::{Backend, HandleFuture, Response};
+use junction_core::backend::{Backend, Response};
 use junction_core::body::ReqBody;
 use junction_core::codec::UpstreamCodec;
 use junction_core::ctx::RequestCtx;
@@ -663,14 +663,7 @@ fn head_uri(head: &Bytes) -> Bytes {
 }
 
 impl Backend for HttpProxy {
-    fn handle<'s, 'c, 'f>(&'s self, cx: &'c mut RequestCtx, body: ReqBody) -> HandleFuture<'f>
-    where
-        's: 'f,
-        'c: 'f,
-        Self: 'f,
-    {
-        junction_core::box_pin!(self.run(cx, body))
-    }
+    junction_core::handle_by!(|cx, body| run(cx, body));
 
     fn intercept_errors(&self) -> bool {
         match &self.target {

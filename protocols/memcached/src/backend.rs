@@ -21,7 +21,7 @@ use junction_config::model::{
     default_type, err, family, invalid, mime_types, BuildCx, Family, LocInfo, Scope,
 };
 use junction_config::ConfigError;
-use junction_core::backend::{Backend, Generated, HandleFuture, Response};
+use junction_core::backend::{Backend, Generated, Response};
 use junction_core::body::{self, ReqBody};
 use junction_core::codec::UpstreamCodec;
 use junction_core::ctx::RequestCtx;
@@ -205,14 +205,7 @@ fn ranged(cx: &RequestCtx, mut resp: Response) -> Response {
 }
 
 impl Backend for MemcachedPass {
-    fn handle<'s, 'c, 'f>(&'s self, cx: &'c mut RequestCtx, _body: ReqBody) -> HandleFuture<'f>
-    where
-        's: 'f,
-        'c: 'f,
-        Self: 'f,
-    {
-        junction_core::box_pin!(self.run(cx))
-    }
+    junction_core::handle_by!(|cx, _body| run(cx));
 
     /// nginx hard-codes `intercept_errors` for memcached; memcached only ever yields
     /// 200 or the (generated) 404, so this changes nothing but is said as nginx says it.
