@@ -273,6 +273,34 @@ fn php_status_codes_redirect_and_three_cookies_arrive_as_sent() {
     assert!(r.header("Status").is_none(), "{}", r.describe());
 }
 
+/// A script's own `Server`, `Date` and `X-Pad` reach the client as nginx passes them
+/// from FastCGI (fastcgi_hide_header hides neither), with no `Server` or `Date` of
+/// the proxy's beside them; a script that sends none gets the proxy's.
+#[test]
+fn a_scripts_server_date_and_x_pad_pass_and_replace_the_proxys() {
+    let fpm = PhpFpm::start_tcp("");
+    let proxy = php_proxy(&fpm.target(), "");
+    let r = get(&proxy, "/own_headers.php");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.text(), "own headers\n");
+    assert_eq!(r.header_all("Server"), ["php-app"], "{}", r.describe());
+    assert_eq!(
+        r.header_all("Date"),
+        ["Mon, 01 Jan 2024 00:00:00 GMT"],
+        "{}",
+        r.describe()
+    );
+    assert_eq!(r.header("X-Pad"), Some("pad"), "{}", r.describe());
+    let r = get(&proxy, "/status.php?code=201");
+    assert_eq!(r.header_all("Server").len(), 1, "{}", r.describe());
+    assert!(
+        r.header("Server").unwrap().starts_with(product()),
+        "{}",
+        r.describe()
+    );
+    assert_eq!(r.header_all("Date").len(), 1, "{}", r.describe());
+}
+
 #[test]
 fn intercept_errors_on_lets_error_page_replace_php_errors() {
     let fpm = PhpFpm::start_tcp("");

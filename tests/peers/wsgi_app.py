@@ -7,6 +7,7 @@ Routes (by PATH_INFO; scgi_params sends none, so the path of REQUEST_URI then):
                     F to appear and yields "last\\n" (or "timeout\\n" if it never did)
   /slow?flag=F      waits (up to 10 s) for the flag file F before it answers at all
   /status?code=N    status N with the body "app says N" (a CGI-style error from the app)
+  /own_headers      the app's own Server, Date and X-Pad headers
   anything else     200 JSON: {"environ": {every str-valued CGI/HTTP_* variable},
                     "body_len": n, "body_md5": hex} — the request body is read as a stream
 
@@ -111,7 +112,17 @@ def echo(environ, start_response):
     return [body]
 
 
-ROUTES = {"/big": big, "/stream": stream, "/slow": slow, "/status": status}
+def own_headers(environ, start_response):
+    start_response(
+        "200 OK",
+        [("Content-Type", "text/plain"), ("Server", "wsgi-app"),
+         ("Date", "Mon, 01 Jan 2024 00:00:00 GMT"), ("X-Pad", "pad")],
+    )
+    return [b"own headers\n"]
+
+
+ROUTES = {"/big": big, "/stream": stream, "/slow": slow, "/status": status,
+          "/own_headers": own_headers}
 
 
 def application(environ, start_response):

@@ -617,6 +617,23 @@ pub fn request_headers_off_and_hide_header(protocol: Protocol) {
     assert_eq!(r.header("Content-Type"), Some("application/json"));
 }
 
+/// The app's own `Server`, `Date` and `X-Pad` pass as nginx passes them (uwsgi and
+/// SCGI hide none of them by default), with no `Server` or `Date` of the proxy's.
+pub fn own_server_date(protocol: Protocol) {
+    let s = setup_location(protocol, "");
+    let r = s.proxy.get("app.test", "/own_headers");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    assert_eq!(r.text(), "own headers\n");
+    assert_eq!(r.header_all("Server"), ["wsgi-app"], "{}", r.describe());
+    assert_eq!(
+        r.header_all("Date"),
+        ["Mon, 01 Jan 2024 00:00:00 GMT"],
+        "{}",
+        r.describe()
+    );
+    assert_eq!(r.header("X-Pad"), Some("pad"), "{}", r.describe());
+}
+
 /// `*_intercept_errors`: off, the app's 404 passes as is; on, `error_page` replaces it.
 pub fn intercept_errors(protocol: Protocol) {
     let s = setup(
@@ -690,6 +707,11 @@ macro_rules! same_scenarios {
         #[test]
         fn intercept_errors_off_passes_the_apps_404_on_uses_error_page() {
             intercept_errors(P);
+        }
+
+        #[test]
+        fn the_apps_server_date_and_x_pad_pass_and_replace_the_proxys() {
+            own_server_date(P);
         }
     };
 }

@@ -46,18 +46,16 @@ pub struct Family {
     pub body_in_file: crate::body_file::BodyInFile,
 }
 
-/// Upstream response headers every protocol hides by default (nginx's
-/// `*_hide_header` defaults) plus hop-by-hop ones; `*_pass_header` lets one through.
+/// Upstream response headers every protocol hides by default (the `X-Accel-*`
+/// ones of nginx's `*_hide_header` defaults) plus hop-by-hop ones; `*_pass_header`
+/// lets one through. Each protocol adds its own defaults ([`PROXY_HIDE`],
+/// [`CGI_HIDE`]).
 pub const HIDE_RESPONSE: &[&str] = &[
-    "date",
-    "server",
-    "x-pad",
     "x-accel-expires",
     "x-accel-redirect",
     "x-accel-limit-rate",
     "x-accel-buffering",
     "x-accel-charset",
-    "status",
     "connection",
     "keep-alive",
     "transfer-encoding",
@@ -67,12 +65,24 @@ pub const HIDE_RESPONSE: &[&str] = &[
     "proxy-connection",
 ];
 
+/// `proxy_hide_header`'s own defaults: an HTTP upstream's `Date`, `Server` and
+/// `X-Pad` are hidden (the client gets Junction's `Server` and `Date`).
+pub const PROXY_HIDE: &[&str] = &["date", "server", "x-pad"];
+
+/// The CGI-style protocols' own defaults (`fastcgi_hide_header`, `scgi_…`,
+/// `uwsgi_…`): `Status` is the response's status, not a header. A script's
+/// `Server`, `Date` and `X-Pad` reach the client as nginx passes them (and then
+/// Junction adds no `Server` or `Date` of its own).
+pub const CGI_HIDE: &[&str] = &["status"];
+
 impl Family {
-    /// The response headers to hide for this location (defaults + `*_hide_header`
-    /// − `*_pass_header`), computed once at load by the protocol's builder.
-    pub fn hidden_headers(&self) -> Vec<http::HeaderName> {
+    /// The response headers to hide for this location (the common defaults, the
+    /// protocol's own `own` defaults and `*_hide_header`, less `*_pass_header`),
+    /// computed once at load by the protocol's builder.
+    pub fn hidden_headers(&self, own: &[&'static str]) -> Vec<http::HeaderName> {
         HIDE_RESPONSE
             .iter()
+            .chain(own)
             .filter(|h| !self.pass_headers.iter().any(|p| p == *h))
             .map(|h| http::HeaderName::from_static(h))
             .chain(
@@ -191,7 +201,7 @@ impl<P: CgiProtocol> CgiPass<P> {
     /// The pass of a location: its protocol, its `PREFIX_*` family and its
     /// `PREFIX_param` set (with `pass_request_headers` already applied).
     pub fn new(proto: P, fam: Family, params: ParamSet) -> Self {
-        let hidden = crate::header_set::HeaderSet::new(fam.hidden_headers());
+        let hidden = crate::header_set::HeaderSet::new(fam.hidden_headers(CGI_HIDE));
         CgiPass {
             proto,
             fam,

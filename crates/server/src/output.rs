@@ -13,6 +13,20 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+/// Marks a response whose `Last-Modified` and `Location` Junction made itself (a
+/// static file, a redirect): nginx writes those right after `Content-Length`,
+/// where an upstream's come among the other headers.
+#[derive(Clone, Copy)]
+pub(crate) struct OwnHead;
+
+/// Marks a response whose `Server` or `Date` came from its upstream (nginx writes
+/// those among the other headers, where its own come first).
+#[derive(Clone, Copy)]
+pub(crate) struct Passed {
+    pub(crate) server: bool,
+    pub(crate) date: bool,
+}
+
 /// A response's location-level connection settings ([`LocConf::conn`]).
 #[derive(Clone)]
 pub(crate) struct LocConn(pub(crate) Arc<crate::http1::ConnConf>);
@@ -29,15 +43,33 @@ pub(crate) fn finish(
     }
     let status = resp.status().as_u16();
     let h = resp.headers_mut();
-    h.insert(http::header::SERVER, server_header(c.server_tokens));
-    if let Some(t) = &c.server_tokens_string {
-        let s = t.eval(&cx);
-        match HeaderValue::from_maybe_shared(s.clone()) {
-            Ok(v) if !s.is_empty() => h.insert(http::header::SERVER, v),
-            _ => h.remove(http::header::SERVER),
-        };
+    // nginx's own `Server` and `Date` go out unless the response has them already
+    // (a FastCGI script's, or an HTTP upstream's under `proxy_pass_header`).
+    let (own_server, own_date) = own_server_date(h);
+    if own_server {
+        match &c.server_tokens_string {
+            None => {
+                h.insert(http::header::SERVER, server_header(c.server_tokens));
+            }
+            Some(t) => {
+                let s = t.eval(&cx);
+                if let Ok(v) = HeaderValue::from_maybe_shared(s.clone()) {
+                    if !s.is_empty() {
+                        h.insert(http::header::SERVER, v);
+                    }
+                }
+            }
+        }
     }
-    h.insert(http::header::DATE, junction_core::time::http_date());
+    if own_date {
+        h.insert(http::header::DATE, junction_core::time::http_date());
+    }
+    if !(own_server && own_date) {
+        resp.extensions_mut().insert(Passed {
+            server: !own_server,
+            date: !own_date,
+        });
+    }
     crate::filters::headers(&mut resp, &cx, &c.filters);
     let h = resp.headers_mut();
     let ok_status = matches!(
@@ -68,6 +100,20 @@ pub(crate) fn finish(
         logs,
     };
     http::Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// Whether the response still needs Junction's own `Server` and `Date`: one pass
+/// over the names (most responses have a handful), not two lookups.
+fn own_server_date(h: &http::HeaderMap) -> (bool, bool) {
+    let (mut server, mut date) = (true, true);
+    for k in h.keys() {
+        if *k == http::header::SERVER {
+            server = false;
+        } else if *k == http::header::DATE {
+            date = false;
+        }
+    }
+    (server, date)
 }
 
 /// Counts body bytes, records the request's counters and writes the access log lines

@@ -133,6 +133,7 @@ pub(crate) async fn process(
                             );
                             if let Ok(v) = HeaderValue::from_str(&loc) {
                                 r.headers_mut().insert(http::header::LOCATION, v);
+                                r.extensions_mut().insert(crate::output::OwnHead);
                             }
                             return finish(r, cx, &srv.base.data);
                         }
@@ -427,6 +428,7 @@ fn send_error_page(
     );
     if let Ok(v) = HeaderValue::from_str(&target) {
         r.headers_mut().insert(http::header::LOCATION, v);
+        r.extensions_mut().insert(crate::output::OwnHead);
     }
     Step::Done(r)
 }
@@ -473,6 +475,7 @@ pub(crate) fn do_return(cx: &RequestCtx, c: &LocConf, ret: &crate::build::Return
             };
             if let Ok(v) = HeaderValue::from_maybe_shared(loc) {
                 r.headers_mut().insert(http::header::LOCATION, v);
+                r.extensions_mut().insert(crate::output::OwnHead);
             }
         }
         // nginx finalizes with the code: `error_page 301 …` applies.

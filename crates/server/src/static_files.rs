@@ -187,6 +187,7 @@ async fn serve(cx: &mut RequestCtx, c: &StaticFiles) -> Response {
         }
         if let Ok(v) = HeaderValue::from_str(&loc) {
             r.headers_mut().insert(http::header::LOCATION, v);
+            r.extensions_mut().insert(crate::output::OwnHead);
         }
         return r;
     }
@@ -202,8 +203,9 @@ async fn serve(cx: &mut RequestCtx, c: &StaticFiles) -> Response {
     let last_modified = httpdate::fmt_http_date(UNIX_EPOCH + std::time::Duration::from_secs(mtime));
     let etag = c.etag.then(|| format!("\"{mtime:x}-{len:x}\""));
     let ctype = junction_core::mime::content_type(&cx.uri, &c.types, &c.default_type);
-    let mut builder =
-        http::Response::builder().header(http::header::LAST_MODIFIED, last_modified.as_str());
+    let mut builder = http::Response::builder()
+        .header(http::header::LAST_MODIFIED, last_modified.as_str())
+        .extension(crate::output::OwnHead);
     if let Some(etag) = &etag {
         builder = builder.header(http::header::ETAG, etag.as_str());
     }

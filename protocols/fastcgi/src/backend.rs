@@ -107,7 +107,9 @@ fn build_fastcgi(
     params.pass_request_headers = fam.pass_request_headers;
     // Checked here too, so a bad split regex names this location's directive.
     junction_config::model::script_split(scope)?;
-    let hidden = junction_core::header_set::HeaderSet::new(fam.hidden_headers());
+    let hidden = junction_core::header_set::HeaderSet::new(
+        fam.hidden_headers(junction_core::pass::CGI_HIDE),
+    );
     Ok(Some(Fastcgi {
         target,
         params,

@@ -280,8 +280,9 @@ pub fn build(
     let fam = match &target {
         Target::Static { fam, .. } | Target::Dynamic { fam, .. } => fam,
     };
-    // nginx's proxy module does not hide a `Status` header (CGI protocols do).
-    let hide = HeaderSet::new(fam.hidden_headers().into_iter().filter(|h| h != "status"));
+    // nginx's proxy module does not hide a `Status` header (CGI protocols do); it
+    // hides the upstream's `Date`, `Server` and `X-Pad`.
+    let hide = HeaderSet::new(fam.hidden_headers(junction_core::pass::PROXY_HIDE));
     let hide_decode = Arc::new(hide.without(&HeaderName::from_static("x-accel-buffering")));
     Ok(Some(Arc::new(HttpProxy {
         target,

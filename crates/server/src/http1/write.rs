@@ -63,27 +63,67 @@ pub(crate) fn head(
     }
     out.put_slice(b"\r\n");
     let no_body = (100..200).contains(&code) || code == 204 || code == 304;
-    // Seen while the headers are written (two lookups fewer than asking the map).
-    let mut has_len = false;
+    // nginx's order (ngx_http_header_filter): Server, Date, Content-Type,
+    // Content-Length, its own Last-Modified and Location, the framing and
+    // Connection, then the other headers as they came. One pass finds those and
+    // whether there is a Connection; a second writes the rest.
+    let mut server = None;
+    let mut date = None;
+    let mut ctype = None;
+    let mut clen = None;
+    let mut modified = None;
+    let mut location = None;
     let mut has_conn = false;
+    let own = parts.extensions.get::<crate::output::OwnHead>().is_some();
+    let passed = parts.extensions.get::<crate::output::Passed>();
+    let (own_server, own_date) = passed.map_or((true, true), |p| (!p.server, !p.date));
     for (k, v) in &parts.headers {
-        if *k == http::header::CONTENT_LENGTH {
-            has_len = true;
+        if *k == http::header::SERVER {
+            if own_server {
+                server = server.or(Some(v));
+            }
+        } else if *k == http::header::DATE {
+            if own_date {
+                date = date.or(Some(v));
+            }
+        } else if *k == http::header::CONTENT_TYPE {
+            ctype = ctype.or(Some(v));
+        } else if *k == http::header::CONTENT_LENGTH {
+            clen = clen.or(Some(v));
         } else if *k == http::header::CONNECTION {
             has_conn = true;
+        } else if own && *k == http::header::LAST_MODIFIED {
+            modified = modified.or(Some(v));
+        } else if own && *k == http::header::LOCATION {
+            location = location.or(Some(v));
         }
-        if no_body && (*k == http::header::CONTENT_LENGTH || *k == http::header::TRANSFER_ENCODING)
-        {
-            continue;
+    }
+    for (name, v) in [
+        (&b"Server: "[..], server),
+        (b"Date: ", date),
+        (b"Content-Type: ", ctype),
+    ] {
+        if let Some(v) = v {
+            out.put_slice(name);
+            out.put_slice(v.as_bytes());
+            out.put_slice(b"\r\n");
         }
-        if *k == http::header::TRANSFER_ENCODING {
-            // Framing is this layer's: the body is re-framed below.
-            continue;
-        }
-        title_case(out, k.as_str().as_bytes());
-        out.put_slice(b": ");
+    }
+    let has_len = clen.is_some();
+    if let Some(v) = clen.filter(|_| !no_body) {
+        out.put_slice(b"Content-Length: ");
         out.put_slice(v.as_bytes());
         out.put_slice(b"\r\n");
+    }
+    for (name, v) in [
+        (&b"Last-Modified: "[..], modified),
+        (b"Location: ", location),
+    ] {
+        if let Some(v) = v {
+            out.put_slice(name);
+            out.put_slice(v.as_bytes());
+            out.put_slice(b"\r\n");
+        }
     }
     let framing = if no_body {
         Out::Nothing
@@ -126,6 +166,26 @@ pub(crate) fn head(
         } else {
             out.put_slice(b"Connection: close\r\n");
         }
+    }
+    // The rest, skipping the four written above (by identity: a second value of
+    // the same name, such as an `add_header Server`, is written here).
+    let written = [server, date, ctype, clen, modified, location];
+    for (k, v) in &parts.headers {
+        if written
+            .iter()
+            .any(|w| w.is_some_and(|w| std::ptr::eq(w, v)))
+        {
+            continue;
+        }
+        if *k == http::header::TRANSFER_ENCODING || (no_body && *k == http::header::CONTENT_LENGTH)
+        {
+            // Framing is this layer's: the body is re-framed above.
+            continue;
+        }
+        title_case(out, k.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(v.as_bytes());
+        out.put_slice(b"\r\n");
     }
     out.put_slice(b"\r\n");
     framing
@@ -418,12 +478,38 @@ mod tests {
         );
         assert_eq!(
             &out[..],
-            b"HTTP/1.1 200 OK\r\nX-My-Header: 1\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive\r\nKeep-Alive: timeout=60\r\nX-My-Header: 1\r\n\r\n"
         );
         let mut out = BytesMut::new();
         let req = ReqInfo::new(&Method::GET, Version::HTTP_10);
         assert_eq!(head(&mut out, &parts, None, &req, &mut ka, None), Out::Raw);
         assert!(!ka);
-        assert!(out.ends_with(b"Connection: close\r\n\r\n"));
+        assert!(out.ends_with(b"Connection: close\r\nX-My-Header: 1\r\n\r\n"));
+    }
+
+    #[test]
+    fn head_orders_as_nginx() {
+        let mut r = http::Response::new(());
+        let h = r.headers_mut();
+        h.insert("etag", http::HeaderValue::from_static("\"e\""));
+        h.insert("content-length", http::HeaderValue::from_static("12"));
+        h.insert("content-type", http::HeaderValue::from_static("text/plain"));
+        h.insert("server", http::HeaderValue::from_static("junction"));
+        h.append("server", http::HeaderValue::from_static("added"));
+        h.insert(
+            "date",
+            http::HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+        );
+        let (parts, _) = r.into_parts();
+        let mut ka = true;
+        let req = ReqInfo::new(&Method::GET, Version::HTTP_11);
+        let mut out = BytesMut::new();
+        assert_eq!(head(&mut out, &parts, None, &req, &mut ka, None), Out::Raw);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "HTTP/1.1 200 OK\r\nServer: junction\r\nDate: Thu, 01 Jan 1970 00:00:00 GMT\r\n\
+             Content-Type: text/plain\r\nContent-Length: 12\r\nConnection: keep-alive\r\n\
+             ETag: \"e\"\r\nServer: added\r\n\r\n"
+        );
     }
 }

@@ -1,0 +1,150 @@
+//! The response head as nginx's `ngx_http_header_filter` writes it, on a table checked
+//! against nginx (`JUNCTION_TEST_PROXY=nginx`): the header names in order and in
+//! nginx's spelling (`ETag`, `Content-Type` for an upstream's `Content-type`), the
+//! proxy's own `Server` and `Date` first, an upstream's `Server` and `Date` among the
+//! other headers when `proxy_pass_header` lets them through (and then none of the
+//! proxy's), a static file's and a redirect's own `Last-Modified` and `Location`
+//! before `Connection`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
+mod common;
+
+use common::*;
+
+const CONF: &str = "
+server {
+    listen 127.0.0.1:{PORT};
+    root {ROOT};
+    location /p/ { proxy_pass http://127.0.0.1:{B}/; }
+    location /pass/ {
+        proxy_pass http://127.0.0.1:{B}/;
+        proxy_pass_header Server;
+        proxy_pass_header Date;
+    }
+    location /padd/ { proxy_pass http://127.0.0.1:{B}/; add_header X-Added yes; }
+    location /s/ { alias {ROOT}/; }
+    location = /moved { return 302 /elsewhere; }
+    location = /text { add_header X-Added yes; return 200 \"text\\n\"; }
+}
+";
+
+#[test]
+fn header_order_and_spelling_are_nginxs() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::write(root.path().join("hello.txt"), "hello world\n").unwrap();
+    let backend = Peer::http_server(root.path());
+    let proxy = Proxy::start(&fill(
+        CONF,
+        &[("ROOT", &root.path().display()), ("B", &backend.port)],
+    ));
+    // (path, expected status, expected names in order, whose Server).
+    let own = "own";
+    let upstream = "upstream";
+    let rows: &[(&str, u16, &[&str], &str)] = &[
+        (
+            "/p/hello.txt",
+            200,
+            &[
+                "Server",
+                "Date",
+                "Content-Type",
+                "Content-Length",
+                "Connection",
+                "Last-Modified",
+            ],
+            own,
+        ),
+        (
+            "/pass/hello.txt",
+            200,
+            &[
+                "Content-Type",
+                "Content-Length",
+                "Connection",
+                "Server",
+                "Date",
+                "Last-Modified",
+            ],
+            upstream,
+        ),
+        (
+            "/padd/hello.txt",
+            200,
+            &[
+                "Server",
+                "Date",
+                "Content-Type",
+                "Content-Length",
+                "Connection",
+                "Last-Modified",
+                "X-Added",
+            ],
+            own,
+        ),
+        (
+            "/s/hello.txt",
+            200,
+            &[
+                "Server",
+                "Date",
+                "Content-Type",
+                "Content-Length",
+                "Last-Modified",
+                "Connection",
+                "ETag",
+                "Accept-Ranges",
+            ],
+            own,
+        ),
+        (
+            "/moved",
+            302,
+            &[
+                "Server",
+                "Date",
+                "Content-Type",
+                "Content-Length",
+                "Location",
+                "Connection",
+            ],
+            own,
+        ),
+        (
+            "/text",
+            200,
+            &[
+                "Server",
+                "Date",
+                "Content-Type",
+                "Content-Length",
+                "Connection",
+                "X-Added",
+            ],
+            own,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (path, status, names, server) in rows {
+        let r = proxy.get("head.test", path);
+        let got: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
+        if r.status != *status || got != *names {
+            failures.push(format!(
+                "{path}: want {status} {names:?}, got {} {got:?}",
+                r.status
+            ));
+            continue;
+        }
+        let servers = r.header_all("Server");
+        let ok = match *server {
+            "own" => servers.len() == 1 && servers[0].starts_with(product()),
+            _ => servers.len() == 1 && servers[0].starts_with("SimpleHTTP/"),
+        };
+        if !ok || r.header_all("Date").len() != 1 {
+            failures.push(format!(
+                "{path}: want one {server} Server and one Date:\n{}",
+                r.describe()
+            ));
+        }
+    }
+    assert_table("response head order", &failures, rows.len());
+}
