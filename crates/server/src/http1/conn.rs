@@ -181,85 +181,95 @@ enum Next {
 /// Serves one client connection until it closes. While it idles, its state is
 /// this function's few locals: the request's own state lives in a box for the
 /// request's duration only.
-pub(crate) async fn serve<S: Socket>(mut io: S, info: Arc<ConnInfo>, mut src: Source) {
-    let _open = junction_core::stats::OpenConnection::open();
-    let mut life = Life {
-        born: Instant::from_std(junction_core::time::now()),
-        served: 0,
-        nodelay: false,
-    };
-    let mut cur: Option<Arc<Current>> = current(&mut src, &info, None);
-    let mut buf = BytesMut::new();
-    let mut idle = Duration::ZERO;
-    loop {
-        let Some(c) = cur.as_ref() else {
-            return;
+/// (A plain fn returning the async block: an `async fn` copies its parameters into
+/// locals of its own, and the connection's task then holds them twice.)
+pub(crate) fn serve<S: Socket>(
+    mut io: S,
+    info: Arc<ConnInfo>,
+    mut src: Source,
+) -> impl Future<Output = ()> + 'static {
+    async move {
+        let _open = junction_core::stats::OpenConnection::open();
+        let mut life = Life {
+            born: Instant::from_std(junction_core::time::now()),
+            served: 0,
+            nodelay: false,
         };
-        // Idle (before the first byte of a request): no buffer is held.
-        if buf.is_empty() {
-            buf = BytesMut::new();
-            let wait = if life.served == 0 {
-                c.conf.header_timeout
-            } else {
-                idle
+        let mut cur: Option<Arc<Current>> = current(&mut src, &info, None);
+        let mut buf = BytesMut::new();
+        let mut idle = Duration::ZERO;
+        loop {
+            let Some(c) = cur.as_ref() else {
+                return;
             };
-            let mut stop = src.stop.clone();
-            tokio::select! {
-                biased;
-                r = junction_core::time::timeout(wait, readable(&io)) => match r {
-                    Ok(Ok(())) => {}
-                    _ => return,
-                },
-                _ = stop.changed() => {
-                    // A graceful stop: a keep-alive client's next request may be on its
-                    // way already, and closing now would reset it. It gets a moment to
-                    // arrive and is served with `Connection: close`; then the idle close.
-                    let grace = tokio::time::timeout(GRACEFUL_IDLE.min(wait), readable(&io));
-                    if *stop.borrow() != Stop::Graceful || !matches!(grace.await, Ok(Ok(()))) {
-                        return;
+            // Idle (before the first byte of a request): no buffer is held.
+            if buf.is_empty() {
+                buf = BytesMut::new();
+                let wait = if life.served == 0 {
+                    c.conf.header_timeout
+                } else {
+                    idle
+                };
+                let mut stop = src.stop.clone();
+                tokio::select! {
+                    biased;
+                    r = junction_core::time::timeout(wait, readable(&io)) => match r {
+                        Ok(Ok(())) => {}
+                        _ => return,
+                    },
+                    _ = stop.changed() => {
+                        // A graceful stop: a keep-alive client's next request may be on its
+                        // way already, and closing now would reset it. It gets a moment to
+                        // arrive and is served with `Connection: close`; then the idle close.
+                        let grace = tokio::time::timeout(GRACEFUL_IDLE.min(wait), readable(&io));
+                        let graceful = *stop.borrow() == Stop::Graceful;
+                        if !graceful || !matches!(grace.await, Ok(Ok(()))) {
+                            return;
+                        }
                     }
+                    _ = src.drain.notified(), if life.served > 0 => return,
                 }
-                _ = src.drain.notified(), if life.served > 0 => return,
             }
-        }
-        // The configuration current when the request starts (a reload reaches
-        // connections opened before it).
-        cur = current(&mut src, &info, cur.take());
-        let Some(c) = cur.as_ref() else {
-            return;
-        };
-        life.served += 1;
-        let next =
-            junction_core::box_pin!(exchange(&mut io, &mut buf, &info, c, &mut life, &src)).await;
-        match next {
-            Next::KeepAlive(t) => {
-                // nginx's ngx_http_set_keepalive: the next response must not wait for
-                // this one's acknowledgement.
-                ensure_nodelay(&io, &mut life.nodelay);
-                idle = t;
-                continue;
-            }
-            Next::Drop => return,
-            Next::Close { linger, conf } => {
-                if !linger {
-                    // nginx counts the connection closed before its close(2).
-                    drop(_open);
-                    if !io.shutdown_on_close() {
-                        return;
+            // The configuration current when the request starts (a reload reaches
+            // connections opened before it).
+            cur = current(&mut src, &info, cur.take());
+            let Some(c) = cur.as_ref() else {
+                return;
+            };
+            life.served += 1;
+            let next =
+                junction_core::box_pin!(exchange(&mut io, &mut buf, &info, c, &mut life, &src))
+                    .await;
+            match next {
+                Next::KeepAlive(t) => {
+                    // nginx's ngx_http_set_keepalive: the next response must not wait for
+                    // this one's acknowledgement.
+                    ensure_nodelay(&io, &mut life.nodelay);
+                    idle = t;
+                    continue;
+                }
+                Next::Drop => return,
+                Next::Close { linger, conf } => {
+                    if !linger {
+                        // nginx counts the connection closed before its close(2).
+                        drop(_open);
+                        if !io.shutdown_on_close() {
+                            return;
+                        }
                     }
+                    // Boxed: its timer and read future live only while closing, not in every
+                    // idle connection's task.
+                    Box::pin(close(io, linger, &conf)).await;
+                    return;
                 }
-                // Boxed: its timer and read future live only while closing, not in every
-                // idle connection's task.
-                Box::pin(close(io, linger, &conf)).await;
-                return;
-            }
-            Next::Upgrade(tx) => {
-                ensure_nodelay(&io, &mut life.nodelay);
-                let _ = tx.send(ClientUpgraded {
-                    io: Box::new(io),
-                    leftover: buf.freeze(),
-                });
-                return;
+                Next::Upgrade(tx) => {
+                    ensure_nodelay(&io, &mut life.nodelay);
+                    let _ = tx.send(ClientUpgraded {
+                        io: Box::new(io),
+                        leftover: buf.freeze(),
+                    });
+                    return;
+                }
             }
         }
     }
