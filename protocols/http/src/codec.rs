@@ -236,7 +236,23 @@ impl UpstreamCodec for HttpCodec {
             return;
         }
         if self.chunked_request {
-            out.push(Bytes::from(format!("{:x}\r\n", chunk.len())));
+            // The size line in hex, formatted on the stack (no `format!` per chunk).
+            let mut line = [0u8; 18];
+            let mut i = 16;
+            let mut n = chunk.len();
+            loop {
+                i -= 1;
+                if let (Some(d), Some(h)) = (line.get_mut(i), b"0123456789abcdef".get(n & 15)) {
+                    *d = *h;
+                }
+                n >>= 4;
+                if n == 0 || i == 0 {
+                    break;
+                }
+            }
+            line[16] = b'\r';
+            line[17] = b'\n';
+            out.push(Bytes::copy_from_slice(line.get(i..).unwrap_or(b"0\r\n")));
             out.push(chunk);
             out.push(Bytes::from_static(b"\r\n"));
         } else {
@@ -503,5 +519,10 @@ mod tests {
         c.encode_end(&mut out);
         let all: Vec<u8> = out.iter().flat_map(|b| b.iter().copied()).collect();
         assert_eq!(all, b"5\r\nhello\r\n0\r\n\r\n");
+        for n in [1usize, 15, 16, 255, 4096, 70000] {
+            let mut out = Vec::new();
+            c.encode_body(Bytes::from(vec![b'x'; n]), &mut out);
+            assert_eq!(out[0], format!("{n:x}\r\n").as_bytes(), "{n}");
+        }
     }
 }
