@@ -4,7 +4,8 @@
 //! proxy's own `Server` and `Date` first, an upstream's `Server` and `Date` among the
 //! other headers when `proxy_pass_header` lets them through (and then none of the
 //! proxy's), a static file's and a redirect's own `Last-Modified` and `Location`
-//! before `Connection`.
+//! before `Connection`, `gzip_vary`'s `Vary` right after it, a static file's
+//! `Accept-Ranges` last.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
 
 mod common;
@@ -25,6 +26,12 @@ server {
     location /s/ { alias {ROOT}/; }
     location = /moved { return 302 /elsewhere; }
     location = /text { add_header X-Added yes; return 200 \"text\\n\"; }
+    location /se/ { alias {ROOT}/; expires 1h; add_header X-Added yes; }
+    location /sg/ { alias {ROOT}/; gzip on; gzip_types text/plain; gzip_min_length 1; gzip_vary on; }
+    location /pg/ {
+        proxy_pass http://127.0.0.1:{B}/;
+        gzip on; gzip_types text/plain; gzip_min_length 1; gzip_proxied any; gzip_vary on;
+    }
 }
 ";
 
@@ -37,7 +44,8 @@ fn header_order_and_spelling_are_nginxs() {
         CONF,
         &[("ROOT", &root.path().display()), ("B", &backend.port)],
     ));
-    // (path, expected status, expected names in order, whose Server).
+    // (path, expected status, expected names in order, whose Server); a path ending in
+    // `+gzip` is asked with `Accept-Encoding: gzip`.
     let own = "own";
     let upstream = "upstream";
     let rows: &[(&str, u16, &[&str], &str)] = &[
@@ -122,10 +130,68 @@ fn header_order_and_spelling_are_nginxs() {
             ],
             own,
         ),
+        (
+            "/se/hello.txt",
+            200,
+            &[
+                "Server",
+                "Date",
+                "Content-Type",
+                "Content-Length",
+                "Last-Modified",
+                "Connection",
+                "ETag",
+                "Expires",
+                "Cache-Control",
+                "X-Added",
+                "Accept-Ranges",
+            ],
+            own,
+        ),
+        (
+            "/sg/hello.txt+gzip",
+            200,
+            &[
+                "Server",
+                "Date",
+                "Content-Type",
+                "Last-Modified",
+                "Transfer-Encoding",
+                "Connection",
+                "Vary",
+                "ETag",
+                "Content-Encoding",
+            ],
+            own,
+        ),
+        (
+            "/pg/hello.txt+gzip",
+            200,
+            &[
+                "Server",
+                "Date",
+                "Content-Type",
+                "Transfer-Encoding",
+                "Connection",
+                "Vary",
+                "Last-Modified",
+                "Content-Encoding",
+            ],
+            own,
+        ),
     ];
     let mut failures = Vec::new();
     for (path, status, names, server) in rows {
-        let r = proxy.get("head.test", path);
+        let r = match path.strip_suffix("+gzip") {
+            Some(p) => proxy.request(
+                format!(
+                    "GET {p} HTTP/1.1\r\nHost: head.test\r\nAccept-Encoding: gzip\r\n\
+                     Connection: close\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => proxy.get("head.test", path),
+        };
         let got: Vec<&str> = r.headers.iter().map(|(k, _)| k.as_str()).collect();
         if r.status != *status || got != *names {
             failures.push(format!(

@@ -304,9 +304,8 @@ impl Lease {
                     fit = Some((i, *d));
                 }
             }
-            let fit = fit.map(|(i, _)| i);
             Some(match fit {
-                Some(i) => kept.swap_remove(i).1,
+                Some((i, _)) => kept.swap_remove(i).1,
                 None => Box::pin(tokio::time::sleep_until(deadline)),
             })
         });

@@ -544,8 +544,37 @@ fn weak_etag(h: &mut HeaderMap) {
     }
 }
 
-fn add_vary(h: &mut HeaderMap) {
-    h.append(VARY, HeaderValue::from_static("Accept-Encoding"));
+/// `gzip_vary`'s `Vary: Accept-Encoding`, marked as the filter's own (nginx writes it
+/// right after `Connection`, where an upstream's `Vary` comes among the others).
+fn add_vary(resp: &mut http::Response<Body>) {
+    resp.headers_mut()
+        .append(VARY, HeaderValue::from_static("Accept-Encoding"));
+    resp.extensions_mut().insert(OwnVary);
+}
+
+/// Marks a response whose last `Vary` is `gzip_vary`'s (see [`add_vary`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OwnVary;
+
+/// The map without `names`, in its order (`HeaderMap::remove` moves the last
+/// entry into the removed one's place).
+fn drop_names(h: &mut HeaderMap, names: &[http::HeaderName]) {
+    if !h.keys().any(|k| names.contains(k)) {
+        return;
+    }
+    let old = std::mem::take(h);
+    h.reserve(old.len());
+    let mut name: Option<http::HeaderName> = None;
+    let mut keep = true;
+    for (k, v) in old {
+        if let Some(k) = k {
+            keep = !names.contains(&k);
+            name = Some(k);
+        }
+        if let (true, Some(k)) = (keep, &name) {
+            h.append(k.clone(), v);
+        }
+    }
 }
 
 /// The gzip (and Brotli) header filter, and the body wrapped for compression.
@@ -557,7 +586,7 @@ pub(crate) fn filter(
     let marked = resp.extensions_mut().remove::<VaryMark>().is_some();
     if !c.any() {
         if marked && c.vary {
-            add_vary(resp.headers_mut());
+            add_vary(&mut resp);
         }
         return resp;
     }
@@ -569,7 +598,7 @@ pub(crate) fn filter(
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"gzip"));
     if c.gunzip && is_gzip {
         if c.vary {
-            add_vary(resp.headers_mut());
+            add_vary(&mut resp);
         }
         let takes_gzip = accept_encoding(cx).is_some_and(|a| accepts_gzip(a.as_bytes()))
             && client_ok(cx, resp.headers(), c);
@@ -577,9 +606,7 @@ pub(crate) fn filter(
             return resp;
         }
         let h = resp.headers_mut();
-        h.remove(CONTENT_ENCODING);
-        h.remove(CONTENT_LENGTH);
-        h.remove(ACCEPT_RANGES);
+        drop_names(h, &[CONTENT_ENCODING, CONTENT_LENGTH, ACCEPT_RANGES]);
         weak_etag(h);
         if cx.method == Method::HEAD {
             return resp;
@@ -621,7 +648,7 @@ pub(crate) fn filter(
         (false, false)
     };
     if (marked || gz || br) && c.vary {
-        add_vary(resp.headers_mut());
+        add_vary(&mut resp);
     }
     if !(gz || br) {
         return resp;
@@ -630,9 +657,8 @@ pub(crate) fn filter(
         return resp;
     };
     let h = resp.headers_mut();
+    drop_names(h, &[CONTENT_LENGTH, ACCEPT_RANGES]);
     h.insert(CONTENT_ENCODING, HeaderValue::from_static(enc.token()));
-    h.remove(CONTENT_LENGTH);
-    h.remove(ACCEPT_RANGES);
     weak_etag(h);
     if cx.method == Method::HEAD {
         return resp;

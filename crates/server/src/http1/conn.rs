@@ -183,6 +183,7 @@ enum Next {
 /// request's duration only.
 /// (A plain fn returning the async block: an `async fn` copies its parameters into
 /// locals of its own, and the connection's task then holds them twice.)
+#[allow(clippy::manual_async_fn)] // on purpose: see above
 pub(crate) fn serve<S: Socket>(
     mut io: S,
     info: Arc<ConnInfo>,

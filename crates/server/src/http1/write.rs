@@ -73,7 +73,13 @@ pub(crate) fn head(
     let mut clen = None;
     let mut modified = None;
     let mut location = None;
+    let mut ranges = None;
+    let mut vary = None;
     let mut has_conn = false;
+    let own_vary = parts
+        .extensions
+        .get::<crate::filters::gzip::OwnVary>()
+        .is_some();
     let own = parts.extensions.get::<crate::output::OwnHead>().is_some();
     let passed = parts.extensions.get::<crate::output::Passed>();
     let (own_server, own_date) = passed.map_or((true, true), |p| (!p.server, !p.date));
@@ -96,6 +102,11 @@ pub(crate) fn head(
             modified = modified.or(Some(v));
         } else if own && *k == http::header::LOCATION {
             location = location.or(Some(v));
+        } else if own && *k == http::header::ACCEPT_RANGES {
+            ranges = ranges.or(Some(v));
+        } else if own_vary && *k == http::header::VARY {
+            // gzip_vary's is the last one.
+            vary = Some(v);
         }
     }
     for (name, v) in [
@@ -167,9 +178,16 @@ pub(crate) fn head(
             out.put_slice(b"Connection: close\r\n");
         }
     }
+    if let Some(v) = vary {
+        out.put_slice(b"Vary: ");
+        out.put_slice(v.as_bytes());
+        out.put_slice(b"\r\n");
+    }
     // The rest, skipping the four written above (by identity: a second value of
     // the same name, such as an `add_header Server`, is written here).
-    let written = [server, date, ctype, clen, modified, location];
+    // A static file's own Accept-Ranges comes last (nginx's range filter adds it
+    // after add_header and expires).
+    let written = [server, date, ctype, clen, modified, location, vary, ranges];
     for (k, v) in &parts.headers {
         if written
             .iter()
@@ -184,6 +202,11 @@ pub(crate) fn head(
         }
         title_case(out, k.as_str().as_bytes());
         out.put_slice(b": ");
+        out.put_slice(v.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    if let Some(v) = ranges {
+        out.put_slice(b"Accept-Ranges: ");
         out.put_slice(v.as_bytes());
         out.put_slice(b"\r\n");
     }
