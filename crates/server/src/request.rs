@@ -30,14 +30,18 @@ fn parse_host(raw: &str) -> Option<Arc<str>> {
         })
     };
     let h = h.trim_end_matches('.');
-    if h.bytes()
-        .any(|c| c == b'/' || c == b'\\' || c == 0 || c.is_ascii_whitespace())
-        || h.contains("..")
-    {
-        return None;
+    // One pass: nginx's refusals (`/`, `\`, NUL, white space, `..`) and whether the
+    // name needs lower-casing (a substring search for ".." cost more than the rest).
+    let (mut upper, mut prev_dot) = (false, false);
+    for c in h.bytes() {
+        if c == b'/' || c == b'\\' || c == 0 || c.is_ascii_whitespace() || (c == b'.' && prev_dot) {
+            return None;
+        }
+        prev_dot = c == b'.';
+        upper |= c.is_ascii_uppercase();
     }
     // One allocation when the name is lower case already, as it mostly is.
-    Some(if h.bytes().any(|c| c.is_ascii_uppercase()) {
+    Some(if upper {
         Arc::from(h.to_ascii_lowercase())
     } else {
         Arc::from(h)
@@ -227,4 +231,23 @@ fn select(rt: &Runtime, listen: &Listen, host: &str) -> usize {
             .map_or(&[][..], |s| s.names.as_slice())
     };
     route::select_server(listen.servers.len(), names, host, listen.default)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::parse_host;
+
+    #[test]
+    fn host_as_nginx_reads_it() {
+        let h = |s: &str| parse_host(s).map(|h| h.to_string());
+        assert_eq!(h("Example.COM:8080").as_deref(), Some("example.com"));
+        assert_eq!(h("a.b.").as_deref(), Some("a.b"), "trailing dot dropped");
+        assert_eq!(h("[::1]:80").as_deref(), Some("[::1]"));
+        assert_eq!(h("host:port").as_deref(), Some("host:port"));
+        assert_eq!(h("").as_deref(), Some(""));
+        for bad in ["a..b", "a/b", "a\\b", "a b", "a\0b", "..x"] {
+            assert_eq!(h(bad), None, "{bad:?}");
+        }
+    }
 }
