@@ -38,7 +38,7 @@ mkdir -p "$data"
 
 echo "build-pgo: 1/3 instrumented build (target/pgo-gen)"
 RUSTFLAGS="-Cprofile-generate=$data" CARGO_TARGET_DIR="$root/target/pgo-gen" \
-  cargo build --release --bin junction
+  cargo build --release --locked --bin junction
 # Build scripts ran instrumented too: only the training run's profiles are kept.
 rm -f "$data"/*.profraw
 
@@ -54,5 +54,5 @@ ls "$data"/*.profraw >/dev/null 2>&1 || {
 echo "build-pgo: 3/3 optimised build (target/pgo)"
 "$profdata" merge -o "$data/merged.profdata" "$data"/*.profraw
 RUSTFLAGS="-Cprofile-use=$data/merged.profdata" CARGO_TARGET_DIR="$root/target/pgo" \
-  cargo build --release --bin junction
+  cargo build --release --locked --bin junction
 echo "build-pgo: target/pgo/release/junction"
