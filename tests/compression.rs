@@ -598,6 +598,69 @@ fn five_mb_proxied_response_is_compressed_and_byte_identical() {
     assert_eq!(big_mismatch(&body, N), None, "first differing byte");
 }
 
+/// The chunk sizes of a raw chunked HTTP/1.1 response (the head skipped).
+fn chunk_sizes(raw: &[u8]) -> Vec<usize> {
+    let mut rest = match raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        Some(p) => &raw[p + 4..],
+        None => return Vec::new(),
+    };
+    let mut sizes = Vec::new();
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let line = String::from_utf8_lossy(&rest[..eol]).into_owned();
+        let Ok(n) = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < eol + 2 + n + 2 {
+            break;
+        }
+        sizes.push(n);
+        rest = &rest[eol + 2 + n + 2..];
+    }
+    sizes
+}
+
+/// A fast upstream's body is compressed into pieces of a buffer (nginx's 4k
+/// `gzip_buffers`) each, not a small chunk per upstream read.
+#[test]
+fn compressed_output_goes_out_a_buffer_at_a_time() {
+    const N: usize = 1024 * 1024;
+    let backend = Peer::python("big.py", &[]);
+    let proxy = Proxy::start(&fill(
+        "server {
+    listen 127.0.0.1:{PORT};
+    gzip on;
+    gzip_comp_level 1;
+    gzip_types application/octet-stream;
+    location / { proxy_pass http://127.0.0.1:{B}; }
+}
+",
+        &[("B", &backend.port)],
+    ));
+    let raw = raw_exchange(
+        proxy.port,
+        format!("GET /{N} HTTP/1.1\r\nHost: big.test\r\nConnection: close\r\n{AE}\r\n\r\n")
+            .as_bytes(),
+    );
+    let sizes = chunk_sizes(&raw);
+    let total: usize = sizes.iter().sum();
+    assert!(
+        !sizes.is_empty() && total > 4096,
+        "a chunked, compressed body: {sizes:?}\n{}",
+        String::from_utf8_lossy(&raw[..raw.len().min(400)])
+    );
+    let small: Vec<usize> = sizes[..sizes.len() - 1]
+        .iter()
+        .copied()
+        .filter(|&n| n < 1024)
+        .collect();
+    assert!(
+        small.is_empty(),
+        "{} of {} chunks under 1 KB before the last ({total} bytes): {small:?}",
+        small.len(),
+        sizes.len()
+    );
+}
+
 fn sse_compressed(location: &str, sse_args: &[&str]) {
     let backend = Peer::python("sse.py", sse_args);
     let conf = format!(

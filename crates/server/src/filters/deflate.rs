@@ -103,6 +103,11 @@ impl PooledGzip {
         Ok(self.take())
     }
 
+    /// Output bytes not taken yet.
+    pub(crate) fn pending(&self) -> usize {
+        self.out.len()
+    }
+
     /// What the encoder gave out so far.
     pub(crate) fn take(&mut self) -> Bytes {
         Bytes::from(std::mem::take(&mut self.out))

@@ -26,7 +26,8 @@
 //! preference), else gzip.
 //!
 //! The body is compressed as it is relayed ([`CompressBody`]): each chunk goes into
-//! the encoder at once and whatever the encoder gives out is sent. In a location with
+//! the encoder at once, and the encoder's output is sent once 4 KB of it is there (a
+//! filled nginx `gzip_buffers` buffer), at the end, and on a flush. In a location with
 //! `*_buffering off`, when the source has nothing more for now (between two events)
 //! the encoder is flushed (`Z_SYNC_FLUSH`, `BROTLI_OPERATION_FLUSH`), so every event
 //! reaches the client as soon as it left the upstream, as nginx flushes each upstream
@@ -737,6 +738,16 @@ impl Encoder {
     }
 
     /// What the encoder wrote so far.
+    /// Output bytes not taken yet.
+    fn pending(&self) -> usize {
+        match self {
+            Encoder::Gzip(e) => e.pending(),
+            Encoder::Gunzip(e) => e.get_ref().get_ref().len(),
+            Encoder::Brotli(Some(e)) => e.get_ref().get_ref().len(),
+            Encoder::Brotli(None) => 0,
+        }
+    }
+
     fn take(&mut self) -> Bytes {
         match self {
             Encoder::Gzip(e) => e.take(),
@@ -770,6 +781,10 @@ struct CompressBody {
 /// `X-Accel-Buffering: no`, or a slow one): a flush costs compression, so a fast
 /// source is not flushed between its reads.
 const IDLE_FLUSH: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Compressed output is passed on once this much is there (nginx's `gzip_buffers`
+/// size on x86-64), or when the source waits, or at the end.
+const EMIT_MIN: usize = 4096;
 
 impl CompressBody {
     fn out(&self, b: &Bytes) {
@@ -815,8 +830,11 @@ impl http_body::Body for CompressBody {
                     this.encoder.write(&data)?;
                     this.unflushed = true;
                     this.idle = None;
-                    let out = this.encoder.take();
-                    if !out.is_empty() {
+                    // Sent a buffer at a time, as nginx's gzip filter passes on its
+                    // filled `gzip_buffers` (4k): a frame per upstream read was a write
+                    // (and a fresh output buffer) per ~1 KB of compressed output.
+                    if this.encoder.pending() >= EMIT_MIN {
+                        let out = this.encoder.take();
                         this.out(&out);
                         return Poll::Ready(Some(Ok(Frame::data(out))));
                     }
