@@ -737,7 +737,6 @@ impl Encoder {
         }
     }
 
-    /// What the encoder wrote so far.
     /// Output bytes not taken yet.
     fn pending(&self) -> usize {
         match self {
@@ -748,6 +747,7 @@ impl Encoder {
         }
     }
 
+    /// What the encoder wrote so far.
     fn take(&mut self) -> Bytes {
         match self {
             Encoder::Gzip(e) => e.take(),
