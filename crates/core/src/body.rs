@@ -12,6 +12,13 @@ use std::time::Duration;
 /// The response body type every backend returns.
 pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
 
+/// A response extension: the body is relayed unbuffered, so its head goes out at
+/// once rather than with the first body bytes (nginx's write filter holds a head
+/// under `postpone_output` until body data or a flush follows; an unbuffered relay
+/// flushes).
+#[derive(Debug, Clone, Copy)]
+pub struct Unbuffered;
+
 /// An empty body.
 pub fn empty() -> Body {
     http_body_util::Empty::new()

@@ -161,6 +161,26 @@ pub struct UpstreamResponse {
     /// After `101 Switching Protocols`: the upstream connection, handed over whole
     /// for a tunnel (WebSocket); the body is then empty.
     pub upgraded: Option<Upgraded>,
+    /// Relayed unbuffered (`*_buffering off`, `X-Accel-Buffering: no`): the head goes
+    /// to the client at once, not held for the body's first bytes.
+    pub unbuffered: bool,
+}
+
+/// The client response of an upstream's relayed body: `status`, `headers`, marked
+/// [`crate::body::Unbuffered`] when relayed so ([`UpstreamResponse::unbuffered`]).
+pub fn client_response(
+    status: http::StatusCode,
+    headers: http::HeaderMap,
+    body: Body,
+    unbuffered: bool,
+) -> crate::backend::Response {
+    let mut resp = http::Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    if unbuffered {
+        resp.extensions_mut().insert(crate::body::Unbuffered);
+    }
+    resp
 }
 
 /// An upstream connection that switched protocols. It keeps the server's
@@ -445,6 +465,7 @@ pub async fn exchange(
                 let mut conn = conn;
                 conn.nodelay();
                 return Ok(UpstreamResponse {
+                    unbuffered: true,
                     head: rhead,
                     body: crate::body::empty(),
                     upgraded: Some(Upgraded {
@@ -476,6 +497,7 @@ pub async fn exchange(
             .map_err(|e| e.with_retry(Retry::Never))?;
             let body = crate::body::counted(body, cx.upstream.last_mut(), t0, stats);
             return Ok(UpstreamResponse {
+                unbuffered: !buffered(conf, &rhead),
                 head: rhead,
                 body,
                 upgraded: None,
@@ -731,6 +753,15 @@ fn log_stderr(s: &[u8], upstream: UpstreamName<'_>) {
 /// started.
 const EAGER_READ: usize = 64 * 1024;
 
+/// Whether the response is buffered: `*_buffering on` and no `X-Accel-Buffering: no`.
+fn buffered(conf: &UpstreamConf, head: &ResponseHead) -> bool {
+    conf.buffering.buffering
+        && !head
+            .headers
+            .get("x-accel-buffering")
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"))
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn relay(
     conf: &UpstreamConf,
@@ -829,11 +860,7 @@ async fn relay(
             Decoded::Head(_) => return Err(Error::invalid("upstream sent a second header")),
         }
     }
-    let buffered = conf.buffering.buffering
-        && !head
-            .headers
-            .get("x-accel-buffering")
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"no"));
+    let buffered = buffered(conf, head);
     let spool = Spool::new(&conf.buffering, buffered);
     let group = group.clone();
     let read_timeout = conf.timeouts.read;

@@ -172,10 +172,7 @@ impl Family {
         hidden: &crate::header_set::HeaderSet,
     ) -> crate::backend::Response {
         let headers = hidden.remove_from(up.head.headers);
-        let mut resp = http::Response::new(up.body);
-        *resp.status_mut() = up.head.status;
-        *resp.headers_mut() = headers;
-        resp
+        crate::exchange::client_response(up.head.status, headers, up.body, up.unbuffered)
     }
 }
 

@@ -643,10 +643,12 @@ impl HttpProxy {
             Some(hide) => crate::trailers::filter(up.body, hide),
             None => up.body,
         };
-        let mut resp = http::Response::new(body);
-        *resp.status_mut() = up.head.status;
-        *resp.headers_mut() = headers;
-        Ok(resp)
+        Ok(junction_core::exchange::client_response(
+            up.head.status,
+            headers,
+            body,
+            up.unbuffered,
+        ))
     }
 }
 

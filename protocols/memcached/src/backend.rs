@@ -149,9 +149,12 @@ impl MemcachedPass {
             return Ok(generated(StatusCode::NOT_FOUND));
         }
         let ctype = junction_core::mime::content_type(&cx.uri, &self.types, &self.default_type);
-        let mut resp = http::Response::new(up.body);
-        *resp.status_mut() = up.head.status;
-        *resp.headers_mut() = up.head.headers;
+        let mut resp = junction_core::exchange::client_response(
+            up.head.status,
+            up.head.headers,
+            up.body,
+            up.unbuffered,
+        );
         if let Ok(v) = HeaderValue::from_maybe_shared(ctype) {
             resp.headers_mut().insert(http::header::CONTENT_TYPE, v);
         }

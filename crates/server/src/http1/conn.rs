@@ -6,10 +6,10 @@
 
 use super::body::Decoder;
 use super::parse::{self, Framing, HeadError};
-use super::write::{self, Out, ReqInfo};
+use super::write::{self, Out, ReqInfo, Tail};
 use super::{ConnConf, Lingering};
 use crate::serve::{Shared, Stop};
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures_util::FutureExt;
 use http_body_util::BodyExt;
 use junction_core::backend::NoResponse;
@@ -17,6 +17,7 @@ use junction_core::body::{Body, IncomingBody, ReqBody};
 use junction_core::client::{BodySender, ClientUpgraded};
 use junction_core::ctx::ConnInfo;
 use junction_core::{Error, ErrorKind};
+use smallvec::SmallVec;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -688,6 +689,9 @@ async fn head_error<S: Socket>(
     write::shutdown(io).await;
 }
 
+/// The most body bytes gathered into one write from frames that are ready.
+const BATCH_BYTES: usize = 64 * 1024;
+
 /// Writes the head and the body; the body (and with it the request's access log
 /// entry) is dropped when this returns.
 async fn write_response<S: Socket>(
@@ -723,12 +727,20 @@ async fn write_response<S: Socket>(
         drop(body);
         return write::write_all(io, &[&head], t).await;
     }
+    let chunked = out == Out::Chunked;
+    let unbuffered = parts
+        .extensions
+        .get::<junction_core::body::Unbuffered>()
+        .is_some();
     let mut pending: Option<&[u8]> = Some(&head[..]);
+    let mut data: SmallVec<[Bytes; 4]> = SmallVec::new();
     loop {
-        // The first frame goes out with the head when it is there already; else the
-        // head goes alone at once (an unbuffered relay's head is not held back).
+        // The first frame goes out with the head: a buffered body's head waits for
+        // it (as nginx's write filter holds a head under `postpone_output`); an
+        // unbuffered relay's head goes alone at once when its first frame is not
+        // there yet.
         let frame = match pending {
-            Some(h) => match body.frame().now_or_never() {
+            Some(h) if unbuffered => match body.frame().now_or_never() {
                 Some(f) => f,
                 None => {
                     write::write_all(io, &[h], t).await?;
@@ -737,60 +749,75 @@ async fn write_response<S: Socket>(
                     next_frame(io, buf, &mut body, limit).await?
                 }
             },
-            None => next_frame(io, buf, &mut body, limit).await?,
+            _ => next_frame(io, buf, &mut body, limit).await?,
         };
-        match frame {
-            None => break,
-            Some(Err(e)) => {
-                // The body broke off (an upstream error after the head): nginx closes.
-                if let Some(h) = pending.take() {
-                    write::write_all(io, &[h], t).await?;
-                }
-                *keep_alive = false;
-                return Err(std::io::Error::other(e));
-            }
-            Some(Ok(f)) => {
-                let data = match f.into_data() {
-                    Ok(d) => d,
-                    Err(f) => {
-                        // Trailers (`proxy_pass_trailers`): the last frame; only a chunked
-                        // response can carry them.
-                        if let (Ok(tr), true) = (f.into_trailers(), out == Out::Chunked) {
-                            drop(body);
-                            let h = pending.take().unwrap_or(&[]);
-                            return write::write_last_chunk(io, h, &tr, t).await;
-                        }
-                        continue;
-                    }
-                };
-                let h = pending.take().unwrap_or(&[]);
-                if http_body::Body::is_end_stream(&body) {
-                    // The last frame: the request ends before its last write.
+        // Then whatever else the body has ready goes into the same write, and the
+        // last chunk too when the body ends with it, as nginx writes what one pass
+        // of its output chain holds in one `writev`.
+        data.clear();
+        let mut bytes = 0usize;
+        let mut trailers = None;
+        let mut end = false;
+        let mut frame = Some(frame);
+        loop {
+            match frame.take() {
+                Some(None) => end = true,
+                Some(Some(Err(e))) => {
+                    // The body broke off (an upstream error after the head): what came
+                    // before goes out, then nginx closes.
                     drop(body);
-                    if out == Out::Chunked {
-                        write::write_chunk(io, h, &data, t).await?;
-                        ensure_nodelay(io, nodelay);
-                        return write::write_all(io, &[b"0\r\n\r\n"], t).await;
+                    let h = pending.take().unwrap_or(&[]);
+                    write::write_batch(io, h, &data, chunked, Tail::More, t).await?;
+                    *keep_alive = false;
+                    return Err(std::io::Error::other(e));
+                }
+                Some(Some(Ok(f))) => match f.into_data() {
+                    Ok(d) => {
+                        if !d.is_empty() {
+                            bytes += d.len();
+                            data.push(d);
+                        }
                     }
-                    return write::write_all(io, &[h, &data], t).await;
-                }
-                if out == Out::Chunked {
-                    write::write_chunk(io, h, &data, t).await?;
-                } else {
-                    write::write_all(io, &[h, &data], t).await?;
-                }
-                ensure_nodelay(io, nodelay);
+                    // Trailers (`proxy_pass_trailers`): the last frame; only a chunked
+                    // response can carry them.
+                    Err(f) => {
+                        if let (Ok(tr), true) = (f.into_trailers(), chunked) {
+                            trailers = Some(tr);
+                            end = true;
+                        }
+                    }
+                },
+                None => {}
+            }
+            if end || http_body::Body::is_end_stream(&body) {
+                end = true;
+                break;
+            }
+            if data.len() >= write::BATCH_BUFS || bytes >= BATCH_BYTES {
+                break;
+            }
+            match body.frame().now_or_never() {
+                Some(f) => frame = Some(f),
+                None => break,
             }
         }
+        let h = pending.take().unwrap_or(&[]);
+        if end {
+            // The request ends before its last write, as nginx frees it (access log,
+            // counters) in the same step.
+            drop(body);
+            let tail = match &trailers {
+                Some(tr) => Tail::Trailers(tr),
+                None => Tail::End,
+            };
+            return write::write_batch(io, h, &data, chunked, tail, t).await;
+        }
+        if h.is_empty() && data.is_empty() {
+            continue;
+        }
+        write::write_batch(io, h, &data, chunked, Tail::More, t).await?;
+        ensure_nodelay(io, nodelay);
     }
-    drop(body);
-    let h = pending.take().unwrap_or(&[]);
-    if out == Out::Chunked {
-        write::write_all(io, &[h, b"0\r\n\r\n"], t).await?;
-    } else if !h.is_empty() {
-        write::write_all(io, &[h], t).await?;
-    }
-    Ok(())
 }
 
 /// Before a response's second write: Nagle's algorithm would hold a small write back

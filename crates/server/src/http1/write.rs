@@ -347,7 +347,7 @@ pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
                 Ok(r) => r,
             };
         };
-        let mut slices: [IoSlice<'_>; 6] = [IoSlice::new(&[]); 6];
+        let mut slices: [IoSlice<'_>; BATCH_BUFS + 5] = [IoSlice::new(&[]); BATCH_BUFS + 5];
         let mut k = 0usize;
         if let Some(s) = slices.get_mut(0) {
             *s = IoSlice::new(first.get(off..).unwrap_or(&[]));
@@ -392,44 +392,64 @@ pub(crate) async fn write_all<W: AsyncWrite + Unpin>(
     }
 }
 
-/// Writes one chunk of a chunked body (size line, data, CRLF) in one `writev`,
-/// after `prefix` (the head, for the first chunk).
-pub(crate) async fn write_chunk<W: AsyncWrite + Unpin>(
-    w: &mut W,
-    prefix: &[u8],
-    data: &[u8],
-    timeout: Duration,
-) -> std::io::Result<()> {
-    if data.is_empty() {
-        return write_all(w, &[prefix], timeout).await;
-    }
-    let size = Hex::new(data.len() as u64);
-    write_all(
-        w,
-        &[prefix, size.as_bytes(), b"\r\n", data, b"\r\n"],
-        timeout,
-    )
-    .await
+/// How a batch of body data ends.
+pub(crate) enum Tail<'a> {
+    /// More of the body follows.
+    More,
+    /// The body ends with this batch.
+    End,
+    /// The body ends with these trailer fields (`proxy_pass_trailers`; chunked only).
+    Trailers(&'a http::HeaderMap),
 }
 
-/// Ends a chunked body with trailer fields (`0`, the fields, the empty line), after
-/// `prefix` (the head, when the body had no data), as nginx's chunked filter.
-pub(crate) async fn write_last_chunk<W: AsyncWrite + Unpin>(
+/// The most data buffers one [`write_batch`] takes (one `writev`, with the head,
+/// the chunk framing and the last chunk).
+pub(crate) const BATCH_BUFS: usize = 16;
+
+/// Writes `prefix` (the head, before the first data) and the data buffers in one
+/// `writev`: as is, or as one chunk of their sum (nginx's chunked filter makes one
+/// chunk of what one pass of the output chain carries), followed, when the body ends
+/// with them, by the last chunk (and trailer fields) in the same call.
+pub(crate) async fn write_batch<W: AsyncWrite + Unpin>(
     w: &mut W,
     prefix: &[u8],
-    trailers: &http::HeaderMap,
+    data: &[bytes::Bytes],
+    chunked: bool,
+    tail: Tail<'_>,
     timeout: Duration,
 ) -> std::io::Result<()> {
-    let mut t = Vec::with_capacity(64);
-    t.extend_from_slice(b"0\r\n");
-    for (k, v) in trailers {
-        t.extend_from_slice(k.as_str().as_bytes());
-        t.extend_from_slice(b": ");
-        t.extend_from_slice(v.as_bytes());
-        t.extend_from_slice(b"\r\n");
+    let len: usize = data.iter().map(|d| d.len()).sum();
+    let size = Hex::new(len as u64);
+    let mut last = Vec::new();
+    let mut bufs: smallvec::SmallVec<[&[u8]; BATCH_BUFS + 5]> = smallvec::SmallVec::new();
+    bufs.push(prefix);
+    if chunked && len > 0 {
+        bufs.push(size.as_bytes());
+        bufs.push(b"\r\n");
     }
-    t.extend_from_slice(b"\r\n");
-    write_all(w, &[prefix, &t], timeout).await
+    bufs.extend(data.iter().map(|d| &d[..]));
+    if chunked {
+        if len > 0 {
+            bufs.push(b"\r\n");
+        }
+        match tail {
+            Tail::More => {}
+            Tail::End => bufs.push(b"0\r\n\r\n"),
+            Tail::Trailers(trailers) => {
+                last.reserve(64);
+                last.extend_from_slice(b"0\r\n");
+                for (k, v) in trailers {
+                    last.extend_from_slice(k.as_str().as_bytes());
+                    last.extend_from_slice(b": ");
+                    last.extend_from_slice(v.as_bytes());
+                    last.extend_from_slice(b"\r\n");
+                }
+                last.extend_from_slice(b"\r\n");
+                bufs.push(&last);
+            }
+        }
+    }
+    write_all(w, &bufs, timeout).await
 }
 
 /// Flushes and ends the write side.
