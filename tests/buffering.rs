@@ -190,3 +190,86 @@ fn twenty_mb_with_buffering_off_is_byte_identical() {
     let rss = proxy.rss_kb();
     assert!(rss.peak_kb < RSS_LIMIT_KB, "peak RSS {} KiB", rss.peak_kb);
 }
+
+/// A head the upstream sends alone (its body waits for the test's release), and what
+/// the client has of the response before the release: with buffering, nothing (nginx's
+/// write filter holds a head under `postpone_output` until body bytes follow); without,
+/// the head.
+fn head_before_the_body(config: &str, sse_args: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    use std::io::{Read, Write};
+    let backend = Peer::python("sse.py", sse_args);
+    let proxy = Proxy::start(&fill(config, &[("BACKEND", &backend.port)]));
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).unwrap();
+    s.write_all(b"GET /events HTTP/1.1\r\nHost: sse.test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(600)))
+        .unwrap();
+    let mut before = vec![0u8; 4096];
+    let n = match s.read(&mut before) {
+        Ok(n) => n,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            0
+        }
+        Err(e) => panic!("reading before the release: {e}"),
+    };
+    before.truncate(n);
+    let release = backend.request(get_request("sse", "/release").as_bytes());
+    assert_eq!(
+        release.text(),
+        "released",
+        "the body was sent before the release"
+    );
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let mut after = Vec::new();
+    s.read_to_end(&mut after).unwrap();
+    (before, after)
+}
+
+#[test]
+fn a_buffered_head_waits_for_the_first_body_bytes() {
+    let (before, after) = head_before_the_body(
+        "server {
+    listen 127.0.0.1:{PORT};
+    location / { proxy_pass http://127.0.0.1:{BACKEND}; }
+}
+",
+        &["--head-only"],
+    );
+    assert!(
+        before.is_empty(),
+        "nothing before the body, as nginx: {:?}",
+        String::from_utf8_lossy(&before)
+    );
+    let all = String::from_utf8_lossy(&after);
+    assert!(
+        all.starts_with("HTTP/1.1 200") && all.contains("data: two (released)"),
+        "{all}"
+    );
+}
+
+#[test]
+fn an_unbuffered_head_goes_at_once() {
+    let (before, after) = head_before_the_body(
+        "server {
+    listen 127.0.0.1:{PORT};
+    location / { proxy_pass http://127.0.0.1:{BACKEND}; }
+}
+",
+        &["--head-only", "--accel-no"],
+    );
+    let head = String::from_utf8_lossy(&before);
+    assert!(
+        head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),
+        "the head, alone, before the body: {head:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&after).contains("data: two (released)"),
+        "{}",
+        String::from_utf8_lossy(&after)
+    );
+}

@@ -6,7 +6,9 @@ waits until `GET /release` arrives (or 5 s pass), then sends `data: two (release
 `GET /release` answers "released" if event two had not been sent yet, else "too-late".
 So a test that reads event one through the proxy, then calls /release, then reads event two
 "(released)" has shown that event one crossed the proxy before event two existed.
-Usage: sse.py [--bind ADDR] [--accel-no]   (--accel-no adds `X-Accel-Buffering: no`)
+With --head-only, event one is not sent: the head alone waits for the release.
+Usage: sse.py [--bind ADDR] [--accel-no] [--head-only]
+(--accel-no adds `X-Accel-Buffering: no`)
 """
 
 import sys
@@ -18,6 +20,7 @@ RELEASE = threading.Event()
 SENT_TWO = threading.Event()
 LOCK = threading.Lock()
 ACCEL_NO = "--accel-no" in sys.argv
+HEAD_ONLY = "--head-only" in sys.argv
 
 
 def handle(conn, peer):
@@ -35,7 +38,8 @@ def handle(conn, peer):
     if ACCEL_NO:
         headers.append(("X-Accel-Buffering", "no"))
     conn.sendall(peerlib.response_head(200, headers, False))
-    conn.sendall(b"data: one\n\n")
+    if not HEAD_ONLY:
+        conn.sendall(b"data: one\n\n")
     released = RELEASE.wait(5.0)
     with LOCK:
         SENT_TWO.set()
