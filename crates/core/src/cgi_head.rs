@@ -19,9 +19,10 @@
 
 use crate::codec::ResponseHead;
 use crate::error::{Error, ErrorKind};
-use bytes::{Buf, BytesMut};
-use http::header::{HeaderMap, HeaderValue, LOCATION};
+use bytes::{Bytes, BytesMut};
+use http::header::{HeaderMap, HeaderName, HeaderValue, LOCATION};
 use http::StatusCode;
+use smallvec::SmallVec;
 
 /// What a status line starts with; anything else is the CGI form.
 const STATUS_LINE_PREFIX: &[u8] = b"HTTP/";
@@ -50,19 +51,21 @@ pub fn parse_head(buf: &mut BytesMut, limit: usize) -> Result<Option<ResponseHea
         return incomplete(buf.len(), limit);
     };
     let mut inline = [httparse::EMPTY_HEADER; INLINE_HEADERS];
-    let outcome = match attempt(window, form, &mut inline)? {
+    let mut parsed = Parsed::default();
+    let outcome = match attempt(window, form, &mut inline, &mut parsed)? {
         Attempt::TooManyHeaders => {
             // Every header needs its own line, so one slot per `\n` is always enough.
             let lines = window.iter().filter(|&&b| b == b'\n').count();
             let mut slots = vec![httparse::EMPTY_HEADER; lines.saturating_add(1)];
-            attempt(window, form, &mut slots)?
+            attempt(window, form, &mut slots, &mut parsed)?
         }
         other => other,
     };
     match outcome {
-        Attempt::Done(len, head) => {
-            buf.advance(len);
-            Ok(Some(head))
+        Attempt::Done(len) => {
+            // The values are slices of the head's bytes, not copies.
+            let head = buf.split_to(len).freeze();
+            parsed.into_head(&head).map(Some)
         }
         Attempt::Partial => incomplete(buf.len(), limit),
         Attempt::TooManyHeaders => Err(Error::invalid("upstream sent too many header lines")),
@@ -72,18 +75,19 @@ pub fn parse_head(buf: &mut BytesMut, limit: usize) -> Result<Option<ResponseHea
 /// Parses a complete CGI header block (FastCGI: its header lines through the blank
 /// line, nothing after it). A status line (`HTTP/1.1 200 OK`) is not a CGI header and
 /// is invalid here, as in nginx's FastCGI module.
-pub fn parse_cgi_block(block: &[u8]) -> Result<ResponseHead, Error> {
+pub fn parse_cgi_block(block: &Bytes) -> Result<ResponseHead, Error> {
     let mut inline = [httparse::EMPTY_HEADER; INLINE_HEADERS];
-    let outcome = match attempt(block, Form::Cgi, &mut inline)? {
+    let mut parsed = Parsed::default();
+    let outcome = match attempt(block, Form::Cgi, &mut inline, &mut parsed)? {
         Attempt::TooManyHeaders => {
             let lines = block.iter().filter(|&&b| b == b'\n').count();
             let mut slots = vec![httparse::EMPTY_HEADER; lines.saturating_add(1)];
-            attempt(block, Form::Cgi, &mut slots)?
+            attempt(block, Form::Cgi, &mut slots, &mut parsed)?
         }
         other => other,
     };
     match outcome {
-        Attempt::Done(len, head) if len == block.len() => Ok(head),
+        Attempt::Done(len) if len == block.len() => parsed.into_head(block),
         _ => Err(Error::invalid("upstream sent invalid header")),
     }
 }
@@ -114,17 +118,19 @@ impl Form {
 /// The result of one parse attempt over the window.
 enum Attempt {
     /// A complete head of this many bytes.
-    Done(usize, ResponseHead),
+    Done(usize),
     /// The head is not complete yet.
     Partial,
     /// More header slots are needed.
     TooManyHeaders,
 }
 
+/// One parse of `window`; a complete head's lines go into `out`.
 fn attempt<'b>(
     window: &'b [u8],
     form: Form,
     slots: &mut [httparse::Header<'b>],
+    out: &mut Parsed,
 ) -> Result<Attempt, Error> {
     match form {
         Form::StatusLine => {
@@ -135,13 +141,14 @@ fn attempt<'b>(
                         .code
                         .and_then(|code| StatusCode::from_u16(code).ok())
                         .ok_or_else(|| Error::invalid("upstream sent invalid status line"))?;
-                    Ok(Attempt::Done(len, build(response.headers, Some(status))?))
+                    build(window, response.headers, Some(status), out)?;
+                    Ok(Attempt::Done(len))
                 }
                 Ok(httparse::Status::Partial) => Ok(Attempt::Partial),
                 Err(httparse::Error::TooManyHeaders) => Ok(Attempt::TooManyHeaders),
                 // `HTTP/2.0 200 OK` (uWSGI echoes `SERVER_PROTOCOL`, so an HTTP/2
                 // client's request gets it) and other versions httparse refuses.
-                Err(httparse::Error::Version) => other_version(window, slots),
+                Err(httparse::Error::Version) => other_version(window, slots, out),
                 Err(e) => Err(Error::invalid(format!(
                     "upstream sent invalid status line or header: {e}"
                 ))),
@@ -149,7 +156,8 @@ fn attempt<'b>(
         }
         Form::Cgi => match httparse::parse_headers(window, slots) {
             Ok(httparse::Status::Complete((len, headers))) => {
-                Ok(Attempt::Done(len, build(headers, None)?))
+                build(window, headers, None, out)?;
+                Ok(Attempt::Done(len))
             }
             Ok(httparse::Status::Partial) => Ok(Attempt::Partial),
             Err(httparse::Error::TooManyHeaders) => Ok(Attempt::TooManyHeaders),
@@ -165,6 +173,7 @@ fn attempt<'b>(
 fn other_version<'b>(
     window: &'b [u8],
     slots: &mut [httparse::Header<'b>],
+    out: &mut Parsed,
 ) -> Result<Attempt, Error> {
     let bad =
         || Error::invalid("upstream sent invalid status line or header: invalid HTTP version");
@@ -206,7 +215,8 @@ fn other_version<'b>(
     let headers = window.get(end + 1..).unwrap_or(&[]);
     match httparse::parse_headers(headers, slots) {
         Ok(httparse::Status::Complete((len, h))) => {
-            Ok(Attempt::Done(end + 1 + len, build(h, Some(status))?))
+            build(window, h, Some(status), out)?;
+            Ok(Attempt::Done(end + 1 + len))
         }
         Ok(httparse::Status::Partial) => Ok(Attempt::Partial),
         Err(httparse::Error::TooManyHeaders) => Ok(Attempt::TooManyHeaders),
@@ -216,15 +226,58 @@ fn other_version<'b>(
     }
 }
 
-/// Turns parsed header lines into a `ResponseHead`. `line_status` is the status line's
-/// code, which wins over any `Status:` header (nginx: `if (u->headers_in.status_n) goto done`).
+/// A parsed head whose values are still spans of its bytes (offset, length).
+#[derive(Default)]
+struct Parsed {
+    line_status: Option<StatusCode>,
+    status_header: Option<(usize, usize)>,
+    headers: SmallVec<[(HeaderName, usize, usize); 16]>,
+}
+
+impl Parsed {
+    /// The head, its values sliced out of `head` (the bytes the spans are of).
+    fn into_head(self, head: &Bytes) -> Result<ResponseHead, Error> {
+        let slice = |(o, l): (usize, usize)| {
+            if l == 0 {
+                return Ok(Bytes::new());
+            }
+            head.get(o..o.saturating_add(l))
+                .map(|_| head.slice(o..o + l))
+                .ok_or_else(|| Error::invalid("upstream sent invalid header"))
+        };
+        // Room for what the output adds (Server, Date, an add_header) without a regrowth.
+        let mut map = HeaderMap::with_capacity(self.headers.len() + 3);
+        for (name, o, l) in self.headers {
+            let value = HeaderValue::from_maybe_shared(slice((o, l))?).map_err(|_| {
+                Error::invalid(format!("upstream sent invalid value in header \"{name}\""))
+            })?;
+            map.append(name, value);
+        }
+        let status = match (self.line_status, self.status_header) {
+            (Some(status), _) => status,
+            (None, Some(span)) => parse_status_value(&slice(span)?)?,
+            (None, None) if map.contains_key(LOCATION) => StatusCode::FOUND,
+            (None, None) => StatusCode::OK,
+        };
+        Ok(ResponseHead {
+            status,
+            headers: map,
+        })
+    }
+}
+
+/// Takes parsed header lines (slices of `window`) as spans. `line_status` is the
+/// status line's code, which wins over any `Status:` header (nginx: `if
+/// (u->headers_in.status_n) goto done`).
 fn build(
+    window: &[u8],
     headers: &[httparse::Header<'_>],
     line_status: Option<StatusCode>,
-) -> Result<ResponseHead, Error> {
-    // Room for what the output adds (Server, Date, an add_header) without a regrowth.
-    let mut map = HeaderMap::with_capacity(headers.len() + 3);
-    let mut status_header: Option<&[u8]> = None;
+    out: &mut Parsed,
+) -> Result<(), Error> {
+    let base = window.as_ptr() as usize;
+    let span = |v: &[u8]| ((v.as_ptr() as usize).wrapping_sub(base), v.len());
+    out.line_status = line_status;
     for header in headers {
         let name = crate::header_set::header_name(header.name.as_bytes()).map_err(|_| {
             Error::invalid(format!(
@@ -233,32 +286,21 @@ fn build(
             ))
         })?;
         if name.as_str() == STATUS_HEADER {
-            if let Some(first) = status_header {
+            if let Some((o, l)) = out.status_header {
                 tracing::warn!(
-                    previous = %String::from_utf8_lossy(first),
+                    previous = %String::from_utf8_lossy(window.get(o..o + l).unwrap_or(&[])),
                     ignored = %String::from_utf8_lossy(header.value),
                     "upstream sent duplicate header line \"Status\""
                 );
             } else {
-                status_header = Some(header.value);
+                out.status_header = Some(span(header.value));
             }
             continue;
         }
-        let value = HeaderValue::from_bytes(header.value).map_err(|_| {
-            Error::invalid(format!("upstream sent invalid value in header \"{name}\""))
-        })?;
-        map.append(name, value);
+        let (o, l) = span(header.value);
+        out.headers.push((name, o, l));
     }
-    let status = match (line_status, status_header) {
-        (Some(status), _) => status,
-        (None, Some(value)) => parse_status_value(value)?,
-        (None, None) if map.contains_key(LOCATION) => StatusCode::FOUND,
-        (None, None) => StatusCode::OK,
-    };
-    Ok(ResponseHead {
-        status,
-        headers: map,
-    })
+    Ok(())
 }
 
 /// Parses a CGI `Status:` value: three digits (100–999), then nothing or a space/tab and
@@ -590,35 +632,49 @@ mod tests {
 
     #[test]
     fn cgi_block_as_fastcgi_sends_it() {
-        let h =
-            parse_cgi_block(b"Status: 404 Not Found\r\nContent-Type: text/html\r\n\r\n").unwrap();
+        let h = parse_cgi_block(&Bytes::from_static(
+            b"Status: 404 Not Found\r\nContent-Type: text/html\r\n\r\n",
+        ))
+        .unwrap();
         assert_eq!(h.status, StatusCode::NOT_FOUND);
         assert!(h.headers.get("status").is_none());
         assert_eq!(values(&h, "content-type"), vec![&b"text/html"[..]]);
         assert_eq!(
-            parse_cgi_block(b"Status: 403\r\nStatus: 500\r\n\r\n")
+            parse_cgi_block(&Bytes::from_static(b"Status: 403\r\nStatus: 500\r\n\r\n"))
                 .unwrap()
                 .status,
             403
         );
         assert_eq!(
-            parse_cgi_block(b"Location: /x\r\n\r\n").unwrap().status,
+            parse_cgi_block(&Bytes::from_static(b"Location: /x\r\n\r\n"))
+                .unwrap()
+                .status,
             302
         );
         assert_eq!(
-            parse_cgi_block(b"Status: 301\r\nLocation: /x\r\n\r\n")
+            parse_cgi_block(&Bytes::from_static(b"Status: 301\r\nLocation: /x\r\n\r\n"))
                 .unwrap()
                 .status,
             301
         );
-        let empty = parse_cgi_block(b"\r\n").unwrap();
+        let blank = parse_cgi_block(&Bytes::from_static(b"X-Empty:\r\nX-B: b\r\n\r\n")).unwrap();
+        assert_eq!(values(&blank, "x-empty"), vec![&b""[..]]);
+        assert_eq!(values(&blank, "x-b"), vec![&b"b"[..]]);
+        let (line, rest) = head(b"HTTP/1.1 200 OK\r\nX-Empty:\r\nX-C: c\r\n\r\nbody");
+        assert_eq!(values(&line, "x-empty"), vec![&b""[..]]);
+        assert_eq!(values(&line, "x-c"), vec![&b"c"[..]]);
+        assert_eq!(&rest[..], b"body");
+        let empty = parse_cgi_block(&Bytes::from_static(b"\r\n")).unwrap();
         assert_eq!((empty.status, empty.headers.len()), (StatusCode::OK, 0));
         let mut many = Vec::new();
         for i in 0..1000 {
             many.extend_from_slice(format!("X-H{i}: {i}\r\n").as_bytes());
         }
         many.extend_from_slice(b"\r\n");
-        assert_eq!(parse_cgi_block(&many).unwrap().headers.len(), 1000);
+        assert_eq!(
+            parse_cgi_block(&Bytes::from(many)).unwrap().headers.len(),
+            1000
+        );
         // A status line is not a CGI header (nginx's FastCGI module rejects it), nor is
         // anything but a whole block.
         for bad in [
@@ -631,7 +687,7 @@ mod tests {
             b"X: a\r\n",
             b"X: a\r\n\r\nbody",
         ] {
-            let e = parse_cgi_block(bad).unwrap_err();
+            let e = parse_cgi_block(&Bytes::copy_from_slice(bad)).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::InvalidResponse, "{bad:?}");
         }
     }

@@ -51,9 +51,15 @@ impl HeadCollector {
         match end {
             Some(end) => {
                 let part = src.split_to(end);
-                self.buf.extend_from_slice(&part);
-                let head = parse_cgi_block(&self.buf)?;
-                self.buf = BytesMut::new();
+                // The head's values are slices of its block, not copies; a head that
+                // came in one record is not copied at all.
+                let block = if self.buf.is_empty() {
+                    part.freeze()
+                } else {
+                    self.buf.extend_from_slice(&part);
+                    std::mem::take(&mut self.buf).freeze()
+                };
+                let head = parse_cgi_block(&block)?;
                 Ok((end, Some(head)))
             }
             None => {
