@@ -191,6 +191,13 @@ fn twenty_mb_with_buffering_off_is_byte_identical() {
     assert!(rss.peak_kb < RSS_LIMIT_KB, "peak RSS {} KiB", rss.peak_kb);
 }
 
+/// A plain proxy to the sse.py backend (buffering on, nginx's default).
+const PROXY_TO_SSE: &str = "server {
+    listen 127.0.0.1:{PORT};
+    location / { proxy_pass http://127.0.0.1:{BACKEND}; }
+}
+";
+
 /// A head the upstream sends alone (its body waits for the test's release), and what
 /// the client has of the response before the release: with buffering, nothing (nginx's
 /// write filter holds a head under `postpone_output` until body bytes follow); without,
@@ -232,14 +239,7 @@ fn head_before_the_body(config: &str, sse_args: &[&str]) -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn a_buffered_head_waits_for_the_first_body_bytes() {
-    let (before, after) = head_before_the_body(
-        "server {
-    listen 127.0.0.1:{PORT};
-    location / { proxy_pass http://127.0.0.1:{BACKEND}; }
-}
-",
-        &["--head-only"],
-    );
+    let (before, after) = head_before_the_body(PROXY_TO_SSE, &["--head-only"]);
     assert!(
         before.is_empty(),
         "nothing before the body, as nginx: {:?}",
@@ -254,14 +254,7 @@ fn a_buffered_head_waits_for_the_first_body_bytes() {
 
 #[test]
 fn an_unbuffered_head_goes_at_once() {
-    let (before, after) = head_before_the_body(
-        "server {
-    listen 127.0.0.1:{PORT};
-    location / { proxy_pass http://127.0.0.1:{BACKEND}; }
-}
-",
-        &["--head-only", "--accel-no"],
-    );
+    let (before, after) = head_before_the_body(PROXY_TO_SSE, &["--head-only", "--accel-no"]);
     let head = String::from_utf8_lossy(&before);
     assert!(
         head.starts_with("HTTP/1.1 200") && head.ends_with("\r\n\r\n"),

@@ -480,6 +480,7 @@ pub async fn exchange(
                 .vars
                 .upstream_body_stats()
                 .then(|| Arc::new(crate::ctx::BodyStats::default()));
+            let buffered = buffered(conf, &rhead);
             let body = std::pin::pin!(relay(
                 conf,
                 group,
@@ -488,7 +489,7 @@ pub async fn exchange(
                 conn,
                 codec,
                 buf,
-                &rhead,
+                buffered,
                 &server.name,
                 cx.upstream.uri.clone(),
                 stats.clone(),
@@ -497,7 +498,7 @@ pub async fn exchange(
             .map_err(|e| e.with_retry(Retry::Never))?;
             let body = crate::body::counted(body, cx.upstream.last_mut(), t0, stats);
             return Ok(UpstreamResponse {
-                unbuffered: !buffered(conf, &rhead),
+                unbuffered: !buffered,
                 head: rhead,
                 body,
                 upgraded: None,
@@ -771,7 +772,7 @@ async fn relay(
     mut conn: Conn,
     mut codec: Box<dyn UpstreamCodec>,
     mut buf: BytesMut,
-    head: &ResponseHead,
+    buffered: bool,
     peer: &str,
     uri: Bytes,
     stats: Option<Arc<crate::ctx::BodyStats>>,
@@ -860,7 +861,6 @@ async fn relay(
             Decoded::Head(_) => return Err(Error::invalid("upstream sent a second header")),
         }
     }
-    let buffered = buffered(conf, head);
     let spool = Spool::new(&conf.buffering, buffered);
     let group = group.clone();
     let read_timeout = conf.timeouts.read;

@@ -1033,7 +1033,7 @@ impl Group {
         // of them came back within the grace, and never more than twice as many).
         // Closed at once, a steady load whose concurrency swings across the cap from
         // one turn of the loop to the next (64 clients, `keepalive 32`) closed and
-        // opened a connection for one request in five.
+        // opened a connection for about one request in six.
         while idle.len() >= ka.max_idle {
             let expired = idle
                 .front()
@@ -1326,7 +1326,7 @@ mod tests {
         g.put(0, c, true);
         assert_eq!(g.idle_connections(0), 4);
         // Once they have idled past the grace, the next one back leaves the cap.
-        std::thread::sleep(SURPLUS_GRACE + Duration::from_millis(20));
+        tokio::time::sleep(SURPLUS_GRACE + Duration::from_millis(20)).await;
         let c = g.connect_new(0, None, t, None).await.unwrap();
         g.put(0, c, true);
         assert_eq!(g.idle_connections(0), 2);
