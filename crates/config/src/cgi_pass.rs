@@ -20,7 +20,7 @@ fn cgi_probe<P: CgiProtocol + Clone>(
     hc: &junction_core::health::HealthCheck,
 ) -> Arc<dyn junction_core::health::Probe> {
     let params = junction_core::health::cgi_probe_params(&hc.uri);
-    match proto.encode_head(&params, 0) {
+    match proto.encode_head(params, 0) {
         Ok(head) => {
             let p = proto.clone();
             Arc::new(junction_core::health::CodecProbe {

@@ -27,117 +27,234 @@ pub struct ParamSet {
     pub pass_request_headers: bool,
 }
 
-/// `Content-Length` → `HTTP_CONTENT_LENGTH`.
+/// How a protocol's encoder frames the params, so that they are written once, in the
+/// buffer that goes to the upstream: [`ParamSet::build`] leaves `HEAD` bytes at the start
+/// and room around each pair (zeros), and calls `frame` once each pair is written; the
+/// encoder takes the buffer back with [`Params::into_framed`] and writes its head into
+/// the room at the start. [`Plain`] leaves no room (the pairs alone).
+pub trait Framing: 'static {
+    /// Names the framing: [`Params::into_framed`] gives the buffer back only to it.
+    const NAME: &'static str;
+    /// Bytes left at the start of the buffer, for the encoder's head.
+    const HEAD: usize;
+    /// Bytes left before each name (at most 8).
+    const BEFORE_NAME: usize;
+    /// Bytes left between a name and its value (at most 8).
+    const BETWEEN: usize;
+    /// Bytes left after each value (at most 8).
+    const AFTER: usize;
+    /// Configured params left out (the encoder writes them itself).
+    const SKIP: &'static [&'static [u8]] = &[];
+
+    /// Frames the pair that starts at `start` (its room, its name of `name` bytes, its
+    /// value of `value` bytes) and ends the buffer. It may grow the room before the name
+    /// (moving the pair up). False: the pair cannot be encoded and is left out.
+    fn frame(buf: &mut BytesMut, start: usize, name: usize, value: usize) -> bool;
+}
+
+/// No room: the pairs alone.
+#[derive(Debug)]
+pub struct Plain;
+
+impl Framing for Plain {
+    const NAME: &'static str = "";
+    const HEAD: usize = 0;
+    const BEFORE_NAME: usize = 0;
+    const BETWEEN: usize = 0;
+    const AFTER: usize = 0;
+
+    fn frame(_: &mut BytesMut, _: usize, _: usize, _: usize) -> bool {
+        true
+    }
+}
+
+/// Appends `n` (a constant of at most 8) zero bytes.
+#[inline(always)]
+fn room(buf: &mut BytesMut, n: usize) {
+    if n > 0 {
+        buf.put_slice([0u8; 8].get(..n).unwrap_or_default());
+    }
+}
+
+/// `Content-Length` → `HTTP_CONTENT_LENGTH`, appended to `out`.
 fn http_name(name: &str, out: &mut BytesMut) {
+    let start = out.len();
     out.put_slice(b"HTTP_");
-    for b in name.bytes() {
-        out.put_u8(if b == b'-' {
-            b'_'
-        } else {
-            b.to_ascii_uppercase()
-        });
+    out.put_slice(name.as_bytes());
+    if let Some(s) = out.get_mut(start + 5..) {
+        for b in s {
+            *b = if *b == b'-' {
+                b'_'
+            } else {
+                b.to_ascii_uppercase()
+            };
+        }
     }
 }
 
 impl ParamSet {
     /// Evaluates the params for this request: names and values are written one after
-    /// another into one buffer (nothing allocated per param).
-    pub fn build(&self, cx: &RequestCtx) -> Params {
-        let mut out = Params {
-            buf: BytesMut::with_capacity(1024),
-            spans: SmallVec::new(),
-        };
+    /// another into one buffer (nothing allocated per param), framed by `framing`.
+    pub fn build<F: Framing>(&self, cx: &RequestCtx) -> Params {
+        let mut out = Params::with_framing::<F>(1024);
         for p in &self.params {
-            let start = out.buf.len();
+            if !F::SKIP.is_empty() && F::SKIP.contains(&&p.name[..]) {
+                continue;
+            }
+            let start = out.begin::<F>();
             out.buf.put_slice(&p.name);
-            let mid = out.buf.len();
+            let value = out.value::<F>();
             match p.value.literal_bytes() {
                 Some(b) => out.buf.put_slice(b),
                 None => p.value.eval_into(cx, &mut out.buf),
             }
-            if p.if_not_empty && out.buf.len() == mid {
+            if p.if_not_empty && out.buf.len() == value {
                 out.buf.truncate(start);
                 continue;
             }
-            out.end(start, mid);
+            out.end::<F>(start, value);
         }
         if self.pass_request_headers {
-            let mut last: Option<&http::HeaderName> = None;
-            for (k, v) in cx.headers.iter() {
-                if last == Some(k) {
-                    continue; // repeated header: joined below
-                }
-                last = Some(k);
+            // nginx: a header is left out when a param of its HTTP_ name is configured.
+            let overridable = self.params.iter().any(|p| p.name.starts_with(b"HTTP_"));
+            let mut headers = cx.headers.iter().peekable();
+            while let Some((k, v)) = headers.next() {
                 if k.as_str().contains('_') {
-                    continue; // nginx ignores such headers (underscores_in_headers off)
+                    // nginx ignores such headers (underscores_in_headers off).
+                    while headers.next_if(|(n, _)| *n == k).is_some() {}
+                    continue;
                 }
-                let start = out.buf.len();
+                let start = out.begin::<F>();
+                let name_at = out.buf.len();
                 http_name(k.as_str(), &mut out.buf);
-                let mid = out.buf.len();
-                let name = out.buf.get(start..mid).unwrap_or_default();
-                if self.params.iter().any(|p| p.name == name) {
-                    out.buf.truncate(start);
-                    continue; // an explicit param wins
-                }
-                let mut vals = cx.headers.get_all(k).iter();
-                match (vals.next(), vals.next()) {
-                    (Some(_), None) | (None, _) => out.buf.put_slice(v.as_bytes()),
-                    _ => {
-                        let sep: &[u8] = if k == http::header::COOKIE {
-                            b"; "
-                        } else {
-                            b", "
-                        };
-                        for (n, x) in cx.headers.get_all(k).iter().enumerate() {
-                            if n > 0 {
-                                out.buf.put_slice(sep);
-                            }
-                            out.buf.put_slice(x.as_bytes());
-                        }
+                if overridable {
+                    let name = out.buf.get(name_at..).unwrap_or_default();
+                    if self.params.iter().any(|p| p.name == name) {
+                        out.buf.truncate(start);
+                        while headers.next_if(|(n, _)| *n == k).is_some() {}
+                        continue; // an explicit param wins
                     }
                 }
-                out.end(start, mid);
+                let value = out.value::<F>();
+                out.buf.put_slice(v.as_bytes());
+                // A repeated header (HeaderMap yields its values one after another):
+                // joined as nginx does.
+                let sep: &[u8] = if k == http::header::COOKIE {
+                    b"; "
+                } else {
+                    b", "
+                };
+                while let Some((_, x)) = headers.next_if(|(n, _)| *n == k) {
+                    out.buf.put_slice(sep);
+                    out.buf.put_slice(x.as_bytes());
+                }
+                out.end::<F>(start, value);
             }
         }
         out
     }
 }
 
-/// The evaluated params of one request, in order: each name and its value side by
-/// side in one buffer.
-#[derive(Debug, Clone, Default)]
+/// The evaluated params of one request, in order, in one buffer: each name and its
+/// value side by side, in the room of the [`Framing`] they were built with.
+#[derive(Debug, Clone)]
 pub struct Params {
     buf: BytesMut,
+    /// The framing's name and its room between a name and its value.
+    framing: (&'static str, usize),
     /// Per param: where its name starts, where its value starts, where it ends.
     spans: SmallVec<[[u32; 3]; 32]>,
 }
 
+impl Default for Params {
+    fn default() -> Self {
+        Params::with_framing::<Plain>(0)
+    }
+}
+
 impl Params {
+    fn with_framing<F: Framing>(capacity: usize) -> Self {
+        let mut buf = BytesMut::with_capacity(capacity.max(F::HEAD));
+        buf.put_bytes(0, F::HEAD);
+        Params {
+            buf,
+            framing: (F::NAME, F::BETWEEN),
+            spans: SmallVec::new(),
+        }
+    }
+
     /// Params from name/value pairs (health probes, tests).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>) -> Self {
-        let mut out = Params::default();
+        Params::framed_from_pairs::<Plain>(pairs)
+    }
+
+    /// Params from name/value pairs, framed by `F` (tests of an encoder).
+    pub fn framed_from_pairs<'a, F: Framing>(
+        pairs: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Self {
+        let mut out = Params::with_framing::<F>(0);
         for (name, value) in pairs {
-            let start = out.buf.len();
+            let start = out.begin::<F>();
             out.buf.put_slice(name);
-            let mid = out.buf.len();
+            let at = out.value::<F>();
             out.buf.put_slice(value);
-            out.end(start, mid);
+            out.end::<F>(start, at);
         }
         out
     }
 
-    /// Records the param written from `start` (its value from `mid`) to the end.
-    fn end(&mut self, start: usize, mid: usize) {
+    /// Starts a pair: its room before the name; returns where the pair starts.
+    #[inline(always)]
+    fn begin<F: Framing>(&mut self) -> usize {
+        let start = self.buf.len();
+        room(&mut self.buf, F::BEFORE_NAME);
+        start
+    }
+
+    /// Ends the name: the room between; returns where the value starts.
+    #[inline(always)]
+    fn value<F: Framing>(&mut self) -> usize {
+        room(&mut self.buf, F::BETWEEN);
+        self.buf.len()
+    }
+
+    /// Ends the pair that starts at `start` (its value at `value`): the room after,
+    /// then the framing; records it (or leaves it out when it cannot be framed).
+    #[inline(always)]
+    fn end<F: Framing>(&mut self, start: usize, value: usize) {
+        let value_len = self.buf.len() - value;
+        let name_len = value - F::BETWEEN - start - F::BEFORE_NAME;
+        room(&mut self.buf, F::AFTER);
+        if !F::frame(&mut self.buf, start, name_len, value_len) {
+            self.buf.truncate(start);
+            return;
+        }
+        // The framing may have moved the pair up: its place is counted from the end.
+        let end = self.buf.len() - F::AFTER;
+        let value = end - value_len;
         let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        self.spans.push([at(start), at(mid), at(self.buf.len())]);
+        self.spans
+            .push([at(value - F::BETWEEN - name_len), at(value), at(end)]);
     }
 
     /// The params as (name, value), in order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + Clone + '_ {
-        self.spans.iter().map(|&[a, m, e]| {
-            let part = |x: u32, y: u32| self.buf.get(x as usize..y as usize).unwrap_or_default();
-            (part(a, m), part(m, e))
+        let between = self.framing.1;
+        self.spans.iter().map(move |&[a, m, e]| {
+            let (a, m, e) = (a as usize, m as usize, e as usize);
+            let part = |x: usize, y: usize| self.buf.get(x..y).unwrap_or_default();
+            (part(a, m.saturating_sub(between)), part(m, e))
         })
+    }
+
+    /// The whole buffer — the framing's head room, then the framed pairs — when these
+    /// params were built with `F`; else the params back (boxed: the rare way).
+    pub fn into_framed<F: Framing>(self) -> Result<BytesMut, Box<Params>> {
+        if self.framing.0 == F::NAME && !F::NAME.is_empty() {
+            Ok(self.buf)
+        } else {
+            Err(Box::new(self))
+        }
     }
 }
 
@@ -192,5 +309,130 @@ impl ScriptSplit {
             }
             None => (Bytes::copy_from_slice(uri.as_bytes()), Bytes::new()),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::ctx::ConnInfo;
+    use crate::vars::VarTable;
+    use http::{Method, Version};
+    use std::sync::Arc;
+
+    /// A framing with room everywhere, whose `frame` marks the room (to see it is left
+    /// where the spans say) and leaves out a pair named `DROP`.
+    struct Marked;
+
+    impl Framing for Marked {
+        const NAME: &'static str = "marked";
+        const HEAD: usize = 3;
+        const BEFORE_NAME: usize = 2;
+        const BETWEEN: usize = 1;
+        const AFTER: usize = 1;
+        const SKIP: &'static [&'static [u8]] = &[b"SKIPPED"];
+
+        fn frame(buf: &mut BytesMut, start: usize, name: usize, value: usize) -> bool {
+            let drop = buf.get(start + 2..start + 2 + name) == Some(&b"DROP"[..]);
+            for at in [start, start + 1, start + 2 + name, start + 3 + name + value] {
+                if let Some(b) = buf.get_mut(at) {
+                    *b = b'#';
+                }
+            }
+            !drop
+        }
+    }
+
+    fn set(params: &[(&str, &str, bool)]) -> ParamSet {
+        let table = VarTable::default();
+        ParamSet {
+            params: params
+                .iter()
+                .map(|&(name, value, if_not_empty)| ParamSpec {
+                    name: Bytes::copy_from_slice(name.as_bytes()),
+                    value: Template::compile(value, &table).unwrap(),
+                    if_not_empty,
+                })
+                .collect(),
+            pass_request_headers: true,
+        }
+    }
+
+    fn cx() -> RequestCtx {
+        let conn = Arc::new(ConnInfo {
+            remote: "10.0.0.7:5555".parse().unwrap(),
+            local: "127.0.0.1:8080".parse().unwrap(),
+            scheme: "http",
+            id: 3,
+            proxy_protocol: None,
+            tls: None,
+        });
+        let mut c = RequestCtx::new(conn, Method::GET, Version::HTTP_11, "/a?x=1".into());
+        for (k, v) in [
+            ("x-one", "1"),
+            ("cookie", "a=b"),
+            ("accept", "text/html"),
+            ("cookie", "c=d"),
+            ("x_under", "u"),
+            ("x-override", "from header"),
+            ("accept", "*/*"),
+        ] {
+            c.headers.append(k, v.parse().unwrap());
+        }
+        c
+    }
+
+    fn pairs(p: &Params) -> Vec<(String, String)> {
+        p.iter()
+            .map(|(n, v)| {
+                (
+                    String::from_utf8_lossy(n).into_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn params_and_headers_in_order_in_every_framing() {
+        let set = set(&[
+            ("REQUEST_METHOD", "$request_method", false),
+            ("EMPTY", "", true),
+            ("KEPT_EMPTY", "", false),
+            ("HTTP_X_OVERRIDE", "from param", false),
+            ("SKIPPED", "x", false),
+            ("DROP", "x", false),
+        ]);
+        let cx = cx();
+        let want = |skipped: bool, dropped: bool| {
+            let mut w: Vec<(String, String)> = [
+                ("REQUEST_METHOD", "GET"),
+                ("KEPT_EMPTY", ""),
+                ("HTTP_X_OVERRIDE", "from param"),
+                ("SKIPPED", "x"),
+                ("DROP", "x"),
+                ("HTTP_X_ONE", "1"),
+                ("HTTP_COOKIE", "a=b; c=d"),
+                ("HTTP_ACCEPT", "text/html, */*"),
+            ]
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+            w.retain(|(n, _)| !(skipped && n == "SKIPPED") && !(dropped && n == "DROP"));
+            w
+        };
+        assert_eq!(pairs(&set.build::<Plain>(&cx)), want(false, false));
+        let marked = set.build::<Marked>(&cx);
+        assert_eq!(pairs(&marked), want(true, true));
+        let buf = marked.into_framed::<Marked>().unwrap();
+        assert!(buf.starts_with(b"\0\0\0##REQUEST_METHOD#GET###KEPT_EMPTY##"));
+        assert!(buf.ends_with(b"##HTTP_ACCEPT#text/html, */*#"));
+        assert!(!buf.windows(4).any(|w| w == b"DROP"));
+        // Given back only to the framing they were built with.
+        let plain = set.build::<Plain>(&cx);
+        assert!(plain.into_framed::<Plain>().is_err());
+        let marked = set.build::<Marked>(&cx);
+        assert!(marked.into_framed::<Plain>().is_err());
     }
 }

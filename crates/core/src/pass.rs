@@ -178,8 +178,12 @@ impl Family {
 
 /// What a CGI-style protocol supplies: its request head and its codec.
 pub trait CgiProtocol: Send + Sync + 'static {
+    /// How the params are framed as they are built, for `encode_head` to take them as
+    /// they are.
+    type Framing: crate::cgi::Framing;
+
     /// Encodes the request head from the evaluated params and the exact body length.
-    fn encode_head(&self, params: &crate::cgi::Params, body_len: u64) -> Result<Bytes, Error>;
+    fn encode_head(&self, params: crate::cgi::Params, body_len: u64) -> Result<Bytes, Error>;
 
     /// A fresh codec for one attempt; `head_limit` is `*_buffer_size`.
     fn codec(&self, head_limit: usize) -> Box<dyn UpstreamCodec>;
@@ -217,10 +221,10 @@ impl<P: CgiProtocol> CgiPass<P> {
 
     async fn run(&self, cx: &mut RequestCtx, body: ReqBody) -> Result<Response, Error> {
         let body = self.fam.prepare_body(cx, body, true).await?;
-        let params = self.params.build(cx);
+        let params = self.params.build::<P::Framing>(cx);
         let head = self
             .proto
-            .encode_head(&params, body.known_len().unwrap_or(0))?;
+            .encode_head(params, body.known_len().unwrap_or(0))?;
         let limit = self.fam.upstream.buffering.buffer_size;
         let new_codec = || self.proto.codec(limit);
         let up = exchange(&self.fam.upstream, cx, head, body, &new_codec).await?;

@@ -161,9 +161,9 @@ impl Fastcgi {
         // `$fastcgi_path_info` are split again from the current `$uri` (after
         // try_files changed it, the path info is gone: trac #321).
         cx.reset_script_split();
-        let params = self.params.build(cx);
+        let params = self.params.build::<crate::codec::Pairs>(cx);
         let keep_conn = conf.keep_conn;
-        let head = encode_request_head(REQUEST_ID, keep_conn, &params);
+        let head = encode_request_head(REQUEST_ID, keep_conn, params);
         let limit = conf.buffering.buffer_size;
         let mk = move || -> Box<dyn UpstreamCodec> {
             Box::new(FastcgiCodec::new(REQUEST_ID, keep_conn, limit))

@@ -6,7 +6,7 @@
 
 use crate::head::HeadCollector;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use junction_core::cgi::Params;
+use junction_core::cgi::{Framing, Params};
 use junction_core::codec::{Decoded, UpstreamCodec};
 use junction_core::error::{Error, ErrorKind};
 
@@ -210,7 +210,7 @@ fn put_record(out: &mut BytesMut, record_type: RecordType, request_id: u16, cont
 }
 
 /// Appends a name or value length: 1 byte below 128, else 4 bytes BE with bit 31 set.
-fn put_param_len(out: &mut BytesMut, len: usize) {
+fn put_param_len(out: &mut impl BufMut, len: usize) {
     match u8::try_from(len) {
         Ok(short) if len < SHORT_PARAM_LEN => out.put_u8(short),
         // Callers keep `len` ≤ MAX_PARAM_LEN, so it fits in 31 bits.
@@ -218,66 +218,146 @@ fn put_param_len(out: &mut BytesMut, len: usize) {
     }
 }
 
+/// Room at the start of framed params: the BEGIN_REQUEST record and the header of the
+/// PARAMS record the pairs follow.
+const HEAD_ROOM: usize = HEADER_LEN + BODY_LEN + HEADER_LEN;
+
+/// The params framed for [`encode_request_head`]: room for the BEGIN_REQUEST record and
+/// the PARAMS header first, and each pair after room for its two 1-byte lengths (grown
+/// for a name or value of 128 bytes or more).
+#[derive(Debug)]
+pub struct Pairs;
+
+impl Framing for Pairs {
+    const NAME: &'static str = "fastcgi";
+    const HEAD: usize = HEAD_ROOM;
+    const BEFORE_NAME: usize = 2;
+    const BETWEEN: usize = 0;
+    const AFTER: usize = 0;
+
+    /// Writes the pair's two lengths into its room, growing the room (the pair moves up)
+    /// when one of them takes 4 bytes.
+    fn frame(buf: &mut BytesMut, start: usize, name: usize, value: usize) -> bool {
+        if !fits(name, value) {
+            too_long(buf.get(start + 2..start + 2 + name).unwrap_or_default());
+            return false;
+        }
+        let need = len_size(name) + len_size(value);
+        if need > 2 {
+            buf.put_bytes(0, need - 2);
+            if let Some(pair) = buf.get_mut(start + 2..) {
+                pair.rotate_right(need - 2);
+            }
+        }
+        if let Some(mut room) = buf.get_mut(start..start + need) {
+            put_param_len(&mut room, name);
+            put_param_len(&mut room, value);
+        }
+        true
+    }
+}
+
+/// Whether a pair's name and value can be encoded (lengths of 31 bits at most).
+fn fits(name: usize, value: usize) -> bool {
+    name <= MAX_PARAM_LEN && value <= MAX_PARAM_LEN
+}
+
+/// Size of a name or value length: 1 byte below 128, else 4.
+fn len_size(n: usize) -> usize {
+    if n < SHORT_PARAM_LEN {
+        1
+    } else {
+        4
+    }
+}
+
+/// The warning for a pair too long to encode.
+fn too_long(name: &[u8]) {
+    tracing::warn!(
+        name = %String::from_utf8_lossy(name.get(..64).unwrap_or(name)),
+        "FastCGI param too long to encode, left out"
+    );
+}
+
+/// The BEGIN_REQUEST record (`FCGI_KEEP_CONN` when `keep_conn`).
+fn begin_request(request_id: u16, keep_conn: bool) -> [u8; HEADER_LEN + BODY_LEN] {
+    let h = RecordHeader::new(RecordType::BeginRequest, request_id, BODY_LEN as u16).to_bytes();
+    let flags = if keep_conn { FLAG_KEEP_CONN } else { 0 };
+    let [role_hi, role_lo] = ROLE_RESPONDER.to_be_bytes();
+    let [a, b, c, d, e, f, g, x] = h;
+    [
+        a, b, c, d, e, f, g, x, role_hi, role_lo, flags, 0, 0, 0, 0, 0,
+    ]
+}
+
 /// Encodes the head of a RESPONDER request: BEGIN_REQUEST (`FCGI_KEEP_CONN` when
 /// `keep_conn`), `params` as a stream of PARAMS records, then the empty PARAMS record
-/// that ends the stream.
+/// that ends the stream. Params built with [`Pairs`] that fit one record are the head
+/// already: only the two record headers and the end are written.
 ///
 /// A name or value longer than [`MAX_PARAM_LEN`] cannot be encoded; such a pair is left
 /// out (with a warning) rather than sent corrupted.
-pub fn encode_request_head(request_id: u16, keep_conn: bool, params: &Params) -> Bytes {
-    let fits =
-        |name: &[u8], value: &[u8]| name.len() <= MAX_PARAM_LEN && value.len() <= MAX_PARAM_LEN;
-    let len_size = |n: usize| if n < SHORT_PARAM_LEN { 1 } else { 4 };
+pub fn encode_request_head(request_id: u16, keep_conn: bool, params: Params) -> Bytes {
+    let params = match params.into_framed::<Pairs>() {
+        Ok(mut buf) => {
+            let stream_len = buf.len().saturating_sub(HEAD_ROOM);
+            if stream_len > MAX_CONTENT_LEN {
+                // Several PARAMS records: the framed pairs are the stream.
+                let stream = buf.split_off(HEAD_ROOM.min(buf.len()));
+                return encode_stream(request_id, keep_conn, &stream);
+            }
+            let begin = begin_request(request_id, keep_conn);
+            if let Some(room) = buf.get_mut(..begin.len()) {
+                room.copy_from_slice(&begin);
+            }
+            if stream_len == 0 {
+                buf.truncate(begin.len());
+            } else {
+                let header =
+                    RecordHeader::new(RecordType::Params, request_id, record_len(stream_len));
+                if let Some(room) = buf.get_mut(begin.len()..HEAD_ROOM) {
+                    room.copy_from_slice(&header.to_bytes());
+                }
+                buf.put_bytes(0, usize::from(header.padding_length));
+            }
+            put_record(&mut buf, RecordType::Params, request_id, &[]);
+            return buf.freeze();
+        }
+        Err(params) => params,
+    };
     // The exact size of the PARAMS stream, so that it is written once, in place.
     let stream_len: usize = params
         .iter()
-        .filter(|(n, v)| fits(n, v))
+        .filter(|(n, v)| fits(n.len(), v.len()))
         .map(|(n, v)| len_size(n.len()) + len_size(v.len()) + n.len() + v.len())
         .sum();
-    let records = stream_len.div_ceil(MAX_CONTENT_LEN);
+    let mut stream = BytesMut::with_capacity(stream_len);
+    for (name, value) in params.iter() {
+        if !fits(name.len(), value.len()) {
+            too_long(name);
+            continue;
+        }
+        put_param_len(&mut stream, name.len());
+        put_param_len(&mut stream, value.len());
+        stream.put_slice(name);
+        stream.put_slice(value);
+    }
+    encode_stream(request_id, keep_conn, &stream)
+}
+
+/// BEGIN_REQUEST, the PARAMS stream `stream` (encoded pairs) in as many records as it
+/// needs, and the empty PARAMS record.
+fn encode_stream(request_id: u16, keep_conn: bool, stream: &[u8]) -> Bytes {
+    let records = stream.len().div_ceil(MAX_CONTENT_LEN);
     let mut out = BytesMut::with_capacity(
-        (HEADER_LEN + BODY_LEN) + stream_len + records * (HEADER_LEN + ALIGN) + HEADER_LEN,
+        (HEADER_LEN + BODY_LEN) + stream.len() + records * (HEADER_LEN + ALIGN) + HEADER_LEN,
     );
-    let flags = if keep_conn { FLAG_KEEP_CONN } else { 0 };
-    let [role_hi, role_lo] = ROLE_RESPONDER.to_be_bytes();
-    put_record(
-        &mut out,
-        RecordType::BeginRequest,
-        request_id,
-        &[role_hi, role_lo, flags, 0, 0, 0, 0, 0],
-    );
-    let put_pairs = |out: &mut BytesMut| {
-        for (name, value) in params.iter() {
-            if !fits(name, value) {
-                tracing::warn!(
-                    name = %String::from_utf8_lossy(name.get(..64).unwrap_or(name)),
-                    "FastCGI param too long to encode, left out"
-                );
-                continue;
-            }
-            put_param_len(out, name.len());
-            put_param_len(out, value.len());
-            out.put_slice(name);
-            out.put_slice(value);
-        }
-    };
-    if stream_len == 0 {
-        // Only the empty PARAMS record (below).
-    } else if stream_len <= MAX_CONTENT_LEN {
-        // One PARAMS record, its pairs written straight after its header.
-        let header = RecordHeader::new(RecordType::Params, request_id, record_len(stream_len));
-        out.put_slice(&header.to_bytes());
-        put_pairs(&mut out);
-        out.put_bytes(0, usize::from(header.padding_length));
-    } else {
-        let mut stream = BytesMut::with_capacity(stream_len);
-        put_pairs(&mut stream);
-        let mut rest = &stream[..];
-        while !rest.is_empty() {
-            let (content, tail) = rest.split_at(usize::from(record_len(rest.len())));
-            put_record(&mut out, RecordType::Params, request_id, content);
-            rest = tail;
-        }
+    out.put_slice(&begin_request(request_id, keep_conn));
+    let mut rest = stream;
+    while !rest.is_empty() {
+        let (content, tail) = rest.split_at(usize::from(record_len(rest.len())));
+        put_record(&mut out, RecordType::Params, request_id, content);
+        rest = tail;
     }
     put_record(&mut out, RecordType::Params, request_id, &[]);
     out.freeze()
@@ -561,8 +641,18 @@ impl UpstreamCodec for FastcgiCodec {
 mod tests {
     use super::*;
 
-    fn pp(pairs: &[(Bytes, Bytes)]) -> Params {
-        Params::from_pairs(pairs.iter().map(|(k, v)| (&k[..], &v[..])))
+    /// The head of `pairs`, checked to be the same from plain and framed params.
+    fn encoded(id: u16, keep_conn: bool, pairs: &[(Bytes, Bytes)]) -> Bytes {
+        let plain = Params::from_pairs(pairs.iter().map(|(k, v)| (&k[..], &v[..])));
+        let framed =
+            Params::framed_from_pairs::<super::Pairs>(pairs.iter().map(|(k, v)| (&k[..], &v[..])));
+        assert_eq!(
+            framed.iter().collect::<Vec<_>>(),
+            plain.iter().collect::<Vec<_>>()
+        );
+        let head = encode_request_head(id, keep_conn, plain);
+        assert_eq!(encode_request_head(id, keep_conn, framed), head);
+        head
     }
     use http::StatusCode;
 
@@ -758,7 +848,7 @@ mod tests {
     fn begin_request_exact_bytes() {
         // Spec §5.1: {FCGI_BEGIN_REQUEST, 1, {FCGI_RESPONDER, FCGI_KEEP_CONN}}, then the
         // empty PARAMS record.
-        let head = encode_request_head(1, true, &Params::default());
+        let head = encoded(1, true, &[]);
         assert_eq!(
             &head[..],
             &[
@@ -767,7 +857,7 @@ mod tests {
                 1, 4, 0, 1, 0, 0, 0, 0, // empty PARAMS
             ][..]
         );
-        let head = encode_request_head(0x1234, false, &Params::default());
+        let head = encoded(0x1234, false, &[]);
         assert_eq!(
             &head[..16],
             &[1, 1, 0x12, 0x34, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0]
@@ -781,7 +871,7 @@ mod tests {
             Bytes::from_static(b"SCRIPT_FILENAME"),
             Bytes::from(value.clone()),
         )];
-        let head = encode_request_head(1, false, &pp(&params));
+        let head = encoded(1, false, &params);
         let params_rec = &head[16..];
         // 1 + 4 + 15 + 200 = 220 bytes of content, 4 of padding.
         assert_eq!(&params_rec[..HEADER_LEN], &[1, 4, 0, 1, 0, 220, 4, 0]);
@@ -827,7 +917,7 @@ mod tests {
             ),
             (Bytes::from_static(b"A"), Bytes::from(vec![b'y'; 65_535])),
         ];
-        let head = encode_request_head(7, true, &pp(&params));
+        let head = encoded(7, true, &params);
         let (role, flags, decoded) = decode_request_head(&head);
         assert_eq!(role, ROLE_RESPONDER);
         assert_eq!(flags, FLAG_KEEP_CONN);

@@ -12,7 +12,7 @@ const HEAD_LIMIT: usize = 16 * 1024;
 
 /// The probe (request id 1, no `FCGI_KEEP_CONN`: the connection is closed after it).
 pub(crate) fn probe(hc: &HealthCheck) -> Arc<dyn Probe> {
-    let head = encode_request_head(1, false, &cgi_probe_params(&hc.uri));
+    let head = encode_request_head(1, false, cgi_probe_params(&hc.uri));
     Arc::new(CodecProbe {
         protocol: "fastcgi",
         head,

@@ -17,9 +17,11 @@ pub struct Scgi;
 
 impl CgiProtocol for Scgi {
     /// The netstring: `CONTENT_LENGTH` (the exact body length) first, `SCGI` second.
+    type Framing = crate::codec::Netstring;
+
     fn encode_head(
         &self,
-        params: &junction_core::cgi::Params,
+        params: junction_core::cgi::Params,
         body_len: u64,
     ) -> Result<Bytes, Error> {
         Ok(encode_request_head(params, body_len))

@@ -7,7 +7,7 @@
 //! status line or CGI head and a body that runs until the upstream closes.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use junction_core::cgi::Params;
+use junction_core::cgi::{Framing, Params};
 
 use junction_core::cgi_response::ResponseBodyUntilClose;
 
@@ -31,9 +31,30 @@ const NETSTRING_COMMA: u8 = b',';
 /// the spec forbids duplicate names. Names and values are bytes; they must not contain
 /// NUL (nothing from an HTTP request can: header values reject it, and a `%00` in the URI
 /// is rejected before routing), or the upstream would read extra pairs.
-pub fn encode_request_head(params: &Params, content_length: u64) -> Bytes {
+pub fn encode_request_head(params: Params, content_length: u64) -> Bytes {
     let mut digits = itoa::Buffer::new();
     let content_length = digits.format(content_length);
+    let first_len =
+        pair_len(CONTENT_LENGTH, content_length.as_bytes()) + pair_len(SCGI, SCGI_VERSION);
+    let params = match params.into_framed::<Netstring>() {
+        Ok(mut buf) => {
+            // The netstring's length and the two first pairs go at the end of the room.
+            let payload_len = first_len + buf.len().saturating_sub(HEAD_ROOM);
+            let mut digits = itoa::Buffer::new();
+            let prefix = digits.format(payload_len);
+            let from = HEAD_ROOM.saturating_sub(prefix.len() + 1 + first_len);
+            if let Some(mut room) = buf.get_mut(from..HEAD_ROOM) {
+                room.put_slice(prefix.as_bytes());
+                room.put_u8(NETSTRING_COLON);
+                put_pair(&mut room, CONTENT_LENGTH, content_length.as_bytes());
+                put_pair(&mut room, SCGI, SCGI_VERSION);
+            }
+            buf.put_u8(NETSTRING_COMMA);
+            let _room = buf.split_to(from.min(buf.len()));
+            return buf.freeze();
+        }
+        Err(params) => params,
+    };
     let forwarded = || params.iter().filter(|(name, _)| !is_sent_first(name));
     let payload_len = forwarded().fold(
         pair_len(CONTENT_LENGTH, content_length.as_bytes()) + pair_len(SCGI, SCGI_VERSION),
@@ -53,6 +74,29 @@ pub fn encode_request_head(params: &Params, content_length: u64) -> Bytes {
     out.freeze()
 }
 
+/// Room for the netstring's length (at most 20 digits and the colon) and the two pairs
+/// written first (`CONTENT_LENGTH` with at most 20 digits, and `SCGI`).
+const HEAD_ROOM: usize = 21 + 15 + 21 + 7;
+
+/// The params framed for [`encode_request_head`]: room for the netstring's start, then
+/// each name and value ends in NUL (the room left after each, zeros); `CONTENT_LENGTH`
+/// and `SCGI` params are left out.
+#[derive(Debug)]
+pub struct Netstring;
+
+impl Framing for Netstring {
+    const NAME: &'static str = "scgi";
+    const HEAD: usize = HEAD_ROOM;
+    const BEFORE_NAME: usize = 0;
+    const BETWEEN: usize = 1;
+    const AFTER: usize = 1;
+    const SKIP: &'static [&'static [u8]] = &[CONTENT_LENGTH, SCGI];
+
+    fn frame(_: &mut BytesMut, _: usize, _: usize, _: usize) -> bool {
+        true
+    }
+}
+
 /// Whether `name` is one of the headers `encode_request_head` writes itself.
 fn is_sent_first(name: &[u8]) -> bool {
     name == CONTENT_LENGTH || name == SCGI
@@ -63,7 +107,7 @@ fn pair_len(name: &[u8], value: &[u8]) -> usize {
     name.len().saturating_add(value.len()).saturating_add(2)
 }
 
-fn put_pair(out: &mut BytesMut, name: &[u8], value: &[u8]) {
+fn put_pair(out: &mut impl BufMut, name: &[u8], value: &[u8]) {
     out.put_slice(name);
     out.put_u8(NUL);
     out.put_slice(value);
@@ -81,8 +125,19 @@ pub type ScgiCodec = ResponseBodyUntilClose;
 mod tests {
     use super::*;
 
-    fn params(pairs: &[(&[u8], &[u8])]) -> Params {
-        Params::from_pairs(pairs.iter().map(|(k, v)| (*k, *v)))
+    /// The head from `pairs`, checked to be the same from plain and framed params.
+    fn encoded(pairs: &[(&[u8], &[u8])], content_length: u64) -> Bytes {
+        let plain = Params::from_pairs(pairs.iter().map(|(k, v)| (*k, *v)));
+        // Framed as ParamSet::build frames them: the skipped names never get in.
+        let framed = Params::framed_from_pairs::<Netstring>(
+            pairs
+                .iter()
+                .filter(|(k, _)| !Netstring::SKIP.contains(k))
+                .map(|(k, v)| (*k, *v)),
+        );
+        let head = encode_request_head(plain, content_length);
+        assert_eq!(encode_request_head(framed, content_length), head);
+        head
     }
 
     /// Checks the netstring frame: the decimal length is the payload's, and it ends in `,`.
@@ -100,11 +155,11 @@ mod tests {
     fn spec_example() {
         // From the SCGI spec; the length: CONTENT_LENGTH\027\0 (18) + SCGI\01\0 (7)
         // + REQUEST_METHOD\0POST\0 (20) + REQUEST_URI\0/deepthought\0 (25) = 70.
-        let head = encode_request_head(
-            &params(&[
+        let head = encoded(
+            &[
                 (b"REQUEST_METHOD", b"POST"),
                 (b"REQUEST_URI", b"/deepthought"),
-            ]),
+            ],
             27,
         );
         assert_eq!(
@@ -118,21 +173,21 @@ mod tests {
     #[test]
     fn no_params_no_body() {
         // CONTENT_LENGTH\00\0 (17) + SCGI\01\0 (7) = 24.
-        let head = encode_request_head(&Params::default(), 0);
+        let head = encoded(&[], 0);
         assert_eq!(&head[..], b"24:CONTENT_LENGTH\x000\x00SCGI\x001\x00,");
         check_netstring(&head);
     }
 
     #[test]
     fn content_length_and_scgi_in_params_are_not_repeated() {
-        let head = encode_request_head(
-            &params(&[
+        let head = encoded(
+            &[
                 (b"CONTENT_LENGTH", b"999"),
                 (b"REQUEST_METHOD", b"GET"),
                 (b"SCGI", b"1"),
                 (b"CONTENT_LENGTH_X", b"kept"),
                 (b"HTTP_X", b""),
-            ]),
+            ],
             5,
         );
         // 17 + 7 + REQUEST_METHOD\0GET\0 (19) + CONTENT_LENGTH_X\0kept\0 (22) + HTTP_X\0\0 (8)
@@ -148,7 +203,7 @@ mod tests {
     #[test]
     fn large_values() {
         // CONTENT_LENGTH\0 (15) + 20 digits + \0 (1) + SCGI\01\0 (7) = 43.
-        let head = encode_request_head(&Params::default(), u64::MAX);
+        let head = encoded(&[], u64::MAX);
         assert_eq!(
             &head[..],
             b"43:CONTENT_LENGTH\x0018446744073709551615\x00SCGI\x001\x00,"
@@ -156,7 +211,7 @@ mod tests {
         check_netstring(&head);
         // Bytes, not str, and no 64 KiB cap: the netstring length just grows.
         let value = vec![0xe9; 100_000];
-        let head = encode_request_head(&params(&[(b"HTTP_X", &value)]), 0);
+        let head = encoded(&[(b"HTTP_X", &value)], 0);
         assert!(head.starts_with(b"100032:CONTENT_LENGTH\x000\x00"));
         check_netstring(&head);
     }

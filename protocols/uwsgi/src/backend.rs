@@ -22,10 +22,12 @@ pub struct Uwsgi {
 }
 
 impl CgiProtocol for Uwsgi {
+    type Framing = crate::codec::Vars;
+
     /// The packet; vars over 65535 bytes are an `Encode` error (502), never truncated.
     fn encode_head(
         &self,
-        params: &junction_core::cgi::Params,
+        params: junction_core::cgi::Params,
         _body_len: u64,
     ) -> Result<Bytes, Error> {
         encode_request_head(self.modifier1, self.modifier2, params)
@@ -128,7 +130,7 @@ mod tests {
             modifier2: 9,
         };
         let head = proto
-            .encode_head(&junction_core::cgi::Params::default(), 0)
+            .encode_head(junction_core::cgi::Params::default(), 0)
             .unwrap();
         assert_eq!(&head[..], b"\x05\x00\x00\x09");
     }
