@@ -20,9 +20,12 @@ thread_local! {
 /// nginx's gzip header.
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3];
 
-/// One response's gzip encoder.
+/// One response's gzip encoder. Its deflate state is taken when the first input comes
+/// (so a response waiting for its upstream holds none) and given back at the end.
 pub(crate) struct PooledGzip {
     z: Option<Compress>,
+    /// Finished (or dropped): no state is taken again.
+    released: bool,
     level: u32,
     crc: Crc,
     out: Vec<u8>,
@@ -37,29 +40,35 @@ impl std::fmt::Debug for PooledGzip {
 }
 
 impl PooledGzip {
-    /// An encoder at `level`, from this thread's pool when one is there.
+    /// An encoder at `level`; its state comes from this thread's pool when one is there.
     pub(crate) fn new(level: u32) -> PooledGzip {
-        let z = POOL
-            .with(|p| {
-                let mut p = p.borrow_mut();
-                let i = p.iter().rposition(|(l, _)| *l == level)?;
-                Some(p.swap_remove(i).1)
-            })
-            .unwrap_or_else(|| Compress::new(Compression::new(level), false));
         let mut out = Vec::with_capacity(16 * 1024);
         out.extend_from_slice(&HEADER);
         PooledGzip {
-            z: Some(z),
+            z: None,
+            released: false,
             level,
             crc: Crc::new(),
             out,
         }
     }
 
+    /// A state at `level`: the one this thread used last, or a new one.
+    fn state(level: u32) -> Compress {
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            let i = p.iter().rposition(|(l, _)| *l == level)?;
+            Some(p.swap_remove(i).1)
+        })
+        .unwrap_or_else(|| Compress::new(Compression::new(level), false))
+    }
+
     fn run(&mut self, mut input: &[u8], flush: FlushCompress) -> std::io::Result<()> {
-        let Some(z) = self.z.as_mut() else {
+        if self.released {
             return Ok(());
-        };
+        }
+        let level = self.level;
+        let z = self.z.get_or_insert_with(|| Self::state(level));
         loop {
             if self.out.capacity() - self.out.len() < 8 * 1024 {
                 self.out.reserve(32 * 1024);
@@ -114,6 +123,7 @@ impl PooledGzip {
     }
 
     fn release(&mut self) {
+        self.released = true;
         if let Some(mut z) = self.z.take() {
             z.reset();
             let level = self.level;
