@@ -26,6 +26,7 @@ use crate::balance::{failed, select, Balance, PeerState, Pick, PickState};
 use crate::error::{Error, ErrorKind};
 use crate::health::{HealthCheck, Probe};
 use crate::upstream_tls::TlsTarget;
+use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -275,7 +276,7 @@ pub struct Server {
     pub down: bool,
     /// `max_conns` (0: unlimited).
     pub max_conns: usize,
-    idle: Mutex<VecDeque<Conn>>,
+    idle: Arc<Mutex<Idle>>,
     /// Removed from its group by a DNS change (`server … resolve`): its connections
     /// are not pooled any more.
     pub(crate) retired: AtomicBool,
@@ -357,7 +358,7 @@ impl Server {
             backup: false,
             down: false,
             max_conns: 0,
-            idle: Mutex::new(VecDeque::new()),
+            idle: Arc::default(),
             retired: AtomicBool::new(false),
             stats: ServerStats::default(),
         }
@@ -381,7 +382,7 @@ impl Server {
     /// connections are closed now, and none is pooled again.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
-        lock(&self.idle).clear();
+        lock(&self.idle).conns.clear();
     }
 
     /// Connections in use now.
@@ -932,7 +933,7 @@ impl Group {
 
     /// Idle keep-alive connections to server `i` now.
     pub fn idle_connections(&self, i: usize) -> usize {
-        self.servers.get(i).map_or(0, |s| lock(&s.idle).len())
+        self.servers.get(i).map_or(0, |s| lock(&s.idle).conns.len())
     }
 
     /// Takes an idle connection to server `i`, or opens a new one (with a TLS
@@ -949,7 +950,8 @@ impl Group {
         };
         if self.keepalive.max_idle > 0 {
             let now = crate::time::now();
-            let mut idle = lock(&server.idle);
+            let mut guard = lock(&server.idle);
+            let idle = &mut guard.conns;
             // The newest matching connection; expired ones go, live ones made for
             // another source address or TLS target stay for their own requests.
             let mut k = idle.len();
@@ -1026,7 +1028,11 @@ impl Group {
         let Some(server) = self.servers.get(i) else {
             return;
         };
-        let mut idle = lock(&server.idle);
+        let mut guard = lock(&server.idle);
+        let Idle {
+            conns: idle,
+            sweeper,
+        } = &mut *guard;
         // Over the cap the least recently used connection is closed, as nginx — once
         // it has been idle for SURPLUS_GRACE: a burst's connections coming back are
         // kept for the next burst (so more than `keepalive` are idle only while all
@@ -1049,6 +1055,93 @@ impl Group {
             return;
         }
         idle.push_back(c);
+        if !*sweeper {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                *sweeper = true;
+                drop(rt.spawn(sweep(Arc::downgrade(&server.idle), *ka)));
+            }
+        }
+    }
+}
+
+/// A server's idle keep-alive connections, and whether a [`sweep`] task watches them.
+#[derive(Debug, Default)]
+pub(crate) struct Idle {
+    conns: VecDeque<Conn>,
+    sweeper: bool,
+}
+
+/// Closes a server's idle connections when they expire, as nginx's timers do rather
+/// than at the next request to that server: past `keepalive_timeout` or
+/// `keepalive_time`, and over the `keepalive` cap once idle for [`SURPLUS_GRACE`].
+/// Ends when none is left (the next one pooled starts another).
+async fn sweep(pool: std::sync::Weak<Mutex<Idle>>, ka: KeepaliveConf) {
+    /// Marks the pool unwatched if the task is dropped (its runtime stopped).
+    struct Watch(std::sync::Weak<Mutex<Idle>>);
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            if let Some(p) = self.0.upgrade() {
+                lock(&p).sweeper = false;
+            }
+        }
+    }
+    let mut watch = Watch(pool.clone());
+    loop {
+        let Some(p) = pool.upgrade() else { return };
+        let mut closed: SmallVec<[Conn; 4]> = SmallVec::new();
+        let next = {
+            let mut idle = lock(&p);
+            let now = crate::time::now();
+            let expired = |c: &Conn| {
+                now.saturating_duration_since(c.idle_since) >= ka.idle_timeout
+                    || now.saturating_duration_since(c.born) >= ka.max_time
+            };
+            let mut k = 0;
+            while let Some(c) = idle.conns.get(k) {
+                if expired(c) {
+                    closed.extend(idle.conns.remove(k));
+                } else {
+                    k += 1;
+                }
+            }
+            while idle.conns.len() > ka.max_idle
+                && idle
+                    .conns
+                    .front()
+                    .is_some_and(|f| now.saturating_duration_since(f.idle_since) >= SURPLUS_GRACE)
+            {
+                closed.extend(idle.conns.pop_front());
+            }
+            let surplus = idle.conns.len() > ka.max_idle;
+            let next = idle
+                .conns
+                .iter()
+                .filter_map(|c| {
+                    let idle_end = c.idle_since.checked_add(ka.idle_timeout);
+                    let life_end = c.born.checked_add(ka.max_time);
+                    idle_end.into_iter().chain(life_end).min()
+                })
+                .chain(
+                    idle.conns
+                        .front()
+                        .filter(|_| surplus)
+                        .and_then(|f| f.idle_since.checked_add(SURPLUS_GRACE)),
+                )
+                .min();
+            if next.is_none() {
+                // Decided under the lock, so a connection pooled right after starts a
+                // new sweeper.
+                idle.sweeper = false;
+                watch.0 = std::sync::Weak::new();
+                return;
+            }
+            next
+        };
+        drop(closed);
+        drop(p);
+        if let Some(at) = next {
+            tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+        }
     }
 }
 
@@ -1330,6 +1423,77 @@ mod tests {
         let c = g.connect_new(0, None, t, None).await.unwrap();
         g.put(0, c, true);
         assert_eq!(g.idle_connections(0), 2);
+    }
+
+    /// Accepts `n` connections on `listener`; returns them.
+    async fn accept_n(listener: &tokio::net::TcpListener, n: usize) -> Vec<tokio::net::TcpStream> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(listener.accept().await.unwrap().0);
+        }
+        out
+    }
+
+    /// Waits (at most 5 s) until the peer closes `s`.
+    async fn closed_by_peer(s: &mut tokio::net::TcpStream) -> bool {
+        use tokio::io::AsyncReadExt;
+        let mut b = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), s.read(&mut b)).await,
+            Ok(Ok(0))
+        )
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_on_time_without_another_request() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let g = Group::new(GroupSpec {
+            name: "g".into(),
+            servers: vec![Server::new(PeerAddr::Tcp(addr))],
+            keepalive: KeepaliveConf {
+                max_idle: 1,
+                idle_timeout: Duration::from_millis(400),
+                ..KeepaliveConf::default()
+            },
+            ..GroupSpec::default()
+        });
+        let t = Duration::from_secs(5);
+        let mut conns = Vec::new();
+        for _ in 0..2 {
+            conns.push(g.connect_new(0, None, t, None).await.unwrap());
+        }
+        let mut peers = accept_n(&listener, 2).await;
+        let started = std::time::Instant::now();
+        for c in conns {
+            g.put(0, c, true);
+        }
+        assert_eq!(
+            g.idle_connections(0),
+            2,
+            "a burst's surplus stays for the grace"
+        );
+        // The surplus one (the older) goes after the grace, the other at keepalive_timeout.
+        let [first, second] = &mut peers[..] else {
+            panic!("two peers")
+        };
+        assert!(
+            closed_by_peer(first).await,
+            "the surplus connection is closed"
+        );
+        // Before the other: that one is still pooled.
+        assert_eq!(g.idle_connections(0), 1);
+        assert!(
+            closed_by_peer(second).await,
+            "the idle connection is closed"
+        );
+        assert!(started.elapsed() >= Duration::from_millis(400));
+        assert_eq!(g.idle_connections(0), 0);
+        // A connection pooled after the sweeper ended gets a new one.
+        let c = g.connect_new(0, None, t, None).await.unwrap();
+        let mut peer = accept_n(&listener, 1).await;
+        g.put(0, c, true);
+        assert!(closed_by_peer(&mut peer[0]).await, "watched again");
     }
 
     #[tokio::test]
