@@ -300,9 +300,12 @@ async fn send(
     Ok(())
 }
 
-/// Room for the next read of a response.
+/// Room for the next read of a response. An empty buffer with 1 KB or more left (the
+/// rest of the `*_buffer_size` after a small response) is read into as it is: that read
+/// is mostly the upstream's close, which then needs no new 16 KB buffer.
 fn make_room(buf: &mut BytesMut) {
-    if buf.capacity() - buf.len() < 4096 {
+    let spare = buf.capacity() - buf.len();
+    if spare < 4096 && !(buf.is_empty() && spare >= 1024) {
         buf.reserve(16 * 1024);
     }
 }
