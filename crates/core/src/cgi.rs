@@ -316,10 +316,8 @@ impl ScriptSplit {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::ctx::ConnInfo;
     use crate::vars::VarTable;
-    use http::{Method, Version};
-    use std::sync::Arc;
+    use http::Method;
 
     /// A framing with room everywhere, whose `frame` marks the room (to see it is left
     /// where the spans say) and leaves out a pair named `DROP`.
@@ -360,15 +358,7 @@ mod tests {
     }
 
     fn cx() -> RequestCtx {
-        let conn = Arc::new(ConnInfo {
-            remote: "10.0.0.7:5555".parse().unwrap(),
-            local: "127.0.0.1:8080".parse().unwrap(),
-            scheme: "http",
-            id: 3,
-            proxy_protocol: None,
-            tls: None,
-        });
-        let mut c = RequestCtx::new(conn, Method::GET, Version::HTTP_11, "/a?x=1".into());
+        let mut c = RequestCtx::for_test(Method::GET, "/a?x=1");
         for (k, v) in [
             ("x-one", "1"),
             ("cookie", "a=b"),
@@ -419,7 +409,7 @@ mod tests {
             .iter()
             .map(|(n, v)| (n.to_string(), v.to_string()))
             .collect();
-            w.retain(|(n, _)| !(skipped && n == "SKIPPED") && !(dropped && n == "DROP"));
+            w.retain(|(n, _)| !((skipped && n == "SKIPPED") || (dropped && n == "DROP")));
             w
         };
         assert_eq!(pairs(&set.build::<Plain>(&cx)), want(false, false));

@@ -854,21 +854,29 @@ fn trim_ascii_start(mut s: &[u8]) -> &[u8] {
 }
 
 #[cfg(test)]
+impl RequestCtx {
+    /// A request from 10.0.0.7:5555 to 127.0.0.1:8080 over plain HTTP/1.1 (unit tests).
+    pub(crate) fn for_test(method: Method, request_uri: &str) -> RequestCtx {
+        let conn = Arc::new(ConnInfo {
+            remote: std::net::SocketAddr::from(([10, 0, 0, 7], 5555)),
+            local: std::net::SocketAddr::from(([127, 0, 0, 1], 8080)),
+            scheme: "http",
+            id: 3,
+            proxy_protocol: None,
+            tls: None,
+        });
+        RequestCtx::new(conn, method, Version::HTTP_11, request_uri.into())
+    }
+}
+
+#[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use crate::vars::{Template, VarTable};
 
     fn cx() -> RequestCtx {
-        let conn = Arc::new(ConnInfo {
-            remote: "10.0.0.7:5555".parse().unwrap(),
-            local: "127.0.0.1:8080".parse().unwrap(),
-            scheme: "http",
-            id: 3,
-            proxy_protocol: None,
-            tls: None,
-        });
-        let mut c = RequestCtx::new(conn, Method::GET, Version::HTTP_11, "/a?x=1&Y=2".into());
+        let mut c = RequestCtx::for_test(Method::GET, "/a?x=1&Y=2");
         c.uri = "/a".into();
         c.args = "x=1&Y=2".into();
         c.host = "example.org".into();

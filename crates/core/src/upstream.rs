@@ -1390,19 +1390,26 @@ mod tests {
         assert_eq!(g.servers.iter().map(|s| s.active()).sum::<usize>(), 1);
     }
 
-    #[tokio::test]
-    async fn idle_connections_over_the_cap_stay_for_the_grace_then_go() {
+    /// A group of one server, a listener on a port of the OS's choice, pooling as `ka`.
+    async fn pooled(ka: KeepaliveConf) -> (tokio::net::TcpListener, Arc<Group>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let g = Group::new(GroupSpec {
             name: "g".into(),
             servers: vec![Server::new(PeerAddr::Tcp(addr))],
-            keepalive: KeepaliveConf {
-                max_idle: 2,
-                ..KeepaliveConf::default()
-            },
+            keepalive: ka,
             ..GroupSpec::default()
         });
+        (listener, g)
+    }
+
+    #[tokio::test]
+    async fn idle_connections_over_the_cap_stay_for_the_grace_then_go() {
+        let (_listener, g) = pooled(KeepaliveConf {
+            max_idle: 2,
+            ..KeepaliveConf::default()
+        })
+        .await;
         let t = Duration::from_secs(5);
         let mut conns = Vec::new();
         for _ in 0..5 {
@@ -1446,18 +1453,12 @@ mod tests {
 
     #[tokio::test]
     async fn idle_connections_are_closed_on_time_without_another_request() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let g = Group::new(GroupSpec {
-            name: "g".into(),
-            servers: vec![Server::new(PeerAddr::Tcp(addr))],
-            keepalive: KeepaliveConf {
-                max_idle: 1,
-                idle_timeout: Duration::from_millis(400),
-                ..KeepaliveConf::default()
-            },
-            ..GroupSpec::default()
-        });
+        let (listener, g) = pooled(KeepaliveConf {
+            max_idle: 1,
+            idle_timeout: Duration::from_millis(400),
+            ..KeepaliveConf::default()
+        })
+        .await;
         let t = Duration::from_secs(5);
         let mut conns = Vec::new();
         for _ in 0..2 {
