@@ -1,6 +1,8 @@
 //! CGI-style parameters (FastCGI params, uwsgi vars, SCGI headers), built the
 //! same way for the three protocols: the configured `*_param` templates, then
-//! every request header as `HTTP_NAME`.
+//! every request header as `HTTP_NAME`. They are written once, into the buffer that
+//! goes to the upstream, in the room each protocol's [`Framing`] leaves for its
+//! lengths, separators and head.
 
 use crate::ctx::RequestCtx;
 use crate::vars::Template;
