@@ -50,8 +50,12 @@ pub trait Framing: 'static {
 
     /// Frames the pair that starts at `start` (its room, its name of `name` bytes, its
     /// value of `value` bytes) and ends the buffer. It may grow the room before the name
-    /// (moving the pair up). False: the pair cannot be encoded and is left out.
-    fn frame(buf: &mut BytesMut, start: usize, name: usize, value: usize) -> bool;
+    /// (moving the pair up). False: the pair cannot be encoded and is left out. The
+    /// default leaves the room as it is (zeros).
+    fn frame(buf: &mut BytesMut, start: usize, name: usize, value: usize) -> bool {
+        let _ = (buf, start, name, value);
+        true
+    }
 }
 
 /// No room: the pairs alone.
@@ -64,10 +68,6 @@ impl Framing for Plain {
     const BEFORE_NAME: usize = 0;
     const BETWEEN: usize = 0;
     const AFTER: usize = 0;
-
-    fn frame(_: &mut BytesMut, _: usize, _: usize, _: usize) -> bool {
-        true
-    }
 }
 
 /// Appends `n` (a constant of at most 8) zero bytes.
@@ -96,7 +96,7 @@ fn http_name(name: &str, out: &mut BytesMut) {
 
 impl ParamSet {
     /// Evaluates the params for this request: names and values are written one after
-    /// another into one buffer (nothing allocated per param), framed by `framing`.
+    /// another into one buffer (nothing allocated per param), framed by `F`.
     pub fn build<F: Framing>(&self, cx: &RequestCtx) -> Params {
         let mut out = Params::with_framing::<F>(1024);
         for p in &self.params {

@@ -26,7 +26,6 @@ use crate::balance::{failed, select, Balance, PeerState, Pick, PickState};
 use crate::error::{Error, ErrorKind};
 use crate::health::{HealthCheck, Probe};
 use crate::upstream_tls::TlsTarget;
-use smallvec::SmallVec;
 use std::collections::VecDeque;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -958,9 +957,7 @@ impl Group {
             while k > 0 {
                 k -= 1;
                 let Some(c) = idle.get(k) else { break };
-                if now.duration_since(c.idle_since) >= self.keepalive.idle_timeout
-                    || now.duration_since(c.born) >= self.keepalive.max_time
-                {
+                if c.expired(&self.keepalive, now) {
                     idle.remove(k);
                     continue;
                 }
@@ -1041,9 +1038,7 @@ impl Group {
         // one turn of the loop to the next (64 clients, `keepalive 32`) closed and
         // opened a connection for about one request in six.
         while idle.len() >= ka.max_idle {
-            let expired = idle
-                .front()
-                .is_some_and(|f| now.saturating_duration_since(f.idle_since) >= SURPLUS_GRACE);
+            let expired = idle.front().is_some_and(|f| f.past_grace(now));
             if !expired && idle.len() < 2 * ka.max_idle {
                 break;
             }
@@ -1061,6 +1056,27 @@ impl Group {
                 drop(rt.spawn(sweep(Arc::downgrade(&server.idle), *ka)));
             }
         }
+    }
+}
+
+impl Conn {
+    /// When it expires while idle: `keepalive_timeout` after it came back, or
+    /// `keepalive_time` after it was opened, whichever is first.
+    fn expires(&self, ka: &KeepaliveConf) -> Option<Instant> {
+        let idle_end = self.idle_since.checked_add(ka.idle_timeout);
+        let life_end = self.born.checked_add(ka.max_time);
+        idle_end.into_iter().chain(life_end).min()
+    }
+
+    /// Whether it has expired at `now` (see [`Conn::expires`]).
+    fn expired(&self, ka: &KeepaliveConf, now: Instant) -> bool {
+        now.saturating_duration_since(self.idle_since) >= ka.idle_timeout
+            || now.saturating_duration_since(self.born) >= ka.max_time
+    }
+
+    /// Whether it has been idle for [`SURPLUS_GRACE`] at `now`.
+    fn past_grace(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.idle_since) >= SURPLUS_GRACE
     }
 }
 
@@ -1088,27 +1104,21 @@ async fn sweep(pool: std::sync::Weak<Mutex<Idle>>, ka: KeepaliveConf) {
     let mut watch = Watch(pool.clone());
     loop {
         let Some(p) = pool.upgrade() else { return };
-        let mut closed: SmallVec<[Conn; 4]> = SmallVec::new();
+        // Closed after the lock is released.
+        let mut closed = Vec::new();
         let next = {
             let mut idle = lock(&p);
             let now = crate::time::now();
-            let expired = |c: &Conn| {
-                now.saturating_duration_since(c.idle_since) >= ka.idle_timeout
-                    || now.saturating_duration_since(c.born) >= ka.max_time
-            };
             let mut k = 0;
             while let Some(c) = idle.conns.get(k) {
-                if expired(c) {
+                if c.expired(&ka, now) {
                     closed.extend(idle.conns.remove(k));
                 } else {
                     k += 1;
                 }
             }
             while idle.conns.len() > ka.max_idle
-                && idle
-                    .conns
-                    .front()
-                    .is_some_and(|f| now.saturating_duration_since(f.idle_since) >= SURPLUS_GRACE)
+                && idle.conns.front().is_some_and(|f| f.past_grace(now))
             {
                 closed.extend(idle.conns.pop_front());
             }
@@ -1116,11 +1126,7 @@ async fn sweep(pool: std::sync::Weak<Mutex<Idle>>, ka: KeepaliveConf) {
             let next = idle
                 .conns
                 .iter()
-                .filter_map(|c| {
-                    let idle_end = c.idle_since.checked_add(ka.idle_timeout);
-                    let life_end = c.born.checked_add(ka.max_time);
-                    idle_end.into_iter().chain(life_end).min()
-                })
+                .filter_map(|c| c.expires(&ka))
                 .chain(
                     idle.conns
                         .front()

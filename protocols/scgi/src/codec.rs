@@ -91,10 +91,6 @@ impl Framing for Netstring {
     const BETWEEN: usize = 1;
     const AFTER: usize = 1;
     const SKIP: &'static [&'static [u8]] = &[CONTENT_LENGTH, SCGI];
-
-    fn frame(_: &mut BytesMut, _: usize, _: usize, _: usize) -> bool {
-        true
-    }
 }
 
 /// Whether `name` is one of the headers `encode_request_head` writes itself.
